@@ -1,0 +1,409 @@
+package analysis
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/oom"
+	"github.com/oomwatch/oomwatch/pkg/workload"
+)
+
+// TopConsumers is how many of the largest tasks an event lists.
+const TopConsumers = 5
+
+// Context is what is known beyond the report itself.
+type Context struct {
+	// Cgroups maps PIDs to cgroup paths learned elsewhere: other reports
+	// of the same boot, or /proc/<pid>/cgroup read while the task lived.
+	Cgroups map[int]string
+	// BootTime, when set, dates events from their monotonic timestamps.
+	BootTime time.Time
+	// Incident lists memory holders seen in other reports of the same
+	// incident, for reports that print no task dump.
+	Incident []Holder
+}
+
+// Holder is a task with a known resident size, from a task dump or a kill line.
+type Holder struct {
+	PID      int
+	Comm     string
+	RSSBytes int64
+	Adj      int
+	HasAdj   bool
+	Cgroup   string
+	// Seconds is when the holder was seen (kernel monotonic seconds).
+	Seconds float64
+}
+
+// Analyze turns one report into an event.
+func Analyze(r *oom.Report, ctx Context) Event {
+	v := r.Victim()
+	ev := Event{
+		Seq:          r.Seq,
+		EndSeq:       r.EndSeq,
+		Complete:     r.Complete,
+		Lines:        r.Lines,
+		LinesDropped: r.LinesDropped,
+		GroupCgroup:  r.GroupCgroup,
+	}
+	ev.Kind, ev.Constraint, ev.OOMMemcg = classify(r)
+	if v != nil && v.HasMono {
+		s := v.Mono.Seconds()
+		ev.UptimeSeconds = &s
+	} else if r.HasMono {
+		s := r.Mono.Seconds()
+		ev.UptimeSeconds = &s
+	}
+	switch {
+	case v != nil && !v.Wall.IsZero():
+		t := v.Wall
+		ev.Time = &t
+	case !r.Wall.IsZero():
+		t := r.Wall
+		ev.Time = &t
+	case !ctx.BootTime.IsZero() && ev.UptimeSeconds != nil:
+		t := ctx.BootTime.Add(time.Duration(*ev.UptimeSeconds * float64(time.Second)))
+		ev.Time = &t
+	}
+	if r.HasMemcgUsage && ev.Kind == KindLimit {
+		u, l := r.MemcgUsageKB*1024, r.MemcgLimitKB*1024
+		ev.MemcgUsageBytes, ev.MemcgLimitBytes = &u, &l
+	}
+	cg := func(pid int, own string) string {
+		if own != "" {
+			return own
+		}
+		return ctx.Cgroups[pid]
+	}
+	for _, vi := range r.Victims {
+		p := processOf(vi.Task, cg(vi.PID, vi.Cgroup))
+		p.GroupMember = vi.GroupMember
+		ev.Victims = append(ev.Victims, p)
+	}
+	if t := r.Trigger; t != nil {
+		p := Process{PID: t.PID, Comm: t.Comm}
+		if t.HasAdj {
+			adj := t.OOMScoreAdj
+			p.OOMScoreAdj = &adj
+		}
+		if t.PID != 0 {
+			p.Workload = workloadOf(cg(t.PID, ""))
+			if row := r.TaskByPID(t.PID); row != nil {
+				rss := row.RSSBytes
+				p.RSSBytes = &rss
+			}
+		}
+		ev.Trigger = &p
+	}
+	ev.TopConsumers = topConsumers(r, cg)
+	if len(ev.Victims) == 0 {
+		ev.Reason = "no process was killed"
+		return ev
+	}
+	ev.LimitScope = limitScope(ev.Kind, ev.OOMMemcg, ev.Victims[0].Cgroup)
+	judge(&ev, r, ctx, cg)
+	return ev
+}
+
+// classify reads the kind of kill from the kernel's own words; it never guesses.
+func classify(r *oom.Report) (kind, constraint, memcg string) {
+	if s := r.Summary; s != nil {
+		constraint = s.Constraint
+		switch {
+		case s.Constraint == "CONSTRAINT_NONE":
+			kind = KindNode
+		case s.Constraint == "CONSTRAINT_MEMCG":
+			kind = KindLimit
+		case s.Constraint == "CONSTRAINT_CPUSET":
+			kind = KindCpuset
+		case s.Constraint == "CONSTRAINT_MEMORY_POLICY":
+			kind = KindMempolicy
+		case s.GlobalOOM:
+			kind = KindNode
+		case s.OOMMemcg != "":
+			kind = KindLimit
+		}
+		if kind == KindLimit {
+			memcg = s.OOMMemcg
+		}
+	}
+	if kind == "" {
+		v := r.Victim()
+		switch {
+		case r.LegacyLimitOf != "":
+			kind = KindLimit
+		case r.SelectedMemcg || (v != nil && v.Message == "Memory cgroup out of memory"):
+			kind = KindLimit
+		case r.SelectedGlobal || (v != nil && strings.HasPrefix(v.Message, "Out of memory")):
+			kind = KindNode
+		default:
+			kind = KindUnknown
+		}
+	}
+	if kind == KindLimit && memcg == "" {
+		memcg = r.LegacyLimitOf
+		if memcg == "" {
+			// The first "Memory cgroup stats for" block is the limited cgroup's.
+			memcg = r.MemcgStatsFor
+		}
+	}
+	return kind, constraint, memcg
+}
+
+// limitScope tells whose limit a limit kill hit.
+func limitScope(kind, memcg, victimCgroup string) string {
+	if kind != KindLimit || memcg == "" {
+		return ""
+	}
+	switch workload.FromCgroup(memcg).Kind {
+	case workload.KindContainer:
+		return ScopeContainer
+	case workload.KindPod:
+		return ScopePod
+	}
+	return ScopeOther
+}
+
+func processOf(t oom.Task, cgroup string) Process {
+	p := Process{PID: t.PID, Comm: t.Comm, Workload: workloadOf(cgroup)}
+	if t.HasUID {
+		uid := t.UID
+		p.UID = &uid
+	}
+	if t.HasRSS {
+		rss := t.RSSBytes
+		p.RSSBytes = &rss
+	}
+	if t.HasAdj {
+		adj := t.OOMScoreAdj
+		p.OOMScoreAdj = &adj
+	}
+	return p
+}
+
+func topConsumers(r *oom.Report, cg func(int, string) string) []Process {
+	if len(r.Tasks) == 0 {
+		return nil
+	}
+	idx := make([]int, len(r.Tasks))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return r.Tasks[idx[a]].RSSBytes > r.Tasks[idx[b]].RSSBytes })
+	n := min(TopConsumers, len(idx))
+	out := make([]Process, 0, n)
+	for _, i := range idx[:n] {
+		t := r.Tasks[i]
+		own := ""
+		for _, v := range r.Victims {
+			if v.PID == t.PID {
+				own = v.Cgroup
+			}
+		}
+		out = append(out, processOf(t, cg(t.PID, own)))
+	}
+	return out
+}
+
+// unit is one workload's share of a report's memory.
+type unit struct {
+	key      string
+	rss      int64
+	tasks    int
+	top      Holder
+	workload Workload
+}
+
+// unitKey names the workload a holder's memory is summed under: per
+// container under a pod's limit (the siblings compete), per pod otherwise
+// (the node, a QoS or other parent limit), per task when the cgroup is not
+// known.
+func unitKey(h Holder, scope string) string {
+	if h.Cgroup == "" {
+		return fmt.Sprintf("pid:%d", h.PID)
+	}
+	w := workload.FromCgroup(h.Cgroup)
+	if scope == ScopePod || scope == ScopeContainer {
+		if k := w.Key(); k != "" {
+			return k
+		}
+	}
+	if k := w.PodKey(); k != "" {
+		return k
+	}
+	return "cgroup:" + h.Cgroup
+}
+
+// holders lists the report's tasks with known sizes: the task dump, and the
+// killed processes that the dump does not show.
+func holders(r *oom.Report, cg func(int, string) string) []Holder {
+	var out []Holder
+	seen := map[int]bool{}
+	for _, t := range r.Tasks {
+		own := ""
+		for _, v := range r.Victims {
+			if v.PID == t.PID {
+				own = v.Cgroup
+			}
+		}
+		out = append(out, Holder{PID: t.PID, Comm: t.Comm, RSSBytes: t.RSSBytes, Adj: t.OOMScoreAdj,
+			HasAdj: t.HasAdj, Cgroup: cg(t.PID, own), Seconds: r.Mono.Seconds()})
+		seen[t.PID] = true
+	}
+	for _, v := range r.Victims {
+		if seen[v.PID] || !v.HasRSS {
+			continue
+		}
+		out = append(out, Holder{PID: v.PID, Comm: v.Comm, RSSBytes: v.RSSBytes, Adj: v.OOMScoreAdj,
+			HasAdj: v.HasAdj, Cgroup: cg(v.PID, v.Cgroup), Seconds: v.Mono.Seconds()})
+	}
+	return out
+}
+
+// largest sums holders per unit and returns the largest unit.
+func largest(hs []Holder, scope string) (unit, bool) {
+	units := map[string]*unit{}
+	var order []string
+	for _, h := range hs {
+		k := unitKey(h, scope)
+		u := units[k]
+		if u == nil {
+			u = &unit{key: k, workload: workloadOf(h.Cgroup)}
+			units[k] = u
+			order = append(order, k)
+		}
+		u.rss += h.RSSBytes
+		u.tasks++
+		if h.RSSBytes > u.top.RSSBytes || u.tasks == 1 {
+			u.top = h
+		}
+	}
+	var best *unit
+	for _, k := range order {
+		if u := units[k]; best == nil || u.rss > best.rss {
+			best = u
+		}
+	}
+	if best == nil {
+		return unit{}, false
+	}
+	return *best, true
+}
+
+// judge finds the culprit, decides collateral and writes the reason.
+func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
+	victim := ev.Victims[0]
+	vi := r.Victim()
+	scope := ev.LimitScope
+	victimHolder := Holder{PID: victim.PID, Cgroup: victim.Cgroup}
+	victimKey := unitKey(victimHolder, scope)
+
+	hs := holders(r, cg)
+	source := SourceVictims
+	if len(r.Tasks) > 0 {
+		source = SourceTaskDump
+	}
+	best, ok := largest(hs, scope)
+	var culprit *Culprit
+	if ok {
+		rss := best.rss
+		culprit = &Culprit{PID: best.top.PID, Comm: best.top.Comm, RSSBytes: &rss, Tasks: best.tasks,
+			Source: source, Workload: best.workload}
+	}
+	if source != SourceTaskDump && scope != ScopeContainer {
+		culprit = judgeWithoutDump(ev, r, ctx, culprit, victimKey)
+	}
+	ev.Culprit = culprit
+
+	if scope == ScopeContainer {
+		ev.Collateral = false
+	} else if culprit != nil {
+		ev.Collateral = culpritKey(culprit, scope) != victimKey
+	}
+	if vi.HasAdj && vi.OOMScoreAdj > 0 && culprit != nil && ev.Collateral {
+		ev.ChosenForScoreAdj = true
+	}
+	if vi.HasAdj && vi.OOMScoreAdj > 0 && source == SourceTaskDump {
+		for _, t := range r.Tasks {
+			if t.RSSBytes > vi.RSSBytes && t.PID != vi.PID {
+				ev.ChosenForScoreAdj = true
+				break
+			}
+		}
+	}
+	ev.Reason = reason(ev, r)
+}
+
+// triggerIsOther tells whether the trigger is known to be another process
+// than the victim.
+func triggerIsOther(t *oom.Trigger, v *oom.Victim) bool {
+	if t.PID != 0 {
+		return t.PID != v.PID
+	}
+	return t.Comm != "" && t.Comm != v.Comm
+}
+
+func culpritKey(c *Culprit, scope string) string {
+	return unitKey(Holder{PID: c.PID, Cgroup: c.Cgroup}, scope)
+}
+
+// dedupe keeps one holder per PID (its largest sighting): a task seen in
+// several reports of an incident is counted once.
+func dedupe(hs []Holder) []Holder {
+	if len(hs) == 0 {
+		return nil
+	}
+	at := map[int]int{}
+	var out []Holder
+	for _, h := range hs {
+		if i, ok := at[h.PID]; ok {
+			if h.RSSBytes > out[i].RSSBytes {
+				cg := out[i].Cgroup
+				out[i] = h
+				if h.Cgroup == "" {
+					out[i].Cgroup = cg
+				}
+			}
+			continue
+		}
+		at[h.PID] = len(out)
+		out = append(out, h)
+	}
+	return out
+}
+
+// judgeWithoutDump picks the culprit of a report that printed no task dump,
+// where only the killed processes' sizes are known:
+//  1. a holder of another workload seen larger in the same incident is
+//     the culprit;
+//  2. else, when the incident shows other holders, all smaller, the
+//     victim's own workload is the largest known;
+//  3. else, with nothing else to go by: a victim with oom_score_adj <= 0
+//     was chosen by size alone, so it held the most; a victim with a
+//     positive oom_score_adj may have been chosen for it, and the task that
+//     was allocating when memory ran out (the trigger), when known to be
+//     another process, is named instead.
+func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victimKey string) *Culprit {
+	scope := ev.LimitScope
+	var others []Holder
+	for _, h := range dedupe(ctx.Incident) {
+		if unitKey(h, scope) != victimKey {
+			others = append(others, h)
+		}
+	}
+	if inc, ok := largest(others, scope); ok {
+		if own == nil || own.RSSBytes == nil || inc.rss > *own.RSSBytes {
+			rss := inc.rss
+			return &Culprit{PID: inc.top.PID, Comm: inc.top.Comm, RSSBytes: &rss, Tasks: inc.tasks,
+				Source: SourceIncident, Workload: inc.workload}
+		}
+		return own
+	}
+	vi := r.Victim()
+	if t := r.Trigger; t != nil && vi.HasAdj && vi.OOMScoreAdj > 0 && triggerIsOther(t, vi) {
+		return &Culprit{PID: t.PID, Comm: t.Comm, Tasks: 1, Source: SourceTrigger, Workload: ev.Trigger.Workload}
+	}
+	return own
+}

@@ -1,0 +1,61 @@
+package analysis
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/oom"
+)
+
+// ErrNotKernelLog reports input in which no line is a kernel log record.
+var ErrNotKernelLog = errors.New("no kernel log records found")
+
+// ErrBinaryInput reports input that holds NUL bytes: not a text log.
+var ErrBinaryInput = errors.New("input is binary, not a text kernel log")
+
+// LogStats counts what ReadLog saw.
+type LogStats struct {
+	Lines      int64 // lines read
+	Records    int64 // kernel records (any rendering)
+	Recognised int64 // records in a kernel rendering (kmsg, dmesg, syslog)
+	Events     int64 // events emitted
+	Assembler  oom.Stats
+}
+
+// ReadLog reads a kernel log in any mix of renderings and calls emit for
+// every OOM kill, in order. It streams: memory does not grow with the input.
+// Input with no kernel record at all, or binary input, is an error.
+func ReadLog(in io.Reader, opts StreamOptions, emit func(Event)) (LogStats, error) {
+	var st LogStats
+	stream := NewStream(opts, func(e Event) {
+		st.Events++
+		emit(e)
+	})
+	asm := oom.NewAssembler(oom.Options{}, stream.Add)
+	rd := kmsg.NewReader(in)
+	for rd.Next() {
+		rec := rd.Record()
+		st.Records++
+		if bytes.IndexByte(rec.Message, 0) >= 0 {
+			return st, fmt.Errorf("line %d: %w", rd.Line(), ErrBinaryInput)
+		}
+		if rd.Format() != kmsg.FormatBare {
+			st.Recognised++
+		}
+		asm.Feed(rec)
+	}
+	st.Lines = rd.Line()
+	asm.Flush()
+	stream.Flush()
+	st.Assembler = asm.Stats()
+	if err := rd.Err(); err != nil {
+		return st, err
+	}
+	if st.Recognised == 0 && st.Events == 0 && st.Assembler.Abandoned == 0 {
+		return st, ErrNotKernelLog
+	}
+	return st, nil
+}

@@ -1,0 +1,236 @@
+package analysis
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/oomwatch/oomwatch/pkg/oom"
+)
+
+// reason writes the sentence that explains an event's verdict.
+func reason(ev *Event, r *oom.Report) string {
+	var b strings.Builder
+	v := ev.Victims[0]
+	switch ev.Kind {
+	case KindNode:
+		b.WriteString("The node ran out of memory")
+	case KindLimit:
+		switch ev.LimitScope {
+		case ScopeContainer:
+			fmt.Fprintf(&b, "The container's memory limit was hit (%s)", cgroupLabel(ev.OOMMemcg))
+		case ScopePod:
+			fmt.Fprintf(&b, "The pod's memory limit was hit (%s)", cgroupLabel(ev.OOMMemcg))
+		case ScopeOther:
+			fmt.Fprintf(&b, "The memory limit of %s was hit", cgroupLabel(ev.OOMMemcg))
+		default:
+			b.WriteString("A cgroup memory limit was hit (the kernel did not name the cgroup)")
+		}
+		if ev.MemcgLimitBytes != nil {
+			fmt.Fprintf(&b, ", limit %s", Bytes(*ev.MemcgLimitBytes))
+		}
+	case KindCpuset:
+		b.WriteString("The allowed cpuset's memory nodes ran out of memory")
+	case KindMempolicy:
+		b.WriteString("The memory policy's nodes ran out of memory")
+	default:
+		b.WriteString("The kernel killed a process for lack of memory without saying which limit ran out")
+	}
+	fmt.Fprintf(&b, "; the kernel killed %s", processLabel(v))
+	if n := len(ev.Victims) - 1; n > 0 {
+		fmt.Fprintf(&b, " and %d more task(s) of %s (memory.oom.group)", n, cgroupLabel(groupOf(ev)))
+	}
+	b.WriteString(". ")
+	c := ev.Culprit
+	switch {
+	case ev.LimitScope == ScopeContainer:
+		b.WriteString("Not collateral: it hit its own container's limit.")
+	case c == nil:
+		b.WriteString("Collateral unknown: the report names no memory holder.")
+	case ev.Collateral:
+		fmt.Fprintf(&b, "Collateral: the largest memory holder was %s, not the victim's own %s",
+			culpritLabel(c), unitNoun(ev.LimitScope))
+		b.WriteString(sourceNote(c))
+		b.WriteString(".")
+	default:
+		fmt.Fprintf(&b, "Not collateral: the victim's own %s was the largest memory holder", unitNoun(ev.LimitScope))
+		if c.RSSBytes != nil {
+			fmt.Fprintf(&b, " (%s)", Bytes(*c.RSSBytes))
+		}
+		b.WriteString(sourceNote(c))
+		b.WriteString(".")
+	}
+	if ev.ChosenForScoreAdj && v.OOMScoreAdj != nil {
+		fmt.Fprintf(&b, " The victim was chosen for its oom_score_adj %d%s rather than its size.",
+			*v.OOMScoreAdj, adjNote(*v.OOMScoreAdj))
+	}
+	if t := ev.Trigger; t != nil {
+		fmt.Fprintf(&b, " Triggered by %s.", triggerLabel(t, v))
+	}
+	if !ev.Complete {
+		b.WriteString(" The report's start was not in the log (lost in an overflow or rate-limited by the kernel).")
+	}
+	return b.String()
+}
+
+func groupOf(ev *Event) string {
+	if ev.GroupCgroup != "" {
+		return ev.GroupCgroup
+	}
+	return ev.Victims[0].Cgroup
+}
+
+func sourceNote(c *Culprit) string {
+	switch c.Source {
+	case SourceVictims:
+		return " (the report has no task dump; judged from the killed processes' sizes)"
+	case SourceTrigger:
+		return " (the report has no task dump; judged from the task that was allocating when memory ran out)"
+	case SourceIncident:
+		return " (the report has no task dump; judged from the other reports of the same incident)"
+	}
+	return ""
+}
+
+func unitNoun(scope string) string {
+	if scope == ScopePod {
+		return "container"
+	}
+	return "workload"
+}
+
+func adjNote(adj int) string {
+	switch {
+	case adj == 1000:
+		return " (BestEffort)"
+	case adj >= 2 && adj <= 999:
+		return " (Burstable)"
+	}
+	return ""
+}
+
+// processLabel names a process and where it ran.
+func processLabel(p Process) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (pid %d", p.Comm, p.PID)
+	if p.RSSBytes != nil {
+		fmt.Fprintf(&b, ", RSS %s", Bytes(*p.RSSBytes))
+	}
+	if p.OOMScoreAdj != nil {
+		fmt.Fprintf(&b, ", oom_score_adj %d", *p.OOMScoreAdj)
+	}
+	b.WriteString(")")
+	if w := workloadLabel(p.Workload); w != "" {
+		b.WriteString(" in ")
+		b.WriteString(w)
+	}
+	return b.String()
+}
+
+func culpritLabel(c *Culprit) string {
+	var b strings.Builder
+	if w := workloadLabel(c.Workload); w != "" {
+		b.WriteString(w)
+		fmt.Fprintf(&b, " (%s pid %d", c.Comm, c.PID)
+		if c.Tasks > 1 {
+			fmt.Fprintf(&b, " and %d more task(s)", c.Tasks-1)
+		}
+	} else {
+		fmt.Fprintf(&b, "%s (pid %d", c.Comm, c.PID)
+		if c.PID == 0 {
+			b.Reset()
+			fmt.Fprintf(&b, "%s (pid unknown", c.Comm)
+		}
+	}
+	if c.RSSBytes != nil {
+		fmt.Fprintf(&b, ", %s", Bytes(*c.RSSBytes))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+func triggerLabel(t *Process, victim Process) string {
+	if t.PID != 0 && t.PID == victim.PID {
+		return "the victim itself"
+	}
+	var b strings.Builder
+	b.WriteString(t.Comm)
+	if t.PID != 0 {
+		fmt.Fprintf(&b, " (pid %d)", t.PID)
+	}
+	if w := workloadLabel(t.Workload); w != "" {
+		b.WriteString(" in ")
+		b.WriteString(w)
+	}
+	return b.String()
+}
+
+// workloadLabel names a workload for people: names when the runtime gave
+// them, IDs otherwise.
+func workloadLabel(w Workload) string {
+	switch {
+	case w.PodName != "":
+		s := fmt.Sprintf("pod %s/%s", w.Namespace, w.PodName)
+		if w.ContainerName != "" {
+			s += " container " + w.ContainerName
+		}
+		if w.QoS != "" {
+			s = w.QoS + " " + s
+		}
+		return s
+	case w.PodUID != "":
+		s := "pod " + w.PodUID
+		if w.ContainerID != "" {
+			s += " container " + short(w.ContainerID)
+		}
+		if w.QoS != "" {
+			s = w.QoS + " " + s
+		}
+		return s
+	case w.ContainerID != "":
+		s := "container " + short(w.ContainerID)
+		if w.Runtime != "" {
+			s = w.Runtime + " " + s
+		}
+		return s
+	case w.WorkloadKind == "system-service":
+		return "system service " + w.Unit
+	case w.WorkloadKind == "user-session":
+		return "user session " + w.Unit
+	case w.WorkloadKind == "root":
+		return "the root cgroup"
+	case w.Cgroup != "":
+		return "cgroup " + w.Cgroup
+	}
+	return ""
+}
+
+func cgroupLabel(path string) string {
+	if path == "" {
+		return "an unnamed cgroup"
+	}
+	if l := workloadLabel(workloadOf(path)); l != "" {
+		return l
+	}
+	return path
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// Bytes formats a size with binary units.
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}

@@ -1,0 +1,190 @@
+package analysis
+
+import (
+	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/oom"
+)
+
+// StreamOptions tune a Stream.
+type StreamOptions struct {
+	// Hold is how long (kernel monotonic time) a report waits for later
+	// reports of the same boot before it is judged: a PID first seen with
+	// its cgroup in a later report (as its victim), or a larger holder of
+	// the same incident, improves the verdict. 0 judges at once.
+	Hold time.Duration
+	// MaxHeld bounds the reports waiting, whatever their age. Default 64.
+	MaxHeld int
+	// IncidentWindow is how close in time kills must be to share an
+	// incident. Default 60 s.
+	IncidentWindow time.Duration
+	// BootTime dates events from their monotonic timestamps when the
+	// rendering carries no wall clock.
+	BootTime time.Time
+	// Cgroups, when set, is asked for the cgroups of PIDs a report names
+	// that no report printed (the agent reads /proc). It may return fewer.
+	Cgroups func(pids []int) map[int]string
+}
+
+// Stream judges a stream of reports from one kernel log. Within one boot a
+// PID names one process, so what one report says of a PID (its cgroup)
+// serves every report of that boot. Memory is bounded: at most MaxHeld
+// reports wait, and the PID map is reset at each boot.
+type Stream struct {
+	opts   StreamOptions
+	emit   func(Event)
+	held   []*oom.Report
+	pids   map[int]string
+	recent []Holder // holders of recent reports, for incidents
+	last   time.Duration
+	lastOK bool
+}
+
+// NewStream returns a Stream that calls emit for every judged event, in
+// the order the reports came.
+func NewStream(opts StreamOptions, emit func(Event)) *Stream {
+	if opts.MaxHeld <= 0 {
+		opts.MaxHeld = 64
+	}
+	if opts.IncidentWindow <= 0 {
+		opts.IncidentWindow = time.Minute
+	}
+	return &Stream{opts: opts, emit: emit, pids: map[int]string{}}
+}
+
+// Add takes the next report.
+func (s *Stream) Add(r *oom.Report) {
+	if r.HasMono {
+		if s.lastOK && r.Mono < s.last {
+			// The clock went back: a new boot, where PIDs mean other processes.
+			s.Flush()
+			s.pids = map[int]string{}
+			s.recent = nil
+		}
+		s.last, s.lastOK = r.Mono, true
+	}
+	s.learn(r)
+	s.held = append(s.held, r)
+	s.release(false)
+}
+
+// Flush judges every waiting report. Call it at the end of the input.
+func (s *Stream) Flush() { s.release(true) }
+
+// Release judges the reports that have waited long enough by the kernel's
+// clock as last seen plus idle (how long the source has been quiet).
+func (s *Stream) Release(idle time.Duration) {
+	if s.lastOK {
+		s.last += idle
+	}
+	s.release(false)
+}
+
+func (s *Stream) learn(r *oom.Report) {
+	for _, v := range r.Victims {
+		if v.Cgroup != "" {
+			s.pids[v.PID] = v.Cgroup
+		}
+	}
+	if s.opts.Cgroups == nil {
+		return
+	}
+	var ask []int
+	add := func(pid int) {
+		if _, ok := s.pids[pid]; !ok && pid > 0 {
+			ask = append(ask, pid)
+		}
+	}
+	if r.Trigger != nil {
+		add(r.Trigger.PID)
+	}
+	for _, t := range r.Tasks {
+		add(t.PID)
+	}
+	for pid, cg := range s.opts.Cgroups(ask) {
+		if cg != "" {
+			s.pids[pid] = cg
+		}
+	}
+}
+
+func (s *Stream) release(all bool) {
+	n := 0
+	for n < len(s.held) {
+		r := s.held[n]
+		ready := all || len(s.held)-n > s.opts.MaxHeld || s.opts.Hold <= 0 ||
+			(r.HasMono && s.lastOK && s.last-r.Mono >= s.opts.Hold)
+		if !ready {
+			break
+		}
+		n++
+	}
+	for _, r := range s.held[:n] {
+		s.emit(Analyze(r, Context{Cgroups: s.pids, BootTime: s.opts.BootTime, Incident: s.incident(r)}))
+	}
+	for _, r := range s.held[:n] {
+		s.remember(r)
+	}
+	s.held = append(s.held[:0], s.held[n:]...)
+}
+
+// incident lists the holders of the other reports within the incident
+// window of r: those still waiting and those judged recently.
+func (s *Stream) incident(r *oom.Report) []Holder {
+	if !r.HasMono {
+		return nil
+	}
+	at := r.Mono.Seconds()
+	win := s.opts.IncidentWindow.Seconds()
+	var out []Holder
+	for _, h := range s.recent {
+		if h.Seconds >= at-win && h.Seconds <= at+win {
+			out = append(out, h)
+		}
+	}
+	for _, o := range s.held {
+		if o == r || !o.HasMono || o.Mono.Seconds() < at-win || o.Mono.Seconds() > at+win {
+			continue
+		}
+		out = append(out, holders(o, func(pid int, own string) string {
+			if own != "" {
+				return own
+			}
+			return s.pids[pid]
+		})...)
+	}
+	return out
+}
+
+// remember keeps the largest holders of a judged report for later incidents.
+func (s *Stream) remember(r *oom.Report) {
+	if !r.HasMono {
+		return
+	}
+	hs := holders(r, func(pid int, own string) string {
+		if own != "" {
+			return own
+		}
+		return s.pids[pid]
+	})
+	// Keep the few largest: enough to name an incident's culprit.
+	for i := 0; i < len(hs) && i < TopConsumers; i++ {
+		m := i
+		for j := i + 1; j < len(hs); j++ {
+			if hs[j].RSSBytes > hs[m].RSSBytes {
+				m = j
+			}
+		}
+		hs[i], hs[m] = hs[m], hs[i]
+		s.recent = append(s.recent, hs[i])
+	}
+	cut := r.Mono.Seconds() - s.opts.IncidentWindow.Seconds()
+	k := 0
+	for _, h := range s.recent {
+		if h.Seconds >= cut {
+			s.recent[k] = h
+			k++
+		}
+	}
+	s.recent = s.recent[:k]
+}

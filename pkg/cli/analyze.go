@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/analysis"
+)
+
+func runAnalyze(ctx context.Context, io IO, args []string) error {
+	fs := newFlagSet(io, "analyze")
+	output := fs.String("o", "table", "output format: table, wide or json (one JSON object per OOM report, one per line)")
+	lines := fs.Bool("lines", false, "with -o json, include each report's raw kernel lines")
+	bootTime := fs.String("boot-time", "", "RFC 3339 time the node booted, to date records that carry only uptime")
+	year := fs.Int("year", 0, "year of syslog timestamps that carry none (default: this year)")
+	hold := fs.Duration("window", time.Minute, "how far ahead (kernel time) to look for what later reports say of a PID or an incident")
+	fs.Usage = func() {
+		fmt.Fprintln(io.Stderr, "usage: oomctl analyze [flags] [FILE|-]...\n\nReads kernel logs (raw /dev/kmsg records, dmesg, syslog or journal lines,\nor bare message bodies, mixed freely) and explains every OOM kill.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	files, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if *output != "table" && *output != "json" && *output != "wide" {
+		fmt.Fprintf(io.Stderr, "oomctl analyze: -o must be table, wide or json, not %q\n", *output)
+		return ErrUsage
+	}
+	opts := analysis.StreamOptions{Hold: *hold}
+	if *bootTime != "" {
+		t, err := time.Parse(time.RFC3339Nano, *bootTime)
+		if err != nil {
+			fmt.Fprintf(io.Stderr, "oomctl analyze: -boot-time: %v\n", err)
+			return ErrUsage
+		}
+		opts.BootTime = t
+	}
+	if len(files) == 0 {
+		files = []string{"-"}
+	}
+	out := bufio.NewWriter(io.Stdout)
+	defer out.Flush()
+	var tw *tabwriter.Writer
+	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false)
+	var sum summary
+	emit := func(e analysis.Event) {
+		sum.add(e)
+		if *output == "json" {
+			if !*lines {
+				e.Lines, e.LinesDropped = nil, 0
+			}
+			_ = enc.Encode(e)
+			return
+		}
+		if tw == nil {
+			tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tKIND\tVICTIM\tRSS\tCOLLATERAL\tCULPRIT")
+		}
+		fmt.Fprintln(tw, tableRow(e, *output == "wide"))
+	}
+	for _, name := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := analyzeOne(name, io.Stdin, *year, opts, emit); err != nil {
+			if tw != nil {
+				tw.Flush()
+			}
+			return err
+		}
+	}
+	if tw != nil {
+		tw.Flush()
+	}
+	if *output != "json" {
+		fmt.Fprintln(out, sum.String())
+	}
+	return nil
+}
+
+func analyzeOne(name string, stdin io.Reader, year int, opts analysis.StreamOptions, emit func(analysis.Event)) error {
+	var in io.Reader = stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	_ = year
+	if _, err := analysis.ReadLog(in, opts, emit); err != nil {
+		return fmt.Errorf("%s: %w", displayName(name), err)
+	}
+	return nil
+}
+
+func displayName(name string) string {
+	if name == "-" {
+		return "standard input"
+	}
+	return name
+}
+
+type summary struct{ kills, node, limit, other, collateral int }
+
+func (s *summary) add(e analysis.Event) {
+	s.kills++
+	switch e.Kind {
+	case analysis.KindNode:
+		s.node++
+	case analysis.KindLimit:
+		s.limit++
+	default:
+		s.other++
+	}
+	if e.Collateral {
+		s.collateral++
+	}
+}
+
+func (s summary) String() string {
+	out := fmt.Sprintf("%d kills: %d node-level, %d limit-level", s.kills, s.node, s.limit)
+	if s.other > 0 {
+		out += fmt.Sprintf(", %d other", s.other)
+	}
+	return out + fmt.Sprintf(", %d collateral", s.collateral)
+}
+
+func tableRow(e analysis.Event, wide bool) string {
+	when := "-"
+	switch {
+	case e.Time != nil:
+		when = e.Time.UTC().Format("2006-01-02T15:04:05Z")
+	case e.UptimeSeconds != nil:
+		when = fmt.Sprintf("+%.3fs", *e.UptimeSeconds)
+	}
+	kind := e.Kind
+	if e.LimitScope != "" {
+		kind += "/" + e.LimitScope
+	}
+	if !e.Complete {
+		kind += "*"
+	}
+	v := e.Victims[0]
+	victim := processCell(v.PID, v.Comm, v.Workload, wide)
+	if n := len(e.Victims) - 1; n > 0 {
+		victim += fmt.Sprintf(" +%d group", n)
+	}
+	rss := "-"
+	if v.RSSBytes != nil {
+		rss = analysis.Bytes(*v.RSSBytes)
+	}
+	coll := "no"
+	if e.Collateral {
+		coll = "yes"
+	} else if e.Culprit == nil && e.LimitScope != analysis.ScopeContainer {
+		coll = "unknown"
+	}
+	culprit := "-"
+	if c := e.Culprit; c != nil {
+		culprit = processCell(c.PID, c.Comm, c.Workload, wide)
+		if c.RSSBytes != nil {
+			culprit += " " + analysis.Bytes(*c.RSSBytes)
+		}
+	}
+	return strings.Join([]string{when, kind, victim, rss, coll, culprit}, "\t")
+}
+
+// processCell names a process by its workload: names when known, IDs
+// (shortened unless wide) otherwise.
+func processCell(pid int, comm string, w analysis.Workload, wide bool) string {
+	id := func(s string) string {
+		if !wide && len(s) > 12 {
+			return s[:12]
+		}
+		return s
+	}
+	proc := fmt.Sprintf("%s[%d]", comm, pid)
+	if pid == 0 {
+		proc = comm
+	}
+	switch {
+	case w.PodName != "" && !wide:
+		s := w.Namespace + "/" + w.PodName
+		if w.ContainerName != "" {
+			s += "/" + w.ContainerName
+		}
+		return s + " " + proc
+	case w.PodUID != "":
+		s := "pod:" + id(w.PodUID)
+		if wide {
+			s = "pod:" + w.PodUID
+		}
+		if w.ContainerID != "" {
+			s += "/" + id(w.ContainerID)
+		}
+		if w.QoS != "" {
+			s += " (" + w.QoS + ")"
+		}
+		return s + " " + proc
+	case w.ContainerID != "":
+		return "container:" + id(w.ContainerID) + " " + proc
+	case w.Unit != "":
+		return w.Unit + " " + proc
+	case w.Cgroup != "" && wide:
+		return w.Cgroup + " " + proc
+	}
+	return proc
+}

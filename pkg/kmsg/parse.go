@@ -1,0 +1,469 @@
+package kmsg
+
+import (
+	"bytes"
+	"time"
+)
+
+// ParseLine recognises the rendering of one line and fills rec from it. The
+// record's Message aliases line. afterKmsg tells whether the previous line
+// was a raw /dev/kmsg record, whose dictionary continuation lines (" KEY=value")
+// carry no message. Timestamps without a year take year, and those without
+// a zone take loc. ParseLine never allocates.
+func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Location) Format {
+	*rec = Record{Seq: NoSeq, Priority: -1}
+	if len(bytes.TrimSpace(line)) == 0 {
+		return FormatSkipped
+	}
+	if afterKmsg && line[0] == ' ' {
+		return FormatSkipped
+	}
+	if f, ok := parseKmsg(line, rec); ok {
+		return f
+	}
+	format := FormatBare
+	rest := line
+	// busybox dmesg -r and journal exports: <prio> before the rest.
+	if p, n := parsePrioTag(rest); n > 0 {
+		rec.Priority = p
+		rest = rest[n:]
+		format = FormatDmesg
+	}
+	// dmesg --decode: "kern  :warn  : ".
+	if p, n := parseDecode(rest); n > 0 {
+		rec.Priority = p
+		rest = rest[n:]
+		format = FormatDmesg
+	}
+	switch {
+	case len(rest) > 0 && rest[0] == '[':
+		if mono, n := parseMonoStamp(rest); n > 0 {
+			rec.Mono, rec.HasMono = mono, true
+			rest = rest[n:]
+			// journalctl -o short-monotonic: "[ 1.2] host kernel: msg".
+			if msg, kernel, ok := splitSyslogTag(rest); ok {
+				if !kernel {
+					return FormatSkipped
+				}
+				rec.Message = msg
+				return FormatSyslog
+			}
+			rec.Message = rest
+			return FormatDmesg
+		}
+		if wall, n := parseCtimeStamp(rest, loc); n > 0 {
+			rec.Wall = wall
+			rec.Message = rest[n:]
+			return FormatDmesg
+		}
+	case len(rest) > 0 && isDigit(rest[0]):
+		if wall, comma, n := parseISOStamp(rest, loc); n > 0 {
+			rec.Wall = wall
+			after := rest[n:]
+			if !comma {
+				if msg, kernel, ok := splitSyslogTag(after); ok {
+					if !kernel {
+						return FormatSkipped
+					}
+					return finishSyslog(rec, msg)
+				}
+			}
+			rec.Message = after
+			return FormatDmesg
+		}
+	case len(rest) > 0 && rest[0] >= 'A' && rest[0] <= 'Z':
+		if wall, n := parseBSDStamp(rest, year, loc); n > 0 {
+			if msg, kernel, ok := splitSyslogTag(rest[n:]); ok {
+				rec.Wall = wall
+				if !kernel {
+					return FormatSkipped
+				}
+				return finishSyslog(rec, msg)
+			}
+		}
+	}
+	rec.Message = rest
+	return format
+}
+
+// finishSyslog takes the dmesg timestamp that syslog daemons often keep
+// inside the message ("kernel: [ 123.456789] msg").
+func finishSyslog(rec *Record, msg []byte) Format {
+	if len(msg) > 0 && msg[0] == '[' {
+		if mono, n := parseMonoStamp(msg); n > 0 {
+			rec.Mono, rec.HasMono = mono, true
+			msg = msg[n:]
+		}
+	}
+	rec.Message = msg
+	return FormatSyslog
+}
+
+// parseKmsg reads "PRIO,SEQ,USEC,FLAGS[,more];message".
+func parseKmsg(line []byte, rec *Record) (Format, bool) {
+	if len(line) == 0 || !isDigit(line[0]) {
+		return 0, false
+	}
+	semi := bytes.IndexByte(line, ';')
+	if semi < 0 {
+		return 0, false
+	}
+	head := line[:semi]
+	var vals [3]int64
+	for i := 0; i < 3; i++ {
+		v, n := parseUint(head)
+		if n == 0 || n > 19 {
+			return 0, false
+		}
+		vals[i] = v
+		head = head[n:]
+		if i < 2 {
+			if len(head) == 0 || head[0] != ',' {
+				return 0, false
+			}
+			head = head[1:]
+		}
+	}
+	if len(head) > 0 && head[0] != ',' {
+		return 0, false
+	}
+	rec.Priority = int(vals[0] & 0x7fffffff)
+	rec.Seq = vals[1]
+	rec.Mono = time.Duration(vals[2]) * time.Microsecond
+	rec.HasMono = true
+	rec.Message = line[semi+1:]
+	return FormatKmsg, true
+}
+
+// parsePrioTag reads "<N>" and returns N and the bytes used.
+func parsePrioTag(b []byte) (int, int) {
+	if len(b) < 3 || b[0] != '<' {
+		return 0, 0
+	}
+	v, n := parseUint(b[1:])
+	if n == 0 || n > 4 || len(b) <= 1+n || b[1+n] != '>' {
+		return 0, 0
+	}
+	return int(v), n + 2
+}
+
+var facilities = [...]string{"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
+	"uucp", "cron", "authpriv", "ftp", "res0", "res1", "res2", "res3",
+	"local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"}
+
+var levels = [...]string{"emerg", "alert", "crit", "err", "warn", "notice", "info", "debug"}
+
+// parseDecode reads dmesg --decode's "kern  :warn  : " prefix.
+func parseDecode(b []byte) (int, int) {
+	fac, n1 := matchWord(b, facilities[:])
+	if n1 == 0 {
+		return 0, 0
+	}
+	i := skipSpaces(b, n1)
+	if i >= len(b) || b[i] != ':' {
+		return 0, 0
+	}
+	lvl, n2 := matchWord(b[i+1:], levels[:])
+	if n2 == 0 {
+		return 0, 0
+	}
+	j := skipSpaces(b, i+1+n2)
+	if j >= len(b) || b[j] != ':' {
+		return 0, 0
+	}
+	j++
+	if j < len(b) && b[j] == ' ' {
+		j++
+	}
+	return fac<<3 | lvl, j
+}
+
+func matchWord(b []byte, words []string) (int, int) {
+	for i, w := range words {
+		if len(b) >= len(w) && string(b[:len(w)]) == w {
+			if len(b) == len(w) || b[len(w)] == ' ' || b[len(w)] == ':' {
+				return i, len(w)
+			}
+		}
+	}
+	return 0, 0
+}
+
+// parseMonoStamp reads "[  123.456789]" and one following space.
+func parseMonoStamp(b []byte) (time.Duration, int) {
+	i := skipSpaces(b, 1)
+	sec, n := parseUint(b[i:])
+	if n == 0 || n > 12 {
+		return 0, 0
+	}
+	i += n
+	if i >= len(b) || b[i] != '.' {
+		return 0, 0
+	}
+	i++
+	frac, fn := parseUint(b[i:])
+	if fn == 0 || fn > 9 {
+		return 0, 0
+	}
+	i += fn
+	if i >= len(b) || b[i] != ']' {
+		return 0, 0
+	}
+	i++
+	if i < len(b) && b[i] == ' ' {
+		i++
+	}
+	for k := fn; k < 9; k++ {
+		frac *= 10
+	}
+	return time.Duration(sec)*time.Second + time.Duration(frac), i
+}
+
+var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+
+func parseMonth(b []byte) (time.Month, bool) {
+	if len(b) < 3 {
+		return 0, false
+	}
+	for i, m := range months {
+		if string(b[:3]) == m {
+			return time.Month(i + 1), true
+		}
+	}
+	return 0, false
+}
+
+// parseClock reads "hh:mm:ss" and an optional fraction ".ffffff".
+func parseClock(b []byte) (h, m, s, nsec, n int, ok bool) {
+	if len(b) < 8 || b[2] != ':' || b[5] != ':' {
+		return 0, 0, 0, 0, 0, false
+	}
+	h, ok1 := twoDigits(b[0:])
+	m, ok2 := twoDigits(b[3:])
+	s, ok3 := twoDigits(b[6:])
+	if !ok1 || !ok2 || !ok3 || h > 23 || m > 59 || s > 60 {
+		return 0, 0, 0, 0, 0, false
+	}
+	n = 8
+	if n < len(b) && (b[n] == '.' || b[n] == ',') {
+		frac, fn := parseUint(b[n+1:])
+		if fn > 0 && fn <= 9 {
+			for k := fn; k < 9; k++ {
+				frac *= 10
+			}
+			nsec = int(frac)
+			n += 1 + fn
+		}
+	}
+	return h, m, s, nsec, n, true
+}
+
+// parseCtimeStamp reads dmesg -T's "[Fri Nov 27 05:12:01 2026] ".
+func parseCtimeStamp(b []byte, loc *time.Location) (time.Time, int) {
+	// [Www Mmm dd hh:mm:ss yyyy]
+	if len(b) < 26 || b[4] != ' ' || b[8] != ' ' {
+		return time.Time{}, 0
+	}
+	mon, ok := parseMonth(b[5:])
+	if !ok {
+		return time.Time{}, 0
+	}
+	i := 9
+	if b[i] == ' ' {
+		i++
+	}
+	day, n := parseUint(b[i:])
+	if n == 0 || n > 2 {
+		return time.Time{}, 0
+	}
+	i += n
+	if i >= len(b) || b[i] != ' ' {
+		return time.Time{}, 0
+	}
+	h, m, s, nsec, cn, ok := parseClock(b[i+1:])
+	if !ok {
+		return time.Time{}, 0
+	}
+	i += 1 + cn
+	if i >= len(b) || b[i] != ' ' {
+		return time.Time{}, 0
+	}
+	yr, yn := parseUint(b[i+1:])
+	if yn != 4 {
+		return time.Time{}, 0
+	}
+	i += 1 + yn
+	if i >= len(b) || b[i] != ']' {
+		return time.Time{}, 0
+	}
+	i++
+	if i < len(b) && b[i] == ' ' {
+		i++
+	}
+	return time.Date(int(yr), mon, int(day), h, m, s, nsec, loc), i
+}
+
+// parseBSDStamp reads syslog's "Nov 27 05:12:01[.123456] ".
+func parseBSDStamp(b []byte, year int, loc *time.Location) (time.Time, int) {
+	mon, ok := parseMonth(b)
+	if !ok || len(b) < 16 || b[3] != ' ' {
+		return time.Time{}, 0
+	}
+	i := 4
+	if b[i] == ' ' {
+		i++
+	}
+	day, n := parseUint(b[i:])
+	if n == 0 || n > 2 {
+		return time.Time{}, 0
+	}
+	i += n
+	if i >= len(b) || b[i] != ' ' {
+		return time.Time{}, 0
+	}
+	h, m, s, nsec, cn, ok := parseClock(b[i+1:])
+	if !ok {
+		return time.Time{}, 0
+	}
+	i += 1 + cn
+	if i >= len(b) || b[i] != ' ' {
+		return time.Time{}, 0
+	}
+	return time.Date(year, mon, int(day), h, m, s, nsec, loc), i + 1
+}
+
+// parseISOStamp reads "2026-09-02T09:08:50[.,]880492(Z|+00:00|+0000) ".
+// comma reports util-linux dmesg's "," before the fraction, which tells its
+// --time-format iso apart from RFC 3339 syslog prefixes.
+func parseISOStamp(b []byte, loc *time.Location) (t time.Time, comma bool, n int) {
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' || (b[10] != 'T' && b[10] != ' ') {
+		return time.Time{}, false, 0
+	}
+	yr, yn := parseUint(b)
+	mo, ok1 := twoDigits(b[5:])
+	day, ok2 := twoDigits(b[8:])
+	if yn != 4 || !ok1 || !ok2 || mo < 1 || mo > 12 {
+		return time.Time{}, false, 0
+	}
+	h, m, s, nsec, cn, ok := parseClock(b[11:])
+	if !ok {
+		return time.Time{}, false, 0
+	}
+	comma = b[19] == ','
+	i := 11 + cn
+	zone := loc
+	if i < len(b) {
+		switch b[i] {
+		case 'Z':
+			zone = time.UTC
+			i++
+		case '+', '-':
+			sign := 1
+			if b[i] == '-' {
+				sign = -1
+			}
+			zh, okh := twoDigits(b[i+1:])
+			j := i + 3
+			if j < len(b) && b[j] == ':' {
+				j++
+			}
+			zm, okm := twoDigits(b[j:])
+			if !okh || !okm {
+				return time.Time{}, false, 0
+			}
+			zone = fixedZone(sign * (zh*3600 + zm*60))
+			i = j + 2
+		}
+	}
+	if i < len(b) && b[i] != ' ' {
+		return time.Time{}, false, 0
+	}
+	if i < len(b) {
+		i++
+	}
+	return time.Date(int(yr), time.Month(mo), day, h, m, s, nsec, zone), comma, i
+}
+
+// zoneCache caches the zones of the offsets seen, so that a log does not
+// allocate a zone per line.
+var zoneCache [96]*time.Location
+
+func fixedZone(offset int) *time.Location {
+	if offset == 0 {
+		return time.UTC
+	}
+	// Offsets are whole quarter hours in practice; cache those.
+	if offset%900 == 0 && offset > -24*3600 && offset < 24*3600 {
+		idx := offset/900 + 48
+		if idx >= 0 && idx < len(zoneCache) {
+			if z := zoneCache[idx]; z != nil {
+				return z
+			}
+			z := time.FixedZone("", offset)
+			zoneCache[idx] = z
+			return z
+		}
+	}
+	return time.FixedZone("", offset)
+}
+
+// splitSyslogTag splits "host tag: message". ok is false when the text
+// does not have that shape; kernel tells whether the tag is the kernel's.
+func splitSyslogTag(b []byte) (msg []byte, kernel, ok bool) {
+	sp := bytes.IndexByte(b, ' ')
+	if sp <= 0 {
+		return nil, false, false
+	}
+	// A host name never ends in ':'; a message's first word often does
+	// ("oom_reaper: reaped ...").
+	if b[sp-1] == ':' {
+		return nil, false, false
+	}
+	rest := b[sp+1:]
+	end := bytes.IndexByte(rest, ' ')
+	if end < 0 {
+		end = len(rest)
+	}
+	tag := rest[:end]
+	if len(tag) < 2 || tag[len(tag)-1] != ':' {
+		return nil, false, false
+	}
+	name := tag[:len(tag)-1]
+	if br := bytes.IndexByte(name, '['); br >= 0 {
+		name = name[:br]
+	}
+	if len(name) == 0 {
+		return nil, false, false
+	}
+	msg = rest[end:]
+	if len(msg) > 0 && msg[0] == ' ' {
+		msg = msg[1:]
+	}
+	return msg, string(name) == "kernel", true
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func parseUint(b []byte) (int64, int) {
+	var v int64
+	i := 0
+	for i < len(b) && isDigit(b[i]) && i < 19 {
+		v = v*10 + int64(b[i]-'0')
+		i++
+	}
+	return v, i
+}
+
+func twoDigits(b []byte) (int, bool) {
+	if len(b) < 2 || !isDigit(b[0]) || !isDigit(b[1]) {
+		return 0, false
+	}
+	return int(b[0]-'0')*10 + int(b[1]-'0'), true
+}
+
+func skipSpaces(b []byte, i int) int {
+	for i < len(b) && b[i] == ' ' {
+		i++
+	}
+	return i
+}

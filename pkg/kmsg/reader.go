@@ -1,0 +1,137 @@
+package kmsg
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// MaxLineBytes bounds one input line. The kernel's own records are at most
+// about 1 KiB (PRINTK_MESSAGE_MAX); journal and syslog prefixes add little.
+const MaxLineBytes = 64 << 10
+
+// ErrLineTooLong reports a line longer than MaxLineBytes.
+var ErrLineTooLong = errors.New("kmsg: line too long")
+
+// Format names the rendering a line was recognised in.
+type Format uint8
+
+// The renderings a Reader recognises, line by line.
+const (
+	// FormatBare is a message body with no prefix.
+	FormatBare Format = iota
+	// FormatKmsg is a raw /dev/kmsg record: PRIO,SEQ,USEC,FLAGS;message.
+	FormatKmsg
+	// FormatDmesg is util-linux dmesg output ([ 123.456789] msg, -T,
+	// --time-format iso, optionally with --decode's facility:level prefix)
+	// or busybox dmesg -r (<4>[ 123.456789] msg).
+	FormatDmesg
+	// FormatSyslog is a syslog or journal line (Nov 27 05:12:01 host
+	// kernel: msg, RFC 3339 prefixes), possibly with a dmesg timestamp inside.
+	FormatSyslog
+	// FormatSkipped is a line that carries no kernel message: a kmsg
+	// dictionary continuation, a syslog line of another program, a blank line.
+	FormatSkipped
+)
+
+var formatNames = [...]string{"bare", "kmsg", "dmesg", "syslog", "skipped"}
+
+// String returns the format's short name.
+func (f Format) String() string {
+	if int(f) < len(formatNames) {
+		return formatNames[f]
+	}
+	return fmt.Sprintf("format(%d)", f)
+}
+
+// Reader reads kernel records from any mix of the supported renderings,
+// detecting the rendering of each line. It does not allocate per line: the
+// Record it returns aliases its buffer until the next call to Next.
+type Reader struct {
+	br       *bufio.Reader
+	rec      Record
+	format   Format
+	err      error
+	lineNo   int64
+	lastKmsg bool
+	// Year completes syslog timestamps that carry no year.
+	Year int
+	// Location interprets timestamps that carry no zone (syslog, dmesg -T).
+	Location *time.Location
+	// long gathers a line longer than the read buffer.
+	long []byte
+}
+
+// NewReader returns a Reader over r. Syslog timestamps without a year are
+// placed in the current year and local time zone; set Year and Location to
+// change that.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{
+		br:       bufio.NewReaderSize(r, 64<<10),
+		Year:     time.Now().Year(),
+		Location: time.Local,
+	}
+}
+
+// Next advances to the next kernel record, skipping lines that carry none.
+// It returns false at the end of the input or on a read error (see Err).
+func (r *Reader) Next() bool {
+	for r.err == nil {
+		line, err := r.readLine()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				r.err = err
+			}
+			return false
+		}
+		r.lineNo++
+		r.format = ParseLine(line, &r.rec, r.lastKmsg, r.Year, r.Location)
+		r.lastKmsg = r.format == FormatKmsg || (r.lastKmsg && r.format == FormatSkipped && len(line) > 0)
+		if r.format != FormatSkipped {
+			return true
+		}
+	}
+	return false
+}
+
+// readLine returns the next line without its line ending. A final line
+// without a newline is returned too.
+func (r *Reader) readLine() ([]byte, error) {
+	line, err := r.br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		// Lines longer than the buffer are rare (a corrupted file, a
+		// binary): gather them once, bounded.
+		r.long = append(r.long[:0], line...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			line, err = r.br.ReadSlice('\n')
+			if len(r.long)+len(line) > MaxLineBytes {
+				return nil, fmt.Errorf("line %d: %w", r.lineNo+1, ErrLineTooLong)
+			}
+			r.long = append(r.long, line...)
+		}
+		line = r.long
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read kernel log: %w", err)
+	}
+	if len(line) == 0 && err != nil {
+		return nil, err
+	}
+	line = bytes.TrimRight(line, "\r\n")
+	return line, nil
+}
+
+// Record returns the current record. It is valid until the next call to Next.
+func (r *Reader) Record() *Record { return &r.rec }
+
+// Format returns the rendering the current record was read in.
+func (r *Reader) Format() Format { return r.format }
+
+// Line returns the number of the current line, counting from 1.
+func (r *Reader) Line() int64 { return r.lineNo }
+
+// Err returns the first error other than io.EOF met by Next.
+func (r *Reader) Err() error { return r.err }

@@ -1,0 +1,453 @@
+package oom
+
+import (
+	"strings"
+	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
+)
+
+// Options bound the Assembler. The zero value takes the defaults.
+type Options struct {
+	// MaxSpan is how long (kernel monotonic time) a report may stay open
+	// before its kill line. A 10,000-task dump on a slow serial console
+	// takes over a minute to print. Default 3 minutes.
+	MaxSpan time.Duration
+	// MaxLines bounds the records of one report. Default 200,000.
+	MaxLines int
+	// TailRecords is how many unrelated records may follow a kill line
+	// before the report is closed; group kills and the oom_reaper line
+	// come right after it. Default 32.
+	TailRecords int
+	// MaxRawLines bounds the raw lines kept per report. Default 400.
+	MaxRawLines int
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxSpan <= 0 {
+		o.MaxSpan = 3 * time.Minute
+	}
+	if o.MaxLines <= 0 {
+		o.MaxLines = 200000
+	}
+	if o.TailRecords <= 0 {
+		o.TailRecords = 32
+	}
+	if o.MaxRawLines <= 0 {
+		o.MaxRawLines = 400
+	}
+	return o
+}
+
+// Stats counts what the Assembler saw.
+type Stats struct {
+	Records   int64 // records fed
+	Reports   int64 // reports emitted
+	Abandoned int64 // reports closed without any kill line (dropped)
+}
+
+// Assembler turns a stream of kernel records into Reports. It is a pure
+// state machine: no clocks, no I/O. Feed it records in order; it calls
+// Emit for each finished report. Call Flush at the end of the input, and
+// Expire when the live source has been quiet for a while.
+type Assembler struct {
+	opts Options
+	emit func(*Report)
+	cur  *Report
+	// state of the open report
+	layout dumpLayout
+	lines  int
+	tail   int // unrelated records since the last kill line
+	killed bool
+	// grouped is set when the report shows a memory.oom.group kill: the
+	// "Tasks in" line, or the first victim printed a second time.
+	grouped    bool
+	stats      Stats
+	lastMono   time.Duration
+	lastMonoOK bool
+}
+
+// NewAssembler returns an Assembler that calls emit for every finished
+// report. emit owns the report.
+func NewAssembler(opts Options, emit func(*Report)) *Assembler {
+	return &Assembler{opts: opts.withDefaults(), emit: emit}
+}
+
+// Stats returns the counters so far.
+func (a *Assembler) Stats() Stats { return a.stats }
+
+// Open reports whether a report is being assembled.
+func (a *Assembler) Open() bool { return a.cur != nil }
+
+// Feed takes one record. It does not allocate for records outside a report
+// that cannot start one.
+func (a *Assembler) Feed(rec *kmsg.Record) {
+	a.stats.Records++
+	msg := rec.Message
+	if a.cur == nil {
+		if !mayBeReport(msg) {
+			return
+		}
+		kind := classify(msg)
+		if !startsReport(kind) {
+			return
+		}
+		a.start(rec, kind != lineInvoke)
+		a.take(rec, kind)
+		return
+	}
+	kind := classify(msg)
+	switch {
+	case kind == lineInvoke:
+		// A new report always starts here, whatever state the open one is in.
+		a.finish()
+		a.start(rec, false)
+	case a.expired(rec):
+		a.finish()
+		if !startsReport(kind) {
+			return
+		}
+		a.start(rec, true)
+	case a.killed && isKillTail(kind):
+		a.tail = 0
+	case a.killed && kind == lineOther:
+		a.tail++
+		if a.tail > a.opts.TailRecords {
+			a.finish()
+			return
+		}
+	case kind == lineSummary && a.cur.Summary != nil:
+		// A second summary: the first report's kill line was not seen.
+		a.finish()
+		a.start(rec, true)
+	case a.killed && startsReport(kind):
+		// A dump row, a summary or a selection after the kill: the start of
+		// the next report was lost.
+		a.finish()
+		a.start(rec, true)
+	}
+	a.take(rec, kind)
+}
+
+// isKillTail tells whether a line may follow a kill line in one report.
+func isKillTail(k lineKind) bool {
+	return k == lineKilled || k == lineGroup || k == lineReaper || k == lineSharing
+}
+
+// expired tells whether the open report has run past its bounds.
+func (a *Assembler) expired(rec *kmsg.Record) bool {
+	if a.lines >= a.opts.MaxLines {
+		return true
+	}
+	if rec.HasMono && a.cur.HasMono {
+		if rec.Mono < a.cur.Mono {
+			// Time went backwards: a reboot, or another log spliced in.
+			return true
+		}
+		return rec.Mono-a.cur.Mono > a.opts.MaxSpan
+	}
+	return false
+}
+
+// Expire closes the open report if the kernel's clock, as last seen plus
+// idle (how long the source has been quiet), has passed its bounds or its
+// kill line has been seen. A live source calls it when no record came for
+// a while.
+func (a *Assembler) Expire(idle time.Duration) {
+	if a.cur == nil {
+		return
+	}
+	if a.killed || !a.cur.HasMono || a.lastMono+idle-a.cur.Mono > a.opts.MaxSpan {
+		a.finish()
+	}
+}
+
+// Flush closes the open report, if any. Call it at the end of the input.
+func (a *Assembler) Flush() {
+	if a.cur != nil {
+		a.finish()
+	}
+}
+
+func (a *Assembler) start(rec *kmsg.Record, orphan bool) {
+	a.cur = &Report{
+		Seq:      rec.Seq,
+		Mono:     rec.Mono,
+		HasMono:  rec.HasMono,
+		Wall:     rec.Wall,
+		Complete: !orphan,
+		PageSize: 4096,
+	}
+	a.layout = dumpLayout{}
+	a.lines = 0
+	a.tail = 0
+	a.killed = false
+	a.grouped = false
+}
+
+// take adds a record to the open report.
+func (a *Assembler) take(rec *kmsg.Record, kind lineKind) {
+	r := a.cur
+	a.lines++
+	r.EndSeq = rec.Seq
+	if rec.HasMono {
+		a.lastMono, a.lastMonoOK = rec.Mono, true
+	}
+	if kind != lineDumpRow || len(r.Lines) < a.opts.MaxRawLines/2 {
+		a.keepLine(rec.Message, kind)
+	} else {
+		r.LinesDropped++
+	}
+	if kind == lineOther {
+		return
+	}
+	msg := string(rec.Message)
+	switch kind {
+	case lineInvoke:
+		t := parseInvoke(msg)
+		r.Trigger = &t
+	case lineCPU:
+		if pid, comm, ok := parseCPU(msg); ok && r.Trigger != nil && r.Trigger.PID == 0 {
+			if comm == "" || comm == r.Trigger.Comm || strings.HasPrefix(r.Trigger.Comm, comm) {
+				r.Trigger.PID = pid
+			}
+		}
+	case lineTaskIn:
+		r.LegacyTaskIn, r.LegacyLimitOf = parseTaskIn(msg)
+	case lineMemcgUsage:
+		if r.HasMemcgUsage {
+			return
+		}
+		r.MemcgUsageKB, r.MemcgLimitKB, r.HasMemcgUsage = parseMemcgUsage(msg)
+	case lineMemcgStats:
+		if r.MemcgStatsFor == "" {
+			r.MemcgStatsFor = parseMemcgStats(msg)
+		}
+	case lineMemInfo:
+		r.HasMemInfo = true
+	case lineTasksState:
+		r.HasTaskDump = true
+	case lineDumpHeader:
+		r.HasTaskDump = true
+		a.layout = parseDumpHeader(msg)
+	case lineDumpRow:
+		r.HasTaskDump = true
+		if t, ok := parseDumpRow(rec.Message, &a.layout); ok {
+			r.Tasks = append(r.Tasks, t)
+		}
+	case lineSummary:
+		s := parseSummary(msg)
+		r.Summary = &s
+		// The kill line follows the summary at once; from here the
+		// report ends like one whose kill line was seen.
+		a.killed = true
+		a.tail = 0
+	case lineSelect:
+		if pid, score, memcg, global, ok := parseSelect(msg); ok {
+			r.SelectedPID, r.SelectedScore = pid, score
+			r.SelectedMemcg, r.SelectedGlobal = memcg, global
+		}
+	case lineKilled:
+		if v, ok := parseKilled(msg); ok {
+			a.addVictim(rec, v)
+		}
+	case lineSharing:
+		if v, ok := parseSharing(msg); ok {
+			a.addVictim(rec, v)
+		}
+	case lineGroup:
+		r.GroupCgroup = parseGroup(msg)
+		a.grouped = true
+	case lineReaper:
+		if pid, ok := parseReaper(msg); ok {
+			r.Reaped = append(r.Reaped, pid)
+		}
+	}
+}
+
+func (a *Assembler) addVictim(rec *kmsg.Record, v Victim) {
+	r := a.cur
+	v.Seq, v.Mono, v.HasMono, v.Wall = rec.Seq, rec.Mono, rec.HasMono, rec.Wall
+	for i := range r.Victims {
+		if r.Victims[i].PID == v.PID {
+			// memory.oom.group prints the first victim a second time.
+			if i == 0 {
+				a.grouped = true
+			}
+			return
+		}
+	}
+	r.Victims = append(r.Victims, v)
+	a.killed = true
+	a.tail = 0
+}
+
+// keepLine stores a raw line, bounded; kill lines are always kept.
+func (a *Assembler) keepLine(msg []byte, kind lineKind) {
+	r := a.cur
+	if len(r.Lines) >= a.opts.MaxRawLines && kind != lineKilled && kind != lineSummary &&
+		kind != lineGroup && kind != lineInvoke {
+		r.LinesDropped++
+		return
+	}
+	r.Lines = append(r.Lines, string(msg))
+}
+
+// finish closes the open report and emits it, split where one block of
+// kill lines holds several independent kills.
+func (a *Assembler) finish() {
+	r := a.cur
+	a.cur = nil
+	if len(r.Victims) == 0 && r.Summary != nil && r.Summary.PID > 0 {
+		// The kill line was not seen (filtered, or cut off), but the
+		// summary names the victim.
+		v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall}
+		v.PID, v.Comm = r.Summary.PID, r.Summary.Task
+		r.Victims = append(r.Victims, v)
+	}
+	if len(r.Victims) == 0 {
+		a.stats.Abandoned++
+		return
+	}
+	for _, out := range splitStorm(r, a.grouped) {
+		a.settle(out)
+		a.stats.Reports++
+		a.emit(out)
+	}
+}
+
+// splitStorm separates kills that only look like one report. During an OOM
+// storm the kernel rate-limits the report header and prints just the
+// "Out of memory: Killed process" line of each kill, so consecutive kill
+// lines with no memory.oom.group evidence (neither the "Tasks in ... are
+// going to be killed" line nor the first victim printed again; the former
+// is printed at info level and often filtered) are independent kills, each
+// its own report without a header.
+func splitStorm(r *Report, grouped bool) []*Report {
+	if grouped {
+		for i := 1; i < len(r.Victims); i++ {
+			r.Victims[i].GroupMember = true
+		}
+		return []*Report{r}
+	}
+	if len(r.Victims) < 2 {
+		return []*Report{r}
+	}
+	out := []*Report{r}
+	rest := r.Victims[1:]
+	r.Victims = r.Victims[:1]
+	for _, v := range rest {
+		out = append(out, &Report{
+			Seq:      v.Seq,
+			EndSeq:   v.Seq,
+			Mono:     v.Mono,
+			HasMono:  v.HasMono,
+			Wall:     v.Wall,
+			PageSize: r.PageSize,
+			Victims:  []Victim{v},
+			Lines:    []string{killLine(r.Lines, v.PID)},
+		})
+	}
+	return out
+}
+
+// killLine finds the raw kill line of pid among lines.
+func killLine(lines []string, pid int) string {
+	needle := "Killed process " + itoa(pid) + " "
+	for _, l := range lines {
+		if strings.Contains(l, needle) {
+			return l
+		}
+	}
+	return ""
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}
+
+// settle derives what follows from the whole report: the page size of the
+// dump (checked against the victim's kill line), the tasks' sizes in
+// bytes, and the victims' cgroups where the kernel printed them.
+func (a *Assembler) settle(r *Report) {
+	v := r.Victim()
+	if row := r.TaskByPID(v.PID); row != nil && v.HasRSS && row.RSSPages > 0 {
+		// The dump's rss is anon+file+shmem pages, the kill line's the same
+		// in kB, read at nearly the same moment: their ratio is the page size.
+		r.PageSize = nearestPageSize(v.RSSBytes / row.RSSPages)
+	}
+	for i := range r.Tasks {
+		r.Tasks[i].RSSBytes = r.Tasks[i].RSSPages * r.PageSize
+	}
+	if s := r.Summary; s != nil && s.TaskMemcg != "" && (s.PID == v.PID || s.PID == 0) {
+		v.Cgroup = s.TaskMemcg
+	} else if r.LegacyTaskIn != "" {
+		v.Cgroup = r.LegacyTaskIn
+	}
+	// memory.oom.group: the group cgroup contains every member; the
+	// victim's own path, when cut short, is a prefix of it.
+	if g := r.GroupCgroup; g != "" {
+		if v.Cgroup == "" || (len(v.Cgroup) < len(g) && strings.HasPrefix(g, v.Cgroup)) {
+			v.Cgroup = g
+		}
+		for i := 1; i < len(r.Victims); i++ {
+			if r.Victims[i].Cgroup == "" {
+				r.Victims[i].Cgroup = g
+			}
+		}
+	}
+	for i := range r.Victims {
+		vi := &r.Victims[i]
+		if row := r.TaskByPID(vi.PID); row != nil {
+			if !vi.HasAdj && row.HasAdj {
+				vi.OOMScoreAdj, vi.HasAdj = row.OOMScoreAdj, true
+			}
+			if !vi.HasUID && row.HasUID {
+				vi.UID, vi.HasUID = row.UID, true
+			}
+			if !vi.HasRSS {
+				vi.RSSBytes, vi.HasRSS = row.RSSBytes, true
+			}
+		}
+		if !vi.HasUID && i == 0 && r.Summary != nil && r.Summary.HasUID {
+			vi.UID, vi.HasUID = r.Summary.UID, true
+		}
+	}
+}
+
+// nearestPageSize rounds a measured bytes-per-page ratio to the page sizes
+// Linux uses (4, 16 or 64 KiB).
+func nearestPageSize(ratio int64) int64 {
+	best := int64(4096)
+	for _, ps := range []int64{4096, 16384, 65536} {
+		if abs(ratio-ps) < abs(ratio-best) {
+			best = ps
+		}
+	}
+	return best
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}

@@ -1,0 +1,520 @@
+package oom
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+)
+
+// lineKind classifies one message of an OOM report.
+type lineKind uint8
+
+const (
+	lineOther      lineKind = iota
+	lineInvoke              // "X invoked oom-killer: gfp_mask=..., order=N, oom_score_adj=N"
+	lineCPU                 // "CPU: N PID: P Comm: X ..."
+	lineTaskIn              // "Task in X killed as a result of limit of Y" (< 5.0)
+	lineMemcgUsage          // "memory: usage NkB, limit NkB, failcnt N"
+	lineMemcgStats          // "Memory cgroup stats for X:"
+	lineMemInfo             // "Mem-Info:"
+	lineTasksState          // "Tasks state (memory values in pages):"
+	lineDumpHeader          // "[ pid ]   uid  tgid total_vm      rss ..."
+	lineDumpRow             // "[ 1234]     0  1234 ..."
+	lineSummary             // "oom-kill:constraint=..."
+	lineSelect              // "... Kill process N (x) score S or sacrifice child" (< 5.1)
+	lineKilled              // "...Killed process N (x) total-vm:..."
+	lineSharing             // "Kill process N (x) sharing same memory" (< 4.x)
+	lineGroup               // "Tasks in X are going to be killed due to memory.oom.group set"
+	lineReaper              // "oom_reaper: reaped process N (x), now ..."
+	lineNoKillable          // "Out of memory and no killable processes..."
+)
+
+var (
+	bInvoked    = []byte(" invoked oom-killer:")
+	bOom        = []byte("oom")
+	bKill       = []byte("Kill")
+	bTask       = []byte("Task")
+	bCPU        = []byte("CPU: ")
+	bMemory     = []byte("memory: usage ")
+	bMemStats   = []byte("Memory cgroup stats for ")
+	bMemInfo    = []byte("Mem-Info:")
+	bTasksState = []byte("Tasks state")
+	bSummary    = []byte("oom-kill:")
+	bKilledProc = []byte("Killed process ")
+	bKillProc   = []byte("Kill process ")
+	bSharing    = []byte("sharing same memory")
+	bTaskIn     = []byte("Task in ")
+	bLimitOf    = []byte(" killed as a result of limit of ")
+	bTasksIn    = []byte("Tasks in ")
+	bGroupSet   = []byte(" are going to be killed due to memory.oom.group set")
+	bReaper     = []byte("oom_reaper: reaped process ")
+	bNoKillable = []byte("no killable process")
+)
+
+// mayBeReport is the fast test run on every record outside a report: it
+// must be true for every line that can start or belong to one, and it does
+// not allocate.
+func mayBeReport(msg []byte) bool {
+	if len(msg) == 0 {
+		return false
+	}
+	if msg[0] == '[' {
+		return true
+	}
+	return bytes.Contains(msg, bOom) || bytes.Contains(msg, bKill) || bytes.Contains(msg, bTask)
+}
+
+// classify tells what an OOM report line is. It does not allocate.
+func classify(msg []byte) lineKind {
+	if len(msg) == 0 {
+		return lineOther
+	}
+	switch {
+	case msg[0] == '[':
+		if isDumpHeader(msg) {
+			return lineDumpHeader
+		}
+		if _, ok := parseDumpRow(msg, nil); ok {
+			return lineDumpRow
+		}
+		return lineOther
+	case bytes.Contains(msg, bInvoked):
+		return lineInvoke
+	case bytes.HasPrefix(msg, bSummary):
+		return lineSummary
+	case bytes.HasPrefix(msg, bCPU) && bytes.Contains(msg, []byte(" PID: ")):
+		return lineCPU
+	case bytes.HasPrefix(msg, bReaper):
+		return lineReaper
+	case bytes.Contains(msg, bKilledProc):
+		return lineKilled
+	case bytes.Contains(msg, bKillProc):
+		if bytes.Contains(msg, bSharing) {
+			return lineSharing
+		}
+		return lineSelect
+	case bytes.HasPrefix(msg, bTasksIn) && bytes.Contains(msg, bGroupSet):
+		return lineGroup
+	case bytes.HasPrefix(msg, bTaskIn) && bytes.Contains(msg, bLimitOf):
+		return lineTaskIn
+	case bytes.HasPrefix(msg, bTasksState):
+		return lineTasksState
+	case bytes.HasPrefix(msg, bMemory):
+		return lineMemcgUsage
+	case bytes.HasPrefix(msg, bMemStats):
+		return lineMemcgStats
+	case bytes.HasPrefix(msg, bMemInfo):
+		return lineMemInfo
+	case bytes.Contains(msg, bNoKillable) && bytes.Contains(msg, []byte("ut of memory")):
+		return lineNoKillable
+	}
+	return lineOther
+}
+
+// startsReport tells whether a line of this kind, met outside a report,
+// shows that a report is (or was) under way.
+func startsReport(k lineKind) bool {
+	switch k {
+	case lineInvoke, lineDumpHeader, lineDumpRow, lineSummary, lineSelect, lineKilled,
+		lineTaskIn, lineTasksState, lineGroup, lineMemcgStats:
+		return true
+	}
+	return false
+}
+
+// parseInvoke reads "X invoked oom-killer: gfp_mask=0x..(...), order=N, oom_score_adj=N".
+func parseInvoke(msg string) Trigger {
+	t := Trigger{}
+	i := strings.Index(msg, string(bInvoked))
+	t.Comm = msg[:i]
+	rest := msg[i+len(bInvoked):]
+	if v, ok := field(rest, "gfp_mask="); ok {
+		t.GFPMask = v
+	}
+	if v, ok := field(rest, "order="); ok {
+		t.Order, _ = strconv.Atoi(v)
+	}
+	if v, ok := field(rest, "oom_score_adj="); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			t.OOMScoreAdj, t.HasAdj = n, true
+		}
+	}
+	return t
+}
+
+// field returns the value after key up to the next ", " (or end).
+func field(s, key string) (string, bool) {
+	i := strings.Index(s, key)
+	if i < 0 {
+		return "", false
+	}
+	v := s[i+len(key):]
+	if j := strings.Index(v, ", "); j >= 0 {
+		v = v[:j]
+	}
+	return strings.TrimSpace(v), true
+}
+
+// parseCPU reads the PID and Comm of "CPU: 0 PID: 96 Comm: hog Not tainted ..."
+// (6.10+ add "UID: N" before PID).
+func parseCPU(msg string) (pid int, comm string, ok bool) {
+	i := strings.Index(msg, " PID: ")
+	if i < 0 {
+		return 0, "", false
+	}
+	rest := msg[i+6:]
+	j := strings.IndexByte(rest, ' ')
+	if j < 0 {
+		j = len(rest)
+	}
+	pid, err := strconv.Atoi(rest[:j])
+	if err != nil {
+		return 0, "", false
+	}
+	if k := strings.Index(rest, "Comm: "); k >= 0 {
+		comm = rest[k+6:]
+		// The comm is at most 15 bytes and is followed by the taint text.
+		for _, sep := range []string{" Tainted:", " Not tainted"} {
+			if e := strings.Index(comm, sep); e >= 0 {
+				comm = comm[:e]
+			}
+		}
+		comm = strings.TrimSpace(comm)
+	}
+	return pid, comm, true
+}
+
+// parseTaskIn reads "Task in X killed as a result of limit of Y".
+func parseTaskIn(msg string) (task, limit string) {
+	rest := strings.TrimPrefix(msg, string(bTaskIn))
+	i := strings.Index(rest, string(bLimitOf))
+	return rest[:i], strings.TrimSpace(rest[i+len(bLimitOf):])
+}
+
+// parseMemcgUsage reads "memory: usage 24576kB, limit 24576kB, failcnt 45".
+func parseMemcgUsage(msg string) (usage, limit int64, ok bool) {
+	u, ok1 := kbAfter(msg, "usage ")
+	l, ok2 := kbAfter(msg, "limit ")
+	return u, l, ok1 && ok2
+}
+
+func kbAfter(s, key string) (int64, bool) {
+	i := strings.Index(s, key)
+	if i < 0 {
+		return 0, false
+	}
+	v := s[i+len(key):]
+	j := 0
+	for j < len(v) && v[j] >= '0' && v[j] <= '9' {
+		j++
+	}
+	n, err := strconv.ParseInt(v[:j], 10, 64)
+	return n, err == nil
+}
+
+// parseMemcgStats reads "Memory cgroup stats for X:" (the path ends at the
+// colon; cgroup v2 kernels continue the record with the stats after it).
+func parseMemcgStats(msg string) string {
+	rest := strings.TrimPrefix(msg, string(bMemStats))
+	if i := strings.Index(rest, ":"); i >= 0 {
+		// The colon that ends the path is followed by the stats or the
+		// end of the line; paths themselves rarely contain ": ".
+		if j := strings.Index(rest, ": "); j >= 0 {
+			i = j
+		} else if strings.HasSuffix(rest, ":") {
+			i = len(rest) - 1
+		}
+		rest = rest[:i]
+	}
+	return strings.TrimSpace(rest)
+}
+
+// isDumpHeader recognises "[ pid ]   uid  tgid total_vm      rss ... name".
+func isDumpHeader(msg []byte) bool {
+	i := 1
+	for i < len(msg) && msg[i] == ' ' {
+		i++
+	}
+	return bytes.HasPrefix(msg[i:], []byte("pid")) && bytes.Contains(msg, []byte("rss")) &&
+		bytes.Contains(msg, []byte("name"))
+}
+
+// dumpLayout describes the columns of a task dump. All kernels since 2.6.36
+// print pid, uid, tgid, total_vm and rss first, oom_score_adj second to last
+// and the name last; the columns between differ by version.
+type dumpLayout struct {
+	numeric int // numeric columns after the pid
+}
+
+// parseDumpHeader counts the numeric columns of a dump header.
+func parseDumpHeader(msg string) dumpLayout {
+	i := strings.IndexByte(msg, ']')
+	if i < 0 {
+		return dumpLayout{}
+	}
+	cols := strings.Fields(msg[i+1:])
+	if len(cols) < 2 {
+		return dumpLayout{}
+	}
+	return dumpLayout{numeric: len(cols) - 1}
+}
+
+// parseDumpRow reads "[ 1234]     0  1234   530382     5191 ... 0 name".
+// With layout nil it only checks the shape and does not allocate.
+func parseDumpRow(msg []byte, layout *dumpLayout) (Task, bool) {
+	var t Task
+	i := 1
+	for i < len(msg) && msg[i] == ' ' {
+		i++
+	}
+	pid, n := atoi(msg[i:])
+	if n == 0 {
+		return t, false
+	}
+	i += n
+	if i >= len(msg) || msg[i] != ']' {
+		return t, false
+	}
+	i++
+	var nums [12]int64
+	count := 0
+	want := 0
+	if layout != nil {
+		want = layout.numeric
+	}
+	for count < len(nums) {
+		j := i
+		for j < len(msg) && msg[j] == ' ' {
+			j++
+		}
+		if j == i || j >= len(msg) {
+			break
+		}
+		neg := false
+		k := j
+		if msg[k] == '-' {
+			neg = true
+			k++
+		}
+		v, m := atoi(msg[k:])
+		if m == 0 || (k+m < len(msg) && msg[k+m] != ' ') {
+			break
+		}
+		if neg {
+			v = -v
+		}
+		nums[count] = int64(v)
+		count++
+		i = k + m
+		if want > 0 && count == want {
+			break
+		}
+	}
+	// uid tgid total_vm rss ... oom_score_adj: at least six numbers.
+	if count < 6 {
+		return t, false
+	}
+	name := msg[i:]
+	for len(name) > 0 && name[0] == ' ' {
+		name = name[1:]
+	}
+	if len(name) == 0 {
+		return t, false
+	}
+	if layout == nil {
+		return t, true
+	}
+	t.PID = pid
+	t.UID, t.HasUID = int(nums[0]), true
+	t.RSSPages, t.HasRSS = nums[3], true
+	t.OOMScoreAdj, t.HasAdj = int(nums[count-1]), true
+	t.Comm = string(name)
+	return t, true
+}
+
+func atoi(b []byte) (int, int) {
+	v, n := 0, 0
+	for n < len(b) && n < 18 && b[n] >= '0' && b[n] <= '9' {
+		v = v*10 + int(b[n]-'0')
+		n++
+	}
+	return v, n
+}
+
+// summaryKeys are the keys of the "oom-kill:" line, in the kernel's order.
+var summaryKeys = []string{"constraint", "nodemask", "cpuset", "mems_allowed", "global_oom",
+	"oom_memcg", "task_memcg", "task", "pid", "uid"}
+
+// parseSummary reads "oom-kill:constraint=...,nodemask=...,cpuset=...,
+// mems_allowed=...,global_oom|oom_memcg=...,task_memcg=...,task=...,pid=...,uid=...".
+// A comma inside a value (a cgroup name, a comm) stays with that value.
+func parseSummary(msg string) Summary {
+	var s Summary
+	rest := strings.TrimPrefix(msg, string(bSummary))
+	// A terminal that cut the line shows '>' at the cut.
+	if strings.HasSuffix(rest, ">") {
+		rest = strings.TrimSuffix(rest, ">")
+		s.Truncated = true
+	}
+	vals := map[string]string{}
+	key := ""
+	for _, part := range strings.Split(rest, ",") {
+		k, v, hasEq := strings.Cut(part, "=")
+		if (hasEq && isSummaryKey(k)) || part == "global_oom" {
+			key = k
+			vals[key] = v
+			continue
+		}
+		if key != "" {
+			vals[key] += "," + part
+		}
+	}
+	s.Constraint = vals["constraint"]
+	s.Nodemask = vals["nodemask"]
+	s.Cpuset = vals["cpuset"]
+	s.MemsAllowed = vals["mems_allowed"]
+	_, s.GlobalOOM = vals["global_oom"]
+	s.OOMMemcg = vals["oom_memcg"]
+	s.TaskMemcg = vals["task_memcg"]
+	s.Task = vals["task"]
+	if v, ok := vals["pid"]; ok {
+		s.PID, _ = strconv.Atoi(v)
+	}
+	if v, ok := vals["uid"]; ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			s.UID, s.HasUID = n, true
+		}
+	}
+	if _, ok := vals["pid"]; !ok {
+		s.Truncated = true
+	}
+	return s
+}
+
+func isSummaryKey(k string) bool {
+	for _, key := range summaryKeys {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// parseProcRef reads "N (comm)" at the start of s, returning the rest.
+func parseProcRef(s string) (pid int, comm, rest string, ok bool) {
+	sp := strings.IndexByte(s, ' ')
+	if sp < 0 {
+		return 0, "", "", false
+	}
+	pid, err := strconv.Atoi(s[:sp])
+	if err != nil {
+		return 0, "", "", false
+	}
+	s = s[sp+1:]
+	if !strings.HasPrefix(s, "(") {
+		return 0, "", "", false
+	}
+	// The comm may itself contain ") " (it is any 15 bytes); the kernel
+	// follows it with ", " or " score" or ", now", so take the last ")"
+	// before the first of those.
+	end := -1
+	for _, sep := range []string{"), ", ") score", ") sharing", ") total-vm"} {
+		if i := strings.Index(s, sep); i >= 0 && (end < 0 || i < end) {
+			end = i
+		}
+	}
+	if end < 0 {
+		end = strings.LastIndexByte(s, ')')
+	}
+	if end < 0 {
+		return 0, "", "", false
+	}
+	return pid, s[1:end], s[end+1:], true
+}
+
+// parseKilled reads "[Memory cgroup out of memory|Out of memory]: Killed
+// process N (x) total-vm:NkB, anon-rss:NkB, file-rss:NkB[, shmem-rss:NkB]
+// [, UID:N pgtables:NkB oom_score_adj:N]".
+func parseKilled(msg string) (Victim, bool) {
+	var v Victim
+	i := strings.Index(msg, string(bKilledProc))
+	if i > 0 {
+		v.Message = strings.TrimSuffix(strings.TrimSpace(msg[:i]), ":")
+	}
+	pid, comm, rest, ok := parseProcRef(msg[i+len(bKilledProc):])
+	if !ok {
+		return v, false
+	}
+	v.PID, v.Comm = pid, comm
+	v.TotalVMKB, _ = kbAfter(rest, "total-vm:")
+	v.AnonKB, _ = kbAfter(rest, "anon-rss:")
+	v.FileKB, _ = kbAfter(rest, "file-rss:")
+	v.ShmemKB, _ = kbAfter(rest, "shmem-rss:")
+	if strings.Contains(rest, "anon-rss:") {
+		v.RSSBytes = (v.AnonKB + v.FileKB + v.ShmemKB) * 1024
+		v.HasRSS = true
+	}
+	if uid, ok := intAfter(rest, "UID:"); ok {
+		v.UID, v.HasUID = uid, true
+	}
+	if adj, ok := intAfter(rest, "oom_score_adj:"); ok {
+		v.OOMScoreAdj, v.HasAdj = adj, true
+	}
+	return v, true
+}
+
+func intAfter(s, key string) (int, bool) {
+	i := strings.Index(s, key)
+	if i < 0 {
+		return 0, false
+	}
+	v := s[i+len(key):]
+	j := 0
+	if j < len(v) && v[j] == '-' {
+		j++
+	}
+	for j < len(v) && v[j] >= '0' && v[j] <= '9' {
+		j++
+	}
+	n, err := strconv.Atoi(v[:j])
+	return n, err == nil
+}
+
+// parseSelect reads "[Memory cgroup out of memory|Out of memory]: Kill
+// process N (x) score S or sacrifice child".
+func parseSelect(msg string) (pid, score int, memcg, global, ok bool) {
+	i := strings.Index(msg, string(bKillProc))
+	prefix := msg[:i]
+	memcg = strings.Contains(prefix, "Memory cgroup out of memory")
+	global = !memcg && strings.Contains(prefix, "Out of memory")
+	p, _, rest, ok := parseProcRef(msg[i+len(bKillProc):])
+	if !ok {
+		return 0, 0, false, false, false
+	}
+	score, _ = intAfter(rest, "score ")
+	return p, score, memcg, global, true
+}
+
+// parseSharing reads "Kill process N (x) sharing same memory".
+func parseSharing(msg string) (Victim, bool) {
+	i := strings.Index(msg, string(bKillProc))
+	pid, comm, _, ok := parseProcRef(msg[i+len(bKillProc):])
+	if !ok {
+		return Victim{}, false
+	}
+	v := Victim{}
+	v.PID, v.Comm = pid, comm
+	return v, true
+}
+
+// parseGroup reads "Tasks in X are going to be killed due to memory.oom.group set".
+func parseGroup(msg string) string {
+	rest := strings.TrimPrefix(msg, string(bTasksIn))
+	return rest[:strings.Index(rest, string(bGroupSet))]
+}
+
+// parseReaper reads "oom_reaper: reaped process N (x), now ...".
+func parseReaper(msg string) (int, bool) {
+	pid, _, _, ok := parseProcRef(strings.TrimPrefix(msg, string(bReaper)))
+	return pid, ok
+}

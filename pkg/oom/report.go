@@ -1,0 +1,137 @@
+// Package oom assembles the kernel's multi-line OOM-killer reports from a
+// stream of kernel records. The Assembler is a pure state machine: it is fed
+// records and emits Reports holding what the kernel said, with no
+// interpretation beyond parsing. Package analysis turns Reports into verdicts.
+package oom
+
+import "time"
+
+// Task is one process named by an OOM report: a row of the task dump, the
+// trigger, or a killed process.
+type Task struct {
+	PID  int
+	Comm string
+	// UID is the task's user ID; valid when HasUID.
+	UID    int
+	HasUID bool
+	// RSSPages is the dump's rss column (pages); RSSBytes is the resident
+	// size in bytes when known (from a Killed line, or pages times the
+	// report's page size).
+	RSSPages int64
+	RSSBytes int64
+	HasRSS   bool
+	// OOMScoreAdj is the task's oom_score_adj; valid when HasAdj.
+	OOMScoreAdj int
+	HasAdj      bool
+	// Cgroup is the task's memory cgroup path when the kernel printed it.
+	Cgroup string
+}
+
+// Victim is a process the kernel killed.
+type Victim struct {
+	Task
+	// Message is the prefix of the kill line: "Out of memory",
+	// "Memory cgroup out of memory", or "" on old kernels that print a
+	// bare "Killed process" line.
+	Message string
+	// AnonKB, FileKB and ShmemKB are the resident sizes in the kill line.
+	AnonKB, FileKB, ShmemKB int64
+	// TotalVMKB is the virtual size in the kill line.
+	TotalVMKB int64
+	// Seq and Mono locate the kill line.
+	Seq     int64
+	Mono    time.Duration
+	HasMono bool
+	Wall    time.Time
+	// GroupMember reports a task killed because memory.oom.group was set
+	// on an ancestor cgroup, rather than chosen by the OOM killer.
+	GroupMember bool
+}
+
+// Trigger is the task that invoked the OOM killer.
+type Trigger struct {
+	Comm string
+	// PID comes from the "CPU: N PID: P Comm: X" line; 0 when not seen.
+	PID         int
+	OOMScoreAdj int
+	HasAdj      bool
+	GFPMask     string
+	Order       int
+}
+
+// Summary is the one-line "oom-kill:" summary that kernels since 4.19 print.
+type Summary struct {
+	Constraint  string
+	Nodemask    string
+	Cpuset      string
+	MemsAllowed string
+	GlobalOOM   bool
+	OOMMemcg    string
+	TaskMemcg   string
+	Task        string
+	PID         int
+	UID         int
+	HasUID      bool
+	// Truncated reports a line cut short (a terminal or log shipper cut it).
+	Truncated bool
+}
+
+// Report is one OOM-killer report as the kernel printed it.
+type Report struct {
+	// Seq, Mono and Wall locate the report's first record.
+	Seq     int64
+	Mono    time.Duration
+	HasMono bool
+	Wall    time.Time
+	// EndSeq is the sequence number of the last record taken.
+	EndSeq int64
+	// Complete is false when the report's start was not seen: lost in a
+	// log overflow, or rate-limited by the kernel during an OOM storm.
+	Complete bool
+	// Trigger is nil when the "invoked oom-killer" line was not seen.
+	Trigger *Trigger
+	// Summary is nil when no "oom-kill:" line was seen.
+	Summary *Summary
+	// Memcg facts, from the memcg part of the header.
+	LegacyTaskIn   string // "Task in X killed as a result of limit of Y": X
+	LegacyLimitOf  string // ... Y
+	MemcgStatsFor  string // "Memory cgroup stats for X:"
+	MemcgUsageKB   int64
+	MemcgLimitKB   int64
+	HasMemcgUsage  bool
+	HasMemInfo     bool // a node-wide "Mem-Info:" block was printed
+	HasTaskDump    bool
+	PageSize       int64
+	Tasks          []Task
+	Victims        []Victim
+	GroupCgroup    string // "Tasks in X are going to be killed due to memory.oom.group set"
+	SelectedPID    int    // old kernels' "Kill process N (x) score S or sacrifice child"
+	SelectedScore  int
+	SelectedMemcg  bool // the selection line said "Memory cgroup out of memory"
+	SelectedGlobal bool // the selection line said "Out of memory"
+	// Reaped lists PIDs the oom_reaper reported while the report was open.
+	Reaped []int
+	// Lines are the report's raw kernel lines, bounded by the assembler's
+	// MaxRawLines; LinesDropped counts those left out.
+	Lines        []string
+	LinesDropped int
+}
+
+// Victim returns the kernel's chosen victim (the first killed process), or
+// nil when no kill line was seen.
+func (r *Report) Victim() *Victim {
+	if len(r.Victims) == 0 {
+		return nil
+	}
+	return &r.Victims[0]
+}
+
+// TaskByPID returns the task dump row of pid, or nil.
+func (r *Report) TaskByPID(pid int) *Task {
+	for i := range r.Tasks {
+		if r.Tasks[i].PID == pid {
+			return &r.Tasks[i]
+		}
+	}
+	return nil
+}
