@@ -1,0 +1,368 @@
+// Package devkmsg is the live source of kernel log records: it tails
+// /dev/kmsg through github.com/euank/go-kmsg-parser and turns its messages
+// into kmsg.Records with the kernel's exact sequence number and monotonic
+// timestamp, reopening the device when the kernel log overflows and reporting
+// what was lost as explicit gaps.
+//
+// It works around three defects of kmsgparser v2.0.0:
+//   - its reader compares err == syscall.EPIPE, but os.File wraps the error
+//     in *fs.PathError, so when the reader falls behind and records are
+//     overwritten it closes its channel instead of skipping: Run reopens,
+//     drops records it already delivered and reports the hole as a Gap;
+//   - its Message keeps the "\n KEY=value" dictionary lines the kernel
+//     appends: Run keeps only the text before the first '\n' (the kernel
+//     escapes newlines inside the text as \x0a);
+//   - its Timestamp is a boot time rounded to whole seconds plus the record's
+//     microseconds: Run recovers the exact microseconds (see clock) and
+//     computes Wall from BootTime.
+package devkmsg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/euank/go-kmsg-parser/kmsgparser"
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/sirupsen/logrus"
+)
+
+// DefaultReopenTimeout is how long Run keeps trying to reopen /dev/kmsg
+// before it gives up, when Options.ReopenTimeout is zero.
+const DefaultReopenTimeout = 30 * time.Second
+
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 5 * time.Second
+	// drainTimeout bounds how long Run waits for a parser's goroutine to
+	// finish after closing it.
+	drainTimeout = 2 * time.Second
+)
+
+// ErrReopen is returned by Run when /dev/kmsg could not be (re)opened, or
+// its reader kept stopping before delivering a record, for longer than
+// Options.ReopenTimeout.
+var ErrReopen = errors.New("kernel log reader could not be reopened")
+
+// ErrParserStopped is the cause given when a parser closed its channel
+// without logging an error.
+var ErrParserStopped = errors.New("kmsgparser stopped")
+
+// Options configures a Source. Nil functions and zero durations mean the
+// real /dev/kmsg and defaults, but After has no neutral zero: 0 is a
+// checkpoint at the first record of the boot, so set -1 to read everything.
+type Options struct {
+	// After is the sequence number of the last record the caller has already
+	// handled in this boot (its checkpoint): Run skips records with Seq <=
+	// After, and reports a Gap if the oldest record left is newer than
+	// After+1. Use -1 for no checkpoint, and always for a new boot: sequence
+	// numbers restart at 0 on every boot and Run cannot tell boots apart (if
+	// After is beyond the newest record it assumes a reboot, logs a warning
+	// and starts from the oldest record rather than waiting forever).
+	After int64
+	// ReopenTimeout bounds how long Run keeps trying to reopen the kernel
+	// log when opening fails or the reader stops without delivering a
+	// record; zero means DefaultReopenTimeout.
+	ReopenTimeout time.Duration
+	// BootTime is added to each record's Mono to give its Wall time. Zero
+	// means BootTime() is measured again at every (re)open.
+	BootTime time.Time
+	// NewParser creates a parser reading the kernel log from its oldest
+	// record; nil means kmsgparser.NewParser (which always opens /dev/kmsg).
+	NewParser func() (kmsgparser.Parser, error)
+	// Oldest reads the sequence number and exact timestamp in microseconds
+	// of the oldest record now in the kernel log, bypassing the parser, to
+	// calibrate it; nil means reading /dev/kmsg directly. It returns
+	// ErrNoRecord if the log is empty.
+	Oldest func() (seq, usec int64, err error)
+	// Newest returns the sequence number of the newest record now in the
+	// kernel log, or -1 if it is empty; nil means reading /dev/kmsg
+	// directly. Run calls it once, and only when After >= 0.
+	Newest func() (int64, error)
+}
+
+// Gap reports records the kernel overwrote (or the parser dropped) before
+// they could be delivered.
+type Gap struct {
+	// AfterSeq is the last sequence number delivered (or the checkpoint).
+	AfterSeq int64
+	// NextSeq is the sequence number of the next record delivered.
+	NextSeq int64
+	// Lost is the number of records between them: NextSeq - AfterSeq - 1.
+	Lost int64
+	// Detected is when Run noticed the gap.
+	Detected time.Time
+}
+
+// Item is one element of the stream Run produces: a gap when Gap is non-nil,
+// otherwise a record.
+type Item struct {
+	// Record is the kernel record; valid when Gap is nil. Its Message is
+	// owned by the Item.
+	Record kmsg.Record
+	// Gap, when non-nil, reports lost records instead.
+	Gap *Gap
+}
+
+// Source is a live source of kernel records from /dev/kmsg.
+type Source struct {
+	log  *logrus.Entry
+	opts Options
+}
+
+// New returns a Source that logs to log and reads as opts says.
+func New(log *logrus.Entry, opts Options) *Source {
+	if opts.After < 0 {
+		opts.After = -1
+	}
+	if opts.ReopenTimeout <= 0 {
+		opts.ReopenTimeout = DefaultReopenTimeout
+	}
+	if opts.NewParser == nil {
+		opts.NewParser = kmsgparser.NewParser
+	}
+	if opts.Oldest == nil {
+		opts.Oldest = readOldest
+	}
+	if opts.Newest == nil {
+		opts.Newest = readNewest
+	}
+	return &Source{log: log, opts: opts}
+}
+
+// Run sends the kernel's records, and Gap items for records lost, to out in
+// sequence order until ctx ends, and closes out when it returns.
+//
+// A slow consumer does not lose records silently: Run blocks on out, the
+// parser stops reading, the kernel's ring buffer (the bounded buffer here)
+// overwrites its oldest records, and Run reports them as a Gap after
+// reopening. Run returns ctx's error, wrapped, when ctx ends, or an error
+// wrapping ErrReopen when the log cannot be reopened within ReopenTimeout.
+// Each call starts again from Options.After.
+func (s *Source) Run(ctx context.Context, out chan<- Item) error {
+	defer close(out)
+	last := s.opts.After
+	if last >= 0 {
+		last = s.checkAfter(last)
+	}
+	var (
+		failingSince time.Time
+		backoff      = minBackoff
+	)
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("devkmsg: %w", err)
+		}
+		sess, err := s.open()
+		if err == nil {
+			n := s.consume(ctx, sess, &last, out)
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("devkmsg: %w", err)
+			}
+			if n > 0 {
+				s.log.WithError(sess.log.cause()).WithField("last_seq", last).
+					Warn("kernel log reader stopped; reopening")
+				failingSince, backoff = time.Time{}, minBackoff
+				continue
+			}
+			err = fmt.Errorf("reader stopped before delivering a record: %w", sess.log.cause())
+		}
+		now := time.Now()
+		if failingSince.IsZero() {
+			failingSince = now
+		}
+		left := s.opts.ReopenTimeout - now.Sub(failingSince)
+		if left <= 0 {
+			return fmt.Errorf("devkmsg: %w for %v: %w", ErrReopen, s.opts.ReopenTimeout, err)
+		}
+		wait := min(backoff, left)
+		s.log.WithError(err).WithField("retry_in", wait).Warn("cannot read kernel log")
+		if !sleep(ctx, wait) {
+			return fmt.Errorf("devkmsg: %w", ctx.Err())
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// checkAfter returns the checkpoint to use: after, unless it is beyond the
+// newest record, which means sequence numbers restarted (a reboot).
+func (s *Source) checkAfter(after int64) int64 {
+	newest, err := s.opts.Newest()
+	if err != nil {
+		s.log.WithError(err).Warn("cannot check the checkpoint against the kernel log; trusting it")
+		return after
+	}
+	if after > newest {
+		s.log.WithFields(logrus.Fields{"after": after, "newest_seq": newest}).
+			Warn("checkpoint is beyond the newest kernel record (new boot?); reading from the oldest record")
+		return -1
+	}
+	return after
+}
+
+// session is one kmsgparser instance and what we know about its clock.
+type session struct {
+	p    kmsgparser.Parser
+	ch   <-chan kmsgparser.Message
+	log  *parserLogger
+	clk  clock
+	boot time.Time
+}
+
+// open creates and calibrates a parser (see clock).
+func (s *Source) open() (*session, error) {
+	sess := &session{
+		boot: s.opts.BootTime,
+		log:  &parserLogger{log: s.log.WithField("component", "kmsgparser")},
+	}
+	if sess.boot.IsZero() {
+		b, err := BootTime()
+		if err != nil {
+			return nil, err
+		}
+		sess.boot = b
+	}
+	sess.clk.pendSeq, sess.clk.pins = -1, 1
+	if seq, usec, err := s.opts.Oldest(); err != nil {
+		s.log.WithError(err).Debug("cannot read the oldest kernel record; calibrating later")
+	} else {
+		sess.clk.pendSeq, sess.clk.pendUsec = seq, usec
+	}
+	u1, err := uptime()
+	if err != nil {
+		return nil, err
+	}
+	tA := time.Now()
+	p, err := s.opts.NewParser()
+	tB := time.Now()
+	if err != nil {
+		return nil, fmt.Errorf("open kernel log: %w", err)
+	}
+	u2, err := uptime()
+	if err != nil {
+		_ = p.Close()
+		return nil, err
+	}
+	sess.clk.estimate(u1, tA, tB, u2)
+	p.SetLogger(sess.log)
+	sess.p = p
+	sess.ch = p.Parse()
+	return sess, nil
+}
+
+// consume forwards one parser's messages to out until its channel closes or
+// ctx ends, and returns how many messages the parser delivered.
+func (s *Source) consume(ctx context.Context, sess *session, last *int64, out chan<- Item) int {
+	n := 0
+	for {
+		var m kmsgparser.Message
+		var ok bool
+		select {
+		case <-ctx.Done():
+			s.shutdown(sess)
+			return n
+		case m, ok = <-sess.ch:
+		}
+		if !ok {
+			if err := sess.p.Close(); err != nil {
+				s.log.WithError(err).Debug("close kernel log")
+			}
+			return n
+		}
+		n++
+		seq := int64(m.SequenceNumber)
+		// Pin on every message, including those skipped below: a record
+		// already delivered is as good a calibration point as any.
+		if pinned, moved := sess.clk.pin(seq, m.Timestamp, s.opts.Oldest); pinned {
+			s.log.WithFields(logrus.Fields{"seq": seq, "correction": moved}).
+				Debug("kernel log clock calibrated")
+		}
+		if seq <= *last {
+			continue
+		}
+		if *last >= 0 && seq > *last+1 {
+			g := &Gap{AfterSeq: *last, NextSeq: seq, Lost: seq - *last - 1, Detected: time.Now()}
+			s.log.WithFields(logrus.Fields{"after_seq": g.AfterSeq, "next_seq": g.NextSeq, "lost": g.Lost}).
+				Warn("kernel log records lost")
+			if !send(ctx, out, Item{Gap: g}) {
+				s.shutdown(sess)
+				return n
+			}
+		}
+		mono := sess.clk.mono(m.Timestamp)
+		rec := kmsg.Record{
+			Seq:      seq,
+			Mono:     mono,
+			HasMono:  true,
+			Wall:     sess.boot.Add(mono),
+			Priority: m.Priority,
+			Message:  body(m.Message),
+		}
+		if !send(ctx, out, Item{Record: rec}) {
+			s.shutdown(sess)
+			return n
+		}
+		*last = seq
+	}
+}
+
+// shutdown closes a parser and waits for its goroutine: kmsgparser sends
+// without a way to cancel, so its channel must be drained until it closes.
+// Closing the file ends its blocked read (/dev/kmsg is pollable, so the read
+// waits in Go's poller, which Close wakes).
+func (s *Source) shutdown(sess *session) {
+	sess.log.closing.Store(true)
+	if err := sess.p.Close(); err != nil {
+		s.log.WithError(err).Debug("close kernel log")
+	}
+	timer := time.NewTimer(drainTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case _, ok := <-sess.ch:
+			if !ok {
+				return
+			}
+		case <-timer.C:
+			s.log.Warn("kernel log reader did not stop after close; leaving it to drain in the background")
+			go func() {
+				for range sess.ch {
+				}
+			}()
+			return
+		}
+	}
+}
+
+// body returns a copy of a kmsgparser Message without the dictionary lines
+// ("\n SUBSYSTEM=...") and trailing newline the kernel appends.
+func body(msg string) []byte {
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	return []byte(msg)
+}
+
+// send sends it to out unless ctx ends first.
+func send(ctx context.Context, out chan<- Item, it Item) bool {
+	select {
+	case out <- it:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// sleep waits for d unless ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,175 @@
+package devkmsg
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+
+	"golang.org/x/sys/unix"
+)
+
+// DevKmsg is the kernel log device. kmsgparser.NewParser opens this path
+// unconditionally, so the direct reads below use it too: the two must agree.
+const DevKmsg = "/dev/kmsg"
+
+// maxRecord is the read buffer size. Each read of /dev/kmsg returns exactly
+// one record and fails with EINVAL if the buffer is smaller than the record;
+// 8192 is the kernel's CONSOLE_EXT_LOG_MAX (and kmsgparser's buffer).
+const maxRecord = 8192
+
+// maxScan bounds how many records readNewest reads, so a kernel that logs
+// faster than we read cannot keep it busy forever.
+const maxScan = 1 << 20
+
+// ErrNoRecord is returned when the kernel log buffer holds no record to read.
+var ErrNoRecord = errors.New("kernel log buffer is empty")
+
+// errMalformed is returned for a /dev/kmsg record whose "PRIO,SEQ,USEC,..."
+// prefix cannot be parsed.
+var errMalformed = errors.New("malformed kmsg record")
+
+// header is the prefix of a raw /dev/kmsg record.
+type header struct {
+	prio int
+	seq  int64
+	usec int64
+}
+
+// parseHeader parses the "PRIO,SEQ,USEC,FLAGS[,...];" prefix of one raw
+// /dev/kmsg record (Documentation/ABI/testing/dev-kmsg). At least the first
+// three fields and the ';' are required, as kmsgparser requires; the flags
+// and any later fields are not interpreted. It does not allocate.
+func parseHeader(b []byte) (header, error) {
+	var h header
+	var fields [3]int64
+	field := 0
+	start := 0
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != ',' && c != ';' {
+			continue
+		}
+		if field < len(fields) {
+			v, ok := parseUint(b[start:i])
+			if !ok {
+				return h, fmt.Errorf("%w: field %d %q", errMalformed, field+1, b[start:i])
+			}
+			fields[field] = v
+		}
+		field++
+		start = i + 1
+		if c == ';' {
+			if field < len(fields) {
+				return h, fmt.Errorf("%w: %d header fields, want at least 3", errMalformed, field)
+			}
+			if fields[0] > math.MaxInt32 {
+				return h, fmt.Errorf("%w: priority %d out of range", errMalformed, fields[0])
+			}
+			h.prio, h.seq, h.usec = int(fields[0]), fields[1], fields[2]
+			return h, nil
+		}
+	}
+	return h, fmt.Errorf("%w: no ';'", errMalformed)
+}
+
+// parseUint parses a non-empty unsigned decimal that fits in an int64.
+func parseUint(b []byte) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := int64(c - '0')
+		if v > (math.MaxInt64-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	return v, true
+}
+
+// openRaw opens /dev/kmsg non-blocking with a plain descriptor (not an
+// os.File, whose poller would turn EAGAIN into a wait). A fresh descriptor
+// starts at the oldest record still in the buffer.
+func openRaw() (int, error) {
+	fd, err := unix.Open(DevKmsg, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: DevKmsg, Err: err}
+	}
+	return fd, nil
+}
+
+// readRecord reads the next record from a non-blocking /dev/kmsg descriptor.
+// EPIPE means the record the descriptor pointed at was overwritten; the kernel
+// has moved the descriptor to the oldest record left, so we simply read
+// again. It returns ErrNoRecord when no further record exists yet.
+func readRecord(fd int, buf []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, buf)
+		switch {
+		case err == nil:
+			return n, nil
+		case errors.Is(err, unix.EINTR), errors.Is(err, unix.EPIPE):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			return 0, ErrNoRecord
+		default:
+			return 0, &fs.PathError{Op: "read", Path: DevKmsg, Err: err}
+		}
+	}
+}
+
+// readOldest reads the oldest record still in the kernel log buffer and
+// returns its exact sequence number and timestamp (microseconds). It is the
+// default Options.Oldest.
+func readOldest() (seq, usec int64, err error) {
+	fd, err := openRaw()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, maxRecord)
+	n, err := readRecord(fd, buf)
+	if err != nil {
+		return 0, 0, err
+	}
+	h, err := parseHeader(buf[:n])
+	if err != nil {
+		return 0, 0, err
+	}
+	return h.seq, h.usec, nil
+}
+
+// readNewest reads through the whole kernel log buffer and returns the
+// sequence number of the newest record, or -1 if the buffer is empty. There is
+// no cheaper way: lseek(SEEK_END) on /dev/kmsg returns 0, not a position. It
+// is the default Options.Newest and runs once per Run, only with a
+// checkpoint.
+func readNewest() (int64, error) {
+	fd, err := openRaw()
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, maxRecord)
+	newest := int64(-1)
+	for i := 0; i < maxScan; i++ {
+		n, err := readRecord(fd, buf)
+		if errors.Is(err, ErrNoRecord) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		h, err := parseHeader(buf[:n])
+		if err != nil {
+			return 0, err
+		}
+		newest = max(newest, h.seq)
+	}
+	return newest, nil
+}
