@@ -29,6 +29,12 @@ type LogStats struct {
 // every OOM kill, in order. It streams: memory does not grow with the input.
 // Input with no kernel record at all, or binary input, is an error.
 func ReadLog(in io.Reader, opts StreamOptions, emit func(Event)) (LogStats, error) {
+	return ReadLogYear(in, 0, opts, emit)
+}
+
+// ReadLogYear is ReadLog with the year given to syslog timestamps that
+// carry none (0: the current year, or the one before for dates ahead).
+func ReadLogYear(in io.Reader, year int, opts StreamOptions, emit func(Event)) (LogStats, error) {
 	var st LogStats
 	stream := NewStream(opts, func(e Event) {
 		st.Events++
@@ -36,6 +42,7 @@ func ReadLog(in io.Reader, opts StreamOptions, emit func(Event)) (LogStats, erro
 	})
 	asm := oom.NewAssembler(oom.Options{}, stream.Add)
 	rd := kmsg.NewReader(in)
+	rd.Year = year
 	for rd.Next() {
 		rec := rd.Record()
 		st.Records++
