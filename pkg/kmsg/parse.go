@@ -43,7 +43,7 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 			// journalctl -o short-monotonic: "[ 1.2] host kernel: msg".
 			if msg, kernel, ok := splitSyslogTag(rest); ok {
 				if !kernel {
-					return FormatSkipped
+					return skip(rec)
 				}
 				rec.Message = msg
 				return FormatSyslog
@@ -63,7 +63,7 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 			if !comma {
 				if msg, kernel, ok := splitSyslogTag(after); ok {
 					if !kernel {
-						return FormatSkipped
+						return skip(rec)
 					}
 					return finishSyslog(rec, msg)
 				}
@@ -76,7 +76,7 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 			if msg, kernel, ok := splitSyslogTag(rest[n:]); ok {
 				rec.Wall = wall
 				if !kernel {
-					return FormatSkipped
+					return skip(rec)
 				}
 				return finishSyslog(rec, msg)
 			}
@@ -84,6 +84,12 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 	}
 	rec.Message = rest
 	return format
+}
+
+// skip clears rec for a line that carries no kernel record.
+func skip(rec *Record) Format {
+	*rec = Record{Seq: NoSeq, Priority: -1}
+	return FormatSkipped
 }
 
 // finishSyslog takes the dmesg timestamp that syslog daemons often keep

@@ -57,8 +57,10 @@ type Reader struct {
 	err      error
 	lineNo   int64
 	lastKmsg bool
-	// Year completes syslog timestamps that carry no year.
+	// Year completes syslog timestamps that carry no year. Zero means the
+	// current year, or the one before for dates that would lie ahead.
 	Year int
+	now  time.Time
 	// Location interprets timestamps that carry no zone (syslog, dmesg -T).
 	Location *time.Location
 	// long gathers a line longer than the read buffer.
@@ -71,8 +73,8 @@ type Reader struct {
 func NewReader(r io.Reader) *Reader {
 	return &Reader{
 		br:       bufio.NewReaderSize(r, 64<<10),
-		Year:     time.Now().Year(),
 		Location: time.Local,
+		now:      time.Now(),
 	}
 }
 
@@ -88,7 +90,16 @@ func (r *Reader) Next() bool {
 			return false
 		}
 		r.lineNo++
-		r.format = ParseLine(line, &r.rec, r.lastKmsg, r.Year, r.Location)
+		year := r.Year
+		if year == 0 {
+			year = r.now.Year()
+		}
+		r.format = ParseLine(line, &r.rec, r.lastKmsg, year, r.Location)
+		if r.Year == 0 && r.format == FormatSyslog && r.rec.Wall.Year() == year &&
+			r.rec.Wall.After(r.now.Add(48*time.Hour)) {
+			// A syslog date without a year that would lie ahead is last year's.
+			r.rec.Wall = r.rec.Wall.AddDate(-1, 0, 0)
+		}
 		r.lastKmsg = r.format == FormatKmsg || (r.lastKmsg && r.format == FormatSkipped && len(line) > 0)
 		if r.format != FormatSkipped {
 			return true

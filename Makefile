@@ -1,0 +1,83 @@
+# oomwatch: see README.md. `make demo` shows the product in a VM; `make test`
+# runs every test (unit, real containerd, real kernel in qemu) and installs
+# what it needs.
+SHELL  := /bin/bash
+GO     ?= go
+BIN    := $(CURDIR)/bin
+export GOBIN := $(BIN)
+export PATH  := $(BIN):$(PATH)
+
+include tools/versions.mk
+
+BINARIES := agent aggregator oomctl
+PKGS     := ./...
+
+.PHONY: all build test test-unit lint fmt vet proto proto-check tools demo run bench faults clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ $(addprefix ./,$(BINARIES))
+
+# Every test, with the race detector. The e2e tests boot a real kernel in
+# qemu and the runtime tests start a real containerd: both install their
+# Debian packages themselves (as root) when missing.
+test: vet
+	$(GO) test -race -count=1 -timeout 60m $(PKGS)
+
+# Unit tests only: no VM, no containerd.
+test-unit:
+	OOMWATCH_SKIP_SYSTEM_TESTS=1 $(GO) test -race -count=1 $(PKGS)
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+$(BIN)/staticcheck:
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+$(BIN)/buf:
+	$(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(BIN)/protoc-gen-go:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(BIN)/protoc-gen-go-grpc:
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+tools: $(BIN)/staticcheck $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+
+proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+	buf generate
+
+# Fails when the committed generated code is not what `make proto` makes.
+proto-check: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	  buf generate -o $$tmp && \
+	  diff -ru $$tmp/proto/oomwatch proto/oomwatch -x '*.proto' && echo "generated code is up to date"
+
+lint: vet tools proto-check
+	staticcheck $(PKGS)
+	buf lint
+	@if git rev-parse --verify -q main >/dev/null; then \
+	  buf breaking --against '.git#branch=main'; \
+	else echo "no main branch: buf breaking skipped"; fi
+
+# The scenarios in a VM, printing what oomctl shows.
+demo:
+	$(GO) run ./test/e2e/demo
+
+# Aggregator and agent on this machine's own /dev/kmsg (as root).
+run: build
+	./test/run-local.sh
+
+bench:
+	./bench/run.sh
+
+faults:
+	$(GO) test -count=1 -run 'TestFault' -v ./test/faults/ | $(GO) run ./test/faults/table
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,202 @@
+package kmsg
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseLine(t *testing.T) {
+	utc := time.UTC
+	tests := []struct {
+		name     string
+		line     string
+		after    bool
+		format   Format
+		seq      int64
+		mono     time.Duration
+		hasMono  bool
+		wall     time.Time
+		priority int
+		msg      string
+	}{
+		{name: "kmsg", line: "6,22743,6115623303887,-;oom-kill:constraint=CONSTRAINT_MEMCG", format: FormatKmsg,
+			seq: 22743, mono: 6115623303887 * time.Microsecond, hasMono: true, priority: 6, msg: "oom-kill:constraint=CONSTRAINT_MEMCG"},
+		{name: "kmsg with extra header fields", line: "4,359,3364390,-,caller=T96;hog invoked oom-killer: x", format: FormatKmsg,
+			seq: 359, mono: 3364390 * time.Microsecond, hasMono: true, priority: 4, msg: "hog invoked oom-killer: x"},
+		{name: "kmsg leading-space message", line: "4,363,3367253,-; <TASK>", format: FormatKmsg,
+			seq: 363, mono: 3367253 * time.Microsecond, hasMono: true, priority: 4, msg: " <TASK>"},
+		{name: "kmsg continuation", line: " SUBSYSTEM=acpi", after: true, format: FormatSkipped, seq: NoSeq, priority: -1},
+		{name: "space line not after kmsg is bare", line: " active_file:35 inactive_file:69", format: FormatBare,
+			seq: NoSeq, priority: -1, msg: " active_file:35 inactive_file:69"},
+		{name: "dmesg", line: "[ 3457.652078] Out of memory: Killed process 10843", format: FormatDmesg,
+			seq: NoSeq, mono: 3457652078 * time.Microsecond, hasMono: true, priority: -1, msg: "Out of memory: Killed process 10843"},
+		{name: "dmesg nanoseconds", line: "[    0.000000001] x", format: FormatDmesg,
+			seq: NoSeq, mono: 1, hasMono: true, priority: -1, msg: "x"},
+		{name: "dmesg -T", line: "[Fri Nov 27 05:12:01 2026] Out of memory: Killed process 1", format: FormatDmesg,
+			seq: NoSeq, wall: time.Date(2026, 11, 27, 5, 12, 1, 0, utc), priority: -1, msg: "Out of memory: Killed process 1"},
+		{name: "dmesg -T single digit day", line: "[Sun Nov  1 05:12:01 2026] x", format: FormatDmesg,
+			seq: NoSeq, wall: time.Date(2026, 11, 1, 5, 12, 1, 0, utc), priority: -1, msg: "x"},
+		{name: "dmesg iso", line: "2025-01-21T08:46:30,287197+00:00 oom-kill:constraint=CONSTRAINT_MEMCG", format: FormatDmesg,
+			seq: NoSeq, wall: time.Date(2025, 1, 21, 8, 46, 30, 287197000, utc), priority: -1, msg: "oom-kill:constraint=CONSTRAINT_MEMCG"},
+		{name: "dmesg decode iso", line: "kern  :warn  : 2025-01-21T08:41:30,287197+00:00 oom_reaper: reaped process 345646 (vector)", format: FormatDmesg,
+			seq: NoSeq, wall: time.Date(2025, 1, 21, 8, 41, 30, 287197000, utc), priority: 4, msg: "oom_reaper: reaped process 345646 (vector)"},
+		{name: "dmesg decode mono", line: "kern  :err   : [  12.5] Out of memory: Killed process 7 (x)", format: FormatDmesg,
+			seq: NoSeq, mono: 12500 * time.Millisecond, hasMono: true, priority: 3, msg: "Out of memory: Killed process 7 (x)"},
+		{name: "dmesg decode only", line: "kern  :info  : Tasks state (memory values in pages):", format: FormatDmesg,
+			seq: NoSeq, priority: 6, msg: "Tasks state (memory values in pages):"},
+		{name: "busybox dmesg -r", line: "<3>[  123.000001] Out of memory: Killed process 9 (y)", format: FormatDmesg,
+			seq: NoSeq, mono: 123000001 * time.Microsecond, hasMono: true, priority: 3, msg: "Out of memory: Killed process 9 (y)"},
+		{name: "syslog with dmesg stamp", line: "Dec  8 01:56:31 scottubuntu kernel: [106464.880260] mono invoked oom-killer: gfp_mask=0x100cca", format: FormatSyslog,
+			seq: NoSeq, mono: 106464880260 * time.Microsecond, hasMono: true, wall: time.Date(2020, 12, 8, 1, 56, 31, 0, utc), priority: -1, msg: "mono invoked oom-killer: gfp_mask=0x100cca"},
+		{name: "syslog fractional", line: "Nov 27 05:12:01.123456 node1 kernel: Out of memory: Killed process 5 (a)", format: FormatSyslog,
+			seq: NoSeq, wall: time.Date(2020, 11, 27, 5, 12, 1, 123456000, utc), priority: -1, msg: "Out of memory: Killed process 5 (a)"},
+		{name: "syslog other program", line: "Nov 27 05:12:01 node1 systemd[1]: Started foo.", format: FormatSkipped, seq: NoSeq, priority: -1},
+		{name: "rfc3339 rsyslog", line: "2026-09-02T09:08:50.880492+00:00 Server1 kernel: MainThread invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=934", format: FormatSyslog,
+			seq: NoSeq, wall: time.Date(2026, 9, 2, 9, 8, 50, 880492000, utc), priority: -1, msg: "MainThread invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=934"},
+		{name: "journal short-iso", line: "2026-09-02T09:08:50+0200 host kernel: Killed process 1 (b)", format: FormatSyslog,
+			seq: NoSeq, wall: time.Date(2026, 9, 2, 7, 8, 50, 0, utc), priority: -1, msg: "Killed process 1 (b)"},
+		{name: "journal short-monotonic", line: "[ 3457.652078] host kernel: Out of memory: Killed process 10843", format: FormatSyslog,
+			seq: NoSeq, mono: 3457652078 * time.Microsecond, hasMono: true, priority: -1, msg: "Out of memory: Killed process 10843"},
+		{name: "bare", line: "Memory cgroup out of memory: Kill process 1012 (heapster) score 1035 or sacrifice child", format: FormatBare,
+			seq: NoSeq, priority: -1, msg: "Memory cgroup out of memory: Kill process 1012 (heapster) score 1035 or sacrifice child"},
+		{name: "bare month-like word", line: "Mar is not a date", format: FormatBare, seq: NoSeq, priority: -1, msg: "Mar is not a date"},
+		{name: "bare bracket", line: "[drm] Initialized", format: FormatBare, seq: NoSeq, priority: -1, msg: "[drm] Initialized"},
+		{name: "bare digits", line: "12345 not kmsg", format: FormatBare, seq: NoSeq, priority: -1, msg: "12345 not kmsg"},
+		{name: "blank", line: "   ", format: FormatSkipped, seq: NoSeq, priority: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var rec Record
+			f := ParseLine([]byte(tt.line), &rec, tt.after, 2020, utc)
+			if f != tt.format {
+				t.Fatalf("format = %v, want %v", f, tt.format)
+			}
+			if rec.Seq != tt.seq || rec.Mono != tt.mono || rec.HasMono != tt.hasMono || rec.Priority != tt.priority {
+				t.Errorf("seq/mono/hasMono/prio = %d/%v/%v/%d, want %d/%v/%v/%d",
+					rec.Seq, rec.Mono, rec.HasMono, rec.Priority, tt.seq, tt.mono, tt.hasMono, tt.priority)
+			}
+			if !rec.Wall.Equal(tt.wall) {
+				t.Errorf("wall = %v, want %v", rec.Wall, tt.wall)
+			}
+			if string(rec.Message) != tt.msg {
+				t.Errorf("message = %q, want %q", rec.Message, tt.msg)
+			}
+		})
+	}
+}
+
+func TestReaderMixedAndContinuation(t *testing.T) {
+	in := strings.Join([]string{
+		"6,1,100,-;usb 1-1: new device",
+		" SUBSYSTEM=usb",
+		" DEVICE=c189:1",
+		"[    1.000000] dmesg line",
+		"Nov 27 05:12:01 h kernel: syslog line",
+		"Nov 27 05:12:02 h sshd[5]: not kernel",
+		"bare body\r",
+		"",
+		"final without newline",
+	}, "\n")
+	r := NewReader(strings.NewReader(in))
+	r.Year = 2026
+	var got []string
+	var formats []Format
+	for r.Next() {
+		got = append(got, string(r.Record().Message))
+		formats = append(formats, r.Format())
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"usb 1-1: new device", "dmesg line", "syslog line", "bare body", "final without newline"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("messages = %q, want %q", got, want)
+	}
+	wantF := []Format{FormatKmsg, FormatDmesg, FormatSyslog, FormatBare, FormatBare}
+	for i := range wantF {
+		if formats[i] != wantF[i] {
+			t.Errorf("format[%d] = %v, want %v", i, formats[i], wantF[i])
+		}
+	}
+}
+
+func TestReaderYearRollback(t *testing.T) {
+	r := NewReader(strings.NewReader("Dec 31 23:59:59 h kernel: x\n"))
+	r.now = time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
+	r.Location = time.UTC
+	if !r.Next() {
+		t.Fatal("no record")
+	}
+	if y := r.Record().Wall.Year(); y != 2025 {
+		t.Fatalf("year = %d, want 2025 (a date ahead belongs to last year)", y)
+	}
+}
+
+func TestReaderLongLine(t *testing.T) {
+	long := strings.Repeat("x", MaxLineBytes+10)
+	r := NewReader(strings.NewReader("ok\n" + long + "\nafter\n"))
+	if !r.Next() || string(r.Record().Message) != "ok" {
+		t.Fatal("first line lost")
+	}
+	if r.Next() {
+		t.Fatal("an over-long line was accepted")
+	}
+	if r.Err() == nil {
+		t.Fatal("no error for an over-long line")
+	}
+	// A line longer than the buffer but within the bound is read whole.
+	mid := strings.Repeat("y", 70<<10-100)
+	r = NewReader(strings.NewReader(mid[:MaxLineBytes-1] + "\nz\n"))
+	if !r.Next() || len(r.Record().Message) != MaxLineBytes-1 {
+		t.Fatalf("long line not read whole")
+	}
+	if !r.Next() || string(r.Record().Message) != "z" {
+		t.Fatal("line after a long line lost")
+	}
+}
+
+func TestParseLineDoesNotAllocate(t *testing.T) {
+	lines := [][]byte{
+		[]byte("6,22743,6115623303887,-;usb 1-1: new high-speed USB device number 2 using xhci_hcd"),
+		[]byte("[ 3457.652078] EXT4-fs (sda1): mounted filesystem"),
+		[]byte("2026-09-02T09:08:50.880492+02:00 Server1 kernel: eth0: link up"),
+		[]byte("Nov 27 05:12:01.123456 node1 kernel: [  1.2] audit: type=1400"),
+	}
+	var rec Record
+	allocs := testing.AllocsPerRun(100, func() {
+		for _, l := range lines {
+			ParseLine(l, &rec, false, 2026, time.UTC)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("ParseLine allocated %.1f times per run, want 0", allocs)
+	}
+}
+
+func FuzzParseLine(f *testing.F) {
+	for _, s := range []string{
+		"6,22743,6115623303887,-;oom-kill:constraint=CONSTRAINT_MEMCG",
+		"[ 3457.652078] Out of memory: Killed process 10843",
+		"kern  :warn  : 2025-01-21T08:41:30,287197+00:00 oom_reaper: reaped",
+		"Dec  8 01:56:31 scottubuntu kernel: [106464.880260] mono invoked oom-killer:",
+		"2026-09-02T09:08:50.880492+00:00 Server1 kernel: x",
+		"[Fri Nov 27 05:12:01 2026] y",
+		"<3>[1.0] z",
+	} {
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, line []byte, after bool) {
+		var rec Record
+		format := ParseLine(line, &rec, after, 2026, time.UTC)
+		if format > FormatSkipped {
+			t.Fatalf("unknown format %d", format)
+		}
+		if rec.Mono < 0 {
+			t.Fatalf("negative monotonic time %v", rec.Mono)
+		}
+		if format != FormatSkipped && len(rec.Message) > len(line) {
+			t.Fatalf("message longer than the line")
+		}
+	})
+}
