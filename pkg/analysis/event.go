@@ -50,6 +50,37 @@ type Workload struct {
 	PodName       string `json:"pod_name,omitempty"`
 	ContainerName string `json:"container_name,omitempty"`
 	Image         string `json:"image,omitempty"`
+	// Labels are pod labels of interest (app, owner).
+	Labels map[string]string `json:"labels,omitempty"`
+	// Requests, limits and cgroup figures at kill time, when the agent
+	// could read them.
+	ContainerResources *Resources `json:"container_resources,omitempty"`
+	PodResources       *Resources `json:"pod_resources,omitempty"`
+}
+
+// Resources are a container's or pod's memory figures: what Kubernetes
+// asked for and what the cgroup held at kill time. Sizes are bytes; 0 means
+// not set, -1 a cgroup file that was absent.
+type Resources struct {
+	MemoryRequestBytes int64 `json:"memory_request_bytes,omitempty"`
+	MemoryLimitBytes   int64 `json:"memory_limit_bytes,omitempty"`
+	MemoryMaxBytes     int64 `json:"memory_max_bytes,omitempty"`
+	MemoryCurrentBytes int64 `json:"memory_current_bytes,omitempty"`
+	MemoryPeakBytes    int64 `json:"memory_peak_bytes,omitempty"`
+	MemoryMinBytes     int64 `json:"memory_min_bytes,omitempty"`
+	MemoryLowBytes     int64 `json:"memory_low_bytes,omitempty"`
+	EventsOOM          int64 `json:"events_oom,omitempty"`
+	EventsOOMKill      int64 `json:"events_oom_kill,omitempty"`
+	EventsOOMGroupKill int64 `json:"events_oom_group_kill,omitempty"`
+	OOMGroup           bool  `json:"oom_group,omitempty"`
+	PodOverheadBytes   int64 `json:"pod_overhead_bytes,omitempty"`
+	CgroupRead         bool  `json:"cgroup_read,omitempty"`
+}
+
+// NodeMemory is the node's memory when the kill was read.
+type NodeMemory struct {
+	MemTotalBytes     int64 `json:"mem_total_bytes"`
+	MemAvailableBytes int64 `json:"mem_available_bytes"`
 }
 
 // workloadOf fills a Workload from a cgroup path.
@@ -133,4 +164,6 @@ type Event struct {
 	// counts those left out.
 	Lines        []string `json:"lines,omitempty"`
 	LinesDropped int      `json:"lines_dropped,omitempty"`
+	// Node is the node's memory, when the agent read it at kill time.
+	Node *NodeMemory `json:"node_memory,omitempty"`
 }

@@ -22,8 +22,10 @@ type StreamOptions struct {
 	// rendering carries no wall clock.
 	BootTime time.Time
 	// Cgroups, when set, is asked for the cgroups of PIDs a report names
-	// that no report printed (the agent reads /proc). It may return fewer.
-	Cgroups func(pids []int) map[int]string
+	// that no report printed (the agent reads /proc while the tasks live;
+	// it can tell from the report's time whether they may still). It may
+	// return fewer.
+	Cgroups func(r *oom.Report, pids []int) map[int]string
 }
 
 // Stream judges a stream of reports from one kernel log. Within one boot a
@@ -101,7 +103,7 @@ func (s *Stream) learn(r *oom.Report) {
 	for _, t := range r.Tasks {
 		add(t.PID)
 	}
-	for pid, cg := range s.opts.Cgroups(ask) {
+	for pid, cg := range s.opts.Cgroups(r, ask) {
 		if cg != "" {
 			s.pids[pid] = cg
 		}

@@ -79,6 +79,15 @@ func (a *Assembler) Stats() Stats { return a.stats }
 // Open reports whether a report is being assembled.
 func (a *Assembler) Open() bool { return a.cur != nil }
 
+// OpenSeq returns the sequence number of the open report's first record.
+// A reader that checkpoints must not go past it: the report is not done.
+func (a *Assembler) OpenSeq() (int64, bool) {
+	if a.cur == nil {
+		return 0, false
+	}
+	return a.cur.Seq, true
+}
+
 // Feed takes one record. It does not allocate for records outside a report
 // that cannot start one.
 func (a *Assembler) Feed(rec *kmsg.Record) {

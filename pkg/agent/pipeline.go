@@ -1,0 +1,238 @@
+// Package agent is oomwatch's node agent: it reads the kernel log, turns
+// every OOM kill into an event, spools it on disk and streams it to the
+// aggregator.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/devkmsg"
+	"github.com/oomwatch/oomwatch/pkg/oom"
+	"github.com/oomwatch/oomwatch/pkg/proc"
+	"github.com/oomwatch/oomwatch/pkg/wire"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// Sink takes events durably: when Put returns nil they survive a crash.
+type Sink interface {
+	Put(ctx context.Context, events ...*pb.Event) error
+}
+
+// Enricher adds what the node knows beyond the kernel's words (names from
+// the container runtime, cgroup figures) to an event, in place.
+type Enricher interface {
+	Enrich(ctx context.Context, ev *analysis.Event)
+}
+
+// Checkpointer records how far the kernel log has been handled.
+type Checkpointer interface {
+	Save(seq int64) error
+}
+
+// PipelineConfig wires a Pipeline.
+type PipelineConfig struct {
+	Node     string
+	BootID   string
+	Proc     proc.FS
+	Sink     Sink
+	Enricher Enricher     // may be nil
+	Check    Checkpointer // may be nil
+	// Recent is how old (kernel time) a report may be for the PIDs it names
+	// to be looked up in /proc: older ones may have been reused.
+	Recent time.Duration
+	// Idle is how long the kernel log must be quiet before an open report
+	// is closed. Default 1 s.
+	Idle time.Duration
+	// CheckpointEvery bounds how often the checkpoint is written. Default 2 s.
+	CheckpointEvery time.Duration
+	// Observe, when set, is told of every event put (for metrics).
+	Observe func(ev *pb.Event)
+	// Records, when set, is told of every kernel record read.
+	Records func()
+}
+
+// Pipeline turns kernel records into events.
+type Pipeline struct {
+	cfg    PipelineConfig
+	log    *logrus.Entry
+	asm    *oom.Assembler
+	stream *analysis.Stream
+	ready  []analysis.Event
+	// seq of the last record whose reports are all handled
+	safe      int64
+	savedSafe int64
+	lastSave  time.Time
+}
+
+// NewPipeline returns a Pipeline.
+func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
+	if cfg.Idle <= 0 {
+		cfg.Idle = time.Second
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = 2 * time.Second
+	}
+	if cfg.Recent <= 0 {
+		cfg.Recent = time.Minute
+	}
+	p := &Pipeline{cfg: cfg, log: log, safe: -1, savedSafe: -1}
+	p.stream = analysis.NewStream(analysis.StreamOptions{Cgroups: p.lookup}, func(e analysis.Event) {
+		p.ready = append(p.ready, e)
+	})
+	p.asm = oom.NewAssembler(oom.Options{}, p.stream.Add)
+	return p
+}
+
+// lookup reads the cgroups of a report's live tasks from /proc, for reports
+// recent enough that their PIDs still name the same processes.
+func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
+	if !r.HasMono {
+		return nil
+	}
+	up, err := p.cfg.Proc.Uptime()
+	if err != nil || up-r.Mono > p.cfg.Recent {
+		return nil
+	}
+	return p.cfg.Proc.Cgroups(pids)
+}
+
+// Run consumes items until the channel closes or ctx ends. It returns nil
+// when the channel closed, else ctx's error.
+func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
+	tick := time.NewTicker(p.cfg.Idle / 2)
+	defer tick.Stop()
+	last := time.Now()
+	defer p.saveCheckpoint(true)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case it, ok := <-items:
+			if !ok {
+				p.asm.Flush()
+				p.stream.Flush()
+				return p.flush(ctx)
+			}
+			last = time.Now()
+			if err := p.handle(ctx, it); err != nil {
+				return err
+			}
+		case now := <-tick.C:
+			if idle := now.Sub(last); idle >= p.cfg.Idle {
+				p.asm.Expire(idle)
+				p.stream.Release(idle)
+				if err := p.flush(ctx); err != nil {
+					return err
+				}
+			}
+			p.saveCheckpoint(false)
+		}
+	}
+}
+
+func (p *Pipeline) handle(ctx context.Context, it devkmsg.Item) error {
+	if g := it.Gap; g != nil {
+		ev := &pb.Event{Node: p.cfg.Node, BootId: p.cfg.BootID, Seq: g.NextSeq, Time: timestamppb.New(g.Detected),
+			Payload: &pb.Event_Loss{Loss: &pb.Loss{
+				Cause: "kernel-gap", Lost: g.Lost, AfterSeq: g.AfterSeq, NextSeq: g.NextSeq,
+				Detail: fmt.Sprintf("%d kernel records lost on node %s between sequence %d and %d (the kernel log overflowed before they were read)",
+					g.Lost, p.cfg.Node, g.AfterSeq, g.NextSeq),
+			}}}
+		p.log.WithFields(logrus.Fields{"lost": g.Lost, "after_seq": g.AfterSeq, "next_seq": g.NextSeq}).
+			Warn("kernel log records lost")
+		if err := p.put(ctx, ev); err != nil {
+			return err
+		}
+		// A report open across the gap lost its middle.
+		p.asm.Flush()
+		return p.flush(ctx)
+	}
+	if p.cfg.Records != nil {
+		p.cfg.Records()
+	}
+	rec := it.Record
+	p.asm.Feed(&rec)
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	if open, ok := p.asm.OpenSeq(); ok {
+		if open-1 > p.safe {
+			p.safe = open - 1
+		}
+	} else if rec.Seq > p.safe {
+		p.safe = rec.Seq
+	}
+	return nil
+}
+
+// flush sends the events judged so far.
+func (p *Pipeline) flush(ctx context.Context) error {
+	if len(p.ready) == 0 {
+		return nil
+	}
+	events := p.ready
+	p.ready = nil
+	mem, memErr := p.cfg.Proc.MemInfo()
+	out := make([]*pb.Event, 0, len(events))
+	for i := range events {
+		ev := &events[i]
+		if memErr == nil {
+			ev.Node = &analysis.NodeMemory{MemTotalBytes: mem.TotalBytes, MemAvailableBytes: mem.AvailableBytes}
+		}
+		if p.cfg.Enricher != nil {
+			p.cfg.Enricher.Enrich(ctx, ev)
+		}
+		e := wire.FromAnalysis(p.cfg.Node, p.cfg.BootID, *ev)
+		out = append(out, e)
+		v := ev.Victims[0]
+		f := logrus.Fields{"kind": ev.Kind, "seq": ev.Seq, "victim_pid": v.PID, "victim_comm": v.Comm,
+			"collateral": ev.Collateral, "complete": ev.Complete}
+		if ev.LimitScope != "" {
+			f["limit_scope"] = ev.LimitScope
+		}
+		if v.PodUID != "" {
+			f["pod_uid"] = v.PodUID
+		}
+		if v.PodName != "" {
+			f["pod"] = v.Namespace + "/" + v.PodName
+		}
+		if v.ContainerID != "" {
+			f["container_id"] = v.ContainerID
+		}
+		p.log.WithFields(f).Info(ev.Reason)
+	}
+	return p.put(ctx, out...)
+}
+
+func (p *Pipeline) put(ctx context.Context, events ...*pb.Event) error {
+	if err := p.cfg.Sink.Put(ctx, events...); err != nil {
+		return fmt.Errorf("spool events: %w", err)
+	}
+	if p.cfg.Observe != nil {
+		for _, e := range events {
+			p.cfg.Observe(e)
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) saveCheckpoint(force bool) {
+	if p.cfg.Check == nil || p.safe == p.savedSafe || p.safe < 0 {
+		return
+	}
+	if !force && time.Since(p.lastSave) < p.cfg.CheckpointEvery {
+		return
+	}
+	if err := p.cfg.Check.Save(p.safe); err != nil {
+		p.log.WithError(err).Warn("cannot save checkpoint")
+		return
+	}
+	p.savedSafe = p.safe
+	p.lastSave = time.Now()
+}

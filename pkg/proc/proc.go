@@ -1,0 +1,142 @@
+// Package proc reads what the agent needs from a host's /proc: the boot ID,
+// the uptime, the node's memory, and the cgroups of live processes. The
+// root is an option so tests point it at fixture trees and a DaemonSet at
+// the host's /proc mounted elsewhere.
+package proc
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/workload"
+)
+
+// ErrMalformed reports a /proc file that does not have the expected form.
+var ErrMalformed = errors.New("malformed proc file")
+
+// FS reads a /proc tree.
+type FS struct {
+	Root string
+}
+
+// New returns an FS rooted at root ("/proc" when empty).
+func New(root string) FS {
+	if root == "" {
+		root = "/proc"
+	}
+	return FS{Root: root}
+}
+
+// BootID returns the kernel's boot ID (sys/kernel/random/boot_id).
+func (fs FS) BootID() (string, error) {
+	b, err := os.ReadFile(filepath.Join(fs.Root, "sys/kernel/random/boot_id"))
+	if err != nil {
+		return "", fmt.Errorf("read boot id: %w", err)
+	}
+	id := strings.TrimSpace(string(b))
+	if len(id) < 8 || strings.ContainsAny(id, " /\n") {
+		return "", fmt.Errorf("boot id %q: %w", id, ErrMalformed)
+	}
+	return id, nil
+}
+
+// Uptime returns the time since boot from uptime (first field).
+func (fs FS) Uptime() (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join(fs.Root, "uptime"))
+	if err != nil {
+		return 0, fmt.Errorf("read uptime: %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("uptime: %w", ErrMalformed)
+	}
+	s, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("uptime: %w", ErrMalformed)
+	}
+	return time.Duration(s * float64(time.Second)), nil
+}
+
+// MemInfo is the node's memory from meminfo.
+type MemInfo struct {
+	TotalBytes     int64
+	AvailableBytes int64
+}
+
+// MemInfo reads meminfo.
+func (fs FS) MemInfo() (MemInfo, error) {
+	f, err := os.Open(filepath.Join(fs.Root, "meminfo"))
+	if err != nil {
+		return MemInfo{}, fmt.Errorf("read meminfo: %w", err)
+	}
+	defer f.Close()
+	return ParseMemInfo(f)
+}
+
+// ParseMemInfo reads MemTotal and MemAvailable from meminfo content.
+func ParseMemInfo(r io.Reader) (MemInfo, error) {
+	var m MemInfo
+	var seen int
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var dst *int64
+		switch {
+		case bytes.HasPrefix(line, []byte("MemTotal:")):
+			dst = &m.TotalBytes
+		case bytes.HasPrefix(line, []byte("MemAvailable:")):
+			dst = &m.AvailableBytes
+		default:
+			continue
+		}
+		f := strings.Fields(string(line))
+		if len(f) < 2 {
+			return MemInfo{}, fmt.Errorf("meminfo line %q: %w", line, ErrMalformed)
+		}
+		n, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return MemInfo{}, fmt.Errorf("meminfo line %q: %w", line, ErrMalformed)
+		}
+		if len(f) > 2 && f[2] == "kB" {
+			n *= 1024
+		}
+		*dst = n
+		seen++
+	}
+	if err := sc.Err(); err != nil {
+		return MemInfo{}, err
+	}
+	if m.TotalBytes == 0 {
+		return MemInfo{}, fmt.Errorf("meminfo without MemTotal: %w", ErrMalformed)
+	}
+	return m, nil
+}
+
+// Cgroup returns the cgroup path of a live process.
+func (fs FS) Cgroup(pid int) (string, error) {
+	f, err := os.Open(filepath.Join(fs.Root, strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return workload.ParseProcCgroup(f)
+}
+
+// Cgroups returns the cgroups of those pids that are alive and readable.
+func (fs FS) Cgroups(pids []int) map[int]string {
+	out := make(map[int]string, len(pids))
+	for _, pid := range pids {
+		if cg, err := fs.Cgroup(pid); err == nil && cg != "" {
+			out[pid] = cg
+		}
+	}
+	return out
+}

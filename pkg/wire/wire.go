@@ -1,0 +1,200 @@
+// Package wire converts between the engine's events (package analysis) and
+// the protobuf messages the agent sends and the aggregator keeps.
+package wire
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/oomwatch/oomwatch/pkg/analysis"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// Event types: the payload of an Event, part of its identity.
+const (
+	TypeOOM  = "oom"
+	TypeLoss = "loss"
+	TypeExit = "exit"
+)
+
+// TypeOf returns the type of an event's payload, or "" when it has none.
+func TypeOf(e *pb.Event) string {
+	switch e.GetPayload().(type) {
+	case *pb.Event_Oom:
+		return TypeOOM
+	case *pb.Event_Loss:
+		return TypeLoss
+	case *pb.Event_Exit:
+		return TypeExit
+	}
+	return ""
+}
+
+// FromAnalysis wraps an engine event for the wire.
+func FromAnalysis(node, bootID string, ev analysis.Event) *pb.Event {
+	out := &pb.Event{Node: node, BootId: bootID, Seq: ev.Seq}
+	if ev.Time != nil {
+		out.Time = timestamppb.New(*ev.Time)
+	}
+	if ev.UptimeSeconds != nil {
+		out.Monotonic = durationpb.New(time.Duration(*ev.UptimeSeconds * float64(time.Second)))
+	}
+	out.Payload = &pb.Event_Oom{Oom: OOMKill(ev)}
+	return out
+}
+
+// OOMKill converts the payload of an engine event.
+func OOMKill(ev analysis.Event) *pb.OOMKill {
+	k := &pb.OOMKill{
+		Kind:              ev.Kind,
+		LimitScope:        ev.LimitScope,
+		Constraint:        ev.Constraint,
+		OomMemcg:          ev.OOMMemcg,
+		Complete:          ev.Complete,
+		Collateral:        ev.Collateral,
+		ChosenForScoreAdj: ev.ChosenForScoreAdj,
+		Reason:            ev.Reason,
+		MemcgUsageBytes:   ev.MemcgUsageBytes,
+		MemcgLimitBytes:   ev.MemcgLimitBytes,
+		GroupCgroup:       ev.GroupCgroup,
+		EndSeq:            ev.EndSeq,
+		Lines:             ev.Lines,
+		LinesDropped:      int32(ev.LinesDropped),
+	}
+	for _, v := range ev.Victims {
+		k.Victims = append(k.Victims, process(v))
+	}
+	if ev.Trigger != nil {
+		k.Trigger = process(*ev.Trigger)
+	}
+	for _, p := range ev.TopConsumers {
+		k.TopConsumers = append(k.TopConsumers, process(p))
+	}
+	if c := ev.Culprit; c != nil {
+		k.Culprit = &pb.Culprit{Pid: int32(c.PID), Comm: c.Comm, RssBytes: c.RSSBytes, Tasks: int32(c.Tasks),
+			Source: c.Source, Workload: workload(c.Workload)}
+	}
+	if ev.Node != nil {
+		k.NodeMemory = &pb.NodeMemory{MemTotalBytes: ev.Node.MemTotalBytes, MemAvailableBytes: ev.Node.MemAvailableBytes}
+	}
+	return k
+}
+
+func process(p analysis.Process) *pb.Process {
+	out := &pb.Process{Pid: int32(p.PID), Comm: p.Comm, RssBytes: p.RSSBytes, GroupMember: p.GroupMember,
+		Workload: workload(p.Workload)}
+	if p.UID != nil {
+		u := int32(*p.UID)
+		out.Uid = &u
+	}
+	if p.OOMScoreAdj != nil {
+		a := int32(*p.OOMScoreAdj)
+		out.OomScoreAdj = &a
+	}
+	return out
+}
+
+func workload(w analysis.Workload) *pb.Workload {
+	out := &pb.Workload{
+		Cgroup: w.Cgroup, WorkloadKind: w.WorkloadKind, PodUid: w.PodUID, ContainerId: w.ContainerID,
+		Runtime: w.Runtime, Qos: w.QoS, Unit: w.Unit, Namespace: w.Namespace, PodName: w.PodName,
+		ContainerName: w.ContainerName, Image: w.Image, Labels: w.Labels,
+		ContainerResources: resources(w.ContainerResources), PodResources: resources(w.PodResources),
+	}
+	return out
+}
+
+func resources(r *analysis.Resources) *pb.Resources {
+	if r == nil {
+		return nil
+	}
+	return &pb.Resources{
+		MemoryRequestBytes: r.MemoryRequestBytes, MemoryLimitBytes: r.MemoryLimitBytes,
+		MemoryMaxBytes: r.MemoryMaxBytes, MemoryCurrentBytes: r.MemoryCurrentBytes, MemoryPeakBytes: r.MemoryPeakBytes,
+		MemoryMinBytes: r.MemoryMinBytes, MemoryLowBytes: r.MemoryLowBytes, EventsOom: r.EventsOOM,
+		EventsOomKill: r.EventsOOMKill, EventsOomGroupKill: r.EventsOOMGroupKill, OomGroup: r.OOMGroup,
+		PodOverheadBytes: r.PodOverheadBytes, CgroupRead: r.CgroupRead,
+	}
+}
+
+// ToAnalysis converts a wire OOM kill back to the engine's form, for
+// printing with the same JSON fields as `oomctl analyze`.
+func ToAnalysis(e *pb.Event) analysis.Event {
+	k := e.GetOom()
+	ev := analysis.Event{
+		Kind: k.GetKind(), LimitScope: k.GetLimitScope(), Constraint: k.GetConstraint(), OOMMemcg: k.GetOomMemcg(),
+		Seq: e.GetSeq(), Complete: k.GetComplete(), Collateral: k.GetCollateral(),
+		ChosenForScoreAdj: k.GetChosenForScoreAdj(), Reason: k.GetReason(),
+		MemcgUsageBytes: k.MemcgUsageBytes, MemcgLimitBytes: k.MemcgLimitBytes, GroupCgroup: k.GetGroupCgroup(),
+		EndSeq: k.GetEndSeq(), Lines: k.GetLines(), LinesDropped: int(k.GetLinesDropped()),
+	}
+	if e.Time != nil {
+		t := e.Time.AsTime()
+		ev.Time = &t
+	}
+	if e.Monotonic != nil {
+		s := e.Monotonic.AsDuration().Seconds()
+		ev.UptimeSeconds = &s
+	}
+	for _, v := range k.GetVictims() {
+		ev.Victims = append(ev.Victims, fromProcess(v))
+	}
+	if k.Trigger != nil {
+		p := fromProcess(k.Trigger)
+		ev.Trigger = &p
+	}
+	for _, p := range k.GetTopConsumers() {
+		ev.TopConsumers = append(ev.TopConsumers, fromProcess(p))
+	}
+	if c := k.Culprit; c != nil {
+		ev.Culprit = &analysis.Culprit{PID: int(c.GetPid()), Comm: c.GetComm(), RSSBytes: c.RssBytes,
+			Tasks: int(c.GetTasks()), Source: c.GetSource(), Workload: fromWorkload(c.GetWorkload())}
+	}
+	if n := k.NodeMemory; n != nil {
+		ev.Node = &analysis.NodeMemory{MemTotalBytes: n.GetMemTotalBytes(), MemAvailableBytes: n.GetMemAvailableBytes()}
+	}
+	return ev
+}
+
+func fromProcess(p *pb.Process) analysis.Process {
+	out := analysis.Process{PID: int(p.GetPid()), Comm: p.GetComm(), RSSBytes: p.RssBytes,
+		GroupMember: p.GetGroupMember(), Workload: fromWorkload(p.GetWorkload())}
+	if p.Uid != nil {
+		u := int(*p.Uid)
+		out.UID = &u
+	}
+	if p.OomScoreAdj != nil {
+		a := int(*p.OomScoreAdj)
+		out.OOMScoreAdj = &a
+	}
+	return out
+}
+
+func fromWorkload(w *pb.Workload) analysis.Workload {
+	if w == nil {
+		return analysis.Workload{}
+	}
+	return analysis.Workload{
+		Cgroup: w.GetCgroup(), WorkloadKind: w.GetWorkloadKind(), PodUID: w.GetPodUid(),
+		ContainerID: w.GetContainerId(), Runtime: w.GetRuntime(), QoS: w.GetQos(), Unit: w.GetUnit(),
+		Namespace: w.GetNamespace(), PodName: w.GetPodName(), ContainerName: w.GetContainerName(),
+		Image: w.GetImage(), Labels: w.GetLabels(),
+		ContainerResources: fromResources(w.GetContainerResources()), PodResources: fromResources(w.GetPodResources()),
+	}
+}
+
+func fromResources(r *pb.Resources) *analysis.Resources {
+	if r == nil {
+		return nil
+	}
+	return &analysis.Resources{
+		MemoryRequestBytes: r.GetMemoryRequestBytes(), MemoryLimitBytes: r.GetMemoryLimitBytes(),
+		MemoryMaxBytes: r.GetMemoryMaxBytes(), MemoryCurrentBytes: r.GetMemoryCurrentBytes(),
+		MemoryPeakBytes: r.GetMemoryPeakBytes(), MemoryMinBytes: r.GetMemoryMinBytes(),
+		MemoryLowBytes: r.GetMemoryLowBytes(), EventsOOM: r.GetEventsOom(), EventsOOMKill: r.GetEventsOomKill(),
+		EventsOOMGroupKill: r.GetEventsOomGroupKill(), OOMGroup: r.GetOomGroup(),
+		PodOverheadBytes: r.GetPodOverheadBytes(), CgroupRead: r.GetCgroupRead(),
+	}
+}
