@@ -96,8 +96,7 @@ func analyzeOne(name string, stdin io.Reader, year int, opts analysis.StreamOpti
 		defer f.Close()
 		in = f
 	}
-	_ = year
-	if _, err := analysis.ReadLog(in, opts, emit); err != nil {
+	if _, err := analysis.ReadLogYear(in, year, opts, emit); err != nil {
 		return fmt.Errorf("%s: %w", displayName(name), err)
 	}
 	return nil
@@ -196,9 +195,10 @@ func processCell(pid int, comm string, w analysis.Workload, wide bool) string {
 		}
 		return s + " " + proc
 	case w.PodUID != "":
-		s := "pod:" + id(w.PodUID)
-		if wide {
-			s = "pod:" + w.PodUID
+		s := "pod:" + w.PodUID
+		if !wide && len(w.PodUID) > 8 {
+			// The first group of a UID tells pods apart at a glance.
+			s = "pod:" + w.PodUID[:8]
 		}
 		if w.ContainerID != "" {
 			s += "/" + id(w.ContainerID)

@@ -1,0 +1,70 @@
+package analysis
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// logGen produces an endless-looking kernel log: ordinary records with an
+// OOM report every so often, up to size bytes.
+type logGen struct {
+	size, done int64
+	seq        int64
+	buf        []byte
+}
+
+func (g *logGen) Read(p []byte) (int, error) {
+	for len(g.buf) == 0 {
+		if g.done >= g.size {
+			return 0, io.EOF
+		}
+		g.seq++
+		usec := g.seq * 1000
+		if g.seq%5000 == 0 {
+			pid := 100000 + g.seq
+			g.buf = fmt.Appendf(g.buf, "4,%d,%d,-;w invoked oom-killer: gfp_mask=0x0, order=0, oom_score_adj=0\n", g.seq, usec)
+			g.buf = fmt.Appendf(g.buf, "4,%d,%d,-;CPU: 0 PID: %d Comm: w Not tainted\n", g.seq, usec, pid)
+			g.buf = fmt.Appendf(g.buf, "6,%d,%d,-;oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/kubepods/besteffort/pod0f1e2d3c-4b5a-4968-a7b6-c5d4e3f2a1b0/e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff,task=w,pid=%d,uid=0\n", g.seq, usec, pid)
+			g.buf = fmt.Appendf(g.buf, "3,%d,%d,-;Out of memory: Killed process %d (w) total-vm:1kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:1000\n", g.seq, usec, pid)
+		} else {
+			g.buf = fmt.Appendf(g.buf, "6,%d,%d,-;eth0: ordinary kernel record number %d with some text\n", g.seq, usec, g.seq)
+		}
+	}
+	n := copy(p, g.buf)
+	g.buf = g.buf[n:]
+	g.done += int64(n)
+	return n, nil
+}
+
+// TestReadLogStreams checks that memory stays flat however long the log:
+// 200 MB of input must not raise the live heap above a few MiB.
+func TestReadLogStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads 200 MB")
+	}
+	gen := &logGen{size: 200 << 20}
+	var peak uint64
+	var events int
+	var ms runtime.MemStats
+	st, err := ReadLog(gen, StreamOptions{Hold: time.Minute}, func(Event) {
+		events++
+		if events%50 == 0 {
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapAlloc)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Events == 0 || int64(events) != st.Events {
+		t.Fatalf("events %d / %d", events, st.Events)
+	}
+	t.Logf("%d lines, %d events, peak live heap %.1f MiB", st.Lines, st.Events, float64(peak)/(1<<20))
+	if peak > 32<<20 {
+		t.Fatalf("live heap reached %d bytes reading a 200 MB log: not streaming", peak)
+	}
+}

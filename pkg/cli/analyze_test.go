@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	time.Local = time.UTC
+	os.Exit(m.Run())
+}
+
+func run(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), IO{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb,
+		Getenv: func(string) string { return "" }}, args)
+	return out.String(), errb.String(), code
+}
+
+const fixtures = "../analysis/testdata/"
+
+func TestAnalyzeTable(t *testing.T) {
+	out, errOut, code := run(t, "", "analyze", fixtures+"debian-6.1-kmsg-v2-systemd-global-besteffort-victim.kmsg")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"TIME", "CULPRIT",
+		"pod:0f1e2d3c/e0e1e2e3e4e5 (besteffort) hog[94]",
+		"yes", "pod:f0e1d2c3/000011112222 (guaranteed) hog[96] 179.0 MiB",
+		"2 kills: 2 node-level, 0 limit-level, 1 collateral",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestAnalyzeJSONStreamsOneObjectPerReport(t *testing.T) {
+	files, _ := filepath.Glob(fixtures + "*.kmsg")
+	args := append([]string{"analyze", "-o", "json"}, files...)
+	out, errOut, code := run(t, "", args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got %d JSON lines, want 3", len(lines))
+	}
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("not JSON: %v: %s", err, l)
+		}
+		for _, k := range []string{"kind", "limit_scope", "constraint", "oom_memcg", "seq", "uptime_seconds", "time",
+			"complete", "victims", "trigger", "top_consumers", "culprit", "collateral", "reason"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("field %q missing", k)
+			}
+		}
+		if _, ok := m["lines"]; ok {
+			t.Errorf("raw lines printed without -lines")
+		}
+		v := m["victims"].([]any)[0].(map[string]any)
+		for _, k := range []string{"pid", "comm", "uid", "cgroup", "pod_uid", "container_id", "runtime", "qos", "rss_bytes", "oom_score_adj"} {
+			if _, ok := v[k]; !ok {
+				t.Errorf("victim field %q missing", k)
+			}
+		}
+	}
+}
+
+func TestAnalyzeStdinAndMixedRenderings(t *testing.T) {
+	in := "[ 1.0] hog invoked oom-killer: gfp_mask=0x0, order=0, oom_score_adj=0\n" +
+		"Nov 27 05:12:01 h kernel: [ 1.1] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/kubepods/burstable/pod0f1e2d3c-4b5a-4968-a7b6-c5d4e3f2a1b0/e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff,task_memcg=/kubepods/burstable/pod0f1e2d3c-4b5a-4968-a7b6-c5d4e3f2a1b0/e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff,task=hog,pid=7,uid=0\n" +
+		"6,9,1200000,-;Memory cgroup out of memory: Killed process 7 (hog) total-vm:1kB, anon-rss:2048kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:500\n"
+	out, errOut, code := run(t, in, "analyze", "-o", "json", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var e struct {
+		Kind, LimitScope string `json:"limit_scope"`
+		Victims          []struct {
+			PodUID string `json:"pod_uid"`
+			QoS    string `json:"qos"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Kind != "" && e.LimitScope != "container" || e.Victims[0].PodUID != "0f1e2d3c-4b5a-4968-a7b6-c5d4e3f2a1b0" || e.Victims[0].QoS != "burstable" {
+		t.Fatalf("got %+v", e)
+	}
+}
+
+func TestAnalyzeErrors(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	os.WriteFile(bin, []byte("\x7fELF\x00\x00\x01binary"), 0o644)
+	text := filepath.Join(dir, "text")
+	os.WriteFile(text, []byte("root:x:0:0:root:/root:/bin/bash\nhello world\n"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"missing file", []string{"analyze", filepath.Join(dir, "nope")}, 1, "no such file"},
+		{"binary", []string{"analyze", bin}, 1, "binary"},
+		{"not a kernel log", []string{"analyze", text}, 1, "no kernel log records found"},
+		{"bad output", []string{"analyze", "-o", "xml", text}, 2, "-o must be"},
+		{"bad flag", []string{"analyze", "--nope"}, 2, "flag provided but not defined"},
+		{"bad boot time", []string{"analyze", "-boot-time", "yesterday", text}, 2, "boot-time"},
+		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, code := run(t, "", tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want exit %d containing %q", code, errOut, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestAnalyzeKeepsEarlierFilesOutputOnError(t *testing.T) {
+	out, errOut, code := run(t, "", "analyze", "-o", "json", fixtures+"debian-6.1-kmsg-v2-systemd-container-limit.kmsg", "/nonexistent")
+	if code != 1 || !strings.Contains(out, `"kind":"limit"`) || !strings.Contains(errOut, "/nonexistent") {
+		t.Fatalf("exit %d out %q err %q", code, out, errOut)
+	}
+}
