@@ -135,7 +135,11 @@ func hog(o options) error {
 		}
 	}
 	if o.hold < 0 {
-		select {} // hold forever; the OOM killer or the test ends us
+		// Hold forever; the OOM killer or the test ends us. (An empty
+		// select would be a deadlock the Go runtime aborts on.)
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 	time.Sleep(o.hold)
 	return nil

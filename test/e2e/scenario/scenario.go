@@ -1,0 +1,184 @@
+// Package scenario defines the end-to-end scenarios: kubelet-shaped cgroup
+// trees in a real kernel, and the memory pressure that makes the kernel
+// kill. The e2e test asserts what oomwatch reports for each; `make demo`
+// runs them and shows oomctl's view.
+package scenario
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Expect is what the first OOM event of a scenario must say.
+type Expect struct {
+	Kind       string
+	Scope      string
+	PodUID     string
+	Container  string
+	QoS        string
+	Runtime    string
+	Unit       string // victim's systemd unit, for non-pod victims
+	VictimComm string
+	// TriggerFrom names the cgroup the trigger ran in ("" when the victim
+	// itself allocated).
+	TriggerPodUID string
+	// CulpritPodUID / CulpritContainer name the expected culprit.
+	CulpritPodUID    string
+	CulpritContainer string
+	Collateral       bool
+	MinVictims       int
+	// Storm scenarios check delivery counts instead of one event's fields.
+	Storm bool
+}
+
+// Scenario is one guest run.
+type Scenario struct {
+	Name        string
+	Description string
+	// Script runs in the guest after the agent and aggregator are up; it
+	// may use mkcg, $CG and the hog binary, and must leave the kill(s) done.
+	Script string
+	// Cmdline adds kernel parameters.
+	Cmdline  []string
+	MemoryMB int
+	// Events is how many OOM events to wait for before reading back.
+	Events int
+	Expect Expect
+}
+
+// Pod UIDs and container IDs of the scenarios.
+const (
+	uidA  = "1b2c3d4e-5f60-4a1b-8c2d-3e4f5a6b7c8d"
+	ctrA  = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
+	uidB  = "2b3c4d5e-6f70-4b2c-9d3e-4f5a6b7c8d9e"
+	ctrB1 = "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1"
+	ctrB2 = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"
+	uidC1 = "3c4d5e6f-7081-4c3d-8e4f-5a6b7c8d9e0f"
+	ctrC1 = "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1"
+	uidC2 = "4d5e6f70-8192-4d4e-9f50-6b7c8d9e0f1a"
+	ctrC2 = "c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2"
+	uidD  = "5e6f7081-92a3-4e5f-a061-7c8d9e0f1a2b"
+	ctrD  = "d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1"
+	uidE  = "6f708192-a3b4-4f60-b172-8d9e0f1a2b3c"
+	ctrE  = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1"
+	uidF  = "708192a3-b4c5-4071-8283-9e0f1a2b3c4d"
+	ctrF  = "f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1"
+)
+
+// systemdPod is the systemd-driver path of a pod slice.
+func systemdPod(qos, uid string) string {
+	u := strings.ReplaceAll(uid, "-", "_")
+	if qos == "guaranteed" {
+		return "/kubepods.slice/kubepods-pod" + u + ".slice"
+	}
+	return fmt.Sprintf("/kubepods.slice/kubepods-%s.slice/kubepods-%s-pod%s.slice", qos, qos, u)
+}
+
+// cgroupfsPod is the cgroupfs-driver path of a pod.
+func cgroupfsPod(qos, uid string) string {
+	if qos == "guaranteed" {
+		return "/kubepods/pod" + uid
+	}
+	return "/kubepods/" + qos + "/pod" + uid
+}
+
+// All returns the scenarios, in the order of the issue that asked for them.
+func All() []Scenario {
+	a := systemdPod("burstable", uidA) + "/cri-containerd-" + ctrA + ".scope"
+	bPod := systemdPod("burstable", uidB)
+	bMain := bPod + "/cri-containerd-" + ctrB1 + ".scope"
+	bSide := bPod + "/cri-containerd-" + ctrB2 + ".scope"
+	cBE := cgroupfsPod("besteffort", uidC1) + "/" + ctrC1
+	cBU := cgroupfsPod("burstable", uidC2) + "/" + ctrC2
+	dSvc := "/system.slice/fluent-bit.service"
+	dG := cgroupfsPod("guaranteed", uidD) + "/" + ctrD
+	e := systemdPod("burstable", uidE) + "/docker-" + ctrE + ".scope"
+	f := systemdPod("besteffort", uidF) + "/cri-containerd-" + ctrF + ".scope"
+	return []Scenario{
+		{
+			Name:        "container-limit",
+			Description: "a container's memory.max is hit (systemd driver, containerd scope names)",
+			Script: fmt.Sprintf(`mkcg %[1]s
+echo 32M > $CG%[1]s/memory.max
+hog -mb 64 -oom-score-adj 937 -cgroup $CG%[1]s || true
+`, a),
+			Events: 1,
+			Expect: Expect{Kind: "limit", Scope: "container", PodUID: uidA, Container: ctrA, QoS: "burstable",
+				Runtime: "containerd", VictimComm: "hog", TriggerPodUID: uidA, CulpritPodUID: uidA,
+				CulpritContainer: ctrA, MinVictims: 1},
+		},
+		{
+			Name:        "pod-limit-sidecar",
+			Description: "a pod's limit is hit: the sidecar (higher oom_score_adj) is killed while the main container grows",
+			Script: fmt.Sprintf(`mkcg %[2]s
+mkcg %[3]s
+echo 64M > $CG%[1]s/memory.max
+hog -mb 8 -oom-score-adj 999 -cgroup $CG%[3]s -ready /tmp/side.ready &
+waitfile /tmp/side.ready
+hog -mb 60 -step 2 -oom-score-adj 2 -cgroup $CG%[2]s -hold 3s || true
+`, bPod, bMain, bSide),
+			Events: 1,
+			Expect: Expect{Kind: "limit", Scope: "pod", PodUID: uidB, Container: ctrB2, QoS: "burstable",
+				Runtime: "containerd", VictimComm: "hog", TriggerPodUID: uidB, CulpritPodUID: uidB,
+				CulpritContainer: ctrB1, Collateral: true, MinVictims: 1},
+		},
+		{
+			Name:        "node-besteffort-collateral",
+			Description: "the node runs out of memory: a BestEffort pod is killed while a Burstable pod grows (cgroupfs driver)",
+			Script: fmt.Sprintf(`mkcg %[1]s
+mkcg %[2]s
+hog -mb 10 -oom-score-adj 1000 -cgroup $CG%[1]s -ready /tmp/be.ready &
+waitfile /tmp/be.ready
+hog -mb 0 -step 4 -oom-score-adj 100 -cgroup $CG%[2]s || true
+`, cBE, cBU),
+			Events: 2,
+			Expect: Expect{Kind: "node", PodUID: uidC1, Container: ctrC1, QoS: "besteffort", VictimComm: "hog",
+				TriggerPodUID: uidC2, CulpritPodUID: uidC2, Collateral: true, MinVictims: 1},
+		},
+		{
+			Name:        "node-system-service",
+			Description: "the node runs out of memory: a system service outside kubepods is killed while a Guaranteed pod grows",
+			Script: fmt.Sprintf(`mkcg %[1]s
+mkcg %[2]s
+hog -mb 16 -oom-score-adj 800 -cgroup $CG%[1]s -ready /tmp/svc.ready &
+waitfile /tmp/svc.ready
+hog -mb 0 -step 4 -oom-score-adj -997 -cgroup $CG%[2]s || true
+`, dSvc, dG),
+			Events: 2,
+			Expect: Expect{Kind: "node", Unit: "fluent-bit.service", VictimComm: "hog", TriggerPodUID: uidD,
+				CulpritPodUID: uidD, Collateral: true, MinVictims: 1},
+		},
+		{
+			Name:        "oom-group-docker",
+			Description: "memory.oom.group kills a whole container (docker scope names)",
+			Script: fmt.Sprintf(`mkcg %[1]s
+echo 32M > $CG%[1]s/memory.max
+echo 1 > $CG%[1]s/memory.oom.group
+hog -mb 4 -oom-score-adj 900 -cgroup $CG%[1]s -ready /tmp/holder.ready &
+waitfile /tmp/holder.ready
+hog -mb 64 -oom-score-adj 900 -cgroup $CG%[1]s || true
+`, e),
+			Events: 1,
+			Expect: Expect{Kind: "limit", Scope: "container", PodUID: uidE, Container: ctrE, QoS: "burstable",
+				Runtime: "docker", VictimComm: "hog", TriggerPodUID: uidE, CulpritPodUID: uidE, CulpritContainer: ctrE,
+				MinVictims: 2},
+		},
+		{
+			Name: "oom-storm",
+			Description: "an OOM storm in a pod with more tasks than the kernel log buffer holds: " +
+				"reports are rate-limited and records overwritten",
+			Script: fmt.Sprintf(`mkcg %[1]s
+echo 192M > $CG%[1]s/memory.max
+# 2000 sleeping tasks with oom_score_adj 1000: each kill frees little, so
+# the grower's allocations make the kernel kill again and again, and every
+# full report's task dump is larger than the kernel log buffer.
+sh -c 'echo $$ > '$CG%[1]s'/cgroup.procs; echo 1000 > /proc/self/oom_score_adj; i=0; while [ $i -lt 2000 ]; do sleep 600 & i=$((i+1)); done'
+hog -mb 128 -step 1 -oom-score-adj -500 -cgroup $CG%[1]s -hold 2s || true
+`, f),
+			MemoryMB: 512,
+			Events:   1,
+			Expect: Expect{Kind: "limit", Scope: "container", PodUID: uidF, Container: ctrF, QoS: "besteffort",
+				VictimComm: "sleep", Storm: true, MinVictims: 1},
+		},
+	}
+}
