@@ -86,8 +86,9 @@ func TestAnalyzeStdinAndMixedRenderings(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	var e struct {
-		Kind, LimitScope string `json:"limit_scope"`
-		Victims          []struct {
+		Kind       string `json:"kind"`
+		LimitScope string `json:"limit_scope"`
+		Victims    []struct {
 			PodUID string `json:"pod_uid"`
 			QoS    string `json:"qos"`
 		}
@@ -95,7 +96,7 @@ func TestAnalyzeStdinAndMixedRenderings(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &e); err != nil {
 		t.Fatal(err)
 	}
-	if e.Kind != "" && e.LimitScope != "container" || e.Victims[0].PodUID != "0f1e2d3c-4b5a-4968-a7b6-c5d4e3f2a1b0" || e.Victims[0].QoS != "burstable" {
+	if e.Kind != "limit" || e.LimitScope != "container" || e.Victims[0].PodUID != "0f1e2d3c-4b5a-4968-a7b6-c5d4e3f2a1b0" || e.Victims[0].QoS != "burstable" {
 		t.Fatalf("got %+v", e)
 	}
 }

@@ -31,7 +31,10 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"analyze": {"analyze a kernel log (files or - for stdin) and explain every OOM kill", runAnalyze},
+		"analyze":   {"analyze a kernel log (files or - for stdin) and explain every OOM kill", runAnalyze},
+		"events":    {"list the OOM kills, losses and exits the aggregator keeps, newest first", runEvents},
+		"watch":     {"print new events as the aggregator stores them", runWatch},
+		"incidents": {"list memory-pressure incidents: kills on a node close together in time", runIncidents},
 	}
 }
 

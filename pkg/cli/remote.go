@@ -1,0 +1,455 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	durpb "google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/envflag"
+	"github.com/oomwatch/oomwatch/pkg/transport"
+	"github.com/oomwatch/oomwatch/pkg/wire"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// remote holds the flags of the commands that talk to the aggregator.
+type remote struct {
+	server    string
+	transport transport.Options
+	output    string
+	filter    filterFlags
+}
+
+type filterFlags struct {
+	since, until string
+	node         string
+	namespace    string
+	pod          string
+	container    string
+	kind         string
+	collateral   bool
+	types        string
+	verdicts     string
+}
+
+func (r *remote) addFlags(fs *flag.FlagSet, withFilter bool) {
+	fs.StringVar(&r.server, "server", "", "aggregator address host:port (env OOMWATCH_SERVER)")
+	r.transport.AddFlags(fs)
+	fs.StringVar(&r.output, "o", "table", "output: table, wide (IDs in full) or json (one object per line)")
+	if !withFilter {
+		return
+	}
+	f := &r.filter
+	fs.StringVar(&f.since, "since", "", "only events after this: a duration ago (2h) or an RFC 3339 time")
+	fs.StringVar(&f.until, "until", "", "only events before this: a duration ago or an RFC 3339 time")
+	fs.StringVar(&f.node, "node", "", "only events of this node")
+	fs.StringVar(&f.namespace, "namespace", "", "only events touching pods of this namespace")
+	fs.StringVar(&f.namespace, "n", "", "shorthand for -namespace")
+	fs.StringVar(&f.pod, "pod", "", "only events touching this pod (name or UID)")
+	fs.StringVar(&f.container, "container", "", "only events touching this container (name or ID)")
+	fs.StringVar(&f.kind, "kind", "", "only OOM kills of this kind: node, limit, cpuset, mempolicy, unknown")
+	fs.BoolVar(&f.collateral, "collateral", false, "only collateral kills")
+	fs.StringVar(&f.types, "type", "", "only these event types, comma-separated: oom, loss, exit")
+	fs.StringVar(&f.verdicts, "verdict", "", "only container exits with these verdicts, comma-separated (oom-limit, oom-pod-limit, oom-node, oom-child, not-oom, graceful)")
+}
+
+// parse reads the flags, with the environment behind them.
+func (r *remote) parse(io IO, fs *flag.FlagSet, args []string) ([]string, error) {
+	if err := envflag.Parse(fs, args, io.Getenv); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	rest, err := parseFlags(fs, fs.Args())
+	if err != nil {
+		return nil, err
+	}
+	if r.server == "" {
+		fmt.Fprintln(io.Stderr, "oomctl: no aggregator: set --server or OOMWATCH_SERVER")
+		return nil, ErrUsage
+	}
+	if r.output != "table" && r.output != "wide" && r.output != "json" {
+		fmt.Fprintf(io.Stderr, "oomctl: -o must be table, wide or json, not %q\n", r.output)
+		return nil, ErrUsage
+	}
+	if err := r.transport.Validate(); err != nil {
+		fmt.Fprintf(io.Stderr, "oomctl: %v\n", err)
+		return nil, ErrUsage
+	}
+	return rest, nil
+}
+
+func (r *remote) dial() (*grpc.ClientConn, error) {
+	opts, err := transport.DialOptions(r.transport, r.serverName())
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(r.server, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", r.server, err)
+	}
+	return conn, nil
+}
+
+func (r *remote) serverName() string {
+	host := r.server
+	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
+		host = host[:i]
+	}
+	return strings.Trim(host, "[]")
+}
+
+// pbFilter turns the filter flags into the API's filter.
+func (f filterFlags) pbFilter(now time.Time) (*pb.EventFilter, error) {
+	out := &pb.EventFilter{Node: f.node, Namespace: f.namespace, Pod: f.pod, Container: f.container,
+		Kind: f.kind, CollateralOnly: f.collateral}
+	for _, t := range splitList(f.types) {
+		if t != wire.TypeOOM && t != wire.TypeLoss && t != wire.TypeExit {
+			return nil, fmt.Errorf("-type %q: want oom, loss or exit", t)
+		}
+		out.Types = append(out.Types, t)
+	}
+	out.Verdicts = splitList(f.verdicts)
+	switch f.kind {
+	case "", analysis.KindNode, analysis.KindLimit, analysis.KindCpuset, analysis.KindMempolicy, analysis.KindUnknown:
+	default:
+		return nil, fmt.Errorf("-kind %q: want node, limit, cpuset, mempolicy or unknown", f.kind)
+	}
+	var err error
+	if out.Since, err = parseWhen(f.since, now); err != nil {
+		return nil, fmt.Errorf("-since: %w", err)
+	}
+	if out.Until, err = parseWhen(f.until, now); err != nil {
+		return nil, fmt.Errorf("-until: %w", err)
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseWhen reads "2h" (that long ago) or an RFC 3339 time.
+func parseWhen(s string, now time.Time) (*timestamppb.Timestamp, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return timestamppb.New(now.Add(-d)), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return nil, errors.New("want a duration (30m, 2h) or an RFC 3339 time")
+	}
+	return timestamppb.New(t), nil
+}
+
+func runEvents(ctx context.Context, io IO, args []string) error {
+	var r remote
+	fs := newFlagSet(io, "events")
+	r.addFlags(fs, true)
+	limit := fs.Int("limit", 100, "at most this many events, newest first (0: all)")
+	if _, err := r.parse(io, fs, args); err != nil {
+		return err
+	}
+	filter, err := r.filter.pbFilter(time.Now())
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "oomctl events: %v\n", err)
+		return ErrUsage
+	}
+	conn, err := r.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := pb.NewQueryServiceClient(conn)
+	p := newPrinter(io.Stdout, r.output)
+	defer p.flush()
+	token := ""
+	n := 0
+	for {
+		size := int32(500)
+		if *limit > 0 {
+			size = int32(min(500, *limit-n))
+		}
+		resp, err := client.ListEvents(ctx, &pb.ListEventsRequest{Filter: filter, PageSize: size, PageToken: token})
+		if err != nil {
+			return fmt.Errorf("list events: %w", err)
+		}
+		for _, e := range resp.GetEvents() {
+			p.event(e)
+			n++
+		}
+		token = resp.GetNextPageToken()
+		if token == "" || (*limit > 0 && n >= *limit) {
+			break
+		}
+	}
+	if n == 0 && r.output != "json" {
+		fmt.Fprintln(io.Stderr, "no events")
+	}
+	return nil
+}
+
+func runWatch(ctx context.Context, io IO, args []string) error {
+	var r remote
+	fs := newFlagSet(io, "watch")
+	r.addFlags(fs, true)
+	if _, err := r.parse(io, fs, args); err != nil {
+		return err
+	}
+	filter, err := r.filter.pbFilter(time.Now())
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "oomctl watch: %v\n", err)
+		return ErrUsage
+	}
+	conn, err := r.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stream, err := pb.NewQueryServiceClient(conn).Watch(ctx, &pb.WatchRequest{Filter: filter})
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	p := newPrinter(io.Stdout, r.output)
+	p.live = true
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("watch: %w", err)
+		}
+		p.event(resp.GetEvent())
+		p.flush()
+	}
+}
+
+func runIncidents(ctx context.Context, io IO, args []string) error {
+	var r remote
+	fs := newFlagSet(io, "incidents")
+	r.addFlags(fs, true)
+	limit := fs.Int("limit", 50, "at most this many incidents, newest first (0: all)")
+	gap := fs.Duration("gap", time.Minute, "kills on a node further apart than this start a new incident")
+	if _, err := r.parse(io, fs, args); err != nil {
+		return err
+	}
+	filter, err := r.filter.pbFilter(time.Now())
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "oomctl incidents: %v\n", err)
+		return ErrUsage
+	}
+	conn, err := r.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := pb.NewQueryServiceClient(conn)
+	p := newPrinter(io.Stdout, r.output)
+	defer p.flush()
+	token := ""
+	n := 0
+	for {
+		size := int32(200)
+		if *limit > 0 {
+			size = int32(min(200, *limit-n))
+		}
+		resp, err := client.ListIncidents(ctx, &pb.ListIncidentsRequest{Filter: filter, PageSize: size,
+			PageToken: token, Gap: durationpb(*gap)})
+		if err != nil {
+			return fmt.Errorf("list incidents: %w", err)
+		}
+		for _, inc := range resp.GetIncidents() {
+			p.incident(inc)
+			n++
+		}
+		token = resp.GetNextPageToken()
+		if token == "" || (*limit > 0 && n >= *limit) {
+			break
+		}
+	}
+	if n == 0 && r.output != "json" {
+		fmt.Fprintln(io.Stderr, "no incidents")
+	}
+	return nil
+}
+
+// eventJSON is an event as oomctl prints it: the envelope and, for OOM
+// kills, the same fields as `oomctl analyze -o json`.
+type eventJSON struct {
+	ID       string     `json:"id"`
+	Node     string     `json:"node"`
+	BootID   string     `json:"boot_id"`
+	Type     string     `json:"type"`
+	Received *time.Time `json:"received,omitempty"`
+	*analysis.Event
+	Loss *lossJSON         `json:"loss,omitempty"`
+	Exit *pb.ContainerExit `json:"exit,omitempty"`
+}
+
+type lossJSON struct {
+	Cause    string     `json:"cause"`
+	Lost     int64      `json:"lost"`
+	AfterSeq int64      `json:"after_seq"`
+	NextSeq  int64      `json:"next_seq"`
+	From     *time.Time `json:"from,omitempty"`
+	To       *time.Time `json:"to,omitempty"`
+	Detail   string     `json:"detail"`
+	Time     *time.Time `json:"time,omitempty"`
+	Seq      int64      `json:"seq"`
+}
+
+func toJSON(e *pb.Event) eventJSON {
+	out := eventJSON{ID: e.GetId(), Node: e.GetNode(), BootID: e.GetBootId(), Type: wire.TypeOf(e)}
+	if e.Received != nil {
+		t := e.Received.AsTime()
+		out.Received = &t
+	}
+	switch {
+	case e.GetOom() != nil:
+		ev := wire.ToAnalysis(e)
+		out.Event = &ev
+	case e.GetLoss() != nil:
+		l := e.GetLoss()
+		out.Loss = &lossJSON{Cause: l.GetCause(), Lost: l.GetLost(), AfterSeq: l.GetAfterSeq(), NextSeq: l.GetNextSeq(),
+			Detail: l.GetDetail(), Seq: e.GetSeq()}
+		if l.From != nil {
+			t := l.From.AsTime()
+			out.Loss.From = &t
+		}
+		if l.To != nil {
+			t := l.To.AsTime()
+			out.Loss.To = &t
+		}
+		if e.Time != nil {
+			t := e.Time.AsTime()
+			out.Loss.Time = &t
+		}
+	case e.GetExit() != nil:
+		out.Exit = e.GetExit()
+	}
+	return out
+}
+
+// printer writes events and incidents as a table or JSON lines.
+type printer struct {
+	w      io.Writer
+	format string
+	tw     *tabwriter.Writer
+	enc    *json.Encoder
+	header string
+	live   bool
+}
+
+func newPrinter(w io.Writer, format string) *printer {
+	p := &printer{w: w, format: format}
+	p.enc = json.NewEncoder(w)
+	p.enc.SetEscapeHTML(false)
+	return p
+}
+
+func (p *printer) row(header, line string) {
+	if p.tw == nil {
+		p.tw = tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	}
+	if p.header != header {
+		fmt.Fprintln(p.tw, header)
+		p.header = header
+	}
+	fmt.Fprintln(p.tw, line)
+}
+
+func (p *printer) flush() {
+	if p.tw != nil {
+		p.tw.Flush()
+		if p.live {
+			// A live watch prints each row as it comes; its header once.
+			p.tw = nil
+		}
+	}
+}
+
+const eventHeader = "TIME\tNODE\tKIND\tVICTIM\tRSS\tCOLLATERAL\tCULPRIT"
+
+func (p *printer) event(e *pb.Event) {
+	if p.format == "json" {
+		_ = p.enc.Encode(toJSON(e))
+		return
+	}
+	wide := p.format == "wide"
+	when := "-"
+	if e.Time != nil {
+		when = e.Time.AsTime().UTC().Format("2006-01-02T15:04:05Z")
+	}
+	switch {
+	case e.GetOom() != nil:
+		row := tableRow(wire.ToAnalysis(e), wide)
+		// tableRow starts with the time; put the node after it.
+		if i := strings.IndexByte(row, '\t'); i >= 0 {
+			row = row[:i] + "\t" + e.GetNode() + row[i:]
+		}
+		p.row(eventHeader, row)
+	case e.GetLoss() != nil:
+		l := e.GetLoss()
+		p.row(eventHeader, strings.Join([]string{when, e.GetNode(), "loss:" + l.GetCause(),
+			fmt.Sprintf("%d lost", l.GetLost()), "-", "-", l.GetDetail()}, "\t"))
+	case e.GetExit() != nil:
+		x := e.GetExit()
+		w := wire.ToAnalysis(&pb.Event{Payload: &pb.Event_Oom{Oom: &pb.OOMKill{Victims: []*pb.Process{{Workload: x.GetWorkload()}}}}}).Victims[0].Workload
+		p.row(eventHeader, strings.Join([]string{when, e.GetNode(), "exit:" + x.GetVerdict(),
+			processCell(0, fmt.Sprintf("exit %d", x.GetExitCode()), w, wide), "-", yesNo(x.GetCollateral()),
+			x.GetExplanation()}, "\t"))
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+const incidentHeader = "START\tNODE\tKIND\tKILLS\tCOLLATERAL\tDURATION\tCULPRIT\tTRIGGER"
+
+func (p *printer) incident(inc *pb.Incident) {
+	if p.format == "json" {
+		_ = p.enc.Encode(inc)
+		return
+	}
+	wide := p.format == "wide"
+	start := inc.GetStart().AsTime()
+	dur := inc.GetEnd().AsTime().Sub(start).Round(time.Millisecond)
+	culprit := "-"
+	if c := inc.GetCulprit(); c != nil {
+		ev := wire.ToAnalysis(&pb.Event{Payload: &pb.Event_Oom{Oom: &pb.OOMKill{Culprit: c}}})
+		culprit = processCell(ev.Culprit.PID, ev.Culprit.Comm, ev.Culprit.Workload, wide)
+		if ev.Culprit.RSSBytes != nil {
+			culprit += " " + analysis.Bytes(*ev.Culprit.RSSBytes)
+		}
+	}
+	trigger := "-"
+	if t := inc.GetTrigger(); t != nil {
+		ev := wire.ToAnalysis(&pb.Event{Payload: &pb.Event_Oom{Oom: &pb.OOMKill{Trigger: t}}})
+		trigger = processCell(ev.Trigger.PID, ev.Trigger.Comm, ev.Trigger.Workload, wide)
+	}
+	p.row(incidentHeader, strings.Join([]string{start.UTC().Format("2006-01-02T15:04:05Z"), inc.GetNode(),
+		inc.GetKind(), fmt.Sprint(inc.GetKills()), fmt.Sprint(inc.GetCollateral()), dur.String(), culprit, trigger}, "\t"))
+}
+
+func durationpb(d time.Duration) *durpb.Duration { return durpb.New(d) }
