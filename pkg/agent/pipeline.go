@@ -68,6 +68,25 @@ type Pipeline struct {
 	safe      int64
 	savedSafe int64
 	lastSave  time.Time
+	// reads remembers when recent records were read, so each kill's log
+	// line can say when its report's last record came in.
+	reads [256]readAt
+	nread int
+}
+
+type readAt struct {
+	seq int64
+	at  time.Time
+}
+
+// readTime returns when the record seq was read, or now.
+func (p *Pipeline) readTime(seq int64) time.Time {
+	for i := 0; i < len(p.reads) && i < p.nread; i++ {
+		if r := p.reads[(p.nread-1-i)%len(p.reads)]; r.seq == seq {
+			return r.at
+		}
+	}
+	return time.Now()
 }
 
 // NewPipeline returns a Pipeline.
@@ -157,6 +176,8 @@ func (p *Pipeline) handle(ctx context.Context, it devkmsg.Item) error {
 		p.cfg.Records()
 	}
 	rec := it.Record
+	p.reads[p.nread%len(p.reads)] = readAt{seq: rec.Seq, at: time.Now()}
+	p.nread++
 	p.asm.Feed(&rec)
 	if err := p.flush(ctx); err != nil {
 		return err
@@ -192,7 +213,8 @@ func (p *Pipeline) flush(ctx context.Context) error {
 		out = append(out, e)
 		v := ev.Victims[0]
 		f := logrus.Fields{"kind": ev.Kind, "seq": ev.Seq, "victim_pid": v.PID, "victim_comm": v.Comm,
-			"collateral": ev.Collateral, "complete": ev.Complete}
+			"collateral": ev.Collateral, "complete": ev.Complete,
+			"last_record_read": p.readTime(ev.EndSeq).UTC().Format(time.RFC3339Nano)}
 		if ev.LimitScope != "" {
 			f["limit_scope"] = ev.LimitScope
 		}

@@ -174,6 +174,7 @@ echo 192M > $CG%[1]s/memory.max
 # full report's task dump is larger than the kernel log buffer.
 sh -c 'echo $$ > '$CG%[1]s'/cgroup.procs; echo 1000 > /proc/self/oom_score_adj; i=0; while [ $i -lt 2000 ]; do sleep 600 & i=$((i+1)); done'
 hog -mb 128 -step 1 -oom-score-adj -500 -cgroup $CG%[1]s -hold 2s || true
+cat $CG%[1]s/memory.events > /tmp/memory.events
 `, f),
 			MemoryMB: 512,
 			Events:   1,

@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+
+	"github.com/oomwatch/oomwatch/pkg/checkpoint"
+	"github.com/oomwatch/oomwatch/pkg/devkmsg"
+	"github.com/oomwatch/oomwatch/pkg/proc"
+	"github.com/oomwatch/oomwatch/pkg/sender"
+	"github.com/oomwatch/oomwatch/pkg/spool"
+	"github.com/oomwatch/oomwatch/pkg/transport"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// Version is the agent's version, reported to the aggregator.
+var Version = "dev"
+
+// Agent is a running node agent.
+type Agent struct {
+	opts   Options
+	log    *logrus.Entry
+	proc   proc.FS
+	bootID string
+	spool  *spool.Spool
+	conn   *grpc.ClientConn
+	sender *sender.Sender
+	// Source, when set, replaces /dev/kmsg (tests, synthetic loads).
+	Source func(ctx context.Context, after int64, out chan<- devkmsg.Item) error
+	// Enricher adds runtime names and cgroup figures; nil leaves events as
+	// the kernel described them.
+	Enricher Enricher
+}
+
+// New prepares an agent: it reads the boot ID, the checkpoint and the
+// spool, and connects (lazily) to the aggregator. Corrupt state is reported
+// and what is readable kept.
+func New(opts Options, log *logrus.Entry) (*Agent, error) {
+	a := &Agent{opts: opts, log: log, proc: proc.New(opts.Proc)}
+	var err error
+	if a.bootID, err = a.proc.BootID(); err != nil {
+		return nil, err
+	}
+	sp, rec, err := spool.Open(filepath.Join(opts.StateDir, "spool"),
+		spool.Options{MaxEvents: opts.SpoolMaxEvents, MaxBytes: opts.SpoolMaxBytes}, log.WithField("component", "spool"))
+	if err != nil {
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	a.spool = sp
+	if err := rec.Err(); err != nil {
+		log.WithError(err).Error("the spool was corrupt: kept every readable event")
+	}
+	if rec.Events > 0 {
+		log.WithField("events", rec.Events).Info("replaying events not yet acknowledged")
+	}
+	dial, err := transport.DialOptions(opts.Transport, "")
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	a.conn, err = grpc.NewClient(opts.Server, dial...)
+	if err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("aggregator %s: %w", opts.Server, err)
+	}
+	a.sender = sender.New(sender.Config{Conn: a.conn, Node: opts.NodeName, BootID: a.bootID, Version: Version},
+		sp, log.WithField("component", "sender"))
+	return a, nil
+}
+
+// BootID returns the boot the agent reads.
+func (a *Agent) BootID() string { return a.bootID }
+
+// Spool returns the agent's spool (for metrics).
+func (a *Agent) Spool() *spool.Spool { return a.spool }
+
+// Sender returns the agent's sender (for metrics).
+func (a *Agent) Sender() *sender.Sender { return a.sender }
+
+// Run reads, spools and sends until ctx ends. It returns nil on a clean
+// shutdown.
+func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
+	defer a.conn.Close()
+	defer a.spool.Close()
+	cp, err := checkpoint.Load(a.opts.StateDir)
+	if err != nil {
+		if !errors.Is(err, checkpoint.ErrCorrupt) {
+			return err
+		}
+		a.log.WithError(err).Error("the checkpoint was corrupt: reading the whole kernel log buffer again (the aggregator drops what it already has)")
+	}
+	after := cp.After(a.bootID)
+	if cp.BootID != "" && cp.BootID != a.bootID {
+		a.log.WithFields(logrus.Fields{"previous_boot": cp.BootID, "boot": a.bootID}).Info("the node rebooted: reading the new boot's kernel log from its start")
+	}
+	a.log.WithFields(logrus.Fields{"node": a.opts.NodeName, "boot_id": a.bootID, "after_seq": after, "server": a.opts.Server}).Info("agent starting")
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	items := make(chan devkmsg.Item, 4096)
+	src := a.Source
+	if src == nil {
+		src = func(ctx context.Context, after int64, out chan<- devkmsg.Item) error {
+			return devkmsg.New(a.log.WithField("component", "kmsg"), devkmsg.Options{After: after}).Run(ctx, out)
+		}
+	}
+	cfg := hooks
+	cfg.Node, cfg.BootID, cfg.Proc = a.opts.NodeName, a.bootID, a.proc
+	cfg.Sink = a.spool
+	cfg.Check = checkpoint.Recorder{Dir: a.opts.StateDir, BootID: a.bootID}
+	cfg.Recent = a.opts.Recent
+	if a.Enricher != nil {
+		cfg.Enricher = a.Enricher
+	}
+	pipe := NewPipeline(cfg, a.log.WithField("component", "pipeline"))
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	run("kernel log", func() error { return src(ctx, after, items) })
+	run("pipeline", func() error {
+		err := pipe.Run(ctx, items)
+		if err == nil && ctx.Err() == nil {
+			return errors.New("the kernel log source stopped")
+		}
+		return err
+	})
+	run("sender", func() error { return a.sender.Run(ctx) })
+	run("drops", func() error { return a.reportDrops(ctx) })
+	wg.Wait()
+	close(errs)
+	var first error
+	for err := range errs {
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// reportDrops turns spool overflows into loss events for the aggregator.
+func (a *Agent) reportDrops(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		r, err := a.spool.TakeDropped(ctx, func(r spool.DropReport) *pb.Event {
+			now := time.Now()
+			return r.Loss(a.opts.NodeName, a.bootID, now.UnixNano(), now)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.log.WithError(err).Warn("cannot report dropped events yet")
+			continue
+		}
+		if r.Count > 0 {
+			a.log.WithField("dropped", r.Count).Error("the spool was full: the oldest events were dropped; reported to the aggregator as a loss")
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/oomwatch/oomwatch/pkg/transport"
+)
+
+// Options are the agent's flags. Each is also read from OOMWATCH_<NAME>
+// (upper case, '-' as '_'); the node name also from NODE_NAME, which a
+// DaemonSet sets from the downward API.
+type Options struct {
+	NodeName    string
+	Server      string
+	StateDir    string
+	Proc        string
+	CgroupRoot  string
+	CRIEndpoint string
+	NoCRI       bool
+	MetricsAddr string
+	LogLevel    string
+	// SpoolMaxEvents and SpoolMaxBytes bound the on-disk spool; past them
+	// the oldest events are dropped and reported as lost.
+	SpoolMaxEvents int
+	SpoolMaxBytes  int64
+	// Recent is how old a report may be for its PIDs to be looked up in /proc.
+	Recent    time.Duration
+	Transport transport.Options
+}
+
+// AddFlags registers the options on fs.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.NodeName, "node-name", "", "this node's name (default: $NODE_NAME)")
+	fs.StringVar(&o.Server, "server", "", "aggregator address host:port")
+	fs.StringVar(&o.StateDir, "state-dir", "/var/lib/oomwatch", "directory for the spool and the checkpoint (a hostPath, so they survive restarts)")
+	fs.StringVar(&o.Proc, "proc", "/proc", "the host's /proc")
+	fs.StringVar(&o.CgroupRoot, "cgroup-root", "/sys/fs/cgroup", "the host's cgroup mount")
+	fs.StringVar(&o.CRIEndpoint, "cri-endpoint", "", "container runtime socket (default: containerd's, then CRI-O's usual socket)")
+	fs.BoolVar(&o.NoCRI, "no-cri", false, "do not ask the container runtime for names")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (off when empty)")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&o.SpoolMaxEvents, "spool-max-events", 10000, "events kept on disk while the aggregator is unreachable; past it the oldest are dropped and reported")
+	fs.Int64Var(&o.SpoolMaxBytes, "spool-max-bytes", 64<<20, "bytes kept on disk while the aggregator is unreachable")
+	fs.DurationVar(&o.Recent, "recent", time.Minute, "reports older than this (kernel time) do not have their PIDs looked up in /proc: they may have been reused")
+	o.Transport.AddFlags(fs)
+}
+
+// Errors of Validate.
+var (
+	ErrNoNode   = errors.New("no node name: set --node-name or NODE_NAME")
+	ErrNoServer = errors.New("no aggregator: set --server")
+)
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	if o.NodeName == "" {
+		return ErrNoNode
+	}
+	if o.Server == "" {
+		return ErrNoServer
+	}
+	if o.StateDir == "" {
+		return errors.New("--state-dir must not be empty")
+	}
+	if _, err := logrus.ParseLevel(o.LogLevel); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	if o.SpoolMaxEvents < 1 || o.SpoolMaxBytes < 1<<20 {
+		return errors.New("--spool-max-events must be >= 1 and --spool-max-bytes >= 1 MiB")
+	}
+	if err := o.Transport.Validate(); err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+package scenario
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Helpers is the shell prelude of every scenario: the cgroup helpers, and
+// the test's own processes protected from the OOM killer, as a DaemonSet's
+// system-node-critical pods are.
+const Helpers = `
+CG=/sys/fs/cgroup
+# mkcg PATH: create PATH under the cgroup2 mount with the memory controller
+# enabled on every level above it, as kubelet does.
+mkcg() { p=$CG; for part in $(echo "$1" | tr / ' '); do echo +memory > $p/cgroup.subtree_control 2>/dev/null; p=$p/$part; mkdir -p $p; done; }
+# waitfile FILE: wait up to 60 s for FILE to exist.
+waitfile() { i=0; while [ ! -e "$1" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; }
+echo -1000 > /proc/self/oom_score_adj
+`
+
+// Server is where the aggregator listens inside the guest.
+const Server = "127.0.0.1:7443"
+
+// GuestScript returns the whole guest script of a scenario: start the
+// aggregator and the agent, run the scenario, wait for its events, and
+// export what oomctl shows (events.json, events.txt, incidents.txt) and the
+// logs.
+func GuestScript(sc Scenario) string {
+	var b strings.Builder
+	b.WriteString(Helpers)
+	fmt.Fprintf(&b, `
+mkdir -p /tmp/state /tmp/db
+export OOMWATCH_SERVER=%[1]s OOMWATCH_INSECURE=true
+aggregator --listen %[1]s --db /tmp/db/oomwatch.db --insecure >/tmp/aggregator.log 2>&1 &
+i=0; until oomctl events >/dev/null 2>&1 || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
+agent --node-name e2e-node --server %[1]s --insecure --state-dir /tmp/state --no-cri >/tmp/agent.log 2>&1 &
+sleep 1
+date +%%s.%%N > /tmp/scenario.start
+`, Server)
+	fmt.Fprintf(&b, "(\n%s\n)\n", sc.Script)
+	fmt.Fprintf(&b, `
+# Wait (up to 90 s) until the aggregator holds the scenario's kills.
+i=0
+until [ "$(oomctl events -o json -type oom -limit 0 | grep -c '"type":"oom"')" -ge %d ] || [ $i -gt 900 ]; do sleep 0.1; i=$((i+1)); done
+# Let the agent settle (late kill lines of a storm), then read back.
+sleep 3
+oomctl events -o json -limit 0 > /tmp/events.json
+oomctl events -limit 0 > /tmp/events.txt 2>&1
+oomctl incidents > /tmp/incidents.txt 2>&1
+hog -dump-kmsg /tmp/kmsg
+export_file events.json /tmp/events.json
+export_file events.txt /tmp/events.txt
+export_file incidents.txt /tmp/incidents.txt
+export_file kmsg /tmp/kmsg
+export_file agent.log /tmp/agent.log
+export_file aggregator.log /tmp/aggregator.log
+[ -f /tmp/memory.events ] && export_file memory.events /tmp/memory.events
+true
+`, sc.Events)
+	return b.String()
+}
