@@ -15,6 +15,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/agent"
 	"github.com/oomwatch/oomwatch/pkg/envflag"
+	"github.com/oomwatch/oomwatch/pkg/metrics"
 )
 
 func main() {
@@ -52,5 +53,16 @@ func run(ctx context.Context, opts agent.Options, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx, agent.PipelineConfig{})
+	m := metrics.NewAgent(
+		func() float64 { return float64(a.Spool().Len()) },
+		func() float64 { return float64(a.Sender().Stats().SendErrors) },
+		func() float64 { return float64(a.Sender().Stats().Reconnects) })
+	if opts.MetricsAddr != "" {
+		go func() {
+			if err := metrics.Serve(ctx, opts.MetricsAddr, m.Registry, nil, log.WithField("component", "metrics")); err != nil {
+				log.WithError(err).Error("metrics server stopped")
+			}
+		}()
+	}
+	return a.Run(ctx, agent.PipelineConfig{Observe: m.Observe, Records: m.RecordsRead.Inc})
 }

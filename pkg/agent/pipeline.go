@@ -66,6 +66,7 @@ type Pipeline struct {
 	ready  []analysis.Event
 	// seq of the last record whose reports are all handled
 	safe      int64
+	lastSeq   int64
 	savedSafe int64
 	lastSave  time.Time
 	// reads remembers when recent records were read, so each kill's log
@@ -136,7 +137,11 @@ func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 			if !ok {
 				p.asm.Flush()
 				p.stream.Flush()
-				return p.flush(ctx)
+				if err := p.flush(ctx); err != nil {
+					return err
+				}
+				p.advance()
+				return nil
 			}
 			last = time.Now()
 			if err := p.handle(ctx, it); err != nil {
@@ -149,6 +154,7 @@ func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 				if err := p.flush(ctx); err != nil {
 					return err
 				}
+				p.advance()
 			}
 			p.saveCheckpoint(false)
 		}
@@ -182,14 +188,21 @@ func (p *Pipeline) handle(ctx context.Context, it devkmsg.Item) error {
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
+	p.lastSeq = rec.Seq
+	p.advance()
+	return nil
+}
+
+// advance moves the checkpoint up to the last record read, or to just
+// before the report still being assembled.
+func (p *Pipeline) advance() {
 	if open, ok := p.asm.OpenSeq(); ok {
 		if open-1 > p.safe {
 			p.safe = open - 1
 		}
-	} else if rec.Seq > p.safe {
-		p.safe = rec.Seq
+	} else if p.lastSeq > p.safe {
+		p.safe = p.lastSeq
 	}
-	return nil
 }
 
 // flush sends the events judged so far.

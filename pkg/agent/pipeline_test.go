@@ -1,0 +1,176 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/oomwatch/oomwatch/pkg/devkmsg"
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/proc"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+type fakeSink struct {
+	mu     sync.Mutex
+	events []*pb.Event
+}
+
+func (s *fakeSink) Put(_ context.Context, evs ...*pb.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, evs...)
+	return nil
+}
+
+type fakeCheck struct{ saved []int64 }
+
+func (c *fakeCheck) Save(seq int64) error { c.saved = append(c.saved, seq); return nil }
+
+// fakeProc is a /proc fixture: boot id, uptime, meminfo, and the cgroup of
+// one live process.
+func fakeProc(t *testing.T, uptime string, cgroups map[int]string) proc.FS {
+	dir := t.TempDir()
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("sys/kernel/random/boot_id", "0b5e4f7a-1111-4222-8333-944455556666\n")
+	write("uptime", uptime+" 1.00\n")
+	write("meminfo", "MemTotal:         261624 kB\nMemFree:  1000 kB\nMemAvailable:      12000 kB\n")
+	for pid, cg := range cgroups {
+		write(filepath.Join(strconv.Itoa(pid), "cgroup"), "0::"+cg+"\n")
+	}
+	return proc.New(dir)
+}
+
+
+func records(t *testing.T, path string) []devkmsg.Item {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []devkmsg.Item
+	rd := kmsg.NewReader(f)
+	for rd.Next() {
+		r := *rd.Record()
+		r.Message = append([]byte(nil), r.Message...)
+		out = append(out, devkmsg.Item{Record: r})
+	}
+	return out
+}
+
+func runPipeline(t *testing.T, cfg PipelineConfig, items []devkmsg.Item) *fakeSink {
+	t.Helper()
+	sink := &fakeSink{}
+	cfg.Sink = sink
+	cfg.Node, cfg.BootID = "node-a", "boot-1"
+	p := NewPipeline(cfg, logrus.NewEntry(logrus.New()))
+	ch := make(chan devkmsg.Item, len(items))
+	for _, it := range items {
+		ch <- it
+	}
+	close(ch)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Run(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	return sink
+}
+
+func TestPipelineNodeKillWithProcLookup(t *testing.T) {
+	items := records(t, "../analysis/testdata/debian-6.1-kmsg-v2-systemd-global-besteffort-victim.kmsg")
+	// Keep only the first report: the trigger (pid 96) is then known only
+	// from /proc, as on a live node where it is still running.
+	var first []devkmsg.Item
+	for _, it := range items {
+		if it.Record.Seq <= 410 {
+			first = append(first, it)
+		}
+	}
+	guaranteed := "/kubepods.slice/kubepods-podf0e1d2c3_b4a5_4697_8877_665544332211.slice/cri-containerd-0000111122223333444455556666777788889999aaaabbbbccccddddeeeeffff.scope"
+	check := &fakeCheck{}
+	sink := runPipeline(t, PipelineConfig{Proc: fakeProc(t, "5.0", map[int]string{96: guaranteed}), Check: check}, first)
+	if len(sink.events) != 1 {
+		t.Fatalf("%d events, want 1", len(sink.events))
+	}
+	e := sink.events[0]
+	k := e.GetOom()
+	if e.Node != "node-a" || e.BootId != "boot-1" || e.Seq != 359 || k.GetKind() != "node" {
+		t.Fatalf("event %v", e)
+	}
+	if !k.GetCollateral() || k.GetCulprit().GetWorkload().GetPodUid() != "f0e1d2c3-b4a5-4697-8877-665544332211" {
+		t.Fatalf("culprit not resolved from /proc: %v", k.GetCulprit())
+	}
+	if k.GetTrigger().GetWorkload().GetQos() != "guaranteed" {
+		t.Fatalf("trigger workload %v", k.GetTrigger().GetWorkload())
+	}
+	if k.GetNodeMemory().GetMemTotalBytes() != 261624*1024 {
+		t.Fatalf("node memory %v", k.GetNodeMemory())
+	}
+	if e.GetMonotonic().AsDuration() != 3373704*time.Microsecond {
+		t.Fatalf("monotonic %v", e.GetMonotonic().AsDuration())
+	}
+	if len(check.saved) == 0 || check.saved[len(check.saved)-1] != 410 {
+		t.Fatalf("checkpoint saves %v, want the last at 410", check.saved)
+	}
+}
+
+func TestPipelineOldReportsAreNotLookedUp(t *testing.T) {
+	items := records(t, "../analysis/testdata/debian-6.1-kmsg-v2-systemd-global-besteffort-victim.kmsg")
+	var first []devkmsg.Item
+	for _, it := range items {
+		if it.Record.Seq <= 410 {
+			first = append(first, it)
+		}
+	}
+	// The node has been up for an hour: PID 96 may be another process now.
+	other := "/system.slice/other.service"
+	sink := runPipeline(t, PipelineConfig{Proc: fakeProc(t, "3600.0", map[int]string{96: other})}, first)
+	if got := sink.events[0].GetOom().GetTrigger().GetWorkload().GetCgroup(); got != "" {
+		t.Fatalf("an hour-old report's PID was looked up: %q", got)
+	}
+}
+
+func TestPipelineGapBecomesLossAndCheckpointWaitsForOpenReport(t *testing.T) {
+	items := records(t, "../analysis/testdata/debian-6.1-kmsg-v2-systemd-container-limit.kmsg")
+	var in []devkmsg.Item
+	for _, it := range items {
+		in = append(in, it)
+		if it.Record.Seq == 100 {
+			in = append(in, devkmsg.Item{Gap: &devkmsg.Gap{AfterSeq: 100, NextSeq: 150, Lost: 49, Detected: time.Unix(1, 0)}})
+		}
+	}
+	check := &fakeCheck{}
+	sink := runPipeline(t, PipelineConfig{Proc: fakeProc(t, "3.0", nil), Check: check}, in)
+	var loss, ooms int
+	for _, e := range sink.events {
+		if l := e.GetLoss(); l != nil {
+			loss++
+			if l.GetLost() != 49 || e.Seq != 150 || l.GetCause() != "kernel-gap" || !strings.Contains(l.GetDetail(), "49 kernel records lost on node node-a") {
+				t.Fatalf("loss event %v", e)
+			}
+		}
+		if e.GetOom() != nil {
+			ooms++
+		}
+	}
+	if loss != 1 || ooms != 1 {
+		t.Fatalf("loss=%d ooms=%d", loss, ooms)
+	}
+}

@@ -1,0 +1,217 @@
+// Package metrics defines oomwatch's Prometheus metrics, named in the style
+// of kube-state-metrics and cAdvisor (oomwatch_<noun>_<unit>_total), and
+// serves them with a health endpoint.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// Agent holds the node agent's metrics.
+type Agent struct {
+	Registry        *prometheus.Registry
+	OOMKills        *prometheus.CounterVec
+	CollateralKills *prometheus.CounterVec
+	RecordsRead     prometheus.Counter
+	RecordsLost     prometheus.Counter
+	SpoolDropped    prometheus.Counter
+}
+
+// KillLabels returns the labels of an OOM kill: kind, scope, the victim's
+// namespace and QoS class ("" when unknown).
+func KillLabels(k *pb.OOMKill) (kind, scope, namespace, qos string) {
+	kind, scope = k.GetKind(), k.GetLimitScope()
+	if v := k.GetVictims(); len(v) > 0 {
+		w := v[0].GetWorkload()
+		namespace, qos = w.GetNamespace(), w.GetQos()
+	}
+	return
+}
+
+// NewAgent registers the agent's metrics. spoolDepth, sendErrors and
+// reconnects are read when scraped.
+func NewAgent(spoolDepth func() float64, sendErrors, reconnects func() float64) *Agent {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Agent{
+		Registry: reg,
+		OOMKills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oomwatch_oom_kills_total",
+			Help: "OOM kills seen in the kernel log, by kind (node, limit, ...), limit scope, victim namespace and QoS class.",
+		}, []string{"kind", "scope", "namespace", "qos"}),
+		CollateralKills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oomwatch_collateral_kills_total",
+			Help: "OOM kills whose victim was not the workload that held the memory, by victim namespace.",
+		}, []string{"namespace"}),
+		RecordsRead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "oomwatch_kernel_records_read_total",
+			Help: "Kernel log records read from /dev/kmsg.",
+		}),
+		RecordsLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "oomwatch_kernel_records_lost_total",
+			Help: "Kernel log records overwritten before they were read (log buffer overflow).",
+		}),
+		SpoolDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "oomwatch_spool_dropped_events_total",
+			Help: "Events dropped because the spool was full while the aggregator was unreachable.",
+		}),
+	}
+	reg.MustRegister(m.OOMKills, m.CollateralKills, m.RecordsRead, m.RecordsLost, m.SpoolDropped,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "oomwatch_spool_events",
+			Help: "Events spooled on disk and not yet acknowledged by the aggregator.",
+		}, spoolDepth),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "oomwatch_send_errors_total",
+			Help: "Streams to the aggregator that ended in an error.",
+		}, sendErrors),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "oomwatch_stream_reconnects_total",
+			Help: "Reconnections of the stream to the aggregator.",
+		}, reconnects),
+	)
+	return m
+}
+
+// Observe counts one event the agent produced.
+func (m *Agent) Observe(ev *pb.Event) {
+	switch {
+	case ev.GetOom() != nil:
+		k := ev.GetOom()
+		kind, scope, ns, qos := KillLabels(k)
+		m.OOMKills.WithLabelValues(kind, scope, ns, qos).Inc()
+		if k.GetCollateral() {
+			m.CollateralKills.WithLabelValues(ns).Inc()
+		}
+	case ev.GetLoss() != nil:
+		l := ev.GetLoss()
+		if l.GetCause() == "kernel-gap" {
+			m.RecordsLost.Add(float64(l.GetLost()))
+		} else {
+			m.SpoolDropped.Add(float64(l.GetLost()))
+		}
+	}
+}
+
+// Aggregator holds the aggregator's metrics.
+type Aggregator struct {
+	Registry        *prometheus.Registry
+	Ingested        *prometheus.CounterVec
+	Duplicates      prometheus.Counter
+	Rejected        *prometheus.CounterVec
+	IngestLatency   prometheus.Histogram
+	OOMKills        *prometheus.CounterVec
+	CollateralKills *prometheus.CounterVec
+	RecordsLost     *prometheus.CounterVec
+}
+
+// NewAggregator registers the aggregator's metrics; watchers and streams
+// are read when scraped.
+func NewAggregator(watchers, streams func() float64) *Aggregator {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Aggregator{
+		Registry: reg,
+		Ingested: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oomwatch_events_ingested_total",
+			Help: "Events stored, by node and type (oom, loss, exit).",
+		}, []string{"node", "type"}),
+		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "oomwatch_events_duplicate_total",
+			Help: "Events received again (replays after reconnects) and not stored twice.",
+		}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oomwatch_events_rejected_total",
+			Help: "Events or streams refused, by reason.",
+		}, []string{"reason"}),
+		IngestLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "oomwatch_ingest_latency_seconds",
+			Help:    "Time from the kill (the event's time) to its being stored at the aggregator.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		OOMKills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oomwatch_oom_kills_total",
+			Help: "OOM kills stored, by node, kind, limit scope, victim namespace and QoS class.",
+		}, []string{"node", "kind", "scope", "namespace", "qos"}),
+		CollateralKills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oomwatch_collateral_kills_total",
+			Help: "Collateral OOM kills stored, by node and victim namespace.",
+		}, []string{"node", "namespace"}),
+		RecordsLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oomwatch_kernel_records_lost_total",
+			Help: "Kernel log records (or spooled events) reported lost by agents, by node and cause.",
+		}, []string{"node", "cause"}),
+	}
+	reg.MustRegister(m.Ingested, m.Duplicates, m.Rejected, m.IngestLatency, m.OOMKills, m.CollateralKills, m.RecordsLost,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "oomwatch_watchers", Help: "Live watch streams."}, watchers),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "oomwatch_ingest_streams", Help: "Connected agent streams."}, streams),
+	)
+	return m
+}
+
+// Stored counts one newly stored event.
+func (m *Aggregator) Stored(ev *pb.Event, typ string, now time.Time) {
+	node := ev.GetNode()
+	m.Ingested.WithLabelValues(node, typ).Inc()
+	if ev.Time != nil {
+		m.IngestLatency.Observe(now.Sub(ev.Time.AsTime()).Seconds())
+	}
+	switch {
+	case ev.GetOom() != nil:
+		kind, scope, ns, qos := KillLabels(ev.GetOom())
+		m.OOMKills.WithLabelValues(node, kind, scope, ns, qos).Inc()
+		if ev.GetOom().GetCollateral() {
+			m.CollateralKills.WithLabelValues(node, ns).Inc()
+		}
+	case ev.GetLoss() != nil:
+		m.RecordsLost.WithLabelValues(node, ev.GetLoss().GetCause()).Add(float64(ev.GetLoss().GetLost()))
+	}
+}
+
+// Serve serves /metrics and /healthz on addr until ctx ends. healthy, when
+// set, decides /healthz.
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, healthy func() error, log *logrus.Entry) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ServeListener(ctx, ln, reg, healthy, log)
+}
+
+// ServeListener is Serve on an open listener.
+func ServeListener(ctx context.Context, ln net.Listener, reg *prometheus.Registry, healthy func() error, log *logrus.Entry) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if healthy != nil {
+			if err := healthy(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.WithField("addr", ln.Addr().String()).Info("serving metrics")
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
