@@ -101,7 +101,7 @@ func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 	if cfg.Recent <= 0 {
 		cfg.Recent = time.Minute
 	}
-	p := &Pipeline{cfg: cfg, log: log, safe: -1, savedSafe: -1}
+	p := &Pipeline{cfg: cfg, log: log, safe: -1, lastSeq: -1, savedSafe: -1}
 	p.stream = analysis.NewStream(analysis.StreamOptions{Cgroups: p.lookup}, func(e analysis.Event) {
 		p.ready = append(p.ready, e)
 	})
