@@ -1,0 +1,90 @@
+package cri
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// missRefreshEvery bounds how often a lookup miss makes the Resolver
+// refresh the cache before answering: a container created and OOM-killed
+// between two polls is then still found, and a storm of misses costs one
+// listing per second at most.
+const missRefreshEvery = time.Second
+
+// Resolver answers name lookups for the agent whether or not a runtime is
+// there: with no cache (Dial failed) or an unreachable runtime it answers
+// "not found" and logs "container runtime unreachable; names unavailable"
+// once. Safe for concurrent use.
+type Resolver struct {
+	cache *Cache
+	log   *logrus.Entry
+	once  sync.Once
+
+	mu          sync.Mutex
+	lastRefresh time.Time
+}
+
+// NewResolver returns a resolver over cache, which may be nil.
+func NewResolver(cache *Cache, log *logrus.Entry) *Resolver {
+	return &Resolver{cache: cache, log: log}
+}
+
+// Container resolves a container ID (full, or a unique prefix). On a miss
+// it refreshes the cache (at most once a second) and looks again.
+func (r *Resolver) Container(ctx context.Context, id string) (Container, bool) {
+	if r.cache == nil {
+		r.unavailable()
+		return Container{}, false
+	}
+	if c, ok := r.cache.Container(id); ok {
+		return c, true
+	}
+	if r.refreshOnMiss(ctx) {
+		return r.cache.Container(id)
+	}
+	return Container{}, false
+}
+
+// Pod resolves a pod UID, refreshing on a miss as Container does.
+func (r *Resolver) Pod(ctx context.Context, uid string) (Pod, bool) {
+	if r.cache == nil {
+		r.unavailable()
+		return Pod{}, false
+	}
+	if p, ok := r.cache.Pod(uid); ok {
+		return p, true
+	}
+	if r.refreshOnMiss(ctx) {
+		return r.cache.Pod(uid)
+	}
+	return Pod{}, false
+}
+
+// refreshOnMiss refreshes the cache unless it was refreshed for a miss
+// less than a second ago; it tells whether looking again is worth it.
+func (r *Resolver) refreshOnMiss(ctx context.Context) bool {
+	r.mu.Lock()
+	if time.Since(r.lastRefresh) < missRefreshEvery {
+		r.mu.Unlock()
+		if !r.cache.Reachable() {
+			r.unavailable()
+		}
+		return false
+	}
+	r.lastRefresh = time.Now()
+	r.mu.Unlock()
+	if err := r.cache.Refresh(ctx); err != nil {
+		r.unavailable()
+		return false
+	}
+	return true
+}
+
+func (r *Resolver) unavailable() {
+	r.once.Do(func() {
+		r.log.Warn("container runtime unreachable; names unavailable")
+	})
+}
