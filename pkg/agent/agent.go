@@ -13,6 +13,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/checkpoint"
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
+	"github.com/oomwatch/oomwatch/pkg/enrich"
 	"github.com/oomwatch/oomwatch/pkg/proc"
 	"github.com/oomwatch/oomwatch/pkg/sender"
 	"github.com/oomwatch/oomwatch/pkg/spool"
@@ -118,6 +119,14 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 	cfg.Recent = a.opts.Recent
 	if a.Enricher != nil {
 		cfg.Enricher = a.Enricher
+	} else {
+		var rt enrich.Runtime
+		if !a.opts.NoCRI {
+			names := &runtimeNames{endpoint: a.opts.CRIEndpoint, log: a.log.WithField("component", "cri")}
+			go names.run(ctx)
+			rt = names
+		}
+		cfg.Enricher = enrich.New(a.opts.CgroupRoot, rt)
 	}
 	pipe := NewPipeline(cfg, a.log.WithField("component", "pipeline"))
 

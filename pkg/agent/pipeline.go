@@ -30,6 +30,12 @@ type Enricher interface {
 	Enrich(ctx context.Context, ev *analysis.Event)
 }
 
+// Observer sees every kernel record as it is read (cheaply: it runs on the
+// hot path).
+type Observer interface {
+	Observe(msg []byte)
+}
+
 // Checkpointer records how far the kernel log has been handled.
 type Checkpointer interface {
 	Save(seq int64) error
@@ -184,6 +190,9 @@ func (p *Pipeline) handle(ctx context.Context, it devkmsg.Item) error {
 	rec := it.Record
 	p.reads[p.nread%len(p.reads)] = readAt{seq: rec.Seq, at: time.Now()}
 	p.nread++
+	if o, ok := p.cfg.Enricher.(Observer); ok {
+		o.Observe(rec.Message)
+	}
 	p.asm.Feed(&rec)
 	if err := p.flush(ctx); err != nil {
 		return err
@@ -221,6 +230,7 @@ func (p *Pipeline) flush(ctx context.Context) error {
 		}
 		if p.cfg.Enricher != nil {
 			p.cfg.Enricher.Enrich(ctx, ev)
+			ev.Reason = analysis.Explain(ev)
 		}
 		e := wire.FromAnalysis(p.cfg.Node, p.cfg.BootID, *ev)
 		out = append(out, e)

@@ -56,7 +56,6 @@ func fakeProc(t *testing.T, uptime string, cgroups map[int]string) proc.FS {
 	return proc.New(dir)
 }
 
-
 func records(t *testing.T, path string) []devkmsg.Item {
 	t.Helper()
 	f, err := os.Open(path)

@@ -333,7 +333,7 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 			}
 		}
 	}
-	ev.Reason = reason(ev, r)
+	ev.Reason = reason(ev)
 }
 
 // triggerIsOther tells whether the trigger is known to be another process

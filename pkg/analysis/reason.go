@@ -3,12 +3,19 @@ package analysis
 import (
 	"fmt"
 	"strings"
-
-	"github.com/oomwatch/oomwatch/pkg/oom"
 )
 
+// Explain writes the sentence that explains an event's verdict from the
+// event's fields alone: call it again after names and limits were added.
+func Explain(ev *Event) string {
+	if len(ev.Victims) == 0 {
+		return "no process was killed"
+	}
+	return reason(ev)
+}
+
 // reason writes the sentence that explains an event's verdict.
-func reason(ev *Event, r *oom.Report) string {
+func reason(ev *Event) string {
 	var b strings.Builder
 	v := ev.Victims[0]
 	switch ev.Kind {
@@ -122,8 +129,20 @@ func processLabel(p Process) string {
 	if w := workloadLabel(p.Workload); w != "" {
 		b.WriteString(" in ")
 		b.WriteString(w)
+		b.WriteString(limitNote(p.Workload))
 	}
 	return b.String()
+}
+
+// limitNote tells a workload's memory limit, when known.
+func limitNote(w Workload) string {
+	if r := w.ContainerResources; r != nil && r.MemoryLimitBytes > 0 {
+		return " (limit " + Bytes(r.MemoryLimitBytes) + ")"
+	}
+	if r := w.ContainerResources; r != nil && r.CgroupRead && r.MemoryMaxBytes == 0 && w.ContainerID != "" {
+		return " (no limit)"
+	}
+	return ""
 }
 
 func culpritLabel(c *Culprit) string {

@@ -1,0 +1,230 @@
+// Package enrich adds what the node knows beyond the kernel's words to an
+// OOM event: pod, namespace, container and image names from the container
+// runtime (CRI), limits and overhead, and the cgroup files' figures at kill
+// time.
+package enrich
+
+import (
+	"bytes"
+	"context"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/cgroupstat"
+	"github.com/oomwatch/oomwatch/pkg/cri"
+	"github.com/oomwatch/oomwatch/pkg/workload"
+)
+
+// Runtime is what the enricher asks the container runtime.
+type Runtime interface {
+	Container(ctx context.Context, id string) (cri.Container, bool)
+	Pod(ctx context.Context, uid string) (cri.Pod, bool)
+}
+
+// Enricher fills in names and figures. Observe it with every kernel record
+// so that it reads the cgroup files at the moment of the kill: a killed
+// container's cgroup is removed within tens of milliseconds.
+type Enricher struct {
+	root    string
+	runtime Runtime // may be nil
+	mu      sync.Mutex
+	snaps   map[string]snapshot
+}
+
+type snapshot struct {
+	stats cgroupstat.Stats
+	at    time.Time
+}
+
+// snapTTL bounds how long a figure read at kill time is used.
+const snapTTL = 5 * time.Minute
+
+// New returns an Enricher reading cgroups under root (the host's cgroup
+// mount). runtime may be nil: events then carry IDs only.
+func New(root string, runtime Runtime) *Enricher {
+	return &Enricher{root: root, runtime: runtime, snaps: map[string]snapshot{}}
+}
+
+var summaryPrefix = []byte("oom-kill:")
+
+// Observe looks at one kernel record. On the "oom-kill:" summary line,
+// printed just before the kill, it reads the victim's container and pod
+// cgroup files while they still exist. Other records cost one prefix test.
+func (e *Enricher) Observe(msg []byte) {
+	if !bytes.HasPrefix(msg, summaryPrefix) {
+		return
+	}
+	for _, key := range []string{"task_memcg=", "oom_memcg="} {
+		if p := summaryField(string(msg), key); p != "" {
+			e.snap(p)
+			if w := workload.FromCgroup(p); w.Kind == workload.KindContainer {
+				e.snap(path.Dir(p))
+			}
+		}
+	}
+}
+
+func summaryField(s, key string) string {
+	i := strings.Index(s, key)
+	if i < 0 {
+		return ""
+	}
+	v := s[i+len(key):]
+	if j := strings.Index(v, ",task="); j >= 0 {
+		v = v[:j]
+	} else if j := strings.IndexByte(v, ','); j >= 0 {
+		v = v[:j]
+	}
+	return v
+}
+
+func (e *Enricher) snap(p string) {
+	st, err := cgroupstat.Read(e.root, p)
+	if err != nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := time.Now()
+	if len(e.snaps) > 512 {
+		for k, s := range e.snaps {
+			if now.Sub(s.at) > snapTTL {
+				delete(e.snaps, k)
+			}
+		}
+		if len(e.snaps) > 512 {
+			e.snaps = map[string]snapshot{}
+		}
+	}
+	e.snaps[p] = snapshot{stats: st, at: now}
+}
+
+// stats returns a cgroup's figures: those read at kill time when there are,
+// else read now.
+func (e *Enricher) stats(p string) (cgroupstat.Stats, bool) {
+	if p == "" {
+		return cgroupstat.Stats{}, false
+	}
+	e.mu.Lock()
+	s, ok := e.snaps[p]
+	e.mu.Unlock()
+	if ok && time.Since(s.at) < snapTTL {
+		return s.stats, true
+	}
+	st, err := cgroupstat.Read(e.root, p)
+	return st, err == nil
+}
+
+// Enrich fills every workload of ev, and the victim's cgroup figures.
+func (e *Enricher) Enrich(ctx context.Context, ev *analysis.Event) {
+	for i := range ev.Victims {
+		e.names(ctx, &ev.Victims[i].Workload)
+	}
+	if ev.Trigger != nil {
+		e.names(ctx, &ev.Trigger.Workload)
+	}
+	for i := range ev.TopConsumers {
+		e.names(ctx, &ev.TopConsumers[i].Workload)
+	}
+	if ev.Culprit != nil {
+		e.names(ctx, &ev.Culprit.Workload)
+	}
+	if len(ev.Victims) > 0 {
+		e.figures(&ev.Victims[0].Workload)
+	}
+	if ev.Culprit != nil {
+		e.figures(&ev.Culprit.Workload)
+	}
+}
+
+// names asks the runtime about a workload's container and pod.
+func (e *Enricher) names(ctx context.Context, w *analysis.Workload) {
+	if e.runtime == nil {
+		return
+	}
+	if w.ContainerID != "" {
+		if c, ok := e.runtime.Container(ctx, w.ContainerID); ok {
+			w.ContainerName, w.Image = c.Name, c.Image
+			if w.Namespace == "" {
+				w.Namespace, w.PodName = c.PodNamespace, c.PodName
+			}
+			if w.PodUID == "" {
+				w.PodUID = c.PodUID
+			}
+			if c.MemoryLimitBytes > 0 {
+				res := resources(&w.ContainerResources)
+				res.MemoryLimitBytes = c.MemoryLimitBytes
+			}
+		}
+	}
+	if w.PodUID != "" {
+		if p, ok := e.runtime.Pod(ctx, w.PodUID); ok {
+			w.Namespace, w.PodName = p.Namespace, p.Name
+			if len(p.Labels) > 0 {
+				w.Labels = p.Labels
+			}
+			if p.OwnerKind != "" {
+				if w.Labels == nil {
+					w.Labels = map[string]string{}
+				}
+				w.Labels["oomwatch.io/owner"] = strings.TrimSpace(p.OwnerKind + " " + p.OwnerName)
+			}
+			if p.OverheadBytes > 0 || p.MemoryLimitBytes > 0 {
+				res := resources(&w.PodResources)
+				res.PodOverheadBytes, res.MemoryLimitBytes = p.OverheadBytes, p.MemoryLimitBytes
+			}
+		}
+	}
+}
+
+// figures reads the workload's container and pod cgroups.
+func (e *Enricher) figures(w *analysis.Workload) {
+	if w.Cgroup == "" {
+		return
+	}
+	kind := workload.Kind(w.WorkloadKind)
+	ctr, pod := "", ""
+	switch kind {
+	case workload.KindContainer:
+		ctr = w.Cgroup
+		if w.PodUID != "" {
+			pod = path.Dir(w.Cgroup)
+		}
+	case workload.KindPod:
+		pod = w.Cgroup
+	default:
+		return
+	}
+	if st, ok := e.stats(ctr); ok {
+		fill(resources(&w.ContainerResources), st)
+	}
+	if st, ok := e.stats(pod); ok {
+		fill(resources(&w.PodResources), st)
+	}
+}
+
+func resources(p **analysis.Resources) *analysis.Resources {
+	if *p == nil {
+		*p = &analysis.Resources{}
+	}
+	return *p
+}
+
+func fill(r *analysis.Resources, st cgroupstat.Stats) {
+	r.CgroupRead = true
+	r.MemoryMaxBytes = st.MaxBytes
+	r.MemoryCurrentBytes = st.CurrentBytes
+	r.MemoryPeakBytes = st.PeakBytes
+	r.MemoryMinBytes = st.MinBytes
+	r.MemoryLowBytes = st.LowBytes
+	r.EventsOOM = int64(st.Events.OOM)
+	r.EventsOOMKill = int64(st.Events.OOMKill)
+	r.EventsOOMGroupKill = int64(st.Events.OOMGroupKill)
+	r.OOMGroup = st.OOMGroup
+	if r.MemoryLimitBytes == 0 && st.MaxBytes > 0 {
+		r.MemoryLimitBytes = st.MaxBytes
+	}
+}
