@@ -1,0 +1,101 @@
+package enrich
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/cri"
+)
+
+const (
+	root   = "../cgroupstat/testdata/v2-6.1-systemd-container-oom"
+	pod    = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f1e2d3c_4b5a_4968_a7b6_c5d4e3f2a1b0.slice"
+	ctr    = pod + "/cri-containerd-4a5f0c2b9d8e7f6a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f607182.scope"
+	ctrID  = "4a5f0c2b9d8e7f6a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f607182"
+	podUID = "0f1e2d3c-4b5a-4968-a7b6-c5d4e3f2a1b0"
+)
+
+type fakeRuntime struct {
+	containers map[string]cri.Container
+	pods       map[string]cri.Pod
+}
+
+func (f fakeRuntime) Container(_ context.Context, id string) (cri.Container, bool) {
+	c, ok := f.containers[id]
+	return c, ok
+}
+
+func (f fakeRuntime) Pod(_ context.Context, uid string) (cri.Pod, bool) {
+	p, ok := f.pods[uid]
+	return p, ok
+}
+
+func event() *analysis.Event {
+	v := analysis.Process{PID: 7, Comm: "api", Workload: analysis.Workload{Cgroup: ctr, WorkloadKind: "container",
+		PodUID: podUID, ContainerID: ctrID, QoS: "burstable", Runtime: "containerd"}}
+	return &analysis.Event{Kind: "limit", LimitScope: "container", Victims: []analysis.Process{v},
+		Culprit: &analysis.Culprit{PID: 7, Comm: "api", Tasks: 1, Workload: v.Workload}}
+}
+
+func TestEnrichNamesAndFigures(t *testing.T) {
+	rt := fakeRuntime{
+		containers: map[string]cri.Container{ctrID: {ID: ctrID, Name: "api", Image: "shop/cart:1.2", PodUID: podUID,
+			PodNamespace: "shop", PodName: "cart-7d9", MemoryLimitBytes: 32 << 20}},
+		pods: map[string]cri.Pod{podUID: {UID: podUID, Namespace: "shop", Name: "cart-7d9",
+			Labels: map[string]string{"app": "cart"}, OwnerKind: "ReplicaSet?", OwnerName: "cart-7d9f8",
+			OverheadBytes: 1 << 20}},
+	}
+	e := New(root, rt)
+	// The summary line comes first: the figures are read then.
+	e.Observe([]byte("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=" + ctr + ",task_memcg=" + ctr + ",task=api,pid=7,uid=0"))
+	if len(e.snaps) != 2 {
+		t.Fatalf("%d cgroups read at kill time, want container and pod", len(e.snaps))
+	}
+	ev := event()
+	e.Enrich(context.Background(), ev)
+	w := ev.Victims[0].Workload
+	if w.Namespace != "shop" || w.PodName != "cart-7d9" || w.ContainerName != "api" || w.Image != "shop/cart:1.2" ||
+		w.Labels["app"] != "cart" || !strings.HasPrefix(w.Labels["oomwatch.io/owner"], "ReplicaSet?") {
+		t.Fatalf("names: %+v", w)
+	}
+	cr := w.ContainerResources
+	if cr == nil || cr.MemoryLimitBytes != 32<<20 || !cr.CgroupRead || cr.MemoryMaxBytes != 33554432 || cr.EventsOOMKill != 1 || cr.MemoryPeakBytes != 33554432 {
+		t.Fatalf("container figures: %+v", cr)
+	}
+	if pr := w.PodResources; pr == nil || pr.PodOverheadBytes != 1<<20 || !pr.CgroupRead {
+		t.Fatalf("pod figures: %+v", pr)
+	}
+	if ev.Culprit.Namespace != "shop" {
+		t.Fatalf("culprit not enriched: %+v", ev.Culprit.Workload)
+	}
+	ev.Reason = analysis.Explain(ev)
+	for _, want := range []string{"pod shop/cart-7d9 container api", "limit 32.0 MiB"} {
+		if !strings.Contains(ev.Reason, want) {
+			t.Errorf("reason lacks %q: %s", want, ev.Reason)
+		}
+	}
+}
+
+func TestEnrichWithoutRuntime(t *testing.T) {
+	e := New(root, nil)
+	ev := event()
+	e.Enrich(context.Background(), ev)
+	w := ev.Victims[0].Workload
+	if w.PodName != "" || w.ContainerResources == nil || w.ContainerResources.MemoryMaxBytes != 33554432 {
+		t.Fatalf("without a runtime: %+v", w)
+	}
+}
+
+func TestObserveIgnoresOtherRecords(t *testing.T) {
+	e := New(root, nil)
+	allocs := testing.AllocsPerRun(100, func() { e.Observe([]byte("eth0: link up")) })
+	if allocs != 0 || len(e.snaps) != 0 {
+		t.Fatalf("allocs %.1f snaps %d", allocs, len(e.snaps))
+	}
+	e.Observe([]byte("oom-kill:constraint=CONSTRAINT_MEMCG,oom_memcg=/nonexistent,task_memcg=/nonexistent/x,task=a,pid=1,uid=0"))
+	if len(e.snaps) != 0 {
+		t.Fatal("a missing cgroup was recorded")
+	}
+}

@@ -1,0 +1,75 @@
+package proc
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseMemInfo(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		total   int64
+		avail   int64
+		wantErr bool
+	}{
+		{"normal", "MemTotal:       16303412 kB\nMemFree:  1 kB\nMemAvailable:    9000000 kB\n", 16303412 * 1024, 9000000 * 1024, false},
+		{"no available (old kernel)", "MemTotal: 1000 kB\n", 1000 * 1024, 0, false},
+		{"garbage", "MemTotal: lots\n", 0, 0, true},
+		{"empty", "", 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := ParseMemInfo(strings.NewReader(tt.in))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err %v", err)
+			}
+			if err != nil && !errors.Is(err, ErrMalformed) {
+				t.Fatalf("err %v is not ErrMalformed", err)
+			}
+			if m.TotalBytes != tt.total || m.AvailableBytes != tt.avail {
+				t.Fatalf("got %+v", m)
+			}
+		})
+	}
+}
+
+func TestFixtureTree(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "sys/kernel/random"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "42"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sys/kernel/random/boot_id"), []byte("6c1a2b3c-0000-4000-8000-000000000001\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "uptime"), []byte("123.45 200.00\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "42/cgroup"), []byte("12:memory:/kubepods/burstable/podx/abc\n0::/\n"), 0o644)
+	fs := New(dir)
+	if id, err := fs.BootID(); err != nil || id != "6c1a2b3c-0000-4000-8000-000000000001" {
+		t.Fatalf("boot id %q %v", id, err)
+	}
+	if up, err := fs.Uptime(); err != nil || up.Seconds() != 123.45 {
+		t.Fatalf("uptime %v %v", up, err)
+	}
+	got := fs.Cgroups([]int{42, 43})
+	if len(got) != 1 || got[42] != "/kubepods/burstable/podx/abc" {
+		t.Fatalf("cgroups %v", got)
+	}
+	os.WriteFile(filepath.Join(dir, "sys/kernel/random/boot_id"), []byte("bad id with spaces\n"), 0o644)
+	if _, err := fs.BootID(); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("malformed boot id accepted: %v", err)
+	}
+}
+
+func TestRealProc(t *testing.T) {
+	fs := New("")
+	if _, err := fs.BootID(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.MemInfo(); err != nil {
+		t.Fatal(err)
+	}
+	if cg, err := fs.Cgroup(os.Getpid()); err != nil || cg == "" {
+		t.Fatalf("own cgroup %q %v", cg, err)
+	}
+}

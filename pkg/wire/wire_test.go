@@ -1,0 +1,59 @@
+package wire
+
+import (
+	"encoding/json"
+	"os"
+	"testing"
+
+	"github.com/oomwatch/oomwatch/pkg/analysis"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// TestRoundTrip checks that every engine field survives the wire: the JSON
+// of an event read back equals the JSON of the event sent.
+func TestRoundTrip(t *testing.T) {
+	for _, name := range []string{
+		"debian-6.1-kmsg-v2-systemd-global-besteffort-victim.kmsg",
+		"public-2026-k8s-v2-memcg-oomgroup-and-global.txt",
+		"cadvisor-3.13-memcg-v1-memorymonster.txt",
+	} {
+		f, err := os.Open("../analysis/testdata/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var events []analysis.Event
+		if _, err := analysis.ReadLog(f, analysis.StreamOptions{}, func(e analysis.Event) { events = append(events, e) }); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		for _, ev := range events {
+			limit := int64(32 << 20)
+			ev.Victims[0].ContainerResources = &analysis.Resources{MemoryLimitBytes: limit, CgroupRead: true, EventsOOMKill: 1}
+			ev.Victims[0].Labels = map[string]string{"app": "x"}
+			ev.Node = &analysis.NodeMemory{MemTotalBytes: 1 << 30, MemAvailableBytes: 1 << 20}
+			pe := FromAnalysis("node-a", "boot-1", ev)
+			if TypeOf(pe) != TypeOOM || pe.Node != "node-a" || pe.BootId != "boot-1" || pe.Seq != ev.Seq {
+				t.Fatalf("envelope %v", pe)
+			}
+			back := ToAnalysis(pe)
+			a, _ := json.Marshal(ev)
+			b, _ := json.Marshal(back)
+			if string(a) != string(b) {
+				t.Fatalf("%s: round trip differs\nsent %s\n got %s", name, a, b)
+			}
+		}
+	}
+}
+
+func TestTypeOf(t *testing.T) {
+	for want, e := range map[string]*pb.Event{
+		TypeOOM:  {Payload: &pb.Event_Oom{Oom: &pb.OOMKill{}}},
+		TypeLoss: {Payload: &pb.Event_Loss{Loss: &pb.Loss{}}},
+		TypeExit: {Payload: &pb.Event_Exit{Exit: &pb.ContainerExit{}}},
+		"":       {},
+	} {
+		if got := TypeOf(e); got != want {
+			t.Errorf("TypeOf = %q, want %q", got, want)
+		}
+	}
+}
