@@ -53,7 +53,8 @@ type PipelineConfig struct {
 	// to be looked up in /proc: older ones may have been reused.
 	Recent time.Duration
 	// Idle is how long the kernel log must be quiet before an open report
-	// is closed. Default 1 s.
+	// is closed. The kernel prints a report's kill lines (group kills
+	// included) back to back, so a short wait loses nothing. Default 250 ms.
 	Idle time.Duration
 	// CheckpointEvery bounds how often the checkpoint is written. Default 2 s.
 	CheckpointEvery time.Duration
@@ -99,7 +100,7 @@ func (p *Pipeline) readTime(seq int64) time.Time {
 // NewPipeline returns a Pipeline.
 func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 	if cfg.Idle <= 0 {
-		cfg.Idle = time.Second
+		cfg.Idle = 250 * time.Millisecond
 	}
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = 2 * time.Second

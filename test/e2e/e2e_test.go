@@ -1,0 +1,359 @@
+// Package e2e proves the whole chain on a real kernel: each scenario boots
+// Debian's cloud kernel in qemu with the agent, the aggregator and oomctl
+// inside, builds kubelet-shaped cgroup trees, makes the kernel kill, and
+// checks what `oomctl events -o json` reports.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oomwatch/oomwatch/test/e2e/scenario"
+	"github.com/oomwatch/oomwatch/test/e2e/vm"
+)
+
+// event is what the test reads of `oomctl events -o json`.
+type event struct {
+	ID       string    `json:"id"`
+	Node     string    `json:"node"`
+	Type     string    `json:"type"`
+	Seq      int64     `json:"seq"`
+	EndSeq   int64     `json:"end_seq"`
+	Received time.Time `json:"received"`
+	Kind     string    `json:"kind"`
+	Scope    string    `json:"limit_scope"`
+	Complete bool      `json:"complete"`
+	Victims  []proc    `json:"victims"`
+	Trigger  *proc     `json:"trigger"`
+	Culprit  *proc     `json:"culprit"`
+	Collat   bool      `json:"collateral"`
+	Reason   string    `json:"reason"`
+	Loss     *struct {
+		Lost int64 `json:"lost"`
+	} `json:"loss"`
+}
+
+type proc struct {
+	PID         int    `json:"pid"`
+	Comm        string `json:"comm"`
+	Cgroup      string `json:"cgroup"`
+	PodUID      string `json:"pod_uid"`
+	ContainerID string `json:"container_id"`
+	Runtime     string `json:"runtime"`
+	QoS         string `json:"qos"`
+	Unit        string `json:"unit"`
+	GroupMember bool   `json:"group_member"`
+}
+
+var (
+	buildOnce sync.Once
+	bins      map[string]string
+	assets    vm.Assets
+	setupErr  error
+)
+
+// setup builds the static binaries and makes sure qemu and the kernel are
+// here (installing them when missing).
+func setup(t *testing.T) (vm.Assets, map[string]string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "oomwatch-e2e-bin")
+		if err != nil {
+			setupErr = err
+			return
+		}
+		bins = map[string]string{}
+		for name, pkg := range map[string]string{
+			"agent":      "github.com/oomwatch/oomwatch/agent",
+			"aggregator": "github.com/oomwatch/oomwatch/aggregator",
+			"oomctl":     "github.com/oomwatch/oomwatch/oomctl",
+			"hog":        "github.com/oomwatch/oomwatch/test/e2e/hog",
+		} {
+			p, err := vm.BuildStatic(t.Context(), filepath.Join(dir, name), pkg)
+			if err != nil {
+				setupErr = fmt.Errorf("build %s: %w", name, err)
+				return
+			}
+			bins[name] = p
+		}
+		assets, setupErr = vm.EnsureAssets(t.Context(), t.Logf)
+	})
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+	return assets, bins
+}
+
+// runScenario boots a guest for sc and returns the events it reported.
+func runScenario(t *testing.T, sc scenario.Scenario) ([]event, *vm.Result) {
+	t.Helper()
+	as, bins := setup(t)
+	files := map[string]vm.File{}
+	for name, p := range bins {
+		files["/bin/"+name] = vm.File{HostPath: p}
+	}
+	mem := sc.MemoryMB
+	if mem == 0 {
+		mem = 256
+	}
+	res, err := vm.Run(t.Context(), vm.Config{Assets: as, Files: files, Script: scenario.GuestScript(sc),
+		Cmdline: sc.Cmdline, MemoryMB: mem, CPUs: 2, Timeout: 5 * time.Minute})
+	art := artifacts(t, sc.Name, res)
+	if err != nil {
+		t.Fatalf("guest: %v (artifacts in %s)", err, art)
+	}
+	raw, err := res.File("events.json")
+	if err != nil {
+		t.Fatalf("events.json: %v (artifacts in %s)", err, art)
+	}
+	var events []event
+	sc2 := bufio.NewScanner(bytes.NewReader(raw))
+	sc2.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc2.Scan() {
+		var e event
+		if err := json.Unmarshal(sc2.Bytes(), &e); err != nil {
+			t.Fatalf("bad JSON from oomctl: %v: %s", err, sc2.Bytes())
+		}
+		events = append(events, e)
+	}
+	// oomctl lists newest first; the scenario reads oldest first.
+	sort.SliceStable(events, func(i, j int) bool { return events[i].Seq < events[j].Seq })
+	return events, res
+}
+
+// artifacts writes what the guest exported under test/e2e/artifacts for
+// review, and returns the folder.
+func artifacts(t *testing.T, name string, res *vm.Result) string {
+	dir := filepath.Join("artifacts", name)
+	if res == nil {
+		return dir
+	}
+	_ = os.MkdirAll(dir, 0o755)
+	_ = os.WriteFile(filepath.Join(dir, "console.txt"), res.Console, 0o644)
+	for _, f := range res.FileNames() {
+		if b, err := res.File(f); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+		}
+	}
+	return dir
+}
+
+var latencies struct {
+	sync.Mutex
+	d []time.Duration
+}
+
+func TestScenarios(t *testing.T) {
+	for _, sc := range scenario.All() {
+		t.Run(sc.Name, func(t *testing.T) {
+			events, res := runScenario(t, sc)
+			var ooms []event
+			var losses int64
+			for _, e := range events {
+				switch e.Type {
+				case "oom":
+					ooms = append(ooms, e)
+				case "loss":
+					losses += e.Loss.Lost
+				}
+				if e.Node != "e2e-node" {
+					t.Errorf("event %s names node %q", e.ID, e.Node)
+				}
+			}
+			if len(ooms) < sc.Events {
+				t.Fatalf("%d OOM events, want at least %d", len(ooms), sc.Events)
+			}
+			noDuplicates(t, ooms)
+			recordLatency(t, res, ooms)
+			if sc.Expect.Storm {
+				checkStorm(t, sc, ooms, losses, res)
+				return
+			}
+			checkFirst(t, sc.Expect, ooms[0])
+		})
+	}
+	latencies.Lock()
+	defer latencies.Unlock()
+	if len(latencies.d) > 0 {
+		d := latencies.d
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		t.Logf("latency from reading a kill's last kernel record to the event being queryable: p50 %v, max %v (%d kills)",
+			d[len(d)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond), len(d))
+		fmt.Printf("e2e latency (kernel record read -> queryable): p50 %v max %v over %d kills\n",
+			d[len(d)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond), len(d))
+	}
+}
+
+func noDuplicates(t *testing.T, ooms []event) {
+	t.Helper()
+	seen := map[int64]bool{}
+	for _, e := range ooms {
+		if seen[e.Seq] {
+			t.Errorf("event seq %d reported twice", e.Seq)
+		}
+		seen[e.Seq] = true
+	}
+}
+
+func checkFirst(t *testing.T, want scenario.Expect, e event) {
+	t.Helper()
+	if len(e.Victims) < want.MinVictims {
+		t.Fatalf("%d victims, want >= %d: %+v", len(e.Victims), want.MinVictims, e)
+	}
+	v := e.Victims[0]
+	eq := func(what string, got, want any) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s = %v, want %v (reason: %s)", what, got, want, e.Reason)
+		}
+	}
+	eq("kind", e.Kind, want.Kind)
+	eq("limit_scope", e.Scope, want.Scope)
+	eq("victim pod_uid", v.PodUID, want.PodUID)
+	eq("victim container_id", v.ContainerID, want.Container)
+	eq("victim qos", v.QoS, want.QoS)
+	eq("victim runtime", v.Runtime, want.Runtime)
+	eq("victim comm", v.Comm, want.VictimComm)
+	if want.Unit != "" {
+		eq("victim unit", v.Unit, want.Unit)
+	}
+	eq("collateral", e.Collat, want.Collateral)
+	eq("complete", e.Complete, true)
+	if e.Trigger == nil {
+		t.Errorf("no trigger")
+	} else {
+		eq("trigger pod_uid", e.Trigger.PodUID, want.TriggerPodUID)
+		if e.Trigger.PID == 0 {
+			t.Errorf("trigger without PID")
+		}
+	}
+	if e.Culprit == nil {
+		t.Errorf("no culprit")
+	} else {
+		eq("culprit pod_uid", e.Culprit.PodUID, want.CulpritPodUID)
+		if want.CulpritContainer != "" {
+			eq("culprit container_id", e.Culprit.ContainerID, want.CulpritContainer)
+		}
+	}
+	for i, g := range e.Victims[1:] {
+		if !g.GroupMember {
+			t.Errorf("victim %d is not marked a group member", i+1)
+		}
+	}
+}
+
+// checkStorm asserts the storm's counts: every kill the kernel still held
+// at the end was delivered, once; kills missing from the events are
+// accounted for by reported losses.
+func checkStorm(t *testing.T, sc scenario.Scenario, ooms []event, lost int64, res *vm.Result) {
+	t.Helper()
+	kmsg, err := res.File("kmsg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	delivered := map[int]bool{}
+	for _, e := range ooms {
+		for _, v := range e.Victims {
+			delivered[v.PID] = true
+		}
+	}
+	// Every kill line still in the kernel's buffer must be among the events.
+	inBuffer := 0
+	missing := 0
+	for _, line := range strings.Split(string(kmsg), "\n") {
+		i := strings.Index(line, "Killed process ")
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(line[i+len("Killed process "):])
+		pid, err := strconv.Atoi(f[0])
+		if err != nil {
+			continue
+		}
+		inBuffer++
+		if !delivered[pid] {
+			missing++
+		}
+	}
+	kills := -1
+	if me, err := res.File("memory.events"); err == nil {
+		for _, l := range strings.Split(string(me), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "oom_kill" {
+				kills, _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	t.Logf("storm: kernel counted %d kills in the pod; %d OOM events delivered (%d complete); %d kill lines still in the buffer at the end, %d of them missing; %d kernel records reported lost",
+		kills, len(ooms), countComplete(ooms), inBuffer, missing, lost)
+	if inBuffer == 0 {
+		t.Fatalf("no kill line left in the kernel buffer: the storm did not happen")
+	}
+	if missing != 0 {
+		t.Errorf("%d kills still in the kernel buffer were not delivered", missing)
+	}
+	if kills >= 0 && len(delivered) > kills {
+		t.Errorf("%d distinct victims delivered but the kernel killed %d", len(delivered), kills)
+	}
+	if kills >= 0 && len(delivered) < kills && lost == 0 {
+		t.Errorf("%d kills not delivered and no loss reported", kills-len(delivered))
+	}
+	for _, e := range ooms {
+		if e.Kind != "limit" {
+			t.Errorf("storm event kind %q, want limit", e.Kind)
+		}
+	}
+	first := ooms[0]
+	if first.Complete && first.Victims[0].PodUID != sc.Expect.PodUID {
+		t.Errorf("first storm victim pod %q, want %q", first.Victims[0].PodUID, sc.Expect.PodUID)
+	}
+}
+
+func countComplete(ooms []event) int {
+	n := 0
+	for _, e := range ooms {
+		if e.Complete {
+			n++
+		}
+	}
+	return n
+}
+
+// recordLatency matches the agent's log line for each kill (when it read
+// the report's last record) with the time the aggregator stored it.
+func recordLatency(t *testing.T, res *vm.Result, ooms []event) {
+	logb, err := res.File("agent.log")
+	if err != nil {
+		t.Errorf("agent.log: %v", err)
+		return
+	}
+	read := map[int64]time.Time{}
+	for _, line := range strings.Split(string(logb), "\n") {
+		var l struct {
+			Seq  *int64 `json:"seq"`
+			Read string `json:"last_record_read"`
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || l.Seq == nil || l.Read == "" {
+			continue
+		}
+		if at, err := time.Parse(time.RFC3339Nano, l.Read); err == nil {
+			read[*l.Seq] = at
+		}
+	}
+	latencies.Lock()
+	defer latencies.Unlock()
+	for _, e := range ooms {
+		if at, ok := read[e.Seq]; ok && !e.Received.IsZero() {
+			latencies.d = append(latencies.d, e.Received.Sub(at))
+		}
+	}
+}
