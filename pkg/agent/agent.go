@@ -14,6 +14,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/checkpoint"
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
 	"github.com/oomwatch/oomwatch/pkg/enrich"
+	"github.com/oomwatch/oomwatch/pkg/exits"
 	"github.com/oomwatch/oomwatch/pkg/proc"
 	"github.com/oomwatch/oomwatch/pkg/sender"
 	"github.com/oomwatch/oomwatch/pkg/spool"
@@ -71,6 +72,10 @@ func New(opts Options, log *logrus.Entry) (*Agent, error) {
 		sp.Close()
 		return nil, fmt.Errorf("aggregator %s: %w", opts.Server, err)
 	}
+	if opts.SyntheticKills > 0 {
+		a.Source = SyntheticSource(opts.NodeName, opts.SyntheticKills, opts.SyntheticRate)
+		log.WithField("kills", opts.SyntheticKills).Warn("reading synthetic OOM reports, not the kernel log")
+	}
 	a.sender = sender.New(sender.Config{Conn: a.conn, Node: opts.NodeName, BootID: a.bootID, Version: Version},
 		sp, log.WithField("component", "sender"))
 	return a, nil
@@ -117,16 +122,31 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 	cfg.Sink = a.spool
 	cfg.Check = checkpoint.Recorder{Dir: a.opts.StateDir, BootID: a.bootID}
 	cfg.Recent = a.opts.Recent
+	var joiner *exits.Joiner
 	if a.Enricher != nil {
 		cfg.Enricher = a.Enricher
 	} else {
 		var rt enrich.Runtime
 		if !a.opts.NoCRI {
 			names := &runtimeNames{endpoint: a.opts.CRIEndpoint, log: a.log.WithField("component", "cri")}
+			// Container exits with a signal are joined with the kernel's
+			// OOM kills of that container into an exit verdict.
+			joiner = exits.New(a.spool, names, a.log.WithField("component", "exits"),
+				exits.Options{Node: a.opts.NodeName, BootID: a.bootID})
+			names.onExit = joiner.Exit
 			go names.run(ctx)
 			rt = names
 		}
 		cfg.Enricher = enrich.New(a.opts.CgroupRoot, rt)
+	}
+	if joiner != nil {
+		observe := cfg.Observe
+		cfg.Observe = func(ev *pb.Event) {
+			joiner.OOM(ev)
+			if observe != nil {
+				observe(ev)
+			}
+		}
 	}
 	pipe := NewPipeline(cfg, a.log.WithField("component", "pipeline"))
 
@@ -152,6 +172,9 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 	})
 	run("sender", func() error { return a.sender.Run(ctx) })
 	run("drops", func() error { return a.reportDrops(ctx) })
+	if joiner != nil {
+		run("exits", func() error { return joiner.Run(ctx) })
+	}
 	wg.Wait()
 	close(errs)
 	var first error

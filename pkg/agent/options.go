@@ -31,6 +31,10 @@ type Options struct {
 	// Recent is how old a report may be for its PIDs to be looked up in /proc.
 	Recent    time.Duration
 	Transport transport.Options
+	// SyntheticKills, when > 0, replaces /dev/kmsg with that many synthetic
+	// OOM reports at SyntheticRate per second: for load and fault tests.
+	SyntheticKills int
+	SyntheticRate  float64
 }
 
 // AddFlags registers the options on fs.
@@ -47,6 +51,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.SpoolMaxEvents, "spool-max-events", 10000, "events kept on disk while the aggregator is unreachable; past it the oldest are dropped and reported")
 	fs.Int64Var(&o.SpoolMaxBytes, "spool-max-bytes", 64<<20, "bytes kept on disk while the aggregator is unreachable")
 	fs.DurationVar(&o.Recent, "recent", time.Minute, "reports older than this (kernel time) do not have their PIDs looked up in /proc: they may have been reused")
+	fs.IntVar(&o.SyntheticKills, "synthetic-kills", 0, "testing: read this many synthetic OOM reports instead of /dev/kmsg")
+	fs.Float64Var(&o.SyntheticRate, "synthetic-rate", 0, "testing: synthetic OOM reports per second (0: as fast as possible)")
 	o.Transport.AddFlags(fs)
 }
 

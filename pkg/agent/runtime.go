@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/oomwatch/oomwatch/pkg/cri"
+	"github.com/oomwatch/oomwatch/pkg/exits"
 )
 
 // runtimeNames connects to the container runtime in the background and
@@ -56,6 +57,12 @@ func (r *runtimeNames) Container(ctx context.Context, id string) (cri.Container,
 		return res.Container(ctx, id)
 	}
 	return cri.Container{}, false
+}
+
+// ContainerState tells whether a container still runs (for oom-child
+// verdicts); known is false until the runtime is connected.
+func (r *runtimeNames) ContainerState(ctx context.Context, id string) (running, known bool) {
+	return exits.CRIStates{Cache: r.cache.Load()}.ContainerState(ctx, id)
 }
 
 // Pod resolves a pod UID.
