@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -34,6 +35,8 @@ type Agent struct {
 	spool  *spool.Spool
 	conn   *grpc.ClientConn
 	sender *sender.Sender
+	// connected tells whether a stream to the aggregator is up.
+	connected atomic.Bool
 	// Source, when set, replaces /dev/kmsg (tests, synthetic loads).
 	Source func(ctx context.Context, after int64, out chan<- devkmsg.Item) error
 	// Enricher adds runtime names and cgroup figures; nil leaves events as
@@ -78,6 +81,7 @@ func New(opts Options, log *logrus.Entry) (*Agent, error) {
 	}
 	a.sender = sender.New(sender.Config{Conn: a.conn, Node: opts.NodeName, BootID: a.bootID, Version: Version},
 		sp, log.WithField("component", "sender"))
+	a.sender.Connected = a.connected.Store
 	return a, nil
 }
 
@@ -195,6 +199,11 @@ func (a *Agent) reportDrops(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		// Report drops when the aggregator is reachable: a loss event
+		// spooled while it is not would itself take the place of a kill.
+		if !a.connected.Load() {
+			continue
 		}
 		r, err := a.spool.TakeDropped(ctx, func(r spool.DropReport) *pb.Event {
 			now := time.Now()

@@ -74,6 +74,9 @@ const (
 	DefaultKeepCorrupt  = 4
 )
 
+// CauseLossType is the type of loss events, which overflow drops last.
+const CauseLossType = "loss"
+
 // CorruptDir is the subdirectory of the spool that corrupt segments are
 // moved to.
 const CorruptDir = "corrupt"
@@ -415,11 +418,14 @@ func (s *Spool) putLocked(events []*pb.Event, flags byte) (int, error) {
 	}
 	over := func() bool { return count > s.opts.MaxEvents || total > s.opts.MaxBytes }
 	var dropped []*entry
-	for i := s.head; i < len(s.q) && over(); i++ {
-		if e := s.q[i]; !e.gone {
-			dropped = append(dropped, e)
-			count--
-			total -= e.size
+	// Loss reports go last: dropping one would lose the count it carries.
+	for _, losses := range []bool{false, true} {
+		for i := s.head; i < len(s.q) && over(); i++ {
+			if e := s.q[i]; !e.gone && (e.key.Type == CauseLossType) == losses {
+				dropped = append(dropped, e)
+				count--
+				total -= e.size
+			}
 		}
 	}
 	skip := 0
