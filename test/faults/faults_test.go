@@ -7,6 +7,7 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -23,6 +24,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+	"github.com/oomwatch/oomwatch/test/e2e/scenario"
+	"github.com/oomwatch/oomwatch/test/e2e/vm"
 )
 
 // row is one line of the results table.
@@ -369,5 +372,103 @@ func TestFaultSpoolOverflow(t *testing.T) {
 	record(row{scenario: "spool overflow (bound 100 events)", sent: kills, stored: n, duplicates: dups, lost: kills - n, report: reported})
 	if dups != 0 || n+reported != kills || n > bound {
 		t.Fatalf("stored %d + reported lost %d != %d sent (or more stored than the bound %d)", n, reported, kills, bound)
+	}
+}
+
+// TestFaultKernelLogOverflow overflows a real kernel's log buffer while the
+// agent is paused (SIGSTOP): the agent must report the gap and deliver
+// every kill still in the buffer.
+func TestFaultKernelLogOverflow(t *testing.T) {
+	assets, err := vm.EnsureAssets(t.Context(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]vm.File{}
+	dir := t.TempDir()
+	for name, pkg := range map[string]string{"agent": "agent", "aggregator": "aggregator", "oomctl": "oomctl", "hog": "test/e2e/hog"} {
+		p, err := vm.BuildStatic(t.Context(), filepath.Join(dir, name), "github.com/oomwatch/oomwatch/"+pkg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["/bin/"+name] = vm.File{HostPath: p}
+	}
+	ctr := func(n int) string {
+		return fmt.Sprintf("/kubepods/burstable/pod0f1e2d3c-4b5a-4968-a7b6-c5d4e3f2a1b%d/%064d", n, n)
+	}
+	script := scenario.Prelude() + fmt.Sprintf(`
+kill_in() { mkcg $1; echo 16M > $CG$1/memory.max; hog -mb 32 -oom-score-adj 500 -cgroup $CG$1 || true; }
+echo "fault: first kill"
+kill_in %[1]s
+echo "fault: waiting for it"
+i=0; until [ "$(oomctl events -o json -type oom | grep -c oom)" -ge 1 ] || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
+kill -STOP $(cat /tmp/agent.pid)
+echo "fault: agent stopped; second kill"
+kill_in %[2]s
+echo "fault: flood" 
+# Far more than the kernel's log buffer holds.
+i=0; while [ $i -lt 6000 ]; do echo "oomwatch flood record $i: padding padding padding padding padding padding" > /dev/kmsg; i=$((i+1)); done
+echo "fault: third kill"
+kill_in %[3]s
+echo "fault: agent resumed"
+kill -CONT $(cat /tmp/agent.pid)
+i=0; until [ "$(oomctl events -o json -type loss | grep -c loss)" -ge 1 ] || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
+echo "fault: loss seen after $i"
+`, ctr(1), ctr(2), ctr(3)) + scenario.Epilogue(2)
+	res, err := vm.Run(t.Context(), vm.Config{Assets: assets, Files: files, Script: script,
+		Cmdline: []string{"printk.devkmsg=on"}, MemoryMB: 256, CPUs: 2, Timeout: 4 * time.Minute})
+	if err != nil {
+		if res != nil {
+			t.Logf("console:\n%s", res.Console)
+		}
+		t.Fatal(err)
+	}
+	raw, err := res.File("events.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kmsgDump, _ := res.File("kmsg")
+	delivered := map[string]bool{}
+	var lost int64
+	var ooms int64
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var e struct {
+			Type    string `json:"type"`
+			Victims []struct {
+				PID int `json:"pid"`
+			} `json:"victims"`
+			Loss *struct {
+				Lost int64 `json:"lost"`
+			} `json:"loss"`
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		switch e.Type {
+		case "oom":
+			ooms++
+			delivered[fmt.Sprint(e.Victims[0].PID)] = true
+		case "loss":
+			lost += e.Loss.Lost
+		}
+	}
+	inBuffer, missing := 0, 0
+	for _, line := range strings.Split(string(kmsgDump), "\n") {
+		if i := strings.Index(line, "Killed process "); i >= 0 {
+			inBuffer++
+			if !delivered[strings.Fields(line[i+len("Killed process "):])[0]] {
+				missing++
+			}
+		}
+	}
+	record(row{scenario: "kernel log overflow (VM; records)", sent: 3, stored: ooms, lost: 3 - ooms, report: lost})
+	t.Logf("%d OOM events, %d kernel records reported lost, %d kill lines left in the buffer (%d missing)", ooms, lost, inBuffer, missing)
+	if lost == 0 {
+		t.Errorf("no kernel-record loss reported after the overflow")
+	}
+	if missing != 0 {
+		t.Errorf("%d kills still in the kernel buffer were not delivered", missing)
+	}
+	if ooms < 2 || inBuffer == 0 {
+		t.Errorf("%d OOM events, %d kill lines in the buffer: want the kills before and after the flood", ooms, inBuffer)
 	}
 }

@@ -26,6 +26,11 @@ const Server = "127.0.0.1:7443"
 // export what oomctl shows (events.json, events.txt, incidents.txt) and the
 // logs.
 func GuestScript(sc Scenario) string {
+	return Prelude() + fmt.Sprintf("(\n%s\n)\n", sc.Script) + Epilogue(sc.Events)
+}
+
+// Prelude starts the aggregator and the agent (its PID in /tmp/agent.pid).
+func Prelude() string {
 	var b strings.Builder
 	b.WriteString(Helpers)
 	fmt.Fprintf(&b, `
@@ -34,10 +39,16 @@ export OOMWATCH_SERVER=%[1]s OOMWATCH_INSECURE=true
 aggregator --listen %[1]s --db /tmp/db/oomwatch.db --insecure >/tmp/aggregator.log 2>&1 &
 i=0; until oomctl events >/dev/null 2>&1 || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
 agent --node-name e2e-node --server %[1]s --insecure --state-dir /tmp/state --no-cri >/tmp/agent.log 2>&1 &
+echo $! > /tmp/agent.pid
 sleep 1
-date +%%s.%%N > /tmp/scenario.start
 `, Server)
-	fmt.Fprintf(&b, "(\n%s\n)\n", sc.Script)
+	return b.String()
+}
+
+// Epilogue waits until the aggregator holds events OOM events, then
+// exports what oomctl shows and the logs.
+func Epilogue(events int) string {
+	var b strings.Builder
 	fmt.Fprintf(&b, `
 # Wait (up to 90 s) until the aggregator holds the scenario's kills.
 i=0
@@ -56,6 +67,6 @@ export_file agent.log /tmp/agent.log
 export_file aggregator.log /tmp/aggregator.log
 [ -f /tmp/memory.events ] && export_file memory.events /tmp/memory.events
 true
-`, sc.Events)
+`, events)
 	return b.String()
 }
