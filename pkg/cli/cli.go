@@ -35,6 +35,7 @@ func commands() map[string]command {
 		"events":    {"list the OOM kills, losses and exits the aggregator keeps, newest first", runEvents},
 		"watch":     {"print new events as the aggregator stores them", runWatch},
 		"incidents": {"list memory-pressure incidents: kills on a node close together in time", runIncidents},
+		"explain":   {"tell the story of a pod's recent container exits: OOM kill or not, whose memory, kernel lines", runExplain},
 	}
 }
 

@@ -1,0 +1,387 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/exits"
+	"github.com/oomwatch/oomwatch/pkg/wire"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// maxExplainScan bounds the events explain reads from the aggregator.
+const maxExplainScan = 5000
+
+func runExplain(ctx context.Context, io IO, args []string) error {
+	var r remote
+	fs := newFlagSet(io, "explain")
+	r.addFlags(fs, true)
+	limit := fs.Int("limit", 20, "at most this many exits and OOM kills, newest first (0: all)")
+	fs.Usage = func() {
+		fmt.Fprintln(io.Stderr, "usage: oomctl explain [flags] POD [CONTAINER]\n\n"+
+			"Tells the story of a pod's recent container exits that ended in a signal: for each, the verdict\n"+
+			"(oom-limit, oom-pod-limit, oom-node, oom-child, not-oom, graceful), why, and the kernel's lines.\n"+
+			"POD is a pod name or UID; CONTAINER a container name or ID (prefix). OOM kills in the pod with no\n"+
+			"exit record are shown too.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	pos, err := r.parse(io, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		fmt.Fprintln(io.Stderr, "oomctl explain: want POD [CONTAINER]")
+		fs.Usage()
+		return ErrUsage
+	}
+	pod, container := pos[0], strings.ToLower(r.filter.container)
+	if len(pos) == 2 {
+		container = strings.ToLower(pos[1])
+	}
+	if r.filter.pod != "" && r.filter.pod != pod {
+		fmt.Fprintf(io.Stderr, "oomctl explain: -pod %q conflicts with POD %q\n", r.filter.pod, pod)
+		return ErrUsage
+	}
+	r.filter.pod = pod
+	if r.filter.types == "" {
+		r.filter.types = wire.TypeExit + "," + wire.TypeOOM
+	}
+	// The aggregator indexes container names, not IDs: what may be an ID
+	// (prefix) is matched here only.
+	r.filter.container = ""
+	if strings.Trim(container, "0123456789abcdef") != "" {
+		r.filter.container = container
+	}
+	filter, err := r.filter.pbFilter(time.Now())
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "oomctl explain: %v\n", err)
+		return ErrUsage
+	}
+	conn, err := r.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := pb.NewQueryServiceClient(conn)
+
+	s := story{pod: pod, namespace: r.filter.namespace, container: container}
+	token := ""
+	for scanned := 0; scanned < maxExplainScan; {
+		resp, err := client.ListEvents(ctx, &pb.ListEventsRequest{Filter: filter, PageSize: 500, PageToken: token})
+		if err != nil {
+			return fmt.Errorf("list events: %w", err)
+		}
+		for _, e := range resp.GetEvents() {
+			s.add(e)
+		}
+		scanned += len(resp.GetEvents())
+		token = resp.GetNextPageToken()
+		if token == "" || (*limit > 0 && s.exits >= *limit) {
+			break
+		}
+	}
+	entries := s.entries(*limit)
+	out := bufio.NewWriter(io.Stdout)
+	defer out.Flush()
+	if r.output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetEscapeHTML(false)
+		for _, e := range entries {
+			if err := enc.Encode(s.jsonOf(e)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(entries) == 0 {
+		fmt.Fprintf(io.Stderr, "no exits or OOM kills recorded for %s\n", s.subject())
+		return nil
+	}
+	s.print(out, entries, r.output == "wide")
+	return nil
+}
+
+// story collects the exits and OOM kills of one pod, newest first.
+type story struct {
+	pod, namespace, container string
+	list                      []*pb.Event
+	exits                     int
+	explained                 map[string]bool // OOM event IDs an exit names
+	// names seen in the events, for the heading.
+	podName, podNS, podUID string
+}
+
+func (s *story) add(e *pb.Event) {
+	switch {
+	case e.GetExit() != nil:
+		w := e.GetExit().GetWorkload()
+		if !s.matches(w) {
+			return
+		}
+		s.learn(w)
+		if s.explained == nil {
+			s.explained = map[string]bool{}
+		}
+		if id := e.GetExit().GetOomEventId(); id != "" {
+			s.explained[id] = true
+		}
+		s.exits++
+	case e.GetOom() != nil:
+		// The filter also matches kills where the pod was only the trigger
+		// or the culprit: keep those that killed in it.
+		if s.victimIn(e) == nil {
+			return
+		}
+		s.learn(s.victimIn(e).GetWorkload())
+	default:
+		return
+	}
+	s.list = append(s.list, e)
+}
+
+// victimIn returns the first victim of an OOM kill that ran in the pod
+// (and container), or nil.
+func (s *story) victimIn(e *pb.Event) *pb.Process {
+	for _, v := range e.GetOom().GetVictims() {
+		if s.matches(v.GetWorkload()) {
+			return v
+		}
+	}
+	return nil
+}
+
+func (s *story) matches(w *pb.Workload) bool {
+	if w.GetPodName() != s.pod && w.GetPodUid() != s.pod {
+		return false
+	}
+	if s.namespace != "" && w.GetNamespace() != "" && w.GetNamespace() != s.namespace {
+		return false
+	}
+	if s.container != "" && strings.ToLower(w.GetContainerName()) != s.container &&
+		!(len(s.container) >= 4 && strings.HasPrefix(strings.ToLower(w.GetContainerId()), s.container)) {
+		return false
+	}
+	return true
+}
+
+func (s *story) learn(w *pb.Workload) {
+	if s.podName == "" && w.GetPodName() != "" {
+		s.podName, s.podNS = w.GetPodName(), w.GetNamespace()
+	}
+	if s.podUID == "" {
+		s.podUID = w.GetPodUid()
+	}
+}
+
+// entries returns the exits, and the OOM kills no exit explains, newest
+// first, at most limit (0: all).
+func (s *story) entries(limit int) []*pb.Event {
+	var out []*pb.Event
+	for _, e := range s.list {
+		if e.GetOom() != nil && s.explained[e.GetId()] {
+			continue
+		}
+		out = append(out, e)
+		if limit > 0 && len(out) == limit {
+			break
+		}
+	}
+	return out
+}
+
+func (s *story) subject() string {
+	var b strings.Builder
+	b.WriteString("pod ")
+	switch {
+	case s.podName != "" && s.podNS != "":
+		b.WriteString(s.podNS + "/" + s.podName)
+	case s.podName != "":
+		b.WriteString(s.podName)
+	case s.namespace != "":
+		b.WriteString(s.namespace + "/" + s.pod)
+	default:
+		b.WriteString(s.pod)
+	}
+	if s.podUID != "" && s.podUID != s.pod {
+		b.WriteString(" (uid " + s.podUID + ")")
+	}
+	if s.container != "" {
+		b.WriteString(", container " + s.container)
+	}
+	return b.String()
+}
+
+// print writes the story: a heading, then per exit or kill a line saying
+// when, where and the verdict, the explanation, and the kernel's lines
+// indented under it.
+func (s *story) print(w io.Writer, entries []*pb.Event, wide bool) {
+	nExit, nKill := 0, 0
+	for _, e := range entries {
+		if e.GetExit() != nil {
+			nExit++
+		} else {
+			nKill++
+		}
+	}
+	fmt.Fprintf(w, "%s: %s", capitalize(s.subject()), plural(nExit, "exit"))
+	if nKill > 0 {
+		fmt.Fprintf(w, " and %s with no exit record", plural(nKill, "OOM kill"))
+	}
+	fmt.Fprintln(w, ", newest first.")
+	for _, e := range entries {
+		fmt.Fprintln(w)
+		when := "at an unknown time"
+		if e.GetTime() != nil {
+			when = e.GetTime().AsTime().UTC().Format(time.RFC3339)
+		}
+		var lines []string
+		if x := e.GetExit(); x != nil {
+			wl := x.GetWorkload()
+			what := fmt.Sprintf("container %s exited with code %d", containerLabel(wl, wide), x.GetExitCode())
+			if x.GetVerdict() == exits.VerdictOOMChild {
+				what = fmt.Sprintf("OOM kill in container %s, which kept running", containerLabel(wl, wide))
+			}
+			fmt.Fprintf(w, "%s on %s: %s [%s]\n", when, e.GetNode(), what, x.GetVerdict())
+			fmt.Fprintf(w, "  %s\n", x.GetExplanation())
+			if t := x.GetStopRequestedAt(); t != nil {
+				fmt.Fprintf(w, "  Stop requested at %s.\n", t.AsTime().UTC().Format(time.RFC3339Nano))
+			}
+			lines = x.GetEvidence()
+			if len(lines) > 0 {
+				fmt.Fprintf(w, "  Kernel log (%s):\n", x.GetOomEventId())
+			}
+		} else {
+			o := e.GetOom()
+			v := s.victimIn(e)
+			fmt.Fprintf(w, "%s on %s: OOM kill of %s (pid %d) in container %s, no exit recorded [oom %s]\n",
+				when, e.GetNode(), v.GetComm(), v.GetPid(), containerLabel(v.GetWorkload(), wide), kindLabel(o))
+			fmt.Fprintf(w, "  %s\n", o.GetReason())
+			lines = exits.Evidence(o.GetLines())
+			if len(lines) > 0 {
+				fmt.Fprintf(w, "  Kernel log (%s):\n", e.GetId())
+			}
+		}
+		for _, l := range lines {
+			fmt.Fprintf(w, "      %s\n", l)
+		}
+	}
+}
+
+func containerLabel(w *pb.Workload, wide bool) string {
+	id := w.GetContainerId()
+	if !wide && len(id) > 12 {
+		id = id[:12]
+	}
+	switch {
+	case w.GetContainerName() != "" && wide && id != "":
+		return w.GetContainerName() + " (" + id + ")"
+	case w.GetContainerName() != "":
+		return w.GetContainerName()
+	case id != "":
+		return id
+	}
+	return "(unknown)"
+}
+
+func kindLabel(o *pb.OOMKill) string {
+	if o.GetLimitScope() != "" {
+		return o.GetKind() + "/" + o.GetLimitScope()
+	}
+	return o.GetKind()
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// explainJSON is one exit (or OOM kill with no exit record) as
+// `oomctl explain -o json` prints it, one object per line.
+type explainJSON struct {
+	ID            string      `json:"id"`
+	Type          string      `json:"type"`
+	Node          string      `json:"node"`
+	Time          *time.Time  `json:"time,omitempty"`
+	Namespace     string      `json:"namespace,omitempty"`
+	Pod           string      `json:"pod,omitempty"`
+	PodUID        string      `json:"pod_uid,omitempty"`
+	Container     string      `json:"container,omitempty"`
+	ContainerID   string      `json:"container_id,omitempty"`
+	ExitCode      *int32      `json:"exit_code,omitempty"`
+	RuntimeReason string      `json:"runtime_reason,omitempty"`
+	FinishedAt    *time.Time  `json:"finished_at,omitempty"`
+	Verdict       string      `json:"verdict"`
+	Explanation   string      `json:"explanation"`
+	OOMEventID    string      `json:"oom_event_id,omitempty"`
+	Collateral    bool        `json:"collateral"`
+	Culprit       *culpritOut `json:"culprit,omitempty"`
+	StopRequested *time.Time  `json:"stop_requested_at,omitempty"`
+	Evidence      []string    `json:"evidence"`
+}
+
+type culpritOut struct {
+	PID         int32  `json:"pid"`
+	Comm        string `json:"comm"`
+	RSSBytes    *int64 `json:"rss_bytes,omitempty"`
+	Namespace   string `json:"namespace,omitempty"`
+	Pod         string `json:"pod,omitempty"`
+	PodUID      string `json:"pod_uid,omitempty"`
+	Container   string `json:"container,omitempty"`
+	ContainerID string `json:"container_id,omitempty"`
+	Cgroup      string `json:"cgroup,omitempty"`
+}
+
+// jsonOf is the JSON of one entry; OOM kills with no exit record have
+// type "oom" and no verdict.
+func (s *story) jsonOf(e *pb.Event) explainJSON {
+	out := explainJSON{ID: e.GetId(), Type: wire.TypeOf(e), Node: e.GetNode(), Evidence: []string{}}
+	if e.GetTime() != nil {
+		t := e.GetTime().AsTime()
+		out.Time = &t
+	}
+	var w *pb.Workload
+	var c *pb.Culprit
+	if x := e.GetExit(); x != nil {
+		w, c = x.GetWorkload(), x.GetCulprit()
+		code := x.GetExitCode()
+		out.ExitCode, out.RuntimeReason, out.Verdict = &code, x.GetRuntimeReason(), x.GetVerdict()
+		out.Explanation, out.OOMEventID, out.Collateral = x.GetExplanation(), x.GetOomEventId(), x.GetCollateral()
+		if t := x.GetFinishedAt(); t != nil {
+			tt := t.AsTime()
+			out.FinishedAt = &tt
+		}
+		if t := x.GetStopRequestedAt(); t != nil {
+			tt := t.AsTime()
+			out.StopRequested = &tt
+		}
+		out.Evidence = append(out.Evidence, x.GetEvidence()...)
+	} else {
+		o := e.GetOom()
+		w, c = s.victimIn(e).GetWorkload(), o.GetCulprit()
+		out.Explanation, out.OOMEventID, out.Collateral = o.GetReason(), e.GetId(), o.GetCollateral()
+		out.Evidence = append(out.Evidence, exits.Evidence(o.GetLines())...)
+	}
+	out.Namespace, out.Pod, out.PodUID = w.GetNamespace(), w.GetPodName(), w.GetPodUid()
+	out.Container, out.ContainerID = w.GetContainerName(), w.GetContainerId()
+	if c != nil {
+		cw := c.GetWorkload()
+		out.Culprit = &culpritOut{PID: c.GetPid(), Comm: c.GetComm(), RSSBytes: c.RssBytes, Namespace: cw.GetNamespace(),
+			Pod: cw.GetPodName(), PodUID: cw.GetPodUid(), Container: cw.GetContainerName(), ContainerID: cw.GetContainerId(),
+			Cgroup: cw.GetCgroup()}
+	}
+	return out
+}

@@ -1,0 +1,101 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// BenchmarkIngest streams events from many agents at once over gRPC on
+// loopback into a real store, each agent keeping up to 256 events
+// unacknowledged as the agent's sender does. OOMWATCH_BENCH_STREAMS sets
+// the number of agents (default 64). It reports acknowledged events/s.
+func BenchmarkIngest(b *testing.B) {
+	streams := 64
+	if v := os.Getenv("OOMWATCH_BENCH_STREAMS"); v != "" {
+		var err error
+		if streams, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e := start(b, Config{})
+	per := max(1, b.N/streams)
+	// Several connections, as several agents would have.
+	clients := make([]pb.IngestServiceClient, 4)
+	for i := range clients {
+		clients[i] = pb.NewIngestServiceClient(e.dial(b))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, streams)
+	for s := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- benchAgent(ctx, clients[s%len(clients)], fmt.Sprintf("node-%d", s), per)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	st := e.srv.Stats()
+	if st.Ingested != uint64(per*streams) {
+		b.Fatalf("ingested %d, want %d", st.Ingested, per*streams)
+	}
+	b.ReportMetric(float64(per*streams)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(st.Ingested)/float64(st.Commits), "events/commit")
+}
+
+// benchAgent sends n events as node with a window of 256.
+func benchAgent(ctx context.Context, c pb.IngestServiceClient, node string, n int) error {
+	st, err := c.Stream(ctx)
+	if err != nil {
+		return err
+	}
+	if err := st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Hello{Hello: &pb.Hello{Node: node, BootId: boot}}}); err != nil {
+		return err
+	}
+	window := make(chan struct{}, 256)
+	recvErr := make(chan error, 1)
+	go func() {
+		for range n {
+			if _, err := st.Recv(); err != nil {
+				recvErr <- err
+				return
+			}
+			<-window
+		}
+		recvErr <- nil
+	}()
+	for i := range n {
+		select {
+		case window <- struct{}{}:
+		case err := <-recvErr:
+			return fmt.Errorf("stream ended early: %v", err)
+		}
+		pod := (i*7 + len(node)) % 500
+		ev := oom(node, int64(i), "ns-"+strconv.Itoa(pod%50), "pod-"+strconv.Itoa(pod))
+		if err := st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: ev}}); err != nil {
+			return err
+		}
+	}
+	if err := <-recvErr; err != nil {
+		return err
+	}
+	return st.CloseSend()
+}

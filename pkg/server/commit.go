@@ -1,0 +1,143 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/oomwatch/oomwatch/pkg/store"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// errCommitterStopped: an event arrived after the last commit.
+var errCommitterStopped = errors.New("committer stopped")
+
+// ticket is one event waiting for its commit.
+type ticket struct {
+	ev *pb.Event
+	// done is closed once res or err is set.
+	done chan struct{}
+	res  store.PutResult
+	err  error
+}
+
+func newTicket(ev *pb.Event) *ticket {
+	return &ticket{ev: ev, done: make(chan struct{})}
+}
+
+// committer is the group commit: it gathers the events of every stream
+// for up to wait (or max events), stores them in one transaction, one
+// fsync, and then completes every ticket. Under load the next batch
+// gathers while the current one commits, so batches grow with the load.
+type committer struct {
+	st       Store
+	wait     time.Duration
+	max      int
+	in       chan *ticket
+	quit     chan struct{}
+	finished chan struct{}
+	after    func([]*ticket)
+	log      *logrus.Entry
+}
+
+func newCommitter(st Store, wait time.Duration, max int, after func([]*ticket), log *logrus.Entry) *committer {
+	return &committer{st: st, wait: wait, max: max, in: make(chan *ticket, 2*max), quit: make(chan struct{}),
+		finished: make(chan struct{}), after: after, log: log}
+}
+
+// submit queues a ticket for the next commit.
+func (c *committer) submit(ctx context.Context, t *ticket) error {
+	select {
+	case c.in <- t:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.finished:
+		return errCommitterStopped
+	}
+}
+
+// stop makes run commit what is queued and return. Nothing may be
+// submitted after stop is called.
+func (c *committer) stop() { close(c.quit) }
+
+// run commits until stop.
+func (c *committer) run() {
+	defer close(c.finished)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	batch := make([]*ticket, 0, c.max)
+	for {
+		select {
+		case t := <-c.in:
+			batch = append(batch, t)
+		case <-c.quit:
+			for {
+				select {
+				case t := <-c.in:
+					batch = append(batch, t)
+					if len(batch) == c.max {
+						c.flush(batch)
+						batch = batch[:0]
+					}
+				default:
+					c.flush(batch)
+					return
+				}
+			}
+		}
+		timer.Reset(c.wait)
+	gather:
+		for len(batch) < c.max {
+			select {
+			case t := <-c.in:
+				batch = append(batch, t)
+			case <-timer.C:
+				break gather
+			case <-c.quit:
+				break gather
+			}
+		}
+		timer.Stop()
+		c.flush(batch)
+		batch = batch[:0]
+	}
+}
+
+// flush stores a batch and completes its tickets.
+func (c *committer) flush(batch []*ticket) {
+	if len(batch) == 0 {
+		return
+	}
+	events := make([]*pb.Event, len(batch))
+	for i, t := range batch {
+		events[i] = t.ev
+	}
+	// Not a request's context: a commit under way finishes even when its
+	// streams are gone, so that what is stored is what was acknowledged
+	// or will be replayed.
+	res, err := c.st.Put(context.Background(), events)
+	if err == nil && len(res) != len(batch) {
+		err = fmt.Errorf("store returned %d results for %d events", len(res), len(batch))
+	}
+	if err != nil {
+		c.log.WithError(err).WithField("events", len(batch)).Error("commit failed")
+	} else {
+		c.log.WithField("events", len(batch)).Debug("committed")
+	}
+	for i, t := range batch {
+		if err != nil {
+			t.err = err
+		} else {
+			t.res = res[i]
+		}
+	}
+	// Watchers and counters first, then the acknowledgements.
+	c.after(batch)
+	for _, t := range batch {
+		close(t.done)
+	}
+}

@@ -1,0 +1,202 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/oomwatch/oomwatch/pkg/transport"
+	"github.com/oomwatch/oomwatch/pkg/wire"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// gate admits a stream's events until shutdown closes it, counting them so
+// that the stream acknowledges every event admitted before it ends.
+type gate struct {
+	mu       sync.Mutex
+	closed   bool
+	admitted int
+}
+
+func (g *gate) admit() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.admitted++
+	return true
+}
+
+// close stops admitting and returns how many were admitted.
+func (g *gate) close() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	return g.admitted
+}
+
+// Stream takes one agent's events. The first message must be a Hello
+// naming the node (which, with mutual TLS, the client certificate must
+// name too) and boot; then every event is validated, rate-limited per
+// node, committed with those of the other streams, and acknowledged once
+// durable. An invalid event ends the stream with codes.InvalidArgument
+// after the events before it are acknowledged; nothing of it is stored.
+// An event of another node than the Hello's is refused with
+// codes.PermissionDenied when the client certificate does not name that
+// node either (mutual TLS), else with codes.InvalidArgument. A node over
+// its rate gets codes.ResourceExhausted; shutdown, codes.Unavailable.
+func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamResponse]) error {
+	if s.isDraining() {
+		return status.Error(codes.Unavailable, "aggregator shutting down")
+	}
+	ctx := st.Context()
+	first, err := st.Recv()
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if err := ValidateHello(hello); err != nil {
+		s.reject(RejectHello)
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := transport.AuthorizeNode(ctx, hello.GetNode()); err != nil {
+		s.reject(RejectPermission)
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
+	log := s.log.WithFields(logrus.Fields{"node": hello.GetNode(), "boot_id": hello.GetBootId(), "agent_version": hello.GetAgentVersion()})
+	if p, ok := peer.FromContext(ctx); ok {
+		log = log.WithField("peer", p.Addr.String())
+	}
+	s.streams.Add(1)
+	defer s.streams.Add(-1)
+	log.Info("agent connected")
+
+	g := &gate{}
+	pending := make(chan *ticket, s.cfg.StreamWindow)
+	// term is how the stream ends, set by the reader before it closes
+	// pending.
+	var term error
+	s.readers.Add(1)
+	go func() {
+		defer s.readers.Done()
+		defer close(pending)
+		term = s.read(st, hello, g, pending, log)
+	}()
+
+	taken := 0
+	ack := func(t *ticket) error {
+		select {
+		case <-t.done:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		if t.err != nil {
+			return status.Errorf(codes.Unavailable, "store: %v", t.err)
+		}
+		return st.Send(&pb.StreamResponse{BootId: t.ev.GetBootId(), Type: wire.TypeOf(t.ev), Seq: t.ev.GetSeq(), Duplicate: t.res.Duplicate})
+	}
+	for {
+		select {
+		case t, ok := <-pending:
+			if !ok {
+				if term != nil {
+					log.WithError(term).Info("agent stream ended")
+				} else {
+					log.Info("agent disconnected")
+				}
+				return term
+			}
+			taken++
+			if err := ack(t); err != nil {
+				return err
+			}
+		case <-s.draining:
+			// Acknowledge what was admitted, then let the agent go.
+			for n := g.close(); taken < n; {
+				t, ok := <-pending
+				if !ok {
+					break
+				}
+				taken++
+				if err := ack(t); err != nil {
+					return err
+				}
+			}
+			log.Info("agent stream closed for shutdown")
+			return status.Error(codes.Unavailable, "aggregator shutting down")
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// read receives a stream's events and hands them to the committer and,
+// in order, to the stream's acknowledger through pending. It returns how
+// the stream should end: nil when the agent closed it.
+func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamResponse], hello *pb.Hello, g *gate, pending chan<- *ticket, log *logrus.Entry) error {
+	ctx := st.Context()
+	for {
+		req, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ev := req.GetEvent()
+		if ev == nil {
+			s.reject(RejectInvalid)
+			return status.Error(codes.InvalidArgument, "only the first message may be a Hello; then events")
+		}
+		if ev.GetNode() != hello.GetNode() {
+			// With mutual TLS, speaking for a node the certificate does
+			// not name is a matter of permission, not of form.
+			if err := transport.AuthorizeNode(ctx, ev.GetNode()); err != nil {
+				s.reject(RejectPermission)
+				log.WithError(err).Warn("event of another node refused")
+				return status.Error(codes.PermissionDenied, err.Error())
+			}
+		}
+		if err := ValidateEvent(ev, hello); err != nil {
+			reason := RejectInvalid
+			if errors.Is(err, ErrWrongNode) {
+				reason = RejectWrongNode
+			}
+			s.reject(reason)
+			log.WithError(err).WithFields(logrus.Fields{"seq": ev.GetSeq(), "type": wire.TypeOf(ev)}).Warn("event rejected")
+			return status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
+		}
+		if !s.limiter.allow(hello.GetNode()) {
+			s.reject(RejectFlood)
+			log.Warn("agent over its event rate; stream ended")
+			return status.Errorf(codes.ResourceExhausted, "node %s is over %g events/s; slow down and retry", hello.GetNode(), s.cfg.MaxEventsPerSecond)
+		}
+		if !g.admit() {
+			// Shutting down: not taken, not acknowledged; the agent sends
+			// it again to the next aggregator.
+			return nil
+		}
+		t := newTicket(ev)
+		if err := s.commit.submit(ctx, t); err != nil {
+			if ctx.Err() != nil {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return status.Error(codes.Unavailable, err.Error())
+		}
+		select {
+		case pending <- t:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}

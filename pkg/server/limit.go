@@ -1,0 +1,66 @@
+package server
+
+import (
+	"sync"
+	"time"
+)
+
+// limiter is a token bucket per node: rate events per second, up to burst
+// at once. A node over its rate is refused; other nodes are not affected.
+type limiter struct {
+	rate, burst float64
+	now         func() time.Time
+	mu          sync.Mutex
+	buckets     map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// maxBuckets bounds the nodes tracked; past it, full (idle) buckets are
+// forgotten, which changes nothing since a new bucket starts full.
+const maxBuckets = 20000
+
+func newLimiter(rate float64, burst int, now func() time.Time) *limiter {
+	if burst < 1 {
+		burst = 1
+	}
+	return &limiter{rate: rate, burst: float64(burst), now: now, buckets: map[string]*bucket{}}
+}
+
+// allow takes one token of node's bucket. A rate of 0 allows everything.
+func (l *limiter) allow(node string) bool {
+	if l == nil || l.rate <= 0 {
+		return true
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[node]
+	if b == nil {
+		if len(l.buckets) >= maxBuckets {
+			l.forgetIdle(now)
+		}
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[node] = b
+	}
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(l.burst, b.tokens+d.Seconds()*l.rate)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+func (l *limiter) forgetIdle(now time.Time) {
+	for k, b := range l.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+			delete(l.buckets, k)
+		}
+	}
+}

@@ -1,0 +1,275 @@
+// Package server is the aggregator's gRPC side: IngestService takes the
+// agents' event streams and acknowledges each event once it is durably
+// committed (many streams share each commit); QueryService lists, gets and
+// watches events and groups them into incidents; the standard health
+// service reports SERVING. Shutdown stops accepting, finishes what is in
+// flight and never loses an acknowledged event.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/oomwatch/oomwatch/pkg/store"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// Store is what the server needs of the event database (package store).
+type Store interface {
+	Put(ctx context.Context, events []*pb.Event) ([]store.PutResult, error)
+	List(ctx context.Context, f *pb.EventFilter, pageSize int, pageToken string) ([]*pb.Event, string, error)
+	Get(ctx context.Context, id string) (*pb.Event, error)
+	Incidents(ctx context.Context, f *pb.EventFilter, gap time.Duration, pageSize int, pageToken string) ([]*pb.Incident, string, error)
+}
+
+// Config tunes a Server. Zero values take the defaults.
+type Config struct {
+	// MaxEventsPerSecond is each node's sustained event rate; a node past
+	// it has its stream ended with codes.ResourceExhausted. 0: no limit.
+	MaxEventsPerSecond float64
+	// MaxEventsBurst is how many events a node may send at once above
+	// the rate (a reconnecting agent replays its spool). Default: 10 s of
+	// the rate, at least 100.
+	MaxEventsBurst int
+	// BatchWait is how long a commit waits for more events after the
+	// first; BatchMax is how many events it takes at most. Defaults 2 ms
+	// and 2,000.
+	BatchWait time.Duration
+	BatchMax  int
+	// StreamWindow bounds the events of one stream received and not yet
+	// acknowledged; past it the server stops reading that stream (flow
+	// control pushes back on the agent). Default 1,024.
+	StreamWindow int
+	// WatchBuffer bounds the events queued for one watcher; a watcher that
+	// falls further behind is disconnected. Default 10,000 (it must hold a
+	// commit's worth).
+	WatchBuffer int
+	// ShutdownTimeout bounds the graceful part of shutdown. Default 10 s.
+	ShutdownTimeout time.Duration
+	// GRPCOptions are added to the gRPC server's (transport credentials
+	// and interceptors, from package transport).
+	GRPCOptions []grpc.ServerOption
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.MaxEventsBurst <= 0 {
+		c.MaxEventsBurst = max(100, int(10*c.MaxEventsPerSecond))
+	}
+	if c.BatchWait <= 0 {
+		c.BatchWait = 2 * time.Millisecond
+	}
+	if c.BatchMax <= 0 {
+		c.BatchMax = 2000
+	}
+	if c.StreamWindow <= 0 {
+		c.StreamWindow = 1024
+	}
+	if c.WatchBuffer <= 0 {
+		c.WatchBuffer = 10000
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Reasons an event or stream is rejected, the keys of Stats.Rejected.
+const (
+	RejectHello      = "invalid-hello"
+	RejectPermission = "permission-denied"
+	RejectInvalid    = "invalid-event"
+	RejectWrongNode  = "wrong-node"
+	RejectFlood      = "rate-limited"
+)
+
+// Stats are the server's counters since it started.
+type Stats struct {
+	// Ingested counts events newly stored; Duplicates replays of stored
+	// ones. Both were acknowledged.
+	Ingested, Duplicates uint64
+	// Commits counts store transactions.
+	Commits uint64
+	// Rejected counts refused streams and events by reason (Reject...).
+	Rejected map[string]uint64
+	// Streams and Watchers are open now.
+	Streams, Watchers int64
+	// WatchersDropped counts watchers disconnected for falling behind.
+	WatchersDropped uint64
+}
+
+// ErrServed: Serve was called twice.
+var ErrServed = errors.New("server already served")
+
+// Server serves the oomwatch gRPC API over a Store.
+type Server struct {
+	pb.UnimplementedIngestServiceServer
+	pb.UnimplementedQueryServiceServer
+
+	cfg     Config
+	log     *logrus.Entry
+	st      Store
+	commit  *committer
+	hub     *hub
+	limiter *limiter
+	health  *health.Server
+
+	// draining is closed when shutdown begins: streams acknowledge what
+	// they took and end, watchers end.
+	draining chan struct{}
+	// readers tracks the goroutines reading ingest streams, which may
+	// still hand events to the committer.
+	readers sync.WaitGroup
+	served  atomic.Bool
+
+	ingested, duplicates, commits, watchersDropped atomic.Uint64
+	streams, watchers                              atomic.Int64
+	rejectedMu                                     sync.Mutex
+	rejected                                       map[string]uint64
+}
+
+// New returns a Server over st. It does not own st: the caller closes it
+// after Serve returns.
+func New(st Store, cfg Config, log *logrus.Entry) *Server {
+	cfg.defaults()
+	s := &Server{
+		cfg:      cfg,
+		log:      log,
+		st:       st,
+		hub:      newHub(),
+		limiter:  newLimiter(cfg.MaxEventsPerSecond, cfg.MaxEventsBurst, cfg.Now),
+		health:   health.NewServer(),
+		draining: make(chan struct{}),
+		rejected: map[string]uint64{},
+	}
+	s.commit = newCommitter(st, cfg.BatchWait, cfg.BatchMax, s.committed, log)
+	return s
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	s.rejectedMu.Lock()
+	rej := maps.Clone(s.rejected)
+	s.rejectedMu.Unlock()
+	return Stats{
+		Ingested:        s.ingested.Load(),
+		Duplicates:      s.duplicates.Load(),
+		Commits:         s.commits.Load(),
+		Rejected:        rej,
+		Streams:         s.streams.Load(),
+		Watchers:        s.watchers.Load(),
+		WatchersDropped: s.watchersDropped.Load(),
+	}
+}
+
+func (s *Server) reject(reason string) {
+	s.rejectedMu.Lock()
+	s.rejected[reason]++
+	s.rejectedMu.Unlock()
+}
+
+// committed is told of every commit: it counts and feeds the watchers.
+func (s *Server) committed(batch []*ticket) {
+	s.commits.Add(1)
+	var stored []*pb.Event
+	for _, t := range batch {
+		switch {
+		case t.err != nil:
+		case t.res.Duplicate:
+			s.duplicates.Add(1)
+		case t.res.Stored:
+			s.ingested.Add(1)
+			stored = append(stored, t.ev)
+		}
+	}
+	s.hub.publish(stored)
+}
+
+// Serve serves on lis until ctx ends, then shuts down gracefully: health
+// turns NOT_SERVING, no new connection is accepted, each ingest stream
+// acknowledges the events it had taken (after their commit) and ends with
+// codes.Unavailable, watchers end, in-flight queries finish (for at most
+// ShutdownTimeout), and the last commits complete. It returns nil after a
+// clean shutdown.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	if s.served.Swap(true) {
+		return ErrServed
+	}
+	opts := append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		// Agents keep idle streams open for days: ping them to notice dead
+		// peers, and let them ping us.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}, s.cfg.GRPCOptions...)
+	gs := grpc.NewServer(opts...)
+	pb.RegisterIngestServiceServer(gs, s)
+	pb.RegisterQueryServiceServer(gs, s)
+	healthpb.RegisterHealthServer(gs, s.health)
+	for _, name := range []string{"", pb.IngestService_ServiceDesc.ServiceName, pb.QueryService_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+
+	commitDone := make(chan struct{})
+	go func() {
+		s.commit.run()
+		close(commitDone)
+	}()
+	served := make(chan error, 1)
+	go func() { served <- gs.Serve(lis) }()
+	s.log.WithField("addr", lis.Addr().String()).Info("serving")
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+		serveErr = fmt.Errorf("serve: %w", serveErr)
+	}
+
+	s.log.Info("shutting down")
+	s.health.Shutdown()
+	close(s.draining)
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(s.cfg.ShutdownTimeout):
+		s.log.Warn("graceful stop timed out; closing the remaining connections")
+		gs.Stop()
+		<-stopped
+	}
+	// Every handler has returned; the readers follow as their streams end.
+	s.readers.Wait()
+	s.commit.stop()
+	<-commitDone
+	s.log.WithFields(logrus.Fields{"ingested": s.ingested.Load(), "duplicates": s.duplicates.Load()}).Info("stopped")
+	return serveErr
+}
+
+// isDraining reports whether shutdown has begun.
+func (s *Server) isDraining() bool {
+	select {
+	case <-s.draining:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,188 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+var testHello = &pb.Hello{Node: "node-a", BootId: boot}
+
+func TestValidateHello(t *testing.T) {
+	tests := []struct {
+		name string
+		h    *pb.Hello
+		ok   bool
+	}{
+		{name: "uuid", h: &pb.Hello{Node: "ip-10-0-1-7.ec2.internal", BootId: boot}, ok: true},
+		{name: "short boot", h: &pb.Hello{Node: "node-a", BootId: "b1"}, ok: true},
+		{name: "nil", h: nil},
+		{name: "empty node", h: &pb.Hello{BootId: boot}},
+		{name: "slash", h: &pb.Hello{Node: "a/b", BootId: boot}},
+		{name: "leading dash", h: &pb.Hello{Node: "-a", BootId: boot}},
+		{name: "space", h: &pb.Hello{Node: "node a", BootId: boot}},
+		{name: "node too long", h: &pb.Hello{Node: strings.Repeat("a", MaxNodeBytes+1), BootId: boot}},
+		{name: "boot too long", h: &pb.Hello{Node: "a", BootId: strings.Repeat("b", MaxBootIDBytes+1)}},
+		{name: "boot with slash", h: &pb.Hello{Node: "a", BootId: "x/y"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := ValidateHello(tt.h); (err == nil) != tt.ok {
+				t.Fatalf("ValidateHello = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// seeds are valid and nearly valid events of every type.
+func seeds() []*pb.Event {
+	full := oom("node-a", 7, "shop", "cart-1")
+	full.GetOom().Trigger = full.GetOom().Victims[0]
+	full.GetOom().TopConsumers = []*pb.Process{full.GetOom().Victims[0]}
+	full.GetOom().Victims[0].Workload.Labels = map[string]string{"app": "cart"}
+	loss := &pb.Event{Node: "node-a", BootId: boot, Seq: 9, Time: timestamppb.New(t0),
+		Payload: &pb.Event_Loss{Loss: &pb.Loss{Cause: "kernel-gap", Lost: 3, Detail: "lost"}}}
+	exit := &pb.Event{Node: "node-a", BootId: boot, Seq: 2, Time: timestamppb.New(t0),
+		Payload: &pb.Event_Exit{Exit: &pb.ContainerExit{Workload: &pb.Workload{Namespace: "shop"}, ExitCode: 137,
+			Verdict: "oom-limit", Evidence: []string{"memory.events oom_kill 1"}}}}
+	long := oom("node-a", 8, "shop", "cart-1")
+	long.GetOom().Lines = []string{strings.Repeat("x", MaxLineBytes)}
+	return []*pb.Event{full, loss, exit, long}
+}
+
+// checkLimits is the fuzz target's own reading of the limits, written
+// apart from the validator: it walks every field by reflection, so a
+// field the validator forgets is still checked.
+func checkLimits(e *pb.Event) error {
+	if e.GetNode() != testHello.GetNode() || e.GetBootId() != testHello.GetBootId() {
+		return fmt.Errorf("accepted another node's event")
+	}
+	if e.GetPayload() == nil || e.GetSeq() < 0 || e.GetTime() == nil || e.GetTime().AsTime().Before(time.Unix(0, 0)) {
+		return fmt.Errorf("accepted an event without payload, seq or time")
+	}
+	if proto.Size(e) > MaxEventBytes {
+		return fmt.Errorf("accepted %d bytes", proto.Size(e))
+	}
+	return walk(e.ProtoReflect())
+}
+
+func walk(m protoreflect.Message) error {
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		name := string(fd.Name())
+		lineField := name == "lines" || name == "evidence"
+		maxStr := MaxStringBytes
+		if lineField {
+			maxStr = MaxLineBytes
+		}
+		switch {
+		case fd.IsMap():
+			if v.Map().Len() > MaxLabels {
+				err = fmt.Errorf("%s: %d entries", name, v.Map().Len())
+			}
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				if len(k.String()) > MaxStringBytes || len(mv.String()) > MaxStringBytes {
+					err = fmt.Errorf("%s: long entry", name)
+				}
+				return err == nil
+			})
+		case fd.IsList():
+			l := v.List()
+			limit := map[string]int{"victims": MaxVictims, "top_consumers": MaxTopConsumers, "lines": MaxLines, "evidence": MaxLines}[name]
+			if limit == 0 || l.Len() > limit {
+				err = fmt.Errorf("%s: %d items (limit %d)", name, l.Len(), limit)
+				return false
+			}
+			for i := 0; i < l.Len() && err == nil; i++ {
+				switch fd.Kind() {
+				case protoreflect.StringKind:
+					if len(l.Get(i).String()) > maxStr {
+						err = fmt.Errorf("%s[%d]: %d bytes", name, i, len(l.Get(i).String()))
+					}
+				case protoreflect.MessageKind:
+					err = walk(l.Get(i).Message())
+				}
+			}
+		case fd.Kind() == protoreflect.StringKind:
+			if len(v.String()) > maxStr {
+				err = fmt.Errorf("%s: %d bytes", name, len(v.String()))
+			}
+		case fd.Kind() == protoreflect.MessageKind:
+			err = walk(v.Message())
+		}
+		return err == nil
+	})
+	return err
+}
+
+func TestValidateEvent(t *testing.T) {
+	for i, e := range seeds() {
+		if err := ValidateEvent(e, testHello); err != nil {
+			t.Fatalf("seed %d refused: %v", i, err)
+		}
+		if err := checkLimits(e); err != nil {
+			t.Fatalf("seed %d: %v", i, err)
+		}
+	}
+	long := strings.Repeat("l", MaxStringBytes+1)
+	mutations := map[string]func(e *pb.Event){
+		"label count":  func(e *pb.Event) { e.GetOom().Victims[0].Workload.Labels = labels(MaxLabels + 1) },
+		"label value":  func(e *pb.Event) { e.GetOom().Victims[0].Workload.Labels = map[string]string{"a": long} },
+		"comm":         func(e *pb.Event) { e.GetOom().Trigger = &pb.Process{Comm: long} },
+		"culprit":      func(e *pb.Event) { e.GetOom().Culprit.Source = long },
+		"cgroup":       func(e *pb.Event) { e.GetOom().TopConsumers[0].Workload = &pb.Workload{Cgroup: long} },
+		"top count":    func(e *pb.Event) { e.GetOom().TopConsumers = make([]*pb.Process, MaxTopConsumers+1) },
+		"reason":       func(e *pb.Event) { e.GetOom().Reason = long },
+		"far future":   func(e *pb.Event) { e.Time = &timestamppb.Timestamp{Seconds: 1 << 40} },
+		"bad time":     func(e *pb.Event) { e.Time = &timestamppb.Timestamp{Nanos: -1} },
+		"bad duration": func(e *pb.Event) { e.Monotonic.Seconds = -1 },
+	}
+	for name, mutate := range mutations {
+		t.Run(name, func(t *testing.T) {
+			e := seeds()[0]
+			mutate(e)
+			if err := ValidateEvent(e, testHello); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+func labels(n int) map[string]string {
+	m := map[string]string{}
+	for i := range n {
+		m[fmt.Sprint(i)] = "v"
+	}
+	return m
+}
+
+// FuzzIngestValidate feeds arbitrary encoded events to the validator: it
+// must never panic, and what it accepts must keep every limit.
+func FuzzIngestValidate(f *testing.F) {
+	for _, e := range seeds() {
+		b, err := proto.Marshal(e)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e := &pb.Event{}
+		if proto.Unmarshal(data, e) != nil {
+			return
+		}
+		if ValidateEvent(e, testHello) != nil {
+			return
+		}
+		if err := checkLimits(e); err != nil {
+			t.Fatalf("accepted an event past the limits: %v", err)
+		}
+	})
+}

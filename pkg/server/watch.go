@@ -1,0 +1,146 @@
+package server
+
+import (
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/oomwatch/oomwatch/pkg/store"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// watcher is one Watch call: its filter and a bounded queue.
+type watcher struct {
+	filter *pb.EventFilter
+	max    int
+	mu     sync.Mutex
+	queue  []*pb.Event
+	late   bool
+	// ready holds a token when the queue may not be empty.
+	ready chan struct{}
+	// behind is closed when the queue overflowed.
+	behind chan struct{}
+}
+
+// offer queues events, or marks the watcher behind when they do not fit.
+func (w *watcher) offer(evs []*pb.Event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.late {
+		return
+	}
+	if len(w.queue)+len(evs) > w.max {
+		w.late, w.queue = true, nil
+		close(w.behind)
+		return
+	}
+	w.queue = append(w.queue, evs...)
+	select {
+	case w.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take empties the queue.
+func (w *watcher) take() []*pb.Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.queue
+	w.queue = nil
+	return q
+}
+
+// hub hands committed events to the watchers. publish never blocks: a
+// watcher whose queue would overflow is marked behind and disconnected.
+type hub struct {
+	mu       sync.RWMutex
+	watchers map[*watcher]struct{}
+}
+
+func newHub() *hub { return &hub{watchers: map[*watcher]struct{}{}} }
+
+func (h *hub) add(f *pb.EventFilter, max int) *watcher {
+	w := &watcher{filter: f, max: max, ready: make(chan struct{}, 1), behind: make(chan struct{})}
+	h.mu.Lock()
+	h.watchers[w] = struct{}{}
+	h.mu.Unlock()
+	return w
+}
+
+func (h *hub) remove(w *watcher) {
+	h.mu.Lock()
+	delete(h.watchers, w)
+	h.mu.Unlock()
+}
+
+// publish offers events to every watcher whose filter they match.
+func (h *hub) publish(events []*pb.Event) {
+	if len(events) == 0 {
+		return
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var match []*pb.Event
+	for w := range h.watchers {
+		match = match[:0]
+		for _, e := range events {
+			if store.Matches(w.filter, e) {
+				match = append(match, e)
+			}
+		}
+		if len(match) > 0 {
+			w.offer(match)
+		}
+	}
+}
+
+// Watch streams the events committed from now on that match the filter.
+// A watcher that cannot keep up (WatchBuffer events queued) is ended with
+// codes.ResourceExhausted; it should list what it missed and watch again.
+func (s *Server) Watch(req *pb.WatchRequest, st grpc.ServerStreamingServer[pb.WatchResponse]) error {
+	if s.isDraining() {
+		return status.Error(codes.Unavailable, "aggregator shutting down")
+	}
+	if err := validateFilter(req.GetFilter()); err != nil {
+		return err
+	}
+	ctx := st.Context()
+	w := s.hub.add(req.GetFilter(), s.cfg.WatchBuffer)
+	defer s.hub.remove(w)
+	s.watchers.Add(1)
+	defer s.watchers.Add(-1)
+
+	// Sending runs apart so that a client that stops reading, which blocks
+	// Send, is still disconnected once its queue overflows: returning ends
+	// the call and unblocks Send.
+	sendErr := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-w.ready:
+				for _, e := range w.take() {
+					if err := st.Send(&pb.WatchResponse{Event: e}); err != nil {
+						sendErr <- err
+						return
+					}
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	select {
+	case <-w.behind:
+		s.watchersDropped.Add(1)
+		s.log.WithField("buffer", s.cfg.WatchBuffer).Warn("watcher fell behind; disconnected")
+		return status.Errorf(codes.ResourceExhausted, "watcher fell behind by more than %d events; list what was missed and watch again", s.cfg.WatchBuffer)
+	case err := <-sendErr:
+		return err
+	case <-s.draining:
+		return status.Error(codes.Unavailable, "aggregator shutting down")
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
+}

@@ -1,0 +1,140 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// benchEvent is a realistic OOM kill in a cluster of 100 nodes, 50
+// namespaces and 5,000 pods, with 20 kernel lines: four in five are
+// container limit kills (victim, trigger, culprit and top consumers in one
+// container), one in five node kills whose top consumers are five pods.
+func benchEvent(r *rand.Rand, seq int64, at time.Time) *pb.Event {
+	p := func(pod int) *pb.Process {
+		return proc(int32(r.IntN(1<<20)), "java", "ns-"+strconv.Itoa(pod%50), "pod-"+strconv.Itoa(pod), "app-"+strconv.Itoa(pod%7), r.Int64N(1<<33))
+	}
+	lines := make([]string, 20)
+	for i := range lines {
+		lines[i] = fmt.Sprintf("[%7d] %5d %5d %8d %8d %8d %8d %5d java", i, r.IntN(1<<16), r.IntN(1000), r.IntN(1<<20), r.IntN(1<<20), r.IntN(1<<20), r.IntN(1<<20), r.IntN(1000))
+	}
+	pod := r.IntN(5000)
+	v := p(pod)
+	kind := "limit"
+	if r.IntN(5) == 0 {
+		kind = "node"
+	}
+	k := &pb.OOMKill{Kind: kind, Complete: true, Victims: []*pb.Process{v}, Trigger: p(pod), Collateral: r.IntN(5) == 0,
+		Culprit: &pb.Culprit{Pid: v.Pid, Comm: v.Comm, RssBytes: v.RssBytes, Tasks: 3, Source: "task-dump", Workload: v.Workload},
+		Lines:   lines}
+	for range 5 {
+		if kind == "node" {
+			k.TopConsumers = append(k.TopConsumers, p(r.IntN(5000)))
+		} else {
+			k.TopConsumers = append(k.TopConsumers, p(pod))
+		}
+	}
+	return &pb.Event{Node: "node-" + strconv.Itoa(r.IntN(100)), BootId: boot, Seq: seq, Time: timestamppb.New(at), Payload: &pb.Event_Oom{Oom: k}}
+}
+
+// BenchmarkPut stores batches of 1,000 events, as the server's group
+// commit does under load: "small" are limit kills like the agent's
+// smallest reports (one workload, one kernel line), "mixed" are benchEvent.
+func BenchmarkPut(b *testing.B) {
+	for _, shape := range []string{"small", "mixed"} {
+		b.Run(shape, func(b *testing.B) {
+			s, _ := open(b)
+			r := rand.New(rand.NewPCG(1, 2))
+			var n int64
+			cpu0 := cpuTime()
+			for b.Loop() {
+				b.StopTimer()
+				evs := make([]*pb.Event, 1000)
+				for i := range evs {
+					at := t0.Add(time.Duration(n) * time.Millisecond)
+					if shape == "small" {
+						pod := strconv.Itoa(r.IntN(5000))
+						evs[i] = oom("node-"+strconv.Itoa(r.IntN(100)), n, at.Sub(t0), "limit", "ns-"+pod[:1], "pod-"+pod, "api")
+					} else {
+						evs[i] = benchEvent(r, n, at)
+					}
+					n++
+				}
+				b.StartTimer()
+				if _, err := s.Put(context.Background(), evs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+			// CPU per event, less sensitive than wall time to a busy machine
+			// (includes building the events).
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(n), "cpu-µs/event")
+		})
+	}
+}
+
+// BenchmarkListByNamespace lists one namespace's newest page in the last
+// day of a large store. OOMWATCH_BENCH_EVENTS sets its size (default
+// 100,000; 1000000 for the figure in the README), spread over 30 days.
+func BenchmarkListByNamespace(b *testing.B) {
+	size := 100_000
+	if v := os.Getenv("OOMWATCH_BENCH_EVENTS"); v != "" {
+		var err error
+		if size, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s, _ := open(b)
+	r := rand.New(rand.NewPCG(3, 4))
+	span := 30 * 24 * time.Hour
+	start := time.Now()
+	for lo := 0; lo < size; lo += 5000 {
+		evs := make([]*pb.Event, 0, 5000)
+		for i := lo; i < min(lo+5000, size); i++ {
+			evs = append(evs, benchEvent(r, int64(i), t0.Add(time.Duration(r.Int64N(int64(span))))))
+		}
+		if _, err := s.Put(context.Background(), evs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("stored %d events in %v", size, time.Since(start).Round(time.Millisecond))
+	since := timestamppb.New(t0.Add(span - 24*time.Hour))
+	var lat []time.Duration
+	var listed int
+	b.ResetTimer()
+	for b.Loop() {
+		f := &pb.EventFilter{Namespace: "ns-" + strconv.Itoa(r.IntN(50)), Since: since}
+		t := time.Now()
+		evs, _, err := s.List(context.Background(), f, 100, "")
+		lat = append(lat, time.Since(t))
+		if err != nil {
+			b.Fatal(err)
+		}
+		listed += len(evs)
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(float64(listed)/float64(len(lat)), "events/page")
+}
+
+// cpuTime is the process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,261 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/oomwatch/oomwatch/pkg/wire"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// DefaultGap separates incidents when the caller gives none.
+const DefaultGap = 60 * time.Second
+
+// kill is one OOM kill as the incident scan reads it.
+type kill struct {
+	rowid, t   int64
+	node, boot string
+	kind       string
+	collateral bool
+}
+
+// building is an incident being assembled by the scan, newest kill first.
+type building struct {
+	kills  []kill
+	closed bool
+}
+
+func (b *building) earliest() int64 { return b.kills[len(b.kills)-1].t }
+func (b *building) end() cursor     { return cursor{t: b.kills[0].t, id: b.kills[0].rowid} }
+
+// Incidents groups the OOM kills matching f into incidents: per node and
+// boot, ordered by time, a kill more than gap (0: DefaultGap) after the
+// previous one starts a new incident. Incidents come newest first, by
+// their last kill, a page at a time as in List.
+//
+// The kills are read newest first and the scan stops once the page is
+// full: an incident is complete as soon as the scan is more than gap
+// older than its earliest kill. A page token resumes the scan gap above
+// the previous page's last incident, so that the kills of incidents
+// already returned are recognised as theirs.
+func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Duration, size int, pageToken string) ([]*pb.Incident, string, error) {
+	if err := ValidateFilter(f); err != nil {
+		return nil, "", err
+	}
+	if gap < 0 {
+		return nil, "", fmt.Errorf("%w: negative gap", ErrInvalidFilter)
+	}
+	if gap == 0 {
+		gap = DefaultGap
+	}
+	size = pageSize(size)
+	dig := digest(f, int64(gap))
+	q := scan{f: f, cols: "e.rowid, e.time, e.node, e.boot_id, e.kind, e.collateral", onlyType: wire.TypeOOM}
+	var after *cursor
+	if pageToken != "" {
+		c, err := s.parseToken(tokenIncidents, dig, pageToken)
+		if err != nil {
+			return nil, "", err
+		}
+		after = &c
+		top := c.t
+		if top < maxTime.UnixNano()-int64(gap) {
+			top += int64(gap)
+		}
+		q.notAfter = &top
+	}
+	stmt, args, empty := q.sql()
+	if empty {
+		return nil, "", nil
+	}
+	// One read transaction: the page's events are read from the same
+	// snapshot the grouping saw.
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, "", fmt.Errorf("incidents: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	page, more, err := group(ctx, tx, stmt, args, int64(gap), size, after)
+	if err != nil {
+		return nil, "", fmt.Errorf("incidents: %w", err)
+	}
+	out, err := s.assemble(ctx, tx, page)
+	if err != nil {
+		return nil, "", fmt.Errorf("incidents: %w", err)
+	}
+	next := ""
+	if more {
+		next = s.token(tokenIncidents, dig, page[len(page)-1].end())
+	}
+	return out, next, nil
+}
+
+// group runs the scan and returns up to size incidents ending before
+// after, and whether more follow.
+func group(ctx context.Context, tx *sql.Tx, stmt string, args []any, gap int64, size int, after *cursor) ([]*building, bool, error) {
+	rows, err := tx.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	open := map[string]*building{}
+	var queue, page []*building
+	// release hands out the oldest-discovered incident (whose end is the
+	// newest) when nothing older can join it; it reports a full page.
+	release := func(now int64, all bool) bool {
+		for len(queue) > 0 {
+			h := queue[0]
+			if !all && !h.closed && h.earliest()-now <= gap {
+				return false
+			}
+			h.closed = true
+			queue = queue[1:]
+			k := h.kills[0].node + "\x00" + h.kills[0].boot
+			if open[k] == h {
+				delete(open, k)
+			}
+			if after != nil {
+				if e := h.end(); e.t > after.t || (e.t == after.t && e.id >= after.id) {
+					continue // returned by an earlier page
+				}
+			}
+			page = append(page, h)
+			if len(page) > size {
+				return true
+			}
+		}
+		return false
+	}
+	for rows.Next() {
+		var k kill
+		if err := rows.Scan(&k.rowid, &k.t, &k.node, &k.boot, &k.kind, &k.collateral); err != nil {
+			return nil, false, err
+		}
+		if release(k.t, false) {
+			return page[:size], true, nil
+		}
+		key := k.node + "\x00" + k.boot
+		if b := open[key]; b != nil && !b.closed {
+			if b.earliest()-k.t <= gap {
+				b.kills = append(b.kills, k)
+				continue
+			}
+			b.closed = true
+		}
+		b := &building{kills: []kill{k}}
+		open[key] = b
+		queue = append(queue, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	if release(0, true) {
+		return page[:size], true, nil
+	}
+	return page, false, nil
+}
+
+// assemble reads the events of the incidents and builds them.
+func (s *Store) assemble(ctx context.Context, tx *sql.Tx, page []*building) ([]*pb.Incident, error) {
+	var ids []int64
+	for _, b := range page {
+		for _, k := range b.kills {
+			ids = append(ids, k.rowid)
+		}
+	}
+	events := make(map[int64]*pb.Event, len(ids))
+	const chunk = 500
+	for len(ids) > 0 {
+		n := min(chunk, len(ids))
+		args := make([]any, n)
+		for i, id := range ids[:n] {
+			args[i] = id
+		}
+		ids = ids[n:]
+		rows, err := tx.QueryContext(ctx, `SELECT rowid, data FROM events WHERE rowid IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id int64
+			var data []byte
+			if err := rows.Scan(&id, &data); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			e, err := decode(data)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			events[id] = e
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*pb.Incident, 0, len(page))
+	for _, b := range page {
+		// Oldest kill first.
+		var evs []*pb.Event
+		kind := "limit"
+		for i := len(b.kills) - 1; i >= 0; i-- {
+			k := b.kills[i]
+			if k.kind == "node" {
+				kind = "node"
+			}
+			if e := events[k.rowid]; e != nil {
+				evs = append(evs, e)
+			}
+		}
+		if len(evs) == 0 {
+			continue
+		}
+		out = append(out, incident(evs, kind))
+	}
+	return out, nil
+}
+
+// incident builds an incident from its kills, oldest first.
+func incident(evs []*pb.Event, kind string) *pb.Incident {
+	first, last := evs[0], evs[len(evs)-1]
+	in := &pb.Incident{
+		Id:      first.GetNode() + "/" + first.GetBootId() + "/incident/" + strconv.FormatInt(first.GetSeq(), 10),
+		Node:    first.GetNode(),
+		BootId:  first.GetBootId(),
+		Start:   timestamppb.New(first.GetTime().AsTime()),
+		End:     timestamppb.New(last.GetTime().AsTime()),
+		Kind:    kind,
+		Kills:   int32(len(evs)),
+		Trigger: first.GetOom().GetTrigger(),
+	}
+	bestRSS := int64(-1)
+	for _, e := range evs {
+		k := e.GetOom()
+		in.EventIds = append(in.EventIds, e.GetId())
+		if k.GetCollateral() {
+			in.Collateral++
+		}
+		if v := k.GetVictims(); len(v) > 0 {
+			in.Victims = append(in.Victims, v[0])
+		}
+		if c := k.GetCulprit(); c != nil {
+			rss := int64(-1)
+			if c.RssBytes != nil {
+				rss = c.GetRssBytes()
+			}
+			if in.Culprit == nil || rss > bestRSS {
+				in.Culprit, bestRSS = c, rss
+			}
+		}
+	}
+	return in
+}

@@ -1,0 +1,318 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/oomwatch/oomwatch/pkg/wire"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// PutResult is what Put did with one event.
+type PutResult struct {
+	// Stored: the event is new and now stored.
+	Stored bool
+	// Duplicate: an event with the same identity was already stored (a
+	// replay); the stored one is kept.
+	Duplicate bool
+}
+
+// ID returns an event's ID, "<node>/<boot_id>/<type>/<seq>".
+func ID(e *pb.Event) string {
+	return e.GetNode() + "/" + e.GetBootId() + "/" + wire.TypeOf(e) + "/" + strconv.FormatInt(e.GetSeq(), 10)
+}
+
+// Reference kinds of the refs table.
+const (
+	refNamespace = 1
+	refPod       = 2 // pod name or UID
+	refContainer = 3
+)
+
+type ref struct {
+	k int
+	v string
+}
+
+// hash is the reference's key in the refs table: FNV-1a (64 bit) of its
+// kind and value. It is stored, so it must never change.
+func (r ref) hash() int64 {
+	h := fnv.New64a()
+	h.Write([]byte{byte(r.k)})
+	h.Write([]byte(r.v))
+	return int64(h.Sum64())
+}
+
+// workloads returns the workloads an event touches: an OOM kill's
+// victims, trigger, top consumers and culprit; an exit's workload and
+// culprit.
+func workloads(e *pb.Event) []*pb.Workload {
+	var out []*pb.Workload
+	switch p := e.GetPayload().(type) {
+	case *pb.Event_Oom:
+		for _, v := range p.Oom.GetVictims() {
+			out = append(out, v.GetWorkload())
+		}
+		out = append(out, p.Oom.GetTrigger().GetWorkload())
+		for _, v := range p.Oom.GetTopConsumers() {
+			out = append(out, v.GetWorkload())
+		}
+		out = append(out, p.Oom.GetCulprit().GetWorkload())
+	case *pb.Event_Exit:
+		out = append(out, p.Exit.GetWorkload(), p.Exit.GetCulprit().GetWorkload())
+	}
+	return out
+}
+
+// refsOf returns the distinct references of an event.
+func refsOf(e *pb.Event) []ref {
+	var out []ref
+	add := func(k int, v string) {
+		if v == "" {
+			return
+		}
+		for _, r := range out {
+			if r.k == k && r.v == v {
+				return
+			}
+		}
+		out = append(out, ref{k, v})
+	}
+	for _, w := range workloads(e) {
+		if w == nil {
+			continue
+		}
+		add(refNamespace, w.GetNamespace())
+		add(refPod, w.GetPodName())
+		add(refPod, w.GetPodUid())
+		add(refContainer, w.GetContainerName())
+	}
+	return out
+}
+
+// columns are an event's indexed fields.
+type columns struct {
+	kind       string
+	collateral bool
+	verdict    string
+}
+
+func columnsOf(e *pb.Event) columns {
+	switch p := e.GetPayload().(type) {
+	case *pb.Event_Oom:
+		return columns{kind: p.Oom.GetKind(), collateral: p.Oom.GetCollateral()}
+	case *pb.Event_Exit:
+		return columns{collateral: p.Exit.GetCollateral(), verdict: p.Exit.GetVerdict()}
+	}
+	return columns{}
+}
+
+// stmtCache keeps the writer's prepared statements, keyed by their text:
+// Put inserts many rows per statement, and each row count is its own
+// statement.
+type stmtCache struct {
+	mu   sync.Mutex
+	conn *sql.Conn
+	m    map[string]*sql.Stmt
+}
+
+func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.m[query]; st != nil {
+		return st, nil
+	}
+	st, err := c.conn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	if c.m == nil {
+		c.m = map[string]*sql.Stmt{}
+	}
+	c.m[query] = st
+	return st, nil
+}
+
+func (c *stmtCache) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, st := range c.m {
+		errs = append(errs, st.Close())
+	}
+	c.m = nil
+	return errors.Join(errs...)
+}
+
+// Rows per INSERT statement: fewer statements mean less per-statement
+// work in database/sql and the driver, which dominated Put's profile.
+const (
+	eventsPerInsert = 64
+	refsPerInsert   = 250
+)
+
+// insertSQL returns an INSERT of n rows of width columns.
+func insertSQL(head string, width, n int, tail string) string {
+	row := "(?" + strings.Repeat(",?", width-1) + ")"
+	return head + " VALUES " + row + strings.Repeat(","+row, n-1) + tail
+}
+
+// row is an event ready to insert.
+type row struct {
+	id   string
+	t    int64
+	cols columns
+	data []byte
+	refs []ref
+}
+
+// checkIdentity reports an event the store cannot key.
+func checkIdentity(e *pb.Event) error {
+	switch {
+	case e == nil:
+		return fmt.Errorf("%w: nil event", ErrInvalidEvent)
+	case e.GetNode() == "" || e.GetBootId() == "":
+		return fmt.Errorf("%w: node and boot_id are required", ErrInvalidEvent)
+	case wire.TypeOf(e) == "":
+		return fmt.Errorf("%w: no payload", ErrInvalidEvent)
+	case e.GetTime() == nil:
+		return fmt.Errorf("%w: no time", ErrInvalidEvent)
+	}
+	return nil
+}
+
+// Put stores events in one transaction and returns what it did with each,
+// in order. It sets each event's Id and Received (now). An event whose
+// identity is already stored, by an earlier Put or earlier in events, is a
+// duplicate. When Put returns nil the events are durably committed; when
+// it returns an error none is stored.
+func (s *Store) Put(ctx context.Context, events []*pb.Event) ([]PutResult, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	received := timestamppb.New(time.Now())
+	rows := make([]row, len(events))
+	for i, e := range events {
+		if err := checkIdentity(e); err != nil {
+			return nil, fmt.Errorf("put event %d: %w", i, err)
+		}
+		e.Id = ID(e)
+		e.Received = received
+		data, err := proto.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("put %s: marshal: %w", e.Id, err)
+		}
+		rows[i] = row{id: e.Id, t: nanos(e.GetTime().AsTime()), cols: columnsOf(e), data: data, refs: refsOf(e)}
+	}
+	recv := received.AsTime().UnixNano()
+	out := make([]PutResult, len(events))
+	err := s.inTx(ctx, func(*sql.Conn) error {
+		// Events, many per statement; RETURNING names those inserted, the
+		// others being duplicates.
+		inserted := make(map[string]int64, len(rows))
+		for lo := 0; lo < len(rows); lo += eventsPerInsert {
+			hi := min(lo+eventsPerInsert, len(rows))
+			st, err := s.stmts.get(ctx, insertSQL(`INSERT OR IGNORE INTO events
+				(id, node, boot_id, type, seq, time, received, kind, collateral, verdict, data)`, 11, hi-lo,
+				` RETURNING rowid, id`))
+			if err != nil {
+				return err
+			}
+			args := make([]any, 0, 11*(hi-lo))
+			for i := lo; i < hi; i++ {
+				r, e := &rows[i], events[i]
+				args = append(args, r.id, e.GetNode(), e.GetBootId(), wire.TypeOf(e), e.GetSeq(), r.t, recv,
+					r.cols.kind, r.cols.collateral, r.cols.verdict, r.data)
+			}
+			res, err := st.QueryContext(ctx, args...)
+			if err != nil {
+				return fmt.Errorf("insert events: %w", err)
+			}
+			for res.Next() {
+				var rowid int64
+				var id string
+				if err := res.Scan(&rowid, &id); err != nil {
+					res.Close()
+					return fmt.Errorf("insert events: %w", err)
+				}
+				inserted[id] = rowid
+			}
+			err = res.Err()
+			res.Close()
+			if err != nil {
+				return fmt.Errorf("insert events: %w", err)
+			}
+		}
+		// References of the new events.
+		var args []any
+		flush := func(n int) error {
+			if n == 0 {
+				return nil
+			}
+			st, err := s.stmts.get(ctx, insertSQL(`INSERT OR IGNORE INTO refs (h, time, event)`, 3, n, ""))
+			if err != nil {
+				return err
+			}
+			if _, err := st.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("insert refs: %w", err)
+			}
+			args = args[:0]
+			return nil
+		}
+		for i := range rows {
+			r := &rows[i]
+			rowid, ok := inserted[r.id]
+			if !ok {
+				out[i] = PutResult{Duplicate: true}
+				continue
+			}
+			// A second copy in this batch is a duplicate of the first.
+			delete(inserted, r.id)
+			out[i] = PutResult{Stored: true}
+			for _, rf := range r.refs {
+				args = append(args, rf.hash(), r.t, rowid)
+				if len(args) == 3*refsPerInsert {
+					if err := flush(refsPerInsert); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return flush(len(args) / 3)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("put: %w", err)
+	}
+	return out, nil
+}
+
+// Get returns the event with this ID, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*pb.Event, error) {
+	var data []byte
+	err := s.r.QueryRowContext(ctx, `SELECT data FROM events WHERE id = ?`, id).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %q: %w", id, err)
+	}
+	return decode(data)
+}
+
+func decode(data []byte) (*pb.Event, error) {
+	e := &pb.Event{}
+	if err := proto.Unmarshal(data, e); err != nil {
+		return nil, fmt.Errorf("decode stored event: %w", err)
+	}
+	return e, nil
+}
