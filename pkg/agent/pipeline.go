@@ -80,6 +80,10 @@ type Pipeline struct {
 	// line can say when its report's last record came in.
 	reads [256]readAt
 	nread int
+	// seen holds the cgroups of the open report's tasks, looked up as they
+	// were read; lastMono is the kernel time of the last record.
+	seen     map[int]string
+	lastMono time.Duration
 }
 
 type readAt struct {
@@ -112,21 +116,64 @@ func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 	p.stream = analysis.NewStream(analysis.StreamOptions{Cgroups: p.lookup}, func(e analysis.Event) {
 		p.ready = append(p.ready, e)
 	})
-	p.asm = oom.NewAssembler(oom.Options{}, p.stream.Add)
+	p.asm = oom.NewAssembler(oom.Options{TaskSeen: p.taskSeen}, p.stream.Add)
+	p.seen = map[int]string{}
 	return p
+}
+
+// Lookups while a report is read: the trigger, and the dump's tasks of at
+// least lookupMinPages (the culprit is a large task), at most lookupMax a
+// report. Records are read as they are printed, so these tasks still live.
+const (
+	lookupMinPages = 256
+	lookupMax      = 2000
+)
+
+// taskSeen looks a task's cgroup up as soon as the report names it.
+func (p *Pipeline) taskSeen(pid int, rssPages int64) {
+	if rssPages >= 0 && rssPages < lookupMinPages {
+		return
+	}
+	if _, ok := p.seen[pid]; ok || len(p.seen) >= lookupMax {
+		return
+	}
+	if p.lastMono > 0 {
+		if up, err := p.cfg.Proc.Uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
+			return
+		}
+	}
+	cg, err := p.cfg.Proc.Cgroup(pid)
+	if err != nil {
+		cg = ""
+	}
+	p.seen[pid] = cg
 }
 
 // lookup reads the cgroups of a report's live tasks from /proc, for reports
 // recent enough that their PIDs still name the same processes.
 func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
+	out := map[int]string{}
+	var rest []int
+	for _, pid := range pids {
+		if cg := p.seen[pid]; cg != "" {
+			out[pid] = cg
+		} else {
+			rest = append(rest, pid)
+		}
+	}
+	// The tasks looked up while the report was read are forgotten with it.
+	clear(p.seen)
 	if !r.HasMono {
-		return nil
+		return out
 	}
 	up, err := p.cfg.Proc.Uptime()
 	if err != nil || up-r.Mono > p.cfg.Recent {
-		return nil
+		return out
 	}
-	return p.cfg.Proc.Cgroups(pids)
+	for pid, cg := range p.cfg.Proc.Cgroups(rest) {
+		out[pid] = cg
+	}
+	return out
 }
 
 // Run consumes items until the channel closes or ctx ends. It returns nil
@@ -190,6 +237,9 @@ func (p *Pipeline) handle(ctx context.Context, it devkmsg.Item) error {
 	}
 	rec := it.Record
 	p.reads[p.nread%len(p.reads)] = readAt{seq: rec.Seq, at: time.Now()}
+	if rec.HasMono {
+		p.lastMono = rec.Mono
+	}
 	p.nread++
 	if o, ok := p.cfg.Enricher.(Observer); ok {
 		o.Observe(rec.Message)

@@ -21,6 +21,11 @@ type Options struct {
 	TailRecords int
 	// MaxRawLines bounds the raw lines kept per report. Default 400.
 	MaxRawLines int
+	// TaskSeen, when set, is told of every task the report names as it is
+	// read: the trigger (rssPages -1) and each dump row. A live reader uses
+	// it to look a task up while it still exists: the next kill may come
+	// within milliseconds.
+	TaskSeen func(pid int, rssPages int64)
 }
 
 func (o Options) withDefaults() Options {
@@ -219,6 +224,9 @@ func (a *Assembler) take(rec *kmsg.Record, kind lineKind) {
 		if pid, comm, ok := parseCPU(msg); ok && r.Trigger != nil && r.Trigger.PID == 0 {
 			if comm == "" || comm == r.Trigger.Comm || strings.HasPrefix(r.Trigger.Comm, comm) {
 				r.Trigger.PID = pid
+				if a.opts.TaskSeen != nil {
+					a.opts.TaskSeen(pid, -1)
+				}
 			}
 		}
 	case lineTaskIn:
@@ -243,6 +251,9 @@ func (a *Assembler) take(rec *kmsg.Record, kind lineKind) {
 		r.HasTaskDump = true
 		if t, ok := parseDumpRow(rec.Message, &a.layout); ok {
 			r.Tasks = append(r.Tasks, t)
+			if a.opts.TaskSeen != nil {
+				a.opts.TaskSeen(t.PID, t.RSSPages)
+			}
 		}
 	case lineSummary:
 		s := parseSummary(msg)

@@ -53,8 +53,14 @@ func Epilogue(events int) string {
 # Wait (up to 90 s) until the aggregator holds the scenario's kills.
 i=0
 until [ "$(oomctl events -o json -type oom -limit 0 | grep -c '"type":"oom"')" -ge %d ] || [ $i -gt 900 ]; do sleep 0.1; i=$((i+1)); done
-# Let the agent settle (late kill lines of a storm), then read back.
-sleep 3
+# Let the agent catch up (a storm takes a while): wait until the count
+# stays the same for 5 s (at most 180 s), then read back.
+last=-1; same=0; i=0
+while [ $same -lt 5 ] && [ $i -lt 180 ]; do
+	n=$(oomctl events -o json -limit 0 | grep -c '"id"')
+	if [ "$n" = "$last" ]; then same=$((same+1)); else same=0; last=$n; fi
+	sleep 1; i=$((i+1))
+done
 oomctl events -o json -limit 0 > /tmp/events.json
 oomctl events -limit 0 > /tmp/events.txt 2>&1
 oomctl incidents > /tmp/incidents.txt 2>&1
