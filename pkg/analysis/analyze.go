@@ -97,6 +97,12 @@ func Analyze(r *oom.Report, ctx Context) Event {
 		}
 		ev.Trigger = &p
 	}
+	if ev.Trigger != nil && ev.Trigger.Cgroup == "" && ev.Kind == KindLimit && ev.OOMMemcg != "" {
+		// A limit kill is invoked by a task charging the limited cgroup:
+		// the trigger ran in it (or below it), even when it is gone before
+		// anyone could read /proc (a thread of the victim, say).
+		ev.Trigger.Workload = workloadOf(ev.OOMMemcg)
+	}
 	ev.TopConsumers = topConsumers(r, cg)
 	if len(ev.Victims) == 0 {
 		ev.Reason = "no process was killed"
