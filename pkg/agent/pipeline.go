@@ -201,6 +201,14 @@ func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 			if err := p.handle(ctx, it); err != nil {
 				return err
 			}
+			// Events are spooled in batches while records queue up (an OOM
+			// storm): one fsync for many kills. The checkpoint follows them.
+			if len(items) == 0 || len(p.ready) >= 256 {
+				if err := p.flush(ctx); err != nil {
+					return err
+				}
+				p.advance()
+			}
 		case now := <-tick.C:
 			if idle := now.Sub(last); idle >= p.cfg.Idle {
 				p.asm.Expire(idle)
@@ -245,11 +253,7 @@ func (p *Pipeline) handle(ctx context.Context, it devkmsg.Item) error {
 		o.Observe(rec.Message)
 	}
 	p.asm.Feed(&rec)
-	if err := p.flush(ctx); err != nil {
-		return err
-	}
 	p.lastSeq = rec.Seq
-	p.advance()
 	return nil
 }
 
