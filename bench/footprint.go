@@ -1,0 +1,336 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/oomwatch/oomwatch/test/e2e/scenario"
+	"github.com/oomwatch/oomwatch/test/e2e/vm"
+)
+
+// Footprint settings: how long the agent idles, and the burst's task count.
+const (
+	FootprintIdle       = 60 * time.Second
+	FootprintBurstTasks = 10000
+	// userHZ is the unit of /proc/PID/stat's utime and stime on x86.
+	userHZ = 100
+)
+
+// footprintScript measures the agent in the guest: it starts the
+// aggregator (when built) and the agent, lets the agent read the boot log
+// and settle, samples /proc/PID/stat (CPU ticks) and /proc/PID/status
+// (VmRSS, VmHWM) around FootprintIdle of idling, then starts
+// FootprintBurstTasks sleeping tasks in a cgroup, sets its memory.max just
+// above their usage and grows a hog there until the kernel kills it: one
+// memcg report whose task dump has a row per task. Each sample line is
+// "label uptime utime stime rss_kB hwm_kB".
+func footprintScript(tasks int, idle time.Duration) string {
+	return scenario.Helpers + fmt.Sprintf(`
+mkdir -p /tmp/state /tmp/db
+if [ -x /bin/aggregator ]; then
+	aggregator --listen %[1]s --db /tmp/db/oomwatch.db --insecure >/tmp/aggregator.log 2>&1 &
+	# Wait (up to 60 s) until it listens: port 7443 is 1D13 in /proc/net/tcp, state 0A.
+	i=0; until grep -q ':1D13 00000000:0000 0A' /proc/net/tcp || [ $i -gt 600 ]; do sleep 0.1; i=$((i+1)); done
+fi
+agent --node-name bench --server %[1]s --insecure --state-dir /tmp/state --no-cri >/tmp/agent.log 2>&1 &
+A=$!
+sample() { echo "$1 $(cut -d' ' -f1 /proc/uptime) $(cut -d' ' -f14,15 /proc/$A/stat) $(awk '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} END{print r, h}' /proc/$A/status)" >> /tmp/samples; }
+sleep 20
+sample idle-start
+sleep %[2]d
+sample idle-end
+mkcg /bench/burst
+sleepers -n %[3]d -cgroup $CG/bench/burst > /tmp/sleepers.log 2>&1
+echo "tasks in the burst cgroup: $(wc -l < $CG/bench/burst/cgroup.procs)" >> /tmp/sleepers.log
+echo $(( $(cat $CG/bench/burst/memory.current) + 48*1024*1024 )) > $CG/bench/burst/memory.max
+sample burst-start
+hog -mb 0 -step 4 -oom-score-adj 1000 -cgroup $CG/bench/burst || true
+i=0; until grep -q '"victim_comm":"hog"' /tmp/agent.log || [ $i -gt 3000 ]; do sleep 0.1; i=$((i+1)); done
+sample burst-reported
+sleep 5
+sample burst-end
+hog -dump-kmsg /tmp/kmsg
+echo "task dump rows in the kernel log: $(grep -c ';\[ *[0-9][0-9]*\] ' /tmp/kmsg)" >> /tmp/sleepers.log
+export_file samples /tmp/samples
+export_file agent.log /tmp/agent.log
+export_file sleepers.log /tmp/sleepers.log
+`, scenario.Server, int(idle.Seconds()), tasks)
+}
+
+// footprintSample is one line of the guest's samples.
+type footprintSample struct {
+	uptime       float64
+	ticks        int64
+	rssKB, hwmKB int64
+}
+
+// parseSamples reads the guest's sample lines by label.
+func parseSamples(b []byte) (map[string]footprintSample, error) {
+	out := map[string]footprintSample{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 6 {
+			return nil, fmt.Errorf("sample %q: want 6 fields", l)
+		}
+		var s footprintSample
+		var err error
+		var ut, st int64
+		if s.uptime, err = strconv.ParseFloat(f[1], 64); err == nil {
+			if ut, err = strconv.ParseInt(f[2], 10, 64); err == nil {
+				if st, err = strconv.ParseInt(f[3], 10, 64); err == nil {
+					if s.rssKB, err = strconv.ParseInt(f[4], 10, 64); err == nil {
+						s.hwmKB, err = strconv.ParseInt(f[5], 10, 64)
+					}
+				}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sample %q: %w", l, err)
+		}
+		s.ticks = ut + st
+		out[f[0]] = s
+	}
+	return out, nil
+}
+
+// AgentFootprint measures the agent (…/agent, with the aggregator when it
+// builds) in the qemu guest: RSS and CPU over FootprintIdle of idling after
+// start-up, then peak RSS and CPU through a memcg OOM report whose task
+// dump has FootprintBurstTasks rows. CPU is the guest's accounting under
+// qemu TCG, which emulates the CPU: the same work costs more CPU time than
+// on hardware, so the CPU figures are upper bounds.
+func AgentFootprint(ctx context.Context, cfg HookConfig) ([]Measurement, error) {
+	logf := func(format string, args ...any) {
+		if cfg.Log != nil {
+			fmt.Fprintf(cfg.Log, format+"\n", args...)
+		}
+	}
+	tasks, idle := FootprintBurstTasks, FootprintIdle
+	if cfg.Short {
+		tasks, idle = 500, 5*time.Second
+	}
+	assets, err := vm.EnsureAssets(ctx, logf)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "oomwatch-bench-footprint-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	logf("footprint: building agent, aggregator, hog and sleepers")
+	files := map[string]vm.File{}
+	for name, b := range map[string]struct{ mod, pkg string }{
+		"agent":    {cfg.RepoRoot, "./agent"},
+		"hog":      {cfg.RepoRoot, "./test/e2e/hog"},
+		"sleepers": {filepath.Join(cfg.RepoRoot, "bench"), "./cmd/sleepers"},
+	} {
+		p, err := buildStatic(ctx, b.mod, filepath.Join(dir, name), b.pkg)
+		if err != nil {
+			return nil, err
+		}
+		files["/bin/"+name] = vm.File{HostPath: p}
+	}
+	aggNote := "with the aggregator in the guest"
+	if p, err := buildStatic(ctx, cfg.RepoRoot, filepath.Join(dir, "aggregator"), "./aggregator"); err == nil {
+		files["/bin/aggregator"] = vm.File{HostPath: p}
+	} else {
+		aggNote = "without an aggregator (it did not build: the agent retries its connection)"
+		logf("footprint: aggregator: %v", err)
+	}
+	var host []Measurement
+	if agg, ok := files["/bin/aggregator"]; ok {
+		host, err = hostIdle(ctx, files["/bin/agent"].HostPath, agg.HostPath, idle, logf)
+		if err != nil {
+			host = []Measurement{{Name: "agent idle on this host", Value: err.Error(), Target: "< 20 MiB, < 0.1% of a core", Verdict: VerdictNotMeasured}}
+		}
+	}
+	logf("footprint: booting (%s idle, %d-task burst)", idle, tasks)
+	res, err := vm.Run(ctx, vm.Config{
+		Assets:   assets,
+		Files:    files,
+		Script:   footprintScript(tasks, idle),
+		Cmdline:  []string{"log_buf_len=16M"},
+		MemoryMB: 2048,
+		CPUs:     2,
+		Timeout:  20 * time.Minute,
+	})
+	if res != nil {
+		saveArtifacts(cfg.ArtifactDir, "footprint", res, logf)
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw, err := res.File("samples")
+	if err != nil {
+		return nil, err
+	}
+	s, err := parseSamples(raw)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range []string{"idle-start", "idle-end", "burst-start", "burst-reported", "burst-end"} {
+		if _, ok := s[l]; !ok {
+			return nil, fmt.Errorf("no %s sample", l)
+		}
+	}
+	agentLog, _ := res.File("agent.log")
+	reported := strings.Contains(string(agentLog), `"victim_comm":"hog"`)
+	mib := func(kb int64) float64 { return float64(kb) / 1024 }
+	i0, i1 := s["idle-start"], s["idle-end"]
+	b0, br, b1 := s["burst-start"], s["burst-reported"], s["burst-end"]
+	idleCPU := float64(i1.ticks-i0.ticks) / userHZ / (i1.uptime - i0.uptime) * 100
+	where := fmt.Sprintf("qemu TCG guest, %s", aggNote)
+	ms := append(host,
+		Measurement{Name: "agent RSS idle (" + where + ")", Value: fmt.Sprintf("%.1f MiB", mib(i1.rssKB)),
+			Target: "< 20 MiB", Verdict: verdict(mib(i1.rssKB) < 20)},
+		Measurement{Name: fmt.Sprintf("agent CPU idle over %.0f s (TCG guest: an upper bound)", i1.uptime-i0.uptime),
+			Value:  fmt.Sprintf("%.3f%% of a core (%d ticks of 10 ms)", idleCPU, i1.ticks-i0.ticks),
+			Target: "< 0.1% of a core", Verdict: verdict(idleCPU < 0.1)},
+		Measurement{Name: fmt.Sprintf("agent peak RSS through a %d-task OOM report (VmHWM)", tasks),
+			Value:  fmt.Sprintf("%.1f MiB (RSS after: %.1f MiB)", mib(b1.hwmKB), mib(b1.rssKB)),
+			Target: "< 20 MiB", Verdict: verdict(mib(b1.hwmKB) < 20)})
+	burst := Measurement{Name: fmt.Sprintf("agent CPU through the %d-task OOM report (TCG)", tasks), Target: "report the kill",
+		Value: fmt.Sprintf("%.2f s of CPU; kill logged %.1f s after the hog started (hog growth included)",
+			float64(b1.ticks-b0.ticks)/userHZ, br.uptime-b0.uptime)}
+	burst.Verdict = verdict(reported)
+	if !reported {
+		burst.Value += "; the agent did not log the kill"
+	}
+	return append(ms, burst), nil
+}
+
+// hostIdle runs the aggregator and the agent natively on this machine (the
+// agent reading this machine's /dev/kmsg, which needs root) and measures the
+// agent's RSS and CPU over idle, after letting it start up. It is the
+// figure for the idle CPU target: the guest's is inflated by emulation.
+func hostIdle(ctx context.Context, agentBin, aggBin string, idle time.Duration, logf func(string, ...any)) ([]Measurement, error) {
+	dir, err := os.MkdirTemp("", "oomwatch-bench-host-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	// The children get no OOMWATCH_* variables meant for benchtable.
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "OOMWATCH_") {
+			env = append(env, e)
+		}
+	}
+	start := func(name string, args ...string) (*exec.Cmd, error) {
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Env = env
+		logFile, err := os.Create(filepath.Join(dir, filepath.Base(name)+".log"))
+		if err != nil {
+			return nil, err
+		}
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		return cmd, nil
+	}
+	stop := func(cmd *exec.Cmd) {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	agg, err := start(aggBin, "--listen", addr, "--db", filepath.Join(dir, "oomwatch.db"), "--insecure")
+	if err != nil {
+		return nil, err
+	}
+	defer stop(agg)
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.Close()
+			break
+		}
+		if i > 300 {
+			return nil, fmt.Errorf("aggregator did not listen on %s", addr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	agent, err := start(agentBin, "--node-name", "bench-host", "--server", addr, "--insecure",
+		"--state-dir", filepath.Join(dir, "state"), "--no-cri")
+	if err != nil {
+		return nil, err
+	}
+	defer stop(agent)
+	logf("footprint: agent idling on this host for %s (pid %d)", idle, agent.Process.Pid)
+	settle := 20 * time.Second
+	if idle < 10*time.Second {
+		settle = 3 * time.Second
+	}
+	time.Sleep(settle)
+	t0, c0, _, err := procSample(agent.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(idle)
+	t1, c1, rss, err := procSample(agent.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	cpu := (c1 - c0).Seconds() / t1.Sub(t0).Seconds() * 100
+	mib := float64(rss) / 1024
+	return []Measurement{
+		{Name: "agent RSS idle (this host, native, aggregator connected)", Value: fmt.Sprintf("%.1f MiB", mib),
+			Target: "< 20 MiB", Verdict: verdict(mib < 20)},
+		{Name: fmt.Sprintf("agent CPU idle over %.0f s (this host, native)", t1.Sub(t0).Seconds()),
+			Value:  fmt.Sprintf("%.3f%% of a core (%s of CPU)", cpu, c1-c0),
+			Target: "< 0.1% of a core", Verdict: verdict(cpu < 0.1)},
+	}, nil
+}
+
+// procSample reads a process's CPU time (user+system) and RSS in kB.
+func procSample(pid int) (time.Time, time.Duration, int64, error) {
+	now := time.Now()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return now, 0, 0, err
+	}
+	// Fields after the ")" closing the command: state is the first, utime
+	// the 12th and stime the 13th.
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return now, 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return now, 0, 0, fmt.Errorf("/proc/%d/stat: bad CPU times", pid)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return now, 0, 0, err
+	}
+	var rss int64
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			rss, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+	}
+	return now, time.Duration(ut+st) * time.Second / userHZ, rss, nil
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Compares oomwatch's kernel-record path with cAdvisor's OOM parser and
+# node-problem-detector's OOMKilling rule, in one process, and prints one
+# table (see BENCHMARKS.md at the repository root). `make bench` runs it.
+#
+#   BENCH_SHORT=1 ./bench/run.sh   small inputs, one round, no VM: only proves
+#                                  it runs (the CI smoke test, under a minute)
+#   ./bench/run.sh                 the full comparison: 1M-record inputs, three
+#                                  rounds, the real-kernel rows and the agent
+#                                  footprint in qemu (root; ~10 minutes)
+#
+# Extra arguments go to cmd/benchtable (-rounds, -benchtime, -hooks, -out,
+# ...); each flag can also be set as OOMWATCH_<FLAG>, e.g. OOMWATCH_HOOKS=none.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+args=(-repo-root ..)
+if [ "${BENCH_SHORT:-0}" = 1 ]; then
+	args+=(-short -hooks none)
+else
+	args+=(-artifacts out)
+fi
+
+# The scoring and emulation tests are quick; a table from broken parsers
+# would be worse than none.
+go test -count=1 ./...
+go run ./cmd/benchtable "${args[@]}" "$@"
