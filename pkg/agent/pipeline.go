@@ -179,8 +179,12 @@ func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
 // Run consumes items until the channel closes or ctx ends. It returns nil
 // when the channel closed, else ctx's error.
 func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
+	// The tick closes reports once the log is quiet, and saves the
+	// checkpoint. With nothing open it comes rarely: an idle agent should
+	// cost next to nothing.
 	tick := time.NewTicker(p.cfg.Idle / 2)
 	defer tick.Stop()
+	fast := true
 	last := time.Now()
 	defer p.saveCheckpoint(true)
 	for {
@@ -219,6 +223,15 @@ func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 				p.advance()
 			}
 			p.saveCheckpoint(false)
+		}
+		// Tick fast only while a report is open or events wait.
+		if want := p.asm.Open() || len(p.ready) > 0; want != fast {
+			fast = want
+			if fast {
+				tick.Reset(p.cfg.Idle / 2)
+			} else {
+				tick.Reset(p.cfg.CheckpointEvery)
+			}
 		}
 	}
 }
