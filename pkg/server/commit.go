@@ -9,7 +9,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/oomwatch/oomwatch/pkg/store"
-	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
 // errCommitterStopped: an event arrived after the last commit.
@@ -17,15 +16,15 @@ var errCommitterStopped = errors.New("committer stopped")
 
 // ticket is one event waiting for its commit.
 type ticket struct {
-	ev *pb.Event
+	rec *store.Record
 	// done is closed once res or err is set.
 	done chan struct{}
 	res  store.PutResult
 	err  error
 }
 
-func newTicket(ev *pb.Event) *ticket {
-	return &ticket{ev: ev, done: make(chan struct{})}
+func newTicket(rec *store.Record) *ticket {
+	return &ticket{rec: rec, done: make(chan struct{})}
 }
 
 // committer is the group commit: it gathers the events of every stream
@@ -50,6 +49,11 @@ func newCommitter(st Store, wait time.Duration, max int, after func([]*ticket), 
 
 // submit queues a ticket for the next commit.
 func (c *committer) submit(ctx context.Context, t *ticket) error {
+	select {
+	case <-c.finished:
+		return errCommitterStopped
+	default:
+	}
 	select {
 	case c.in <- t:
 		return nil
@@ -112,14 +116,14 @@ func (c *committer) flush(batch []*ticket) {
 	if len(batch) == 0 {
 		return
 	}
-	events := make([]*pb.Event, len(batch))
+	recs := make([]*store.Record, len(batch))
 	for i, t := range batch {
-		events[i] = t.ev
+		recs[i] = t.rec
 	}
 	// Not a request's context: a commit under way finishes even when its
 	// streams are gone, so that what is stored is what was acknowledged
 	// or will be replayed.
-	res, err := c.st.Put(context.Background(), events)
+	res, err := c.st.PutRecords(context.Background(), recs)
 	if err == nil && len(res) != len(batch) {
 		err = fmt.Errorf("store returned %d results for %d events", len(res), len(batch))
 	}

@@ -22,16 +22,17 @@ type fakeStore struct {
 	err     error
 }
 
-func (f *fakeStore) Put(_ context.Context, evs []*pb.Event) ([]store.PutResult, error) {
+func (f *fakeStore) PutRecords(_ context.Context, recs []*store.Record) ([]store.PutResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.batches = append(f.batches, len(evs))
+	f.batches = append(f.batches, len(recs))
 	if f.err != nil {
 		return nil, f.err
 	}
-	out := make([]store.PutResult, len(evs))
-	for i, e := range evs {
-		out[i] = store.PutResult{Stored: e.GetSeq()%2 == 0, Duplicate: e.GetSeq()%2 == 1}
+	out := make([]store.PutResult, len(recs))
+	for i, r := range recs {
+		seq := r.Event().GetSeq()
+		out[i] = store.PutResult{Stored: seq%2 == 0, Duplicate: seq%2 == 1}
 	}
 	return out, nil
 }
@@ -54,16 +55,16 @@ func TestCommitter(t *testing.T) {
 			fs := &fakeStore{err: tt.err}
 			var committed [][]*ticket
 			c := newCommitter(fs, tt.wait, tt.max, func(b []*ticket) { committed = append(committed, b) }, quietLog())
+			done := make(chan struct{})
+			go func() { c.run(); close(done) }()
 			var tickets []*ticket
 			for i := range tt.events {
-				tk := newTicket(oom("node-a", int64(i), "shop", "cart-1"))
+				tk := newTicket(record(t, oom("node-a", int64(i), "shop", "cart-1")))
 				tickets = append(tickets, tk)
 				if err := c.submit(context.Background(), tk); err != nil {
 					t.Fatal(err)
 				}
 			}
-			done := make(chan struct{})
-			go func() { c.run(); close(done) }()
 			// The last partial batch waits for more until stop.
 			if tt.events%tt.max != 0 {
 				time.Sleep(20 * time.Millisecond)
@@ -94,7 +95,7 @@ func TestCommitter(t *testing.T) {
 			if len(committed) != len(tt.batches) {
 				t.Fatalf("after called %d times", len(committed))
 			}
-			if err := c.submit(context.Background(), newTicket(oom("node-a", 0, "", ""))); !errors.Is(err, errCommitterStopped) {
+			if err := c.submit(context.Background(), newTicket(record(t, oom("node-a", 0, "", "")))); !errors.Is(err, errCommitterStopped) {
 				t.Fatalf("submit after stop: %v", err)
 			}
 		})
@@ -115,4 +116,13 @@ func TestStoreFailure(t *testing.T) {
 	if len(acks) != 0 || status.Code(err) != codes.Unavailable {
 		t.Fatalf("%d acks, %v", len(acks), err)
 	}
+}
+
+func record(t *testing.T, e *pb.Event) *store.Record {
+	t.Helper()
+	r, err := store.Encode(e, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/oomwatch/oomwatch/pkg/store"
 	"github.com/oomwatch/oomwatch/pkg/transport"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -103,7 +104,8 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 		if t.err != nil {
 			return status.Errorf(codes.Unavailable, "store: %v", t.err)
 		}
-		return st.Send(&pb.StreamResponse{BootId: t.ev.GetBootId(), Type: wire.TypeOf(t.ev), Seq: t.ev.GetSeq(), Duplicate: t.res.Duplicate})
+		ev := t.rec.Event()
+		return st.Send(&pb.StreamResponse{BootId: ev.GetBootId(), Type: wire.TypeOf(ev), Seq: ev.GetSeq(), Duplicate: t.res.Duplicate})
 	}
 	for {
 		select {
@@ -186,7 +188,14 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 			// it again to the next aggregator.
 			return nil
 		}
-		t := newTicket(ev)
+		// Encoding here, on each stream's goroutine, keeps it off the
+		// single committer.
+		rec, err := store.Encode(ev, s.cfg.Now())
+		if err != nil {
+			s.reject(RejectInvalid)
+			return status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
+		}
+		t := newTicket(rec)
 		if err := s.commit.submit(ctx, t); err != nil {
 			if ctx.Err() != nil {
 				return status.FromContextError(ctx.Err()).Err()

@@ -167,13 +167,39 @@ func insertSQL(head string, width, n int, tail string) string {
 	return head + " VALUES " + row + strings.Repeat(","+row, n-1) + tail
 }
 
-// row is an event ready to insert.
-type row struct {
-	id   string
-	t    int64
-	cols columns
-	data []byte
-	refs []ref
+// Record is an event encoded for the database: its protobuf bytes, keys
+// and references. Encoding needs no database, so a caller with many
+// goroutines can do it in parallel before PutRecords.
+type Record struct {
+	event               *pb.Event
+	id, node, boot, typ string
+	seq, t, received    int64
+	cols                columns
+	data                []byte
+	refs                []int64
+}
+
+// Event returns the event encoded (with Id and Received set).
+func (r *Record) Event() *pb.Event { return r.event }
+
+// Encode prepares an event for PutRecords. It sets the event's Id and
+// Received; the event must not change afterwards.
+func Encode(e *pb.Event, received time.Time) (*Record, error) {
+	if err := checkIdentity(e); err != nil {
+		return nil, err
+	}
+	e.Id = ID(e)
+	e.Received = timestamppb.New(received)
+	data, err := proto.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", e.Id, err)
+	}
+	r := &Record{event: e, id: e.Id, node: e.GetNode(), boot: e.GetBootId(), typ: wire.TypeOf(e), seq: e.GetSeq(),
+		t: nanos(e.GetTime().AsTime()), received: nanos(received), cols: columnsOf(e), data: data}
+	for _, rf := range refsOf(e) {
+		r.refs = append(r.refs, rf.hash())
+	}
+	return r, nil
 }
 
 // checkIdentity reports an event the store cannot key.
@@ -197,31 +223,31 @@ func checkIdentity(e *pb.Event) error {
 // duplicate. When Put returns nil the events are durably committed; when
 // it returns an error none is stored.
 func (s *Store) Put(ctx context.Context, events []*pb.Event) ([]PutResult, error) {
-	if len(events) == 0 {
-		return nil, nil
-	}
-	received := timestamppb.New(time.Now())
-	rows := make([]row, len(events))
+	now := time.Now()
+	recs := make([]*Record, len(events))
 	for i, e := range events {
-		if err := checkIdentity(e); err != nil {
+		r, err := Encode(e, now)
+		if err != nil {
 			return nil, fmt.Errorf("put event %d: %w", i, err)
 		}
-		e.Id = ID(e)
-		e.Received = received
-		data, err := proto.Marshal(e)
-		if err != nil {
-			return nil, fmt.Errorf("put %s: marshal: %w", e.Id, err)
-		}
-		rows[i] = row{id: e.Id, t: nanos(e.GetTime().AsTime()), cols: columnsOf(e), data: data, refs: refsOf(e)}
+		recs[i] = r
 	}
-	recv := received.AsTime().UnixNano()
-	out := make([]PutResult, len(events))
+	return s.PutRecords(ctx, recs)
+}
+
+// PutRecords is Put of encoded events.
+func (s *Store) PutRecords(ctx context.Context, recs []*Record) ([]PutResult, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	out := make([]PutResult, len(recs))
 	err := s.inTx(ctx, func(*sql.Conn) error {
 		// Events, many per statement; RETURNING names those inserted, the
-		// others being duplicates.
-		inserted := make(map[string]int64, len(rows))
-		for lo := 0; lo < len(rows); lo += eventsPerInsert {
-			hi := min(lo+eventsPerInsert, len(rows))
+		// others being duplicates. OR IGNORE rather than ON CONFLICT: no
+		// row can abort the statement, so SQLite keeps no statement journal.
+		inserted := make(map[string]int64, len(recs))
+		for lo := 0; lo < len(recs); lo += eventsPerInsert {
+			hi := min(lo+eventsPerInsert, len(recs))
 			st, err := s.stmts.get(ctx, insertSQL(`INSERT OR IGNORE INTO events
 				(id, node, boot_id, type, seq, time, received, kind, collateral, verdict, data)`, 11, hi-lo,
 				` RETURNING rowid, id`))
@@ -229,9 +255,8 @@ func (s *Store) Put(ctx context.Context, events []*pb.Event) ([]PutResult, error
 				return err
 			}
 			args := make([]any, 0, 11*(hi-lo))
-			for i := lo; i < hi; i++ {
-				r, e := &rows[i], events[i]
-				args = append(args, r.id, e.GetNode(), e.GetBootId(), wire.TypeOf(e), e.GetSeq(), r.t, recv,
+			for _, r := range recs[lo:hi] {
+				args = append(args, r.id, r.node, r.boot, r.typ, r.seq, r.t, r.received,
 					r.cols.kind, r.cols.collateral, r.cols.verdict, r.data)
 			}
 			res, err := st.QueryContext(ctx, args...)
@@ -269,8 +294,7 @@ func (s *Store) Put(ctx context.Context, events []*pb.Event) ([]PutResult, error
 			args = args[:0]
 			return nil
 		}
-		for i := range rows {
-			r := &rows[i]
+		for i, r := range recs {
 			rowid, ok := inserted[r.id]
 			if !ok {
 				out[i] = PutResult{Duplicate: true}
@@ -279,8 +303,8 @@ func (s *Store) Put(ctx context.Context, events []*pb.Event) ([]PutResult, error
 			// A second copy in this batch is a duplicate of the first.
 			delete(inserted, r.id)
 			out[i] = PutResult{Stored: true}
-			for _, rf := range r.refs {
-				args = append(args, rf.hash(), r.t, rowid)
+			for _, h := range r.refs {
+				args = append(args, h, r.t, rowid)
 				if len(args) == 3*refsPerInsert {
 					if err := flush(refsPerInsert); err != nil {
 						return err
