@@ -13,8 +13,15 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/oomwatch/oomwatch/pkg/kubeevents"
+	"github.com/oomwatch/oomwatch/pkg/metrics"
 	"github.com/oomwatch/oomwatch/pkg/store"
 	"github.com/oomwatch/oomwatch/pkg/transport"
+	"github.com/oomwatch/oomwatch/pkg/wire"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Options are the aggregator's flags. Each is also read from
@@ -30,7 +37,15 @@ type Options struct {
 	MaxEventsBurst     int
 	LogLevel           string
 	Transport          transport.Options
-	// Later: --metrics-addr (Prometheus) and --http-addr (web UI).
+	// AgentIdentity accepts a client certificate shared by all agents.
+	AgentIdentity string
+	// MetricsAddr serves Prometheus /metrics and /healthz (plaintext, for
+	// probes) when set.
+	MetricsAddr string
+	// KubeEvents writes Kubernetes Events for OOM kills (in-cluster
+	// credentials, or KubeConfig).
+	KubeEvents bool
+	KubeConfig string
 }
 
 // AddFlags registers the options on fs, with their defaults.
@@ -42,6 +57,10 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.MaxEventsPerSecond, "max-events-per-second", 100, "events per second each node may send (0: no limit); a node over it is told to back off")
 	fs.IntVar(&o.MaxEventsBurst, "max-events-burst", 0, "events a node may send at once above the rate (default: 10 s of the rate, at least 100)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.AgentIdentity, "agent-identity", "", "with mutual TLS: a client certificate name (CN or DNS SAN) that may send events for any node, for one certificate shared by every agent (default: each agent's certificate must name its node)")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (plaintext; off when empty)")
+	fs.BoolVar(&o.KubeEvents, "kube-events", false, "write Kubernetes Events on the victim's Pod and, for node-level kills, on the Node (needs the RBAC in deploy/)")
+	fs.StringVar(&o.KubeConfig, "kubeconfig", "", "kubeconfig for --kube-events (default: in-cluster credentials)")
 	o.Transport.AddFlags(fs)
 }
 
@@ -107,11 +126,14 @@ const PruneInterval = time.Hour
 // Aggregator is the aggregator process: its store, its gRPC server and
 // the retention loop.
 type Aggregator struct {
-	opts Options
-	log  *logrus.Entry
-	st   *store.Store
-	srv  *Server
-	lis  net.Listener
+	opts    Options
+	log     *logrus.Entry
+	st      *store.Store
+	srv     *Server
+	lis     net.Listener
+	metrics *metrics.Aggregator
+	kube    *kubeevents.Writer
+	kubeq   chan *pb.Event
 }
 
 // NewAggregator opens the store and the listener of valid options.
@@ -129,12 +151,57 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 		st.Close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	srv := New(st, Config{
+	a := &Aggregator{opts: o, log: log, st: st, lis: lis}
+	if o.KubeEvents {
+		client, err := kubeClient(o.KubeConfig)
+		if err != nil {
+			st.Close()
+			lis.Close()
+			return nil, fmt.Errorf("--kube-events: %w", err)
+		}
+		a.kube = kubeevents.New(client, kubeevents.Options{}, log.WithField("component", "kube-events"))
+		a.kubeq = make(chan *pb.Event, 1024)
+	}
+	a.metrics = metrics.NewAggregator(
+		func() float64 { return float64(a.srv.Stats().Watchers) },
+		func() float64 { return float64(a.srv.Stats().Streams) })
+	a.srv = New(st, Config{
 		MaxEventsPerSecond: o.MaxEventsPerSecond,
 		MaxEventsBurst:     o.MaxEventsBurst,
 		GRPCOptions:        grpcOpts,
+		AgentIdentity:      o.AgentIdentity,
+		OnStored:           a.stored,
 	}, log)
-	return &Aggregator{opts: o, log: log, st: st, srv: srv, lis: lis}, nil
+	return a, nil
+}
+
+// stored counts a stored event and queues it for the Kubernetes Events
+// writer (dropping, counted, when the writer is far behind: the API server
+// must never slow ingest).
+func (a *Aggregator) stored(ev *pb.Event) {
+	a.metrics.Stored(ev, wire.TypeOf(ev), time.Now())
+	if a.kubeq != nil {
+		select {
+		case a.kubeq <- ev:
+		default:
+			a.metrics.Rejected.WithLabelValues("kube-events-queue-full").Inc()
+		}
+	}
+}
+
+// kubeClient builds a Kubernetes client from a kubeconfig, or in-cluster.
+func kubeClient(path string) (kubernetes.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if path != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", path)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
 }
 
 // Server returns the gRPC server (for its Stats).
@@ -153,6 +220,37 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			a.pruneLoop(pruneCtx)
+		}()
+	}
+	if a.opts.MetricsAddr != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			healthy := func() error {
+				if ctx.Err() != nil {
+					return errors.New("shutting down")
+				}
+				return nil
+			}
+			if err := metrics.Serve(pruneCtx, a.opts.MetricsAddr, a.metrics.Registry, healthy, a.log.WithField("component", "metrics")); err != nil {
+				a.log.WithError(err).Error("metrics server stopped")
+			}
+		}()
+	}
+	if a.kube != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-pruneCtx.Done():
+					return
+				case ev := <-a.kubeq:
+					if err := a.kube.Handle(pruneCtx, ev); err != nil {
+						a.log.WithError(err).Warn("cannot write the Kubernetes Event")
+					}
+				}
+			}
 		}()
 	}
 	err := a.srv.Serve(ctx, a.lis)

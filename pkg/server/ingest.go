@@ -68,9 +68,11 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 	hello := first.GetHello()
 	if err := ValidateHello(hello); err != nil {
 		s.reject(RejectHello)
-		return status.Error(codes.InvalidArgument, err.Error())
+		// Not InvalidArgument: that tells an agent one of its events is
+		// bad; a bad Hello is its configuration.
+		return status.Error(codes.FailedPrecondition, err.Error())
 	}
-	if err := transport.AuthorizeNode(ctx, hello.GetNode()); err != nil {
+	if err := transport.AuthorizeNode(ctx, hello.GetNode(), s.cfg.AgentIdentity); err != nil {
 		s.reject(RejectPermission)
 		return status.Error(codes.PermissionDenied, err.Error())
 	}
@@ -163,7 +165,7 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 		if ev.GetNode() != hello.GetNode() {
 			// With mutual TLS, speaking for a node the certificate does
 			// not name is a matter of permission, not of form.
-			if err := transport.AuthorizeNode(ctx, ev.GetNode()); err != nil {
+			if err := transport.AuthorizeNode(ctx, ev.GetNode(), s.cfg.AgentIdentity); err != nil {
 				s.reject(RejectPermission)
 				log.WithError(err).Warn("event of another node refused")
 				return status.Error(codes.PermissionDenied, err.Error())

@@ -56,6 +56,13 @@ type Config struct {
 	// falls further behind is disconnected. Default 10,000 (it must hold a
 	// commit's worth).
 	WatchBuffer int
+	// AgentIdentity, when set, is a certificate name (CN or DNS SAN) that
+	// may send events for any node: a client certificate shared by every
+	// agent. Empty: each agent's certificate must name its node.
+	AgentIdentity string
+	// OnStored, when set, is told of every newly stored event after its
+	// commit (metrics, Kubernetes Events). It must not block for long.
+	OnStored func(ev *pb.Event)
 	// ShutdownTimeout bounds the graceful part of shutdown. Default 10 s.
 	ShutdownTimeout time.Duration
 	// GRPCOptions are added to the gRPC server's (transport credentials
@@ -198,6 +205,11 @@ func (s *Server) committed(batch []*ticket) {
 		}
 	}
 	s.hub.publish(stored)
+	if s.cfg.OnStored != nil {
+		for _, e := range stored {
+			s.cfg.OnStored(e)
+		}
+	}
 }
 
 // Serve serves on lis until ctx ends, then shuts down gracefully: health

@@ -266,11 +266,11 @@ func TestIngestRejections(t *testing.T) {
 		// the good events may be lost on the way (they are sent again).
 		transport bool
 	}{
-		{name: "event before hello", hello: event(oom("node-a", 1, "shop", "a")), code: codes.InvalidArgument, reason: RejectHello},
-		{name: "node with slash", hello: hello("node/a", boot), code: codes.InvalidArgument, reason: RejectHello},
-		{name: "empty boot", hello: hello("node-a", ""), code: codes.InvalidArgument, reason: RejectHello},
+		{name: "event before hello", hello: event(oom("node-a", 1, "shop", "a")), code: codes.FailedPrecondition, reason: RejectHello},
+		{name: "node with slash", hello: hello("node/a", boot), code: codes.FailedPrecondition, reason: RejectHello},
+		{name: "empty boot", hello: hello("node-a", ""), code: codes.FailedPrecondition, reason: RejectHello},
 		{name: "wrong node", bad: event(mod(func(e *pb.Event) { e.Node = "node-b" })), code: codes.InvalidArgument, reason: RejectWrongNode},
-		{name: "wrong boot", bad: event(mod(func(e *pb.Event) { e.BootId = "other" })), code: codes.InvalidArgument, reason: RejectWrongNode},
+		{name: "bad boot of an event", bad: event(mod(func(e *pb.Event) { e.BootId = "a/b" })), code: codes.InvalidArgument, reason: RejectInvalid},
 		{name: "second hello", bad: hello("node-a", boot), code: codes.InvalidArgument, reason: RejectInvalid},
 		{name: "no payload", bad: event(mod(func(e *pb.Event) { e.Payload = nil })), code: codes.InvalidArgument, reason: RejectInvalid},
 		{name: "no time", bad: event(mod(func(e *pb.Event) { e.Time = nil })), code: codes.InvalidArgument, reason: RejectInvalid},

@@ -96,9 +96,14 @@ func ValidateEvent(e *pb.Event, h *pb.Hello) error {
 	if e == nil {
 		return fmt.Errorf("%w: empty event", ErrInvalidEvent)
 	}
-	if e.GetNode() != h.GetNode() || e.GetBootId() != h.GetBootId() {
-		return fmt.Errorf("%w: event of node %.64q boot %.64q on the stream of node %q boot %q",
-			ErrWrongNode, e.GetNode(), e.GetBootId(), h.GetNode(), h.GetBootId())
+	// The boot may differ from the Hello's: after a reboot an agent's spool
+	// still holds events of the boot before. The node may not.
+	if e.GetNode() != h.GetNode() {
+		return fmt.Errorf("%w: event of node %.64q on the stream of node %q",
+			ErrWrongNode, e.GetNode(), h.GetNode())
+	}
+	if !validName(e.GetBootId(), MaxBootIDBytes) {
+		return fmt.Errorf("%w: boot_id %.64q is not a boot ID", ErrInvalidEvent, e.GetBootId())
 	}
 	if wire.TypeOf(e) == "" {
 		return fmt.Errorf("%w: no payload (oom, loss or exit)", ErrInvalidEvent)

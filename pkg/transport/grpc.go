@@ -186,10 +186,17 @@ func PeerIdentity(ctx context.Context) (Identity, bool) {
 // TLS its verified certificate must name the node (ErrNodeNotAuthorized
 // otherwise); without a client certificate there is nothing to check and
 // the bearer token is the only credential.
-func AuthorizeNode(ctx context.Context, node string) error {
+func AuthorizeNode(ctx context.Context, node string, shared ...string) error {
 	id, ok := PeerIdentity(ctx)
 	if !ok || id.Names(node) {
 		return nil
+	}
+	// A certificate shared by every agent (one Secret mounted by a
+	// DaemonSet) names no node; the aggregator may accept it by name.
+	for _, name := range shared {
+		if name != "" && id.Names(name) {
+			return nil
+		}
 	}
 	return fmt.Errorf("%w: certificate names %q %v, not %q", ErrNodeNotAuthorized, id.CommonName, id.DNSNames, node)
 }

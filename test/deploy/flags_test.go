@@ -57,10 +57,7 @@ var binaries = map[string]binary{
 			o.AddFlags(fs)
 			return fs, func(func(string) string) error { return o.Validate() }
 		},
-		pending: map[string]string{
-			"metrics-addr": "Prometheus /metrics and the probes' /healthz, plaintext HTTP",
-			"http-addr":    "the web UI",
-		},
+		pending: map[string]string{},
 	},
 }
 

@@ -208,7 +208,7 @@ func TestServicesReachNamedPorts(t *testing.T) {
 		names = append(names, p.Name)
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, []string{"grpc", "http", "metrics"}) {
+	if !slices.Equal(names, []string{"grpc", "metrics"}) {
 		t.Errorf("%s ports %v, want grpc, http and metrics", o, names)
 	}
 }
@@ -502,7 +502,7 @@ func TestAggregatorDeployment(t *testing.T) {
 	if p, ok := namedPort(&d.Spec.Template, "grpc"); !ok || p.ContainerPort != grpcPort {
 		t.Errorf("container port grpc = %v, --listen port %d", p.ContainerPort, grpcPort)
 	}
-	for name, flagName := range map[string]string{"metrics": "metrics-addr", "http": "http-addr"} {
+	for name, flagName := range map[string]string{"metrics": "metrics-addr"} {
 		if fs.Lookup(flagName) == nil {
 			continue // not implemented yet: reported by parseContainer
 		}
