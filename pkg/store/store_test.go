@@ -589,12 +589,11 @@ func TestReopen(t *testing.T) {
 	s, path := open(t)
 	ctx := context.Background()
 	put(t, s, oom("node-a", 1, 0, "limit", "shop", "cart-1", "api"))
-	_, tok, err := s.List(ctx, nil, 1, "")
-	if err != nil {
+	if _, _, err := s.List(ctx, nil, 1, ""); err != nil {
 		t.Fatal(err)
 	}
 	put(t, s, oom("node-a", 2, time.Second, "limit", "shop", "cart-1", "api"))
-	_, tok, err = s.List(ctx, nil, 1, "")
+	_, tok, err := s.List(ctx, nil, 1, "")
 	if err != nil || tok == "" {
 		t.Fatal(tok, err)
 	}
