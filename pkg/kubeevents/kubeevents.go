@@ -19,7 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/oomwatch/oomwatch/pkg/wire"
@@ -64,7 +64,7 @@ type Stats struct {
 
 // Writer writes Events for oomwatch events.
 type Writer struct {
-	client   kubernetes.Interface
+	client   corev1client.EventsGetter
 	opts     Options
 	log      *logrus.Entry
 	limiter  flowcontrol.RateLimiter
@@ -73,8 +73,9 @@ type Writer struct {
 	stats    Stats
 }
 
-// New returns a Writer.
-func New(client kubernetes.Interface, opts Options, log *logrus.Entry) *Writer {
+// New returns a Writer creating Events through client (a clientset's
+// CoreV1()).
+func New(client corev1client.EventsGetter, opts Options, log *logrus.Entry) *Writer {
 	if opts.QPS <= 0 {
 		opts.QPS = 5
 	}
@@ -203,7 +204,7 @@ func (w *Writer) write(ctx context.Context, ev *pb.Event, ref corev1.ObjectRefer
 		ReportingController: "oomwatch.io/aggregator",
 		ReportingInstance:   "oomwatch-aggregator",
 	}
-	_, err := w.client.CoreV1().Events(ns).Create(ctx, e, metav1.CreateOptions{})
+	_, err := w.client.Events(ns).Create(ctx, e, metav1.CreateOptions{})
 	switch {
 	case err == nil:
 		w.count(func(s *Stats) { s.Written++ })

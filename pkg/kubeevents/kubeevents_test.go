@@ -48,7 +48,7 @@ func TestReasonsTellKillsApart(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewSimpleClientset()
-			w := New(c, Options{Now: func() time.Time { return now }}, logrus.NewEntry(logrus.New()))
+			w := New(c.CoreV1(), Options{Now: func() time.Time { return now }}, logrus.NewEntry(logrus.New()))
 			if err := w.Handle(context.Background(), kill(int64(i), tt.kind, tt.collateral, now)); err != nil {
 				t.Fatal(err)
 			}
@@ -76,7 +76,7 @@ func TestDeduplicatedAcrossWriters(t *testing.T) {
 	ev := kill(1, "limit", false, now)
 	for i := 0; i < 3; i++ {
 		// A new Writer each time: an aggregator restart replays the event.
-		w := New(c, Options{}, logrus.NewEntry(logrus.New()))
+		w := New(c.CoreV1(), Options{}, logrus.NewEntry(logrus.New()))
 		if err := w.Handle(context.Background(), ev); err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ func TestDeduplicatedAcrossWriters(t *testing.T) {
 func TestOneNodeEventPerIncidentAndRateLimit(t *testing.T) {
 	now := time.Now()
 	c := fake.NewSimpleClientset()
-	w := New(c, Options{QPS: 0.001, Burst: 5}, logrus.NewEntry(logrus.New()))
+	w := New(c.CoreV1(), Options{QPS: 0.001, Burst: 5}, logrus.NewEntry(logrus.New()))
 	for i := 0; i < 10; i++ {
 		_ = w.Handle(context.Background(), kill(int64(i), "node", true, now.Add(time.Duration(i)*time.Second)))
 	}
@@ -107,7 +107,7 @@ func TestOneNodeEventPerIncidentAndRateLimit(t *testing.T) {
 
 func TestUnknownPodSkipped(t *testing.T) {
 	c := fake.NewSimpleClientset()
-	w := New(c, Options{}, logrus.NewEntry(logrus.New()))
+	w := New(c.CoreV1(), Options{}, logrus.NewEntry(logrus.New()))
 	ev := kill(1, "limit", false, time.Now())
 	ev.GetOom().Victims[0].Workload = &pb.Workload{PodUid: "x"}
 	if err := w.Handle(context.Background(), ev); err != nil {

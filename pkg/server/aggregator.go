@@ -19,7 +19,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/transport"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -190,7 +190,7 @@ func (a *Aggregator) stored(ev *pb.Event) {
 }
 
 // kubeClient builds a Kubernetes client from a kubeconfig, or in-cluster.
-func kubeClient(path string) (kubernetes.Interface, error) {
+func kubeClient(path string) (corev1client.EventsGetter, error) {
 	var cfg *rest.Config
 	var err error
 	if path != "" {
@@ -201,7 +201,7 @@ func kubeClient(path string) (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, err
 	}
-	return kubernetes.NewForConfig(cfg)
+	return corev1client.NewForConfig(cfg)
 }
 
 // Server returns the gRPC server (for its Stats).

@@ -104,7 +104,7 @@ func runScenario(t *testing.T, sc scenario.Scenario) ([]event, *vm.Result) {
 	}
 	mem := sc.MemoryMB
 	if mem == 0 {
-		mem = 256
+		mem = 384
 	}
 	res, err := vm.Run(t.Context(), vm.Config{Assets: as, Files: files, Script: scenario.GuestScript(sc),
 		Cmdline: sc.Cmdline, MemoryMB: mem, CPUs: 2, Timeout: 5 * time.Minute})
@@ -174,6 +174,7 @@ func TestScenarios(t *testing.T) {
 				t.Fatalf("%d OOM events, want at least %d", len(ooms), sc.Events)
 			}
 			noDuplicates(t, ooms)
+			checkMetrics(t, res, ooms)
 			recordLatency(t, res, ooms, sc.Expect.Storm)
 			if sc.Expect.Storm {
 				checkStorm(t, sc, ooms, losses, res)
@@ -366,4 +367,45 @@ func recordLatency(t *testing.T, res *vm.Result, ooms []event, storm bool) {
 			}
 		}
 	}
+}
+
+// checkMetrics scrapes what the agent and the aggregator served in the
+// guest: their OOM kill counters must equal the kills delivered, and the
+// collateral counters the collateral ones.
+func checkMetrics(t *testing.T, res *vm.Result, ooms []event) {
+	t.Helper()
+	var collateral float64
+	for _, e := range ooms {
+		if e.Collat {
+			collateral++
+		}
+	}
+	for _, name := range []string{"agent.metrics", "aggregator.metrics"} {
+		b, err := res.File(name)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		kills := sumMetric(string(b), "oomwatch_oom_kills_total")
+		coll := sumMetric(string(b), "oomwatch_collateral_kills_total")
+		if kills != float64(len(ooms)) || coll != collateral {
+			t.Errorf("%s: oomwatch_oom_kills_total %v (want %d), oomwatch_collateral_kills_total %v (want %v)",
+				name, kills, len(ooms), coll, collateral)
+		}
+	}
+}
+
+// sumMetric adds up every sample of a metric in Prometheus text format.
+func sumMetric(text, name string) float64 {
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }

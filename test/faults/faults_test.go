@@ -415,7 +415,7 @@ i=0; until [ "$(oomctl events -o json -type loss | grep -c loss)" -ge 1 ] || [ $
 echo "fault: loss seen after $i"
 `, ctr(1), ctr(2), ctr(3)) + scenario.Epilogue(2)
 	res, err := vm.Run(t.Context(), vm.Config{Assets: assets, Files: files, Script: script,
-		Cmdline: []string{"printk.devkmsg=on"}, MemoryMB: 256, CPUs: 2, Timeout: 4 * time.Minute})
+		Cmdline: []string{"printk.devkmsg=on"}, MemoryMB: 384, CPUs: 2, Timeout: 4 * time.Minute})
 	if err != nil {
 		if res != nil {
 			t.Logf("console:\n%s", res.Console)

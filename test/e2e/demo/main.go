@@ -61,7 +61,7 @@ func run(ctx context.Context, only string) error {
 		fmt.Printf("=== %s: %s\n", sc.Name, sc.Description)
 		mem := sc.MemoryMB
 		if mem == 0 {
-			mem = 256
+			mem = 384
 		}
 		start := time.Now()
 		res, err := vm.Run(ctx, vm.Config{Assets: assets, Files: files, Script: scenario.GuestScript(sc),

@@ -36,9 +36,9 @@ func Prelude() string {
 	fmt.Fprintf(&b, `
 mkdir -p /tmp/state /tmp/db
 export OOMWATCH_SERVER=%[1]s OOMWATCH_INSECURE=true
-aggregator --listen %[1]s --db /tmp/db/oomwatch.db --insecure >/tmp/aggregator.log 2>&1 &
+aggregator --listen %[1]s --db /tmp/db/oomwatch.db --insecure --metrics-addr 127.0.0.1:9102 >/tmp/aggregator.log 2>&1 &
 i=0; until oomctl events >/dev/null 2>&1 || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
-agent --node-name e2e-node --server %[1]s --insecure --state-dir /tmp/state --no-cri >/tmp/agent.log 2>&1 &
+agent --node-name e2e-node --server %[1]s --insecure --state-dir /tmp/state --no-cri --metrics-addr 127.0.0.1:9101 >/tmp/agent.log 2>&1 &
 echo $! > /tmp/agent.pid
 sleep 1
 `, Server)
@@ -62,6 +62,8 @@ while [ $same -lt 5 ] && [ $i -lt 180 ]; do
 	sleep 1; i=$((i+1))
 done
 oomctl events -o json -limit 0 > /tmp/events.json
+wget -q -O /tmp/agent.metrics http://127.0.0.1:9101/metrics || true
+wget -q -O /tmp/aggregator.metrics http://127.0.0.1:9102/metrics || true
 oomctl events -limit 0 > /tmp/events.txt 2>&1
 oomctl incidents > /tmp/incidents.txt 2>&1
 hog -dump-kmsg /tmp/kmsg
@@ -70,6 +72,8 @@ export_file events.txt /tmp/events.txt
 export_file incidents.txt /tmp/incidents.txt
 export_file kmsg /tmp/kmsg
 export_file agent.log /tmp/agent.log
+[ -f /tmp/agent.metrics ] && export_file agent.metrics /tmp/agent.metrics
+[ -f /tmp/aggregator.metrics ] && export_file aggregator.metrics /tmp/aggregator.metrics
 export_file aggregator.log /tmp/aggregator.log
 [ -f /tmp/memory.events ] && export_file memory.events /tmp/memory.events
 true
