@@ -989,7 +989,8 @@ type Event struct {
 	Node   string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
 	BootId string `protobuf:"bytes,3,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
 	// The kernel sequence number of the report's first record (for losses:
-	// the first record after the gap; for exits: a per-boot counter).
+	// the first record after the gap; for exits: a hash of the container ID
+	// and its finish time, stable across agent restarts).
 	Seq int64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Wall-clock time of the kill (or loss, or exit).
 	Time *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
