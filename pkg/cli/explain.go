@@ -57,17 +57,11 @@ func runExplain(ctx context.Context, io IO, args []string) error {
 	if strings.Trim(container, "0123456789abcdef") != "" {
 		r.filter.container = container
 	}
-	filter, err := r.filter.pbFilter(time.Now())
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "oomctl explain: %v\n", err)
-		return ErrUsage
-	}
-	conn, err := r.dial()
+	client, filter, conn, err := r.query(io, "explain")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	client := pb.NewQueryServiceClient(conn)
 
 	s := story{pod: pod, namespace: r.filter.namespace, container: container}
 	token := ""

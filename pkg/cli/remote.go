@@ -99,6 +99,43 @@ func (r *remote) dial() (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
+// query builds the filter from the flags and connects: the first steps of
+// every command that asks the aggregator. The caller closes the connection.
+func (r *remote) query(io IO, cmd string) (pb.QueryServiceClient, *pb.EventFilter, *grpc.ClientConn, error) {
+	filter, err := r.filter.pbFilter(time.Now())
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "oomctl %s: %v\n", cmd, err)
+		return nil, nil, nil, ErrUsage
+	}
+	conn, err := r.dial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return pb.NewQueryServiceClient(conn), filter, conn, nil
+}
+
+// pages fetches pages of at most max items until there is no next page or
+// limit items came (limit 0: all). fetch returns how many items a page had
+// and the next page's token.
+func pages(limit, max int, fetch func(size int32, token string) (int, string, error)) (int, error) {
+	token, n := "", 0
+	for {
+		size := max
+		if limit > 0 {
+			size = min(max, limit-n)
+		}
+		got, next, err := fetch(int32(size), token)
+		if err != nil {
+			return n, err
+		}
+		n += got
+		token = next
+		if token == "" || (limit > 0 && n >= limit) {
+			return n, nil
+		}
+	}
+}
+
 func (r *remote) serverName() string {
 	host := r.server
 	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
@@ -166,38 +203,25 @@ func runEvents(ctx context.Context, io IO, args []string) error {
 	if _, err := r.parse(io, fs, args); err != nil {
 		return err
 	}
-	filter, err := r.filter.pbFilter(time.Now())
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "oomctl events: %v\n", err)
-		return ErrUsage
-	}
-	conn, err := r.dial()
+	client, filter, conn, err := r.query(io, "events")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	client := pb.NewQueryServiceClient(conn)
 	p := newPrinter(io.Stdout, r.output)
 	defer p.flush()
-	token := ""
-	n := 0
-	for {
-		size := int32(500)
-		if *limit > 0 {
-			size = int32(min(500, *limit-n))
-		}
+	n, err := pages(*limit, 500, func(size int32, token string) (int, string, error) {
 		resp, err := client.ListEvents(ctx, &pb.ListEventsRequest{Filter: filter, PageSize: size, PageToken: token})
 		if err != nil {
-			return fmt.Errorf("list events: %w", err)
+			return 0, "", fmt.Errorf("list events: %w", err)
 		}
 		for _, e := range resp.GetEvents() {
 			p.event(e)
-			n++
 		}
-		token = resp.GetNextPageToken()
-		if token == "" || (*limit > 0 && n >= *limit) {
-			break
-		}
+		return len(resp.GetEvents()), resp.GetNextPageToken(), nil
+	})
+	if err != nil {
+		return err
 	}
 	if n == 0 && r.output != "json" {
 		fmt.Fprintln(io.Stderr, "no events")
@@ -212,17 +236,12 @@ func runWatch(ctx context.Context, io IO, args []string) error {
 	if _, err := r.parse(io, fs, args); err != nil {
 		return err
 	}
-	filter, err := r.filter.pbFilter(time.Now())
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "oomctl watch: %v\n", err)
-		return ErrUsage
-	}
-	conn, err := r.dial()
+	client, filter, conn, err := r.query(io, "watch")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	stream, err := pb.NewQueryServiceClient(conn).Watch(ctx, &pb.WatchRequest{Filter: filter})
+	stream, err := client.Watch(ctx, &pb.WatchRequest{Filter: filter})
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
@@ -250,39 +269,26 @@ func runIncidents(ctx context.Context, io IO, args []string) error {
 	if _, err := r.parse(io, fs, args); err != nil {
 		return err
 	}
-	filter, err := r.filter.pbFilter(time.Now())
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "oomctl incidents: %v\n", err)
-		return ErrUsage
-	}
-	conn, err := r.dial()
+	client, filter, conn, err := r.query(io, "incidents")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	client := pb.NewQueryServiceClient(conn)
 	p := newPrinter(io.Stdout, r.output)
 	defer p.flush()
-	token := ""
-	n := 0
-	for {
-		size := int32(200)
-		if *limit > 0 {
-			size = int32(min(200, *limit-n))
-		}
+	n, err := pages(*limit, 200, func(size int32, token string) (int, string, error) {
 		resp, err := client.ListIncidents(ctx, &pb.ListIncidentsRequest{Filter: filter, PageSize: size,
 			PageToken: token, Gap: durationpb(*gap)})
 		if err != nil {
-			return fmt.Errorf("list incidents: %w", err)
+			return 0, "", fmt.Errorf("list incidents: %w", err)
 		}
 		for _, inc := range resp.GetIncidents() {
 			p.incident(inc)
-			n++
 		}
-		token = resp.GetNextPageToken()
-		if token == "" || (*limit > 0 && n >= *limit) {
-			break
-		}
+		return len(resp.GetIncidents()), resp.GetNextPageToken(), nil
+	})
+	if err != nil {
+		return err
 	}
 	if n == 0 && r.output != "json" {
 		fmt.Fprintln(io.Stderr, "no incidents")
