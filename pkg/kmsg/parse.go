@@ -264,56 +264,21 @@ func parseClock(b []byte) (h, m, s, nsec, n int, ok bool) {
 	return h, m, s, nsec, n, true
 }
 
-// parseCtimeStamp reads dmesg -T's "[Fri Nov 27 05:12:01 2026] ".
-func parseCtimeStamp(b []byte, loc *time.Location) (time.Time, int) {
-	// [Www Mmm dd hh:mm:ss yyyy]
-	if len(b) < 26 || b[4] != ' ' || b[8] != ' ' {
-		return time.Time{}, 0
-	}
-	mon, ok := parseMonth(b[5:])
-	if !ok {
-		return time.Time{}, 0
-	}
-	i := 9
-	if b[i] == ' ' {
-		i++
-	}
-	day, n := parseUint(b[i:])
-	if n == 0 || n > 2 {
-		return time.Time{}, 0
-	}
-	i += n
-	if i >= len(b) || b[i] != ' ' {
-		return time.Time{}, 0
-	}
-	h, m, s, nsec, cn, ok := parseClock(b[i+1:])
-	if !ok {
-		return time.Time{}, 0
-	}
-	i += 1 + cn
-	if i >= len(b) || b[i] != ' ' {
-		return time.Time{}, 0
-	}
-	yr, yn := parseUint(b[i+1:])
-	if yn != 4 {
-		return time.Time{}, 0
-	}
-	i += 1 + yn
-	if i >= len(b) || b[i] != ']' {
-		return time.Time{}, 0
-	}
-	i++
-	if i < len(b) && b[i] == ' ' {
-		i++
-	}
-	return time.Date(int(yr), mon, int(day), h, m, s, nsec, loc), i
+// monthDayClock is the "Mmm dd hh:mm:ss[.frac] " that syslog and dmesg -T
+// stamps share.
+type monthDayClock struct {
+	mon           time.Month
+	day           int
+	h, m, s, nsec int
 }
 
-// parseBSDStamp reads syslog's "Nov 27 05:12:01[.123456] ".
-func parseBSDStamp(b []byte, year int, loc *time.Location) (time.Time, int) {
+// parseMonthDayClock reads "Mmm dd hh:mm:ss[.frac]" and the space after
+// it, returning the bytes used.
+func parseMonthDayClock(b []byte) (monthDayClock, int) {
+	var t monthDayClock
 	mon, ok := parseMonth(b)
 	if !ok || len(b) < 16 || b[3] != ' ' {
-		return time.Time{}, 0
+		return t, 0
 	}
 	i := 4
 	if b[i] == ' ' {
@@ -321,21 +286,60 @@ func parseBSDStamp(b []byte, year int, loc *time.Location) (time.Time, int) {
 	}
 	day, n := parseUint(b[i:])
 	if n == 0 || n > 2 {
-		return time.Time{}, 0
+		return t, 0
 	}
 	i += n
 	if i >= len(b) || b[i] != ' ' {
-		return time.Time{}, 0
+		return t, 0
 	}
-	h, m, s, nsec, cn, ok := parseClock(b[i+1:])
+	h, m, sec, nsec, cn, ok := parseClock(b[i+1:])
 	if !ok {
-		return time.Time{}, 0
+		return t, 0
 	}
 	i += 1 + cn
 	if i >= len(b) || b[i] != ' ' {
+		return t, 0
+	}
+	return monthDayClock{mon: mon, day: int(day), h: h, m: m, s: sec, nsec: nsec}, i + 1
+}
+
+func (t monthDayClock) in(year int, loc *time.Location) time.Time {
+	return time.Date(year, t.mon, t.day, t.h, t.m, t.s, t.nsec, loc)
+}
+
+// parseCtimeStamp reads dmesg -T's "[Fri Nov 27 05:12:01 2026] ".
+func parseCtimeStamp(b []byte, loc *time.Location) (time.Time, int) {
+	// [Www Mmm dd hh:mm:ss yyyy]
+	if len(b) < 26 || b[4] != ' ' {
 		return time.Time{}, 0
 	}
-	return time.Date(year, mon, int(day), h, m, s, nsec, loc), i + 1
+	t, n := parseMonthDayClock(b[5:])
+	if n == 0 {
+		return time.Time{}, 0
+	}
+	i := 5 + n
+	yr, yn := parseUint(b[i:])
+	if yn != 4 {
+		return time.Time{}, 0
+	}
+	i += yn
+	if i >= len(b) || b[i] != ']' {
+		return time.Time{}, 0
+	}
+	i++
+	if i < len(b) && b[i] == ' ' {
+		i++
+	}
+	return t.in(int(yr), loc), i
+}
+
+// parseBSDStamp reads syslog's "Nov 27 05:12:01[.123456] ".
+func parseBSDStamp(b []byte, year int, loc *time.Location) (time.Time, int) {
+	t, n := parseMonthDayClock(b)
+	if n == 0 {
+		return time.Time{}, 0
+	}
+	return t.in(year, loc), n
 }
 
 // parseISOStamp reads "2026-09-02T09:08:50[.,]880492(Z|+00:00|+0000) ".
