@@ -16,6 +16,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
 	"github.com/oomwatch/oomwatch/pkg/enrich"
 	"github.com/oomwatch/oomwatch/pkg/exits"
+	"github.com/oomwatch/oomwatch/pkg/kubepods"
 	"github.com/oomwatch/oomwatch/pkg/proc"
 	"github.com/oomwatch/oomwatch/pkg/sender"
 	"github.com/oomwatch/oomwatch/pkg/spool"
@@ -141,7 +142,14 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 			go names.run(ctx)
 			rt = names
 		}
-		cfg.Enricher = enrich.New(a.opts.CgroupRoot, rt)
+		var specs enrich.Specs
+		if pods := a.kubePods(); pods != nil {
+			specs = pods
+			if cfg.Requests == nil {
+				cfg.Requests = pods
+			}
+		}
+		cfg.Enricher = enrich.New(a.opts.CgroupRoot, rt, specs)
 	}
 	if joiner != nil {
 		observe := cfg.Observe
@@ -190,9 +198,32 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 	return first
 }
 
+// kubePods returns the cache of this node's pod specs, or nil when the
+// Kubernetes API is off or unreachable by configuration (said once).
+func (a *Agent) kubePods() *kubepods.Cache {
+	if a.opts.NoKubeAPI {
+		return nil
+	}
+	log := a.log.WithField("component", "kube-api")
+	cfg, err := a.opts.KubeConfig()
+	if err == nil {
+		var c *kubepods.Client
+		if c, err = kubepods.NewClient(cfg); err == nil {
+			log.WithField("server", cfg.Server).Info("memory requests from the Kubernetes API, listed when an OOM kill needs them")
+			return kubepods.NewCache(c, log, kubepods.CacheOptions{})
+		}
+	}
+	log.WithError(err).Warn("no Kubernetes API: memory requests unknown, culprits ranked by usage alone")
+	return nil
+}
+
+// dropsEvery is how often spool overflows are looked for: a loss report
+// may wait that long, an idle agent wakes no more often for it.
+const dropsEvery = 5 * time.Second
+
 // reportDrops turns spool overflows into loss events for the aggregator.
 func (a *Agent) reportDrops(ctx context.Context) error {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(dropsEvery)
 	defer t.Stop()
 	for {
 		select {

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/oomwatch/oomwatch/pkg/kubepods"
 	"github.com/oomwatch/oomwatch/pkg/transport"
 )
 
@@ -22,8 +24,15 @@ type Options struct {
 	CgroupRoot  string
 	CRIEndpoint string
 	NoCRI       bool
-	MetricsAddr string
-	LogLevel    string
+	// KubeAPIServer, KubeTokenFile and KubeCAFile reach the Kubernetes API
+	// for the pod specs' memory requests (in-cluster defaults); NoKubeAPI
+	// turns that off.
+	KubeAPIServer string
+	KubeTokenFile string
+	KubeCAFile    string
+	NoKubeAPI     bool
+	MetricsAddr   string
+	LogLevel      string
 	// SpoolMaxEvents and SpoolMaxBytes bound the on-disk spool; past them
 	// the oldest events are dropped and reported as lost.
 	SpoolMaxEvents int
@@ -46,6 +55,10 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CgroupRoot, "cgroup-root", "/sys/fs/cgroup", "the host's cgroup mount")
 	fs.StringVar(&o.CRIEndpoint, "cri-endpoint", "", "container runtime socket (default: containerd's, then CRI-O's usual socket)")
 	fs.BoolVar(&o.NoCRI, "no-cri", false, "do not ask the container runtime for names")
+	fs.StringVar(&o.KubeAPIServer, "kube-api-server", "", "Kubernetes API server URL for the pods' memory requests (default: in-cluster, from $KUBERNETES_SERVICE_HOST); http:// only for a local proxy")
+	fs.StringVar(&o.KubeTokenFile, "kube-token-file", kubepods.ServiceAccountToken, "bearer token file for the Kubernetes API (empty: none)")
+	fs.StringVar(&o.KubeCAFile, "kube-ca-file", kubepods.ServiceAccountCA, "CA certificate of the Kubernetes API (empty: the system's roots)")
+	fs.BoolVar(&o.NoKubeAPI, "no-kube-api", false, "do not ask the Kubernetes API for memory requests (culprits are then ranked by usage alone)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (off when empty)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&o.SpoolMaxEvents, "spool-max-events", 10000, "events kept on disk while the aggregator is unreachable; past it the oldest are dropped and reported")
@@ -82,5 +95,27 @@ func (o *Options) Validate() error {
 	if err := o.Transport.Validate(); err != nil {
 		return err
 	}
+	if _, err := o.KubeConfig(); err != nil && !errors.Is(err, kubepods.ErrNoServer) {
+		return err
+	}
 	return nil
+}
+
+// KubeConfig is how the Kubernetes API is reached: the flags, or the
+// in-cluster defaults. It returns kubepods.ErrNoServer outside a cluster
+// without --kube-api-server, and an error for a malformed server URL.
+func (o *Options) KubeConfig() (kubepods.Config, error) {
+	if o.KubeAPIServer == "" {
+		cfg, err := kubepods.InCluster(o.NodeName)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.TokenFile, cfg.CAFile = o.KubeTokenFile, o.KubeCAFile
+		return cfg, nil
+	}
+	cfg := kubepods.Config{Server: o.KubeAPIServer, TokenFile: o.KubeTokenFile, CAFile: o.KubeCAFile, Node: o.NodeName}
+	if u, err := url.Parse(cfg.Server); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return cfg, fmt.Errorf("--kube-api-server %q: want https://host:port (or http:// for a local proxy)", cfg.Server)
+	}
+	return cfg, nil
 }

@@ -49,6 +49,8 @@ type PipelineConfig struct {
 	Sink     Sink
 	Enricher Enricher     // may be nil
 	Check    Checkpointer // may be nil
+	// Requests, when set, weighs memory holders by usage over request.
+	Requests analysis.Requests
 	// Recent is how old (kernel time) a report may be for the PIDs it names
 	// to be looked up in /proc: older ones may have been reused.
 	Recent time.Duration
@@ -113,7 +115,7 @@ func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 		cfg.Recent = time.Minute
 	}
 	p := &Pipeline{cfg: cfg, log: log, safe: -1, lastSeq: -1, savedSafe: -1}
-	p.stream = analysis.NewStream(analysis.StreamOptions{Cgroups: p.lookup}, func(e analysis.Event) {
+	p.stream = analysis.NewStream(analysis.StreamOptions{Cgroups: p.lookup, Requests: cfg.Requests}, func(e analysis.Event) {
 		p.ready = append(p.ready, e)
 	})
 	p.asm = oom.NewAssembler(oom.Options{TaskSeen: p.taskSeen}, p.stream.Add)
@@ -184,7 +186,7 @@ func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 	// cost next to nothing.
 	tick := time.NewTicker(p.cfg.Idle / 2)
 	defer tick.Stop()
-	fast := true
+	mode := tickFast
 	last := time.Now()
 	defer p.saveCheckpoint(true)
 	for {
@@ -201,10 +203,10 @@ func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 				p.advance()
 				return nil
 			}
-			last = time.Now()
 			if err := p.handle(ctx, it); err != nil {
 				return err
 			}
+			last = time.Now()
 			// Events are spooled in batches while records queue up (an OOM
 			// storm): one fsync for many kills. The checkpoint follows them.
 			if len(items) == 0 || len(p.ready) >= 256 {
@@ -214,7 +216,10 @@ func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 				p.advance()
 			}
 		case now := <-tick.C:
-			if idle := now.Sub(last); idle >= p.cfg.Idle {
+			// Records waiting in the channel mean the log is not quiet,
+			// however long the last one took to handle: a slow lookup
+			// must not cut a report before its kill line.
+			if idle := now.Sub(last); idle >= p.cfg.Idle && len(items) == 0 {
 				p.asm.Expire(idle)
 				p.stream.Release(idle)
 				if err := p.flush(ctx); err != nil {
@@ -224,17 +229,36 @@ func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 			}
 			p.saveCheckpoint(false)
 		}
-		// Tick fast only while a report is open or events wait.
-		if want := p.asm.Open() || len(p.ready) > 0; want != fast {
-			fast = want
-			if fast {
+		// Tick fast while a report is open or events wait, slowly while
+		// the checkpoint is behind, not at all otherwise: an idle agent
+		// wakes only for kernel records.
+		want := tickSlow
+		switch {
+		case p.asm.Open() || len(p.ready) > 0:
+			want = tickFast
+		case p.cfg.Check == nil || p.safe == p.savedSafe || p.safe < 0:
+			want = tickOff
+		}
+		if want != mode {
+			mode = want
+			switch mode {
+			case tickFast:
 				tick.Reset(p.cfg.Idle / 2)
-			} else {
+			case tickSlow:
 				tick.Reset(p.cfg.CheckpointEvery)
+			default:
+				tick.Stop()
 			}
 		}
 	}
 }
+
+// Tick modes of Run.
+const (
+	tickFast = iota
+	tickSlow
+	tickOff
+)
 
 func (p *Pipeline) handle(ctx context.Context, it devkmsg.Item) error {
 	if g := it.Gap; g != nil {

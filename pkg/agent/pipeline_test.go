@@ -173,3 +173,24 @@ func TestPipelineGapBecomesLossAndCheckpointWaitsForOpenReport(t *testing.T) {
 		t.Fatalf("loss=%d ooms=%d", loss, ooms)
 	}
 }
+
+// A record that takes longer to handle than the idle time (a slow /proc
+// or runtime lookup) must not close its report while the next records
+// wait in the channel: the log was never quiet.
+func TestPipelineSlowHandlingDoesNotSplitReports(t *testing.T) {
+	items := records(t, "../analysis/testdata/debian-6.1-kmsg-v2-systemd-container-limit.kmsg")
+	slow := func() { time.Sleep(3 * time.Millisecond) }
+	sink := runPipeline(t, PipelineConfig{Proc: fakeProc(t, "3.0", nil), Idle: time.Millisecond, Records: slow}, items)
+	var ooms []*pb.Event
+	for _, e := range sink.events {
+		if e.GetOom() != nil {
+			ooms = append(ooms, e)
+		}
+	}
+	if len(ooms) != 1 || !ooms[0].GetOom().GetComplete() {
+		for _, e := range ooms {
+			t.Logf("event seq %d complete %v: %s", e.Seq, e.GetOom().GetComplete(), e.GetOom().GetReason())
+		}
+		t.Fatalf("%d OOM events, want 1 complete", len(ooms))
+	}
+}

@@ -23,6 +23,8 @@ type Context struct {
 	// Incident lists memory holders seen in other reports of the same
 	// incident, for reports that print no task dump.
 	Incident []Holder
+	// Requests, when set, weighs holders by usage over request.
+	Requests Requests
 }
 
 // Holder is a task with a known resident size, from a task dump or a kill line.
@@ -270,22 +272,7 @@ func holders(r *oom.Report, cg func(int, string) string) []Holder {
 
 // largest sums holders per unit and returns the largest unit.
 func largest(hs []Holder, scope string) (unit, bool) {
-	units := map[string]*unit{}
-	var order []string
-	for _, h := range hs {
-		k := unitKey(h, scope)
-		u := units[k]
-		if u == nil {
-			u = &unit{key: k, workload: workloadOf(h.Cgroup)}
-			units[k] = u
-			order = append(order, k)
-		}
-		u.rss += h.RSSBytes
-		u.tasks++
-		if h.RSSBytes > u.top.RSSBytes || u.tasks == 1 {
-			u.top = h
-		}
-	}
+	units, order := sum(hs, scope)
 	var best *unit
 	for _, k := range order {
 		if u := units[k]; best == nil || u.rss > best.rss {
@@ -311,12 +298,15 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 	if len(r.Tasks) > 0 {
 		source = SourceTaskDump
 	}
-	best, ok := largest(hs, scope)
+	best, ok, byRequest := culpritUnit(hs, scope, victimKey, ctx.Requests)
 	var culprit *Culprit
 	if ok {
 		rss := best.rss
 		culprit = &Culprit{PID: best.top.PID, Comm: best.top.Comm, RSSBytes: &rss, Tasks: best.tasks,
 			Source: source, Workload: best.workload}
+		if byRequest {
+			culprit.RankedBy = RankedOverRequest
+		}
 	}
 	if source != SourceTaskDump && scope != ScopeContainer {
 		culprit = judgeWithoutDump(ev, r, ctx, culprit, victimKey)

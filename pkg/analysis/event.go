@@ -75,6 +75,9 @@ type Resources struct {
 	OOMGroup           bool  `json:"oom_group,omitempty"`
 	PodOverheadBytes   int64 `json:"pod_overhead_bytes,omitempty"`
 	CgroupRead         bool  `json:"cgroup_read,omitempty"`
+	// SpecRead tells that the request and limit come from the pod spec
+	// (the Kubernetes API): a 0 request is then "none", not "unknown".
+	SpecRead bool `json:"spec_read,omitempty"`
 }
 
 // NodeMemory is the node's memory when the kill was read.
@@ -124,8 +127,14 @@ type Culprit struct {
 	Tasks int `json:"tasks"`
 	// Source says what the culprit was judged from.
 	Source string `json:"source"`
+	// RankedBy is RankedOverRequest when the culprit was chosen for being
+	// furthest over its memory request, empty when it held the most.
+	RankedBy string `json:"ranked_by,omitempty"`
 	Workload
 }
+
+// RankedOverRequest marks a culprit chosen by usage over request.
+const RankedOverRequest = "over-request"
 
 // Event is one OOM kill as oomwatch reports it. Its JSON form is the
 // output of `oomctl analyze -o json` and the model of the wire event.

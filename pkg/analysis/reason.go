@@ -54,14 +54,19 @@ func reason(ev *Event) string {
 	case c == nil:
 		b.WriteString("Collateral unknown: the report names no memory holder.")
 	case ev.Collateral:
-		fmt.Fprintf(&b, "Collateral: the largest memory holder was %s, not the victim's own %s",
-			culpritLabel(c), unitNoun(ev.LimitScope))
+		if c.RankedBy == RankedOverRequest {
+			fmt.Fprintf(&b, "Collateral: of the memory holders larger than the victim's own %s, the furthest over its request (kubelet's eviction order) was %s%s",
+				unitNoun(ev.LimitScope), culpritLabel(c), requestNote(c, ev.LimitScope))
+		} else {
+			fmt.Fprintf(&b, "Collateral: the largest memory holder was %s%s, not the victim's own %s",
+				culpritLabel(c), requestNote(c, ev.LimitScope), unitNoun(ev.LimitScope))
+		}
 		b.WriteString(sourceNote(c))
 		b.WriteString(".")
 	default:
 		fmt.Fprintf(&b, "Not collateral: the victim's own %s was the largest memory holder", unitNoun(ev.LimitScope))
 		if c.RSSBytes != nil {
-			fmt.Fprintf(&b, " (%s)", Bytes(*c.RSSBytes))
+			fmt.Fprintf(&b, " (%s%s)", Bytes(*c.RSSBytes), requestNote(c, ev.LimitScope))
 		}
 		b.WriteString(sourceNote(c))
 		b.WriteString(".")
@@ -134,15 +139,56 @@ func processLabel(p Process) string {
 	return b.String()
 }
 
-// limitNote tells a workload's memory limit, when known.
+// limitNote tells a workload's memory request and limit, when known.
 func limitNote(w Workload) string {
-	if r := w.ContainerResources; r != nil && r.MemoryLimitBytes > 0 {
-		return " (limit " + Bytes(r.MemoryLimitBytes) + ")"
+	var parts []string
+	r := w.ContainerResources
+	if r != nil && r.SpecRead {
+		if r.MemoryRequestBytes > 0 {
+			parts = append(parts, "request "+Bytes(r.MemoryRequestBytes))
+		} else {
+			parts = append(parts, "no request")
+		}
 	}
-	if r := w.ContainerResources; r != nil && r.CgroupRead && r.MemoryMaxBytes == 0 && w.ContainerID != "" {
-		return " (no limit)"
+	switch {
+	case r != nil && r.MemoryLimitBytes > 0:
+		parts = append(parts, "limit "+Bytes(r.MemoryLimitBytes))
+	case r != nil && (r.SpecRead || r.CgroupRead && r.MemoryMaxBytes == 0) && w.ContainerID != "":
+		parts = append(parts, "no limit")
 	}
-	return ""
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// requestOf is the request a culprit is weighed by: its container's under
+// a pod's limit, its pod's otherwise.
+func requestOf(w Workload, scope string) (int64, bool) {
+	r := w.PodResources
+	if scope == ScopePod {
+		r = w.ContainerResources
+	}
+	if r == nil || !r.SpecRead {
+		return 0, false
+	}
+	return r.MemoryRequestBytes, true
+}
+
+// requestNote says how a culprit's usage compares with its request.
+func requestNote(c *Culprit, scope string) string {
+	req, ok := requestOf(c.Workload, scope)
+	if !ok || c.RSSBytes == nil {
+		return ""
+	}
+	rss := *c.RSSBytes
+	switch {
+	case req == 0:
+		return ", with no memory request"
+	case rss > req:
+		return fmt.Sprintf(", %s over its %s request", Bytes(rss-req), Bytes(req))
+	}
+	return fmt.Sprintf(", within its %s request", Bytes(req))
 }
 
 func culpritLabel(c *Culprit) string {

@@ -26,6 +26,8 @@ type StreamOptions struct {
 	// it can tell from the report's time whether they may still). It may
 	// return fewer.
 	Cgroups func(r *oom.Report, pids []int) map[int]string
+	// Requests, when set, weighs memory holders by usage over request.
+	Requests Requests
 }
 
 // Stream judges a stream of reports from one kernel log. Within one boot a
@@ -122,7 +124,7 @@ func (s *Stream) release(all bool) {
 		n++
 	}
 	for _, r := range s.held[:n] {
-		s.emit(Analyze(r, Context{Cgroups: s.pids, BootTime: s.opts.BootTime, Incident: s.incident(r)}))
+		s.emit(Analyze(r, Context{Cgroups: s.pids, BootTime: s.opts.BootTime, Incident: s.incident(r), Requests: s.opts.Requests}))
 	}
 	for _, r := range s.held[:n] {
 		s.remember(r)

@@ -62,7 +62,7 @@ func runAnalyze(ctx context.Context, io IO, args []string) error {
 		}
 		if tw == nil {
 			tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tKIND\tVICTIM\tRSS\tCOLLATERAL\tCULPRIT")
+			fmt.Fprintln(tw, "TIME\tKIND\tVICTIM\tRSS\tREQ/LIMIT\tCOLLATERAL\tCULPRIT")
 		}
 		fmt.Fprintln(tw, tableRow(e, *output == "wide"))
 	}
@@ -171,7 +171,44 @@ func tableRow(e analysis.Event, wide bool) string {
 			culprit += " " + analysis.Bytes(*c.RSSBytes)
 		}
 	}
-	return strings.Join([]string{when, kind, victim, rss, coll, culprit}, "\t")
+	return strings.Join([]string{when, kind, victim, rss, requestLimit(v.Workload), coll, culprit}, "\t")
+}
+
+// requestLimit is a container's memory request and limit, "none" when the
+// pod spec or the cgroup says there is none, "?" when unknown.
+func requestLimit(w analysis.Workload) string {
+	r := w.ContainerResources
+	if r == nil {
+		return "-"
+	}
+	req, limit := "?", "?"
+	switch {
+	case r.SpecRead && r.MemoryRequestBytes > 0:
+		req = shortBytes(r.MemoryRequestBytes)
+	case r.SpecRead:
+		req = "none"
+	}
+	switch {
+	case r.MemoryLimitBytes > 0:
+		limit = shortBytes(r.MemoryLimitBytes)
+	case r.SpecRead || (r.CgroupRead && r.MemoryMaxBytes == 0):
+		limit = "none"
+	}
+	if req == "?" && limit == "?" {
+		return "-"
+	}
+	return req + "/" + limit
+}
+
+// shortBytes writes whole MiB and GiB as Kubernetes quantities (512Mi).
+func shortBytes(n int64) string {
+	switch {
+	case n%(1<<30) == 0:
+		return fmt.Sprintf("%dGi", n>>30)
+	case n%(1<<20) == 0:
+		return fmt.Sprintf("%dMi", n>>20)
+	}
+	return analysis.Bytes(n)
 }
 
 // processCell names a process by its workload: names when known, IDs

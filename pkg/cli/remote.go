@@ -391,7 +391,7 @@ func (p *printer) flush() {
 	}
 }
 
-const eventHeader = "TIME\tNODE\tKIND\tVICTIM\tRSS\tCOLLATERAL\tCULPRIT"
+const eventHeader = "TIME\tNODE\tKIND\tVICTIM\tRSS\tREQ/LIMIT\tCOLLATERAL\tCULPRIT"
 
 func (p *printer) event(e *pb.Event) {
 	if p.format == "json" {
@@ -414,12 +414,12 @@ func (p *printer) event(e *pb.Event) {
 	case e.GetLoss() != nil:
 		l := e.GetLoss()
 		p.row(eventHeader, strings.Join([]string{when, e.GetNode(), "loss:" + l.GetCause(),
-			fmt.Sprintf("%d lost", l.GetLost()), "-", "-", l.GetDetail()}, "\t"))
+			fmt.Sprintf("%d lost", l.GetLost()), "-", "-", "-", l.GetDetail()}, "\t"))
 	case e.GetExit() != nil:
 		x := e.GetExit()
 		w := wire.ToAnalysis(&pb.Event{Payload: &pb.Event_Oom{Oom: &pb.OOMKill{Victims: []*pb.Process{{Workload: x.GetWorkload()}}}}}).Victims[0].Workload
 		p.row(eventHeader, strings.Join([]string{when, e.GetNode(), "exit:" + x.GetVerdict(),
-			processCell(0, fmt.Sprintf("exit %d", x.GetExitCode()), w, wide), "-", yesNo(x.GetCollateral()),
+			processCell(0, fmt.Sprintf("exit %d", x.GetExitCode()), w, wide), "-", requestLimit(w), yesNo(x.GetCollateral()),
 			x.GetExplanation()}, "\t"))
 	}
 }

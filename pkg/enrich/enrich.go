@@ -15,6 +15,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/cgroupstat"
 	"github.com/oomwatch/oomwatch/pkg/cri"
+	"github.com/oomwatch/oomwatch/pkg/kubepods"
 	"github.com/oomwatch/oomwatch/pkg/workload"
 )
 
@@ -24,12 +25,20 @@ type Runtime interface {
 	Pod(ctx context.Context, uid string) (cri.Pod, bool)
 }
 
+// Specs is what the enricher asks the Kubernetes API: memory requests
+// (kubelet never gives them to the runtime), limits, and names when the
+// runtime does not know a pod.
+type Specs interface {
+	Pod(ctx context.Context, uid string) (kubepods.Pod, bool)
+}
+
 // Enricher fills in names and figures. Observe it with every kernel record
 // so that it reads the cgroup files at the moment of the kill: a killed
 // container's cgroup is removed within tens of milliseconds.
 type Enricher struct {
 	root    string
 	runtime Runtime // may be nil
+	specs   Specs   // may be nil
 	mu      sync.Mutex
 	snaps   map[string]snapshot
 }
@@ -43,9 +52,10 @@ type snapshot struct {
 const snapTTL = 5 * time.Minute
 
 // New returns an Enricher reading cgroups under root (the host's cgroup
-// mount). runtime may be nil: events then carry IDs only.
-func New(root string, runtime Runtime) *Enricher {
-	return &Enricher{root: root, runtime: runtime, snaps: map[string]snapshot{}}
+// mount). runtime and specs may be nil: without either, events carry IDs
+// only; without specs, no requests.
+func New(root string, runtime Runtime, specs Specs) *Enricher {
+	return &Enricher{root: root, runtime: runtime, specs: specs, snaps: map[string]snapshot{}}
 }
 
 var summaryPrefix = []byte("oom-kill:")
@@ -140,8 +150,51 @@ func (e *Enricher) Enrich(ctx context.Context, ev *analysis.Event) {
 	}
 }
 
-// names asks the runtime about a workload's container and pod.
+// names asks the runtime about a workload's container and pod, then the
+// Kubernetes API about the pod's spec.
 func (e *Enricher) names(ctx context.Context, w *analysis.Workload) {
+	e.runtimeNames(ctx, w)
+	e.spec(ctx, w)
+}
+
+// spec adds the pod spec's requests and limits, and the names the runtime
+// did not give.
+func (e *Enricher) spec(ctx context.Context, w *analysis.Workload) {
+	if e.specs == nil || w.PodUID == "" {
+		return
+	}
+	p, ok := e.specs.Pod(ctx, w.PodUID)
+	if !ok {
+		return
+	}
+	if w.PodName == "" {
+		w.Namespace, w.PodName = p.Namespace, p.Name
+	}
+	pr := resources(&w.PodResources)
+	pr.MemoryRequestBytes, pr.SpecRead = p.RequestBytes, true
+	if p.OverheadBytes > 0 && pr.PodOverheadBytes == 0 {
+		pr.PodOverheadBytes = p.OverheadBytes
+	}
+	if w.ContainerID == "" {
+		return
+	}
+	name, ok := p.ContainerIDs[w.ContainerID]
+	if !ok {
+		return
+	}
+	if w.ContainerName == "" {
+		w.ContainerName = name
+	}
+	c := p.Containers[name]
+	cr := resources(&w.ContainerResources)
+	cr.MemoryRequestBytes, cr.SpecRead = c.RequestBytes, true
+	if cr.MemoryLimitBytes == 0 {
+		cr.MemoryLimitBytes = c.LimitBytes
+	}
+}
+
+// runtimeNames asks the runtime about a workload's container and pod.
+func (e *Enricher) runtimeNames(ctx context.Context, w *analysis.Workload) {
 	if e.runtime == nil {
 		return
 	}

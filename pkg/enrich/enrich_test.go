@@ -7,6 +7,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/cri"
+	"github.com/oomwatch/oomwatch/pkg/kubepods"
 )
 
 const (
@@ -47,7 +48,7 @@ func TestEnrichNamesAndFigures(t *testing.T) {
 			Labels: map[string]string{"app": "cart"}, OwnerKind: "ReplicaSet?", OwnerName: "cart-7d9f8",
 			OverheadBytes: 1 << 20}},
 	}
-	e := New(root, rt)
+	e := New(root, rt, nil)
 	// The summary line comes first: the figures are read then.
 	e.Observe([]byte("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=" + ctr + ",task_memcg=" + ctr + ",task=api,pid=7,uid=0"))
 	if len(e.snaps) != 2 {
@@ -79,7 +80,7 @@ func TestEnrichNamesAndFigures(t *testing.T) {
 }
 
 func TestEnrichWithoutRuntime(t *testing.T) {
-	e := New(root, nil)
+	e := New(root, nil, nil)
 	ev := event()
 	e.Enrich(context.Background(), ev)
 	w := ev.Victims[0].Workload
@@ -89,7 +90,7 @@ func TestEnrichWithoutRuntime(t *testing.T) {
 }
 
 func TestObserveIgnoresOtherRecords(t *testing.T) {
-	e := New(root, nil)
+	e := New(root, nil, nil)
 	allocs := testing.AllocsPerRun(100, func() { e.Observe([]byte("eth0: link up")) })
 	if allocs != 0 || len(e.snaps) != 0 {
 		t.Fatalf("allocs %.1f snaps %d", allocs, len(e.snaps))
@@ -97,5 +98,49 @@ func TestObserveIgnoresOtherRecords(t *testing.T) {
 	e.Observe([]byte("oom-kill:constraint=CONSTRAINT_MEMCG,oom_memcg=/nonexistent,task_memcg=/nonexistent/x,task=a,pid=1,uid=0"))
 	if len(e.snaps) != 0 {
 		t.Fatal("a missing cgroup was recorded")
+	}
+}
+
+type fakeSpecs map[string]kubepods.Pod
+
+func (f fakeSpecs) Pod(_ context.Context, uid string) (kubepods.Pod, bool) {
+	p, ok := f[uid]
+	return p, ok
+}
+
+// The pod spec gives requests, and names when the runtime has none.
+func TestEnrichFromPodSpec(t *testing.T) {
+	specs := fakeSpecs{podUID: {UID: podUID, Namespace: "shop", Name: "cart-7d9",
+		Containers:   map[string]kubepods.Container{"api": {Name: "api", RequestBytes: 16 << 20, LimitBytes: 32 << 20}},
+		ContainerIDs: map[string]string{ctrID: "api"}, RequestBytes: 20 << 20, OverheadBytes: 4 << 20}}
+	e := New(root, nil, specs)
+	ev := event()
+	e.Enrich(context.Background(), ev)
+	w := ev.Victims[0].Workload
+	if w.Namespace != "shop" || w.PodName != "cart-7d9" || w.ContainerName != "api" {
+		t.Fatalf("names from the spec: %+v", w)
+	}
+	cr, pr := w.ContainerResources, w.PodResources
+	if cr == nil || !cr.SpecRead || cr.MemoryRequestBytes != 16<<20 || cr.MemoryLimitBytes != 32<<20 {
+		t.Fatalf("container resources %+v", cr)
+	}
+	if pr == nil || !pr.SpecRead || pr.MemoryRequestBytes != 20<<20 || pr.PodOverheadBytes != 4<<20 {
+		t.Fatalf("pod resources %+v", pr)
+	}
+	ev.Reason = analysis.Explain(ev)
+	if !strings.Contains(ev.Reason, "(request 16.0 MiB, limit 32.0 MiB)") {
+		t.Errorf("reason: %s", ev.Reason)
+	}
+
+	// The runtime's names win; an unknown container keeps only the pod's.
+	rt := fakeRuntime{pods: map[string]cri.Pod{podUID: {UID: podUID, Namespace: "shop", Name: "cart-7d9"}}}
+	specs[podUID] = kubepods.Pod{UID: podUID, Namespace: "other", Name: "stale", RequestBytes: 1}
+	e = New(root, rt, specs)
+	ev = event()
+	e.Enrich(context.Background(), ev)
+	w = ev.Victims[0].Workload
+	if w.PodName != "cart-7d9" || w.ContainerName != "" || w.PodResources.MemoryRequestBytes != 1 ||
+		(w.ContainerResources != nil && w.ContainerResources.SpecRead) {
+		t.Fatalf("runtime and spec: %+v %+v", w, w.ContainerResources)
 	}
 }

@@ -74,7 +74,7 @@ func OOMKill(ev analysis.Event) *pb.OOMKill {
 	}
 	if c := ev.Culprit; c != nil {
 		k.Culprit = &pb.Culprit{Pid: int32(c.PID), Comm: c.Comm, RssBytes: c.RSSBytes, Tasks: int32(c.Tasks),
-			Source: c.Source, Workload: workload(c.Workload)}
+			Source: c.Source, RankedBy: c.RankedBy, Workload: workload(c.Workload)}
 	}
 	if ev.Node != nil {
 		k.NodeMemory = &pb.NodeMemory{MemTotalBytes: ev.Node.MemTotalBytes, MemAvailableBytes: ev.Node.MemAvailableBytes}
@@ -115,7 +115,7 @@ func resources(r *analysis.Resources) *pb.Resources {
 		MemoryMaxBytes: r.MemoryMaxBytes, MemoryCurrentBytes: r.MemoryCurrentBytes, MemoryPeakBytes: r.MemoryPeakBytes,
 		MemoryMinBytes: r.MemoryMinBytes, MemoryLowBytes: r.MemoryLowBytes, EventsOom: r.EventsOOM,
 		EventsOomKill: r.EventsOOMKill, EventsOomGroupKill: r.EventsOOMGroupKill, OomGroup: r.OOMGroup,
-		PodOverheadBytes: r.PodOverheadBytes, CgroupRead: r.CgroupRead,
+		PodOverheadBytes: r.PodOverheadBytes, CgroupRead: r.CgroupRead, SpecRead: r.SpecRead,
 	}
 }
 
@@ -150,7 +150,7 @@ func ToAnalysis(e *pb.Event) analysis.Event {
 	}
 	if c := k.Culprit; c != nil {
 		ev.Culprit = &analysis.Culprit{PID: int(c.GetPid()), Comm: c.GetComm(), RSSBytes: c.RssBytes,
-			Tasks: int(c.GetTasks()), Source: c.GetSource(), Workload: fromWorkload(c.GetWorkload())}
+			Tasks: int(c.GetTasks()), Source: c.GetSource(), RankedBy: c.GetRankedBy(), Workload: fromWorkload(c.GetWorkload())}
 	}
 	if n := k.NodeMemory; n != nil {
 		ev.Node = &analysis.NodeMemory{MemTotalBytes: n.GetMemTotalBytes(), MemAvailableBytes: n.GetMemAvailableBytes()}
@@ -195,6 +195,6 @@ func fromResources(r *pb.Resources) *analysis.Resources {
 		MemoryPeakBytes: r.GetMemoryPeakBytes(), MemoryMinBytes: r.GetMemoryMinBytes(),
 		MemoryLowBytes: r.GetMemoryLowBytes(), EventsOOM: r.GetEventsOom(), EventsOOMKill: r.GetEventsOomKill(),
 		EventsOOMGroupKill: r.GetEventsOomGroupKill(), OOMGroup: r.GetOomGroup(),
-		PodOverheadBytes: r.GetPodOverheadBytes(), CgroupRead: r.GetCgroupRead(),
+		PodOverheadBytes: r.GetPodOverheadBytes(), CgroupRead: r.GetCgroupRead(), SpecRead: r.GetSpecRead(),
 	}
 }

@@ -142,7 +142,7 @@ func TestRealContainerdExits(t *testing.T) {
 	oomEvents := newEventLog()
 	pipe := agent.NewPipeline(agent.PipelineConfig{
 		Node: exitsNode, BootID: bootID, Proc: procfs, Sink: oomEvents,
-		Enricher: enrich.New("", cri.NewResolver(cache, log)),
+		Enricher: enrich.New("", cri.NewResolver(cache, log), nil),
 		Observe:  joiner.OOM,
 	}, log.WithField("component", "pipeline"))
 	after := newestKmsgSeq(t)

@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,7 +209,7 @@ func TestServicesReachNamedPorts(t *testing.T) {
 		names = append(names, p.Name)
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, []string{"grpc", "metrics"}) {
+	if !slices.Equal(names, []string{"grpc", "http", "metrics"}) {
 		t.Errorf("%s ports %v, want grpc, http and metrics", o, names)
 	}
 }
@@ -349,8 +350,10 @@ func TestAgentDaemonSet(t *testing.T) {
 	}) {
 		t.Errorf("tolerations %v: none tolerates every taint (operator Exists, no key, no effect)", spec.Tolerations)
 	}
-	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
-		t.Error("the agent's pod mounts a service account token; it needs no API access")
+	// The token is mounted in the agent's pod only (for listing its
+	// node's pods), never by default for the account.
+	if spec.AutomountServiceAccountToken == nil || !*spec.AutomountServiceAccountToken {
+		t.Error("the agent's pod mounts no service account token: it cannot list its node's pods for memory requests")
 	}
 	if sa, ok := s.find("ServiceAccount", namespace, spec.ServiceAccountName); ok {
 		if a := sa.Obj.(*corev1.ServiceAccount).AutomountServiceAccountToken; a == nil || *a {
@@ -502,7 +505,7 @@ func TestAggregatorDeployment(t *testing.T) {
 	if p, ok := namedPort(&d.Spec.Template, "grpc"); !ok || p.ContainerPort != grpcPort {
 		t.Errorf("container port grpc = %v, --listen port %d", p.ContainerPort, grpcPort)
 	}
-	for name, flagName := range map[string]string{"metrics": "metrics-addr"} {
+	for name, flagName := range map[string]string{"metrics": "metrics-addr", "http": "http-addr"} {
 		if fs.Lookup(flagName) == nil {
 			continue // not implemented yet: reported by parseContainer
 		}
@@ -630,8 +633,9 @@ func TestRBAC(t *testing.T) {
 			}
 		}
 	}
-	if g := granted[agentName]; len(g) > 0 {
-		t.Errorf("the agent is granted %v; it needs no API access", g)
+	agentWant := map[grant]bool{{"", "pods", "list"}: true}
+	if g := granted[agentName]; !maps.Equal(g, agentWant) {
+		t.Errorf("the agent is granted %v; it needs list pods and nothing else", g)
 	}
 	got := granted[aggregatorName]
 	for g := range got {
@@ -645,7 +649,7 @@ func TestRBAC(t *testing.T) {
 		}
 	}
 	for sa := range granted {
-		if sa != aggregatorName && len(granted[sa]) > 0 {
+		if sa != aggregatorName && sa != agentName && len(granted[sa]) > 0 {
 			t.Errorf("ServiceAccount %s is granted %v", sa, granted[sa])
 		}
 	}

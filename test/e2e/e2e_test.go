@@ -53,6 +53,20 @@ type proc struct {
 	QoS         string `json:"qos"`
 	Unit        string `json:"unit"`
 	GroupMember bool   `json:"group_member"`
+	// Names, requests and limits the agent resolved (fakenode's CRI
+	// and pod list).
+	Namespace     string     `json:"namespace"`
+	PodName       string     `json:"pod_name"`
+	ContainerName string     `json:"container_name"`
+	Image         string     `json:"image"`
+	Container     *resources `json:"container_resources"`
+	Pod           *resources `json:"pod_resources"`
+}
+
+type resources struct {
+	Request  int64 `json:"memory_request_bytes"`
+	Limit    int64 `json:"memory_limit_bytes"`
+	SpecRead bool  `json:"spec_read"`
 }
 
 var (
@@ -73,12 +87,7 @@ func setup(t *testing.T) (vm.Assets, map[string]string) {
 			return
 		}
 		bins = map[string]string{}
-		for name, pkg := range map[string]string{
-			"agent":      "github.com/oomwatch/oomwatch/agent",
-			"aggregator": "github.com/oomwatch/oomwatch/aggregator",
-			"oomctl":     "github.com/oomwatch/oomwatch/oomctl",
-			"hog":        "github.com/oomwatch/oomwatch/test/e2e/hog",
-		} {
+		for name, pkg := range scenario.Binaries() {
 			p, err := vm.BuildStatic(t.Context(), filepath.Join(dir, name), pkg)
 			if err != nil {
 				setupErr = fmt.Errorf("build %s: %w", name, err)
@@ -181,6 +190,7 @@ func TestScenarios(t *testing.T) {
 				return
 			}
 			checkFirst(t, sc.Expect, ooms[0])
+			checkTable(t, sc.Expect, res)
 		})
 	}
 	latencies.Lock()
@@ -256,6 +266,45 @@ func checkFirst(t *testing.T, want scenario.Expect, e event) {
 		if !g.GroupMember {
 			t.Errorf("victim %d is not marked a group member", i+1)
 		}
+	}
+	// Names, requests and limits, from the runtime and the API.
+	if want.VictimPod != "" {
+		eq("victim pod", v.Namespace+"/"+v.PodName, want.VictimPod)
+		eq("victim container name", v.ContainerName, want.VictimContainerName)
+		if v.Image == "" {
+			t.Errorf("victim has no image")
+		}
+		if v.Container == nil || !v.Container.SpecRead {
+			t.Errorf("victim's container resources not from the pod spec: %+v", v.Container)
+		} else {
+			eq("victim request", v.Container.Request, want.VictimRequestMiB<<20)
+			eq("victim limit", v.Container.Limit, want.VictimLimitMiB<<20)
+		}
+		if v.Pod == nil || !v.Pod.SpecRead {
+			t.Errorf("victim's pod resources not from the pod spec: %+v", v.Pod)
+		}
+	}
+	if want.CulpritPod != "" && e.Culprit != nil {
+		eq("culprit pod", e.Culprit.Namespace+"/"+e.Culprit.PodName, want.CulpritPod)
+		if !strings.Contains(e.Reason, want.CulpritPod) {
+			t.Errorf("the reason does not name the culprit %s: %s", want.CulpritPod, e.Reason)
+		}
+	}
+}
+
+// checkTable asserts that `oomctl events` (the table) names pods and
+// containers by name.
+func checkTable(t *testing.T, want scenario.Expect, res *vm.Result) {
+	t.Helper()
+	if want.VictimPod == "" {
+		return
+	}
+	txt, err := res.File("events.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(txt), want.VictimPod) {
+		t.Errorf("oomctl events does not show %s:\n%s", want.VictimPod, txt)
 	}
 }
 

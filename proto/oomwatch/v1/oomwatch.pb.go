@@ -48,7 +48,11 @@ type Resources struct {
 	// Pod overhead (RuntimeClass), bytes.
 	PodOverheadBytes int64 `protobuf:"varint,12,opt,name=pod_overhead_bytes,json=podOverheadBytes,proto3" json:"pod_overhead_bytes,omitempty"`
 	// True when the figures above were read (not defaults).
-	CgroupRead    bool `protobuf:"varint,13,opt,name=cgroup_read,json=cgroupRead,proto3" json:"cgroup_read,omitempty"`
+	CgroupRead bool `protobuf:"varint,13,opt,name=cgroup_read,json=cgroupRead,proto3" json:"cgroup_read,omitempty"`
+	// True when memory_request_bytes and memory_limit_bytes come from the
+	// pod spec (the Kubernetes API): a 0 request is then "none", not
+	// "unknown".
+	SpecRead      bool `protobuf:"varint,14,opt,name=spec_read,json=specRead,proto3" json:"spec_read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -170,6 +174,13 @@ func (x *Resources) GetPodOverheadBytes() int64 {
 func (x *Resources) GetCgroupRead() bool {
 	if x != nil {
 		return x.CgroupRead
+	}
+	return false
+}
+
+func (x *Resources) GetSpecRead() bool {
+	if x != nil {
+		return x.SpecRead
 	}
 	return false
 }
@@ -431,8 +442,12 @@ type Culprit struct {
 	RssBytes *int64                 `protobuf:"varint,3,opt,name=rss_bytes,json=rssBytes,proto3,oneof" json:"rss_bytes,omitempty"`
 	Tasks    int32                  `protobuf:"varint,4,opt,name=tasks,proto3" json:"tasks,omitempty"`
 	// task-dump, victims, trigger or incident.
-	Source        string    `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
-	Workload      *Workload `protobuf:"bytes,6,opt,name=workload,proto3" json:"workload,omitempty"`
+	Source   string    `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	Workload *Workload `protobuf:"bytes,6,opt,name=workload,proto3" json:"workload,omitempty"`
+	// How it was ranked: empty for the largest holder, over-request when it
+	// was chosen for being furthest over its memory request (kubelet's
+	// eviction order) among the holders larger than the victim's own.
+	RankedBy      string `protobuf:"bytes,7,opt,name=ranked_by,json=rankedBy,proto3" json:"ranked_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -507,6 +522,13 @@ func (x *Culprit) GetWorkload() *Workload {
 		return x.Workload
 	}
 	return nil
+}
+
+func (x *Culprit) GetRankedBy() string {
+	if x != nil {
+		return x.RankedBy
+	}
+	return ""
 }
 
 // NodeMemory is the node's memory at kill time.
@@ -2029,7 +2051,7 @@ var File_oomwatch_v1_oomwatch_proto protoreflect.FileDescriptor
 
 const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\n" +
-	"\x1aoomwatch/v1/oomwatch.proto\x12\voomwatch.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x04\n" +
+	"\x1aoomwatch/v1/oomwatch.proto\x12\voomwatch.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x04\n" +
 	"\tResources\x120\n" +
 	"\x14memory_request_bytes\x18\x01 \x01(\x03R\x12memoryRequestBytes\x12,\n" +
 	"\x12memory_limit_bytes\x18\x02 \x01(\x03R\x10memoryLimitBytes\x12(\n" +
@@ -2046,7 +2068,8 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\toom_group\x18\v \x01(\bR\boomGroup\x12,\n" +
 	"\x12pod_overhead_bytes\x18\f \x01(\x03R\x10podOverheadBytes\x12\x1f\n" +
 	"\vcgroup_read\x18\r \x01(\bR\n" +
-	"cgroupRead\"\xb5\x04\n" +
+	"cgroupRead\x12\x1b\n" +
+	"\tspec_read\x18\x0e \x01(\bR\bspecRead\"\xb5\x04\n" +
 	"\bWorkload\x12\x16\n" +
 	"\x06cgroup\x18\x01 \x01(\tR\x06cgroup\x12#\n" +
 	"\rworkload_kind\x18\x02 \x01(\tR\fworkloadKind\x12\x17\n" +
@@ -2077,14 +2100,15 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x04_uidB\f\n" +
 	"\n" +
 	"_rss_bytesB\x10\n" +
-	"\x0e_oom_score_adj\"\xc0\x01\n" +
+	"\x0e_oom_score_adj\"\xdd\x01\n" +
 	"\aCulprit\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04comm\x18\x02 \x01(\tR\x04comm\x12 \n" +
 	"\trss_bytes\x18\x03 \x01(\x03H\x00R\brssBytes\x88\x01\x01\x12\x14\n" +
 	"\x05tasks\x18\x04 \x01(\x05R\x05tasks\x12\x16\n" +
 	"\x06source\x18\x05 \x01(\tR\x06source\x121\n" +
-	"\bworkload\x18\x06 \x01(\v2\x15.oomwatch.v1.WorkloadR\bworkloadB\f\n" +
+	"\bworkload\x18\x06 \x01(\v2\x15.oomwatch.v1.WorkloadR\bworkload\x12\x1b\n" +
+	"\tranked_by\x18\a \x01(\tR\brankedByB\f\n" +
 	"\n" +
 	"_rss_bytes\"d\n" +
 	"\n" +

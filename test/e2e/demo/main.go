@@ -42,11 +42,7 @@ func run(ctx context.Context, only string) error {
 	}
 	defer os.RemoveAll(dir)
 	files := map[string]vm.File{}
-	for _, name := range []string{"agent", "aggregator", "oomctl", "hog"} {
-		pkg := "github.com/oomwatch/oomwatch/" + name
-		if name == "hog" {
-			pkg = "github.com/oomwatch/oomwatch/test/e2e/hog"
-		}
+	for name, pkg := range scenario.Binaries() {
 		p, err := vm.BuildStatic(ctx, filepath.Join(dir, name), pkg)
 		if err != nil {
 			return fmt.Errorf("build %s: %w", name, err)

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -26,23 +27,48 @@ const Server = "127.0.0.1:7443"
 // export what oomctl shows (events.json, events.txt, incidents.txt) and the
 // logs.
 func GuestScript(sc Scenario) string {
-	return Prelude() + fmt.Sprintf("(\n%s\n)\n", sc.Script) + Epilogue(sc.Events)
+	return PreludeFor(sc.Pods) + fmt.Sprintf("(\n%s\n)\n", sc.Script) + Epilogue(sc.Events)
 }
 
-// Prelude starts the aggregator and the agent (its PID in /tmp/agent.pid).
-func Prelude() string {
+// Prelude starts the aggregator and the agent (its PID in /tmp/agent.pid),
+// with no runtime and no Kubernetes API: events carry IDs only.
+func Prelude() string { return PreludeFor(nil) }
+
+// PreludeFor starts the aggregator, fakenode serving pods (when there are
+// any) and the agent, which then resolves names, requests and limits
+// through the CRI and the pod list fakenode serves.
+func PreludeFor(pods []Pod) string {
 	var b strings.Builder
 	b.WriteString(Helpers)
+	node := "--no-cri --no-kube-api"
+	if len(pods) > 0 {
+		js, _ := json.Marshal(pods) // plain data: cannot fail
+		fmt.Fprintf(&b, "cat > /tmp/pods.json <<'PODS'\n%s\nPODS\n", js)
+		fmt.Fprintf(&b, "fakenode -pods /tmp/pods.json -cri %s -api %s >/tmp/fakenode.log 2>&1 &\n", CRISocket, KubeAPI)
+		fmt.Fprintf(&b, "i=0; until [ -S %s ] || [ $i -gt 100 ]; do sleep 0.1; i=$((i+1)); done\n", CRISocket)
+		node = fmt.Sprintf("--cri-endpoint unix://%s --kube-api-server http://%s --kube-token-file= --kube-ca-file=", CRISocket, KubeAPI)
+	}
 	fmt.Fprintf(&b, `
 mkdir -p /tmp/state /tmp/db
 export OOMWATCH_SERVER=%[1]s OOMWATCH_INSECURE=true
 aggregator --listen %[1]s --db /tmp/db/oomwatch.db --insecure --metrics-addr 127.0.0.1:9102 >/tmp/aggregator.log 2>&1 &
 i=0; until oomctl events >/dev/null 2>&1 || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
-agent --node-name e2e-node --server %[1]s --insecure --state-dir /tmp/state --no-cri --metrics-addr 127.0.0.1:9101 >/tmp/agent.log 2>&1 &
+agent --node-name e2e-node --server %[1]s --insecure --state-dir /tmp/state %[2]s --metrics-addr 127.0.0.1:9101 >/tmp/agent.log 2>&1 &
 echo $! > /tmp/agent.pid
 sleep 1
-`, Server)
+`, Server, node)
 	return b.String()
+}
+
+// Binaries are the guest's programs: name in /bin, and Go package.
+func Binaries() map[string]string {
+	return map[string]string{
+		"agent":      "github.com/oomwatch/oomwatch/agent",
+		"aggregator": "github.com/oomwatch/oomwatch/aggregator",
+		"oomctl":     "github.com/oomwatch/oomwatch/oomctl",
+		"hog":        "github.com/oomwatch/oomwatch/test/e2e/hog",
+		"fakenode":   "github.com/oomwatch/oomwatch/test/e2e/fakenode",
+	}
 }
 
 // Epilogue waits until the aggregator holds events OOM events, then
@@ -76,6 +102,7 @@ export_file agent.log /tmp/agent.log
 [ -f /tmp/aggregator.metrics ] && export_file aggregator.metrics /tmp/aggregator.metrics
 export_file aggregator.log /tmp/aggregator.log
 [ -f /tmp/memory.events ] && export_file memory.events /tmp/memory.events
+[ -f /tmp/fakenode.log ] && export_file fakenode.log /tmp/fakenode.log
 true
 `, events)
 	return b.String()

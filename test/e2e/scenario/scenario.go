@@ -29,6 +29,13 @@ type Expect struct {
 	MinVictims       int
 	// Storm scenarios check delivery counts instead of one event's fields.
 	Storm bool
+	// Names and figures the agent resolves from the runtime and the API
+	// (fakenode): the victim's "namespace/pod" and container name, its
+	// container's request and limit (MiB, 0 for none), and the culprit's
+	// "namespace/pod"; empty for a victim outside any pod.
+	VictimPod, VictimContainerName   string
+	VictimRequestMiB, VictimLimitMiB int64
+	CulpritPod                       string
 }
 
 // Scenario is one guest run.
@@ -43,6 +50,9 @@ type Scenario struct {
 	MemoryMB int
 	// Events is how many OOM events to wait for before reading back.
 	Events int
+	// Pods are what the node's runtime and API server know of the
+	// scenario's pods (served by fakenode).
+	Pods   []Pod
 	Expect Expect
 }
 
@@ -103,9 +113,13 @@ echo 32M > $CG%[1]s/memory.max
 hog -mb 64 -oom-score-adj 937 -cgroup $CG%[1]s || true
 `, a),
 			Events: 1,
+			Pods: []Pod{{UID: uidA, Namespace: "shop", Name: "cart-7d9f8-x2x4q", Labels: map[string]string{"app": "cart"},
+				Containers: []Container{{ID: ctrA, Name: "api", Image: "registry.example/shop/cart:1.4", RequestMiB: 16, LimitMiB: 32}}}},
 			Expect: Expect{Kind: "limit", Scope: "container", PodUID: uidA, Container: ctrA, QoS: "burstable",
 				Runtime: "containerd", VictimComm: "hog", TriggerPodUID: uidA, CulpritPodUID: uidA,
-				CulpritContainer: ctrA, MinVictims: 1},
+				CulpritContainer: ctrA, MinVictims: 1,
+				VictimPod: "shop/cart-7d9f8-x2x4q", VictimContainerName: "api", VictimRequestMiB: 16, VictimLimitMiB: 32,
+				CulpritPod: "shop/cart-7d9f8-x2x4q"},
 		},
 		{
 			Name:        "pod-limit-sidecar",
@@ -118,9 +132,16 @@ waitfile /tmp/side.ready
 hog -mb 60 -step 2 -oom-score-adj 2 -cgroup $CG%[2]s -hold 3s || true
 `, bPod, bMain, bSide),
 			Events: 1,
+			Pods: []Pod{{UID: uidB, Namespace: "search", Name: "indexer-0", Labels: map[string]string{"app": "indexer"},
+				Containers: []Container{
+					{ID: ctrB1, Name: "indexer", Image: "registry.example/search/indexer:2.0", RequestMiB: 40, LimitMiB: 56},
+					{ID: ctrB2, Name: "log-shipper", Image: "registry.example/ops/shipper:0.9", RequestMiB: 4, LimitMiB: 8},
+				}}},
 			Expect: Expect{Kind: "limit", Scope: "pod", PodUID: uidB, Container: ctrB2, QoS: "burstable",
 				Runtime: "containerd", VictimComm: "hog", TriggerPodUID: uidB, CulpritPodUID: uidB,
-				CulpritContainer: ctrB1, Collateral: true, MinVictims: 1},
+				CulpritContainer: ctrB1, Collateral: true, MinVictims: 1,
+				VictimPod: "search/indexer-0", VictimContainerName: "log-shipper", VictimRequestMiB: 4, VictimLimitMiB: 8,
+				CulpritPod: "search/indexer-0"},
 		},
 		{
 			Name:        "node-besteffort-collateral",
@@ -132,21 +153,35 @@ waitfile /tmp/be.ready
 hog -mb 0 -step 4 -oom-score-adj 100 -cgroup $CG%[2]s || true
 `, cBE, cBU),
 			Events: 2,
+			Pods: []Pod{
+				{UID: uidC1, Namespace: "tools", Name: "debug-shell", Containers: []Container{
+					{ID: ctrC1, Name: "shell", Image: "registry.example/tools/busybox:1.36"}}},
+				// oom_score_adj 100 is what kubelet gives a request of 90% of
+				// the node's memory: the grower stays within its request.
+				{UID: uidC2, Namespace: "batch", Name: "etl-2", Labels: map[string]string{"app": "etl"}, Containers: []Container{
+					{ID: ctrC2, Name: "etl", Image: "registry.example/batch/etl:5.1", RequestMiB: 320}}},
+			},
 			Expect: Expect{Kind: "node", PodUID: uidC1, Container: ctrC1, QoS: "besteffort", VictimComm: "hog",
-				TriggerPodUID: uidC2, CulpritPodUID: uidC2, Collateral: true, MinVictims: 1},
+				TriggerPodUID: uidC2, CulpritPodUID: uidC2, Collateral: true, MinVictims: 1,
+				VictimPod: "tools/debug-shell", VictimContainerName: "shell", CulpritPod: "batch/etl-2"},
 		},
 		{
 			Name:        "node-system-service",
 			Description: "the node runs out of memory: a system service outside kubepods is killed while a Guaranteed pod grows",
 			Script: fmt.Sprintf(`mkcg %[1]s
 mkcg %[2]s
+echo 1G > $CG%[2]s/memory.max
 hog -mb 16 -oom-score-adj 800 -cgroup $CG%[1]s -ready /tmp/svc.ready &
 waitfile /tmp/svc.ready
 hog -mb 0 -step 4 -oom-score-adj -997 -cgroup $CG%[2]s || true
 `, dSvc, dG),
 			Events: 2,
+			// A Guaranteed pod whose limit (1 GiB) is more than the guest
+			// has: the node runs out before the pod does.
+			Pods: []Pod{{UID: uidD, Namespace: "db", Name: "postgres-0", Labels: map[string]string{"app": "postgres"},
+				Containers: []Container{{ID: ctrD, Name: "postgres", Image: "registry.example/db/postgres:16", RequestMiB: 1024, LimitMiB: 1024}}}},
 			Expect: Expect{Kind: "node", Unit: "fluent-bit.service", VictimComm: "hog", TriggerPodUID: uidD,
-				CulpritPodUID: uidD, Collateral: true, MinVictims: 1},
+				CulpritPodUID: uidD, Collateral: true, MinVictims: 1, CulpritPod: "db/postgres-0"},
 		},
 		{
 			Name:        "oom-group-docker",
@@ -159,9 +194,12 @@ waitfile /tmp/holder.ready
 hog -mb 64 -oom-score-adj 900 -cgroup $CG%[1]s || true
 `, e),
 			Events: 1,
+			Pods: []Pod{{UID: uidE, Namespace: "legacy", Name: "worker-5c6d", Containers: []Container{
+				{ID: ctrE, Name: "worker", Image: "registry.example/legacy/worker:0.3", RequestMiB: 24, LimitMiB: 32}}}},
 			Expect: Expect{Kind: "limit", Scope: "container", PodUID: uidE, Container: ctrE, QoS: "burstable",
 				Runtime: "docker", VictimComm: "hog", TriggerPodUID: uidE, CulpritPodUID: uidE, CulpritContainer: ctrE,
-				MinVictims: 2},
+				MinVictims: 2, VictimPod: "legacy/worker-5c6d", VictimContainerName: "worker", VictimRequestMiB: 24,
+				VictimLimitMiB: 32, CulpritPod: "legacy/worker-5c6d"},
 		},
 		{
 			Name: "oom-storm",
@@ -178,6 +216,8 @@ cat $CG%[1]s/memory.events > /tmp/memory.events
 `, f),
 			MemoryMB: 512,
 			Events:   1,
+			Pods: []Pod{{UID: uidF, Namespace: "ci", Name: "fork-bomb-test", Containers: []Container{
+				{ID: ctrF, Name: "runner", Image: "registry.example/ci/runner:7"}}}},
 			Expect: Expect{Kind: "limit", Scope: "container", PodUID: uidF, Container: ctrF, QoS: "besteffort",
 				VictimComm: "sleep", Storm: true, MinVictims: 1},
 		},
