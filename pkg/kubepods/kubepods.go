@@ -111,7 +111,7 @@ func InCluster(node string) (Config, error) {
 func NewClient(cfg Config) (*Client, error) {
 	u, err := url.Parse(cfg.Server)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("Kubernetes API server %q: want https://host:port (or http:// for a local proxy)", cfg.Server)
+		return nil, fmt.Errorf("the Kubernetes API server %q: want https://host:port (or http:// for a local proxy)", cfg.Server)
 	}
 	if cfg.Node == "" {
 		return nil, errors.New("kubepods: no node name")
@@ -121,11 +121,11 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("Kubernetes API CA: %w", err)
+			return nil, fmt.Errorf("the Kubernetes API CA: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("Kubernetes API CA %s: no PEM certificate", cfg.CAFile)
+			return nil, fmt.Errorf("the Kubernetes API CA %s: no PEM certificate", cfg.CAFile)
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
@@ -146,7 +146,7 @@ func (c *Client) List(ctx context.Context) ([]Pod, error) {
 	if c.tokenFile != "" {
 		tok, err := os.ReadFile(c.tokenFile)
 		if err != nil {
-			return nil, fmt.Errorf("Kubernetes API token: %w", err)
+			return nil, fmt.Errorf("the Kubernetes API token: %w", err)
 		}
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,9 @@ type Options struct {
 	// MetricsAddr serves Prometheus /metrics and /healthz (plaintext, for
 	// probes) when set.
 	MetricsAddr string
+	// HTTPAddr serves the web UI when set, with the same TLS and token as
+	// gRPC.
+	HTTPAddr string
 	// KubeEvents writes Kubernetes Events for OOM kills (in-cluster
 	// credentials, or KubeConfig).
 	KubeEvents bool
@@ -59,6 +63,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.AgentIdentity, "agent-identity", "", "with mutual TLS: a client certificate name (CN or DNS SAN) that may send events for any node, for one certificate shared by every agent (default: each agent's certificate must name its node)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (plaintext; off when empty)")
+	fs.StringVar(&o.HTTPAddr, "http-addr", "", "serve the web UI on this address, with the gRPC listener's TLS and token (off when empty)")
 	fs.BoolVar(&o.KubeEvents, "kube-events", false, "write Kubernetes Events on the victim's Pod and, for node-level kills, on the Node (needs the RBAC in deploy/)")
 	fs.StringVar(&o.KubeConfig, "kubeconfig", "", "kubeconfig for --kube-events (default: in-cluster credentials)")
 	o.Transport.AddFlags(fs)
@@ -68,6 +73,11 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 func (o *Options) Validate() error {
 	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
 		return fmt.Errorf("--listen %q: %w", o.Listen, err)
+	}
+	if o.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(o.HTTPAddr); err != nil {
+			return fmt.Errorf("--http-addr %q: %w", o.HTTPAddr, err)
+		}
 	}
 	if o.DB == "" {
 		return errors.New("--db must not be empty")
@@ -134,6 +144,9 @@ type Aggregator struct {
 	metrics *metrics.Aggregator
 	kube    *kubeevents.Writer
 	kubeq   chan *pb.Event
+	// web serves the web UI on webLis, when --http-addr is set.
+	web    *http.Server
+	webLis net.Listener
 }
 
 // NewAggregator opens the store and the listener of valid options.
@@ -172,6 +185,13 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 		AgentIdentity:      o.AgentIdentity,
 		OnStored:           a.stored,
 	}, log)
+	if o.HTTPAddr != "" {
+		if err := a.newWeb(); err != nil {
+			st.Close()
+			lis.Close()
+			return nil, fmt.Errorf("--http-addr: %w", err)
+		}
+	}
 	return a, nil
 }
 
@@ -234,6 +254,15 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			}
 			if err := metrics.Serve(pruneCtx, a.opts.MetricsAddr, a.metrics.Registry, healthy, a.log.WithField("component", "metrics")); err != nil {
 				a.log.WithError(err).Error("metrics server stopped")
+			}
+		}()
+	}
+	if a.web != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.serveWeb(ctx); err != nil {
+				a.log.WithError(err).Error("web UI server stopped")
 			}
 		}()
 	}
