@@ -35,20 +35,11 @@ func ServerOptions(o Options) ([]grpc.ServerOption, error) {
 		return nil, err
 	}
 	var opts []grpc.ServerOption
-	if !o.Insecure {
-		cert, err := o.keyPair()
-		if err != nil {
-			return nil, err
-		}
-		cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		if o.CAFile != "" {
-			pool, err := certPool(o.CAFile)
-			if err != nil {
-				return nil, err
-			}
-			cfg.ClientCAs = pool
-			cfg.ClientAuth = tls.RequireAndVerifyClientCert
-		}
+	cfg, err := HTTPServerTLS(o)
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
 	}
 	tok, err := o.token()

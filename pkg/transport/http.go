@@ -8,9 +8,9 @@ import (
 	"strings"
 )
 
-// HTTPServerTLS returns the TLS configuration of an HTTP server (the web
-// UI) for o, the same as ServerOptions gives gRPC: the server certificate
-// and, with o.CAFile, mutual TLS (a browser must then present a client
+// HTTPServerTLS returns the TLS configuration of a server for o, the web
+// UI's and the one ServerOptions gives gRPC: the server certificate and,
+// with o.CAFile, mutual TLS (a browser must then present a client
 // certificate the CA signed). It returns nil for o.Insecure: plaintext.
 func HTTPServerTLS(o Options) (*tls.Config, error) {
 	if err := o.ValidateServer(); err != nil {
