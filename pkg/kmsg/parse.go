@@ -12,7 +12,7 @@ import (
 // a zone take loc. ParseLine never allocates.
 func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Location) Format {
 	*rec = Record{Seq: NoSeq, Priority: -1}
-	if len(bytes.TrimSpace(line)) == 0 {
+	if len(line) == 0 || (!isGraphicASCII(line[0]) && len(bytes.TrimSpace(line)) == 0) {
 		return FormatSkipped
 	}
 	if afterKmsg && line[0] == ' ' {
@@ -107,30 +107,31 @@ func finishSyslog(rec *Record, msg []byte) Format {
 
 // parseKmsg reads "PRIO,SEQ,USEC,FLAGS[,more];message".
 func parseKmsg(line []byte, rec *Record) (Format, bool) {
-	if len(line) == 0 || !isDigit(line[0]) {
-		return 0, false
-	}
-	semi := bytes.IndexByte(line, ';')
-	if semi < 0 {
-		return 0, false
-	}
-	head := line[:semi]
+	// The three numbers are read in place: they end at a non-digit, so
+	// they never run past the ';' that ends the prefix.
 	var vals [3]int64
-	for i := 0; i < 3; i++ {
-		v, n := parseUint(head)
-		if n == 0 || n > 19 {
+	i := 0
+	for f := range vals {
+		v, n := parseUint(line[i:])
+		if n == 0 {
 			return 0, false
 		}
-		vals[i] = v
-		head = head[n:]
-		if i < 2 {
-			if len(head) == 0 || head[0] != ',' {
-				return 0, false
-			}
-			head = head[1:]
+		vals[f] = v
+		i += n
+		if i >= len(line) || (line[i] != ',' && (f < 2 || line[i] != ';')) {
+			return 0, false
+		}
+		if f < 2 {
+			i++
 		}
 	}
-	if len(head) > 0 && head[0] != ',' {
+	// FLAGS follow, usually one byte ("-", "c"), then maybe more fields:
+	// the ';' is a few bytes away.
+	semi := i
+	for semi < len(line) && line[semi] != ';' {
+		semi++
+	}
+	if semi == len(line) {
 		return 0, false
 	}
 	rec.Priority = int(vals[0] & 0x7fffffff)
@@ -373,12 +374,16 @@ func parseISOStamp(b []byte, loc *time.Location) (t time.Time, comma bool, n int
 				sign = -1
 			}
 			zh, okh := twoDigits(b[i+1:])
+			if !okh {
+				// Also keeps b[j:] below in bounds ("+0" at the end).
+				return time.Time{}, false, 0
+			}
 			j := i + 3
 			if j < len(b) && b[j] == ':' {
 				j++
 			}
 			zm, okm := twoDigits(b[j:])
-			if !okh || !okm {
+			if !okm {
 				return time.Time{}, false, 0
 			}
 			zone = fixedZone(sign * (zh*3600 + zm*60))
@@ -453,6 +458,10 @@ func splitSyslogTag(b []byte) (msg []byte, kernel, ok bool) {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// isGraphicASCII tells whether c is a printable ASCII character other than
+// a space: a line starting with one is not blank.
+func isGraphicASCII(c byte) bool { return c > ' ' && c < 0x7f }
 
 func parseUint(b []byte) (int64, int) {
 	var v int64

@@ -26,6 +26,14 @@ func TestParseLine(t *testing.T) {
 			seq: 359, mono: 3364390 * time.Microsecond, hasMono: true, priority: 4, msg: "hog invoked oom-killer: x"},
 		{name: "kmsg leading-space message", line: "4,363,3367253,-; <TASK>", format: FormatKmsg,
 			seq: 363, mono: 3367253 * time.Microsecond, hasMono: true, priority: 4, msg: " <TASK>"},
+		{name: "kmsg without flags", line: "6,7,8;x", format: FormatKmsg,
+			seq: 7, mono: 8 * time.Microsecond, hasMono: true, priority: 6, msg: "x"},
+		{name: "kmsg empty message", line: "6,7,8,c;", format: FormatKmsg,
+			seq: 7, mono: 8 * time.Microsecond, hasMono: true, priority: 6, msg: ""},
+		{name: "kmsg two numbers is bare", line: "6,7;x", format: FormatBare, seq: NoSeq, priority: -1, msg: "6,7;x"},
+		{name: "kmsg without ';' is bare", line: "6,7,8,-", format: FormatBare, seq: NoSeq, priority: -1, msg: "6,7,8,-"},
+		{name: "kmsg 20-digit number is bare", line: "6,12345678901234567890,8,-;x", format: FormatBare,
+			seq: NoSeq, priority: -1, msg: "6,12345678901234567890,8,-;x"},
 		{name: "kmsg continuation", line: " SUBSYSTEM=acpi", after: true, format: FormatSkipped, seq: NoSeq, priority: -1},
 		{name: "space line not after kmsg is bare", line: " active_file:35 inactive_file:69", format: FormatBare,
 			seq: NoSeq, priority: -1, msg: " active_file:35 inactive_file:69"},
@@ -64,6 +72,7 @@ func TestParseLine(t *testing.T) {
 		{name: "bare bracket", line: "[drm] Initialized", format: FormatBare, seq: NoSeq, priority: -1, msg: "[drm] Initialized"},
 		{name: "bare digits", line: "12345 not kmsg", format: FormatBare, seq: NoSeq, priority: -1, msg: "12345 not kmsg"},
 		{name: "blank", line: "   ", format: FormatSkipped, seq: NoSeq, priority: -1},
+		{name: "blank with tabs and no-break spaces", line: "\t\u00a0 \r", format: FormatSkipped, seq: NoSeq, priority: -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,7 +2,6 @@ package kmsg
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +60,8 @@ type Reader struct {
 	// current year, or the one before for dates that would lie ahead.
 	Year int
 	now  time.Time
+	// nowYear caches now.Year(), which costs a calendar computation.
+	nowYear int
 	// Location interprets timestamps that carry no zone (syslog, dmesg -T).
 	Location *time.Location
 	// long gathers a line longer than the read buffer.
@@ -92,7 +93,10 @@ func (r *Reader) Next() bool {
 		r.lineNo++
 		year := r.Year
 		if year == 0 {
-			year = r.now.Year()
+			if r.nowYear == 0 {
+				r.nowYear = r.now.Year()
+			}
+			year = r.nowYear
 		}
 		r.format = ParseLine(line, &r.rec, r.lastKmsg, year, r.Location)
 		if r.Year == 0 && r.format == FormatSyslog && r.rec.Wall.Year() == year &&
@@ -112,6 +116,9 @@ func (r *Reader) Next() bool {
 // without a newline is returned too.
 func (r *Reader) readLine() ([]byte, error) {
 	line, err := r.br.ReadSlice('\n')
+	if err == nil {
+		return trimEOL(line), nil
+	}
 	if errors.Is(err, bufio.ErrBufferFull) {
 		// Lines longer than the buffer are rare (a corrupted file, a
 		// binary): gather them once, bounded.
@@ -131,8 +138,16 @@ func (r *Reader) readLine() ([]byte, error) {
 	if len(line) == 0 && err != nil {
 		return nil, err
 	}
-	line = bytes.TrimRight(line, "\r\n")
-	return line, nil
+	return trimEOL(line), nil
+}
+
+// trimEOL drops the trailing CR and LF bytes of line.
+func trimEOL(line []byte) []byte {
+	n := len(line)
+	for n > 0 && (line[n-1] == '\n' || line[n-1] == '\r') {
+		n--
+	}
+	return line[:n]
 }
 
 // Record returns the current record. It is valid until the next call to Next.

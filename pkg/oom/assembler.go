@@ -21,6 +21,9 @@ type Options struct {
 	TailRecords int
 	// MaxRawLines bounds the raw lines kept per report. Default 400.
 	MaxRawLines int
+	// KillLineWait is how long Expire keeps a report whose oom-kill:
+	// summary was read but not yet its kill line. Default 5 s.
+	KillLineWait time.Duration
 	// TaskSeen, when set, is told of every task the report names as it is
 	// read: the trigger (rssPages -1) and each dump row. A live reader uses
 	// it to look a task up while it still exists: the next kill may come
@@ -40,6 +43,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxRawLines <= 0 {
 		o.MaxRawLines = 400
+	}
+	if o.KillLineWait <= 0 {
+		o.KillLineWait = 5 * time.Second
 	}
 	return o
 }
@@ -61,6 +67,10 @@ type Assembler struct {
 	cur  *Report
 	// state of the open report
 	layout dumpLayout
+	dump   taskDump
+	raw    rawLines
+	// row is the dump row classify read from the current record.
+	row    dumpRow
 	lines  int
 	tail   int // unrelated records since the last kill line
 	killed bool
@@ -102,7 +112,7 @@ func (a *Assembler) Feed(rec *kmsg.Record) {
 		if !mayBeReport(msg) {
 			return
 		}
-		kind := classify(msg)
+		kind := classify(msg, &a.row)
 		if !startsReport(kind) {
 			return
 		}
@@ -110,7 +120,7 @@ func (a *Assembler) Feed(rec *kmsg.Record) {
 		a.take(rec, kind)
 		return
 	}
-	kind := classify(msg)
+	kind := classify(msg, &a.row)
 	switch {
 	case kind == lineInvoke:
 		// A new report always starts here, whatever state the open one is in.
@@ -171,6 +181,13 @@ func (a *Assembler) Expire(idle time.Duration) {
 	if a.cur == nil {
 		return
 	}
+	// After the oom-kill: summary the kernel prints the kill line at once,
+	// but a reader starved of CPU (the node is out of memory, or emulated)
+	// may take seconds to get it: the summary alone waits KillLineWait.
+	pending := a.killed && len(a.cur.Victims) == 0 && a.cur.Summary != nil
+	if pending && idle < a.opts.KillLineWait {
+		return
+	}
 	if a.killed || !a.cur.HasMono || a.lastMono+idle-a.cur.Mono > a.opts.MaxSpan {
 		a.finish()
 	}
@@ -193,6 +210,8 @@ func (a *Assembler) start(rec *kmsg.Record, orphan bool) {
 		PageSize: 4096,
 	}
 	a.layout = dumpLayout{}
+	a.dump.reset()
+	a.raw.reset()
 	a.lines = 0
 	a.tail = 0
 	a.killed = false
@@ -207,12 +226,30 @@ func (a *Assembler) take(rec *kmsg.Record, kind lineKind) {
 	if rec.HasMono {
 		a.lastMono, a.lastMonoOK = rec.Mono, true
 	}
-	if kind != lineDumpRow || len(r.Lines) < a.opts.MaxRawLines/2 {
+	if kind != lineDumpRow || a.raw.len() < a.opts.MaxRawLines/2 {
 		a.keepLine(rec.Message, kind)
 	} else {
 		r.LinesDropped++
 	}
-	if kind == lineOther {
+	switch kind {
+	case lineOther, lineNoKillable:
+		return
+	case lineMemInfo:
+		r.HasMemInfo = true
+		return
+	case lineTasksState:
+		r.HasTaskDump = true
+		return
+	case lineDumpRow:
+		// The bulk of a large report: staged without a string of its own.
+		r.HasTaskDump = true
+		if c, ok := a.row.columns(rec.Message, a.layout.numeric); ok {
+			row := &a.row
+			a.dump.add(row.pid, int(row.nums[0]), row.nums[3], int(row.nums[c-1]), row.name(rec.Message, c))
+			if a.opts.TaskSeen != nil {
+				a.opts.TaskSeen(row.pid, row.nums[3])
+			}
+		}
 		return
 	}
 	msg := string(rec.Message)
@@ -240,21 +277,9 @@ func (a *Assembler) take(rec *kmsg.Record, kind lineKind) {
 		if r.MemcgStatsFor == "" {
 			r.MemcgStatsFor = parseMemcgStats(msg)
 		}
-	case lineMemInfo:
-		r.HasMemInfo = true
-	case lineTasksState:
-		r.HasTaskDump = true
 	case lineDumpHeader:
 		r.HasTaskDump = true
 		a.layout = parseDumpHeader(msg)
-	case lineDumpRow:
-		r.HasTaskDump = true
-		if t, ok := parseDumpRow(rec.Message, &a.layout); ok {
-			r.Tasks = append(r.Tasks, t)
-			if a.opts.TaskSeen != nil {
-				a.opts.TaskSeen(t.PID, t.RSSPages)
-			}
-		}
 	case lineSummary:
 		s := parseSummary(msg)
 		r.Summary = &s
@@ -305,12 +330,12 @@ func (a *Assembler) addVictim(rec *kmsg.Record, v Victim) {
 // keepLine stores a raw line, bounded; kill lines are always kept.
 func (a *Assembler) keepLine(msg []byte, kind lineKind) {
 	r := a.cur
-	if len(r.Lines) >= a.opts.MaxRawLines && kind != lineKilled && kind != lineSummary &&
+	if a.raw.len() >= a.opts.MaxRawLines && kind != lineKilled && kind != lineSummary &&
 		kind != lineGroup && kind != lineInvoke {
 		r.LinesDropped++
 		return
 	}
-	r.Lines = append(r.Lines, string(msg))
+	a.raw.add(msg)
 }
 
 // finish closes the open report and emits it, split where one block of
@@ -326,9 +351,14 @@ func (a *Assembler) finish() {
 		r.Victims = append(r.Victims, v)
 	}
 	if len(r.Victims) == 0 {
+		a.dump.reset()
+		a.raw.reset()
 		a.stats.Abandoned++
 		return
 	}
+	r.Tasks, r.Lines = a.dump.tasks(), a.raw.strings()
+	a.dump.reset()
+	a.raw.reset()
 	for _, out := range splitStorm(r, a.grouped) {
 		a.settle(out)
 		a.stats.Reports++

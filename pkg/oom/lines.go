@@ -51,9 +51,14 @@ var (
 	bNoKillable = []byte("no killable process")
 )
 
-// mayBeReport is the fast test run on every record outside a report: it
-// must be true for every line that can start or belong to one, and it does
-// not allocate.
+// mayBeReport is the test run on every record outside a report: a line
+// may start one only when it begins with '[' or mentions "oom", "Kill" or
+// "Task". It does not allocate.
+//
+// Searching an ordinary message for "oom" is most of the cost of this test
+// ('o' is frequent, so bytes.Index stops at every one), so a cheaper test
+// that is true for every line startsReport accepts runs first, and the
+// exact one only for the few lines it lets through.
 func mayBeReport(msg []byte) bool {
 	if len(msg) == 0 {
 		return false
@@ -61,21 +66,65 @@ func mayBeReport(msg []byte) bool {
 	if msg[0] == '[' {
 		return true
 	}
-	return bytes.Contains(msg, bOom) || bytes.Contains(msg, bKill) || bytes.Contains(msg, bTask)
+	return mayStart(msg) &&
+		(bytes.Contains(msg, bOom) || bytes.Contains(msg, bKill) || bytes.Contains(msg, bTask))
 }
 
-// classify tells what an OOM report line is. It does not allocate.
-func classify(msg []byte) lineKind {
+// mayStart is true for every line that classify gives a kind startsReport
+// accepts (a dump row or header aside): the summary, the "Task in", "Tasks
+// in" and "Tasks state" lines and "Memory cgroup stats for" by their
+// prefixes, the selection and kill lines by the 'K' of "Kill", the trigger
+// line by " invoked oom-killer:". 'K' and 'k' are rare in kernel messages,
+// so two IndexByte scans decide most lines.
+func mayStart(msg []byte) bool {
+	switch msg[0] {
+	case 'o':
+		if bytes.HasPrefix(msg, bSummary) {
+			return true
+		}
+	case 'T':
+		if bytes.HasPrefix(msg, bTask) {
+			return true
+		}
+	case 'M':
+		if bytes.HasPrefix(msg, bMemStats) {
+			return true
+		}
+	}
+	return bytes.IndexByte(msg, 'K') >= 0 || hasInvoked(msg)
+}
+
+// hasInvoked is bytes.Contains(msg, bInvoked), found from the 'k' of
+// "invoked" (at offset invokedK of bInvoked).
+func hasInvoked(msg []byte) bool {
+	const invokedK = 5
+	for i := 0; ; {
+		k := bytes.IndexByte(msg[i:], 'k')
+		if k < 0 {
+			return false
+		}
+		at := i + k - invokedK
+		if at >= 0 && bytes.HasPrefix(msg[at:], bInvoked) {
+			return true
+		}
+		i += k + 1
+	}
+}
+
+// classify tells what an OOM report line is. A task dump row is read into
+// row on the way, so that it is parsed once. It does not allocate.
+func classify(msg []byte, row *dumpRow) lineKind {
 	if len(msg) == 0 {
 		return lineOther
 	}
 	switch {
 	case msg[0] == '[':
+		// A row starts with digits, a header with "pid": at most one holds.
+		if row.scan(msg) {
+			return lineDumpRow
+		}
 		if isDumpHeader(msg) {
 			return lineDumpHeader
-		}
-		if _, ok := parseDumpRow(msg, nil); ok {
-			return lineDumpRow
 		}
 		return lineOther
 	case bytes.Contains(msg, bInvoked):
@@ -188,6 +237,10 @@ func parseCPU(msg string) (pid int, comm string, ok bool) {
 func parseTaskIn(msg string) (task, limit string) {
 	rest := strings.TrimPrefix(msg, string(bTaskIn))
 	i := strings.Index(rest, string(bLimitOf))
+	if i < 0 {
+		// X is empty: the phrase begins at the space that ends the prefix.
+		return "", strings.TrimSpace(msg[len(bTaskIn)-1+len(bLimitOf):])
+	}
 	return rest[:i], strings.TrimSpace(rest[i+len(bLimitOf):])
 }
 
@@ -259,83 +312,97 @@ func parseDumpHeader(msg string) dumpLayout {
 	return dumpLayout{numeric: len(cols) - 1}
 }
 
-// parseDumpRow reads "[ 1234]     0  1234   530382     5191 ... 0 name".
-// With layout nil it only checks the shape and does not allocate.
-func parseDumpRow(msg []byte, layout *dumpLayout) (Task, bool) {
-	var t Task
+// maxDumpColumns bounds the numeric columns read from a dump row.
+const maxDumpColumns = 12
+
+// dumpRow is a task dump row as scanned: "[ 1234]     0  1234   530382
+// 5191 ... 0 name". The numeric columns are read as far as they go, and
+// where each starts is kept, so that the row is scanned once whatever the
+// layout it is read under.
+type dumpRow struct {
+	pid   int
+	count int // numeric columns after the pid
+	nums  [maxDumpColumns]int64
+	// starts[c] is where column c starts, after the spaces before it:
+	// the name of a row read as c numeric columns.
+	starts [maxDumpColumns + 1]int
+}
+
+// scan reads msg into row and tells whether it has the shape of a dump row:
+// a pid, at least six numbers (uid tgid total_vm rss ... oom_score_adj) and
+// a name. Every row of a large report goes through here once. (Reading the
+// runs of spaces and digits eight bytes at a time was slower than these
+// byte loops, which the CPU predicts well: the rows look alike.)
+func (row *dumpRow) scan(msg []byte) bool {
+	row.count = 0
 	i := 1
 	for i < len(msg) && msg[i] == ' ' {
 		i++
 	}
-	pid, n := atoi(msg[i:])
+	pid, n := atoi(msg, i)
 	if n == 0 {
-		return t, false
+		return false
 	}
 	i += n
 	if i >= len(msg) || msg[i] != ']' {
-		return t, false
+		return false
 	}
 	i++
-	var nums [12]int64
+	row.pid = pid
 	count := 0
-	want := 0
-	if layout != nil {
-		want = layout.numeric
-	}
-	for count < len(nums) {
+	for {
 		j := i
 		for j < len(msg) && msg[j] == ' ' {
 			j++
 		}
-		if j == i || j >= len(msg) {
+		row.starts[count] = j
+		if count == maxDumpColumns || j == i || j >= len(msg) {
 			break
 		}
-		neg := false
 		k := j
 		if msg[k] == '-' {
-			neg = true
 			k++
 		}
-		v, m := atoi(msg[k:])
+		v, m := atoi(msg, k)
 		if m == 0 || (k+m < len(msg) && msg[k+m] != ' ') {
 			break
 		}
-		if neg {
+		if k != j {
 			v = -v
 		}
-		nums[count] = int64(v)
+		row.nums[count] = int64(v)
 		count++
 		i = k + m
-		if want > 0 && count == want {
-			break
-		}
 	}
-	// uid tgid total_vm rss ... oom_score_adj: at least six numbers.
-	if count < 6 {
-		return t, false
-	}
-	name := msg[i:]
-	for len(name) > 0 && name[0] == ' ' {
-		name = name[1:]
-	}
-	if len(name) == 0 {
-		return t, false
-	}
-	if layout == nil {
-		return t, true
-	}
-	t.PID = pid
-	t.UID, t.HasUID = int(nums[0]), true
-	t.RSSPages, t.HasRSS = nums[3], true
-	t.OOMScoreAdj, t.HasAdj = int(nums[count-1]), true
-	t.Comm = string(name)
-	return t, true
+	row.count = count
+	_, ok := row.columns(msg, 0)
+	return ok
 }
 
-func atoi(b []byte) (int, int) {
+// columns returns the numeric columns a layout of numeric columns reads
+// (all that scan found when numeric is 0) and whether the row has six or
+// more of them and a name after them.
+func (row *dumpRow) columns(msg []byte, numeric int) (int, bool) {
+	c := row.count
+	if numeric > 0 && numeric < c {
+		c = numeric
+	}
+	return c, c >= 6 && row.starts[c] < len(msg)
+}
+
+// name returns the name of the row read as c numeric columns.
+func (row *dumpRow) name(msg []byte, c int) []byte { return msg[row.starts[c]:] }
+
+// atoi reads up to 18 decimal digits at b[i:], returning their value and
+// how many there were.
+func atoi(b []byte, i int) (int, int) {
 	v, n := 0, 0
-	for n < len(b) && n < 18 && b[n] >= '0' && b[n] <= '9' {
-		v = v*10 + int(b[n]-'0')
+	for i+n < len(b) && n < 18 {
+		d := b[i+n] - '0'
+		if d > 9 {
+			break
+		}
+		v = v*10 + int(d)
 		n++
 	}
 	return v, n
@@ -401,13 +468,14 @@ func isSummaryKey(k string) bool {
 }
 
 // parseProcRef reads "N (comm)" at the start of s, returning the rest.
+// N is a PID, never 0 or negative.
 func parseProcRef(s string) (pid int, comm, rest string, ok bool) {
 	sp := strings.IndexByte(s, ' ')
 	if sp < 0 {
 		return 0, "", "", false
 	}
 	pid, err := strconv.Atoi(s[:sp])
-	if err != nil {
+	if err != nil || pid <= 0 {
 		return 0, "", "", false
 	}
 	s = s[sp+1:]
@@ -510,7 +578,8 @@ func parseSharing(msg string) (Victim, bool) {
 // parseGroup reads "Tasks in X are going to be killed due to memory.oom.group set".
 func parseGroup(msg string) string {
 	rest := strings.TrimPrefix(msg, string(bTasksIn))
-	return rest[:strings.Index(rest, string(bGroupSet))]
+	// X is empty when the phrase begins at the space that ends the prefix.
+	return rest[:max(strings.Index(rest, string(bGroupSet)), 0)]
 }
 
 // parseReaper reads "oom_reaper: reaped process N (x), now ...".

@@ -8,28 +8,32 @@ import "time"
 
 // Task is one process named by an OOM report: a row of the task dump, the
 // trigger, or a killed process.
+//
+// A dump holds a Task per row, up to tens of thousands, so a Task is kept
+// small (64 bytes): the flags together at the end, and the cgroup, which
+// the kernel prints for killed processes only, in Victim.
 type Task struct {
 	PID  int
 	Comm string
 	// UID is the task's user ID; valid when HasUID.
-	UID    int
-	HasUID bool
+	UID int
 	// RSSPages is the dump's rss column (pages); RSSBytes is the resident
 	// size in bytes when known (from a Killed line, or pages times the
-	// report's page size).
+	// report's page size); both valid when HasRSS.
 	RSSPages int64
 	RSSBytes int64
-	HasRSS   bool
 	// OOMScoreAdj is the task's oom_score_adj; valid when HasAdj.
 	OOMScoreAdj int
-	HasAdj      bool
-	// Cgroup is the task's memory cgroup path when the kernel printed it.
-	Cgroup string
+	// HasUID, HasRSS and HasAdj tell which of UID, RSSPages and RSSBytes,
+	// and OOMScoreAdj are known.
+	HasUID, HasRSS, HasAdj bool
 }
 
 // Victim is a process the kernel killed.
 type Victim struct {
 	Task
+	// Cgroup is the task's memory cgroup path when the kernel printed it.
+	Cgroup string
 	// Message is the prefix of the kill line: "Out of memory",
 	// "Memory cgroup out of memory", or "" on old kernels that print a
 	// bare "Killed process" line.

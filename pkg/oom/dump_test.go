@@ -1,0 +1,347 @@
+package oom
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
+)
+
+func TestDumpRowColumns(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		row     string
+		numeric int // the header's numeric columns; 0 when no header was seen
+		ok      bool
+		pid     int
+		uid     int
+		rss     int64
+		adj     int
+		comm    string
+	}{
+		{name: "6.1", row: "[   1234]     0  1234   530382     5191   110592        0          -999 containerd",
+			numeric: 7, ok: true, pid: 1234, rss: 5191, adj: -999, comm: "containerd"},
+		{name: "3.13", row: "[ 1532]  1020  1532   410347   398810     788        0             0 badsysprogram",
+			numeric: 7, ok: true, pid: 1532, uid: 1020, rss: 398810, comm: "badsysprogram"},
+		{name: "no header", row: "[ 12] 0 12 1 7 1 0 3 x y", ok: true, pid: 12, rss: 7, adj: 3, comm: "x y"},
+		// A name of digits reads as one more column without a header.
+		{name: "numeric name", row: "[ 12] 0 12 1 7 1 0 3 1234", numeric: 7, ok: true, pid: 12, rss: 7, adj: 3,
+			comm: "1234"},
+		{name: "numeric name, no header", row: "[ 12] 0 12 1 7 1 0 3 1234"},
+		{name: "name with spaces after numbers", row: "[ 12] 0 12 1 7 1 0 3 4 5 kworker/0:1", numeric: 7, ok: true,
+			pid: 12, rss: 7, adj: 3, comm: "4 5 kworker/0:1"},
+		{name: "five columns", row: "[ 12] 0 12 1 7 3 x"},
+		{name: "no name", row: "[ 12] 0 12 1 7 1 0 3   "},
+		{name: "no pid", row: "[ ] 0 12 1 7 1 0 3 x"},
+		{name: "stack frame", row: "[<ffffffff817199c4>] dump_stack+0x45/0x56"},
+		{name: "header", row: "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := []byte(tc.row)
+			var row dumpRow
+			scanned := row.scan(msg)
+			c, ok := row.columns(msg, tc.numeric)
+			if ok != tc.ok || (tc.numeric == 0 && scanned != ok) {
+				t.Fatalf("scan %v, columns(%d) %v; want %v", scanned, tc.numeric, ok, tc.ok)
+			}
+			if !ok {
+				return
+			}
+			got := fmt.Sprintf("%d %d %d %d %q", row.pid, row.nums[0], row.nums[3], row.nums[c-1], row.name(msg, c))
+			want := fmt.Sprintf("%d %d %d %d %q", tc.pid, tc.uid, tc.rss, tc.adj, tc.comm)
+			if got != want {
+				t.Fatalf("pid uid rss adj comm = %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+// dumpReport renders a 6.1 node-level report whose n dump rows have
+// distinct comms, the victim (pid 1000+victim) among them.
+func dumpReport(seq int64, n, victim int) []string {
+	l := []string{
+		fmt.Sprintf("4,%d,%d,-;stress invoked oom-killer: gfp_mask=0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0", seq, seq),
+		fmt.Sprintf("6,%d,%d,-;[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name", seq+1, seq+1),
+	}
+	for i := range n {
+		s := seq + 2 + int64(i)
+		l = append(l, fmt.Sprintf("6,%d,%d,-;[%7d] %5d %5d %8d %8d %8d %8d %13d comm-%d", s, s, 1000+i, i%3, 1000+i, 200+i, 100+i, 61440, 0, i-500, i))
+	}
+	s := seq + 2 + int64(n)
+	l = append(l, fmt.Sprintf("3,%d,%d,-;Out of memory: Killed process %d (comm-%d) total-vm:1000kB, anon-rss:%dkB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:60kB oom_score_adj:0",
+		s, s, 1000+victim, victim, (100+victim)*4))
+	return l
+}
+
+func TestLargeDumpThenSmall(t *testing.T) {
+	// The rows of a large dump span many blocks of the staging area; the
+	// next report reuses it and must hold its own rows only.
+	lines := append(dumpReport(1, 3*dumpBlock+7, 700), dumpReport(5000, 3, 1)...)
+	reps, _ := feed(t, Options{}, lines...)
+	if len(reps) != 2 {
+		t.Fatalf("got %d reports, want 2", len(reps))
+	}
+	for ri, want := range []int{3*dumpBlock + 7, 3} {
+		r := reps[ri]
+		if len(r.Tasks) != want {
+			t.Fatalf("report %d: %d tasks, want %d", ri, len(r.Tasks), want)
+		}
+		for i, task := range r.Tasks {
+			if task.PID != 1000+i || task.Comm != fmt.Sprintf("comm-%d", i) || task.UID != i%3 ||
+				task.RSSPages != int64(100+i) || task.RSSBytes != int64(100+i)*4096 || task.OOMScoreAdj != i-500 ||
+				!task.HasUID || !task.HasRSS || !task.HasAdj {
+				t.Fatalf("report %d, row %d: %+v", ri, i, task)
+			}
+		}
+	}
+	if v := reps[0].Victim(); v.PID != 1700 || !v.HasUID || v.OOMScoreAdj != 0 {
+		t.Fatalf("victim %+v", v)
+	}
+}
+
+func TestTaskSeenForEveryRow(t *testing.T) {
+	var seen []int64
+	opts := Options{TaskSeen: func(pid int, rss int64) { seen = append(seen, int64(pid), rss) }}
+	feed(t, opts, dumpReport(1, 300, 5)...)
+	if len(seen) != 2*300 || seen[0] != 1000 || seen[1] != 100 || seen[598] != 1299 || seen[599] != 399 {
+		t.Fatalf("TaskSeen got %d values: %v...", len(seen), seen[:min(len(seen), 6)])
+	}
+}
+
+// A dump row costs no allocation of its own: the rows are staged in blocks
+// and turned into Tasks, with one string for all comms, once the report is
+// finished, and the raw lines kept share a few strings.
+func TestDumpRowsDoNotAllocateEach(t *testing.T) {
+	const rows = 4000
+	lines := dumpReport(1, rows, 10)
+	recs := make([]kmsg.Record, len(lines))
+	for i, l := range lines {
+		kmsg.ParseLine([]byte(l), &recs[i], false, 2026, time.UTC)
+	}
+	n := 0
+	a := NewAssembler(Options{}, func(*Report) { n++ })
+	allocs := testing.AllocsPerRun(5, func() {
+		for i := range recs {
+			a.Feed(&recs[i])
+		}
+		a.Flush()
+	})
+	// The report, the staging blocks (one per dumpBlock rows), the Tasks,
+	// the comms, the raw lines' chunks: a few dozen, not thousands.
+	if allocs > rows/40 {
+		t.Fatalf("%.0f allocations for a report of %d dump rows", allocs, rows)
+	}
+	if n == 0 {
+		t.Fatal("no report")
+	}
+}
+
+// FuzzMayBeReport checks the cheap test of mayBeReport against classify:
+// every line that could start a report must get past it.
+func FuzzMayBeReport(f *testing.F) {
+	for _, s := range []string{
+		"stress invoked oom-killer: gfp_mask=0x140dca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=0",
+		"oom-kill:constraint=CONSTRAINT_MEMCG,oom_memcg=/a,task_memcg=/a/b,task=x,pid=3,uid=0",
+		"Memory cgroup out of memory: Killed process 1 (a) total-vm:1kB, anon-rss:1kB, file-rss:0kB",
+		"Out of memory: Kill process 1532 (badsysprogram) score 919 or sacrifice child",
+		"Task in /a killed as a result of limit of /a",
+		"Tasks in /x are going to be killed due to memory.oom.group set",
+		"Tasks state (memory values in pages):",
+		"Memory cgroup stats for /kubepods/oom:",
+		"[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+		"[   1234]     0  1234   530382     5191   110592        0          -999 containerd",
+		"TCP: request_sock_TCP: Possible SYN flooding on port 8080. Sending cookies.",
+		"kworker invoked oom-killer:",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		var row dumpRow
+		kind := classify(msg, &row)
+		if startsReport(kind) && len(msg) > 0 && msg[0] != '[' && !mayStart(msg) {
+			t.Fatalf("mayStart(%q) is false for a line of kind %d", msg, kind)
+		}
+		words := strings.Contains(string(msg), "oom") || strings.Contains(string(msg), "Kill") ||
+			strings.Contains(string(msg), "Task")
+		if want := len(msg) > 0 && (msg[0] == '[' || words); startsReport(kind) && mayBeReport(msg) != want {
+			t.Fatalf("mayBeReport(%q) = %v, want %v", msg, !want, want)
+		}
+	})
+}
+
+func BenchmarkMayBeReport(b *testing.B) {
+	msgs := [][]byte{
+		[]byte("cni0: port 41(vethfcf1a99b) entered blocking state"),
+		[]byte(`audit: type=1400 audit(1700123456.789:12345): apparmor="DENIED" operation="open" class="file" profile="cri-containerd.apparmor.d" name="/proc/123/mounts" pid=123 comm="node" requested_mask="r" denied_mask="r" fsuid=0 ouid=0`),
+		[]byte("EXT4-fs (nvme0n1p1): mounted filesystem 12345678-abcd-ef01-2345-6789abcdef01 with ordered data mode. Quota mode: none."),
+		[]byte("usb 1-1: new high-speed USB device number 2 using xhci_hcd"),
+		[]byte("TCP: request_sock_TCP: Possible SYN flooding on port 8080. Sending cookies.  Check SNMP counters."),
+		[]byte("overlayfs: upperdir is in-use as upperdir/workdir of another mount, accessing files from both mounts will result in undefined behavior."),
+	}
+	b.ReportAllocs()
+	n := 0
+	for i := 0; i < b.N; i++ {
+		if mayBeReport(msgs[i%len(msgs)]) {
+			n++
+		}
+	}
+	if n != 0 {
+		b.Fatalf("%d ordinary records may start a report", n)
+	}
+}
+
+// parseDumpRow is how rows were read before scan: once to classify the
+// line (numeric 0: every numeric column), once more under the dump's layout
+// to take the task. scan reads a row once for both, and must agree.
+func parseDumpRow(msg []byte, numeric int) (Task, bool) {
+	var t Task
+	i := 1
+	for i < len(msg) && msg[i] == ' ' {
+		i++
+	}
+	pid, n := atoi(msg, i)
+	if n == 0 {
+		return t, false
+	}
+	i += n
+	if i >= len(msg) || msg[i] != ']' {
+		return t, false
+	}
+	i++
+	var nums [12]int64
+	count := 0
+	for count < len(nums) {
+		j := i
+		for j < len(msg) && msg[j] == ' ' {
+			j++
+		}
+		if j == i || j >= len(msg) {
+			break
+		}
+		neg := false
+		k := j
+		if msg[k] == '-' {
+			neg = true
+			k++
+		}
+		v, m := atoi(msg, k)
+		if m == 0 || (k+m < len(msg) && msg[k+m] != ' ') {
+			break
+		}
+		if neg {
+			v = -v
+		}
+		nums[count] = int64(v)
+		count++
+		i = k + m
+		if numeric > 0 && count == numeric {
+			break
+		}
+	}
+	if count < 6 {
+		return t, false
+	}
+	name := msg[i:]
+	for len(name) > 0 && name[0] == ' ' {
+		name = name[1:]
+	}
+	if len(name) == 0 {
+		return t, false
+	}
+	t.PID, t.UID, t.RSSPages, t.OOMScoreAdj, t.Comm = pid, int(nums[0]), nums[3], int(nums[count-1]), string(name)
+	return t, true
+}
+
+func FuzzDumpRowScan(f *testing.F) {
+	for _, s := range []string{
+		"[   1234]     0  1234   530382     5191   110592        0          -999 containerd",
+		"[ 12] 0 12 1 7 1 0 3 4 5 6 7 8 9 10 11 12 13 x",
+		"[ 12]  1234567890123456789 0 0 0 0 0 x",
+		"[ 12] 0 12 1 7 1 0 -3 -",
+		"[ 12] 0 12 1 7 1 0 3 1234",
+		"[ 1]\xff0 1 2 3 4 5 6 z",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		if len(msg) == 0 || msg[0] != '[' {
+			msg = append([]byte("["), msg...)
+		}
+		var row dumpRow
+		scanned := row.scan(msg)
+		if _, want := parseDumpRow(msg, 0); scanned != want {
+			t.Fatalf("scan(%q) = %v, want %v", msg, scanned, want)
+		}
+		for numeric := 0; numeric <= maxDumpColumns+1; numeric++ {
+			want, wantOK := parseDumpRow(msg, numeric)
+			c, ok := row.columns(msg, numeric)
+			if ok != wantOK {
+				t.Fatalf("%q under %d columns: %v, want %v", msg, numeric, ok, wantOK)
+			}
+			if !ok {
+				continue
+			}
+			got := Task{PID: row.pid, UID: int(row.nums[0]), RSSPages: row.nums[3], OOMScoreAdj: int(row.nums[c-1]),
+				Comm: string(row.name(msg, c))}
+			if got != want {
+				t.Fatalf("%q under %d columns: %+v, want %+v", msg, numeric, got, want)
+			}
+		}
+	})
+}
+
+func BenchmarkDumpRowScan(b *testing.B) {
+	rows := [][]byte{
+		[]byte("[  20818]     0 20818      666      471    84874        0           862 node"),
+		[]byte("[  20856]     0 20856     2329     2134    74950        0          -850 redis-server"),
+		[]byte("[  20900]     0 20900     3199     3004    82189        0           699 php-fpm"),
+		[]byte("[   1234]  1000  1234   530382     5191   110592        0          -999 containerd"),
+	}
+	var row dumpRow
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if !row.scan(rows[i%len(rows)]) {
+			b.Fatal("not a row")
+		}
+	}
+}
+
+// Lines whose path is empty matched classify but panicked their parsers.
+func TestEmptyPathsDoNotPanic(t *testing.T) {
+	reps, _ := feed(t, Options{},
+		"Task in killed as a result of limit of /a",
+		"Tasks in are going to be killed due to memory.oom.group set",
+		"Memory cgroup out of memory: Killed process 7 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB")
+	if len(reps) != 1 || reps[0].LegacyTaskIn != "" || reps[0].LegacyLimitOf != "/a" || reps[0].GroupCgroup != "" ||
+		reps[0].Victim().PID != 7 {
+		t.Fatalf("reports %+v", reps)
+	}
+}
+
+func TestRawLinesAcrossChunks(t *testing.T) {
+	want := []string{"stress invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0"}
+	for i := range 120 {
+		want = append(want, fmt.Sprintf("Call Trace line %d %s", i, strings.Repeat("y", i)))
+	}
+	want = append(want, strings.Repeat("z", 3*lineChunk/2), "after the long line",
+		"Memory cgroup out of memory: Killed process 7 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB")
+	var lines []string
+	for i, m := range want {
+		lines = append(lines, fmt.Sprintf("6,%d,%d,-;%s", i+1, i+1, m))
+	}
+	reps, _ := feed(t, Options{}, lines...)
+	if len(reps) != 1 {
+		t.Fatalf("got %d reports", len(reps))
+	}
+	got := reps[0].Lines
+	if len(got) != len(want) {
+		t.Fatalf("%d lines, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("line %d = %.40q..., want %.40q...", i, got[i], want[i])
+		}
+	}
+}
