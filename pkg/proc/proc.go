@@ -122,21 +122,49 @@ func ParseMemInfo(r io.Reader) (MemInfo, error) {
 
 // Cgroup returns the cgroup path of a live process.
 func (fs FS) Cgroup(pid int) (string, error) {
-	f, err := os.Open(filepath.Join(fs.Root, strconv.Itoa(pid), "cgroup"))
+	var buf [4096]byte
+	p, err := fs.cgroup(pid, buf[:])
+	return string(p), err
+}
+
+// cgroup reads /proc/<pid>/cgroup into buf and returns the path, a slice
+// of buf (or of a larger buffer when the file does not fit).
+func (fs FS) cgroup(pid int, buf []byte) ([]byte, error) {
+	f, err := os.Open(fs.Root + "/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer f.Close()
-	return workload.ParseProcCgroup(f)
+	n, err := io.ReadFull(f, buf)
+	switch {
+	case err == io.ErrUnexpectedEOF || err == io.EOF:
+		return workload.ProcCgroupPath(buf[:n])
+	case err != nil:
+		return nil, err
+	}
+	// Larger than buf: read the rest the slow way.
+	p, err := workload.ParseProcCgroup(io.MultiReader(bytes.NewReader(buf[:n]), f))
+	return []byte(p), err
 }
 
 // Cgroups returns the cgroups of those pids that are alive and readable.
+// Tasks of one workload share one string: a 10,000-task OOM report asks
+// for thousands of PIDs in a handful of cgroups.
 func (fs FS) Cgroups(pids []int) map[int]string {
 	out := make(map[int]string, len(pids))
+	seen := map[string]string{}
+	buf := make([]byte, 4096)
 	for _, pid := range pids {
-		if cg, err := fs.Cgroup(pid); err == nil && cg != "" {
-			out[pid] = cg
+		p, err := fs.cgroup(pid, buf)
+		if err != nil || len(p) == 0 {
+			continue
 		}
+		cg, ok := seen[string(p)]
+		if !ok {
+			cg = string(p)
+			seen[cg] = cg
+		}
+		out[pid] = cg
 	}
 	return out
 }

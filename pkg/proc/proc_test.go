@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestParseMemInfo(t *testing.T) {
@@ -54,6 +55,20 @@ func TestFixtureTree(t *testing.T) {
 	got := fs.Cgroups([]int{42, 43})
 	if len(got) != 1 || got[42] != "/kubepods/burstable/podx/abc" {
 		t.Fatalf("cgroups %v", got)
+	}
+	// A file larger than the read buffer (a v1 host with very long
+	// paths) still parses, and tasks of one cgroup share its string.
+	long := "/kubepods/" + strings.Repeat("x", 5000)
+	os.MkdirAll(filepath.Join(dir, "44"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "45"), 0o755)
+	os.WriteFile(filepath.Join(dir, "44/cgroup"), []byte("13:cpu:/a\n12:memory:"+long+"\n0::/\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "45/cgroup"), []byte("12:memory:"+long+"\n"), 0o644)
+	got = fs.Cgroups([]int{44, 45})
+	if got[44] != long || got[45] != long || unsafe.StringData(got[44]) != unsafe.StringData(got[45]) {
+		t.Fatalf("long cgroups: %d %d bytes, shared %v", len(got[44]), len(got[45]), unsafe.StringData(got[44]) == unsafe.StringData(got[45]))
+	}
+	if cg, err := fs.Cgroup(44); err != nil || cg != long {
+		t.Fatalf("Cgroup(44) %d bytes, %v", len(cg), err)
 	}
 	os.WriteFile(filepath.Join(dir, "sys/kernel/random/boot_id"), []byte("bad id with spaces\n"), 0o644)
 	if _, err := fs.BootID(); !errors.Is(err, ErrMalformed) {
