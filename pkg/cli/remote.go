@@ -305,8 +305,20 @@ type eventJSON struct {
 	Type     string     `json:"type"`
 	Received *time.Time `json:"received,omitempty"`
 	*analysis.Event
-	Loss *lossJSON         `json:"loss,omitempty"`
-	Exit *pb.ContainerExit `json:"exit,omitempty"`
+	Loss *lossJSON `json:"loss,omitempty"`
+}
+
+// exitEventJSON is an exit event as oomctl prints it: the envelope, its
+// sequence number (its identity with node, boot and type), time and exit.
+type exitEventJSON struct {
+	ID       string            `json:"id"`
+	Node     string            `json:"node"`
+	BootID   string            `json:"boot_id"`
+	Type     string            `json:"type"`
+	Received *time.Time        `json:"received,omitempty"`
+	Seq      int64             `json:"seq"`
+	Time     *time.Time        `json:"time,omitempty"`
+	Exit     *pb.ContainerExit `json:"exit"`
 }
 
 type lossJSON struct {
@@ -321,7 +333,7 @@ type lossJSON struct {
 	Seq      int64      `json:"seq"`
 }
 
-func toJSON(e *pb.Event) eventJSON {
+func toJSON(e *pb.Event) any {
 	out := eventJSON{ID: e.GetId(), Node: e.GetNode(), BootID: e.GetBootId(), Type: wire.TypeOf(e)}
 	if e.Received != nil {
 		t := e.Received.AsTime()
@@ -348,7 +360,13 @@ func toJSON(e *pb.Event) eventJSON {
 			out.Loss.Time = &t
 		}
 	case e.GetExit() != nil:
-		out.Exit = e.GetExit()
+		x := exitEventJSON{ID: out.ID, Node: out.Node, BootID: out.BootID, Type: out.Type, Received: out.Received,
+			Seq: e.GetSeq(), Exit: e.GetExit()}
+		if e.Time != nil {
+			t := e.Time.AsTime()
+			x.Time = &t
+		}
+		return x
 	}
 	return out
 }
