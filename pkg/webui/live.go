@@ -70,7 +70,7 @@ func (u *UI) serveLive(w http.ResponseWriter, r *http.Request) {
 
 	rc := http.NewResponseController(w)
 	send := func(msg string) error {
-		if err := rc.SetWriteDeadline(u.opts.Now().Add(u.opts.WriteTimeout)); err != nil {
+		if err := rc.SetWriteDeadline(time.Now().Add(u.opts.WriteTimeout)); err != nil {
 			return err
 		}
 		if _, err := io.WriteString(w, msg); err != nil {

@@ -85,7 +85,8 @@ type Options struct {
 	// WriteTimeout bounds writing one response or one live message.
 	// Default 30 s.
 	WriteTimeout time.Duration
-	// Now is the clock. Default time.Now.
+	// Now is the clock the pages show ages by (tests). Default time.Now.
+	// Write deadlines always use the real clock.
 	Now func() time.Time
 }
 
@@ -293,7 +294,7 @@ func acceptsGzip(r *http.Request) bool {
 
 // deadline bounds the writing of a response.
 func (u *UI) deadline(w http.ResponseWriter) {
-	_ = http.NewResponseController(w).SetWriteDeadline(u.opts.Now().Add(u.opts.WriteTimeout))
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(u.opts.WriteTimeout))
 }
 
 // errorPage is the data of error.html.
