@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/oomwatch/oomwatch/pkg/store"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 )
 
 // errCommitterStopped: an event arrived after the last commit.
@@ -16,15 +17,25 @@ var errCommitterStopped = errors.New("committer stopped")
 
 // ticket is one event waiting for its commit.
 type ticket struct {
+	// rec is dropped once committed; the acknowledgement needs only key.
 	rec *store.Record
+	key ackKey
 	// done is closed once res or err is set.
 	done chan struct{}
 	res  store.PutResult
 	err  error
 }
 
+// ackKey is what an acknowledgement names.
+type ackKey struct {
+	bootID, typ string
+	seq         int64
+}
+
 func newTicket(rec *store.Record) *ticket {
-	return &ticket{rec: rec, done: make(chan struct{})}
+	ev := rec.Event()
+	return &ticket{rec: rec, key: ackKey{bootID: ev.GetBootId(), typ: wire.TypeOf(ev), seq: ev.GetSeq()},
+		done: make(chan struct{})}
 }
 
 // committer is the group commit: it gathers the events of every stream
@@ -139,9 +150,11 @@ func (c *committer) flush(batch []*ticket) {
 			t.res = res[i]
 		}
 	}
-	// Watchers and counters first, then the acknowledgements.
+	// Watchers and counters first, then the acknowledgements. A ticket
+	// waiting for its stream to acknowledge it holds no event.
 	c.after(batch)
 	for _, t := range batch {
+		t.rec = nil
 		close(t.done)
 	}
 }

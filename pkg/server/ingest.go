@@ -106,8 +106,7 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 		if t.err != nil {
 			return status.Errorf(codes.Unavailable, "store: %v", t.err)
 		}
-		ev := t.rec.Event()
-		return st.Send(&pb.StreamResponse{BootId: ev.GetBootId(), Type: wire.TypeOf(ev), Seq: ev.GetSeq(), Duplicate: t.res.Duplicate})
+		return st.Send(&pb.StreamResponse{BootId: t.key.bootID, Type: t.key.typ, Seq: t.key.seq, Duplicate: t.res.Duplicate})
 	}
 	for {
 		select {
@@ -197,8 +196,16 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 			s.reject(RejectInvalid)
 			return status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
 		}
+		// A token per event until its commit bounds the memory of all
+		// streams together (Config.MaxInFlight).
+		select {
+		case s.inflight <- struct{}{}:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
 		t := newTicket(rec)
 		if err := s.commit.submit(ctx, t); err != nil {
+			<-s.inflight
 			if ctx.Err() != nil {
 				return status.FromContextError(ctx.Err()).Err()
 			}

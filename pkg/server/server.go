@@ -52,6 +52,12 @@ type Config struct {
 	// acknowledged; past it the server stops reading that stream (flow
 	// control pushes back on the agent). Default 1,024.
 	StreamWindow int
+	// MaxInFlight bounds the events of all streams together that are
+	// decoded and not yet committed: a thousand agents replaying their
+	// spools at once must not hold a thousand stream windows of events in
+	// memory. Past it, streams wait (and flow control pushes back on the
+	// agents). Default 8,192.
+	MaxInFlight int
 	// WatchBuffer bounds the events queued for one watcher; a watcher that
 	// falls further behind is disconnected. Default 10,000 (it must hold a
 	// commit's worth).
@@ -84,6 +90,9 @@ func (c *Config) defaults() {
 	}
 	if c.StreamWindow <= 0 {
 		c.StreamWindow = 1024
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 8192
 	}
 	if c.WatchBuffer <= 0 {
 		c.WatchBuffer = 10000
@@ -128,13 +137,15 @@ type Server struct {
 	pb.UnimplementedIngestServiceServer
 	pb.UnimplementedQueryServiceServer
 
-	cfg     Config
-	log     *logrus.Entry
-	st      Store
-	commit  *committer
-	hub     *hub
-	limiter *limiter
-	health  *health.Server
+	cfg    Config
+	log    *logrus.Entry
+	st     Store
+	commit *committer
+	// inflight holds a token per event decoded and not yet committed.
+	inflight chan struct{}
+	hub      *hub
+	limiter  *limiter
+	health   *health.Server
 
 	// draining is closed when shutdown begins: streams acknowledge what
 	// they took and end, watchers end.
@@ -163,6 +174,7 @@ func New(st Store, cfg Config, log *logrus.Entry) *Server {
 		health:   health.NewServer(),
 		draining: make(chan struct{}),
 		rejected: map[string]uint64{},
+		inflight: make(chan struct{}, cfg.MaxInFlight),
 	}
 	s.commit = newCommitter(st, cfg.BatchWait, cfg.BatchMax, s.committed, log)
 	return s
@@ -190,8 +202,14 @@ func (s *Server) reject(reason string) {
 	s.rejectedMu.Unlock()
 }
 
-// committed is told of every commit: it counts and feeds the watchers.
+// committed is told of every commit: it counts, feeds the watchers and
+// frees the batch's in-flight tokens.
 func (s *Server) committed(batch []*ticket) {
+	defer func() {
+		for range batch {
+			<-s.inflight
+		}
+	}()
 	s.commits.Add(1)
 	var stored []*pb.Event
 	for _, t := range batch {
@@ -224,6 +242,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	opts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		// Fixed 64 KiB receive windows: gRPC's default grows each stream's
+		// window to several MiB under load, and with a thousand agents
+		// that is gigabytes buffered ahead of the committer.
+		grpc.InitialWindowSize(64 << 10),
+		grpc.InitialConnWindowSize(64 << 10),
 		// Agents keep idle streams open for days: ping them to notice dead
 		// peers, and let them ping us.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),

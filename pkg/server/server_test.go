@@ -812,3 +812,44 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatalf("%d stored, want 1", n)
 	}
 }
+
+// With fewer in-flight tokens than the events several streams send at
+// once, every event is still stored and acknowledged, and every token is
+// given back.
+func TestInFlightBound(t *testing.T) {
+	e := start(t, Config{MaxInFlight: 3, BatchMax: 2})
+	conn := e.dial(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for n := range 4 {
+		node := fmt.Sprintf("node-%d", n)
+		a := e.agent(t, ctx, conn, node)
+		var evs []*pb.Event
+		for i := range 40 {
+			evs = append(evs, oom(node, int64(i), "shop", "cart-1"))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.send(evs...); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := a.acks(len(evs)); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := len(e.stored(t)); n != 160 {
+		t.Fatalf("%d stored, want 160", n)
+	}
+	if n := len(e.srv.inflight); n != 0 {
+		t.Fatalf("%d in-flight tokens not given back", n)
+	}
+}
