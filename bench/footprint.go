@@ -57,9 +57,11 @@ i=0; until grep -q '"victim_comm":"hog"' /tmp/agent.log || [ $i -gt 3000 ]; do s
 sample burst-reported
 sleep 5
 sample burst-end
+cat /proc/$A/status > /tmp/status.end
 hog -dump-kmsg /tmp/kmsg
 echo "task dump rows in the kernel log: $(grep -c ';\[ *[0-9][0-9]*\] ' /tmp/kmsg)" >> /tmp/sleepers.log
 export_file samples /tmp/samples
+export_file status.end /tmp/status.end
 export_file agent.log /tmp/agent.log
 export_file sleepers.log /tmp/sleepers.log
 `, scenario.Server, int(idle.Seconds()), tasks)

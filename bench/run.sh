@@ -3,11 +3,16 @@
 # node-problem-detector's OOMKilling rule, in one process, and prints one
 # table (see BENCHMARKS.md at the repository root). `make bench` runs it.
 #
-#   BENCH_SHORT=1 ./bench/run.sh   small inputs, one round, no VM: only proves
-#                                  it runs (the CI smoke test, under a minute)
+#   BENCH_SHORT=1 ./bench/run.sh   small inputs, one round, no VM, the
+#                                  aggregator's ingest and query hooks in a
+#                                  tiny configuration: only proves it runs
+#                                  (the CI smoke test, about a minute)
 #   ./bench/run.sh                 the full comparison: 1M-record inputs, three
-#                                  rounds, the real-kernel rows and the agent
-#                                  footprint in qemu (root; ~10 minutes)
+#                                  rounds, the real-kernel rows, the agent
+#                                  footprint and the end-to-end latency in
+#                                  qemu, the aggregator's ingest (1,000
+#                                  streams) and query (1M events) hooks
+#                                  (root; ~15 minutes)
 #
 # Extra arguments go to cmd/benchtable (-rounds, -benchtime, -hooks, -out,
 # ...); each flag can also be set as OOMWATCH_<FLAG>, e.g. OOMWATCH_HOOKS=none.
@@ -16,7 +21,7 @@ cd "$(dirname "$0")"
 
 args=(-repo-root ..)
 if [ "${BENCH_SHORT:-0}" = 1 ]; then
-	args+=(-short -hooks none)
+	args+=(-short -hooks ingest,query)
 else
 	args+=(-artifacts out)
 fi
