@@ -56,7 +56,8 @@ type Config struct {
 	// decoded and not yet committed: a thousand agents replaying their
 	// spools at once must not hold a thousand stream windows of events in
 	// memory. Past it, streams wait (and flow control pushes back on the
-	// agents). Default 8,192.
+	// agents). Default 4,096 (a commit of that many is already as cheap
+	// per event as a larger one).
 	MaxInFlight int
 	// WatchBuffer bounds the events queued for one watcher; a watcher that
 	// falls further behind is disconnected. Default 10,000 (it must hold a
@@ -92,7 +93,7 @@ func (c *Config) defaults() {
 		c.StreamWindow = 1024
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 8192
+		c.MaxInFlight = 4096
 	}
 	if c.WatchBuffer <= 0 {
 		c.WatchBuffer = 10000
