@@ -36,7 +36,7 @@ func freeAddr() (string, error) {
 }
 
 // DeployedGOMEMLIMIT is the aggregator's GOMEMLIMIT in deploy/aggregator.yaml.
-const DeployedGOMEMLIMIT = "448MiB"
+const DeployedGOMEMLIMIT = "896MiB"
 
 // childEnv is the environment of the processes the hooks start: theirs
 // without the OOMWATCH_* variables meant for benchtable.
@@ -73,8 +73,8 @@ func startAggregator(ctx context.Context, bin, db string, args ...string) (*aggr
 	}
 	defer logFile.Close()
 	p.cmd = exec.Command(bin, append([]string{"--listen", addr, "--db", db, "--insecure", "--metrics-addr", maddr}, args...)...)
-	// The Go memory limit deploy/aggregator.yaml sets (448 MiB under a
-	// 512 MiB container limit), so that peak RSS is the deployed one.
+	// The Go memory limit deploy/aggregator.yaml sets (896 MiB under a
+	// 1 GiB container limit), so that peak RSS is the deployed one.
 	p.cmd.Env = append(childEnv(), "GOMEMLIMIT="+DeployedGOMEMLIMIT)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	if err := p.cmd.Start(); err != nil {
