@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -114,8 +113,8 @@ func (o *Options) KubeConfig() (kubepods.Config, error) {
 		return cfg, nil
 	}
 	cfg := kubepods.Config{Server: o.KubeAPIServer, TokenFile: o.KubeTokenFile, CAFile: o.KubeCAFile, Node: o.NodeName}
-	if u, err := url.Parse(cfg.Server); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return cfg, fmt.Errorf("--kube-api-server %q: want https://host:port (or http:// for a local proxy)", cfg.Server)
+	if _, err := kubepods.ParseServer(cfg.Server); err != nil {
+		return cfg, fmt.Errorf("--kube-api-server: %w", err)
 	}
 	return cfg, nil
 }

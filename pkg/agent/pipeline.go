@@ -236,7 +236,7 @@ func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 		switch {
 		case p.asm.Open() || len(p.ready) > 0:
 			want = tickFast
-		case p.cfg.Check == nil || p.safe == p.savedSafe || p.safe < 0:
+		case !p.checkpointBehind():
 			want = tickOff
 		}
 		if want != mode {
@@ -359,8 +359,15 @@ func (p *Pipeline) put(ctx context.Context, events ...*pb.Event) error {
 	return nil
 }
 
+// checkpointBehind tells whether there is a checkpoint to save.
+func (p *Pipeline) checkpointBehind() bool {
+	return p.cfg.Check != nil && p.safe >= 0 && p.safe != p.savedSafe
+}
+
+// saveCheckpoint saves the checkpoint when it is behind, at most every
+// CheckpointEvery unless force.
 func (p *Pipeline) saveCheckpoint(force bool) {
-	if p.cfg.Check == nil || p.safe == p.savedSafe || p.safe < 0 {
+	if !p.checkpointBehind() {
 		return
 	}
 	if !force && time.Since(p.lastSave) < p.cfg.CheckpointEvery {

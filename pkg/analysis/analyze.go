@@ -272,7 +272,12 @@ func holders(r *oom.Report, cg func(int, string) string) []Holder {
 
 // largest sums holders per unit and returns the largest unit.
 func largest(hs []Holder, scope string) (unit, bool) {
-	units, order := sum(hs, scope)
+	return largestOf(sum(hs, scope))
+}
+
+// largestOf returns the largest of units summed by sum, the first seen
+// among equals.
+func largestOf(units map[string]*unit, order []string) (unit, bool) {
 	var best *unit
 	for _, k := range order {
 		if u := units[k]; best == nil || u.rss > best.rss {

@@ -36,11 +36,11 @@ func request(u *unit, reqs Requests) (int64, bool) {
 // no other unit held more than the victim's own, that is the culprit.
 // Without requests this is the largest holder.
 func culpritUnit(hs []Holder, scope, victimKey string, reqs Requests) (unit, bool, bool) {
-	best, ok := largest(hs, scope)
+	units, order := sum(hs, scope)
+	best, ok := largestOf(units, order)
 	if !ok || reqs == nil {
 		return best, ok, false
 	}
-	units, order := sum(hs, scope)
 	var victimRSS int64
 	if v := units[victimKey]; v != nil {
 		victimRSS = v.rss

@@ -107,11 +107,21 @@ func InCluster(node string) (Config, error) {
 		CAFile: ServiceAccountCA, Node: node}, nil
 }
 
+// ParseServer checks an API server URL: https://host:port, or http:// for
+// a local proxy.
+func ParseServer(server string) (*url.URL, error) {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("the Kubernetes API server %q: want https://host:port (or http:// for a local proxy)", server)
+	}
+	return u, nil
+}
+
 // NewClient checks cfg and returns a Client.
 func NewClient(cfg Config) (*Client, error) {
-	u, err := url.Parse(cfg.Server)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("the Kubernetes API server %q: want https://host:port (or http:// for a local proxy)", cfg.Server)
+	u, err := ParseServer(cfg.Server)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Node == "" {
 		return nil, errors.New("kubepods: no node name")
@@ -376,17 +386,6 @@ func (c *Cache) Pod(ctx context.Context, uid string) (Pod, bool) {
 		c.mu.Unlock()
 	}
 	return e.pod, ok
-}
-
-// ContainerName returns the name of a container of a pod, by its runtime
-// ID.
-func (c *Cache) ContainerName(ctx context.Context, uid, containerID string) (string, bool) {
-	p, ok := c.Pod(ctx, uid)
-	if !ok {
-		return "", false
-	}
-	name, ok := p.ContainerIDs[containerID]
-	return name, ok
 }
 
 // MemoryRequest returns the memory request of a container (containerID

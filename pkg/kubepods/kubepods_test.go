@@ -266,8 +266,8 @@ func TestCache(t *testing.T) {
 	}
 	l.set([]Pod{etl, cart}, nil)
 	now = now.Add(3 * time.Second)
-	if name, ok := c.ContainerName(context.Background(), cartUID, cartID); !ok || name != "api" {
-		t.Fatalf("cart api %q %v", name, ok)
+	if p, ok := c.Pod(context.Background(), cartUID); !ok || p.ContainerIDs[cartID] != "api" {
+		t.Fatalf("cart api %q %v", p.ContainerIDs[cartID], ok)
 	}
 	if l.calls != 2 {
 		t.Fatalf("%d listings, want 2", l.calls)
