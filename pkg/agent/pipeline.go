@@ -41,6 +41,14 @@ type Checkpointer interface {
 	Save(seq int64) error
 }
 
+// Holder is a Sink that may take events without making them durable (the
+// disk refused them): HeldFrom returns the smallest sequence number of the
+// OOM events it holds that way. The checkpoint stays before it, so that a
+// restart reads those kernel records again instead of skipping them.
+type Holder interface {
+	HeldFrom() (seq int64, ok bool)
+}
+
 // PipelineConfig wires a Pipeline.
 type PipelineConfig struct {
 	Node     string
@@ -78,6 +86,10 @@ type Pipeline struct {
 	lastSeq   int64
 	savedSafe int64
 	lastSave  time.Time
+	// saveErr is the checkpoint's last save error, nil once a save works;
+	// saveErrLogged is when a failure was last logged.
+	saveErr       error
+	saveErrLogged time.Time
 	// reads remembers when recent records were read, so each kill's log
 	// line can say when its report's last record came in.
 	reads [256]readAt
@@ -359,13 +371,32 @@ func (p *Pipeline) put(ctx context.Context, events ...*pb.Event) error {
 	return nil
 }
 
-// checkpointBehind tells whether there is a checkpoint to save.
+// checkpointBehind tells whether there is a checkpoint to save: it is
+// short of the last record handled (held back, or not saved yet).
 func (p *Pipeline) checkpointBehind() bool {
 	return p.cfg.Check != nil && p.safe >= 0 && p.safe != p.savedSafe
 }
 
+// checkpointTarget is what the checkpoint may claim: the last record
+// handled, but never a record of an event the sink holds without its being
+// durable.
+func (p *Pipeline) checkpointTarget() int64 {
+	t := p.safe
+	if h, ok := p.cfg.Sink.(Holder); ok {
+		if from, held := h.HeldFrom(); held && from-1 < t {
+			t = from - 1
+		}
+	}
+	return t
+}
+
+// saveErrEvery bounds how often a failing checkpoint is logged.
+const saveErrEvery = time.Minute
+
 // saveCheckpoint saves the checkpoint when it is behind, at most every
-// CheckpointEvery unless force.
+// CheckpointEvery unless force. A failure is logged (rate-limited) and
+// tried again later: the checkpoint then claims less than was handled, and
+// a restart reads those records again (the aggregator drops the copies).
 func (p *Pipeline) saveCheckpoint(force bool) {
 	if !p.checkpointBehind() {
 		return
@@ -373,10 +404,23 @@ func (p *Pipeline) saveCheckpoint(force bool) {
 	if !force && time.Since(p.lastSave) < p.cfg.CheckpointEvery {
 		return
 	}
-	if err := p.cfg.Check.Save(p.safe); err != nil {
-		p.log.WithError(err).Warn("cannot save checkpoint")
+	target := p.checkpointTarget()
+	if target == p.savedSafe {
 		return
 	}
-	p.savedSafe = p.safe
 	p.lastSave = time.Now()
+	if err := p.cfg.Check.Save(target); err != nil {
+		if p.saveErr == nil || time.Since(p.saveErrLogged) >= saveErrEvery {
+			p.log.WithError(err).WithFields(logrus.Fields{"saved_seq": p.savedSafe, "handled_seq": target}).
+				Error("cannot save the checkpoint: a restart would read the kernel records after the saved one again")
+			p.saveErrLogged = time.Now()
+		}
+		p.saveErr = err
+		return
+	}
+	if p.saveErr != nil {
+		p.log.WithField("seq", target).Info("the checkpoint is saved again")
+		p.saveErr = nil
+	}
+	p.savedSafe = target
 }
