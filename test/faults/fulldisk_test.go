@@ -1,0 +1,243 @@
+package faults
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tinyFS mounts a tmpfs of size bytes at dir, unmounted when the test ends
+// (after the processes the test starts later are killed).
+func tinyFS(t *testing.T, dir string, size int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0755", size), "oomwatch-fault", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+}
+
+// fill writes path until the file system is full.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	// Not even a byte more.
+	if _, err := f.Write([]byte{1}); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("the file system is not full: %v", err)
+	}
+}
+
+// scrape returns the agent's metrics: every sample by its name and labels
+// as printed; nil when the agent does not answer.
+func scrape(addr string) map[string]float64 {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+// lostReported sums the Loss events stored, by cause.
+func lostReported(t *testing.T, addr string) map[string]int64 {
+	t.Helper()
+	_, _, losses := count(t, addr, "loss")
+	out := map[string]int64{}
+	for _, e := range losses {
+		out[e.GetLoss().GetCause()] += e.GetLoss().GetLost()
+	}
+	return out
+}
+
+// TestFaultFullDisk runs the agent with its state directory on a full
+// 64 KiB tmpfs: it must keep running, send the kills directly while the
+// aggregator is up, keep a bounded number in memory while it is down and
+// report exactly the ones dropped, and spool again by itself once space
+// returns.
+func TestFaultFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tinyFS(t, state, 64<<10)
+	filler := filepath.Join(state, "filler")
+	fill(t, filler)
+
+	addr := freePort(t)
+	agg := aggregator(t, dir, addr)
+	metricsAddr := freePort(t)
+	const kills, rate, memCap = 1600, 40, 100
+	procDir := fakeProc(t, dir, "0f0f0f0f-1111-4222-8333-944455556666")
+	agentLog := filepath.Join(dir, "agent.log")
+	start(t, "agent", agentLog, "--node-name", "node-full", "--server", addr, "--insecure",
+		"--state-dir", state, "--proc", procDir, "--no-cri", "--synthetic-kills", fmt.Sprint(kills),
+		"--synthetic-rate", fmt.Sprint(rate), "--metrics-addr", metricsAddr, "--memory-queue-max-events", fmt.Sprint(memCap))
+	m := func() map[string]float64 {
+		t.Helper()
+		v := scrape(metricsAddr)
+		if v == nil {
+			logb, _ := os.ReadFile(agentLog)
+			t.Fatalf("the agent does not answer (stopped?); its log ends:\n%s", tail(string(logb), 2000))
+		}
+		return v
+	}
+	waitFor(t, 20*time.Second, "the agent's metrics", func() bool { return scrape(metricsAddr) != nil })
+	t.Cleanup(func() {
+		if t.Failed() {
+			logb, _ := os.ReadFile(agentLog)
+			t.Logf("agent log ends:\n%s", tail(string(logb), 6000))
+		}
+	})
+	phase := func(name string) {
+		v := scrape(metricsAddr)
+		n, _, _ := count(t, addr, "oom")
+		t.Logf("%s: stored %d, spooled %v, in memory %v, sent from memory %v, dropped %v, writable %v", name, n,
+			v["oomwatch_spool_events"], v["oomwatch_memory_queue_events"], v["oomwatch_memory_queue_events_total"],
+			v["oomwatch_memory_queue_dropped_events_total"], v["oomwatch_spool_writable"])
+	}
+
+	// A: disk full, aggregator up: every kill is sent directly.
+	waitFor(t, 60*time.Second, "kills delivered from a full disk", func() bool { n, _, _ := count(t, addr, "oom"); return n >= 150 })
+	phase("A, full disk, aggregator up")
+	v := m()
+	directA, droppedA := v["oomwatch_memory_queue_events_total"], v["oomwatch_memory_queue_dropped_events_total"]
+	if v["oomwatch_spool_writable"] != 0 || v[`oomwatch_spool_write_errors_total{op="event"}`] == 0 || directA < 150 {
+		t.Errorf("on a full disk: writable %v, write errors %v, sent from memory %v",
+			v["oomwatch_spool_writable"], v[`oomwatch_spool_write_errors_total{op="event"}`], directA)
+	}
+	if droppedA != 0 {
+		t.Errorf("%v kills dropped while the aggregator was up", droppedA)
+	}
+	if v["oomwatch_checkpoint_write_errors_total"] == 0 {
+		t.Error("no checkpoint write error counted on a full disk")
+	}
+
+	// B: disk full, aggregator down: memCap kills wait in memory, the
+	// rest are dropped and counted.
+	agg.kill()
+	waitFor(t, 60*time.Second, "kills dropped from the full memory queue", func() bool {
+		return m()["oomwatch_memory_queue_dropped_events_total"] >= 20
+	})
+	phase("B, full disk, aggregator down")
+	if held := m()["oomwatch_memory_queue_events"]; held > memCap {
+		t.Errorf("%v kills in memory, over the cap %d", held, memCap)
+	}
+
+	// C: aggregator back, disk still full: the held kills and the loss
+	// report arrive.
+	agg = aggregator(t, dir, addr)
+	waitFor(t, 90*time.Second, "the spool-unwritable loss report", func() bool { return lostReported(t, addr)["spool-unwritable"] > 0 })
+
+	phase("C, full disk, aggregator back")
+	// D: space returns (the filler goes and the file system grows to
+	// 4 MiB, as when an operator makes room), aggregator down: the agent
+	// spools again by itself.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-o", "remount,size=4m", state).CombinedOutput(); err != nil {
+		t.Fatalf("grow the tmpfs: %v: %s", err, out)
+	}
+	waitFor(t, 30*time.Second, "the spool writable again", func() bool { return m()["oomwatch_spool_writable"] == 1 })
+	agg.kill()
+	waitFor(t, 60*time.Second, "kills spooled on disk", func() bool { return m()["oomwatch_spool_events"] >= 40 })
+	phase("D, space again, aggregator down")
+	v = m()
+	droppedD := v["oomwatch_memory_queue_dropped_events_total"]
+	if v["oomwatch_memory_queue_events"] != 0 || v["oomwatch_spool_writable"] != 1 {
+		t.Errorf("%v kills still only in memory with a writable disk", v["oomwatch_memory_queue_events"])
+	}
+	segs, _ := filepath.Glob(filepath.Join(state, "spool", "seg-*.log"))
+	if len(segs) == 0 {
+		t.Error("no spool segment on disk")
+	}
+
+	// E: aggregator back: everything is delivered or reported lost.
+	aggregator(t, dir, addr)
+	var n, dups, reported int64
+	waitFor(t, 120*time.Second, "every kill stored or reported lost", func() bool {
+		n, dups, _ = count(t, addr, "oom")
+		reported = lostReported(t, addr)["spool-unwritable"]
+		return n+reported >= kills
+	})
+	time.Sleep(6 * time.Second) // a late loss report would show now
+	n, dups, _ = count(t, addr, "oom")
+	losses := lostReported(t, addr)
+	reported = losses["spool-unwritable"]
+	v = m()
+	dropped := int64(v["oomwatch_memory_queue_dropped_events_total"])
+	record(row{scenario: "state dir full (64 KiB tmpfs)", sent: kills, stored: n, duplicates: dups, lost: kills - n, report: reported})
+	t.Logf("stored %d, reported lost %d (dropped from memory %d), sent from memory %v, spool write errors %v, checkpoint write errors %v, losses %v",
+		n, reported, dropped, v["oomwatch_memory_queue_events_total"], v[`oomwatch_spool_write_errors_total{op="event"}`],
+		v["oomwatch_checkpoint_write_errors_total"], losses)
+	if dups != 0 || n+reported != kills || reported != dropped || reported == 0 {
+		t.Fatalf("stored %d (%d twice) + reported lost %d != %d sent, or reported != %d dropped", n, dups, reported, kills, dropped)
+	}
+	if float64(dropped) != droppedD {
+		t.Errorf("%d kills dropped in all, %v when space returned: none may be dropped after", dropped, droppedD)
+	}
+	if len(losses) != 1 {
+		t.Errorf("losses by cause %v, want only spool-unwritable", losses)
+	}
+	logb, _ := os.ReadFile(agentLog)
+	for _, want := range []string{"cannot write to the spool", "the spool takes writes again", "cannot save the checkpoint"} {
+		if !strings.Contains(string(logb), want) {
+			t.Errorf("agent log does not say %q", want)
+		}
+	}
+	if strings.Contains(string(logb), "agent stopped") {
+		t.Error("the agent stopped")
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
