@@ -241,3 +241,51 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// TestFaultFullSpoolRestart fills only the spool's file system, so that
+// the checkpoint can still be saved, and kills the agent while every kill
+// waits in memory for an aggregator that is down: the checkpoint must not
+// have claimed those kernel records, and the restarted agent reads them
+// again and delivers them all.
+func TestFaultFullSpoolRestart(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	spoolDir := filepath.Join(state, "spool")
+	if err := os.MkdirAll(spoolDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tinyFS(t, spoolDir, 64<<10)
+	fill(t, filepath.Join(spoolDir, "filler"))
+
+	addr := freePort(t)
+	const kills = 200
+	procDir := fakeProc(t, dir, "0e0e0e0e-1111-4222-8333-944455556666")
+	agentLog := filepath.Join(dir, "agent.log")
+	run := func() (*proc, string) {
+		metricsAddr := freePort(t)
+		p := start(t, "agent", agentLog, "--node-name", "node-spoolfull", "--server", addr, "--insecure",
+			"--state-dir", state, "--proc", procDir, "--no-cri", "--synthetic-kills", fmt.Sprint(kills),
+			"--metrics-addr", metricsAddr)
+		return p, metricsAddr
+	}
+	a, metricsAddr := run()
+	waitFor(t, 30*time.Second, "every kill held in memory", func() bool {
+		return scrape(metricsAddr)["oomwatch_memory_queue_events"] == kills
+	})
+	// Give the checkpoint a few chances to be saved (every 2 s).
+	time.Sleep(5 * time.Second)
+	cp, _ := os.ReadFile(filepath.Join(state, "checkpoint.json"))
+	a.kill()
+	a2, _ := run()
+	aggregator(t, dir, addr)
+	waitStored(t, addr, kills, 90*time.Second)
+	time.Sleep(time.Second)
+	n, dups, _ := count(t, addr, "oom")
+	losses := lostReported(t, addr)
+	record(row{scenario: "spool dir full, agent SIGKILL", sent: kills, stored: n, duplicates: dups, lost: kills - n})
+	t.Logf("checkpoint before the SIGKILL: %s", strings.TrimSpace(string(cp)))
+	if n != kills || dups != 0 || len(losses) != 0 {
+		t.Fatalf("stored %d (%d twice), losses %v; want exactly %d", n, dups, losses, kills)
+	}
+	a2.kill()
+}
