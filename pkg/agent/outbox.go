@@ -95,8 +95,8 @@ type Outbox struct {
 	stats    OutboxStats
 	// logs are rate-limited: when each kind was last logged, and what
 	// happened since.
-	lostLogged, ackLogged time.Time
-	lostSince, ackSince   int64
+	lostLogged, ackLogged, failLogged time.Time
+	lostSince, ackSince               int64
 }
 
 type held struct {
@@ -130,6 +130,12 @@ func NewOutbox(store Store, opts OutboxOptions, log *logrus.Entry) *Outbox {
 func (o *Outbox) Put(ctx context.Context, events ...*pb.Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("outbox put: %w", err)
+	}
+	// What the spool would refuse must not wait in memory for it.
+	for _, ev := range events {
+		if spool.TypeOf(ev) == "" {
+			return fmt.Errorf("outbox put: %w: event without payload", spool.ErrInvalidEvent)
+		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -166,7 +172,13 @@ func (o *Outbox) spoolLocked(ctx context.Context, events []*pb.Event) error {
 		return nil
 	case errors.Is(err, spool.ErrStorage):
 		o.stats.WriteErrors++
+		if o.failing != nil && o.now().Sub(o.failLogged) >= logEvery {
+			o.log.WithError(err).WithFields(logrus.Fields{"held": len(o.mem) + len(events), "direct_total": o.stats.Direct, "lost_total": o.stats.Lost}).
+				Warn("the spool still cannot be written")
+			o.failLogged = o.now()
+		}
 		if o.failing == nil {
+			o.failLogged = o.now()
 			o.log.WithError(err).WithField("held", len(o.mem)+len(events)).
 				Error("cannot write to the spool: events are kept in memory and sent directly while the aggregator is reachable; spooling resumes when the disk takes writes again")
 			select {

@@ -320,6 +320,11 @@ func TestOutboxErrors(t *testing.T) {
 	if err := o.Put(context.Background(), &pb.Event{Seq: 1}); !errors.Is(err, spool.ErrInvalidEvent) {
 		t.Errorf("Put of an invalid event = %v", err)
 	}
+	st.fail(syscall.ENOSPC)
+	if err := o.Put(context.Background(), kill(1), &pb.Event{Seq: 2}); !errors.Is(err, spool.ErrInvalidEvent) || o.Stats().Held != 0 {
+		t.Errorf("Put of an invalid event on a full disk = %v, %d held", err, o.Stats().Held)
+	}
+	st.fail(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := o.Put(ctx, kill(1)); !errors.Is(err, context.Canceled) {
