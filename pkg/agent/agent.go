@@ -129,11 +129,12 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 	defer a.conn.Close()
 	defer a.spool.Close()
 	cp, err := checkpoint.Load(a.opts.StateDir)
-	if err != nil {
-		if !errors.Is(err, checkpoint.ErrCorrupt) {
-			return err
-		}
+	switch {
+	case errors.Is(err, checkpoint.ErrCorrupt):
 		a.log.WithError(err).Error("the checkpoint was corrupt: reading the whole kernel log buffer again (the aggregator drops what it already has)")
+	case err != nil:
+		// An I/O error is a fault of the disk, not a reason to stop.
+		a.log.WithError(err).Error("cannot read the checkpoint: reading the whole kernel log buffer again (the aggregator drops what it already has)")
 	}
 	after := cp.After(a.bootID)
 	if cp.BootID != "" && cp.BootID != a.bootID {
