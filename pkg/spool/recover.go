@@ -3,10 +3,12 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
@@ -76,8 +78,18 @@ func Open(dir string, opts Options, log *logrus.Entry) (*Spool, Recovery, error)
 	if err := opts.withDefaults(); err != nil {
 		return nil, rec, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, rec, fmt.Errorf("open spool: %w", err)
+	var mkdirErr error
+	err := opts.injected(opMkdir)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o700)
+	}
+	if err != nil {
+		// A disk that takes no writes yet: open empty, and create the
+		// directory with the first segment.
+		if !isStorageErrno(err) {
+			return nil, rec, fmt.Errorf("open spool: %w", err)
+		}
+		mkdirErr = fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	s := &Spool{
 		dir: dir, opts: opts, log: log,
@@ -94,7 +106,7 @@ func Open(dir string, opts Options, log *logrus.Entry) (*Spool, Recovery, error)
 	}()
 
 	ents, err := os.ReadDir(dir)
-	if err != nil {
+	if err != nil && !(mkdirErr != nil && errors.Is(err, fs.ErrNotExist)) {
 		return nil, rec, fmt.Errorf("open spool: %w", err)
 	}
 	var ids []uint64
@@ -130,6 +142,11 @@ func Open(dir string, opts Options, log *logrus.Entry) (*Spool, Recovery, error)
 		s.nextSeg = id + 1
 	}
 	rec.Segments = len(ids)
+	if mkdirErr != nil {
+		s.stats.WriteErrors++
+		s.needRoll = true
+		rec.WriteErr = mkdirErr
+	}
 	s.nextLSN = r.nextLSN
 	s.report = r.report
 	for _, e := range r.pending {
@@ -155,7 +172,7 @@ func Open(dir string, opts Options, log *logrus.Entry) (*Spool, Recovery, error)
 	// Append to the last segment when all ends cleanly and it has room,
 	// else start a new one.
 	rolled := true
-	if anyCorrupt || !lastClean || s.active().size >= opts.SegmentBytes {
+	if mkdirErr == nil && (anyCorrupt || !lastClean || s.active().size >= opts.SegmentBytes) {
 		if err := s.rollLocked(); err != nil {
 			// Open read-only for now: the first write starts a segment.
 			s.stats.WriteErrors++
@@ -263,6 +280,17 @@ func (s *Spool) enforceLocked() error {
 	s.stats.Dropped += body.Delta.Count
 	s.log.WithField("dropped", body.Delta.Count).Warn("spool over its bounds at open: dropped the oldest pending events")
 	return nil
+}
+
+// isStorageErrno tells whether err comes from a disk that takes no writes
+// now but may later: full, over quota, read-only, failing.
+func isStorageErrno(err error) bool {
+	for _, e := range []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EROFS, syscall.EIO} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func readAll(f *os.File) ([]byte, error) {

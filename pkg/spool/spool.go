@@ -143,6 +143,7 @@ const (
 	opWrite  = "write"
 	opCreate = "create"
 	opSync   = "sync"
+	opMkdir  = "mkdir"
 )
 
 func (o *Options) injected(op string) error {
@@ -770,6 +771,13 @@ func (s *Spool) rollLocked() error {
 		return fmt.Errorf("create segment: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Open could not create the directory (a read-only disk then).
+		if err = os.MkdirAll(s.dir, 0o700); err == nil {
+			s.dirDirty = true
+			f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("create segment: %w", err)
 	}

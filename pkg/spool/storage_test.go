@@ -119,6 +119,7 @@ func TestOpenUnwritable(t *testing.T) {
 		want    int
 	}{
 		{name: "empty", prepare: func(t *testing.T, dir string) {}},
+		{name: "no directory", prepare: func(t *testing.T, dir string) {}},
 		{name: "pending events", want: 4, prepare: func(t *testing.T, dir string) {
 			s, _ := mustOpen(t, dir, Options{})
 			putOneByOne(t, s, oomEvents("b1", 0, 4))
@@ -143,6 +144,11 @@ func TestOpenUnwritable(t *testing.T) {
 			tc.prepare(t, dir)
 			d := &disk{}
 			d.fail(syscall.ENOSPC, opWrite, opCreate)
+			if tc.name == "no directory" {
+				d.fail(syscall.EROFS, opWrite, opCreate, opMkdir)
+			} else if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
 			s, rec, err := Open(dir, Options{MaxEvents: 4, fault: d.fault}, quietLog())
 			if err != nil {
 				t.Fatalf("Open on a full disk: %v", err)

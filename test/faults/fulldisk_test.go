@@ -289,3 +289,56 @@ func TestFaultFullSpoolRestart(t *testing.T) {
 	}
 	a2.kill()
 }
+
+// TestFaultReadOnlyStateDir starts the agent on a read-only state
+// directory (EROFS, with no spool directory yet): kills are sent directly
+// while the aggregator is up; once the file system is writable again the
+// agent creates its spool and keeps kills there while the aggregator is down.
+func TestFaultReadOnlyStateDir(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tinyFS(t, state, 4<<20)
+	if out, err := exec.Command("mount", "-o", "remount,ro", state).CombinedOutput(); err != nil {
+		t.Fatalf("remount read-only: %v: %s", err, out)
+	}
+	addr := freePort(t)
+	agg := aggregator(t, dir, addr)
+	metricsAddr := freePort(t)
+	const kills, rate = 300, 30
+	procDir := fakeProc(t, dir, "0d0d0d0d-1111-4222-8333-944455556666")
+	agentLog := filepath.Join(dir, "agent.log")
+	start(t, "agent", agentLog, "--node-name", "node-ro", "--server", addr, "--insecure",
+		"--state-dir", state, "--proc", procDir, "--no-cri", "--synthetic-kills", fmt.Sprint(kills),
+		"--synthetic-rate", fmt.Sprint(rate), "--metrics-addr", metricsAddr)
+	t.Cleanup(func() {
+		if t.Failed() {
+			logb, _ := os.ReadFile(agentLog)
+			t.Logf("agent log ends:\n%s", tail(string(logb), 6000))
+		}
+	})
+	waitFor(t, 60*time.Second, "kills delivered from a read-only disk", func() bool { n, _, _ := count(t, addr, "oom"); return n >= 60 })
+	if v := scrape(metricsAddr); v == nil || v["oomwatch_spool_writable"] != 0 || v["oomwatch_memory_queue_events_total"] < 60 {
+		t.Fatalf("on a read-only disk: %v", v)
+	}
+	if out, err := exec.Command("mount", "-o", "remount,rw", state).CombinedOutput(); err != nil {
+		t.Fatalf("remount read-write: %v: %s", err, out)
+	}
+	waitFor(t, 30*time.Second, "the spool writable", func() bool { return scrape(metricsAddr)["oomwatch_spool_writable"] == 1 })
+	agg.kill()
+	waitFor(t, 60*time.Second, "kills spooled", func() bool { return scrape(metricsAddr)["oomwatch_spool_events"] >= 20 })
+	aggregator(t, dir, addr)
+	waitStored(t, addr, kills, 90*time.Second)
+	time.Sleep(time.Second)
+	n, dups, _ := count(t, addr, "oom")
+	losses := lostReported(t, addr)
+	record(row{scenario: "state dir read-only, then writable", sent: kills, stored: n, duplicates: dups, lost: kills - n})
+	if n != kills || dups != 0 || len(losses) != 0 {
+		t.Fatalf("stored %d (%d twice), losses %v; want exactly %d", n, dups, losses, kills)
+	}
+	if _, err := os.Stat(filepath.Join(state, "checkpoint.json")); err != nil {
+		t.Errorf("no checkpoint once the disk was writable: %v", err)
+	}
+}
