@@ -781,6 +781,8 @@ type Loss struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// kernel-gap: the kernel log overwrote records before they were read;
 	// spool-overflow: the agent's spool was full and dropped its oldest events.
+	// spool-unwritable: the agent's state directory refused writes and its
+	// in-memory queue was full, so it dropped its oldest events.
 	Cause string `protobuf:"bytes,1,opt,name=cause,proto3" json:"cause,omitempty"`
 	Lost  int64  `protobuf:"varint,2,opt,name=lost,proto3" json:"lost,omitempty"`
 	// For kernel gaps: the last sequence read before and the first after.
