@@ -19,7 +19,8 @@ import (
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
-// Sink takes events durably: when Put returns nil they survive a crash.
+// Sink takes events durably: when Put returns nil they survive a crash,
+// except those a Sink that is also a Holder reports as held.
 type Sink interface {
 	Put(ctx context.Context, events ...*pb.Event) error
 }
