@@ -167,7 +167,7 @@ func (o *Outbox) spoolLocked(ctx context.Context, events []*pb.Event) error {
 		}
 		o.stats.Respooled += int64(len(o.mem))
 		o.failing = nil
-		o.mem, o.cur, o.memBytes = o.mem[:0], 0, 0
+		o.mem, o.cur, o.memBytes = nil, 0, 0
 		clear(o.inMem)
 		return nil
 	case errors.Is(err, spool.ErrStorage):
