@@ -65,6 +65,14 @@ func (r *runtimeNames) ContainerState(ctx context.Context, id string) (running, 
 	return exits.CRIStates{Cache: r.cache.Load()}.ContainerState(ctx, id)
 }
 
+// Refresh lists the runtime's containers again (at most once a second).
+func (r *runtimeNames) Refresh(ctx context.Context) error {
+	if res := r.cur.Load(); res != nil {
+		return res.Refresh(ctx)
+	}
+	return nil
+}
+
 // Pod resolves a pod UID.
 func (r *runtimeNames) Pod(ctx context.Context, uid string) (cri.Pod, bool) {
 	if res := r.cur.Load(); res != nil {

@@ -83,6 +83,18 @@ func (r *Resolver) refreshOnMiss(ctx context.Context) bool {
 	return true
 }
 
+// Refresh lists the runtime's containers again now, unless that was done
+// for a lookup less than a second ago: an OOM report's first line calls it
+// so that a container killed before the next poll is known before it is
+// removed.
+func (r *Resolver) Refresh(ctx context.Context) error {
+	if r.cache == nil {
+		return nil
+	}
+	r.refreshOnMiss(ctx)
+	return nil
+}
+
 func (r *Resolver) unavailable() {
 	r.once.Do(func() {
 		r.log.Warn("container runtime unreachable; names unavailable")
