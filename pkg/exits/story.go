@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/oomwatch/oomwatch/pkg/cri"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -47,6 +48,9 @@ type story struct {
 	largest *pb.ChildKill
 	firstAt time.Time
 	lastAt  time.Time
+	// start is the event's time, the first kill's: it never moves, so the
+	// aggregator's updates keep the event in its place.
+	start time.Time
 	// kills holds the IDs of the OOM events counted, so that none counts
 	// twice.
 	kills    map[string]bool
@@ -121,7 +125,7 @@ func (j *Joiner) addChild(c *check, k *kill, v int, r childRef, now time.Time) {
 		// whose first kill is in an older story starts the new one in
 		// that kill's words.
 		s = &story{cid: c.cid, first: k, firstV: v, seq: childSeq(c.cid, r.id), firstAt: r.at, lastAt: r.at,
-			kills: map[string]bool{}}
+			start: r.at, kills: map[string]bool{}}
 		j.stories = append(j.stories, s)
 		if n := len(j.stories) - j.opts.MaxStories; n > 0 {
 			clear(j.stories[:n])
@@ -168,7 +172,7 @@ func (j *Joiner) storyEvents(now time.Time) []*pb.Event {
 		if !s.dirty || (s.rev > 0 && now.Sub(s.lastEmit) < j.opts.UpdateEvery) {
 			continue
 		}
-		if h, ok := j.sink.(Holder); ok && s.rev > 0 && h.Holds(j.opts.BootID, "exit", s.seq) {
+		if h, ok := j.sink.(Holder); ok && s.rev > 0 && h.Holds(j.opts.BootID, wire.TypeExit, s.seq) {
 			continue
 		}
 		s.rev++
@@ -252,7 +256,7 @@ func (j *Joiner) storyEvent(s *story) *pb.Event {
 		BootId:    j.opts.BootID,
 		Seq:       s.seq,
 		Revision:  s.rev,
-		Time:      timestamp(s.firstAt),
+		Time:      timestamp(s.start),
 		Monotonic: cloneDuration(k.mono),
 		Payload:   &pb.Event_Exit{Exit: x},
 	}
