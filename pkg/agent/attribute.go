@@ -15,17 +15,25 @@ type KillCounters interface {
 	OOMKills() (map[string]uint64, error)
 }
 
-// ContainerCounters returns the KillCounters of the container cgroups under
-// the cgroup mount root: kubepods' containers, and those of other runtimes
-// the cgroup path names.
+// ContainerCounters returns the KillCounters of the container and pod
+// cgroups under the cgroup mount root: kubepods' containers and pods, and
+// the containers of other runtimes the cgroup path names. Pods count too: a
+// container's cgroup is removed soon after its main process is killed, its
+// pod's lives on, and the kernel counts a kill in both.
 func ContainerCounters(root string) KillCounters {
 	return cgroupstat.Counters{
 		Root: root,
-		Keep: func(cg string) bool { return workload.FromCgroup(cg).Kind == workload.KindContainer },
+		Keep: counted,
 		// A container's own children are not walked: its counter already
 		// counts theirs.
 		Descend: func(cg string) bool { return workload.FromCgroup(cg).Kind != workload.KindContainer },
 	}
+}
+
+// counted tells whether a cgroup's OOM-kill counter is kept.
+func counted(cg string) bool {
+	k := workload.FromCgroup(cg).Kind
+	return k == workload.KindContainer || k == workload.KindPod
 }
 
 // Bounds of what the attributor remembers.
@@ -159,9 +167,12 @@ func (a *attributor) killSeen(pid int, cgroup string) {
 	}
 	if at.cgroup != "" {
 		a.remember(pid, at.cgroup)
-		// The kill explains one rise of its container's counter.
-		if cg := containerOf(at.cgroup); cg != "" && a.base != nil {
-			a.credit(cg, -1, now)
+		// The kill explains one rise of its container's and its pod's
+		// counters.
+		if a.base != nil {
+			for _, cg := range countedOf(at.cgroup) {
+				a.credit(cg, -1, now)
+			}
 			// Kills read between scans leave balances below zero; a scan
 			// settles them before they fill the bound.
 			if len(a.bal) > maxBalances/2 {
@@ -186,18 +197,27 @@ func (a *attributor) place(pid int) attribution {
 		return attribution{cgroup: p.cgroup, by: analysis.AttributedPIDCache}
 	}
 	a.scan()
-	var found string
-	n := 0
+	// The containers whose counter rose unexplained; when none (the
+	// victim's container cgroup was removed before the scan), the pods.
+	var ctrs, pods []string
 	for cg, b := range a.bal {
-		if b.n > 0 {
-			n++
-			found = cg
+		if b.n <= 0 {
+			continue
+		}
+		if workload.FromCgroup(cg).Kind == workload.KindContainer {
+			ctrs = append(ctrs, cg)
+		} else {
+			pods = append(pods, cg)
 		}
 	}
-	if n == 1 {
-		return attribution{cgroup: found, by: analysis.AttributedCounter, candidates: 1}
+	cands := ctrs
+	if len(cands) == 0 {
+		cands = pods
 	}
-	return attribution{by: analysis.AttributedNone, candidates: n}
+	if len(cands) == 1 {
+		return attribution{cgroup: cands[0], by: analysis.AttributedCounter, candidates: 1}
+	}
+	return attribution{by: analysis.AttributedNone, candidates: len(cands)}
 }
 
 // lookup answers the pipeline's question for a victim PID.
@@ -232,15 +252,16 @@ func (a *attributor) label(ev *analysis.Event) {
 	}
 }
 
-// containerOf returns the container cgroup cg is, or lies in; "" when it
-// is in none.
-func containerOf(cg string) string {
+// countedOf returns the counted cgroups cg is or lies in: its container's
+// and its pod's.
+func countedOf(cg string) []string {
+	var out []string
 	for p := cg; p != "/" && p != "." && p != ""; p = parent(p) {
-		if workload.FromCgroup(p).Kind == workload.KindContainer {
-			return p
+		if counted(p) {
+			out = append(out, p)
 		}
 	}
-	return ""
+	return out
 }
 
 func parent(p string) string {

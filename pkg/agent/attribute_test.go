@@ -96,6 +96,9 @@ type kernel struct {
 	tree   *cgroupTree
 	truth  map[int]string
 	before func(pid int) // called before the counters rise
+	// removed lists the victims whose container cgroup is gone before the
+	// agent can look (the runtime cleaned up after the main process died).
+	removed map[int]bool
 }
 
 var killedRE = regexp.MustCompile(`Killed process (\d+) `)
@@ -111,7 +114,22 @@ func (k *kernel) Observe(msg []byte) {
 	}
 	if cg := k.truth[pid]; cg != "" {
 		k.tree.kill(cg)
+		if k.removed[pid] {
+			k.tree.remove(cg)
+		}
 	}
+}
+
+// remove removes a cgroup directory, as the runtime does after its
+// container's main process died.
+func (c *cgroupTree) remove(cg string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	dir := filepath.Join(c.root, filepath.FromSlash(path.Dir(c.counterFile(cg))))
+	if err := os.RemoveAll(dir); err != nil {
+		c.t.Fatal(err)
+	}
+	delete(c.n, cg)
 }
 
 func (k *kernel) Enrich(context.Context, *analysis.Event) {}
@@ -266,5 +284,33 @@ func TestAttributorBounded(t *testing.T) {
 	}
 	if n := len(at.results.m); n > maxAttributions {
 		t.Fatalf("%d attributions kept, bound %d", n, maxAttributions)
+	}
+}
+
+// The victim's container cgroup is removed before the agent reads the
+// counters (a Job's container whose main process was the victim): the
+// kill goes to its pod, whose counter rose too.
+func TestPipelineAttributesToPodWhenContainerIsGone(t *testing.T) {
+	for _, v1 := range []bool{true, false} {
+		t.Run(map[bool]string{true: "cgroup v1", false: "cgroup v2"}[v1], func(t *testing.T) {
+			tree := newCgroupTree(t, v1)
+			a, b := containerCgroup(v1, 1), containerCgroup(v1, 2)
+			tree.add(a, 0)
+			tree.add(b, 0)
+			var seq int64
+			items := limitKill(&seq, 701, a, true)
+			k := &kernel{tree: tree, truth: map[int]string{701: a}, removed: map[int]bool{701: true}}
+			sink := runPipeline(t, PipelineConfig{Proc: fakeProc(t, "1.0", nil), Enricher: k, Counters: ContainerCounters(tree.root)}, items)
+			if len(sink.events) != 1 {
+				t.Fatalf("%d events", len(sink.events))
+			}
+			o := sink.events[0].GetOom()
+			w := o.GetVictims()[0].GetWorkload()
+			if o.GetAttributedBy() != analysis.AttributedCounter || w.GetCgroup() != path.Dir(a) || w.GetWorkloadKind() != "pod" ||
+				w.GetPodUid() == "" {
+				t.Fatalf("attributed by %q to %q (%s, pod %q), want its pod %q", o.GetAttributedBy(), w.GetCgroup(),
+					w.GetWorkloadKind(), w.GetPodUid(), path.Dir(a))
+			}
+		})
 	}
 }
