@@ -36,10 +36,19 @@ func counted(cg string) bool {
 	return k == workload.KindContainer || k == workload.KindPod
 }
 
+// TaskLister is KillCounters that also lists the processes of the cgroups
+// it reads (cgroupstat.Counters).
+type TaskLister interface {
+	Tasks() (map[int]string, error)
+}
+
 // Bounds of what the attributor remembers.
 const (
 	// pidCacheSize bounds the PIDs whose cgroup is remembered.
-	pidCacheSize = 8192
+	pidCacheSize = 16384
+	// snapshotEvery bounds how often the containers' processes are listed
+	// (at the start of OOM reports).
+	snapshotEvery = 250 * time.Millisecond
 	// maxAttributions bounds the kills attributed and not yet emitted.
 	maxAttributions = 4096
 	// maxBalances bounds the cgroups with an unexplained counter rise.
@@ -83,6 +92,8 @@ type attributor struct {
 	base    map[string]uint64 // nil until the first scan
 	bal     map[string]*balance
 	scanErr error
+	// lastSnapshot is when the containers' processes were last listed.
+	lastSnapshot time.Time
 }
 
 func newAttributor(fs proc.FS, counters KillCounters, now func() time.Time) *attributor {
@@ -111,6 +122,25 @@ const pidTTL = 10 * time.Minute
 func (a *attributor) remember(pid int, cgroup string) {
 	if pid > 0 && cgroup != "" {
 		a.pids.put(pid, seenPID{cgroup: cgroup, at: a.now()})
+	}
+}
+
+// snapshot remembers where every process of the node's containers runs,
+// at most every snapshotEvery: called when an OOM report starts, while a
+// storm's later victims still live. The kernel may name them by PID alone.
+func (a *attributor) snapshot() {
+	tl, ok := a.counters.(TaskLister)
+	if !ok {
+		return
+	}
+	now := a.now()
+	if !a.lastSnapshot.IsZero() && now.Sub(a.lastSnapshot) < snapshotEvery {
+		return
+	}
+	a.lastSnapshot = now
+	tasks, _ := tl.Tasks()
+	for pid, cg := range tasks {
+		a.remember(pid, cg)
 	}
 }
 

@@ -314,3 +314,45 @@ func TestPipelineAttributesToPodWhenContainerIsGone(t *testing.T) {
 		})
 	}
 }
+
+// Five containers' hogs are killed at the same moment: every counter has
+// risen before the first line is read, so counters alone cannot tell the
+// bare kills apart. The processes listed when the first report started
+// can.
+func TestPipelineAttributesSimultaneousKillsFromSnapshot(t *testing.T) {
+	tree := newCgroupTree(t, true)
+	truth := map[int]string{}
+	var items []devkmsg.Item
+	var seq int64
+	for i := range 5 {
+		pid := 800 + i
+		truth[pid] = containerCgroup(true, i)
+		tree.add(truth[pid], 0)
+		tree.write(path.Join("memory", truth[pid], "cgroup.procs"), fmt.Sprintf("%d\n%d\n", pid, pid+100))
+		items = append(items, limitKill(&seq, pid, truth[pid], i > 0)...)
+	}
+	raised := false
+	k := &kernel{tree: tree, truth: map[int]string{}, before: func(int) {
+		if !raised {
+			raised = true
+			for _, cg := range truth {
+				tree.kill(cg)
+			}
+		}
+	}}
+	sink := runPipeline(t, PipelineConfig{Proc: fakeProc(t, "1.0", nil), Enricher: k, Counters: ContainerCounters(tree.root)}, items)
+	if len(sink.events) != 5 {
+		t.Fatalf("%d events", len(sink.events))
+	}
+	for i, e := range sink.events {
+		o := e.GetOom()
+		v := o.GetVictims()[0]
+		want := analysis.AttributedPIDCache
+		if i == 0 {
+			want = analysis.AttributedReport
+		}
+		if v.GetWorkload().GetCgroup() != truth[int(v.GetPid())] || o.GetAttributedBy() != want {
+			t.Errorf("kill %d: %q by %q, want %q by %q", i, v.GetWorkload().GetCgroup(), o.GetAttributedBy(), truth[int(v.GetPid())], want)
+		}
+	}
+}

@@ -162,6 +162,11 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 			return
 		}
 	}
+	if rssPages < 0 {
+		// The trigger: a report starts. A storm's later victims still
+		// live; the kernel may soon name them by PID alone.
+		p.attr.snapshot()
+	}
 	cg, err := p.cfg.Proc.Cgroup(pid)
 	if err != nil {
 		cg = ""

@@ -8,6 +8,8 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 )
 
 // ErrTooManyGroups means a counter scan stopped at its bound; the counters
@@ -40,15 +42,60 @@ type Counters struct {
 // MaxGroups it returns what it read with an error wrapping
 // ErrTooManyGroups.
 func (c Counters) OOMKills() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	err := c.walk(func(mode Mode, cg, abs string) {
+		// A group whose file cannot be read or parsed is left out: one
+		// odd group must not hide the others' counters.
+		if n, ok, err := readOOMKill(abs, mode); err == nil && ok {
+			out[cg] = n
+		}
+	})
+	if err != nil && !errors.Is(err, ErrTooManyGroups) {
+		return nil, err
+	}
+	return out, err
+}
+
+// maxTasks bounds the PIDs one Tasks scan returns.
+const maxTasks = 1 << 16
+
+// Tasks returns the processes of every kept cgroup (its cgroup.procs),
+// PID to cgroup path, at most 65,536 of them: where each ran while it
+// lived, for kills the kernel later names by PID alone. Groups removed
+// while they are walked, and unreadable files, are left out.
+func (c Counters) Tasks() (map[int]string, error) {
+	out := map[int]string{}
+	err := c.walk(func(_ Mode, cg, abs string) {
+		b, err := os.ReadFile(filepath.Join(abs, "cgroup.procs"))
+		if err != nil {
+			return
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if len(out) >= maxTasks {
+				return
+			}
+			if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+				out[pid] = cg
+			}
+		}
+	})
+	if err != nil && !errors.Is(err, ErrTooManyGroups) {
+		return nil, err
+	}
+	return out, err
+}
+
+// walk calls visit for every kept cgroup under the memory hierarchy, in
+// path order, at most MaxGroups directories.
+func (c Counters) walk(visit func(mode Mode, cg, abs string)) error {
 	mode, dir, err := DetectMode(c.Root)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	max := c.MaxGroups
 	if max <= 0 {
 		max = DefaultMaxGroups
 	}
-	out := map[string]uint64{}
 	visited := 0
 	var walk func(cg string) error
 	walk = func(cg string) error {
@@ -58,11 +105,7 @@ func (c Counters) OOMKills() (map[string]uint64, error) {
 		}
 		abs := filepath.Join(dir, filepath.FromSlash(cg))
 		if cg != "/" && (c.Keep == nil || c.Keep(cg)) {
-			// A group whose file cannot be read or parsed is left out: one
-			// odd group must not hide the others' counters.
-			if n, ok, err := readOOMKill(abs, mode); err == nil && ok {
-				out[cg] = n
-			}
+			visit(mode, cg, abs)
 		}
 		if c.Descend != nil && cg != "/" && !c.Descend(cg) {
 			return nil
@@ -88,10 +131,7 @@ func (c Counters) OOMKills() (map[string]uint64, error) {
 		}
 		return nil
 	}
-	if err := walk("/"); err != nil {
-		return out, err
-	}
-	return out, nil
+	return walk("/")
 }
 
 // readOOMKill reads one group's counter; ok is false when the group has no

@@ -119,3 +119,27 @@ func TestOOMKillCountersNoController(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNoMemoryController", err)
 	}
 }
+
+func TestTasks(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"memory/memory.limit_in_bytes":          "9223372036854771712\n",
+		"memory/kubepods/pod1/c1/cgroup.procs":  "101\n102\n",
+		"memory/kubepods/pod1/c2/cgroup.procs":  "201\nnot-a-pid\n-3\n",
+		"memory/kubepods/pod1/cgroup.procs":     "",
+		"memory/system.slice/x/cgroup.procs":    "301\n",
+		"memory/kubepods/pod1/c2/memory.events": "",
+	})
+	got, err := Counters{Root: root, Keep: func(p string) bool { return strings.Count(p, "/") == 3 }}.Tasks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]string{101: "/kubepods/pod1/c1", 102: "/kubepods/pod1/c1", 201: "/kubepods/pod1/c2"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for pid, cg := range want {
+		if got[pid] != cg {
+			t.Errorf("pid %d in %q, want %q", pid, got[pid], cg)
+		}
+	}
+}
