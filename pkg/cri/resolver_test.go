@@ -107,3 +107,35 @@ func TestResolverRefreshesOnMiss(t *testing.T) {
 		t.Errorf("ListContainers called %d more times within the rate limit", got-n)
 	}
 }
+
+// Refresh (an OOM report starts) lists the runtime's containers at once, so
+// a container removed right after its kill is still resolved from the
+// cache; within 200 ms it does not list again.
+func TestResolverRefreshBeforeRemoval(t *testing.T) {
+	f, sock := containerdFake(t)
+	log, _ := testLog()
+	c := NewCache(dialFake(t, sock).Runtime(), log, CacheOptions{})
+	ctx := context.Background()
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(c, log)
+	f.addPod(sandbox("sb3", "uid3", "batch", "job-x7", nil, nil), `{}`)
+	f.addCtr("sb3", running("c3c3c3c3", "migrate", "img", nil), `{}`)
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := f.callCount("ListContainers")
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.callCount("ListContainers"); got != n {
+		t.Errorf("listed %d more times within 200 ms", got-n)
+	}
+	// The Job's pod is deleted at once.
+	f.removeCtr("c3c3c3c3")
+	f.removePod("sb3")
+	if x, ok := r.Container(ctx, "c3c3c3c3"); !ok || x.Name != "migrate" || x.PodName != "job-x7" {
+		t.Fatalf("Container after removal = %+v, %v", x, ok)
+	}
+}

@@ -80,7 +80,11 @@ func (e *Enricher) prefetchContainer(id string) {
 		return
 	}
 	e.async(func(ctx context.Context) {
-		if c, ok := e.runtime.Container(ctx, id); ok {
+		c, ok := e.runtime.Container(ctx, id)
+		if r, isR := e.runtime.(Refresher); !ok && isR && r.Refresh(ctx) == nil {
+			c, ok = e.runtime.Container(ctx, id)
+		}
+		if ok {
 			e.pre.put(id, c)
 		}
 	})
