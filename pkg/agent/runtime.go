@@ -73,6 +73,15 @@ func (r *runtimeNames) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// ContainerNow resolves a container ID, listing the runtime at once on a
+// miss.
+func (r *runtimeNames) ContainerNow(ctx context.Context, id string) (cri.Container, bool) {
+	if res := r.cur.Load(); res != nil {
+		return res.ContainerNow(ctx, id)
+	}
+	return cri.Container{}, false
+}
+
 // Pod resolves a pod UID.
 func (r *runtimeNames) Pod(ctx context.Context, uid string) (cri.Pod, bool) {
 	if res := r.cur.Load(); res != nil {

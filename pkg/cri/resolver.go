@@ -111,6 +111,25 @@ func (r *Resolver) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// ContainerNow resolves a container ID, listing the runtime at once on a
+// miss, however recent the last listing: it is asked for the container of
+// a kill the moment the kill is attributed, before the runtime removes it.
+// Callers bound how many run at once.
+func (r *Resolver) ContainerNow(ctx context.Context, id string) (Container, bool) {
+	if r.cache == nil {
+		r.unavailable()
+		return Container{}, false
+	}
+	if c, ok := r.cache.Container(id); ok {
+		return c, true
+	}
+	if err := r.cache.Refresh(ctx); err != nil {
+		r.unavailable()
+		return Container{}, false
+	}
+	return r.cache.Container(id)
+}
+
 func (r *Resolver) unavailable() {
 	r.once.Do(func() {
 		r.log.Warn("container runtime unreachable; names unavailable")

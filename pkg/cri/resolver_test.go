@@ -139,3 +139,25 @@ func TestResolverRefreshBeforeRemoval(t *testing.T) {
 		t.Fatalf("Container after removal = %+v, %v", x, ok)
 	}
 }
+
+// ContainerNow lists the runtime on a miss even right after a listing: a
+// kill just attributed to a container started since.
+func TestResolverContainerNow(t *testing.T) {
+	f, sock := containerdFake(t)
+	log, _ := testLog()
+	c := NewCache(dialFake(t, sock).Runtime(), log, CacheOptions{})
+	ctx := context.Background()
+	r := NewResolver(c, log)
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.addPod(sandbox("sb4", "uid4", "batch", "job-y2", nil, nil), `{}`)
+	f.addCtr("sb4", running("c4c4c4c4", "migrate", "img", nil), `{}`)
+	if x, ok := r.ContainerNow(ctx, "c4c4c4c4"); !ok || x.PodName != "job-y2" {
+		t.Fatalf("ContainerNow = %+v, %v", x, ok)
+	}
+	n := f.callCount("ListContainers")
+	if _, ok := r.ContainerNow(ctx, "c4c4c4c4"); !ok || f.callCount("ListContainers") != n {
+		t.Fatal("a known container made the runtime list again")
+	}
+}

@@ -17,6 +17,12 @@ type Refresher interface {
 	Refresh(ctx context.Context) error
 }
 
+// NowResolver is a Runtime that can list the node's containers at once on
+// a miss, however recent the last listing (cri.Resolver.ContainerNow).
+type NowResolver interface {
+	ContainerNow(ctx context.Context, id string) (cri.Container, bool)
+}
+
 // Bounds of the lookups made while a report is read.
 const (
 	// prefetchWorkers bounds the runtime lookups in flight; past it a
@@ -80,8 +86,11 @@ func (e *Enricher) prefetchContainer(id string) {
 		return
 	}
 	e.async(func(ctx context.Context) {
-		c, ok := e.runtime.Container(ctx, id)
-		if r, isR := e.runtime.(Refresher); !ok && isR && r.Refresh(ctx) == nil {
+		var c cri.Container
+		var ok bool
+		if n, isN := e.runtime.(NowResolver); isN {
+			c, ok = n.ContainerNow(ctx, id)
+		} else {
 			c, ok = e.runtime.Container(ctx, id)
 		}
 		if ok {
