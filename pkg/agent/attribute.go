@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strings"
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
@@ -20,13 +21,29 @@ type KillCounters interface {
 // the containers of other runtimes the cgroup path names. Pods count too: a
 // container's cgroup is removed soon after its main process is killed, its
 // pod's lives on, and the kernel counts a kill in both.
-func ContainerCounters(root string) KillCounters {
+//
+// under, when given, limits the walk to those subtrees (cgroup paths such
+// as "/kubepods"): a node's other cgroups need not be read.
+func ContainerCounters(root string, under ...string) KillCounters {
+	within := func(cg string) bool {
+		if len(under) == 0 {
+			return true
+		}
+		for _, u := range under {
+			u = strings.TrimSuffix(u, "/")
+			// Inside the subtree, or on the way to it.
+			if cg == u || strings.HasPrefix(cg, u+"/") || strings.HasPrefix(u, cg+"/") {
+				return true
+			}
+		}
+		return false
+	}
 	return cgroupstat.Counters{
 		Root: root,
-		Keep: counted,
+		Keep: func(cg string) bool { return within(cg) && counted(cg) },
 		// A container's own children are not walked: its counter already
 		// counts theirs.
-		Descend: func(cg string) bool { return workload.FromCgroup(cg).Kind != workload.KindContainer },
+		Descend: func(cg string) bool { return within(cg) && workload.FromCgroup(cg).Kind != workload.KindContainer },
 	}
 }
 

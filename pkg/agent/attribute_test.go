@@ -356,3 +356,18 @@ func TestPipelineAttributesSimultaneousKillsFromSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// Counters limited to a subtree read nothing outside it.
+func TestContainerCountersUnder(t *testing.T) {
+	tree := newCgroupTree(t, true)
+	in, out := containerCgroup(true, 1), "/other/burstable/pod0f1e2d3c-4b5a-4968-a7b6-000000000002/"+fmt.Sprintf("%064x", 7)
+	tree.add(in, 1)
+	tree.add(out, 1)
+	got, err := ContainerCounters(tree.root, path.Dir(in)).OOMKills()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[in] != 1 || got[path.Dir(in)] != 1 {
+		t.Fatalf("counters %v, want %s and its pod only", got, in)
+	}
+}
