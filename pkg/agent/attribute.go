@@ -135,9 +135,11 @@ type seenPID struct {
 // pidTTL bounds how long a remembered PID is trusted: PIDs are reused.
 const pidTTL = 10 * time.Minute
 
-// remember records where a PID ran, seen while it lived.
+// remember records where a PID ran, seen while it lived. The root cgroup
+// is not remembered: an exiting task (a victim being killed) shows it in
+// /proc, wherever it ran.
 func (a *attributor) remember(pid int, cgroup string) {
-	if pid > 0 && cgroup != "" {
+	if pid > 0 && cgroup != "" && cgroup != "/" {
 		a.pids.put(pid, seenPID{cgroup: cgroup, at: a.now()})
 	}
 }
@@ -236,8 +238,9 @@ func (a *attributor) killSeen(pid int, cgroup string) {
 // place finds the cgroup of a victim the report did not name.
 func (a *attributor) place(pid int) attribution {
 	// A victim is killed before its line is printed, but may not have
-	// exited yet: /proc is the truth while it lasts.
-	if cg, err := a.proc.Cgroup(pid); err == nil && cg != "" {
+	// exited yet: /proc is the truth while it lasts. Once it exits, the
+	// kernel moves it to the root cgroup (cgroup_exit): "/" says nothing.
+	if cg, err := a.proc.Cgroup(pid); err == nil && cg != "" && cg != "/" {
 		return attribution{cgroup: cg, by: analysis.AttributedProc}
 	}
 	if p, ok := a.pids.get(pid); ok && a.now().Sub(p.at) < pidTTL {

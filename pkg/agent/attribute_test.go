@@ -371,3 +371,18 @@ func TestContainerCountersUnder(t *testing.T) {
 		t.Fatalf("counters %v, want %s and its pod only", got, in)
 	}
 }
+
+// A victim that has begun exiting shows the root cgroup in /proc: that is
+// not where it ran, and the counters decide.
+func TestAttributorIgnoresExitingVictimInRoot(t *testing.T) {
+	tree := newCgroupTree(t, true)
+	cg := containerCgroup(true, 3)
+	tree.add(cg, 0)
+	at := newAttributor(fakeProc(t, "1.0", map[int]string{901: "/"}), ContainerCounters(tree.root), nil)
+	at.remember(901, "/")
+	tree.kill(cg)
+	at.killSeen(901, "")
+	if got, ok := at.lookup(901); !ok || got != cg {
+		t.Fatalf("lookup = %q, %v; want %q from the counters", got, ok, cg)
+	}
+}
