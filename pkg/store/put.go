@@ -224,8 +224,8 @@ func checkIdentity(e *pb.Event) error {
 // Put stores events in one transaction and returns what it did with each,
 // in order. It sets each event's Id and Received (now). An event whose
 // identity is already stored, by an earlier Put or earlier in events, is a
-// duplicate, unless its revision is higher: it then replaces the stored
-// one (Updated), keeping its place in time. When Put returns nil the events are durably committed; when
+// duplicate, unless it is an exit with a higher revision: it then replaces
+// the stored one (Updated), keeping its place in time. When Put returns nil the events are durably committed; when
 // it returns an error none is stored.
 func (s *Store) Put(ctx context.Context, events []*pb.Event) ([]PutResult, error) {
 	now := time.Now()
@@ -303,7 +303,9 @@ func (s *Store) PutRecords(ctx context.Context, recs []*Record) ([]PutResult, er
 			rowid, ok := inserted[r.id]
 			if !ok {
 				out[i] = PutResult{Duplicate: true}
-				if r.rev <= 0 {
+				// Only exits are updated (oom-child stories): a kernel
+				// report, once stored, is evidence and stays as it came.
+				if r.rev <= 0 || r.typ != wire.TypeExit {
 					continue
 				}
 				updated, err := s.update(ctx, r)

@@ -73,6 +73,19 @@ func TestUpdateByRevision(t *testing.T) {
 	if got, _ := s.Put(ctx, []*pb.Event{changed}); !got[0].Duplicate {
 		t.Fatalf("an event without revision was not a duplicate: %+v", got[0])
 	}
+	// An OOM kill is never rewritten, whatever its revision.
+	k := oom("n1", 11, 0, "limit", "ci", "runner-1", "runner")
+	k.Revision = 1
+	put(t, s, k)
+	k2 := proto.Clone(k).(*pb.Event)
+	k2.Revision = 2
+	k2.GetOom().Reason = "rewritten"
+	if got, _ := s.Put(ctx, []*pb.Event{k2}); !got[0].Duplicate {
+		t.Fatalf("an OOM kill was updated: %+v", got[0])
+	}
+	if e, _ := s.Get(ctx, ID(k)); e.GetOom().GetReason() == "rewritten" {
+		t.Fatal("the stored OOM kill was rewritten")
+	}
 	// An update may not move the event in time: its place in every
 	// listing is its first time.
 	moved := story(9, 100)
