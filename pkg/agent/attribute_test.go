@@ -140,7 +140,7 @@ func limitKill(seq *int64, pid int, cg string, rateLimited bool) []devkmsg.Item 
 	var lines []string
 	if !rateLimited {
 		lines = append(lines,
-			fmt.Sprintf("hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0"),
+			"hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
 			fmt.Sprintf("CPU: 1 PID: %d Comm: hog Not tainted 5.10.0-33-amd64 #1 Debian 5.10.226-1", pid),
 			"memory: usage 24576kB, limit 24576kB, failcnt 93",
 			fmt.Sprintf("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=%s,task_memcg=%s,task=hog,pid=%d,uid=0", cg, cg, pid))
