@@ -443,8 +443,16 @@ func (p *printer) event(e *pb.Event) {
 	case e.GetExit() != nil:
 		x := e.GetExit()
 		w := wire.ToAnalysis(&pb.Event{Payload: &pb.Event_Oom{Oom: &pb.OOMKill{Victims: []*pb.Process{{Workload: x.GetWorkload()}}}}}).Victims[0].Workload
+		what, rss := fmt.Sprintf("exit %d", x.GetExitCode()), "-"
+		if n := x.GetChildKills(); n > 1 {
+			// An oom-child story: how many, and the largest.
+			what = fmt.Sprintf("%d killed", n)
+		}
+		if l := x.GetLargest(); l != nil && l.RssBytes != nil {
+			rss = analysis.Bytes(l.GetRssBytes())
+		}
 		p.row(eventHeader, strings.Join([]string{when, e.GetNode(), "exit:" + x.GetVerdict(),
-			processCell(0, fmt.Sprintf("exit %d", x.GetExitCode()), w, wide), "-", requestLimit(w), yesNo(x.GetCollateral()),
+			processCell(0, what, w, wide), rss, requestLimit(w), yesNo(x.GetCollateral()),
 			x.GetExplanation()}, "\t"))
 	}
 }

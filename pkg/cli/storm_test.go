@@ -82,7 +82,7 @@ func TestStormTables(t *testing.T) {
 		t.Errorf("events: %d rows, want 3", rows(out))
 	}
 	for _, want := range []string{"limit/container ×30", "ci/runner-1/runner hog[3007] +29 more", "129.0 MiB",
-		"exit:oom-child", "killed 30 of its processes", "shop/api-0/api"} {
+		"exit:oom-child", "ci/runner-1/runner 30 killed", "killed 30 of its processes", "shop/api-0/api"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("events lacks %q", want)
 		}
