@@ -4,6 +4,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/cgroupstat"
 	"github.com/oomwatch/oomwatch/pkg/proc"
@@ -108,16 +110,18 @@ type attributor struct {
 	results boundedMap[int, attribution]
 	base    map[string]uint64 // nil until the first scan
 	bal     map[string]*balance
-	scanErr error
+	// log says once that the counters cannot be read.
+	log    *logrus.Entry
+	warned bool
 	// lastSnapshot is when the containers' processes were last listed.
 	lastSnapshot time.Time
 }
 
-func newAttributor(fs proc.FS, counters KillCounters, now func() time.Time) *attributor {
+func newAttributor(fs proc.FS, counters KillCounters, now func() time.Time, log *logrus.Entry) *attributor {
 	if now == nil {
 		now = time.Now
 	}
-	a := &attributor{proc: fs, counters: counters, now: now,
+	a := &attributor{proc: fs, counters: counters, now: now, log: log,
 		pids: newBoundedMap[int, seenPID](pidCacheSize), results: newBoundedMap[int, attribution](maxAttributions),
 		bal: map[string]*balance{}}
 	// The first scan is the baseline: kills before the agent started are
@@ -169,9 +173,21 @@ func (a *attributor) scan() {
 		return
 	}
 	cur, err := a.counters.OOMKills()
-	a.scanErr = err
+	if err != nil && !a.warned && a.log != nil {
+		a.warned = true
+		a.log.WithError(err).Warn("cannot read every cgroup's OOM-kill counter: kills the kernel names by PID alone may stay unattributed")
+	}
 	if cur == nil {
 		return
+	}
+	if err != nil {
+		// A partial scan (too many groups): the groups it did not reach
+		// keep their last counters, lest they look new next time.
+		for cg, n := range a.base {
+			if _, ok := cur[cg]; !ok {
+				cur[cg] = n
+			}
+		}
 	}
 	now := a.now()
 	if a.base != nil {

@@ -250,7 +250,7 @@ func TestPipelineAttributionAmbiguousProcAndCache(t *testing.T) {
 }
 
 func TestAttributorPIDCache(t *testing.T) {
-	at := newAttributor(fakeProc(t, "1.0", nil), nil, nil)
+	at := newAttributor(fakeProc(t, "1.0", nil), nil, nil, nil)
 	cg := containerCgroup(true, 7)
 	at.remember(4242, cg)
 	at.killSeen(4242, "")
@@ -274,7 +274,7 @@ func TestAttributorPIDCache(t *testing.T) {
 
 // The cache of PIDs is bounded, and so are the kills awaiting their event.
 func TestAttributorBounded(t *testing.T) {
-	at := newAttributor(fakeProc(t, "1.0", nil), nil, nil)
+	at := newAttributor(fakeProc(t, "1.0", nil), nil, nil, nil)
 	for pid := 1; pid <= 3*pidCacheSize; pid++ {
 		at.remember(pid, "/x")
 		at.killSeen(pid, "/x")
@@ -378,7 +378,7 @@ func TestAttributorIgnoresExitingVictimInRoot(t *testing.T) {
 	tree := newCgroupTree(t, true)
 	cg := containerCgroup(true, 3)
 	tree.add(cg, 0)
-	at := newAttributor(fakeProc(t, "1.0", map[int]string{901: "/"}), ContainerCounters(tree.root), nil)
+	at := newAttributor(fakeProc(t, "1.0", map[int]string{901: "/"}), ContainerCounters(tree.root), nil, nil)
 	at.remember(901, "/")
 	tree.kill(cg)
 	at.killSeen(901, "")

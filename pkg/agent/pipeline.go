@@ -132,7 +132,7 @@ func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 	p.stream = analysis.NewStream(analysis.StreamOptions{Cgroups: p.lookup, Requests: cfg.Requests}, func(e analysis.Event) {
 		p.ready = append(p.ready, e)
 	})
-	p.attr = newAttributor(cfg.Proc, cfg.Counters, cfg.Now)
+	p.attr = newAttributor(cfg.Proc, cfg.Counters, cfg.Now, log)
 	if pf, ok := cfg.Enricher.(Prefetcher); ok {
 		p.attr.onFound = pf.Prefetch
 	}
