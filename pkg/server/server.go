@@ -67,6 +67,9 @@ type Config struct {
 	// may send events for any node: a client certificate shared by every
 	// agent. Empty: each agent's certificate must name its node.
 	AgentIdentity string
+	// Limits bound connections, streams, watchers and events per
+	// identity (see Limits).
+	Limits Limits
 	// OnStored, when set, is told of every newly stored event after its
 	// commit (metrics, Kubernetes Events). It must not block for long.
 	OnStored func(ev *pb.Event)
@@ -104,6 +107,7 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.Limits.defaults()
 }
 
 // Reasons an event or stream is rejected, the keys of Stats.Rejected.
@@ -146,7 +150,12 @@ type Server struct {
 	inflight chan struct{}
 	hub      *hub
 	limiter  *limiter
-	health   *health.Server
+	// idLimiter is the event rate of each identity over all its nodes.
+	idLimiter *limiter
+	// ingestQuota and watchQuota count streams and watchers per identity.
+	ingestQuota, watchQuota *quota
+	limits                  limitCounters
+	health                  *health.Server
 
 	// draining is closed when shutdown begins: streams acknowledge what
 	// they took and end, watchers end.
@@ -167,15 +176,18 @@ type Server struct {
 func New(st Store, cfg Config, log *logrus.Entry) *Server {
 	cfg.defaults()
 	s := &Server{
-		cfg:      cfg,
-		log:      log,
-		st:       st,
-		hub:      newHub(),
-		limiter:  newLimiter(cfg.MaxEventsPerSecond, cfg.MaxEventsBurst, cfg.Now),
-		health:   health.NewServer(),
-		draining: make(chan struct{}),
-		rejected: map[string]uint64{},
-		inflight: make(chan struct{}, cfg.MaxInFlight),
+		cfg:         cfg,
+		log:         log,
+		st:          st,
+		hub:         newHub(),
+		limiter:     newLimiter(cfg.MaxEventsPerSecond, cfg.MaxEventsBurst, cfg.Now),
+		idLimiter:   newLimiter(cfg.Limits.MaxEventsPerSecondPerIdentity, cfg.Limits.MaxEventsBurstPerIdentity, cfg.Now),
+		ingestQuota: newQuota(cfg.Limits.MaxIngestStreamsPerIdentity, 0),
+		watchQuota:  newQuota(cfg.Limits.MaxWatchersPerIdentity, cfg.Limits.MaxWatchers),
+		health:      health.NewServer(),
+		draining:    make(chan struct{}),
+		rejected:    map[string]uint64{},
+		inflight:    make(chan struct{}, cfg.MaxInFlight),
 	}
 	s.commit = newCommitter(st, cfg.BatchWait, cfg.BatchMax, s.committed, log)
 	return s
@@ -196,6 +208,9 @@ func (s *Server) Stats() Stats {
 		WatchersDropped: s.watchersDropped.Load(),
 	}
 }
+
+// LimitStats returns what the limits did.
+func (s *Server) LimitStats() LimitStats { return s.limits.stats() }
 
 func (s *Server) reject(reason string) {
 	s.rejectedMu.Lock()
@@ -249,9 +264,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.InitialWindowSize(64 << 10),
 		grpc.InitialConnWindowSize(64 << 10),
 		// Agents keep idle streams open for days: ping them to notice dead
-		// peers, and let them ping us.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// peers, and let them ping us, but not faster than MinPingInterval
+		// (a faster client is sent GOAWAY). A connection without any
+		// stream is closed after IdleTimeout.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second, MaxConnectionIdle: s.cfg.Limits.IdleTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: s.cfg.Limits.MinPingInterval, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(s.cfg.Limits.MaxStreamsPerConnection),
+		grpc.ConnectionTimeout(s.cfg.Limits.HandshakeTimeout),
 	}, s.cfg.GRPCOptions...)
 	gs := grpc.NewServer(opts...)
 	pb.RegisterIngestServiceServer(gs, s)

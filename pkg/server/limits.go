@@ -1,0 +1,264 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+
+	"github.com/oomwatch/oomwatch/pkg/transport"
+)
+
+// Limits bound what clients can make the aggregator hold, so that no
+// client, authenticated or not, can exhaust its memory or file
+// descriptors while honest agents are served. Zero values take the
+// defaults (DefaultLimits).
+//
+// The defaults are sized from a measurement against the deployed memory
+// limit (deploy/aggregator.yaml: 1 GiB, GOMEMLIMIT 896 MiB), made with the
+// real binary by test/security (TestMeasureCosts, OOMWATCH_MEASURE=1) on
+// loopback without TLS (TLS adds ~40 KiB per connection):
+//
+//   - an open gRPC connection with no stream: ~40 KiB (with TLS ~80 KiB);
+//   - an idle Watch stream: ~12 KiB (two goroutines and the queue);
+//   - an idle Ingest stream (Hello sent): ~20 KiB (two goroutines, the
+//     acknowledgement window, the Hello).
+//
+// Worst case at the defaults, all at once, TLS on:
+//
+//	connections  6,000 x 80 KiB                        = 469 MiB
+//	ingest       6,000 streams x 20 KiB                = 117 MiB
+//	in flight    4,096 events x ~8 KiB                 =  32 MiB
+//	watchers       256 x 12 KiB (+ queues, shared)     =   3 MiB
+//	web UI         256 connections x 80 KiB            =  20 MiB
+//	                                                   = 641 MiB
+//
+// which leaves ~250 MiB of the 896 MiB GOMEMLIMIT to SQLite's cache and
+// the commit batches (8,192 events). Streams per connection (16) do not
+// add to it: per-identity and total bounds apply whatever the connection.
+type Limits struct {
+	// MaxConnections caps the gRPC listener's open connections; past it
+	// new connections are closed at once. Default 6,000 (one per node of
+	// the largest Kubernetes cluster, 5,000, plus oomctl).
+	MaxConnections int
+	// MaxWebConnections caps the web UI listener's. Default 256.
+	MaxWebConnections int
+	// MaxMetricsConnections caps the metrics and health listener's, which
+	// is apart from the others so that probes answer while they are
+	// flooded. Default 64.
+	MaxMetricsConnections int
+	// MaxStreamsPerConnection is HTTP/2's concurrent streams per
+	// connection. Default 16 (an agent uses one, oomctl a few).
+	MaxStreamsPerConnection uint32
+	// MaxIngestStreamsPerIdentity bounds the Ingest streams one
+	// authenticated identity holds open, Hello sent or not; past it a new
+	// stream ends with codes.ResourceExhausted. Default 6,000: the agents
+	// of the deployment share one certificate.
+	MaxIngestStreamsPerIdentity int
+	// MaxWatchersPerIdentity and MaxWatchers bound Watch streams per
+	// identity and in total (web UI live pages count in the total).
+	// Defaults 32 and 256.
+	MaxWatchersPerIdentity int
+	MaxWatchers            int
+	// HelloTimeout is how long an Ingest stream may stay without its
+	// Hello; then it ends with codes.DeadlineExceeded. Default 10 s.
+	HelloTimeout time.Duration
+	// HandshakeTimeout bounds a new connection's TLS and HTTP/2
+	// handshake. Default 10 s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a gRPC connection without any stream for that
+	// long. Default 5 min.
+	IdleTimeout time.Duration
+	// MinPingInterval is the shortest interval between a client's
+	// keepalive pings; a client pinging faster is disconnected
+	// (GOAWAY too_many_pings). Default 10 s.
+	MinPingInterval time.Duration
+	// MaxEventsPerSecondPerIdentity and MaxEventsBurstPerIdentity limit
+	// the events of one authenticated identity across all the node names
+	// it sends for, so that rotating node names in Hellos does not get
+	// around the per-node rate. A rate of 0 is no limit (the zero Config's);
+	// the aggregator's flags default to 2,000/s and a burst of 20,000.
+	MaxEventsPerSecondPerIdentity float64
+	MaxEventsBurstPerIdentity     int
+}
+
+// DefaultLimits are the limits' defaults (see Limits).
+var DefaultLimits = Limits{
+	MaxConnections:                6000,
+	MaxWebConnections:             256,
+	MaxMetricsConnections:         64,
+	MaxStreamsPerConnection:       16,
+	MaxIngestStreamsPerIdentity:   6000,
+	MaxWatchersPerIdentity:        32,
+	MaxWatchers:                   256,
+	HelloTimeout:                  10 * time.Second,
+	HandshakeTimeout:              10 * time.Second,
+	IdleTimeout:                   5 * time.Minute,
+	MinPingInterval:               10 * time.Second,
+	MaxEventsPerSecondPerIdentity: 2000,
+	MaxEventsBurstPerIdentity:     20000,
+}
+
+func (l *Limits) defaults() {
+	d := DefaultLimits
+	setInt := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setInt(&l.MaxConnections, d.MaxConnections)
+	setInt(&l.MaxWebConnections, d.MaxWebConnections)
+	setInt(&l.MaxMetricsConnections, d.MaxMetricsConnections)
+	if l.MaxStreamsPerConnection == 0 {
+		l.MaxStreamsPerConnection = d.MaxStreamsPerConnection
+	}
+	setInt(&l.MaxIngestStreamsPerIdentity, d.MaxIngestStreamsPerIdentity)
+	setInt(&l.MaxWatchersPerIdentity, d.MaxWatchersPerIdentity)
+	setInt(&l.MaxWatchers, d.MaxWatchers)
+	setDur(&l.HelloTimeout, d.HelloTimeout)
+	setDur(&l.HandshakeTimeout, d.HandshakeTimeout)
+	setDur(&l.IdleTimeout, d.IdleTimeout)
+	setDur(&l.MinPingInterval, d.MinPingInterval)
+	if l.MaxEventsBurstPerIdentity <= 0 {
+		l.MaxEventsBurstPerIdentity = max(d.MaxEventsBurstPerIdentity, int(10*l.MaxEventsPerSecondPerIdentity))
+	}
+}
+
+// Reasons a limit refused something, the keys of LimitStats.Refused.
+const (
+	LimitIngestPerIdentity = "ingest-streams-per-identity"
+	LimitWatchPerIdentity  = "watchers-per-identity"
+	LimitWatchTotal        = "watchers-total"
+	LimitHelloTimeout      = "hello-timeout"
+	LimitEventsPerIdentity = "events-per-identity"
+	LimitEventsPerNode     = "events-per-node"
+)
+
+// LimitReasons lists the Limit... reasons, for metrics.
+var LimitReasons = []string{LimitIngestPerIdentity, LimitWatchPerIdentity, LimitWatchTotal, LimitHelloTimeout, LimitEventsPerIdentity, LimitEventsPerNode}
+
+// LimitStats are what the limits did.
+type LimitStats struct {
+	// AwaitingHello counts Ingest streams open now that sent no Hello yet.
+	AwaitingHello int64
+	// Refused counts refusals by reason (Limit...).
+	Refused map[string]uint64
+}
+
+// limitCounters counts refusals by reason.
+type limitCounters struct {
+	awaitingHello atomic.Int64
+	mu            sync.Mutex
+	refused       map[string]uint64
+}
+
+func (c *limitCounters) refuse(reason string) {
+	c.mu.Lock()
+	if c.refused == nil {
+		c.refused = map[string]uint64{}
+	}
+	c.refused[reason]++
+	c.mu.Unlock()
+}
+
+func (c *limitCounters) stats() LimitStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := LimitStats{AwaitingHello: c.awaitingHello.Load(), Refused: map[string]uint64{}}
+	for _, r := range LimitReasons {
+		out.Refused[r] = c.refused[r]
+	}
+	return out
+}
+
+// quota counts what each identity holds (streams, watchers), up to a
+// per-identity cap and, when total > 0, a cap over all identities.
+type quota struct {
+	per, total int
+	mu         sync.Mutex
+	held       map[string]int
+	sum        int
+}
+
+func newQuota(per, total int) *quota {
+	return &quota{per: per, total: total, held: map[string]int{}}
+}
+
+// acquire takes one slot for id. It returns "" on success, else which
+// cap was hit: "identity" or "total".
+func (q *quota) acquire(id string) string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.held[id] >= q.per {
+		return "identity"
+	}
+	if q.total > 0 && q.sum >= q.total {
+		return "total"
+	}
+	q.held[id]++
+	q.sum++
+	return ""
+}
+
+// acquireTotal takes a slot counted only in the total (web UI live
+// pages, whose identity the HTTP layer checked).
+func (q *quota) acquireTotal() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.total > 0 && q.sum >= q.total {
+		return false
+	}
+	q.sum++
+	return true
+}
+
+func (q *quota) releaseTotal() {
+	q.mu.Lock()
+	q.sum--
+	q.mu.Unlock()
+}
+
+func (q *quota) release(id string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.held[id]--; q.held[id] <= 0 {
+		delete(q.held, id)
+	}
+	q.sum--
+}
+
+// principal names the authenticated caller that per-identity limits are
+// keyed on: the verified client certificate's common name, else a digest
+// of the bearer token (every holder of the shared token is one identity),
+// else, with neither, the peer's IP address.
+func principal(ctx context.Context) string {
+	if id, ok := transport.PeerIdentity(ctx); ok {
+		return "cert:" + id.CommonName
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if tok, ok := strings.CutPrefix(v, "Bearer "); ok {
+			sum := sha256.Sum256([]byte(tok))
+			return "token:" + hex.EncodeToString(sum[:8])
+		}
+	}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
+			return "addr:" + host
+		}
+		return "addr:" + p.Addr.String()
+	}
+	return "unknown"
+}
