@@ -60,10 +60,17 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 	}
 	ctx := st.Context()
 	id := principal(ctx)
-	if s.ingestQuota.acquire(id) != "" {
+	// Refusals log at Debug: a flood must not become a flood of log
+	// lines; they are counted (oomwatch_limit_refusals_total).
+	switch s.ingestQuota.acquire(id) {
+	case "identity":
 		s.limits.refuse(LimitIngestPerIdentity)
-		s.log.WithField("identity", id).Warn("ingest stream refused: the identity holds too many")
+		s.log.WithField("identity", id).Debug("ingest stream refused: the identity holds too many")
 		return status.Errorf(codes.ResourceExhausted, "this identity holds %d ingest streams already; close some", s.cfg.Limits.MaxIngestStreamsPerIdentity)
+	case "total":
+		s.limits.refuse(LimitIngestTotal)
+		s.log.WithField("identity", id).Debug("ingest stream refused: the aggregator holds its maximum")
+		return status.Errorf(codes.ResourceExhausted, "the aggregator serves %d ingest streams already; retry later", s.cfg.Limits.MaxIngestStreams)
 	}
 	defer s.ingestQuota.release(id)
 	first, err := s.recvHello(st)

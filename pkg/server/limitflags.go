@@ -22,12 +22,13 @@ func (o *Options) addLimitFlags(fs *flag.FlagSet) {
 	fs.IntVar(&l.MaxConnections, "max-connections", d.MaxConnections, "open gRPC connections at most; more are closed as they arrive")
 	fs.IntVar(&l.MaxWebConnections, "max-web-connections", d.MaxWebConnections, "open web UI connections at most")
 	fs.IntVar(&l.MaxMetricsConnections, "max-metrics-connections", d.MaxMetricsConnections, "open connections to --metrics-addr at most (kept apart, so probes answer while the others are flooded)")
-	fs.Func("max-streams-per-connection", "concurrent gRPC streams per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; default 16)", func(s string) error {
+	fs.Func("max-streams-per-connection", "concurrent gRPC streams per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS) (default 16)", func(s string) error {
 		v, err := strconv.ParseUint(s, 10, 31)
 		l.MaxStreamsPerConnection = uint32(v)
 		return err
 	})
 	fs.IntVar(&l.MaxIngestStreamsPerIdentity, "max-ingest-streams-per-identity", d.MaxIngestStreamsPerIdentity, "ingest streams one identity (certificate, token) may hold open, with or without their Hello")
+	fs.IntVar(&l.MaxIngestStreams, "max-ingest-streams", d.MaxIngestStreams, "ingest streams open at most, over all identities")
 	fs.IntVar(&l.MaxWatchersPerIdentity, "max-watchers-per-identity", d.MaxWatchersPerIdentity, "Watch streams one identity may hold open")
 	fs.IntVar(&l.MaxWatchers, "max-watchers", d.MaxWatchers, "Watch streams and web UI live pages open at most, in total")
 	fs.DurationVar(&l.HelloTimeout, "hello-timeout", d.HelloTimeout, "an ingest stream that sends no Hello for this long is closed")
@@ -41,7 +42,7 @@ func (o *Options) addLimitFlags(fs *flag.FlagSet) {
 // validate checks the limits.
 func (l *Limits) validate() error {
 	for _, v := range []int{l.MaxConnections, l.MaxWebConnections, l.MaxMetricsConnections, l.MaxIngestStreamsPerIdentity,
-		l.MaxWatchersPerIdentity, l.MaxWatchers, l.MaxEventsBurstPerIdentity} {
+		l.MaxIngestStreams, l.MaxWatchersPerIdentity, l.MaxWatchers, l.MaxEventsBurstPerIdentity} {
 		if v < 0 {
 			return ErrNegativeLimit
 		}

@@ -23,45 +23,46 @@ import (
 //
 // The defaults are sized from a measurement against the deployed memory
 // limit (deploy/aggregator.yaml: 1 GiB, GOMEMLIMIT 896 MiB), made with the
-// real binary by test/security (TestMeasureCosts, OOMWATCH_MEASURE=1) on
-// loopback without TLS (TLS adds ~40 KiB per connection):
+// real binary and mutual TLS by test/security (TestMeasureCosts,
+// OOMWATCH_MEASURE=1): an open connection costs 58 KiB, an idle Ingest
+// stream (Hello sent) 21 KiB, an idle Watch stream 11 KiB. A connection
+// may also hold its 64 KiB receive window of data not yet read. Worst
+// case at the defaults, everything at once:
 //
-//   - an open gRPC connection with no stream: ~40 KiB (with TLS ~80 KiB);
-//   - an idle Watch stream: ~12 KiB (two goroutines and the queue);
-//   - an idle Ingest stream (Hello sent): ~20 KiB (two goroutines, the
-//     acknowledgement window, the Hello).
+//	gRPC connections  4,000 x (58 + 64) KiB              = 477 MiB
+//	ingest streams    4,000 x 21 KiB                     =  82 MiB
+//	watchers            256 x 11 KiB + queues (10,000 x 8 B each)
+//	                                                     =  23 MiB
+//	events in flight  4,096 x ~8 KiB (a large OOM report) =  32 MiB
+//	web UI              128 x 58 KiB, metrics 32 x 58 KiB =   9 MiB
+//	the process at rest                                  =  35 MiB
+//	                                                     = 658 MiB
 //
-// Worst case at the defaults, all at once, TLS on:
-//
-//	connections  6,000 x 80 KiB                        = 469 MiB
-//	ingest       6,000 streams x 20 KiB                = 117 MiB
-//	in flight    4,096 events x ~8 KiB                 =  32 MiB
-//	watchers       256 x 12 KiB (+ queues, shared)     =   3 MiB
-//	web UI         256 connections x 80 KiB            =  20 MiB
-//	                                                   = 641 MiB
-//
-// which leaves ~250 MiB of the 896 MiB GOMEMLIMIT to SQLite's cache and
-// the commit batches (8,192 events). Streams per connection (16) do not
-// add to it: per-identity and total bounds apply whatever the connection.
+// which leaves ~240 MiB of the 896 MiB GOMEMLIMIT to SQLite's cache and
+// the commit batches. Streams per connection (16) add nothing to it: the
+// ingest and watch bounds hold whatever the connections. A cluster of
+// more than 4,000 nodes raises MaxConnections and the ingest bounds and
+// the memory limit by ~150 KiB per node.
 type Limits struct {
 	// MaxConnections caps the gRPC listener's open connections; past it
-	// new connections are closed at once. Default 6,000 (one per node of
-	// the largest Kubernetes cluster, 5,000, plus oomctl).
+	// new connections are closed at once. Default 4,000.
 	MaxConnections int
-	// MaxWebConnections caps the web UI listener's. Default 256.
+	// MaxWebConnections caps the web UI listener's. Default 128.
 	MaxWebConnections int
 	// MaxMetricsConnections caps the metrics and health listener's, which
 	// is apart from the others so that probes answer while they are
-	// flooded. Default 64.
+	// flooded. Default 32.
 	MaxMetricsConnections int
 	// MaxStreamsPerConnection is HTTP/2's concurrent streams per
 	// connection. Default 16 (an agent uses one, oomctl a few).
 	MaxStreamsPerConnection uint32
 	// MaxIngestStreamsPerIdentity bounds the Ingest streams one
 	// authenticated identity holds open, Hello sent or not; past it a new
-	// stream ends with codes.ResourceExhausted. Default 6,000: the agents
-	// of the deployment share one certificate.
+	// stream ends with codes.ResourceExhausted. MaxIngestStreams bounds
+	// them over all identities. Defaults 4,000 both: the agents of the
+	// deployment share one certificate.
 	MaxIngestStreamsPerIdentity int
+	MaxIngestStreams            int
 	// MaxWatchersPerIdentity and MaxWatchers bound Watch streams per
 	// identity and in total (web UI live pages count in the total).
 	// Defaults 32 and 256.
@@ -91,11 +92,12 @@ type Limits struct {
 
 // DefaultLimits are the limits' defaults (see Limits).
 var DefaultLimits = Limits{
-	MaxConnections:                6000,
-	MaxWebConnections:             256,
-	MaxMetricsConnections:         64,
+	MaxConnections:                4000,
+	MaxWebConnections:             128,
+	MaxMetricsConnections:         32,
 	MaxStreamsPerConnection:       16,
-	MaxIngestStreamsPerIdentity:   6000,
+	MaxIngestStreamsPerIdentity:   4000,
+	MaxIngestStreams:              4000,
 	MaxWatchersPerIdentity:        32,
 	MaxWatchers:                   256,
 	HelloTimeout:                  10 * time.Second,
@@ -125,6 +127,7 @@ func (l *Limits) defaults() {
 		l.MaxStreamsPerConnection = d.MaxStreamsPerConnection
 	}
 	setInt(&l.MaxIngestStreamsPerIdentity, d.MaxIngestStreamsPerIdentity)
+	setInt(&l.MaxIngestStreams, d.MaxIngestStreams)
 	setInt(&l.MaxWatchersPerIdentity, d.MaxWatchersPerIdentity)
 	setInt(&l.MaxWatchers, d.MaxWatchers)
 	setDur(&l.HelloTimeout, d.HelloTimeout)
@@ -139,6 +142,7 @@ func (l *Limits) defaults() {
 // Reasons a limit refused something, the keys of LimitStats.Refused.
 const (
 	LimitIngestPerIdentity = "ingest-streams-per-identity"
+	LimitIngestTotal       = "ingest-streams-total"
 	LimitWatchPerIdentity  = "watchers-per-identity"
 	LimitWatchTotal        = "watchers-total"
 	LimitHelloTimeout      = "hello-timeout"
@@ -147,7 +151,7 @@ const (
 )
 
 // LimitReasons lists the Limit... reasons, for metrics.
-var LimitReasons = []string{LimitIngestPerIdentity, LimitWatchPerIdentity, LimitWatchTotal, LimitHelloTimeout, LimitEventsPerIdentity, LimitEventsPerNode}
+var LimitReasons = []string{LimitIngestPerIdentity, LimitIngestTotal, LimitWatchPerIdentity, LimitWatchTotal, LimitHelloTimeout, LimitEventsPerIdentity, LimitEventsPerNode}
 
 // LimitStats are what the limits did.
 type LimitStats struct {

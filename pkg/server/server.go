@@ -182,7 +182,7 @@ func New(st Store, cfg Config, log *logrus.Entry) *Server {
 		hub:         newHub(),
 		limiter:     newLimiter(cfg.MaxEventsPerSecond, cfg.MaxEventsBurst, cfg.Now),
 		idLimiter:   newLimiter(cfg.Limits.MaxEventsPerSecondPerIdentity, cfg.Limits.MaxEventsBurstPerIdentity, cfg.Now),
-		ingestQuota: newQuota(cfg.Limits.MaxIngestStreamsPerIdentity, 0),
+		ingestQuota: newQuota(cfg.Limits.MaxIngestStreamsPerIdentity, cfg.Limits.MaxIngestStreams),
 		watchQuota:  newQuota(cfg.Limits.MaxWatchersPerIdentity, cfg.Limits.MaxWatchers),
 		health:      health.NewServer(),
 		draining:    make(chan struct{}),

@@ -114,7 +114,7 @@ func (s *Server) Watch(req *pb.WatchRequest, st grpc.ServerStreamingServer[pb.Wa
 		return status.Errorf(codes.ResourceExhausted, "this identity holds %d watchers already; close some", s.cfg.Limits.MaxWatchersPerIdentity)
 	case "total":
 		s.limits.refuse(LimitWatchTotal)
-		s.log.WithField("identity", id).Warn("watcher refused: the aggregator holds its maximum")
+		s.log.WithField("identity", id).Debug("watcher refused: the aggregator holds its maximum")
 		return status.Errorf(codes.ResourceExhausted, "the aggregator serves %d watchers already; retry later", s.cfg.Limits.MaxWatchers)
 	}
 	defer s.watchQuota.release(id)
