@@ -179,10 +179,10 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 			log.WithError(err).WithFields(logrus.Fields{"seq": ev.GetSeq(), "type": wire.TypeOf(ev)}).Warn("event rejected")
 			return status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
 		}
-		if !s.limiter.allow(hello.GetNode()) {
+		if !s.limiter.allow(limitKey(ctx, hello.GetNode())) {
 			s.reject(RejectFlood)
 			log.Warn("agent over its event rate; stream ended")
-			return status.Errorf(codes.ResourceExhausted, "node %s is over %g events/s; slow down and retry", hello.GetNode(), s.cfg.MaxEventsPerSecond)
+			return status.Errorf(codes.ResourceExhausted, "%s is over %g events/s; slow down and retry", limitKey(ctx, hello.GetNode()), s.cfg.MaxEventsPerSecond)
 		}
 		if !g.admit() {
 			// Shutting down: not taken, not acknowledged; the agent sends
