@@ -34,7 +34,7 @@ type Options struct {
 	// Retention is how long events are kept (by event time); 0 keeps them
 	// forever.
 	Retention time.Duration
-	// MaxEventsPerSecond and MaxEventsBurst limit each node (Config).
+	// MaxEventsPerSecond and MaxEventsBurst limit each identity (Config).
 	MaxEventsPerSecond float64
 	MaxEventsBurst     int
 	LogLevel           string
@@ -61,15 +61,16 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.DB, "db", "/var/lib/oomwatch/oomwatch.db", "SQLite database file (created when missing)")
 	o.Retention = 30 * 24 * time.Hour
 	fs.Var((*days)(&o.Retention), "retention", "how long events are kept, e.g. 30d or 72h; 0 keeps them forever")
-	fs.Float64Var(&o.MaxEventsPerSecond, "max-events-per-second", 100, "events per second each node may send (0: no limit); a node over it is told to back off")
+	fs.Float64Var(&o.MaxEventsPerSecond, "max-events-per-second", 100, "events per second each authenticated identity may send (a certificate or token; one shared by every agent is one identity; without authentication, each node) (0: no limit); a sender over it is told to back off")
 	fs.IntVar(&o.MaxEventsBurst, "max-events-burst", 0, "events a node may send at once above the rate (default: 10 s of the rate, at least 100)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.AgentIdentity, "agent-identity", "", "with mutual TLS: a client certificate name (CN or DNS SAN) that may send events for any node, for one certificate shared by every agent (default: each agent's certificate must name its node)")
+	fs.StringVar(&o.AgentIdentity, "agent-identity", "", "with mutual TLS: a client certificate name (CN or DNS SAN) that has the agent role and may send events for any node, for one certificate shared by every agent (default: each agent's certificate must name its node)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (plaintext; off when empty)")
 	fs.StringVar(&o.HTTPAddr, "http-addr", "", "serve the web UI on this address, with the gRPC listener's TLS and token (off when empty)")
 	fs.BoolVar(&o.KubeEvents, "kube-events", false, "write Kubernetes Events on the victim's Pod and, for node-level kills, on the Node (needs the RBAC in deploy/)")
 	fs.StringVar(&o.KubeConfig, "kubeconfig", "", "kubeconfig for --kube-events (default: in-cluster credentials)")
 	o.Transport.AddFlags(fs)
+	o.Transport.AddServerFlags(fs)
 	o.addLimitFlags(fs)
 }
 
@@ -160,6 +161,9 @@ type Aggregator struct {
 
 // NewAggregator opens the store and the listener of valid options.
 func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregator, error) {
+	if o.AgentIdentity != "" {
+		o.Transport.AgentNames = append(o.Transport.AgentNames, o.AgentIdentity)
+	}
 	grpcOpts, err := transport.ServerOptions(o.Transport)
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)

@@ -194,15 +194,15 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 			log.WithError(err).WithFields(logrus.Fields{"seq": ev.GetSeq(), "type": wire.TypeOf(ev)}).Warn("event rejected")
 			return status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
 		}
-		// The node's bucket is the identity's own (a node name claimed by
-		// another identity is another bucket), and the identity has one
-		// over all the node names it claims: rotating names in Hellos
-		// gains nothing.
-		if !s.limiter.allow(id + "\x00" + hello.GetNode()) {
+		// The rate is the authenticated identity's (limitKey); an
+		// anonymous caller has its peer address's bucket besides
+		// (idLimiter), so that rotating node names in Hellos gains
+		// nothing either way.
+		if !s.limiter.allow(limitKey(ctx, hello.GetNode())) {
 			s.reject(RejectFlood)
 			s.limits.refuse(LimitEventsPerNode)
 			log.Warn("agent over its event rate; stream ended")
-			return status.Errorf(codes.ResourceExhausted, "node %s is over %g events/s; slow down and retry", hello.GetNode(), s.cfg.MaxEventsPerSecond)
+			return status.Errorf(codes.ResourceExhausted, "%s is over %g events/s; slow down and retry", limitKey(ctx, hello.GetNode()), s.cfg.MaxEventsPerSecond)
 		}
 		if !s.idLimiter.allow(id) {
 			s.reject(RejectFlood)

@@ -2,15 +2,11 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
 	"github.com/oomwatch/oomwatch/pkg/transport"
@@ -243,20 +239,14 @@ func (q *quota) release(id string) {
 	q.sum--
 }
 
-// principal names the authenticated caller that per-identity limits are
-// keyed on: the verified client certificate's common name, else a digest
-// of the bearer token (every holder of the shared token is one identity),
-// else, with neither, the peer's IP address.
+// principal names the caller that per-identity limits are keyed on: the
+// authenticated principal (transport.Caller: a client certificate or a
+// token; every holder of a shared token or certificate is one identity);
+// for a caller authenticated by nothing, its peer's IP address, which it
+// cannot rotate as it could a name it claims.
 func principal(ctx context.Context) string {
-	if id, ok := transport.PeerIdentity(ctx); ok {
-		return "cert:" + id.CommonName
-	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get("authorization") {
-		if tok, ok := strings.CutPrefix(v, "Bearer "); ok {
-			sum := sha256.Sum256([]byte(tok))
-			return "token:" + hex.EncodeToString(sum[:8])
-		}
+	if p, ok := transport.Caller(ctx); ok && !p.Anonymous() {
+		return p.Name
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {

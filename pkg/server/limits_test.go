@@ -6,12 +6,37 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/oomwatch/oomwatch/pkg/transport"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
+
+// asCaller is a stream interceptor that makes the "test-identity"
+// metadata the call's authenticated principal, as transport's
+// authentication would from a certificate or a token.
+func asCaller(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	md, _ := metadata.FromIncomingContext(ss.Context())
+	if v := md.Get("test-identity"); len(v) > 0 {
+		ss = callerStream{ss, transport.WithCaller(ss.Context(), transport.Principal{Name: "test:" + v[0], Role: transport.RoleAll})}
+	}
+	return h(srv, ss)
+}
+
+type callerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (c callerStream) Context() context.Context { return c.ctx }
+
+func withCallers(cfg Config) Config {
+	cfg.GRPCOptions = append(cfg.GRPCOptions, grpc.ChainStreamInterceptor(asCaller))
+	return cfg
+}
 
 func TestHelloTimeout(t *testing.T) {
 	e := start(t, Config{Limits: Limits{HelloTimeout: 300 * time.Millisecond}})
@@ -43,12 +68,12 @@ func TestHelloTimeout(t *testing.T) {
 }
 
 func TestIngestStreamsPerIdentity(t *testing.T) {
-	e := start(t, Config{Limits: Limits{MaxIngestStreamsPerIdentity: 3, HelloTimeout: time.Minute}})
+	e := start(t, withCallers(Config{Limits: Limits{MaxIngestStreamsPerIdentity: 3, HelloTimeout: time.Minute}}))
 	conn := e.dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	open := func(token string) error {
-		c := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		c := metadata.AppendToOutgoingContext(ctx, "test-identity", token)
 		st, err := pb.NewIngestServiceClient(conn).Stream(c)
 		if err != nil {
 			return err
@@ -82,12 +107,12 @@ func TestIngestStreamsPerIdentity(t *testing.T) {
 }
 
 func TestWatchersBounded(t *testing.T) {
-	e := start(t, Config{Limits: Limits{MaxWatchersPerIdentity: 2, MaxWatchers: 3}})
+	e := start(t, withCallers(Config{Limits: Limits{MaxWatchersPerIdentity: 2, MaxWatchers: 3}}))
 	conn := e.dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	watch := func(token string) error {
-		c := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		c := metadata.AppendToOutgoingContext(ctx, "test-identity", token)
 		w, err := pb.NewQueryServiceClient(conn).Watch(c, &pb.WatchRequest{})
 		if err != nil {
 			return err

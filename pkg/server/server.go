@@ -36,8 +36,11 @@ type Store interface {
 
 // Config tunes a Server. Zero values take the defaults.
 type Config struct {
-	// MaxEventsPerSecond is each node's sustained event rate; a node past
-	// it has its stream ended with codes.ResourceExhausted. 0: no limit.
+	// MaxEventsPerSecond is the sustained event rate of each
+	// authenticated identity (transport.Caller; a shared agent token or
+	// certificate is one identity, a per-node certificate one per node;
+	// without authentication, each claimed node); past it a stream is
+	// ended with codes.ResourceExhausted. 0: no limit.
 	MaxEventsPerSecond float64
 	// MaxEventsBurst is how many events a node may send at once above
 	// the rate (a reconnecting agent replays its spool). Default: 10 s of

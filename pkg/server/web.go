@@ -105,7 +105,7 @@ func (a *Aggregator) newWeb() error {
 	if err != nil {
 		return err
 	}
-	h, err := transport.HTTPAuth(a.opts.Transport, ui)
+	h, err := transport.HTTPAuth(a.opts.Transport, transport.RoleReader, ui)
 	if err != nil {
 		return err
 	}

@@ -314,10 +314,21 @@ func (a *aggregator) up(t *testing.T) int64 {
 	return hwm
 }
 
-// dial connects with a client certificate of common name cn.
+// clientCert issues a certificate of common name cn: a reader's when cn
+// is readerName or starts with "reader-", else an agent's.
+func (a *aggregator) clientCert(t *testing.T, cn string) (cert, key string) {
+	t.Helper()
+	org := transport.OrgAgents
+	if cn == readerName || strings.HasPrefix(cn, "reader-") {
+		org = transport.OrgReaders
+	}
+	return a.ca.ClientIn(t, []string{org}, cn)
+}
+
+// dial connects with a client certificate of common name cn (clientCert).
 func (a *aggregator) dial(t *testing.T, cn string) *grpc.ClientConn {
 	t.Helper()
-	cert, key := a.ca.Client(t, cn)
+	cert, key := a.clientCert(t, cn)
 	opts, err := transport.DialOptions(transport.Options{CertFile: cert, KeyFile: key, CAFile: a.ca.CertFile}, "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
@@ -348,7 +359,7 @@ func (a *aggregator) honestAgent(t *testing.T, node string, count int, rate floa
 	os.WriteFile(filepath.Join(procDir, "sys/kernel/random/boot_id"), []byte("6b1f3c2e-1111-4222-8333-944455556666\n"), 0o644)
 	os.WriteFile(filepath.Join(procDir, "uptime"), []byte("3600.00 1.00\n"), 0o644)
 	os.WriteFile(filepath.Join(procDir, "meminfo"), []byte("MemTotal: 1048576 kB\nMemAvailable: 1000 kB\n"), 0o644)
-	cert, key := a.ca.Client(t, node)
+	cert, key := a.clientCert(t, node)
 	logf, err := os.Create(filepath.Join(state, "agent.log"))
 	if err != nil {
 		t.Fatal(err)
