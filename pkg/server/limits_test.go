@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -203,3 +204,42 @@ func TestQuota(t *testing.T) {
 		t.Fatal("acquireTotal over the total succeeded")
 	}
 }
+
+// A stream message that is not protobuf is the client's error.
+func TestMalformedMessageInvalidArgument(t *testing.T) {
+	e := start(t, Config{})
+	conn := e.dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true},
+		pb.IngestService_Stream_FullMethodName, grpc.ForceCodecV2(rawTestCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cs.SendMsg([]byte{0xff, 0xff, 0xff})
+	var resp []byte
+	if err := cs.RecvMsg(&resp); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("malformed message: %v, want InvalidArgument", err)
+	}
+	// Well-formed streams are decoded as before.
+	a := e.agent(t, ctx, conn, "node-a")
+	if err := a.send(oom("node-a", 1, "shop", "cart-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.acks(1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type rawTestCodec struct{}
+
+func (rawTestCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
+}
+
+func (rawTestCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*(v.(*[]byte)) = data.Materialize()
+	return nil
+}
+
+func (rawTestCodec) Name() string { return "proto" }

@@ -275,6 +275,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.MaxConcurrentStreams(s.cfg.Limits.MaxStreamsPerConnection),
 		grpc.ConnectionTimeout(s.cfg.Limits.HandshakeTimeout),
 	}, s.cfg.GRPCOptions...)
+	opts = append(opts, decodeOptions()...)
 	gs := grpc.NewServer(opts...)
 	pb.RegisterIngestServiceServer(gs, s)
 	pb.RegisterQueryServiceServer(gs, s)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -80,18 +83,41 @@ func watchAll(conn *grpc.ClientConn, n int, d time.Duration, live func()) *outco
 	return &out
 }
 
+// statusText shows grpc-status counts by name.
+func statusText(m map[string]int) string {
+	var parts []string
+	for k, v := range m {
+		name := k
+		if c, err := strconv.Atoi(k); err == nil {
+			name = codes.Code(c).String()
+		}
+		parts = append(parts, fmt.Sprintf("%d %s", v, name))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
 func TestWatchFloodOneConnection(t *testing.T) {
 	const n = 20000
-	var maxWatchers float64
 	scenario(t, fmt.Sprintf("%d Watch streams on one connection", n),
-		"--max-streams-per-connection (16): the rest wait in the client; --max-watchers-per-identity",
+		"--max-streams-per-connection (16: HTTP/2 refuses or stops reading the rest), --max-watchers-per-identity (32)",
 		nil, func(t *testing.T, a *aggregator) string {
-			conn := a.dial(t, readerName)
-			out := watchAll(conn, n, 8*time.Second, func() { maxWatchers = a.metric(t, "oomwatch_watchers") })
-			if maxWatchers > 16 {
-				t.Errorf("%v watchers served on one connection, want at most 16", maxWatchers)
+			h := a.dialH2(t, readerName)
+			peak := sample(t, a, "oomwatch_watchers")
+			written := h.open(n, pb.QueryService_Watch_FullMethodName, &pb.WatchRequest{}, 15*time.Second)
+			time.Sleep(2 * time.Second)
+			held := peak()
+			refused, resets, statuses, _ := h.answers()
+			if held > 16 {
+				t.Errorf("%v watchers served on one connection, want at most 16", held)
 			}
-			return fmt.Sprintf("%v watchers served at once; the rest never started (%s)", maxWatchers, out)
+			// Either refused or, when the server stopped reading the
+			// connection, never read: nothing past the 16 is held.
+			if held == 0 || refused+16 < written && written == n {
+				t.Errorf("%d written, %v served, %d refused: want 16 served and the rest refused", written, held, refused)
+			}
+			return fmt.Sprintf("%d streams written; %v served at once; %d refused (REFUSED_STREAM), %d reset; ended: %s",
+				written, held, refused, resets, statusText(statuses))
 		})
 }
 
@@ -141,40 +167,45 @@ func TestHelloLessStreams(t *testing.T) {
 	scenario(t, fmt.Sprintf("%d ingest streams that never send a Hello", conns*streams),
 		"--hello-timeout (10 s), --max-ingest-streams-per-identity and --max-ingest-streams (4,000); oomwatch_ingest_streams_awaiting_hello",
 		nil, func(t *testing.T, a *aggregator) string {
-			var out outcomes
-			var wg sync.WaitGroup
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			for range conns {
-				conn := a.dial(t, sharedAgent)
-				for range streams {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						st, err := pb.NewIngestServiceClient(conn).Stream(ctx)
-						if err == nil {
-							_, err = st.Recv()
-						}
-						out.add(err)
-					}()
-				}
-			}
 			peak := sample(t, a, "oomwatch_ingest_streams_awaiting_hello")
-			wg.Wait()
+			var hs []*rawH2
+			for range conns {
+				h := a.dialH2(t, sharedAgent)
+				h.open(streams, pb.IngestService_Stream_FullMethodName, nil, 10*time.Second)
+				hs = append(hs, h)
+			}
+			ended := func() map[string]int {
+				sum := map[string]int{}
+				for _, h := range hs {
+					_, _, st, _ := h.answers()
+					for k, v := range st {
+						sum[k] += v
+					}
+				}
+				return sum
+			}
+			waitFor(t, 60*time.Second, "every Hello-less stream ended", func() bool {
+				total := 0
+				for _, v := range ended() {
+					total += v
+				}
+				return total >= conns*streams
+			})
 			awaiting := peak()
-			// Every stream ends: held ones at the Hello deadline, the
-			// others at once; never more than the bound held together.
+			st := ended()
+			deadline, exhausted := st[strconv.Itoa(int(codes.DeadlineExceeded))], st[strconv.Itoa(int(codes.ResourceExhausted))]
+			// Never more than the bound held together; those held end at
+			// the Hello deadline (the honest agent's stream holds a slot).
 			if awaiting > maxIngest || awaiting < 100 {
 				t.Errorf("at most %v streams seen awaiting their Hello, want some and at most %d", awaiting, maxIngest)
 			}
-			// The honest agent's stream holds one of the slots.
-			if out.get(codes.DeadlineExceeded) < maxIngest-1 || out.get(codes.DeadlineExceeded)+out.get(codes.ResourceExhausted) != conns*streams {
-				t.Errorf("outcomes %s, want at least %d DeadlineExceeded and the rest ResourceExhausted", &out, maxIngest-1)
+			if deadline < maxIngest-1 || deadline+exhausted != conns*streams {
+				t.Errorf("ended %s; want at least %d DeadlineExceeded and the rest ResourceExhausted", statusText(st), maxIngest-1)
 			}
 			if got := a.metric(t, "oomwatch_ingest_streams_awaiting_hello"); got != 0 {
 				t.Errorf("%v streams still awaiting their Hello", got)
 			}
-			return fmt.Sprintf("%v visible awaiting a Hello at most; %s", awaiting, &out)
+			return fmt.Sprintf("%v visible awaiting a Hello at most; ended: %s", awaiting, statusText(st))
 		})
 }
 
