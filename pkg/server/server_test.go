@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -906,5 +907,45 @@ func TestWatchSeesUpdates(t *testing.T) {
 	}
 	if ids := e.stored(t); len(ids) != 1 {
 		t.Fatalf("stored %v, want one event", ids)
+	}
+}
+
+// A token shared by many agents is one identity: claiming another node
+// name in a new stream does not escape the rate limit.
+func TestFloodLimitKeyedOnIdentity(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "agent-token")
+	if err := os.WriteFile(tok, []byte("agent-s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := transport.ServerOptions(transport.Options{Insecure: true, AgentTokenFile: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, Config{MaxEventsPerSecond: 0.01, MaxEventsBurst: 5, GRPCOptions: opts})
+	dial, err := transport.DialOptions(transport.Options{Insecure: true, Token: "agent-s3cret"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := e.dial(t, dial...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := e.agent(t, ctx, conn, "node-a")
+	for i := range 5 {
+		if err := a.send(oom("node-a", int64(i), "shop", "cart-1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.acks(5); err != nil {
+		t.Fatalf("within the burst: %v", err)
+	}
+	for _, node := range []string{"node-b", "node-c"} {
+		b := e.agent(t, ctx, conn, node)
+		_ = b.send(oom(node, 1, "shop", "cart-1"))
+		if _, err := b.acks(1); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("%s under the same token: %v, want ResourceExhausted", node, err)
+		}
+	}
+	if n := len(e.stored(t)); n != 5 {
+		t.Fatalf("%d stored, want 5", n)
 	}
 }
