@@ -69,5 +69,5 @@ func run(ctx context.Context, opts agent.Options, log *logrus.Entry) error {
 			}
 		}()
 	}
-	return a.Run(ctx, agent.PipelineConfig{Observe: m.Observe, Records: m.RecordsRead.Inc})
+	return a.Run(ctx, agent.PipelineConfig{Observe: m.Observe, Records: m.RecordsRead.Inc, Forged: m.RecordsForged.Inc})
 }

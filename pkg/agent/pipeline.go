@@ -13,6 +13,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
 	"github.com/oomwatch/oomwatch/pkg/oom"
 	"github.com/oomwatch/oomwatch/pkg/proc"
 	"github.com/oomwatch/oomwatch/pkg/wire"
@@ -73,6 +74,9 @@ type PipelineConfig struct {
 	Observe func(ev *pb.Event)
 	// Records, when set, is told of every kernel record read.
 	Records func()
+	// Forged, when set, is told of every record written by userspace that
+	// reads like part of an OOM report (and was left out of every report).
+	Forged func()
 	// Counters, when set, reads the OOM-kill counters of the node's
 	// container cgroups: a kill line the kernel printed without its report
 	// (rate-limited) goes to the only container whose counter rose.
@@ -113,7 +117,17 @@ type Pipeline struct {
 	lastMono time.Duration
 	// attr places the kills the kernel names only by PID.
 	attr *attributor
+	// forged counts userspace records that imitate OOM report lines;
+	// forgedLogged is when one was last logged, forgedQuiet how many were
+	// not logged since.
+	forged       int64
+	forgedLogged time.Time
+	forgedQuiet  int64
 }
+
+// forgedLogEvery bounds how often a forged record is logged: whoever can
+// write to /dev/kmsg must not be able to flood the agent's log.
+const forgedLogEvery = 10 * time.Second
 
 type readAt struct {
 	seq int64
@@ -149,9 +163,32 @@ func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 	if pf, ok := cfg.Enricher.(Prefetcher); ok {
 		p.attr.onFound = pf.Prefetch
 	}
-	p.asm = oom.NewAssembler(oom.Options{TaskSeen: p.taskSeen, KillSeen: p.killSeen}, p.stream.Add)
+	p.asm = oom.NewAssembler(oom.Options{TaskSeen: p.taskSeen, KillSeen: p.killSeen, Forged: p.forgedRecord}, p.stream.Add)
 	p.seen = map[int]string{}
 	return p
+}
+
+// forgedRecord counts a record that userspace wrote to /dev/kmsg imitating
+// an OOM report, and logs it, at most once per forgedLogEvery.
+func (p *Pipeline) forgedRecord(rec *kmsg.Record) {
+	p.forged++
+	if p.cfg.Forged != nil {
+		p.cfg.Forged()
+	}
+	now := time.Now()
+	if !p.forgedLogged.IsZero() && now.Sub(p.forgedLogged) < forgedLogEvery {
+		p.forgedQuiet++
+		return
+	}
+	msg := rec.Message
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	p.log.WithFields(logrus.Fields{
+		"seq": rec.Seq, "facility": rec.Priority >> 3, "message": string(msg),
+		"forged_total": p.forged, "not_logged": p.forgedQuiet,
+	}).Warn("kernel log record written by userspace imitates an OOM report; ignored")
+	p.forgedLogged, p.forgedQuiet = now, 0
 }
 
 // Lookups while a report is read: the trigger, and the dump's tasks of at

@@ -25,7 +25,10 @@ type Agent struct {
 	CollateralKills *prometheus.CounterVec
 	RecordsRead     prometheus.Counter
 	RecordsLost     prometheus.Counter
-	SpoolDropped    prometheus.Counter
+	// RecordsForged counts records userspace wrote to /dev/kmsg that
+	// imitate an OOM report (never taken as one).
+	RecordsForged prometheus.Counter
+	SpoolDropped  prometheus.Counter
 	// Attributions counts OOM kills by how their victim was placed.
 	Attributions *prometheus.CounterVec
 }
@@ -64,12 +67,16 @@ func NewAgent(spoolDepth func() float64, sendErrors, reconnects func() float64) 
 			Name: "oomwatch_kernel_records_lost_total",
 			Help: "Kernel log records overwritten before they were read (log buffer overflow).",
 		}),
+		RecordsForged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "oomwatch_kernel_records_forged_total",
+			Help: "Kernel log records written by userspace (facility other than the kernel's) that imitate an OOM report; they are ignored.",
+		}),
 		SpoolDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "oomwatch_spool_dropped_events_total",
 			Help: "Events dropped because the spool was full while the aggregator was unreachable.",
 		}),
 	}
-	reg.MustRegister(m.OOMKills, m.CollateralKills, m.RecordsRead, m.RecordsLost, m.SpoolDropped,
+	reg.MustRegister(m.OOMKills, m.CollateralKills, m.RecordsRead, m.RecordsLost, m.RecordsForged, m.SpoolDropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "oomwatch_spool_events",
 			Help: "Events spooled on disk and not yet acknowledged by the aggregator.",

@@ -38,6 +38,9 @@ type Options struct {
 	// prints the kill line alone, and a live reader may still find out
 	// where the victim ran from what the kernel keeps.
 	KillSeen func(pid int, cgroup string)
+	// Forged, when set, is told of every record that reads like part of
+	// an OOM report but was written by userspace (facility not LOG_KERN).
+	Forged func(rec *kmsg.Record)
 }
 
 func (o Options) withDefaults() Options {
@@ -64,6 +67,10 @@ type Stats struct {
 	Records   int64 // records fed
 	Reports   int64 // reports emitted
 	Abandoned int64 // reports closed without any kill line (dropped)
+	// Forged counts records written by userspace (a facility other than
+	// the kernel's) that read like part of an OOM report: they are never
+	// taken into one.
+	Forged int64
 }
 
 // Assembler turns a stream of kernel records into Reports. It is a pure
@@ -117,6 +124,20 @@ func (a *Assembler) OpenSeq() (int64, bool) {
 func (a *Assembler) Feed(rec *kmsg.Record) {
 	a.stats.Records++
 	msg := rec.Message
+	if rec.Priority >= 8 {
+		// Root userspace may write to /dev/kmsg, and the kernel stores its
+		// records with facility LOG_USER (or the one given, never
+		// LOG_KERN): only facility 0 is the kernel's own. Such a record
+		// neither starts, joins nor ends a report, nor counts as an
+		// unrelated record that would close one early.
+		if (a.cur != nil || mayBeReport(msg)) && classify(msg, &a.row) != lineOther {
+			a.stats.Forged++
+			if a.opts.Forged != nil {
+				a.opts.Forged(rec)
+			}
+		}
+		return
+	}
 	if a.cur == nil {
 		if !mayBeReport(msg) {
 			return

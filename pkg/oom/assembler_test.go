@@ -2,6 +2,7 @@ package oom
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,6 +230,53 @@ func TestGroupKillLinesBounded(t *testing.T) {
 	r := reps[0]
 	if len(r.Victims) != 3000 || len(r.Lines) != 800 || r.LinesDropped != 3002-800 {
 		t.Fatalf("victims %d, lines %d, dropped %d", len(r.Victims), len(r.Lines), r.LinesDropped)
+	}
+}
+
+// Records that userspace writes to /dev/kmsg carry a facility other than
+// LOG_KERN (echo '<4>...' > /dev/kmsg is stored as priority 12, LOG_USER):
+// a forged kill line, a forged report, or forged lines inside a real
+// report never become or change a kill.
+func TestForgedRecordsIgnored(t *testing.T) {
+	forge := func(l []string) []string {
+		out := make([]string, len(l))
+		for i, x := range l {
+			prio, rest, _ := strings.Cut(x, ",")
+			n, _ := strconv.Atoi(prio)
+			out[i] = fmt.Sprintf("%d,%s", 8|n, rest)
+		}
+		return out
+	}
+	real := nodeReport(100, 5000000, 5, 1003)
+	var in []string
+	// A forged single-line kill and a forged full report first.
+	in = append(in, "12,1,1000,-;Memory cgroup out of memory: Killed process 4242 (forged) total-vm:1000kB, anon-rss:900kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:40kB oom_score_adj:0")
+	in = append(in, forge(nodeReport(2, 2000000, 3, 1001))...)
+	// The real report, with a forged kill line and a forged summary
+	// spliced into its dump.
+	in = append(in, real[:12]...)
+	in = append(in, "12,110,5000110,-;oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/kubepods.slice/evil.slice,task=evil,pid=666,uid=0",
+		"12,111,5000111,-;Out of memory: Killed process 666 (evil) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0")
+	in = append(in, real[12:]...)
+	var forged []int64
+	reps, a := feed(t, Options{Forged: func(r *kmsg.Record) { forged = append(forged, r.Seq) }}, in...)
+	if len(reps) != 1 {
+		t.Fatalf("got %d reports, want the real one only", len(reps))
+	}
+	r := reps[0]
+	if r.Victim().PID != 1003 || len(r.Victims) != 1 || !r.Complete || r.Summary == nil || r.Summary.PID != 1003 {
+		t.Fatalf("real report changed: victims %+v summary %+v complete %v", r.Victims, r.Summary, r.Complete)
+	}
+	for _, l := range r.Lines {
+		if strings.Contains(l, "evil") {
+			t.Fatalf("forged line kept in the report: %s", l)
+		}
+	}
+	// The forged kill line; the forged report's invocation, dump header,
+	// three rows, summary and kill line (its other lines read like
+	// nothing in particular); the two spliced lines.
+	if st := a.Stats(); st.Forged != 11 || len(forged) != 11 {
+		t.Fatalf("forged %d, told %v", st.Forged, forged)
 	}
 }
 
