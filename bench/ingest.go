@@ -158,7 +158,7 @@ func RunIngest(ctx context.Context, repoRoot, bin, db string, ic IngestConfig, p
 		return nil, err
 	}
 	// Debug: the aggregator logs each commit's size, and nothing per event.
-	agg, err := startAggregator(ctx, bin, db, "--max-events-per-second", "0", "--log-level", "debug")
+	agg, err := startAggregator(ctx, bin, db, "--max-events-per-second", "0", "--max-events-per-second-per-identity", "0", "--log-level", "debug")
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,10 @@
 #       server certificate naming the Service (oomwatch-aggregator.NS.svc
 #       and its other forms) plus localhost, for `kubectl port-forward`
 #   OUT/agent/{ca.crt,tls.crt,tls.key}      -> Secret oomwatch-agent-tls
-#       one client certificate (CN oomwatch-agent) shared by every node
-#   OUT/oomctl/{ca.crt,tls.crt,tls.key}     -> kept locally, for oomctl
+#       one client certificate (CN oomwatch-agent, O oomwatch:agents: the
+#       agent role) shared by every node
+#   OUT/oomctl/{ca.crt,tls.crt,tls.key}     -> kept locally, for oomctl and
+#       the web UI (O oomwatch:readers: the reader role)
 #   OUT/ca.key                              -> keep it offline
 #
 # Usage: deploy/gen-certs.sh [--apply] OUT [NAMESPACE [CLUSTER_DOMAIN]]
@@ -25,7 +27,7 @@ if [ "${1:-}" = "--apply" ]; then
 	shift
 fi
 if [ $# -lt 1 ] || [ $# -gt 3 ]; then
-	sed -n '2,20s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,22s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 fi
 out=$1
@@ -51,11 +53,13 @@ if [ ! -f "$out/ca.key" ]; then
 		-addext "keyUsage=critical,keyCertSign,cRLSign"
 fi
 
-# issue DIR CN EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES]
+# issue DIR ORGANIZATION CN EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES]
+# The Organization of a client certificate is its role at the aggregator:
+# oomwatch:agents may send events, oomwatch:readers may read them.
 issue() {
-	dir=$1 cn=$2 eku=$3 san=${4:-}
+	dir=$1 org=$2 cn=$3 eku=$4 san=${5:-}
 	newkey "$dir/tls.key"
-	openssl req -new -key "$dir/tls.key" -out "$dir/tls.csr" -subj "/O=oomwatch/CN=$cn"
+	openssl req -new -key "$dir/tls.key" -out "$dir/tls.csr" -subj "/O=$org/CN=$cn"
 	{
 		echo "basicConstraints=critical,CA:FALSE"
 		echo "keyUsage=critical,digitalSignature"
@@ -69,10 +73,10 @@ issue() {
 	cp "$out/ca.crt" "$dir/ca.crt"
 }
 
-issue "$out/aggregator" "$svc" serverAuth \
+issue "$out/aggregator" oomwatch "$svc" serverAuth \
 	"DNS:$svc,DNS:$svc.$ns,DNS:$svc.$ns.svc,DNS:$svc.$ns.svc.$domain,DNS:localhost,IP:127.0.0.1,IP:::1"
-issue "$out/agent" oomwatch-agent clientAuth
-issue "$out/oomctl" oomctl clientAuth
+issue "$out/agent" oomwatch:agents oomwatch-agent clientAuth
+issue "$out/oomctl" oomwatch:readers oomctl clientAuth
 
 set -- \
 	"kubectl -n $ns create secret generic oomwatch-tls --from-file=$out/aggregator" \

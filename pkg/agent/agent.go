@@ -156,6 +156,9 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 	cfg.Sink = a.outbox
 	cfg.Check = countingCheck{checkpoint.Recorder{Dir: a.opts.StateDir, BootID: a.bootID}, &a.checkpointErrors}
 	cfg.Recent = a.opts.Recent
+	if cfg.Counters == nil && a.Source == nil {
+		cfg.Counters = ContainerCounters(a.opts.CgroupRoot)
+	}
 	var joiner *exits.Joiner
 	if a.Enricher != nil {
 		cfg.Enricher = a.Enricher

@@ -73,6 +73,18 @@ type PipelineConfig struct {
 	Observe func(ev *pb.Event)
 	// Records, when set, is told of every kernel record read.
 	Records func()
+	// Counters, when set, reads the OOM-kill counters of the node's
+	// container cgroups: a kill line the kernel printed without its report
+	// (rate-limited) goes to the only container whose counter rose.
+	Counters KillCounters
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Prefetcher is an Enricher that wants to hear of a victim's cgroup as soon
+// as a kill is attributed to it, while its container may still exist.
+type Prefetcher interface {
+	Prefetch(cgroup string)
 }
 
 // Pipeline turns kernel records into events.
@@ -99,6 +111,8 @@ type Pipeline struct {
 	// were read; lastMono is the kernel time of the last record.
 	seen     map[int]string
 	lastMono time.Duration
+	// attr places the kills the kernel names only by PID.
+	attr *attributor
 }
 
 type readAt struct {
@@ -131,7 +145,11 @@ func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 	p.stream = analysis.NewStream(analysis.StreamOptions{Cgroups: p.lookup, Requests: cfg.Requests}, func(e analysis.Event) {
 		p.ready = append(p.ready, e)
 	})
-	p.asm = oom.NewAssembler(oom.Options{TaskSeen: p.taskSeen}, p.stream.Add)
+	p.attr = newAttributor(cfg.Proc, cfg.Counters, cfg.Now, log)
+	if pf, ok := cfg.Enricher.(Prefetcher); ok {
+		p.attr.onFound = pf.Prefetch
+	}
+	p.asm = oom.NewAssembler(oom.Options{TaskSeen: p.taskSeen, KillSeen: p.killSeen}, p.stream.Add)
 	p.seen = map[int]string{}
 	return p
 }
@@ -157,11 +175,29 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 			return
 		}
 	}
+	if rssPages < 0 {
+		// The trigger: a report starts. A storm's later victims still
+		// live; the kernel may soon name them by PID alone.
+		p.attr.snapshot()
+	}
 	cg, err := p.cfg.Proc.Cgroup(pid)
 	if err != nil {
 		cg = ""
 	}
 	p.seen[pid] = cg
+	p.attr.remember(pid, cg)
+}
+
+// killSeen attributes a kill as its line is read, when it is recent: the
+// kernel log read at start holds kills whose PIDs may name other processes
+// by now.
+func (p *Pipeline) killSeen(pid int, cgroup string) {
+	if cgroup == "" && p.lastMono > 0 {
+		if up, err := p.cfg.Proc.Uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
+			return
+		}
+	}
+	p.attr.killSeen(pid, cgroup)
 }
 
 // lookup reads the cgroups of a report's live tasks from /proc, for reports
@@ -170,7 +206,9 @@ func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
 	out := map[int]string{}
 	var rest []int
 	for _, pid := range pids {
-		if cg := p.seen[pid]; cg != "" {
+		if cg, ok := p.attr.lookup(pid); ok {
+			out[pid] = cg
+		} else if cg := p.seen[pid]; cg != "" {
 			out[pid] = cg
 		} else {
 			rest = append(rest, pid)
@@ -187,6 +225,7 @@ func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
 	}
 	for pid, cg := range p.cfg.Proc.Cgroups(rest) {
 		out[pid] = cg
+		p.attr.remember(pid, cg)
 	}
 	return out
 }
@@ -330,6 +369,7 @@ func (p *Pipeline) flush(ctx context.Context) error {
 	out := make([]*pb.Event, 0, len(events))
 	for i := range events {
 		ev := &events[i]
+		p.attr.label(ev)
 		if memErr == nil {
 			ev.Node = &analysis.NodeMemory{MemTotalBytes: mem.TotalBytes, MemAvailableBytes: mem.AvailableBytes}
 		}
@@ -345,6 +385,9 @@ func (p *Pipeline) flush(ctx context.Context) error {
 			"last_record_read": p.readTime(ev.EndSeq).UTC().Format(time.RFC3339Nano)}
 		if ev.LimitScope != "" {
 			f["limit_scope"] = ev.LimitScope
+		}
+		if ev.AttributedBy != analysis.AttributedReport {
+			f["attributed_by"] = ev.AttributedBy
 		}
 		if v.PodUID != "" {
 			f["pod_uid"] = v.PodUID

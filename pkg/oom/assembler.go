@@ -32,6 +32,12 @@ type Options struct {
 	// it to look a task up while it still exists: the next kill may come
 	// within milliseconds.
 	TaskSeen func(pid int, rssPages int64)
+	// KillSeen, when set, is told of every kill line as it is read, with
+	// the victim's cgroup when the report named it (its oom-kill: summary,
+	// or an old kernel's "Task in" line), else "": a rate-limited report
+	// prints the kill line alone, and a live reader may still find out
+	// where the victim ran from what the kernel keeps.
+	KillSeen func(pid int, cgroup string)
 }
 
 func (o Options) withDefaults() Options {
@@ -333,6 +339,15 @@ func (a *Assembler) addVictim(rec *kmsg.Record, v Victim) {
 	r.Victims = append(r.Victims, v)
 	a.killed = true
 	a.tail = 0
+	if a.opts.KillSeen != nil {
+		cg := ""
+		if s := r.Summary; s != nil && s.TaskMemcg != "" && (s.PID == v.PID || (s.PID == 0 && len(r.Victims) == 1)) {
+			cg = s.TaskMemcg
+		} else if len(r.Victims) == 1 && r.LegacyTaskIn != "" {
+			cg = r.LegacyTaskIn
+		}
+		a.opts.KillSeen(v.PID, cg)
+	}
 }
 
 // keepLine stores a raw line, bounded; kill lines are kept past the bound

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/oomwatch/oomwatch/pkg/connlimit"
 	"github.com/oomwatch/oomwatch/pkg/kubeevents"
 	"github.com/oomwatch/oomwatch/pkg/metrics"
 	"github.com/oomwatch/oomwatch/pkg/store"
@@ -33,7 +34,7 @@ type Options struct {
 	// Retention is how long events are kept (by event time); 0 keeps them
 	// forever.
 	Retention time.Duration
-	// MaxEventsPerSecond and MaxEventsBurst limit each node (Config).
+	// MaxEventsPerSecond and MaxEventsBurst limit each identity (Config).
 	MaxEventsPerSecond float64
 	MaxEventsBurst     int
 	LogLevel           string
@@ -50,6 +51,8 @@ type Options struct {
 	// credentials, or KubeConfig).
 	KubeEvents bool
 	KubeConfig string
+	// Limits bound what clients can make the aggregator hold.
+	Limits Limits
 }
 
 // AddFlags registers the options on fs, with their defaults.
@@ -58,15 +61,17 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.DB, "db", "/var/lib/oomwatch/oomwatch.db", "SQLite database file (created when missing)")
 	o.Retention = 30 * 24 * time.Hour
 	fs.Var((*days)(&o.Retention), "retention", "how long events are kept, e.g. 30d or 72h; 0 keeps them forever")
-	fs.Float64Var(&o.MaxEventsPerSecond, "max-events-per-second", 100, "events per second each node may send (0: no limit); a node over it is told to back off")
+	fs.Float64Var(&o.MaxEventsPerSecond, "max-events-per-second", 100, "events per second each authenticated identity may send (a certificate or token; one shared by every agent is one identity; without authentication, each node) (0: no limit); a sender over it is told to back off")
 	fs.IntVar(&o.MaxEventsBurst, "max-events-burst", 0, "events a node may send at once above the rate (default: 10 s of the rate, at least 100)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.AgentIdentity, "agent-identity", "", "with mutual TLS: a client certificate name (CN or DNS SAN) that may send events for any node, for one certificate shared by every agent (default: each agent's certificate must name its node)")
+	fs.StringVar(&o.AgentIdentity, "agent-identity", "", "with mutual TLS: a client certificate name (CN or DNS SAN) that has the agent role and may send events for any node, for one certificate shared by every agent (default: each agent's certificate must name its node)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (plaintext; off when empty)")
 	fs.StringVar(&o.HTTPAddr, "http-addr", "", "serve the web UI on this address, with the gRPC listener's TLS and token (off when empty)")
 	fs.BoolVar(&o.KubeEvents, "kube-events", false, "write Kubernetes Events on the victim's Pod and, for node-level kills, on the Node (needs the RBAC in deploy/)")
 	fs.StringVar(&o.KubeConfig, "kubeconfig", "", "kubeconfig for --kube-events (default: in-cluster credentials)")
 	o.Transport.AddFlags(fs)
+	o.Transport.AddServerFlags(fs)
+	o.addLimitFlags(fs)
 }
 
 // Validate checks the options.
@@ -87,6 +92,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxEventsPerSecond < 0 || o.MaxEventsBurst < 0 {
 		return errors.New("--max-events-per-second and --max-events-burst must not be negative")
+	}
+	if err := o.Limits.validate(); err != nil {
+		return err
 	}
 	if _, err := logrus.ParseLevel(o.LogLevel); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
@@ -147,10 +155,15 @@ type Aggregator struct {
 	// web serves the web UI on webLis, when --http-addr is set.
 	web    *http.Server
 	webLis net.Listener
+	// grpcLis, webCap and metricsLis cap their listeners' connections.
+	grpcLis, webCap, metricsLis *connlimit.Listener
 }
 
 // NewAggregator opens the store and the listener of valid options.
 func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregator, error) {
+	if o.AgentIdentity != "" {
+		o.Transport.AgentNames = append(o.Transport.AgentNames, o.AgentIdentity)
+	}
 	grpcOpts, err := transport.ServerOptions(o.Transport)
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
@@ -159,12 +172,20 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 	if err != nil {
 		return nil, err
 	}
-	lis, err := net.Listen("tcp", o.Listen)
+	o.Limits.defaults()
+	checkFileLimit(o, log)
+	raw, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	a := &Aggregator{opts: o, log: log, st: st, lis: lis}
+	lis, err := connlimit.New(raw, o.Limits.MaxConnections)
+	if err != nil {
+		st.Close()
+		raw.Close()
+		return nil, fmt.Errorf("--max-connections: %w", err)
+	}
+	a := &Aggregator{opts: o, log: log, st: st, lis: lis, grpcLis: lis}
 	if o.KubeEvents {
 		client, err := kubeClient(o.KubeConfig)
 		if err != nil {
@@ -183,6 +204,7 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 		MaxEventsBurst:     o.MaxEventsBurst,
 		GRPCOptions:        grpcOpts,
 		AgentIdentity:      o.AgentIdentity,
+		Limits:             o.Limits,
 		OnStored:           a.stored,
 	}, log)
 	if o.HTTPAddr != "" {
@@ -192,6 +214,7 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 			return nil, fmt.Errorf("--http-addr: %w", err)
 		}
 	}
+	a.registerLimitMetrics()
 	return a, nil
 }
 
@@ -243,6 +266,15 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		}()
 	}
 	if a.opts.MetricsAddr != "" {
+		raw, err := net.Listen("tcp", a.opts.MetricsAddr)
+		if err != nil {
+			stopPrune()
+			wg.Wait()
+			return errors.Join(fmt.Errorf("--metrics-addr: %w", err), a.st.Close())
+		}
+		// Its own cap, apart from the gRPC and web listeners': a flood of
+		// those leaves the probes their connections.
+		a.metricsLis, _ = connlimit.New(raw, a.opts.Limits.MaxMetricsConnections)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -252,7 +284,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 				}
 				return nil
 			}
-			if err := metrics.Serve(pruneCtx, a.opts.MetricsAddr, a.metrics.Registry, healthy, a.log.WithField("component", "metrics")); err != nil {
+			if err := metrics.ServeListener(pruneCtx, a.metricsLis, a.metrics.Registry, healthy, a.log.WithField("component", "metrics")); err != nil {
 				a.log.WithError(err).Error("metrics server stopped")
 			}
 		}()

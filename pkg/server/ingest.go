@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
@@ -58,7 +59,21 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 		return status.Error(codes.Unavailable, "aggregator shutting down")
 	}
 	ctx := st.Context()
-	first, err := st.Recv()
+	id := principal(ctx)
+	// Refusals log at Debug: a flood must not become a flood of log
+	// lines; they are counted (oomwatch_limit_refusals_total).
+	switch s.ingestQuota.acquire(id) {
+	case "identity":
+		s.limits.refuse(LimitIngestPerIdentity)
+		s.log.WithField("identity", id).Debug("ingest stream refused: the identity holds too many")
+		return status.Errorf(codes.ResourceExhausted, "this identity holds %d ingest streams already; close some", s.cfg.Limits.MaxIngestStreamsPerIdentity)
+	case "total":
+		s.limits.refuse(LimitIngestTotal)
+		s.log.WithField("identity", id).Debug("ingest stream refused: the aggregator holds its maximum")
+		return status.Errorf(codes.ResourceExhausted, "the aggregator serves %d ingest streams already; retry later", s.cfg.Limits.MaxIngestStreams)
+	}
+	defer s.ingestQuota.release(id)
+	first, err := s.recvHello(st)
 	if errors.Is(err, io.EOF) {
 		return nil
 	}
@@ -93,7 +108,7 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 	go func() {
 		defer s.readers.Done()
 		defer close(pending)
-		term = s.read(st, hello, g, pending, log)
+		term = s.read(st, hello, id, g, pending, log)
 	}()
 
 	taken := 0
@@ -146,7 +161,7 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 // read receives a stream's events and hands them to the committer and,
 // in order, to the stream's acknowledger through pending. It returns how
 // the stream should end: nil when the agent closed it.
-func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamResponse], hello *pb.Hello, g *gate, pending chan<- *ticket, log *logrus.Entry) error {
+func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamResponse], hello *pb.Hello, id string, g *gate, pending chan<- *ticket, log *logrus.Entry) error {
 	ctx := st.Context()
 	for {
 		req, err := st.Recv()
@@ -179,10 +194,21 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 			log.WithError(err).WithFields(logrus.Fields{"seq": ev.GetSeq(), "type": wire.TypeOf(ev)}).Warn("event rejected")
 			return status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
 		}
-		if !s.limiter.allow(hello.GetNode()) {
+		// The rate is the authenticated identity's (limitKey); an
+		// anonymous caller has its peer address's bucket besides
+		// (idLimiter), so that rotating node names in Hellos gains
+		// nothing either way.
+		if !s.limiter.allow(limitKey(ctx, hello.GetNode())) {
 			s.reject(RejectFlood)
+			s.limits.refuse(LimitEventsPerNode)
 			log.Warn("agent over its event rate; stream ended")
-			return status.Errorf(codes.ResourceExhausted, "node %s is over %g events/s; slow down and retry", hello.GetNode(), s.cfg.MaxEventsPerSecond)
+			return status.Errorf(codes.ResourceExhausted, "%s is over %g events/s; slow down and retry", limitKey(ctx, hello.GetNode()), s.cfg.MaxEventsPerSecond)
+		}
+		if !s.idLimiter.allow(id) {
+			s.reject(RejectFlood)
+			s.limits.refuse(LimitEventsPerIdentity)
+			log.WithField("identity", id).Warn("identity over its event rate; stream ended")
+			return status.Errorf(codes.ResourceExhausted, "this identity is over %g events/s over all its nodes; slow down and retry", s.cfg.Limits.MaxEventsPerSecondPerIdentity)
 		}
 		if !g.admit() {
 			// Shutting down: not taken, not acknowledged; the agent sends
@@ -216,5 +242,38 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		}
+	}
+}
+
+// recvHello receives a stream's first message, waiting at most
+// Limits.HelloTimeout: a stream that says nothing is ended with
+// codes.DeadlineExceeded, and while it waits it is counted in
+// LimitStats.AwaitingHello.
+func (s *Server) recvHello(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamResponse]) (*pb.StreamRequest, error) {
+	s.limits.awaitingHello.Add(1)
+	defer s.limits.awaitingHello.Add(-1)
+	type received struct {
+		req *pb.StreamRequest
+		err error
+	}
+	// Buffered: when the handler gives up, the stream's end unblocks Recv
+	// and the goroutine leaves without a reader.
+	got := make(chan received, 1)
+	go func() {
+		req, err := st.Recv()
+		got <- received{req, err}
+	}()
+	timer := time.NewTimer(s.cfg.Limits.HelloTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-got:
+		return r.req, r.err
+	case <-timer.C:
+		s.limits.refuse(LimitHelloTimeout)
+		return nil, status.Errorf(codes.DeadlineExceeded, "no Hello within %s of the stream's start", s.cfg.Limits.HelloTimeout)
+	case <-s.draining:
+		return nil, status.Error(codes.Unavailable, "aggregator shutting down")
+	case <-st.Context().Done():
+		return nil, status.FromContextError(st.Context().Err()).Err()
 	}
 }

@@ -1,12 +1,28 @@
 package server
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/transport"
 )
 
-// limiter is a token bucket per node: rate events per second, up to burst
-// at once. A node over its rate is refused; other nodes are not affected.
+// limitKey is what the event rate is limited by: the caller's
+// authenticated identity, so that an identity shared by many agents (a
+// token, a shared certificate) shares one rate however many node names it
+// claims. Only a caller authenticated by nothing (a server without TLS
+// client certificates or tokens) is limited by the node it claims.
+func limitKey(ctx context.Context, node string) string {
+	if p, ok := transport.Caller(ctx); ok && !p.Anonymous() {
+		return p.Name
+	}
+	return "node:" + node
+}
+
+// limiter is a token bucket per key (limitKey): rate events per second,
+// up to burst at once. A key over its rate is refused; others are not
+// affected.
 type limiter struct {
 	rate, burst float64
 	now         func() time.Time

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,8 +37,11 @@ type Store interface {
 
 // Config tunes a Server. Zero values take the defaults.
 type Config struct {
-	// MaxEventsPerSecond is each node's sustained event rate; a node past
-	// it has its stream ended with codes.ResourceExhausted. 0: no limit.
+	// MaxEventsPerSecond is the sustained event rate of each
+	// authenticated identity (transport.Caller; a shared agent token or
+	// certificate is one identity, a per-node certificate one per node;
+	// without authentication, each claimed node); past it a stream is
+	// ended with codes.ResourceExhausted. 0: no limit.
 	MaxEventsPerSecond float64
 	// MaxEventsBurst is how many events a node may send at once above
 	// the rate (a reconnecting agent replays its spool). Default: 10 s of
@@ -67,6 +71,9 @@ type Config struct {
 	// may send events for any node: a client certificate shared by every
 	// agent. Empty: each agent's certificate must name its node.
 	AgentIdentity string
+	// Limits bound connections, streams, watchers and events per
+	// identity (see Limits).
+	Limits Limits
 	// OnStored, when set, is told of every newly stored event after its
 	// commit (metrics, Kubernetes Events). It must not block for long.
 	OnStored func(ev *pb.Event)
@@ -104,6 +111,7 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.Limits.defaults()
 }
 
 // Reasons an event or stream is rejected, the keys of Stats.Rejected.
@@ -118,8 +126,9 @@ const (
 // Stats are the server's counters since it started.
 type Stats struct {
 	// Ingested counts events newly stored; Duplicates replays of stored
-	// ones. Both were acknowledged.
-	Ingested, Duplicates uint64
+	// ones; Updated events that replaced an older revision of themselves.
+	// All were acknowledged.
+	Ingested, Duplicates, Updated uint64
 	// Commits counts store transactions.
 	Commits uint64
 	// Rejected counts refused streams and events by reason (Reject...).
@@ -146,7 +155,12 @@ type Server struct {
 	inflight chan struct{}
 	hub      *hub
 	limiter  *limiter
-	health   *health.Server
+	// idLimiter is the event rate of each identity over all its nodes.
+	idLimiter *limiter
+	// ingestQuota and watchQuota count streams and watchers per identity.
+	ingestQuota, watchQuota *quota
+	limits                  limitCounters
+	health                  *health.Server
 
 	// draining is closed when shutdown begins: streams acknowledge what
 	// they took and end, watchers end.
@@ -156,10 +170,10 @@ type Server struct {
 	readers sync.WaitGroup
 	served  atomic.Bool
 
-	ingested, duplicates, commits, watchersDropped atomic.Uint64
-	streams, watchers                              atomic.Int64
-	rejectedMu                                     sync.Mutex
-	rejected                                       map[string]uint64
+	ingested, duplicates, updated, commits, watchersDropped atomic.Uint64
+	streams, watchers                                       atomic.Int64
+	rejectedMu                                              sync.Mutex
+	rejected                                                map[string]uint64
 }
 
 // New returns a Server over st. It does not own st: the caller closes it
@@ -167,15 +181,18 @@ type Server struct {
 func New(st Store, cfg Config, log *logrus.Entry) *Server {
 	cfg.defaults()
 	s := &Server{
-		cfg:      cfg,
-		log:      log,
-		st:       st,
-		hub:      newHub(),
-		limiter:  newLimiter(cfg.MaxEventsPerSecond, cfg.MaxEventsBurst, cfg.Now),
-		health:   health.NewServer(),
-		draining: make(chan struct{}),
-		rejected: map[string]uint64{},
-		inflight: make(chan struct{}, cfg.MaxInFlight),
+		cfg:         cfg,
+		log:         log,
+		st:          st,
+		hub:         newHub(),
+		limiter:     newLimiter(cfg.MaxEventsPerSecond, cfg.MaxEventsBurst, cfg.Now),
+		idLimiter:   newLimiter(cfg.Limits.MaxEventsPerSecondPerIdentity, cfg.Limits.MaxEventsBurstPerIdentity, cfg.Now),
+		ingestQuota: newQuota(cfg.Limits.MaxIngestStreamsPerIdentity, cfg.Limits.MaxIngestStreams),
+		watchQuota:  newQuota(cfg.Limits.MaxWatchersPerIdentity, cfg.Limits.MaxWatchers),
+		health:      health.NewServer(),
+		draining:    make(chan struct{}),
+		rejected:    map[string]uint64{},
+		inflight:    make(chan struct{}, cfg.MaxInFlight),
 	}
 	s.commit = newCommitter(st, cfg.BatchWait, cfg.BatchMax, s.committed, log)
 	return s
@@ -189,6 +206,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Ingested:        s.ingested.Load(),
 		Duplicates:      s.duplicates.Load(),
+		Updated:         s.updated.Load(),
 		Commits:         s.commits.Load(),
 		Rejected:        rej,
 		Streams:         s.streams.Load(),
@@ -196,6 +214,9 @@ func (s *Server) Stats() Stats {
 		WatchersDropped: s.watchersDropped.Load(),
 	}
 }
+
+// LimitStats returns what the limits did.
+func (s *Server) LimitStats() LimitStats { return s.limits.stats() }
 
 func (s *Server) reject(reason string) {
 	s.rejectedMu.Lock()
@@ -212,7 +233,7 @@ func (s *Server) committed(batch []*ticket) {
 		}
 	}()
 	s.commits.Add(1)
-	var stored []*pb.Event
+	var stored, updated []*pb.Event
 	for _, t := range batch {
 		switch {
 		case t.err != nil:
@@ -221,9 +242,14 @@ func (s *Server) committed(batch []*ticket) {
 		case t.res.Stored:
 			s.ingested.Add(1)
 			stored = append(stored, t.rec.Event())
+		case t.res.Updated:
+			s.updated.Add(1)
+			updated = append(updated, t.rec.Event())
 		}
 	}
-	s.hub.publish(stored)
+	// Watchers see updates as events again (same ID, higher revision);
+	// OnStored (metrics, Kubernetes Events) sees each event once.
+	s.hub.publish(append(slices.Clip(stored), updated...))
 	if s.cfg.OnStored != nil {
 		for _, e := range stored {
 			s.cfg.OnStored(e)
@@ -249,10 +275,15 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.InitialWindowSize(64 << 10),
 		grpc.InitialConnWindowSize(64 << 10),
 		// Agents keep idle streams open for days: ping them to notice dead
-		// peers, and let them ping us.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// peers, and let them ping us, but not faster than MinPingInterval
+		// (a faster client is sent GOAWAY). A connection without any
+		// stream is closed after IdleTimeout.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second, MaxConnectionIdle: s.cfg.Limits.IdleTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: s.cfg.Limits.MinPingInterval, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(s.cfg.Limits.MaxStreamsPerConnection),
+		grpc.ConnectionTimeout(s.cfg.Limits.HandshakeTimeout),
 	}, s.cfg.GRPCOptions...)
+	opts = append(opts, decodeOptions()...)
 	gs := grpc.NewServer(opts...)
 	pb.RegisterIngestServiceServer(gs, s)
 	pb.RegisterQueryServiceServer(gs, s)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -851,5 +852,100 @@ func TestInFlightBound(t *testing.T) {
 	}
 	if n := len(e.srv.inflight); n != 0 {
 		t.Fatalf("%d in-flight tokens not given back", n)
+	}
+}
+
+// An event sent again with a higher revision (an oom-child story with more
+// kills) is stored in place of the old one, acknowledged as new, and
+// watched again; the same revision again is a duplicate and not news.
+func TestWatchSeesUpdates(t *testing.T) {
+	e := start(t, Config{})
+	conn := e.dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	w, err := pb.NewQueryServiceClient(conn).Watch(ctx, &pb.WatchRequest{Filter: &pb.EventFilter{Namespace: "shop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return e.srv.Stats().Watchers == 1 })
+	a := e.agent(t, ctx, conn, "node-a")
+	story := func(rev int64, kills int32) *pb.Event {
+		ev := oom("node-a", 5, "shop", "runner")
+		ev.Payload = &pb.Event_Exit{Exit: &pb.ContainerExit{Workload: &pb.Workload{Namespace: "shop", PodName: "runner"},
+			Verdict: "oom-child", ChildKills: kills}}
+		ev.Revision = rev
+		return ev
+	}
+	for _, step := range []struct {
+		rev   int64
+		kills int32
+		dup   bool
+	}{{1, 3, false}, {2, 40, false}, {2, 40, true}, {3, 41, false}} {
+		if err := a.send(story(step.rev, step.kills)); err != nil {
+			t.Fatal(err)
+		}
+		acks, err := a.acks(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if acks[0].GetDuplicate() != step.dup {
+			t.Fatalf("revision %d: duplicate %v, want %v", step.rev, acks[0].GetDuplicate(), step.dup)
+		}
+		if step.dup {
+			continue
+		}
+		r, err := w.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.GetEvent().GetExit().GetChildKills(); got != step.kills || r.GetEvent().GetRevision() != step.rev {
+			t.Fatalf("watched revision %d with %d kills, want %d with %d", r.GetEvent().GetRevision(), got, step.rev, step.kills)
+		}
+	}
+	if st := e.srv.Stats(); st.Ingested != 1 || st.Updated != 2 || st.Duplicates != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if ids := e.stored(t); len(ids) != 1 {
+		t.Fatalf("stored %v, want one event", ids)
+	}
+}
+
+// A token shared by many agents is one identity: claiming another node
+// name in a new stream does not escape the rate limit.
+func TestFloodLimitKeyedOnIdentity(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "agent-token")
+	if err := os.WriteFile(tok, []byte("agent-s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := transport.ServerOptions(transport.Options{Insecure: true, AgentTokenFile: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, Config{MaxEventsPerSecond: 0.01, MaxEventsBurst: 5, GRPCOptions: opts})
+	dial, err := transport.DialOptions(transport.Options{Insecure: true, Token: "agent-s3cret"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := e.dial(t, dial...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := e.agent(t, ctx, conn, "node-a")
+	for i := range 5 {
+		if err := a.send(oom("node-a", int64(i), "shop", "cart-1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.acks(5); err != nil {
+		t.Fatalf("within the burst: %v", err)
+	}
+	for _, node := range []string{"node-b", "node-c"} {
+		b := e.agent(t, ctx, conn, node)
+		_ = b.send(oom(node, 1, "shop", "cart-1"))
+		if _, err := b.acks(1); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("%s under the same token: %v, want ResourceExhausted", node, err)
+		}
+	}
+	if n := len(e.stored(t)); n != 5 {
+		t.Fatalf("%d stored, want 5", n)
 	}
 }

@@ -107,6 +107,17 @@ func (s *Server) Watch(req *pb.WatchRequest, st grpc.ServerStreamingServer[pb.Wa
 		return err
 	}
 	ctx := st.Context()
+	id := principal(ctx)
+	switch s.watchQuota.acquire(id) {
+	case "identity":
+		s.limits.refuse(LimitWatchPerIdentity)
+		return status.Errorf(codes.ResourceExhausted, "this identity holds %d watchers already; close some", s.cfg.Limits.MaxWatchersPerIdentity)
+	case "total":
+		s.limits.refuse(LimitWatchTotal)
+		s.log.WithField("identity", id).Debug("watcher refused: the aggregator holds its maximum")
+		return status.Errorf(codes.ResourceExhausted, "the aggregator serves %d watchers already; retry later", s.cfg.Limits.MaxWatchers)
+	}
+	defer s.watchQuota.release(id)
 	w := s.hub.add(req.GetFilter(), s.cfg.WatchBuffer)
 	defer s.hub.remove(w)
 	s.watchers.Add(1)

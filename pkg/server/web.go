@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/oomwatch/oomwatch/pkg/connlimit"
 	"github.com/oomwatch/oomwatch/pkg/transport"
 	"github.com/oomwatch/oomwatch/pkg/webui"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -19,6 +20,9 @@ import (
 
 // ErrShuttingDown: the server is draining and takes no new subscription.
 var ErrShuttingDown = errors.New("aggregator shutting down")
+
+// ErrTooManyWatchers: the aggregator serves Limits.MaxWatchers already.
+var ErrTooManyWatchers = errors.New("too many live feeds open; retry later")
 
 // Subscription is a live feed of the events committed from its start on
 // that match its filter, for the web UI's server-sent events. Like a
@@ -43,6 +47,10 @@ func (s *Server) Subscribe(f *pb.EventFilter, buffer int) (*Subscription, error)
 	if buffer <= 0 {
 		buffer = s.cfg.WatchBuffer
 	}
+	if !s.watchQuota.acquireTotal() {
+		s.limits.refuse(LimitWatchTotal)
+		return nil, ErrTooManyWatchers
+	}
 	s.watchers.Add(1)
 	return &Subscription{s: s, w: s.hub.add(f, buffer)}, nil
 }
@@ -65,6 +73,7 @@ func (sub *Subscription) Close() {
 	sub.once.Do(func() {
 		sub.s.hub.remove(sub.w)
 		sub.s.watchers.Add(-1)
+		sub.s.watchQuota.releaseTotal()
 		select {
 		case <-sub.w.behind:
 			sub.s.watchersDropped.Add(1)
@@ -96,15 +105,20 @@ func (a *Aggregator) newWeb() error {
 	if err != nil {
 		return err
 	}
-	h, err := transport.HTTPAuth(a.opts.Transport, ui)
+	h, err := transport.HTTPAuth(a.opts.Transport, transport.RoleReader, ui)
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", a.opts.HTTPAddr)
+	raw, err := net.Listen("tcp", a.opts.HTTPAddr)
 	if err != nil {
 		return err
 	}
-	a.webLis = lis
+	lis, err := connlimit.New(raw, a.opts.Limits.MaxWebConnections)
+	if err != nil {
+		raw.Close()
+		return err
+	}
+	a.webLis, a.webCap = lis, lis
 	// No WriteTimeout: live pages stay open; each response and each live
 	// message bounds its own writing.
 	a.web = &http.Server{

@@ -650,6 +650,15 @@ func (s *Spool) Rewind() {
 	s.cur = s.head
 }
 
+// Holds tells whether an event with this key is pending: put and not yet
+// acknowledged or dropped. A producer that updates an event under the same
+// key waits until it is not, since Put drops a pending key's duplicate.
+func (s *Spool) Holds(bootID, typ string, seq int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byKey[Key{BootID: bootID, Type: typ, Seq: seq}] != nil
+}
+
 // Ack removes the event with this key: the aggregator has stored it. The
 // removal is written at once and made durable by the next Put or Sync; an
 // unknown key (already acknowledged, or dropped) is not an error.

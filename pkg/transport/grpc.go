@@ -2,8 +2,6 @@ package transport
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -28,8 +26,11 @@ var ErrNodeNotAuthorized = errors.New("client certificate does not name this nod
 const healthPrefix = "/grpc.health.v1.Health/"
 
 // ServerOptions returns the gRPC server options for o: TLS credentials
-// (mutual TLS when o.CAFile is set) and, when a token is configured,
-// interceptors that refuse calls without it (codes.Unauthenticated).
+// (mutual TLS when o.CAFile is set) and interceptors that authenticate
+// every call but health checks (codes.Unauthenticated without a valid
+// token, when tokens are configured), put its Principal in the context
+// (Caller) and refuse a call its role does not allow
+// (codes.PermissionDenied; MethodRole).
 func ServerOptions(o Options) ([]grpc.ServerOption, error) {
 	if err := o.ValidateServer(); err != nil {
 		return nil, err
@@ -42,14 +43,12 @@ func ServerOptions(o Options) ([]grpc.ServerOption, error) {
 	if cfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
 	}
-	tok, err := o.token()
+	a, err := newAuthenticator(o)
 	if err != nil {
 		return nil, err
 	}
-	if tok != "" {
-		a := authenticator{sum: sha256.Sum256([]byte(tok))}
-		opts = append(opts, grpc.ChainUnaryInterceptor(a.unary), grpc.ChainStreamInterceptor(a.stream))
-	}
+	g := grpcAuth{a}
+	opts = append(opts, grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream))
 	return opts, nil
 }
 
@@ -107,44 +106,66 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 // RequireTransportSecurity implements credentials.PerRPCCredentials.
 func (b bearer) RequireTransportSecurity() bool { return b.secure }
 
-// authenticator checks the bearer token of every call but health checks.
-type authenticator struct {
-	sum [sha256.Size]byte
-}
+// grpcAuth is the authenticator as gRPC interceptors.
+type grpcAuth struct{ a *authenticator }
 
-func (a authenticator) check(ctx context.Context, method string) error {
-	if strings.HasPrefix(method, healthPrefix) {
-		return nil
+// check authenticates and authorizes a call and returns its context
+// carrying the caller.
+func (g grpcAuth) check(ctx context.Context, method string) (context.Context, error) {
+	need, public, known := MethodRole(method)
+	if public {
+		return ctx, nil
 	}
+	if !known {
+		return nil, status.Errorf(codes.PermissionDenied, "%s: no role may call it", method)
+	}
+	var state *tls.ConnectionState
+	if p, ok := peer.FromContext(ctx); ok {
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			state = &info.State
+		}
+	}
+	var given []string
 	md, _ := metadata.FromIncomingContext(ctx)
 	for _, v := range md.Get("authorization") {
-		tok, ok := strings.CutPrefix(v, "Bearer ")
-		if !ok {
-			continue
-		}
-		// Comparing digests keeps the comparison constant-time in the
-		// token's length too.
-		sum := sha256.Sum256([]byte(tok))
-		if subtle.ConstantTimeCompare(sum[:], a.sum[:]) == 1 {
-			return nil
+		if tok, ok := strings.CutPrefix(v, "Bearer "); ok {
+			given = append(given, tok)
 		}
 	}
-	return status.Error(codes.Unauthenticated, "missing or wrong bearer token")
+	p, err := g.a.authenticate(state, given)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	if err := authorize(p, need, method); err != nil {
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	}
+	return WithCaller(ctx, p), nil
 }
 
-func (a authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if err := a.check(ctx, info.FullMethod); err != nil {
+func (g grpcAuth) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	ctx, err := g.check(ctx, info.FullMethod)
+	if err != nil {
 		return nil, err
 	}
 	return h(ctx, req)
 }
 
-func (a authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	if err := a.check(ss.Context(), info.FullMethod); err != nil {
+func (g grpcAuth) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx, err := g.check(ss.Context(), info.FullMethod)
+	if err != nil {
 		return err
 	}
-	return h(srv, ss)
+	return h(srv, callerStream{ServerStream: ss, ctx: ctx})
 }
+
+// callerStream is a server stream whose context carries the caller.
+type callerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+// Context implements grpc.ServerStream.
+func (s callerStream) Context() context.Context { return s.ctx }
 
 // Identity is what a verified client certificate says about its holder.
 type Identity struct {

@@ -1,8 +1,6 @@
 package transport
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"net/http"
 	"strings"
@@ -35,44 +33,37 @@ func HTTPServerTLS(o Options) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// HTTPAuth wraps h so that, when o configures a token, every request must
-// carry it, as "Authorization: Bearer <token>" or as the password of HTTP
-// Basic authentication (any user name), which a browser asks for by
-// itself. Others get 401 Unauthorized with a Basic challenge. The token is
-// compared in constant time. Without a token h is returned as it is.
-func HTTPAuth(o Options, h http.Handler) (http.Handler, error) {
-	tok, err := o.token()
+// HTTPAuth wraps h so that every request is authenticated as gRPC calls
+// are, its Principal put in the request's context (Caller), and refused
+// unless the caller has the role need. With tokens configured a request
+// must carry one, as "Authorization: Bearer <token>" or as the password
+// of HTTP Basic authentication (any user name), which a browser asks for
+// by itself; others get 401 Unauthorized with a Basic challenge. A caller
+// without the role gets 403 Forbidden.
+func HTTPAuth(o Options, need Role, h http.Handler) (http.Handler, error) {
+	a, err := newAuthenticator(o)
 	if err != nil {
 		return nil, err
 	}
-	if tok == "" {
-		return h, nil
-	}
-	sum := sha256.Sum256([]byte(tok))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if httpTokenOK(r, sum) {
-			h.ServeHTTP(w, r)
+		var given []string
+		if _, pass, ok := r.BasicAuth(); ok {
+			given = append(given, pass)
+		} else if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			given = append(given, v)
+		}
+		p, err := a.authenticate(r.TLS, given)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Basic realm="oomwatch", charset="UTF-8"`)
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "401 Unauthorized: give a reader token of the aggregator as the password (any user name), or send Authorization: Bearer <token>", http.StatusUnauthorized)
 			return
 		}
-		w.Header().Set("WWW-Authenticate", `Basic realm="oomwatch", charset="UTF-8"`)
-		w.Header().Set("Cache-Control", "no-store")
-		http.Error(w, "401 Unauthorized: give the aggregator's token as the password (any user name), or send Authorization: Bearer <token>", http.StatusUnauthorized)
+		if err := authorize(p, need, "the web UI"); err != nil {
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "403 Forbidden: "+err.Error(), http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), p)))
 	}), nil
-}
-
-// httpTokenOK reports whether the request carries the token whose digest
-// is sum.
-func httpTokenOK(r *http.Request, sum [sha256.Size]byte) bool {
-	var given string
-	if _, pass, ok := r.BasicAuth(); ok {
-		given = pass
-	} else if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		given = v
-	} else {
-		return false
-	}
-	// Comparing digests keeps the comparison constant-time in the
-	// token's length too.
-	got := sha256.Sum256([]byte(given))
-	return subtle.ConstantTimeCompare(got[:], sum[:]) == 1
 }

@@ -23,7 +23,7 @@ func serveHTTP(t *testing.T, o Options) string {
 	if err != nil {
 		t.Fatalf("HTTPServerTLS: %v", err)
 	}
-	h, err := HTTPAuth(o, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	h, err := HTTPAuth(o, RoleReader, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
 	if err != nil {
 		t.Fatalf("HTTPAuth: %v", err)
 	}
@@ -69,7 +69,15 @@ func TestHTTP(t *testing.T) {
 	ca := transporttest.NewCA(t, "oomwatch-ca")
 	other := transporttest.NewCA(t, "other-ca")
 	srvCert, srvKey := ca.Server(t, "aggregator")
-	cliCert, cliKey := ca.Client(t, "oomctl")
+	cliCert, cliKey := ca.ClientIn(t, []string{OrgReaders}, "oomctl")
+	agentCert, agentKey := ca.ClientIn(t, []string{OrgAgents}, "node-a")
+	plainCert, plainKey := ca.Client(t, "someone")
+	agentTok, readerTok := filepath.Join(t.TempDir(), "agent"), filepath.Join(t.TempDir(), "reader")
+	for f, tok := range map[string]string{agentTok: "agent-s3cret", readerTok: "reader-s3cret"} {
+		if err := os.WriteFile(f, []byte(tok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	strangerCert, strangerKey := other.Client(t, "stranger")
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
@@ -110,6 +118,13 @@ func TestHTTP(t *testing.T) {
 			{name: "client certificate", client: client(t, ca.CertFile, cliCert, cliKey), wantStatus: 200},
 			{name: "no client certificate", client: client(t, ca.CertFile, "", "")},
 			{name: "certificate of another CA", client: client(t, ca.CertFile, strangerCert, strangerKey)},
+			{name: "agent certificate", client: client(t, ca.CertFile, agentCert, agentKey), wantStatus: 403},
+			{name: "certificate without a role", client: client(t, ca.CertFile, plainCert, plainKey), wantStatus: 403},
+		}},
+		{name: "role tokens", o: Options{Insecure: true, AgentTokenFile: agentTok, ReaderTokenFile: readerTok}, reqs: []req{
+			{name: "reader", client: http.DefaultClient, basic: true, pass: "reader-s3cret", wantStatus: 200},
+			{name: "agent", client: http.DefaultClient, bearer: "agent-s3cret", wantStatus: 403},
+			{name: "none", client: http.DefaultClient, wantStatus: 401, wantChallng: true},
 		}},
 	}
 	for _, tt := range tests {
@@ -168,7 +183,7 @@ func TestHTTPOptionErrors(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := HTTPAuth(Options{Insecure: true, TokenFile: empty}, http.NotFoundHandler()); !errors.Is(err, ErrEmptyToken) {
+	if _, err := HTTPAuth(Options{Insecure: true, TokenFile: empty}, RoleReader, http.NotFoundHandler()); !errors.Is(err, ErrEmptyToken) {
 		t.Errorf("empty token file: %v", err)
 	}
 }

@@ -1,8 +1,11 @@
 // Package transport is how oomwatch's binaries talk to each other securely:
 // the flags they share (--tls-cert, --tls-key, --tls-ca, --token,
-// --token-file, --insecure), the gRPC server and dial options built from
-// them (TLS or mutual TLS, a shared bearer token checked in constant time),
-// and the node identity a verified client certificate carries.
+// --token-file, --insecure) and the server's (--agent-token-file,
+// --reader-token-file), the gRPC server and dial options built from them
+// (TLS or mutual TLS, bearer tokens checked in constant time), the roles
+// of a caller (agent: ingest; reader: queries and the web UI) and the one
+// place that says who called (Caller), and the node identity a verified
+// client certificate carries.
 package transport
 
 import (
@@ -31,6 +34,9 @@ var (
 	ErrServerCert = errors.New("a TLS server needs --tls-cert and --tls-key")
 	// ErrEmptyToken: the token file holds no token.
 	ErrEmptyToken = errors.New("token file is empty")
+	// ErrTokenReuse: two token options hold the same token, which would
+	// make its role ambiguous.
+	ErrTokenReuse = errors.New("the shared, agent and reader tokens must differ")
 )
 
 // Options are the transport flags every oomwatch binary shares.
@@ -49,6 +55,16 @@ type Options struct {
 	TokenFile string
 	// Insecure allows plaintext. It must be asked for explicitly.
 	Insecure bool
+
+	// Server side only (AddServerFlags). AgentTokenFile and
+	// ReaderTokenFile name files holding tokens that grant only the agent
+	// or only the reader role; the shared Token/TokenFile grants both.
+	AgentTokenFile  string
+	ReaderTokenFile string
+	// AgentNames are client certificate names (CN or DNS name) that have
+	// the agent role whatever their Organization: the aggregator's
+	// --agent-identity, a certificate shared by every agent.
+	AgentNames []string
 }
 
 // AddFlags registers the transport flags on fs.
@@ -57,8 +73,15 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.KeyFile, "tls-key", o.KeyFile, "PEM private key of --tls-cert")
 	fs.StringVar(&o.CAFile, "tls-ca", o.CAFile, "PEM CA bundle (server: require and verify client certificates, i.e. mutual TLS; client: verify the server)")
 	fs.StringVar(&o.Token, "token", o.Token, "shared bearer token (prefer --token-file or the environment)")
-	fs.StringVar(&o.TokenFile, "token-file", o.TokenFile, "file holding the shared bearer token")
+	fs.StringVar(&o.TokenFile, "token-file", o.TokenFile, "file holding the shared bearer token (on the aggregator it grants both roles, agent and reader; prefer --agent-token-file and --reader-token-file there)")
 	fs.BoolVar(&o.Insecure, "insecure", o.Insecure, "use plaintext gRPC (no TLS); for tests and trusted networks only")
+}
+
+// AddServerFlags registers the flags only a server has: the per-role
+// token files.
+func (o *Options) AddServerFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.AgentTokenFile, "agent-token-file", o.AgentTokenFile, "file holding a bearer token that grants only the agent role (sending events)")
+	fs.StringVar(&o.ReaderTokenFile, "reader-token-file", o.ReaderTokenFile, "file holding a bearer token that grants only the reader role (queries, watches, the web UI)")
 }
 
 // TLS reports whether any TLS file is configured.
@@ -97,7 +120,8 @@ func (o *Options) ValidateServer() error {
 
 // Describe logs the transport in use; plaintext is a warning.
 func (o *Options) Describe(log *logrus.Entry) {
-	f := logrus.Fields{"token": o.Token != "" || o.TokenFile != ""}
+	f := logrus.Fields{"token": o.Token != "" || o.TokenFile != "",
+		"agent_token": o.AgentTokenFile != "", "reader_token": o.ReaderTokenFile != ""}
 	switch {
 	case o.Insecure:
 		log.WithFields(f).Warn("--insecure: gRPC traffic is plaintext and unauthenticated by TLS")
@@ -114,13 +138,18 @@ func (o *Options) token() (string, error) {
 	if o.TokenFile == "" {
 		return o.Token, nil
 	}
-	b, err := os.ReadFile(o.TokenFile)
+	return readToken(o.TokenFile)
+}
+
+// readToken reads a token file; surrounding white space is ignored.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("read token file: %w", err)
 	}
 	t := strings.TrimSpace(string(b))
 	if t == "" {
-		return "", fmt.Errorf("%s: %w", o.TokenFile, ErrEmptyToken)
+		return "", fmt.Errorf("%s: %w", path, ErrEmptyToken)
 	}
 	return t, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -105,8 +106,12 @@ func TestConnections(t *testing.T) {
 	ca := transporttest.NewCA(t, "oomwatch-ca")
 	other := transporttest.NewCA(t, "other-ca")
 	srvCert, srvKey := ca.Server(t, "aggregator")
-	aCert, aKey := ca.Client(t, "node-a")
-	sanCert, sanKey := ca.Client(t, "agent", "node-s")
+	agents := []string{OrgAgents}
+	aCert, aKey := ca.ClientIn(t, agents, "node-a")
+	sanCert, sanKey := ca.ClientIn(t, agents, "agent", "node-s")
+	readerCert, readerKey := ca.ClientIn(t, []string{OrgReaders}, "oomctl")
+	plainCert, plainKey := ca.Client(t, "node-a")
+	sharedCert, sharedKey := ca.Client(t, "oomwatch-agent")
 	rogueCert, rogueKey := other.Client(t, "node-a")
 
 	tokenFile := filepath.Join(t.TempDir(), "token")
@@ -120,6 +125,14 @@ func TestConnections(t *testing.T) {
 	tlsCli := Options{CAFile: ca.CertFile}
 	withToken := func(o Options, tok string) Options { o.Token = tok; return o }
 	withCert := func(o Options, c, k string) Options { o.CertFile, o.KeyFile = c, k; return o }
+	withAgentNames := func(o Options, n ...string) Options { o.AgentNames = n; return o }
+	agentTok, readerTok := filepath.Join(t.TempDir(), "agent"), filepath.Join(t.TempDir(), "reader")
+	for f, tok := range map[string]string{agentTok: "agent-s3cret", readerTok: "reader-s3cret"} {
+		if err := os.WriteFile(f, []byte(tok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withRoleTokens := func(o Options, a, r string) Options { o.AgentTokenFile, o.ReaderTokenFile = a, r; return o }
 
 	tests := []struct {
 		name       string
@@ -140,7 +153,13 @@ func TestConnections(t *testing.T) {
 		{name: "mTLS DNS SAN", server: mtlsSrv, client: withCert(tlsCli, sanCert, sanKey), node: "node-s", want: codes.OK},
 		{name: "mTLS no client cert", server: mtlsSrv, client: tlsCli, node: "node-a", want: codes.Unavailable},
 		{name: "mTLS client cert from another CA", server: mtlsSrv, client: withCert(tlsCli, rogueCert, rogueKey), node: "node-a", want: codes.Unavailable},
-		{name: "mTLS cert claims another node", server: mtlsSrv, client: withCert(tlsCli, aCert, aKey), node: "node-b", want: codes.PermissionDenied},
+		{name: "mTLS cert claims another node", server: mtlsSrv, client: withCert(tlsCli, aCert, aKey), node: "node-a2", want: codes.PermissionDenied},
+		{name: "mTLS reader cert may not ingest", server: mtlsSrv, client: withCert(tlsCli, readerCert, readerKey), node: "oomctl", want: codes.PermissionDenied},
+		{name: "mTLS cert without a role", server: mtlsSrv, client: withCert(tlsCli, plainCert, plainKey), node: "node-a", want: codes.PermissionDenied},
+		{name: "mTLS shared agent identity", server: withAgentNames(mtlsSrv, "oomwatch-agent"), client: withCert(tlsCli, sharedCert, sharedKey), node: "oomwatch-agent", want: codes.OK},
+		{name: "agent token", server: withRoleTokens(tlsSrv, agentTok, readerTok), client: withToken(tlsCli, "agent-s3cret"), node: "node-a", want: codes.OK},
+		{name: "reader token may not ingest", server: withRoleTokens(tlsSrv, agentTok, readerTok), client: withToken(tlsCli, "reader-s3cret"), node: "node-a", want: codes.PermissionDenied},
+		{name: "reader cert with shared token", server: withToken(mtlsSrv, "s3cret"), client: withToken(withCert(tlsCli, readerCert, readerKey), "s3cret"), node: "oomctl", want: codes.PermissionDenied},
 		{name: "token", server: withToken(mtlsSrv, "s3cret"), client: withToken(withCert(tlsCli, aCert, aKey), "s3cret"), node: "node-a", want: codes.OK},
 		{name: "token from file", server: Options{CertFile: srvCert, KeyFile: srvKey, TokenFile: tokenFile}, client: withToken(tlsCli, "s3cret"), node: "node-a", want: codes.OK},
 		{name: "wrong token", server: withToken(tlsSrv, "s3cret"), client: withToken(tlsCli, "guess"), node: "node-a", want: codes.Unauthenticated},
@@ -198,10 +217,11 @@ func TestFlagsAndFiles(t *testing.T) {
 	var o Options
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	o.AddFlags(fs)
-	if err := fs.Parse([]string{"--tls-cert=c", "--tls-key=k", "--tls-ca=ca", "--token-file=f"}); err != nil {
+	o.AddServerFlags(fs)
+	if err := fs.Parse([]string{"--tls-cert=c", "--tls-key=k", "--tls-ca=ca", "--token-file=f", "--agent-token-file=a", "--reader-token-file=r"}); err != nil {
 		t.Fatal(err)
 	}
-	if (o != Options{CertFile: "c", KeyFile: "k", CAFile: "ca", TokenFile: "f"}) {
+	if !reflect.DeepEqual(o, Options{CertFile: "c", KeyFile: "k", CAFile: "ca", TokenFile: "f", AgentTokenFile: "a", ReaderTokenFile: "r"}) {
 		t.Fatalf("parsed %+v", o)
 	}
 

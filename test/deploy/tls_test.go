@@ -13,10 +13,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/oomwatch/oomwatch/pkg/transport"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
 // TestGenCertsHandshake runs deploy/gen-certs.sh and wires its output the
@@ -73,6 +76,8 @@ func TestGenCertsHandshake(t *testing.T) {
 	}
 	gs := grpc.NewServer(gopts...)
 	healthpb.RegisterHealthServer(gs, health.NewServer())
+	pb.RegisterIngestServiceServer(gs, pb.UnimplementedIngestServiceServer{})
+	pb.RegisterQueryServiceServer(gs, pb.UnimplementedQueryServiceServer{})
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 
@@ -113,6 +118,44 @@ func TestGenCertsHandshake(t *testing.T) {
 			}
 			if !tt.ok && err == nil {
 				t.Fatal("the handshake succeeded")
+			}
+		})
+	}
+
+	// The roles of the certificates: past authentication the fake services
+	// answer Unimplemented; a role that may not call them gets
+	// PermissionDenied first.
+	roles := []struct {
+		name         string
+		opts         transport.Options
+		ingest, read codes.Code
+	}{
+		{name: "agent certificate", opts: agentOpts, ingest: codes.Unimplemented, read: codes.PermissionDenied},
+		{name: "oomctl certificate", opts: oomctl, ingest: codes.PermissionDenied, read: codes.Unimplemented},
+	}
+	for _, tt := range roles {
+		t.Run(tt.name, func(t *testing.T) {
+			dial, err := transport.DialOptions(tt.opts, "localhost")
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := grpc.NewClient(lis.Addr().String(), dial...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err = pb.NewQueryServiceClient(conn).ListEvents(ctx, &pb.ListEventsRequest{})
+			if status.Code(err) != tt.read {
+				t.Errorf("ListEvents: %v, want %v", err, tt.read)
+			}
+			st, err := pb.NewIngestServiceClient(conn).Stream(ctx)
+			if err == nil {
+				_, err = st.Recv()
+			}
+			if status.Code(err) != tt.ingest {
+				t.Errorf("Stream: %v, want %v", err, tt.ingest)
 			}
 		})
 	}

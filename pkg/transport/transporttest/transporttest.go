@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -74,12 +75,28 @@ func (ca *CA) Server(t testing.TB, name string) (certFile, keyFile string) {
 }
 
 // Client issues a client certificate with common name cn and DNS names
-// dns, and returns its certificate and key files.
+// dns, and no Organization (so no oomwatch role by itself), and returns
+// its certificate and key files.
 func (ca *CA) Client(t testing.TB, cn string, dns ...string) (certFile, keyFile string) {
-	return ca.issue(t, "client-"+cn, cn, dns, nil, x509.ExtKeyUsageClientAuth)
+	return ca.issueOrg(t, "client-"+cn, cn, nil, dns, nil, x509.ExtKeyUsageClientAuth)
+}
+
+// ClientIn is Client with the Organizations orgs (e.g. "oomwatch:agents",
+// the agent role).
+func (ca *CA) ClientIn(t testing.TB, orgs []string, cn string, dns ...string) (certFile, keyFile string) {
+	file := "client-" + cn
+	for _, o := range orgs {
+		file += "-" + strings.ReplaceAll(o, ":", "_")
+	}
+	return ca.issueOrg(t, file, cn, orgs, dns, nil, x509.ExtKeyUsageClientAuth)
 }
 
 func (ca *CA) issue(t testing.TB, file, cn string, dns []string, ips []net.IP, usage x509.ExtKeyUsage) (string, string) {
+	t.Helper()
+	return ca.issueOrg(t, file, cn, nil, dns, ips, usage)
+}
+
+func (ca *CA) issueOrg(t testing.TB, file, cn string, orgs, dns []string, ips []net.IP, usage x509.ExtKeyUsage) (string, string) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -91,7 +108,7 @@ func (ca *CA) issue(t testing.TB, file, cn string, dns []string, ips []net.IP, u
 	ca.mu.Unlock()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: cn},
+		Subject:      pkix.Name{CommonName: cn, Organization: orgs},
 		DNSNames:     dns,
 		IPAddresses:  ips,
 		NotBefore:    time.Now().Add(-time.Hour),
