@@ -92,7 +92,11 @@ type Outbox struct {
 	lastTry  time.Time
 	lost     spool.DropReport
 	lossKey  spool.Key
-	stats    OutboxStats
+	// limbo holds the events dropped from memory while the sender had
+	// them in flight: delivered if acknowledged, lost at the next Rewind
+	// (a new stream). At most the sender's window.
+	limbo map[spool.Key]*pb.Event
+	stats OutboxStats
 	// logs are rate-limited: when each kind was last logged, and what
 	// happened since.
 	lostLogged, ackLogged, failLogged time.Time
@@ -120,7 +124,7 @@ func NewOutbox(store Store, opts OutboxOptions, log *logrus.Entry) *Outbox {
 		opts.RetryEvery = DefaultRetryEvery
 	}
 	return &Outbox{store: store, opts: opts, log: log, notify: make(chan struct{}, 1), kick: make(chan struct{}, 1),
-		now: time.Now, inMem: map[spool.Key]bool{}}
+		now: time.Now, inMem: map[spool.Key]bool{}, limbo: map[spool.Key]*pb.Event{}}
 }
 
 // Put spools events, or keeps them in memory when the spool cannot be
@@ -208,7 +212,6 @@ func (o *Outbox) holdLocked(events []*pb.Event) {
 		o.stats.Direct++
 		added = true
 	}
-	dropped := int64(0)
 	for len(o.mem) > o.opts.MaxEvents || o.memBytes > o.opts.MaxBytes && len(o.mem) > 1 {
 		// Loss reports go last: dropping one would lose the count it
 		// carries.
@@ -216,17 +219,13 @@ func (o *Outbox) holdLocked(events []*pb.Event) {
 		if i < 0 {
 			i = 0
 		}
-		o.lost.Add(o.mem[i].ev)
+		h, inFlight := o.mem[i], i < o.cur
 		o.removeLocked(i)
-		dropped++
-	}
-	if dropped > 0 {
-		o.stats.Lost += dropped
-		o.lostSince += dropped
-		if o.now().Sub(o.lostLogged) >= logEvery/6 {
-			o.log.WithFields(logrus.Fields{"dropped": o.lostSince, "held": len(o.mem), "max_events": o.opts.MaxEvents}).
-				Error("the spool cannot be written and the in-memory queue is full: the oldest events were dropped; they are reported as a loss")
-			o.lostLogged, o.lostSince = o.now(), 0
+		if inFlight {
+			// The aggregator may have it already: wait for its ack.
+			o.limbo[h.key] = h.ev
+		} else {
+			o.loseLocked(h.ev)
 		}
 	}
 	if added {
@@ -234,6 +233,18 @@ func (o *Outbox) holdLocked(events []*pb.Event) {
 		case o.notify <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// loseLocked counts ev as lost, for the next TakeLost.
+func (o *Outbox) loseLocked(ev *pb.Event) {
+	o.lost.Add(ev)
+	o.stats.Lost++
+	o.lostSince++
+	if o.now().Sub(o.lostLogged) >= logEvery/6 {
+		o.log.WithFields(logrus.Fields{"dropped": o.lostSince, "held": len(o.mem), "max_events": o.opts.MaxEvents}).
+			Error("the spool cannot be written and the in-memory queue is full: the oldest events were dropped; they are reported as a loss")
+		o.lostLogged, o.lostSince = o.now(), 0
 	}
 }
 
@@ -271,6 +282,12 @@ func (o *Outbox) Ack(bootID, typ string, seq int64) error {
 		o.mu.Unlock()
 		return nil
 	}
+	if o.limbo[k] != nil {
+		// Dropped from memory, but delivered after all.
+		delete(o.limbo, k)
+		o.mu.Unlock()
+		return nil
+	}
 	o.mu.Unlock()
 	err := o.store.Ack(bootID, typ, seq)
 	if !errors.Is(err, spool.ErrNotDurable) {
@@ -289,11 +306,17 @@ func (o *Outbox) Ack(bootID, typ string, seq int64) error {
 }
 
 // Rewind hands every pending event out again, from the spool's oldest.
+// The events dropped from memory while in flight and not acknowledged are
+// lost now: no one will send them again.
 func (o *Outbox) Rewind() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.store.Rewind()
 	o.cur = 0
+	for _, ev := range o.limbo {
+		o.loseLocked(ev)
+	}
+	clear(o.limbo)
 }
 
 // Notify is signalled when events are added.

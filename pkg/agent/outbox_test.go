@@ -432,3 +432,42 @@ func TestPipelineCheckpointOnFullDisk(t *testing.T) {
 		t.Fatalf("pipeline: %v", err)
 	}
 }
+
+// TestOutboxDropInFlight: an event dropped from the full queue while the
+// sender has it in flight counts as lost only if it is not acknowledged
+// before the next stream: stored and reported lost add up exactly.
+func TestOutboxDropInFlight(t *testing.T) {
+	st := newFakeStore()
+	st.fail(syscall.ENOSPC)
+	o, _ := newOutbox(st, OutboxOptions{MaxEvents: 2})
+	ctx := context.Background()
+	o.Put(ctx, kill(1), kill(2))
+	if got := seqs(o.Next(10)); !slices.Equal(got, []int64{1, 2}) {
+		t.Fatalf("Next = %v", got)
+	}
+	// 1 and 2 are in flight; 3 and 4 push them out of memory.
+	o.Put(ctx, kill(3), kill(4))
+	if s := o.Stats(); s.Lost != 0 || s.Held != 2 {
+		t.Fatalf("stats %+v: nothing is lost while its ack may come", s)
+	}
+	o.Ack("boot-1", "oom", 1) // delivered after all
+	o.Rewind()                // the stream broke: 2 never came back
+	if s := o.Stats(); s.Lost != 1 {
+		t.Fatalf("stats %+v, want 1 lost", s)
+	}
+	r, err := o.TakeLost(ctx)
+	if err != nil || r.Count != 1 || r.Boots[0].FirstSeq != 2 {
+		t.Fatalf("TakeLost = %+v, %v; want kill 2", r, err)
+	}
+	// A late ack of the lost one changes nothing.
+	if err := o.Ack("boot-1", "oom", 2); err != nil {
+		t.Fatal(err)
+	}
+	// The report took kill 3's place (the queue holds 2).
+	if got := o.Next(10); len(got) != 2 || got[0].GetSeq() != 4 || got[1].GetLoss() == nil {
+		t.Fatalf("Next after Rewind = %v, want kill 4 and the loss report", seqs(got))
+	}
+	if s := o.Stats(); s.Lost != 2 {
+		t.Fatalf("stats %+v, want kills 2 and 3 lost", s)
+	}
+}
