@@ -92,11 +92,7 @@ type Outbox struct {
 	lastTry  time.Time
 	lost     spool.DropReport
 	lossKey  spool.Key
-	// limbo holds the events dropped from memory while the sender had
-	// them in flight: delivered if acknowledged, lost at the next Rewind
-	// (a new stream). At most the sender's window.
-	limbo map[spool.Key]*pb.Event
-	stats OutboxStats
+	stats    OutboxStats
 	// logs are rate-limited: when each kind was last logged, and what
 	// happened since.
 	lostLogged, ackLogged, failLogged time.Time
@@ -107,6 +103,10 @@ type held struct {
 	ev   *pb.Event
 	key  spool.Key
 	size int64
+	// sent: handed to the sender at least once. The aggregator may have
+	// stored it without the ack reaching back, so it is dropped last:
+	// counting it lost could count a stored event.
+	sent bool
 }
 
 // logEvery bounds how often the repeated failures are logged.
@@ -124,7 +124,7 @@ func NewOutbox(store Store, opts OutboxOptions, log *logrus.Entry) *Outbox {
 		opts.RetryEvery = DefaultRetryEvery
 	}
 	return &Outbox{store: store, opts: opts, log: log, notify: make(chan struct{}, 1), kick: make(chan struct{}, 1),
-		now: time.Now, inMem: map[spool.Key]bool{}, limbo: map[spool.Key]*pb.Event{}}
+		now: time.Now, inMem: map[spool.Key]bool{}}
 }
 
 // Put spools events, or keeps them in memory when the spool cannot be
@@ -213,20 +213,10 @@ func (o *Outbox) holdLocked(events []*pb.Event) {
 		added = true
 	}
 	for len(o.mem) > o.opts.MaxEvents || o.memBytes > o.opts.MaxBytes && len(o.mem) > 1 {
-		// Loss reports go last: dropping one would lose the count it
-		// carries.
-		i := slices.IndexFunc(o.mem, func(h held) bool { return h.key.Type != spool.CauseLossType })
-		if i < 0 {
-			i = 0
-		}
-		h, inFlight := o.mem[i], i < o.cur
+		i := o.victimLocked()
+		ev := o.mem[i].ev
 		o.removeLocked(i)
-		if inFlight {
-			// The aggregator may have it already: wait for its ack.
-			o.limbo[h.key] = h.ev
-		} else {
-			o.loseLocked(h.ev)
-		}
+		o.loseLocked(ev)
 	}
 	if added {
 		select {
@@ -234,6 +224,21 @@ func (o *Outbox) holdLocked(events []*pb.Event) {
 		default:
 		}
 	}
+}
+
+// victimLocked returns the index of the event to drop: the oldest never
+// sent, then the oldest sent; loss reports last, since dropping one would
+// lose the count it carries.
+func (o *Outbox) victimLocked() int {
+	for _, ok := range []func(h held) bool{
+		func(h held) bool { return !h.sent && h.key.Type != spool.CauseLossType },
+		func(h held) bool { return h.key.Type != spool.CauseLossType },
+	} {
+		if i := slices.IndexFunc(o.mem, ok); i >= 0 {
+			return i
+		}
+	}
+	return 0
 }
 
 // loseLocked counts ev as lost, for the next TakeLost.
@@ -266,6 +271,7 @@ func (o *Outbox) Next(n int) []*pb.Event {
 	out := o.store.Next(n)
 	for len(out) < n && o.cur < len(o.mem) {
 		out = append(out, o.mem[o.cur].ev)
+		o.mem[o.cur].sent = true
 		o.cur++
 	}
 	return out
@@ -279,12 +285,6 @@ func (o *Outbox) Ack(bootID, typ string, seq int64) error {
 	o.mu.Lock()
 	if o.inMem[k] {
 		o.removeLocked(slices.IndexFunc(o.mem, func(h held) bool { return h.key == k }))
-		o.mu.Unlock()
-		return nil
-	}
-	if o.limbo[k] != nil {
-		// Dropped from memory, but delivered after all.
-		delete(o.limbo, k)
 		o.mu.Unlock()
 		return nil
 	}
@@ -306,17 +306,11 @@ func (o *Outbox) Ack(bootID, typ string, seq int64) error {
 }
 
 // Rewind hands every pending event out again, from the spool's oldest.
-// The events dropped from memory while in flight and not acknowledged are
-// lost now: no one will send them again.
 func (o *Outbox) Rewind() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.store.Rewind()
 	o.cur = 0
-	for _, ev := range o.limbo {
-		o.loseLocked(ev)
-	}
-	clear(o.limbo)
 }
 
 // Notify is signalled when events are added.

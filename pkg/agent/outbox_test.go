@@ -230,8 +230,9 @@ func TestOutboxBoundAndLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err = o.TakeLost(ctx)
-	// The report took a place too: kills 3 to 6 were dropped since.
-	if err != nil || r.Count != 4 || r.Boots[0].FirstSeq != 3 || r.Boots[0].LastSeq != 6 {
+	// The report took kill 3's place (all were sent: the oldest went);
+	// then the kills never sent went first: 6, 7 and 8.
+	if err != nil || r.Count != 4 || r.Boots[0].FirstSeq != 3 || r.Boots[0].LastSeq != 8 {
 		t.Fatalf("second TakeLost = %+v, %v; want the 4 kills dropped since", r, err)
 	}
 	if s := o.Stats(); s.Lost != 6 {
@@ -433,9 +434,9 @@ func TestPipelineCheckpointOnFullDisk(t *testing.T) {
 	}
 }
 
-// TestOutboxDropInFlight: an event dropped from the full queue while the
-// sender has it in flight counts as lost only if it is not acknowledged
-// before the next stream: stored and reported lost add up exactly.
+// TestOutboxDropInFlight: the full queue drops the events never sent
+// before those sent (which the aggregator may have stored without its ack
+// reaching back), so that stored and reported lost add up exactly.
 func TestOutboxDropInFlight(t *testing.T) {
 	st := newFakeStore()
 	st.fail(syscall.ENOSPC)
@@ -445,29 +446,24 @@ func TestOutboxDropInFlight(t *testing.T) {
 	if got := seqs(o.Next(10)); !slices.Equal(got, []int64{1, 2}) {
 		t.Fatalf("Next = %v", got)
 	}
-	// 1 and 2 are in flight; 3 and 4 push them out of memory.
+	// 1 and 2 are in flight when the stream breaks; 3 and 4 arrive.
 	o.Put(ctx, kill(3), kill(4))
-	if s := o.Stats(); s.Lost != 0 || s.Held != 2 {
-		t.Fatalf("stats %+v: nothing is lost while its ack may come", s)
+	if s := o.Stats(); s.Lost != 2 || s.Held != 2 {
+		t.Fatalf("stats %+v", s)
 	}
-	o.Ack("boot-1", "oom", 1) // delivered after all
-	o.Rewind()                // the stream broke: 2 never came back
-	if s := o.Stats(); s.Lost != 1 {
-		t.Fatalf("stats %+v, want 1 lost", s)
+	o.Rewind()
+	if got := seqs(o.Next(10)); !slices.Equal(got, []int64{1, 2}) {
+		t.Fatalf("after Rewind Next = %v: the sent ones must stay", got)
 	}
 	r, err := o.TakeLost(ctx)
-	if err != nil || r.Count != 1 || r.Boots[0].FirstSeq != 2 {
-		t.Fatalf("TakeLost = %+v, %v; want kill 2", r, err)
+	if err != nil || r.Count != 2 || r.Boots[0].FirstSeq != 3 || r.Boots[0].LastSeq != 4 {
+		t.Fatalf("TakeLost = %+v, %v; want kills 3 and 4", r, err)
 	}
-	// A late ack of the lost one changes nothing.
-	if err := o.Ack("boot-1", "oom", 2); err != nil {
-		t.Fatal(err)
+	// Only sent events left: the oldest goes, never the report.
+	if got := o.Next(10); len(got) != 1 || got[0].GetLoss() == nil {
+		t.Fatalf("Next = %v, want the loss report", seqs(got))
 	}
-	// The report took kill 3's place (the queue holds 2).
-	if got := o.Next(10); len(got) != 2 || got[0].GetSeq() != 4 || got[1].GetLoss() == nil {
-		t.Fatalf("Next after Rewind = %v, want kill 4 and the loss report", seqs(got))
-	}
-	if s := o.Stats(); s.Lost != 2 {
-		t.Fatalf("stats %+v, want kills 2 and 3 lost", s)
+	if s := o.Stats(); s.Held != 2 || s.Lost != 3 {
+		t.Fatalf("stats %+v: want kill 1 dropped for the report", s)
 	}
 }
