@@ -103,6 +103,10 @@ type held struct {
 	ev   *pb.Event
 	key  spool.Key
 	size int64
+	// sent: handed to the sender at least once. The aggregator may have
+	// stored it without the ack reaching back, so it is dropped last:
+	// counting it lost could count a stored event.
+	sent bool
 }
 
 // logEvery bounds how often the repeated failures are logged.
@@ -208,32 +212,44 @@ func (o *Outbox) holdLocked(events []*pb.Event) {
 		o.stats.Direct++
 		added = true
 	}
-	dropped := int64(0)
 	for len(o.mem) > o.opts.MaxEvents || o.memBytes > o.opts.MaxBytes && len(o.mem) > 1 {
-		// Loss reports go last: dropping one would lose the count it
-		// carries.
-		i := slices.IndexFunc(o.mem, func(h held) bool { return h.key.Type != spool.CauseLossType })
-		if i < 0 {
-			i = 0
-		}
-		o.lost.Add(o.mem[i].ev)
+		i := o.victimLocked()
+		ev := o.mem[i].ev
 		o.removeLocked(i)
-		dropped++
-	}
-	if dropped > 0 {
-		o.stats.Lost += dropped
-		o.lostSince += dropped
-		if o.now().Sub(o.lostLogged) >= logEvery/6 {
-			o.log.WithFields(logrus.Fields{"dropped": o.lostSince, "held": len(o.mem), "max_events": o.opts.MaxEvents}).
-				Error("the spool cannot be written and the in-memory queue is full: the oldest events were dropped; they are reported as a loss")
-			o.lostLogged, o.lostSince = o.now(), 0
-		}
+		o.loseLocked(ev)
 	}
 	if added {
 		select {
 		case o.notify <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// victimLocked returns the index of the event to drop: the oldest never
+// sent, then the oldest sent; loss reports last, since dropping one would
+// lose the count it carries.
+func (o *Outbox) victimLocked() int {
+	for _, ok := range []func(h held) bool{
+		func(h held) bool { return !h.sent && h.key.Type != spool.CauseLossType },
+		func(h held) bool { return h.key.Type != spool.CauseLossType },
+	} {
+		if i := slices.IndexFunc(o.mem, ok); i >= 0 {
+			return i
+		}
+	}
+	return 0
+}
+
+// loseLocked counts ev as lost, for the next TakeLost.
+func (o *Outbox) loseLocked(ev *pb.Event) {
+	o.lost.Add(ev)
+	o.stats.Lost++
+	o.lostSince++
+	if o.now().Sub(o.lostLogged) >= logEvery/6 {
+		o.log.WithFields(logrus.Fields{"dropped": o.lostSince, "held": len(o.mem), "max_events": o.opts.MaxEvents}).
+			Error("the spool cannot be written and the in-memory queue is full: the oldest events were dropped; they are reported as a loss")
+		o.lostLogged, o.lostSince = o.now(), 0
 	}
 }
 
@@ -255,6 +271,7 @@ func (o *Outbox) Next(n int) []*pb.Event {
 	out := o.store.Next(n)
 	for len(out) < n && o.cur < len(o.mem) {
 		out = append(out, o.mem[o.cur].ev)
+		o.mem[o.cur].sent = true
 		o.cur++
 	}
 	return out

@@ -230,8 +230,9 @@ func TestOutboxBoundAndLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err = o.TakeLost(ctx)
-	// The report took a place too: kills 3 to 6 were dropped since.
-	if err != nil || r.Count != 4 || r.Boots[0].FirstSeq != 3 || r.Boots[0].LastSeq != 6 {
+	// The report took kill 3's place (all were sent: the oldest went);
+	// then the kills never sent went first: 6, 7 and 8.
+	if err != nil || r.Count != 4 || r.Boots[0].FirstSeq != 3 || r.Boots[0].LastSeq != 8 {
 		t.Fatalf("second TakeLost = %+v, %v; want the 4 kills dropped since", r, err)
 	}
 	if s := o.Stats(); s.Lost != 6 {
@@ -430,5 +431,39 @@ func TestPipelineCheckpointOnFullDisk(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("pipeline: %v", err)
+	}
+}
+
+// TestOutboxDropInFlight: the full queue drops the events never sent
+// before those sent (which the aggregator may have stored without its ack
+// reaching back), so that stored and reported lost add up exactly.
+func TestOutboxDropInFlight(t *testing.T) {
+	st := newFakeStore()
+	st.fail(syscall.ENOSPC)
+	o, _ := newOutbox(st, OutboxOptions{MaxEvents: 2})
+	ctx := context.Background()
+	o.Put(ctx, kill(1), kill(2))
+	if got := seqs(o.Next(10)); !slices.Equal(got, []int64{1, 2}) {
+		t.Fatalf("Next = %v", got)
+	}
+	// 1 and 2 are in flight when the stream breaks; 3 and 4 arrive.
+	o.Put(ctx, kill(3), kill(4))
+	if s := o.Stats(); s.Lost != 2 || s.Held != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	o.Rewind()
+	if got := seqs(o.Next(10)); !slices.Equal(got, []int64{1, 2}) {
+		t.Fatalf("after Rewind Next = %v: the sent ones must stay", got)
+	}
+	r, err := o.TakeLost(ctx)
+	if err != nil || r.Count != 2 || r.Boots[0].FirstSeq != 3 || r.Boots[0].LastSeq != 4 {
+		t.Fatalf("TakeLost = %+v, %v; want kills 3 and 4", r, err)
+	}
+	// Only sent events left: the oldest goes, never the report.
+	if got := o.Next(10); len(got) != 1 || got[0].GetLoss() == nil {
+		t.Fatalf("Next = %v, want the loss report", seqs(got))
+	}
+	if s := o.Stats(); s.Held != 2 || s.Lost != 3 {
+		t.Fatalf("stats %+v: want kill 1 dropped for the report", s)
 	}
 }

@@ -130,6 +130,21 @@ func TestSaveErrors(t *testing.T) {
 	if err := Save(filepath.Join(t.TempDir(), "missing"), State{BootID: "b1"}); err == nil {
 		t.Error("Save into a missing directory succeeded")
 	}
+	// A save that fails (here the temporary file cannot be created) leaves
+	// the previous checkpoint as it was.
+	dir := t.TempDir()
+	if err := Save(dir, State{BootID: "b1", Seq: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, FileName+".tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := Save(dir, State{BootID: "b1", Seq: 9}); err == nil {
+		t.Fatal("Save succeeded without its temporary file")
+	}
+	if s, err := Load(dir); err != nil || s.Seq != 7 {
+		t.Fatalf("after a failed save Load = %+v, %v; want seq 7", s, err)
+	}
 }
 
 func TestAfter(t *testing.T) {

@@ -253,6 +253,8 @@ type Spool struct {
 	report DropReport
 	stats  Stats
 	buf    []byte
+	// tidyLogged is when a tidying failure was last logged.
+	tidyLogged time.Time
 }
 
 type segment struct {
@@ -863,23 +865,30 @@ func syncDir(dir string) error {
 // correct, only larger.
 func (s *Spool) tidyLocked() {
 	if err := s.removeDeadLocked(); err != nil {
-		s.stats.TidyErrors++
-		s.log.WithError(err).Warn("cannot delete an old spool segment")
+		s.tidyFailedLocked(err, "cannot delete an old spool segment")
 		return
 	}
 	// A few segments per call: the caller holds the lock, and the next
 	// calls go on.
 	for moves := 0; moves < maxMovesPerTidy && len(s.segs) > 1 && s.bloatedLocked(); moves++ {
 		if err := s.moveLocked(s.segs[0]); err != nil {
-			s.stats.TidyErrors++
-			s.log.WithError(err).Warn("cannot compact the spool")
+			s.tidyFailedLocked(err, "cannot compact the spool")
 			return
 		}
 		if err := s.removeDeadLocked(); err != nil {
-			s.stats.TidyErrors++
-			s.log.WithError(err).Warn("cannot delete an old spool segment")
+			s.tidyFailedLocked(err, "cannot delete an old spool segment")
 			return
 		}
+	}
+}
+
+// tidyFailedLocked counts a tidying failure and logs it, at most once a
+// minute: on a full disk every ack would fail the same way.
+func (s *Spool) tidyFailedLocked(err error, msg string) {
+	s.stats.TidyErrors++
+	if now := time.Now(); now.Sub(s.tidyLogged) >= time.Minute {
+		s.log.WithError(err).WithField("tidy_errors", s.stats.TidyErrors).Warn(msg)
+		s.tidyLogged = now
 	}
 }
 
