@@ -12,7 +12,7 @@ include tools/versions.mk
 BINARIES := agent aggregator oomctl
 PKGS     := ./...
 
-.PHONY: all build test test-unit lint fmt vet proto proto-check tools demo run bench faults clean
+.PHONY: all build test test-unit lint fmt vet proto proto-check tools demo run bench faults clean kube-up kube-down test-kube
 
 all: build
 
@@ -79,6 +79,19 @@ bench:
 # Fault injection with exact counts; prints the table of results.
 faults:
 	@set -o pipefail; $(GO) test -count=1 -timeout 30m -run 'TestFault' -v ./test/faults/ | sed -n '/^--- /p;/^FAULTS TABLE/,$$p'
+
+# A real single-node Kubernetes cluster on this machine (root), with
+# oomwatch installed from deploy/ (test/kube/overlay swaps the image names);
+# the Kubernetes binaries are built once into /var/cache/oomwatch-kube.
+kube-up: build
+	$(GO) run ./test/kube/cmd/oomwatch-kube up -bin $(BIN)
+
+kube-down:
+	$(GO) run ./test/kube/cmd/oomwatch-kube down
+
+# The real-cluster scenarios (test/kube): brings its own cluster up and down.
+test-kube:
+	$(GO) test -count=1 -timeout 60m -v ./test/kube/
 
 clean:
 	rm -rf $(BIN)
