@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/test/kube/cluster"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -199,42 +201,56 @@ func lastTerminated(pod *corev1.Pod, container string) *corev1.ContainerStateTer
 	return nil
 }
 
-// kmsgKills reads the host's kernel log and returns the PIDs the OOM
-// killer killed in cgroups whose path contains marker (a pod UID): the
-// log is the whole host's, so a test counts only its own kills.
-func kmsgKills(t *testing.T, marker string) map[int]bool {
+// kmsgWatch collects, from the host's kernel log, the PIDs the OOM killer
+// killed in cgroups whose path contains a marker (a pod UID): the log is
+// the whole host's, so a test counts only its own kills. It reads on as
+// records arrive until stopped, so a ring buffer that wraps meanwhile
+// loses nothing already read.
+type kmsgWatch struct {
+	fd     int
+	marker string
+	kills  map[int]bool
+}
+
+func newKmsgWatch(t *testing.T, marker string) *kmsgWatch {
 	t.Helper()
-	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// Raw syscalls: an *os.File would park a non-blocking read in Go's
+	// poller instead of returning EAGAIN at the end of the log.
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	kills := map[int]bool{}
+	t.Cleanup(func() { unix.Close(fd) })
+	return &kmsgWatch{fd: fd, marker: marker, kills: map[int]bool{}}
+}
+
+// poll reads every record logged since the last call and returns the
+// kills seen so far.
+func (w *kmsgWatch) poll() map[int]bool {
 	buf := make([]byte, 8192)
 	for {
-		n, err := f.Read(buf)
-		if err != nil {
-			if err == syscall.EPIPE || strings.Contains(err.Error(), "broken pipe") {
-				continue // overwritten records: read on
-			}
-			break // EAGAIN: the end
+		n, err := unix.Read(w.fd, buf)
+		if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.EINTR) {
+			continue // records overwritten before we read them: read on
+		}
+		if err != nil || n <= 0 {
+			return w.kills // EAGAIN: nothing more for now
 		}
 		rec := string(buf[:n])
 		i := strings.IndexByte(rec, ';')
 		if i < 0 {
 			continue
 		}
-		msg := rec[i+1:]
-		if !strings.HasPrefix(msg, "oom-kill:") || !strings.Contains(msg, marker) {
+		msg := strings.TrimSpace(rec[i+1:])
+		if !strings.HasPrefix(msg, "oom-kill:") || !strings.Contains(msg, w.marker) {
 			continue
 		}
-		for _, field := range strings.Split(strings.TrimSpace(msg), ",") {
+		for _, field := range strings.Split(msg, ",") {
 			if v, ok := strings.CutPrefix(field, "pid="); ok {
 				if pid, err := strconv.Atoi(v); err == nil {
-					kills[pid] = true
+					w.kills[pid] = true
 				}
 			}
 		}
 	}
-	return kills
 }

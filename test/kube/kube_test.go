@@ -61,6 +61,11 @@ func TestCluster(t *testing.T) {
 
 	t.Run("rbac", e.testRBAC)
 	t.Run("container-limit", e.testContainerLimit)
+	t.Run("pod-limit-sidecar", e.testPodLimitSidecar)
+	t.Run("sigterm-ignored-grace-1s", e.testSigtermIgnored)
+	t.Run("agent-rollout-during-kills", e.testAgentRollout)
+	// Last: it fills the kubepods cgroup.
+	t.Run("node-allocatable-collateral", e.testNodePressure)
 }
 
 // testRBAC checks the service accounts can do what deploy/ grants and
@@ -102,12 +107,32 @@ func (e *env) testRBAC(t *testing.T) {
 			t.Errorf("kubectl %s: %q, want yes=%v", strings.Join(args, " "), strings.TrimSpace(out), tc.want)
 		}
 	}
-	// The whole list, for the record.
+	// The whole list: beyond what every authenticated user may (the
+	// self-reviews, reading ClusterTrustBundles, the discovery URLs), the
+	// agent's only grant is list pods.
 	out, err := e.c.Kubectl(ctx, "auth", "can-i", "--list", "--as=system:serviceaccount:oomwatch:oomwatch-agent")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("the agent may:\n%s", out)
+	everyone := map[string]bool{
+		"selfsubjectreviews.authentication.k8s.io":      true,
+		"selfsubjectaccessreviews.authorization.k8s.io": true,
+		"selfsubjectrulesreviews.authorization.k8s.io":  true,
+		"clustertrustbundles.certificates.k8s.io":       true,
+	}
+	var grants []string
+	for _, line := range strings.Split(out, "\n")[1:] {
+		if line == "" || line[0] == ' ' { // a non-resource URL row
+			continue
+		}
+		f := strings.Fields(line)
+		if !everyone[f[0]] {
+			grants = append(grants, f[0]+" "+f[len(f)-1])
+		}
+	}
+	if len(grants) != 1 || grants[0] != "pods [list]" {
+		t.Errorf("the agent's grants beyond every user's: %q, want only pods [list]\n%s", grants, out)
+	}
 }
 
 // hogPod is a pod template running the test image's hog.
