@@ -11,8 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -203,13 +205,17 @@ func lastTerminated(pod *corev1.Pod, container string) *corev1.ContainerStateTer
 
 // kmsgWatch collects, from the host's kernel log, the PIDs the OOM killer
 // killed in cgroups whose path contains a marker (a pod UID): the log is
-// the whole host's, so a test counts only its own kills. It reads on as
-// records arrive until stopped, so a ring buffer that wraps meanwhile
-// loses nothing already read.
+// the whole host's, so a test counts only its own kills. A goroutine reads
+// records as they arrive, as the agent does, so the ring buffer wrapping
+// under other tests' output loses as little as possible; if records were
+// overwritten before it read them, lost says so.
 type kmsgWatch struct {
-	fd     int
 	marker string
+	mu     sync.Mutex
 	kills  map[int]bool
+	lost   bool
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 func newKmsgWatch(t *testing.T, marker string) *kmsgWatch {
@@ -220,37 +226,128 @@ func newKmsgWatch(t *testing.T, marker string) *kmsgWatch {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(fd) })
-	return &kmsgWatch{fd: fd, marker: marker, kills: map[int]bool{}}
+	w := &kmsgWatch{marker: marker, kills: map[int]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run(fd)
+	t.Cleanup(func() { close(w.stop); <-w.done; unix.Close(fd) })
+	return w
 }
 
-// poll reads every record logged since the last call and returns the
-// kills seen so far.
-func (w *kmsgWatch) poll() map[int]bool {
+func (w *kmsgWatch) run(fd int) {
+	defer close(w.done)
 	buf := make([]byte, 8192)
 	for {
-		n, err := unix.Read(w.fd, buf)
-		if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.EINTR) {
-			continue // records overwritten before we read them: read on
+		select {
+		case <-w.stop:
+			return
+		default:
 		}
-		if err != nil || n <= 0 {
-			return w.kills // EAGAIN: nothing more for now
+		_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 100)
+		for {
+			n, err := unix.Read(fd, buf)
+			if errors.Is(err, unix.EPIPE) {
+				w.mu.Lock()
+				w.lost = true
+				w.mu.Unlock()
+				continue
+			}
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil || n <= 0 {
+				break // EAGAIN: wait for more
+			}
+			w.record(string(buf[:n]))
 		}
-		rec := string(buf[:n])
-		i := strings.IndexByte(rec, ';')
-		if i < 0 {
-			continue
-		}
-		msg := strings.TrimSpace(rec[i+1:])
-		if !strings.HasPrefix(msg, "oom-kill:") || !strings.Contains(msg, w.marker) {
-			continue
-		}
-		for _, field := range strings.Split(msg, ",") {
-			if v, ok := strings.CutPrefix(field, "pid="); ok {
-				if pid, err := strconv.Atoi(v); err == nil {
-					w.kills[pid] = true
-				}
+	}
+}
+
+func (w *kmsgWatch) record(rec string) {
+	i := strings.IndexByte(rec, ';')
+	if i < 0 {
+		return
+	}
+	msg := strings.TrimSpace(rec[i+1:])
+	if !strings.HasPrefix(msg, "oom-kill:") || !strings.Contains(msg, w.marker) {
+		return
+	}
+	for _, field := range strings.Split(msg, ",") {
+		if v, ok := strings.CutPrefix(field, "pid="); ok {
+			if pid, err := strconv.Atoi(v); err == nil {
+				w.mu.Lock()
+				w.kills[pid] = true
+				w.mu.Unlock()
 			}
 		}
 	}
+}
+
+// poll returns the kills seen so far, and whether records were lost.
+func (w *kmsgWatch) poll() (map[int]bool, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[int]bool, len(w.kills))
+	for k := range w.kills {
+		out[k] = true
+	}
+	return out, w.lost
+}
+
+// hostState is what the cluster must leave as it found it on the host:
+// the sysctls kubelet and kube-proxy would set, the host's netfilter
+// rules, routes and links, and the paths Kubernetes components write to
+// by default. Other tests may run meanwhile, so only these are compared.
+func hostState(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, f := range []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+		"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward",
+		"net/bridge/bridge-nf-call-iptables", "net/ipv4/conf/all/route_localnet"} {
+		v, err := os.ReadFile("/proc/sys/" + f)
+		fmt.Fprintf(&b, "sysctl %s=%s (%v)\n", f, strings.TrimSpace(string(v)), err)
+	}
+	for _, p := range []string{"/var/lib/kubelet", "/var/lib/cni", "/var/lib/oomwatch", "/var/log/containers",
+		"/var/log/pods", "/etc/kubernetes", "/etc/cni", "/opt/cni", "/usr/libexec/kubernetes", "/run/netns",
+		"/var/run/kubernetes", "/sys/fs/cgroup/memory" + cluster.CgroupRoot, "/sys/fs/cgroup/memory/kubepods"} {
+		_, err := os.Stat(p)
+		fmt.Fprintf(&b, "path %s exists=%v\n", p, err == nil)
+	}
+	for _, cmd := range [][]string{{"iptables-save"}, {"ip", "route"}, {"ip", "-br", "link"}} {
+		out, err := exec.Command(cmd[0], cmd[1:]...).Output()
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", cmd[0], err)
+			continue
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "#") { // iptables-save's dated comments
+				continue
+			}
+			fmt.Fprintf(&b, "%s: %s\n", cmd[0], line)
+		}
+	}
+	return b.String()
+}
+
+// diffLines returns the lines of a and b that the other lacks.
+func diffLines(a, b string) string {
+	in := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range strings.Split(s, "\n") {
+			m[l] = true
+		}
+		return m
+	}
+	ma, mb := in(a), in(b)
+	var out []string
+	for l := range ma {
+		if !mb[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	for l := range mb {
+		if !ma[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
 }

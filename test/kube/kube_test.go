@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 const mib = 1 << 20
@@ -30,6 +31,10 @@ func TestCluster(t *testing.T) {
 		t.Skip("OOMWATCH_SKIP_SYSTEM_TESTS=1: skipping the real Kubernetes cluster")
 	}
 	ctx := context.Background()
+	if err := cluster.Down(ctx, cluster.DefaultDir, t.Logf); err != nil { // a cluster `make kube-up` left
+		t.Fatal(err)
+	}
+	before := hostState(t)
 	start := time.Now()
 	// 1.5 GiB for pods: the kubepods cgroup's limit, which the
 	// node-pressure scenario fills without touching the host's memory.
@@ -43,6 +48,9 @@ func TestCluster(t *testing.T) {
 			t.Errorf("teardown: %v", err)
 		}
 		t.Logf("TIMING teardown %v", time.Since(down).Round(time.Millisecond))
+		if d := diffLines(before, hostState(t)); d != "" {
+			t.Errorf("the host changed:\n%s", d)
+		}
 	})
 	t.Logf("TIMING cluster up %v (binaries %v, control plane %v, node %v incl. images %v)",
 		c.Timings.Total.Round(time.Millisecond), c.Timings.Binaries.Round(time.Millisecond),
@@ -66,6 +74,16 @@ func TestCluster(t *testing.T) {
 	t.Run("agent-rollout-during-kills", e.testAgentRollout)
 	// Last: it fills the kubepods cgroup.
 	t.Run("node-allocatable-collateral", e.testNodePressure)
+
+	// While the cluster runs, kubelet's sysctls, kube-proxy's rules and
+	// the pods' routes must be in the node's namespaces, not the host's.
+	if d := diffLines(before, hostState(t)); d != "" {
+		for _, l := range strings.Split(d, "\n") {
+			if !strings.Contains(l, cluster.HostVeth) && !strings.Contains(l, "path /") {
+				t.Errorf("the host changed while the cluster ran: %s", l)
+			}
+		}
+	}
 }
 
 // testRBAC checks the service accounts can do what deploy/ grants and
@@ -213,7 +231,7 @@ func (e *env) testContainerLimit(t *testing.T) {
 		}
 		for _, x := range evs {
 			if len(x.Victims) > 0 && x.Victims[0].ContainerID == ctrID {
-				ev = x
+				ev = x // a container instance is killed once
 				return true, ""
 			}
 		}
@@ -238,6 +256,33 @@ func (e *env) testContainerLimit(t *testing.T) {
 	if r := v.ContainerResources; r == nil || r.MemoryRequestBytes != 16*mib || r.MemoryLimitBytes != 32*mib {
 		t.Errorf("container resources %+v, want request 16Mi and limit 32Mi from the API", r)
 	}
+	// The runtime's own record of the pod's container, as kubelet labels
+	// it: the labels test/e2e/fakenode imitates. (The killed instance
+	// itself is gone from CRI by now: kubelet removes it when it restarts
+	// the container, so the agent must have resolved the names at the
+	// kill, as the event shows it did.)
+	rt, conn, err := e.c.Runtime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
+		LabelSelector: map[string]string{"io.kubernetes.pod.uid": string(pod.UID)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Containers) == 0 {
+		t.Fatalf("CRI lists no container in pod %s", pod.UID)
+	}
+	ctr := resp.Containers[0]
+	want := map[string]string{"io.kubernetes.container.name": "api", "io.kubernetes.pod.name": pod.Name,
+		"io.kubernetes.pod.namespace": ns, "io.kubernetes.pod.uid": string(pod.UID)}
+	for k, val := range want {
+		if got := ctr.Labels[k]; got != val {
+			t.Errorf("CRI label %s = %q, want %q", k, got, val)
+		}
+	}
+	t.Logf("CRI labels %v", ctr.Labels)
 
 	// The Event on the pod.
 	waitUntil(t, "kubectl describe pod shows OOMKilledLimit", time.Minute, func() (bool, string) {

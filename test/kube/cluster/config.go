@@ -36,6 +36,9 @@ var nodeDirs = map[string]string{
 	"/var/lib/cni":        "var-lib-cni",
 	"/var/lib/oomwatch":   "var-lib-oomwatch",
 	"/var/log/containers": "var-log-containers",
+	// kubelet's device-plugin socket directory is fixed under it,
+	// whatever --root-dir says.
+	"/var/lib/kubelet": "var-lib-kubelet",
 }
 
 // writeConfig writes the certificates, kubeconfigs and every component's
@@ -51,7 +54,7 @@ func (c *Cluster) writeConfig() error {
 		}
 	}
 	node := filepath.Join(c.Dir, "node")
-	for _, d := range []string{"run-containerd", "var-lib-cni", "var-lib-oomwatch", "var-log-containers",
+	for _, d := range []string{"run-containerd", "var-lib-cni", "var-lib-oomwatch", "var-log-containers", "var-lib-kubelet", "flex-volume-plugins",
 		"containerd-root", "opt", "cni-conf", "kubelet", "pod-logs", "volume-plugins", "sysctl", "pv-0"} {
 		if err := os.MkdirAll(filepath.Join(node, d), 0o755); err != nil {
 			return err
@@ -255,9 +258,9 @@ func (c *Cluster) nodeScript() string {
 	fmt.Fprintf(&b, "echo $! >%q\n", filepath.Join(pids, "containerd.pid"))
 	b.WriteString("i=0\nwhile [ ! -S /run/containerd/containerd.sock ]; do\n" +
 		"\ti=$((i + 1)); [ $i -lt 600 ] || { echo 'containerd did not start' >&2; exit 1; }\n\tsleep 0.1\ndone\n")
-	fmt.Fprintf(&b, "%q --config=%q --kubeconfig=%q --root-dir=%q --hostname-override=%s --node-ip=%s >>%q 2>&1 &\n",
+	fmt.Fprintf(&b, "%q --config=%q --kubeconfig=%q --root-dir=%q --cert-dir=%q --hostname-override=%s --node-ip=%s >>%q 2>&1 &\n",
 		filepath.Join(c.BinDir, "kubelet"), filepath.Join(node, "kubelet.yaml"), filepath.Join(c.Dir, "kubelet.kubeconfig"),
-		filepath.Join(node, "kubelet"), NodeName, NodeIP, filepath.Join(logs, "kubelet.log"))
+		filepath.Join(node, "kubelet"), filepath.Join(node, "kubelet", "pki"), NodeName, NodeIP, filepath.Join(logs, "kubelet.log"))
 	fmt.Fprintf(&b, "echo $! >%q\nwait\n", filepath.Join(pids, "kubelet.pid"))
 	return b.String()
 }
