@@ -153,7 +153,7 @@ func (e *env) testRBAC(t *testing.T) {
 	}
 }
 
-// hogPod is a pod template running the test image's hog.
+// hogContainer is a container of the test image (hog as entrypoint).
 func hogContainer(name string, args []string, request, limit int64) corev1.Container {
 	ctr := corev1.Container{
 		Name:            name,

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oomwatch/oomwatch/test/kube/cluster"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -78,6 +79,20 @@ func (e *env) waitDescribe(t *testing.T, ns, pod, reason string) {
 	})
 }
 
+// burstableAdj is the oom_score_adj kubelet gives a Burstable container
+// with this memory request: 1000 - 1000*request/capacity of the node's
+// memory, within [2, 999].
+func (e *env) burstableAdj(t *testing.T, request int64) int {
+	t.Helper()
+	n, err := e.cs.CoreV1().Nodes().Get(context.Background(), cluster.NodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	capacity := n.Status.Capacity.Memory().Value()
+	adj := 1000 - int(1000*request/capacity)
+	return max(2, min(999, adj))
+}
+
 func memory(n int64) corev1.ResourceList {
 	return corev1.ResourceList{corev1.ResourceMemory: *resource.NewQuantity(n, resource.BinarySI)}
 }
@@ -114,8 +129,8 @@ func (e *env) testPodLimitSidecar(t *testing.T) {
 	if v.PodName != pod.Name || v.Namespace != ns {
 		t.Errorf("victim %s/%s, want %s/%s", v.Namespace, v.PodName, ns, pod.Name)
 	}
-	if v.OOMScoreAdj == nil || *v.OOMScoreAdj != 999 {
-		t.Errorf("victim oom_score_adj %v, want kubelet's 999", v.OOMScoreAdj)
+	if want := e.burstableAdj(t, 40*mib); v.OOMScoreAdj == nil || *v.OOMScoreAdj != want {
+		t.Errorf("victim oom_score_adj %v, want kubelet's %d", v.OOMScoreAdj, want)
 	}
 	if ev.Trigger == nil || ev.Trigger.ContainerName != "indexer" || ev.Trigger.PodUID != string(pod.UID) {
 		t.Errorf("trigger %+v, want the main container indexer", ev.Trigger)
