@@ -79,18 +79,32 @@ func (e *env) waitDescribe(t *testing.T, ns, pod, reason string) {
 	})
 }
 
-// burstableAdj is the oom_score_adj kubelet gives a Burstable container
-// with this memory request: 1000 - 1000*request/capacity of the node's
-// memory, within [2, 999].
-func (e *env) burstableAdj(t *testing.T, request int64) int {
+// burstableAdj is the oom_score_adj kubelet gives a regular container of a
+// Burstable pod (pkg/kubelet/qos): 1000 - 1000*request/capacity of the
+// node's memory, the request plus an equal share of what a pod-level
+// request leaves unassigned, within [3, 999].
+func (e *env) burstableAdj(t *testing.T, pod *corev1.Pod, container string) int {
 	t.Helper()
 	n, err := e.cs.CoreV1().Nodes().Get(context.Background(), cluster.NodeName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	capacity := n.Status.Capacity.Memory().Value()
+	var request, sum int64
+	for _, c := range pod.Spec.Containers {
+		r := c.Resources.Requests.Memory().Value()
+		sum += r
+		if c.Name == container {
+			request = r
+		}
+	}
+	if pod.Spec.Resources != nil {
+		if pr, ok := pod.Spec.Resources.Requests[corev1.ResourceMemory]; ok && pr.Value() > sum {
+			request += (pr.Value() - sum) / int64(len(pod.Spec.Containers))
+		}
+	}
 	adj := 1000 - int(1000*request/capacity)
-	return max(2, min(999, adj))
+	return max(3, min(999, adj))
 }
 
 func memory(n int64) corev1.ResourceList {
@@ -129,7 +143,7 @@ func (e *env) testPodLimitSidecar(t *testing.T) {
 	if v.PodName != pod.Name || v.Namespace != ns {
 		t.Errorf("victim %s/%s, want %s/%s", v.Namespace, v.PodName, ns, pod.Name)
 	}
-	if want := e.burstableAdj(t, 40*mib); v.OOMScoreAdj == nil || *v.OOMScoreAdj != want {
+	if want := e.burstableAdj(t, pod, "log-shipper"); v.OOMScoreAdj == nil || *v.OOMScoreAdj != want {
 		t.Errorf("victim oom_score_adj %v, want kubelet's %d", v.OOMScoreAdj, want)
 	}
 	if ev.Trigger == nil || ev.Trigger.ContainerName != "indexer" || ev.Trigger.PodUID != string(pod.UID) {
