@@ -88,14 +88,18 @@ func up(ctx context.Context, args []string) error {
 		logf("oomwatch installed and Ready in %v", time.Since(t).Round(time.Millisecond))
 	}
 	p := c.PKI() + "/oomctl"
+	oomctl := filepath.Join(c.OwnBin, "oomctl")
+	if *bin != "" {
+		oomctl = filepath.Join(*bin, "oomctl")
+	}
 	fmt.Printf(`
 Cluster up in %v. To use it:
   export KUBECONFIG=%s PATH=%s:$PATH
   kubectl get pods -A
   kubectl -n oomwatch port-forward svc/oomwatch-aggregator 7443 &
-  oomctl events --server=localhost:7443 --tls-ca=%s/ca.crt --tls-cert=%s/tls.crt --tls-key=%s/tls.key
+  %s events --server=localhost:7443 --tls-ca=%s/ca.crt --tls-cert=%s/tls.crt --tls-key=%s/tls.key
 Stop it with: make kube-down
-`, time.Since(start).Round(time.Second), c.Kubeconfig(), c.BinDir, p, p, p)
+`, time.Since(start).Round(time.Second), c.Kubeconfig(), c.BinDir, oomctl, p, p, p)
 	return nil
 }
 
