@@ -31,6 +31,11 @@ func TestCluster(t *testing.T) {
 		t.Skip("OOMWATCH_SKIP_SYSTEM_TESTS=1: skipping the real Kubernetes cluster")
 	}
 	ctx := context.Background()
+	unlock, err := cluster.Lock(ctx, 30*time.Minute) // another run's cluster
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock)                                                     // after the teardown below: cleanups run last first
 	if err := cluster.Down(ctx, cluster.DefaultDir, t.Logf); err != nil { // a cluster `make kube-up` left
 		t.Fatal(err)
 	}

@@ -319,3 +319,27 @@ func waitFor(ctx context.Context, what string, timeout time.Duration, cond func(
 		}
 	}
 }
+
+// LockFile serializes users of the one cluster a host can run: a test
+// holds it from bring-up to teardown, `oomwatch-kube up` and `down` while
+// they run, so two `go test` runs wait for each other instead of tearing
+// down each other's cluster.
+const LockFile = "/run/oomwatch-kube.lock"
+
+// Lock takes LockFile, waiting up to timeout; call the returned function
+// to release it.
+func Lock(ctx context.Context, timeout time.Duration) (func(), error) {
+	f, err := os.OpenFile(LockFile, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	err = waitFor(ctx, "the cluster lock "+LockFile, timeout, func() (bool, error) {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		return err == nil, err
+	})
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}

@@ -35,10 +35,17 @@ func main() {
 	defer stop()
 	var err error
 	switch os.Args[1] {
-	case "up":
-		err = up(ctx, os.Args[2:])
-	case "down":
-		err = down(ctx, os.Args[2:])
+	case "up", "down":
+		var unlock func()
+		if unlock, err = cluster.Lock(ctx, 30*time.Minute); err != nil {
+			break
+		}
+		if os.Args[1] == "up" {
+			err = up(ctx, os.Args[2:])
+		} else {
+			err = down(ctx, os.Args[2:])
+		}
+		unlock()
 	case "dns":
 		err = dns(ctx, os.Args[2:])
 	default:
