@@ -38,12 +38,19 @@ func Down(ctx context.Context, dir string, log func(string, ...any)) error {
 	var errs []error
 	pids := filepath.Join(dir, "pids")
 	nodeNS := mountNS(readPID(filepath.Join(pids, "node.pid"), dir))
+	onlyShims := false
+	if b, err := os.ReadFile(filepath.Join(dir, "node-mntns")); nodeNS == "" && err == nil {
+		// The node's shell is gone: its namespace, as recorded, may live
+		// on in shims only (and an inode number may have been reused, so
+		// nothing else is killed by it).
+		nodeNS, onlyShims = strings.TrimSpace(string(b)), true
+	}
 
 	stop(filepath.Join(pids, "kubelet.pid"), dir, 20*time.Second, log)
 	removeSandboxes(ctx, filepath.Join(dir, "node", "run-containerd", "containerd.sock"), log)
 	stop(filepath.Join(pids, "containerd.pid"), dir, 15*time.Second, log)
 	if nodeNS != "" {
-		killMountNS(nodeNS, log)
+		killMountNS(nodeNS, onlyShims, log)
 	}
 	stop(filepath.Join(pids, "node.pid"), dir, 5*time.Second, log)
 	if err := removeCgroupRoot(log); err != nil {
@@ -146,8 +153,9 @@ func mountNS(pid int) string {
 }
 
 // killMountNS kills every process in the mount namespace ns (the node's):
-// containerd's shims, which outlive containerd.
-func killMountNS(ns string, log func(string, ...any)) {
+// containerd's shims, which outlive containerd; with onlyShims, only
+// processes named containerd-shim*.
+func killMountNS(ns string, onlyShims bool, log func(string, ...any)) {
 	if self, _ := os.Readlink("/proc/self/ns/mnt"); self == ns {
 		return // never the host's own namespace
 	}
@@ -160,9 +168,13 @@ func killMountNS(ns string, log func(string, ...any)) {
 				continue
 			}
 			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); l == ns && alive(pid) {
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+				comm := strings.TrimSpace(string(b))
+				if onlyShims && !strings.HasPrefix(comm, "containerd-shim") {
+					continue
+				}
 				if round == 0 {
-					comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-					log("killing %s (pid %d) left in the node's mount namespace", strings.TrimSpace(string(comm)), pid)
+					log("killing %s (pid %d) left in the node's mount namespace", comm, pid)
 				}
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 				found = true

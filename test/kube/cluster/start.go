@@ -181,10 +181,16 @@ func (c *Cluster) startNode(ctx context.Context) error {
 		return err
 	}
 	sock := c.ContainerdSocket()
-	return waitFor(ctx, "containerd's socket "+sock, time.Minute, func() (bool, error) {
+	if err := waitFor(ctx, "containerd's socket "+sock, time.Minute, func() (bool, error) {
 		_, err := os.Stat(sock)
 		return err == nil, err
-	})
+	}); err != nil {
+		return err
+	}
+	// The node's mount namespace, for Down to find containerd's shims by
+	// even when the node's shell is gone.
+	ns := mountNS(readPID(filepath.Join(c.Dir, "pids", "node.pid"), c.Dir))
+	return os.WriteFile(filepath.Join(c.Dir, "node-mntns"), []byte(ns+"\n"), 0o644)
 }
 
 // cgroupHierarchies lists the mounted cgroup v1 hierarchies (or the
