@@ -24,7 +24,7 @@ build:
 # qemu, the runtime tests start a real containerd and test/kube a real
 # single-node Kubernetes cluster: they install their Debian packages
 # themselves (as root) when missing. The cluster's binaries are built first,
-# once (about 30 min of CPU on a cold machine), and cached in
+# once (about 15 min on a cold 2-core machine), and cached in
 # /var/cache/oomwatch-kube, so that the tests' timeout never includes it.
 test: vet kube-bins
 	$(GO) test -race -count=1 -timeout 60m $(PKGS)

@@ -4,7 +4,7 @@
 // README says, real pods OOM-killed, real Events, real RBAC.
 //
 // It needs root; OOMWATCH_SKIP_SYSTEM_TESTS=1 skips it. The first run
-// builds the Kubernetes binaries (tools/kube/build.sh, about 30 min of CPU
+// builds the Kubernetes binaries (tools/kube/build.sh, about 15 min
 // on 2 cores; cached in /var/cache/oomwatch-kube afterwards). It replaces a
 // cluster `make kube-up` left running, and tears its own down.
 package kube_test

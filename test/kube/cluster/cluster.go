@@ -181,7 +181,7 @@ func (c *Cluster) up(ctx context.Context) error {
 	if err := installPackages(ctx); err != nil {
 		return err
 	}
-	c.opts.logf("building or finding the Kubernetes binaries (first run: ~30 min)")
+	c.opts.logf("building or finding the Kubernetes binaries (first run: ~15 min)")
 	out, err := exec.CommandContext(ctx, filepath.Join(c.Repo, "tools", "kube", "build.sh")).Output()
 	if err != nil {
 		return fmt.Errorf("tools/kube/build.sh: %w", exitDetail(err))
