@@ -12,7 +12,7 @@ include tools/versions.mk
 BINARIES := agent aggregator oomctl
 PKGS     := ./...
 
-.PHONY: all build test test-unit lint fmt vet proto proto-check tools demo run bench faults clean
+.PHONY: all build test test-unit lint fmt vet proto proto-check tools demo run bench faults clean kube-bins kube-up kube-down test-kube
 
 all: build
 
@@ -21,9 +21,12 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ $(addprefix ./,$(BINARIES))
 
 # Every test, with the race detector. The e2e tests boot a real kernel in
-# qemu and the runtime tests start a real containerd: both install their
-# Debian packages themselves (as root) when missing.
-test: vet
+# qemu, the runtime tests start a real containerd and test/kube a real
+# single-node Kubernetes cluster: they install their Debian packages
+# themselves (as root) when missing. The cluster's binaries are built first,
+# once (about 15 min on a cold 2-core machine), and cached in
+# /var/cache/oomwatch-kube, so that the tests' timeout never includes it.
+test: vet kube-bins
 	$(GO) test -race -count=1 -timeout 60m $(PKGS)
 
 # Unit tests only: no VM, no containerd.
@@ -79,6 +82,22 @@ bench:
 # Fault injection with exact counts; prints the table of results.
 faults:
 	@set -o pipefail; $(GO) test -count=1 -timeout 30m -run 'TestFault' -v ./test/faults/ | sed -n '/^--- /p;/^FAULTS TABLE/,$$p'
+
+# A real single-node Kubernetes cluster on this machine (root), with
+# oomwatch installed from deploy/ (test/kube/overlay swaps the image names);
+# the Kubernetes binaries are built once into /var/cache/oomwatch-kube.
+kube-bins:
+	@if [ "$$(id -u)" = 0 ] && [ "$$OOMWATCH_SKIP_SYSTEM_TESTS" != 1 ]; then tools/kube/build.sh >/dev/null; fi
+
+kube-up: build kube-bins
+	$(GO) run ./test/kube/cmd/oomwatch-kube up -bin $(BIN)
+
+kube-down:
+	$(GO) run ./test/kube/cmd/oomwatch-kube down
+
+# The real-cluster scenarios (test/kube): brings its own cluster up and down.
+test-kube: kube-bins
+	$(GO) test -count=1 -timeout 60m -v ./test/kube/
 
 clean:
 	rm -rf $(BIN)

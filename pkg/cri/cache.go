@@ -31,6 +31,13 @@ type RuntimeService interface {
 type CacheOptions struct {
 	// PollInterval is how often the runtime is listed. Default 5 s.
 	PollInterval time.Duration
+	// PollOnlyInterval is how often the runtime is listed when it has no
+	// container event stream (containerd 1.6), so polls are the only way
+	// to see an exit. kubelet removes the containers of a deleted pod about
+	// a second after they exit, and an exit no poll saw is lost: the
+	// default is 1 s, kubelet's own relist period. Never longer than
+	// PollInterval.
+	PollOnlyInterval time.Duration
 	// Retention is how long removed containers and pods stay resolvable.
 	// Default 10 min.
 	Retention time.Duration
@@ -52,6 +59,7 @@ type CacheOptions struct {
 // Defaults of CacheOptions.
 const (
 	DefaultPollInterval  = 5 * time.Second
+	DefaultPollOnly      = time.Second
 	DefaultRetention     = 10 * time.Minute
 	DefaultMaxContainers = 4096
 	DefaultMaxPods       = 1024
@@ -73,6 +81,10 @@ type Cache struct {
 	log  *logrus.Entry
 	opts CacheOptions
 	now  func() time.Time
+	// pollOnly is closed when the runtime turns out to have no event
+	// stream: Run then lists it every PollOnlyInterval.
+	pollOnly     chan struct{}
+	pollOnlyOnce sync.Once
 
 	refreshMu sync.Mutex // one refresh at a time
 
@@ -101,6 +113,10 @@ func NewCache(rt RuntimeService, log *logrus.Entry, opts CacheOptions) *Cache {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
+	if opts.PollOnlyInterval <= 0 {
+		opts.PollOnlyInterval = DefaultPollOnly
+	}
+	opts.PollOnlyInterval = min(opts.PollOnlyInterval, opts.PollInterval)
 	if opts.Retention <= 0 {
 		opts.Retention = DefaultRetention
 	}
@@ -120,6 +136,7 @@ func NewCache(rt RuntimeService, log *logrus.Entry, opts CacheOptions) *Cache {
 		now:        time.Now,
 		containers: make(map[string]*containerEntry),
 		pods:       make(map[string]*podEntry),
+		pollOnly:   make(chan struct{}),
 	}
 	c.started = c.now()
 	return c
@@ -127,8 +144,9 @@ func NewCache(rt RuntimeService, log *logrus.Entry, opts CacheOptions) *Cache {
 
 // Run refreshes the cache every PollInterval and follows the runtime's
 // container events until ctx ends; it returns nil then. A runtime without
-// GetContainerEvents (containerd 1.6) is polled only. Failed refreshes are
-// logged when the runtime goes away and when it comes back.
+// GetContainerEvents (containerd 1.6) is polled only, every
+// PollOnlyInterval. Failed refreshes are logged when the runtime goes away
+// and when it comes back.
 func (c *Cache) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -139,12 +157,16 @@ func (c *Cache) Run(ctx context.Context) error {
 	defer wg.Wait()
 	t := time.NewTicker(c.opts.PollInterval)
 	defer t.Stop()
+	pollOnly := c.pollOnly
 	for {
 		c.refreshAndLog(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-pollOnly:
+			t.Reset(c.opts.PollOnlyInterval)
+			pollOnly = nil
 		}
 	}
 }
@@ -556,6 +578,7 @@ func (c *Cache) followEvents(ctx context.Context) {
 		}
 		if status.Code(err) == codes.Unimplemented {
 			c.log.Debug("runtime has no container event stream; polling only")
+			c.pollOnlyOnce.Do(func() { close(c.pollOnly) })
 			return
 		}
 		c.log.WithError(err).Debug("container event stream ended; reopening")

@@ -418,6 +418,39 @@ func TestCacheWithoutEventsPollsSilently(t *testing.T) {
 	}
 }
 
+// Without an event stream the runtime is listed every PollOnlyInterval,
+// not every PollInterval: an exit between two polls is lost when kubelet
+// removes the container first.
+func TestCacheWithoutEventsPollsFaster(t *testing.T) {
+	f := &fakeRuntime{name: "containerd"} // GetContainerEvents: Unimplemented
+	sock := startFake(t, f)
+	log, _ := testLog()
+	c := NewCache(dialFake(t, sock).Runtime(), log, CacheOptions{PollInterval: time.Hour, PollOnlyInterval: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	waitFor(t, "polls at the poll-only interval", func() bool { return f.callCount("ListContainers") >= 5 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+func TestCachePollOnlyDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		poll, pollOnly, want time.Duration
+	}{
+		{0, 0, DefaultPollOnly},
+		{200 * time.Millisecond, 0, 200 * time.Millisecond}, // never slower than PollInterval
+		{0, 3 * time.Second, 3 * time.Second},
+	} {
+		c := NewCache(nil, nil, CacheOptions{PollInterval: tc.poll, PollOnlyInterval: tc.pollOnly})
+		if c.opts.PollOnlyInterval != tc.want {
+			t.Errorf("PollInterval %v PollOnlyInterval %v: got %v, want %v", tc.poll, tc.pollOnly, c.opts.PollOnlyInterval, tc.want)
+		}
+	}
+}
+
 func TestCacheUnreachableLogsTransitions(t *testing.T) {
 	f := &fakeRuntime{name: "containerd"}
 	sock := startFake(t, f)

@@ -47,6 +47,8 @@ type Image struct {
 	Entrypoint, Cmd []string
 	// Env is the image config's environment ("PATH=/bin" when empty).
 	Env []string
+	// User is the image config's user ("uid:gid"; root when empty).
+	User string
 }
 
 // OCI media types used in the archive.
@@ -77,19 +79,18 @@ func WriteImage(w io.Writer, img Image) error {
 	if len(env) == 0 {
 		env = []string{"PATH=/bin"}
 	}
+	cfg := map[string]any{"Entrypoint": img.Entrypoint, "Cmd": img.Cmd, "Env": env, "WorkingDir": "/"}
+	if img.User != "" {
+		cfg["User"] = img.User
+	}
 	platform := map[string]string{"architecture": runtime.GOARCH, "os": "linux"}
 	config, err := json.Marshal(map[string]any{
 		"architecture": runtime.GOARCH,
 		"os":           "linux",
 		"created":      epoch,
-		"config": map[string]any{
-			"Entrypoint": img.Entrypoint,
-			"Cmd":        img.Cmd,
-			"Env":        env,
-			"WorkingDir": "/",
-		},
-		"rootfs":  map[string]any{"type": "layers", "diff_ids": []string{diffID}},
-		"history": []map[string]any{{"created": epoch, "created_by": "oomwatch test/containerd"}},
+		"config":       cfg,
+		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{diffID}},
+		"history":      []map[string]any{{"created": epoch, "created_by": "oomwatch test/containerd"}},
 	})
 	if err != nil {
 		return err
