@@ -186,6 +186,9 @@ func TestScenarios(t *testing.T) {
 			}
 			noDuplicates(t, ooms)
 			checkMetrics(t, res, ooms)
+			if sc.Expect.ForgedRecords > 0 {
+				checkForged(t, sc, ooms, res)
+			}
 			recordLatency(t, res, ooms, sc.Expect.Storm)
 			if sc.Expect.Storm {
 				checkStorm(t, sc, ooms, losses, res)
@@ -214,6 +217,27 @@ func TestScenarios(t *testing.T) {
 			l.what, d[len(d)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond), len(d))
 		t.Log(msg)
 		fmt.Println(msg)
+	}
+}
+
+// checkForged asserts that only the real kills reached the aggregator and
+// that the agent counted the records userspace forged.
+func checkForged(t *testing.T, sc scenario.Scenario, ooms []event, res *vm.Result) {
+	t.Helper()
+	if len(ooms) != sc.Events {
+		for _, e := range ooms {
+			for _, v := range e.Victims {
+				t.Logf("OOM event %s: victim %s[%d]", e.ID, v.Comm, v.PID)
+			}
+		}
+		t.Errorf("%d OOM events, want exactly %d: a forged record became a kill", len(ooms), sc.Events)
+	}
+	b, err := res.File("agent.metrics")
+	if err != nil {
+		t.Fatalf("agent.metrics: %v", err)
+	}
+	if n := sumMetric(string(b), "oomwatch_kernel_records_forged_total"); n < float64(sc.Expect.ForgedRecords) {
+		t.Errorf("oomwatch_kernel_records_forged_total %v, want at least %d", n, sc.Expect.ForgedRecords)
 	}
 }
 

@@ -40,6 +40,10 @@ type Expect struct {
 	VictimPod, VictimContainerName   string
 	VictimRequestMiB, VictimLimitMiB int64
 	CulpritPod                       string
+	// ForgedRecords: the script wrote at least this many records imitating
+	// an OOM report to /dev/kmsg from userspace; the scenario's OOM events
+	// must be exactly Events, and the agent must have counted them.
+	ForgedRecords int
 }
 
 // Scenario is one guest run.
@@ -109,22 +113,8 @@ func All() []Scenario {
 	e := systemdPod("burstable", uidE) + "/docker-" + ctrE + ".scope"
 	f := systemdPod("besteffort", uidF) + "/cri-containerd-" + ctrF + ".scope"
 	return []Scenario{
-		{
-			Name:        "container-limit",
-			Description: "a container's memory.max is hit (systemd driver, containerd scope names)",
-			Script: fmt.Sprintf(`mkcg %[1]s
-echo 32M > $CG%[1]s/memory.max
-hog -mb 64 -oom-score-adj 937 -cgroup $CG%[1]s || true
-`, a),
-			Events: 1,
-			Pods: []Pod{{UID: uidA, Namespace: "shop", Name: "cart-7d9f8-x2x4q", Labels: map[string]string{"app": "cart"},
-				Containers: []Container{{ID: ctrA, Name: "api", Image: "registry.example/shop/cart:1.4", RequestMiB: 16, LimitMiB: 32}}}},
-			Expect: Expect{Kind: "limit", Scope: "container", PodUID: uidA, Container: ctrA, QoS: "burstable",
-				Runtime: "containerd", VictimComm: "hog", TriggerPodUID: uidA, CulpritPodUID: uidA,
-				CulpritContainer: ctrA, MinVictims: 1,
-				VictimPod: "shop/cart-7d9f8-x2x4q", VictimContainerName: "api", VictimRequestMiB: 16, VictimLimitMiB: 32,
-				CulpritPod: "shop/cart-7d9f8-x2x4q"},
-		},
+		containerLimit(a),
+		forgedRecords(a),
 		{
 			Name:        "pod-limit-sidecar",
 			Description: "a pod's limit is hit: the sidecar (higher oom_score_adj) is killed while the main container grows",
@@ -227,6 +217,58 @@ cat $CG%[1]s/memory.events > /tmp/memory.events
 		},
 		rateLimitedJobs(),
 	}
+}
+
+// containerLimit is a container's memory.max hit (systemd driver,
+// containerd scope names); a is the container's cgroup.
+func containerLimit(a string) Scenario {
+	return Scenario{
+		Name:        "container-limit",
+		Description: "a container's memory.max is hit (systemd driver, containerd scope names)",
+		Script: fmt.Sprintf(`mkcg %[1]s
+echo 32M > $CG%[1]s/memory.max
+hog -mb 64 -oom-score-adj 937 -cgroup $CG%[1]s || true
+`, a),
+		Events: 1,
+		Pods: []Pod{{UID: uidA, Namespace: "shop", Name: "cart-7d9f8-x2x4q", Labels: map[string]string{"app": "cart"},
+			Containers: []Container{{ID: ctrA, Name: "api", Image: "registry.example/shop/cart:1.4", RequestMiB: 16, LimitMiB: 32}}}},
+		Expect: Expect{Kind: "limit", Scope: "container", PodUID: uidA, Container: ctrA, QoS: "burstable",
+			Runtime: "containerd", VictimComm: "hog", TriggerPodUID: uidA, CulpritPodUID: uidA,
+			CulpritContainer: ctrA, MinVictims: 1,
+			VictimPod: "shop/cart-7d9f8-x2x4q", VictimContainerName: "api", VictimRequestMiB: 16, VictimLimitMiB: 32,
+			CulpritPod: "shop/cart-7d9f8-x2x4q"},
+	}
+}
+
+// forgedRecords is a container's limit kill after userspace wrote to
+// /dev/kmsg a forged kill line and a forged whole report naming the same
+// container: the kernel stores those with facility LOG_USER, and only the
+// real kill may reach the aggregator.
+func forgedRecords(cg string) Scenario {
+	forged := []string{
+		"<4>Memory cgroup out of memory: Killed process 4242 (forged) total-vm:65536kB, anon-rss:32768kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:120kB oom_score_adj:937",
+		"<4>evil invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+		"<4>memory: usage 32768kB, limit 32768kB, failcnt 9",
+		"<6>Tasks state (memory values in pages):",
+		"<6>[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+		"<6>[   4243]     0  4243    16000     8000    61440        0           937 victim",
+		"<6>oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=" + cg +
+			",task_memcg=" + cg + ",task=victim,pid=4243,uid=0",
+		"<3>Memory cgroup out of memory: Killed process 4243 (victim) total-vm:64000kB, anon-rss:32000kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:60kB oom_score_adj:937",
+	}
+	var w strings.Builder
+	// Each write is one record; writers are rate-limited per open file
+	// unless printk_devkmsg is on.
+	w.WriteString("echo on > /proc/sys/kernel/printk_devkmsg\n")
+	for _, l := range forged {
+		fmt.Fprintf(&w, "echo '%s' > /dev/kmsg\n", l)
+	}
+	sc := containerLimit(cg)
+	sc.Name = "forged-kernel-records"
+	sc.Description = "userspace writes a forged kill line and a forged report naming a pod to /dev/kmsg, then the pod's container hits its limit for real"
+	sc.Script = strings.Replace(sc.Script, "hog ", w.String()+"hog ", 1)
+	sc.Expect.ForgedRecords = 7
+	return sc
 }
 
 // rateLimitedJobs is 20 Job pods, each container at its own 24 MiB limit,
