@@ -482,12 +482,13 @@ func parseProcRef(s string) (pid int, comm, rest string, ok bool) {
 	if !strings.HasPrefix(s, "(") {
 		return 0, "", "", false
 	}
-	// The comm may itself contain ") " (it is any 15 bytes); the kernel
-	// follows it with ", " or " score" or ", now", so take the last ")"
-	// before the first of those.
+	// The comm is any 15 bytes but NUL, so it may itself hold ") total-vm:",
+	// "), " or "(": what the kernel prints after it (", now anon-rss:...",
+	// " score N or sacrifice child", " sharing same memory", " total-vm:...")
+	// never holds a ')', so the comm ends at the last of those separators.
 	end := -1
 	for _, sep := range []string{"), ", ") score", ") sharing", ") total-vm"} {
-		if i := strings.Index(s, sep); i >= 0 && (end < 0 || i < end) {
+		if i := strings.LastIndex(s, sep); i > end {
 			end = i
 		}
 	}
