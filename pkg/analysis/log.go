@@ -23,7 +23,14 @@ type LogStats struct {
 	Recognised int64 // records in a kernel rendering (kmsg, dmesg, syslog)
 	Events     int64 // events emitted
 	Assembler  oom.Stats
+	// LongLines counts lines over kmsg.MaxLineBytes, skipped;
+	// LongLineErrs says which (the first maxLongLineErrs of them).
+	LongLines    int64
+	LongLineErrs []error
 }
+
+// maxLongLineErrs bounds LogStats.LongLineErrs.
+const maxLongLineErrs = 5
 
 // ReadLog reads a kernel log in any mix of renderings and calls emit for
 // every OOM kill, in order. It streams: memory does not grow with the input.
@@ -43,6 +50,12 @@ func ReadLogYear(in io.Reader, year int, opts StreamOptions, emit func(Event)) (
 	asm := oom.NewAssembler(oom.Options{}, stream.Add)
 	rd := kmsg.NewReader(in)
 	rd.Year = year
+	rd.LongLine = func(err error) {
+		st.LongLines++
+		if len(st.LongLineErrs) < maxLongLineErrs {
+			st.LongLineErrs = append(st.LongLineErrs, err)
+		}
+	}
 	for rd.Next() {
 		rec := rd.Record()
 		st.Records++

@@ -70,7 +70,7 @@ func runAnalyze(ctx context.Context, io IO, args []string) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := analyzeOne(name, io.Stdin, *year, opts, emit); err != nil {
+		if err := analyzeOne(name, io.Stdin, io.Stderr, *year, opts, emit); err != nil {
 			if tw != nil {
 				tw.Flush()
 			}
@@ -86,7 +86,7 @@ func runAnalyze(ctx context.Context, io IO, args []string) error {
 	return nil
 }
 
-func analyzeOne(name string, stdin io.Reader, year int, opts analysis.StreamOptions, emit func(analysis.Event)) error {
+func analyzeOne(name string, stdin io.Reader, stderr io.Writer, year int, opts analysis.StreamOptions, emit func(analysis.Event)) error {
 	var in io.Reader = stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -96,7 +96,14 @@ func analyzeOne(name string, stdin io.Reader, year int, opts analysis.StreamOpti
 		defer f.Close()
 		in = f
 	}
-	if _, err := analysis.ReadLogYear(in, year, opts, emit); err != nil {
+	st, err := analysis.ReadLogYear(in, year, opts, emit)
+	for _, e := range st.LongLineErrs {
+		fmt.Fprintf(stderr, "oomctl analyze: warning: %s: %v\n", displayName(name), e)
+	}
+	if more := st.LongLines - int64(len(st.LongLineErrs)); more > 0 {
+		fmt.Fprintf(stderr, "oomctl analyze: warning: %s: %d more over-long lines skipped\n", displayName(name), more)
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w", displayName(name), err)
 	}
 	return nil

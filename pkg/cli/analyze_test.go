@@ -137,3 +137,25 @@ func TestAnalyzeKeepsEarlierFilesOutputOnError(t *testing.T) {
 		t.Fatalf("exit %d out %q err %q", code, out, errOut)
 	}
 }
+
+// A line over the reader's bound (a corrupted file, a binary blob pasted in)
+// is skipped with a warning; the reports before and after it are read.
+func TestAnalyzeSkipsOverlongLine(t *testing.T) {
+	b, err := os.ReadFile(fixtures + "debian-6.1-kmsg-v2-systemd-global-besteffort-victim.kmsg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 200<<10)
+	in := long + "\n" + string(b) + "\n" + long + "\n" + long
+	out, errOut, code := run(t, in, "analyze", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "2 kills: 2 node-level") {
+		t.Errorf("reports after the long line lost:\n%s", out)
+	}
+	if n := strings.Count(errOut, "warning: standard input: line "); n != 3 ||
+		!strings.Contains(errOut, "line 1 (204800 bytes, more than 65536) skipped") {
+		t.Errorf("want 3 warnings naming the lines, got:\n%s", errOut)
+	}
+}

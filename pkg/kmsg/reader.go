@@ -12,7 +12,8 @@ import (
 // about 1 KiB (PRINTK_MESSAGE_MAX); journal and syslog prefixes add little.
 const MaxLineBytes = 64 << 10
 
-// ErrLineTooLong reports a line longer than MaxLineBytes.
+// ErrLineTooLong reports a line longer than MaxLineBytes: the Reader skips
+// it and goes on (see Reader.LongLine).
 var ErrLineTooLong = errors.New("kmsg: line too long")
 
 // Format names the rendering a line was recognised in.
@@ -66,6 +67,10 @@ type Reader struct {
 	Location *time.Location
 	// long gathers a line longer than the read buffer.
 	long []byte
+	// LongLine, when set, is told of each line longer than MaxLineBytes
+	// (an error wrapping ErrLineTooLong that names the line): the Reader
+	// skips such a line and reads on, so nothing after it is lost.
+	LongLine func(err error)
 }
 
 // NewReader returns a Reader over r. Syslog timestamps without a year are
@@ -123,10 +128,28 @@ func (r *Reader) readLine() ([]byte, error) {
 		// Lines longer than the buffer are rare (a corrupted file, a
 		// binary): gather them once, bounded.
 		r.long = append(r.long[:0], line...)
+		size := len(line)
 		for errors.Is(err, bufio.ErrBufferFull) {
 			line, err = r.br.ReadSlice('\n')
-			if len(r.long)+len(line) > MaxLineBytes {
-				return nil, fmt.Errorf("line %d: %w", r.lineNo+1, ErrLineTooLong)
+			size += len(line)
+			if size > MaxLineBytes {
+				// Skip the rest of the line and give back an empty one:
+				// the caller counts it and reads on.
+				for errors.Is(err, bufio.ErrBufferFull) {
+					line, err = r.br.ReadSlice('\n')
+					size += len(line)
+				}
+				if err != nil && !errors.Is(err, io.EOF) {
+					return nil, fmt.Errorf("read kernel log: %w", err)
+				}
+				if err == nil {
+					size-- // the newline
+				}
+				if r.LongLine != nil {
+					r.LongLine(fmt.Errorf("line %d (%d bytes, more than %d) skipped: %w",
+						r.lineNo+1, size, MaxLineBytes, ErrLineTooLong))
+				}
+				return nil, nil
 			}
 			r.long = append(r.long, line...)
 		}
