@@ -2,6 +2,7 @@ package exits
 
 import (
 	"fmt"
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
 	"slices"
 	"strings"
 	"syscall"
@@ -364,11 +365,11 @@ func Evidence(lines []string) []string {
 			break
 		}
 		if relevant(l) {
-			out = append(out, l)
+			out = append(out, kmsg.EscapeLine(l))
 		}
 	}
 	if len(out) == 0 {
-		out = append(out, lines[:min(len(lines), maxEvidence)]...)
+		out = append(out, kmsg.EscapeLines(lines[:min(len(lines), maxEvidence)])...)
 	}
 	return out
 }

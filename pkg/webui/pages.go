@@ -2,6 +2,7 @@ package webui
 
 import (
 	"fmt"
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
 	"net/http"
 	"net/url"
 	"slices"
@@ -338,7 +339,7 @@ func (u *UI) kernel(w http.ResponseWriter, r *http.Request) {
 	}
 	var b strings.Builder
 	for _, l := range e.GetOom().GetLines() {
-		b.WriteString(l)
+		b.WriteString(kmsg.EscapeLine(l))
 		b.WriteByte('\n')
 	}
 	if n := e.GetOom().GetLinesDropped(); n > 0 {

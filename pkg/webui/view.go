@@ -2,6 +2,7 @@ package webui
 
 import (
 	"fmt"
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
 	"net/url"
 	"slices"
 	"strconv"
@@ -421,7 +422,7 @@ func killOf(e *pb.Event, start time.Time, now time.Time) kill {
 		ChosenForAdj: k.GetChosenForScoreAdj(),
 		Reason:       k.GetReason(),
 		Incomplete:   !k.GetComplete(),
-		Lines:        k.GetLines(),
+		Lines:        kmsg.EscapeLines(k.GetLines()),
 		LinesDropped: int(k.GetLinesDropped()),
 	}
 	out.KernelAnchor = out.Anchor + "-kernel"

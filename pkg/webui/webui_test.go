@@ -74,7 +74,7 @@ func named(seq int64, at time.Time) *pb.Event {
 			Culprit:         &pb.Culprit{Pid: p.Pid, Comm: "java", RssBytes: proto.Int64(60 << 20), Tasks: 1, Source: "task-dump", Workload: w},
 			MemcgUsageBytes: proto.Int64(64 << 20), MemcgLimitBytes: proto.Int64(64 << 20),
 			Reason: "The container's memory limit was hit; the kernel killed java <script>alert(1)</script>.",
-			Lines:  []string{"java invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=968", "<b>not bold</b>"},
+			Lines:  []string{"java invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=968", "<b>not bold</b>", "one line\nnot two"},
 		}}}
 }
 
@@ -274,7 +274,7 @@ func TestPages(t *testing.T) {
 			`id="kill-395"`, "not collateral"}},
 		{name: "pod-scope incident", path: sidecar, status: 200, want: []string{
 			"Memory limit hit on e2e-node", "limit · pod", "Memory held per container of the pod at kill time", "b1b1b1b1b1b1", "culprit</span>", "b2b2b2b2b2b2", "victim</span>"}},
-		{name: "escaped", path: named, status: 200, want: []string{"&lt;script&gt;alert(1)&lt;/script&gt;", "usage 64.0 MiB of limit 64.0 MiB", "&lt;b&gt;not bold&lt;/b&gt;"},
+		{name: "escaped", path: named, status: 200, want: []string{"&lt;script&gt;alert(1)&lt;/script&gt;", "usage 64.0 MiB of limit 64.0 MiB", "&lt;b&gt;not bold&lt;/b&gt;", `one line\x0anot two`},
 			not: []string{"<script>alert", "<b>not bold", "Memory held per"}},
 		{name: "culprit over its request", path: "/incidents/node-b/11111111-2222-3333-4444-555555555555/8", status: 200,
 			want: []string{"named for being furthest over its memory request"}},
@@ -292,6 +292,8 @@ func TestPages(t *testing.T) {
 		{name: "unknown incident", path: "/incidents/e2e-node/" + colBoot + "/1", status: 404, want: []string{"404 Not Found", "No incident"}},
 		{name: "not a number", path: "/incidents/e2e-node/" + colBoot + "/x", status: 404},
 		{name: "unknown kill", path: "/kills/e2e-node/" + colBoot + "/1/kernel.txt", status: 404},
+		{name: "kernel text escaped", path: "/kills/node-b/11111111-2222-3333-4444-555555555555/7/kernel.txt", status: 200,
+			want: []string{"<b>not bold</b>\none line\\x0anot two\n"}},
 
 		{name: "pod as victim", path: "/pods/" + bestEffort, status: 200, want: []string{
 			"<h1>Pod " + bestEffort + "</h1>", "BestEffort", "c1c1c1c1c1c1", `data-live="/live?pod=` + bestEffort + `"`,
