@@ -25,6 +25,10 @@ type Context struct {
 	Incident []Holder
 	// Requests, when set, weighs holders by usage over request.
 	Requests Requests
+	// Limits lists the limited cgroups of the full limit reports of the same
+	// incident: a bare kill line of a rate-limited storm takes the one its
+	// victim lies under.
+	Limits []string
 }
 
 // Holder is a task with a known resident size, from a task dump or a kill line.
@@ -51,6 +55,9 @@ func Analyze(r *oom.Report, ctx Context) Event {
 		GroupCgroup:  r.GroupCgroup,
 	}
 	ev.Kind, ev.Constraint, ev.OOMMemcg = classify(r)
+	if ev.Kind == KindLimit && ev.OOMMemcg != "" {
+		ev.LimitFrom = LimitFromReport
+	}
 	if v != nil && v.HasMono {
 		s := v.Mono.Seconds()
 		ev.UptimeSeconds = &s
@@ -110,9 +117,38 @@ func Analyze(r *oom.Report, ctx Context) Event {
 		ev.Reason = "no process was killed"
 		return ev
 	}
+	if ev.Kind == KindLimit && ev.OOMMemcg == "" {
+		// A rate-limited storm prints bare kill lines: the incident's full
+		// reports name the limit that its victims lie under.
+		if m := innermost(ctx.Limits, ev.Victims[0].Cgroup); m != "" {
+			ev.OOMMemcg, ev.LimitFrom = m, LimitFromIncident
+		}
+	}
 	ev.LimitScope = limitScope(ev.Kind, ev.OOMMemcg, ev.Victims[0].Cgroup)
 	judge(&ev, r, ctx, cg)
 	return ev
+}
+
+// within reports whether cgroup lies in (or is) dir.
+func within(cgroup, dir string) bool {
+	if cgroup == "" || dir == "" {
+		return false
+	}
+	if dir == "/" || cgroup == dir {
+		return true
+	}
+	return strings.HasPrefix(cgroup, dir) && cgroup[len(dir)] == '/'
+}
+
+// innermost returns the deepest of limits that cgroup lies in, or "".
+func innermost(limits []string, cgroup string) string {
+	best := ""
+	for _, l := range limits {
+		if within(cgroup, l) && len(l) > len(best) {
+			best = l
+		}
+	}
+	return best
 }
 
 // classify reads the kind of kill from the kernel's own words; it never guesses.
@@ -313,16 +349,12 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 			culprit.RankedBy = RankedOverRequest
 		}
 	}
-	if source != SourceTaskDump && scope != ScopeContainer {
+	if source != SourceTaskDump {
 		culprit = judgeWithoutDump(ev, r, ctx, culprit, victimKey)
 	}
 	ev.Culprit = culprit
-
-	if scope == ScopeContainer {
-		ev.Collateral = false
-	} else if culprit != nil {
-		ev.Collateral = culpritKey(culprit, scope) != victimKey
-	}
+	ev.CollateralVerdict = collateralVerdict(ev, culprit, scope, victimKey)
+	ev.Collateral = ev.CollateralVerdict == CollateralYes
 	if vi.HasAdj && vi.OOMScoreAdj > 0 && culprit != nil && ev.Collateral {
 		ev.ChosenForScoreAdj = true
 	}
@@ -335,6 +367,27 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 		}
 	}
 	ev.Reason = reason(ev)
+}
+
+// collateralVerdict decides whether the victim was collateral: yes only when the
+// culprit's workload is known and is not the victim's; no when the victim's
+// own workload held the most or the kill is container scope; unknown
+// otherwise.
+func collateralVerdict(ev *Event, c *Culprit, scope, victimKey string) string {
+	switch {
+	case scope == ScopeContainer:
+		return CollateralNo
+	case ev.Kind == KindLimit && ev.OOMMemcg == "":
+		// Whose limit is not known, so neither is who could be inside it.
+		return CollateralUnknown
+	case c == nil || c.RSSBytes == nil:
+		return CollateralUnknown
+	case culpritKey(c, scope) == victimKey:
+		return CollateralNo
+	case ev.Victims[0].Cgroup == "" || c.Cgroup == "":
+		return CollateralUnknown
+	}
+	return CollateralYes
 }
 
 // triggerIsOther tells whether the trigger is known to be another process
@@ -388,11 +441,29 @@ func dedupe(hs []Holder) []Holder {
 //     another process, is named instead.
 func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victimKey string) *Culprit {
 	scope := ev.LimitScope
-	var others []Holder
+	var others, inside []Holder
 	for _, h := range dedupe(ctx.Incident) {
+		if ev.Kind == KindLimit && !within(h.Cgroup, ev.OOMMemcg) {
+			// A limit kill's culprit can only be inside its limit: the
+			// other limit kills of the incident are other stories.
+			continue
+		}
 		if unitKey(h, scope) != victimKey {
 			others = append(others, h)
+		} else {
+			inside = append(inside, h)
 		}
+	}
+	if scope == ScopeContainer {
+		// A container that hit its own limit: its largest task the
+		// incident saw (the grower) is named, the verdict is its own.
+		if u, ok := largest(append(inside, holders(r, func(int, string) string { return ev.Victims[0].Cgroup })...), scope); ok &&
+			(own == nil || own.RSSBytes == nil || u.rss > *own.RSSBytes) {
+			rss := u.rss
+			return &Culprit{PID: u.top.PID, Comm: u.top.Comm, RSSBytes: &rss, Tasks: u.tasks,
+				Source: SourceIncident, Workload: u.workload}
+		}
+		return own
 	}
 	if inc, ok := largest(others, scope); ok {
 		if own == nil || own.RSSBytes == nil || inc.rss > *own.RSSBytes {

@@ -156,7 +156,16 @@ type Event struct {
 	Trigger      *Process  `json:"trigger"`
 	TopConsumers []Process `json:"top_consumers"`
 	Culprit      *Culprit  `json:"culprit"`
-	Collateral   bool      `json:"collateral"`
+	// Collateral is true exactly when CollateralVerdict is CollateralYes.
+	Collateral bool `json:"collateral"`
+	// CollateralVerdict is CollateralYes, CollateralNo or CollateralUnknown.
+	CollateralVerdict string `json:"collateral_verdict"`
+	// LimitFrom says how a limit kill's limited cgroup was learned (one of
+	// the LimitFrom* constants); empty when not known.
+	LimitFrom string `json:"limit_from,omitempty"`
+	// Limited holds the limited cgroup's figures at kill time, when it is
+	// neither the victim's container nor its pod (the agent reads them).
+	Limited *Resources `json:"limited_resources,omitempty"`
 	// ChosenForScoreAdj notes a victim picked for its oom_score_adj rather
 	// than its size.
 	ChosenForScoreAdj bool   `json:"chosen_for_score_adj"`
@@ -182,6 +191,29 @@ type Event struct {
 	// rose unexplained when an unnamed kill was read.
 	AttributionCandidates int `json:"attribution_candidates,omitempty"`
 }
+
+// Collateral verdicts (Event.CollateralVerdict).
+const (
+	// CollateralYes: the culprit's workload is known and is not the
+	// victim's.
+	CollateralYes = "yes"
+	// CollateralNo: the victim's own workload held the most, or the kill is
+	// container scope (a container that hit its own limit).
+	CollateralNo = "no"
+	// CollateralUnknown: no sizes, or the culprit's or the victim's
+	// workload is not known, or a limit kill's limited cgroup is not.
+	CollateralUnknown = "unknown"
+)
+
+// How a limit kill's limited cgroup was learned (Event.LimitFrom).
+const (
+	// LimitFromReport: the kill's own report named it.
+	LimitFromReport = "report"
+	// LimitFromIncident: a bare kill line of a rate-limited storm, whose
+	// victim lies under the limited cgroup of a full report of the same
+	// incident.
+	LimitFromIncident = "incident"
+)
 
 // How a kill's victim was attributed to its workload (Event.AttributedBy).
 const (

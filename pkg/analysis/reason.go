@@ -14,6 +14,21 @@ func Explain(ev *Event) string {
 	return reason(ev)
 }
 
+// unknownWhy says why a collateral verdict is unknown.
+func unknownWhy(ev *Event) string {
+	c := ev.Culprit
+	switch {
+	case ev.Kind == KindLimit && ev.OOMMemcg == "":
+		return "the kernel did not name the limited cgroup, so who was inside it is not known"
+	case c.RSSBytes == nil:
+		return "the report gives no memory sizes to compare"
+	case ev.Victims[0].Cgroup == "":
+		return "the victim's workload is not known (its cgroup was not printed and it was gone from /proc)"
+	default:
+		return "the largest memory holder's workload is not known"
+	}
+}
+
 // reason writes the sentence that explains an event's verdict.
 func reason(ev *Event) string {
 	var b strings.Builder
@@ -51,8 +66,21 @@ func reason(ev *Event) string {
 	switch {
 	case ev.LimitScope == ScopeContainer:
 		b.WriteString("Not collateral: it hit its own container's limit.")
+		if c != nil && ev.LimitFrom == LimitFromIncident {
+			fmt.Fprintf(&b, " The limit is the one the incident's full reports name; its largest task seen was %s%s.",
+				culpritLabel(c), sourceNote(c))
+		}
 	case c == nil:
 		b.WriteString("Collateral unknown: the report names no memory holder.")
+	case ev.CollateralVerdict == CollateralUnknown:
+		fmt.Fprintf(&b, "Collateral unknown: %s", unknownWhy(ev))
+		switch {
+		case c.Source == SourceTrigger:
+			fmt.Fprintf(&b, "; the task allocating when memory ran out was %s", culpritLabel(c))
+		case c.RSSBytes != nil:
+			fmt.Fprintf(&b, "; the largest memory holder seen was %s%s", culpritLabel(c), sourceNote(c))
+		}
+		b.WriteString(".")
 	case ev.Collateral:
 		if c.RankedBy == RankedOverRequest {
 			fmt.Fprintf(&b, "Collateral: of the memory holders larger than the victim's own %s, the furthest over its request (kubelet's eviction order) was %s%s",

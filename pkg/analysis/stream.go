@@ -40,9 +40,19 @@ type Stream struct {
 	held   []*oom.Report
 	pids   map[int]string
 	recent []Holder // holders of recent reports, for incidents
+	// limits are the limited cgroups of recent full limit reports.
+	limits []limitSeen
 	last   time.Duration
 	lastOK bool
 }
+
+type limitSeen struct {
+	memcg   string
+	seconds float64
+}
+
+// maxLimits bounds the limited cgroups remembered for an incident.
+const maxLimits = 256
 
 // NewStream returns a Stream that calls emit for every judged event, in
 // the order the reports came.
@@ -64,6 +74,7 @@ func (s *Stream) Add(r *oom.Report) {
 			s.Flush()
 			s.pids = map[int]string{}
 			s.recent = nil
+			s.limits = nil
 		}
 		s.last, s.lastOK = r.Mono, true
 	}
@@ -131,7 +142,8 @@ func (s *Stream) release(all bool) {
 		n++
 	}
 	for _, r := range s.held[:n] {
-		s.emit(Analyze(r, Context{Cgroups: s.pids, BootTime: s.opts.BootTime, Incident: s.incident(r), Requests: s.opts.Requests}))
+		s.emit(Analyze(r, Context{Cgroups: s.pids, BootTime: s.opts.BootTime, Incident: s.incident(r),
+			Requests: s.opts.Requests, Limits: s.incidentLimits(r)}))
 	}
 	for _, r := range s.held[:n] {
 		s.remember(r)
@@ -167,10 +179,53 @@ func (s *Stream) incident(r *oom.Report) []Holder {
 	return out
 }
 
+// limitOf returns the limited cgroup a report names itself, or "".
+func limitOf(r *oom.Report) string {
+	if kind, _, memcg := classify(r); kind == KindLimit {
+		return memcg
+	}
+	return ""
+}
+
+// incidentLimits lists the limited cgroups named by the other reports
+// within the incident window of r.
+func (s *Stream) incidentLimits(r *oom.Report) []string {
+	if !r.HasMono {
+		return nil
+	}
+	at := r.Mono.Seconds()
+	win := s.opts.IncidentWindow.Seconds()
+	var out []string
+	for _, l := range s.limits {
+		if l.seconds >= at-win && l.seconds <= at+win {
+			out = append(out, l.memcg)
+		}
+	}
+	for _, o := range s.held {
+		if o == r || !o.HasMono || o.Mono.Seconds() < at-win || o.Mono.Seconds() > at+win {
+			continue
+		}
+		if m := limitOf(o); m != "" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // remember keeps the largest holders of a judged report for later incidents.
 func (s *Stream) remember(r *oom.Report) {
 	if !r.HasMono {
 		return
+	}
+	if m := limitOf(r); m != "" {
+		if n := len(s.limits); n == 0 || s.limits[n-1].memcg != m {
+			s.limits = append(s.limits, limitSeen{memcg: m, seconds: r.Mono.Seconds()})
+		} else {
+			s.limits[n-1].seconds = r.Mono.Seconds()
+		}
+		if len(s.limits) > maxLimits {
+			s.limits = s.limits[len(s.limits)-maxLimits:]
+		}
 	}
 	hs := holders(r, func(pid int, own string) string {
 		if own != "" {
@@ -198,4 +253,12 @@ func (s *Stream) remember(r *oom.Report) {
 		}
 	}
 	s.recent = s.recent[:k]
+	k = 0
+	for _, l := range s.limits {
+		if l.seconds >= cut {
+			s.limits[k] = l
+			k++
+		}
+	}
+	s.limits = s.limits[:k]
 }

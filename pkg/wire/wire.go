@@ -64,6 +64,9 @@ func OOMKill(ev analysis.Event) *pb.OOMKill {
 		LinesDropped:          int32(ev.LinesDropped),
 		AttributedBy:          ev.AttributedBy,
 		AttributionCandidates: int32(ev.AttributionCandidates),
+		CollateralVerdict:     VerdictToPB(ev.CollateralVerdict),
+		LimitedResources:      resources(ev.Limited),
+		LimitFrom:             ev.LimitFrom,
 	}
 	for _, v := range ev.Victims {
 		k.Victims = append(k.Victims, process(v))
@@ -121,6 +124,38 @@ func resources(r *analysis.Resources) *pb.Resources {
 	}
 }
 
+// VerdictToPB converts an analysis collateral verdict.
+func VerdictToPB(v string) pb.CollateralVerdict {
+	switch v {
+	case analysis.CollateralYes:
+		return pb.CollateralVerdict_COLLATERAL_VERDICT_YES
+	case analysis.CollateralNo:
+		return pb.CollateralVerdict_COLLATERAL_VERDICT_NO
+	case analysis.CollateralUnknown:
+		return pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN
+	}
+	return pb.CollateralVerdict_COLLATERAL_VERDICT_UNSPECIFIED
+}
+
+// Verdict returns an OOM kill's collateral verdict (analysis.CollateralYes,
+// No or Unknown). An agent before the field sent only the boolean: true is
+// yes; false was its answer both for "no" and for a holder it could not
+// place, so it reads as no, as that agent reported it.
+func Verdict(k *pb.OOMKill) string {
+	switch k.GetCollateralVerdict() {
+	case pb.CollateralVerdict_COLLATERAL_VERDICT_YES:
+		return analysis.CollateralYes
+	case pb.CollateralVerdict_COLLATERAL_VERDICT_NO:
+		return analysis.CollateralNo
+	case pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN:
+		return analysis.CollateralUnknown
+	}
+	if k.GetCollateral() {
+		return analysis.CollateralYes
+	}
+	return analysis.CollateralNo
+}
+
 // ToAnalysis converts a wire OOM kill back to the engine's form, for
 // printing with the same JSON fields as `oomctl analyze`.
 func ToAnalysis(e *pb.Event) analysis.Event {
@@ -132,6 +167,7 @@ func ToAnalysis(e *pb.Event) analysis.Event {
 		MemcgUsageBytes: k.MemcgUsageBytes, MemcgLimitBytes: k.MemcgLimitBytes, GroupCgroup: k.GetGroupCgroup(),
 		EndSeq: k.GetEndSeq(), Lines: k.GetLines(), LinesDropped: int(k.GetLinesDropped()),
 		AttributedBy: k.GetAttributedBy(), AttributionCandidates: int(k.GetAttributionCandidates()),
+		CollateralVerdict: Verdict(k), LimitFrom: k.GetLimitFrom(), Limited: fromResources(k.GetLimitedResources()),
 	}
 	if e.Time != nil {
 		t := e.Time.AsTime()

@@ -26,6 +26,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// CollateralVerdict says whether an OOM kill's victim died for memory that
+// another workload held.
+type CollateralVerdict int32
+
+const (
+	// Not set: an event of an agent that predates the field.
+	CollateralVerdict_COLLATERAL_VERDICT_UNSPECIFIED CollateralVerdict = 0
+	// The victim's own workload held the most, or the kill is container
+	// scope (a container that hit its own limit has no collateral victims).
+	CollateralVerdict_COLLATERAL_VERDICT_NO CollateralVerdict = 1
+	// The culprit's workload is known and is not the victim's.
+	CollateralVerdict_COLLATERAL_VERDICT_YES CollateralVerdict = 2
+	// Not known: no sizes, or the culprit's or the victim's workload unknown.
+	CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN CollateralVerdict = 3
+)
+
+// Enum value maps for CollateralVerdict.
+var (
+	CollateralVerdict_name = map[int32]string{
+		0: "COLLATERAL_VERDICT_UNSPECIFIED",
+		1: "COLLATERAL_VERDICT_NO",
+		2: "COLLATERAL_VERDICT_YES",
+		3: "COLLATERAL_VERDICT_UNKNOWN",
+	}
+	CollateralVerdict_value = map[string]int32{
+		"COLLATERAL_VERDICT_UNSPECIFIED": 0,
+		"COLLATERAL_VERDICT_NO":          1,
+		"COLLATERAL_VERDICT_YES":         2,
+		"COLLATERAL_VERDICT_UNKNOWN":     3,
+	}
+)
+
+func (x CollateralVerdict) Enum() *CollateralVerdict {
+	p := new(CollateralVerdict)
+	*p = x
+	return p
+}
+
+func (x CollateralVerdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CollateralVerdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[0].Descriptor()
+}
+
+func (CollateralVerdict) Type() protoreflect.EnumType {
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[0]
+}
+
+func (x CollateralVerdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CollateralVerdict.Descriptor instead.
+func (CollateralVerdict) EnumDescriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{0}
+}
+
 // Resources are a container's or pod's memory figures: what Kubernetes asked
 // for (from the container runtime) and what the cgroup held at kill time.
 type Resources struct {
@@ -619,8 +678,22 @@ type OOMKill struct {
 	// For oom-kill-counter and unattributed: how many containers' OOM-kill
 	// counters rose unexplained when the kill was read (1 is unambiguous).
 	AttributionCandidates int32 `protobuf:"varint,41,opt,name=attribution_candidates,json=attributionCandidates,proto3" json:"attribution_candidates,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Whether the victim was a collateral victim. `collateral` (10) is true
+	// exactly when this is COLLATERAL_VERDICT_YES; agents before this field
+	// send only `collateral`.
+	CollateralVerdict CollateralVerdict `protobuf:"varint,42,opt,name=collateral_verdict,json=collateralVerdict,proto3,enum=oomwatch.v1.CollateralVerdict" json:"collateral_verdict,omitempty"`
+	// The limited cgroup's figures at kill time (limit kills whose oom_memcg
+	// is neither the victim's container nor its pod: a QoS slice, kubepods
+	// under node-allocatable enforcement, a parent of several pods).
+	LimitedResources *Resources `protobuf:"bytes,43,opt,name=limited_resources,json=limitedResources,proto3" json:"limited_resources,omitempty"`
+	// How the limited cgroup and scope were learned: "report" (this kill's
+	// own oom-kill: summary or limit lines), "incident" (a bare kill line of
+	// a rate-limited storm, whose victim lies under the limited cgroup of a
+	// full report of the same incident), or empty (not a limit kill, or not
+	// known).
+	LimitFrom     string `protobuf:"bytes,44,opt,name=limit_from,json=limitFrom,proto3" json:"limit_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OOMKill) Reset() {
@@ -798,6 +871,27 @@ func (x *OOMKill) GetAttributionCandidates() int32 {
 		return x.AttributionCandidates
 	}
 	return 0
+}
+
+func (x *OOMKill) GetCollateralVerdict() CollateralVerdict {
+	if x != nil {
+		return x.CollateralVerdict
+	}
+	return CollateralVerdict_COLLATERAL_VERDICT_UNSPECIFIED
+}
+
+func (x *OOMKill) GetLimitedResources() *Resources {
+	if x != nil {
+		return x.LimitedResources
+	}
+	return nil
+}
+
+func (x *OOMKill) GetLimitFrom() string {
+	if x != nil {
+		return x.LimitFrom
+	}
+	return ""
 }
 
 // Loss reports records or events that were lost, and how many.
@@ -2282,7 +2376,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\n" +
 	"NodeMemory\x12&\n" +
 	"\x0fmem_total_bytes\x18\x01 \x01(\x03R\rmemTotalBytes\x12.\n" +
-	"\x13mem_available_bytes\x18\x02 \x01(\x03R\x11memAvailableBytes\"\xe6\x06\n" +
+	"\x13mem_available_bytes\x18\x02 \x01(\x03R\x11memAvailableBytes\"\x99\b\n" +
 	"\aOOMKill\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1f\n" +
 	"\vlimit_scope\x18\x02 \x01(\tR\n" +
@@ -2311,7 +2405,11 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\vnode_memory\x18\x13 \x01(\v2\x17.oomwatch.v1.NodeMemoryR\n" +
 	"nodeMemory\x12#\n" +
 	"\rattributed_by\x18( \x01(\tR\fattributedBy\x125\n" +
-	"\x16attribution_candidates\x18) \x01(\x05R\x15attributionCandidatesB\x14\n" +
+	"\x16attribution_candidates\x18) \x01(\x05R\x15attributionCandidates\x12M\n" +
+	"\x12collateral_verdict\x18* \x01(\x0e2\x1e.oomwatch.v1.CollateralVerdictR\x11collateralVerdict\x12C\n" +
+	"\x11limited_resources\x18+ \x01(\v2\x16.oomwatch.v1.ResourcesR\x10limitedResources\x12\x1d\n" +
+	"\n" +
+	"limit_from\x18, \x01(\tR\tlimitFromB\x14\n" +
 	"\x12_memcg_usage_bytesB\x14\n" +
 	"\x12_memcg_limit_bytes\"\xdc\x01\n" +
 	"\x04Loss\x12\x14\n" +
@@ -2435,7 +2533,12 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x03gap\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03gap\"t\n" +
 	"\x15ListIncidentsResponse\x123\n" +
 	"\tincidents\x18\x01 \x03(\v2\x15.oomwatch.v1.IncidentR\tincidents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2V\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x8e\x01\n" +
+	"\x11CollateralVerdict\x12\"\n" +
+	"\x1eCOLLATERAL_VERDICT_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15COLLATERAL_VERDICT_NO\x10\x01\x12\x1a\n" +
+	"\x16COLLATERAL_VERDICT_YES\x10\x02\x12\x1e\n" +
+	"\x1aCOLLATERAL_VERDICT_UNKNOWN\x10\x032V\n" +
 	"\rIngestService\x12E\n" +
 	"\x06Stream\x12\x1a.oomwatch.v1.StreamRequest\x1a\x1b.oomwatch.v1.StreamResponse(\x010\x012\xc0\x02\n" +
 	"\fQueryService\x12M\n" +
@@ -2457,95 +2560,99 @@ func file_oomwatch_v1_oomwatch_proto_rawDescGZIP() []byte {
 	return file_oomwatch_v1_oomwatch_proto_rawDescData
 }
 
+var file_oomwatch_v1_oomwatch_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_oomwatch_v1_oomwatch_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_oomwatch_v1_oomwatch_proto_goTypes = []any{
-	(*Resources)(nil),             // 0: oomwatch.v1.Resources
-	(*Workload)(nil),              // 1: oomwatch.v1.Workload
-	(*Process)(nil),               // 2: oomwatch.v1.Process
-	(*Culprit)(nil),               // 3: oomwatch.v1.Culprit
-	(*NodeMemory)(nil),            // 4: oomwatch.v1.NodeMemory
-	(*OOMKill)(nil),               // 5: oomwatch.v1.OOMKill
-	(*Loss)(nil),                  // 6: oomwatch.v1.Loss
-	(*ContainerExit)(nil),         // 7: oomwatch.v1.ContainerExit
-	(*ChildKill)(nil),             // 8: oomwatch.v1.ChildKill
-	(*Event)(nil),                 // 9: oomwatch.v1.Event
-	(*StreamRequest)(nil),         // 10: oomwatch.v1.StreamRequest
-	(*Hello)(nil),                 // 11: oomwatch.v1.Hello
-	(*StreamResponse)(nil),        // 12: oomwatch.v1.StreamResponse
-	(*EventFilter)(nil),           // 13: oomwatch.v1.EventFilter
-	(*ListEventsRequest)(nil),     // 14: oomwatch.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),    // 15: oomwatch.v1.ListEventsResponse
-	(*GetEventRequest)(nil),       // 16: oomwatch.v1.GetEventRequest
-	(*GetEventResponse)(nil),      // 17: oomwatch.v1.GetEventResponse
-	(*WatchRequest)(nil),          // 18: oomwatch.v1.WatchRequest
-	(*WatchResponse)(nil),         // 19: oomwatch.v1.WatchResponse
-	(*Incident)(nil),              // 20: oomwatch.v1.Incident
-	(*ListIncidentsRequest)(nil),  // 21: oomwatch.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil), // 22: oomwatch.v1.ListIncidentsResponse
-	nil,                           // 23: oomwatch.v1.Workload.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
+	(CollateralVerdict)(0),        // 0: oomwatch.v1.CollateralVerdict
+	(*Resources)(nil),             // 1: oomwatch.v1.Resources
+	(*Workload)(nil),              // 2: oomwatch.v1.Workload
+	(*Process)(nil),               // 3: oomwatch.v1.Process
+	(*Culprit)(nil),               // 4: oomwatch.v1.Culprit
+	(*NodeMemory)(nil),            // 5: oomwatch.v1.NodeMemory
+	(*OOMKill)(nil),               // 6: oomwatch.v1.OOMKill
+	(*Loss)(nil),                  // 7: oomwatch.v1.Loss
+	(*ContainerExit)(nil),         // 8: oomwatch.v1.ContainerExit
+	(*ChildKill)(nil),             // 9: oomwatch.v1.ChildKill
+	(*Event)(nil),                 // 10: oomwatch.v1.Event
+	(*StreamRequest)(nil),         // 11: oomwatch.v1.StreamRequest
+	(*Hello)(nil),                 // 12: oomwatch.v1.Hello
+	(*StreamResponse)(nil),        // 13: oomwatch.v1.StreamResponse
+	(*EventFilter)(nil),           // 14: oomwatch.v1.EventFilter
+	(*ListEventsRequest)(nil),     // 15: oomwatch.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 16: oomwatch.v1.ListEventsResponse
+	(*GetEventRequest)(nil),       // 17: oomwatch.v1.GetEventRequest
+	(*GetEventResponse)(nil),      // 18: oomwatch.v1.GetEventResponse
+	(*WatchRequest)(nil),          // 19: oomwatch.v1.WatchRequest
+	(*WatchResponse)(nil),         // 20: oomwatch.v1.WatchResponse
+	(*Incident)(nil),              // 21: oomwatch.v1.Incident
+	(*ListIncidentsRequest)(nil),  // 22: oomwatch.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil), // 23: oomwatch.v1.ListIncidentsResponse
+	nil,                           // 24: oomwatch.v1.Workload.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
 }
 var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
-	23, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
-	0,  // 1: oomwatch.v1.Workload.container_resources:type_name -> oomwatch.v1.Resources
-	0,  // 2: oomwatch.v1.Workload.pod_resources:type_name -> oomwatch.v1.Resources
-	1,  // 3: oomwatch.v1.Process.workload:type_name -> oomwatch.v1.Workload
-	1,  // 4: oomwatch.v1.Culprit.workload:type_name -> oomwatch.v1.Workload
-	2,  // 5: oomwatch.v1.OOMKill.victims:type_name -> oomwatch.v1.Process
-	2,  // 6: oomwatch.v1.OOMKill.trigger:type_name -> oomwatch.v1.Process
-	2,  // 7: oomwatch.v1.OOMKill.top_consumers:type_name -> oomwatch.v1.Process
-	3,  // 8: oomwatch.v1.OOMKill.culprit:type_name -> oomwatch.v1.Culprit
-	4,  // 9: oomwatch.v1.OOMKill.node_memory:type_name -> oomwatch.v1.NodeMemory
-	24, // 10: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
-	24, // 11: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
-	1,  // 12: oomwatch.v1.ContainerExit.workload:type_name -> oomwatch.v1.Workload
-	24, // 13: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 14: oomwatch.v1.ContainerExit.culprit:type_name -> oomwatch.v1.Culprit
-	24, // 15: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
-	8,  // 16: oomwatch.v1.ContainerExit.largest:type_name -> oomwatch.v1.ChildKill
-	24, // 17: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
-	24, // 18: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
-	8,  // 19: oomwatch.v1.ContainerExit.victims:type_name -> oomwatch.v1.ChildKill
-	24, // 20: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
-	24, // 21: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
-	25, // 22: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
-	24, // 23: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
-	5,  // 24: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
-	6,  // 25: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
-	7,  // 26: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
-	11, // 27: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
-	9,  // 28: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
-	24, // 29: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
-	24, // 30: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
-	13, // 31: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	9,  // 32: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
-	9,  // 33: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
-	13, // 34: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
-	9,  // 35: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
-	24, // 36: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
-	24, // 37: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
-	3,  // 38: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
-	2,  // 39: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
-	2,  // 40: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
-	13, // 41: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	25, // 42: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
-	20, // 43: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
-	10, // 44: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
-	14, // 45: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
-	16, // 46: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
-	18, // 47: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
-	21, // 48: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
-	12, // 49: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
-	15, // 50: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
-	17, // 51: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
-	19, // 52: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
-	22, // 53: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
-	49, // [49:54] is the sub-list for method output_type
-	44, // [44:49] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	24, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
+	1,  // 1: oomwatch.v1.Workload.container_resources:type_name -> oomwatch.v1.Resources
+	1,  // 2: oomwatch.v1.Workload.pod_resources:type_name -> oomwatch.v1.Resources
+	2,  // 3: oomwatch.v1.Process.workload:type_name -> oomwatch.v1.Workload
+	2,  // 4: oomwatch.v1.Culprit.workload:type_name -> oomwatch.v1.Workload
+	3,  // 5: oomwatch.v1.OOMKill.victims:type_name -> oomwatch.v1.Process
+	3,  // 6: oomwatch.v1.OOMKill.trigger:type_name -> oomwatch.v1.Process
+	3,  // 7: oomwatch.v1.OOMKill.top_consumers:type_name -> oomwatch.v1.Process
+	4,  // 8: oomwatch.v1.OOMKill.culprit:type_name -> oomwatch.v1.Culprit
+	5,  // 9: oomwatch.v1.OOMKill.node_memory:type_name -> oomwatch.v1.NodeMemory
+	0,  // 10: oomwatch.v1.OOMKill.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
+	1,  // 11: oomwatch.v1.OOMKill.limited_resources:type_name -> oomwatch.v1.Resources
+	25, // 12: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
+	25, // 13: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
+	2,  // 14: oomwatch.v1.ContainerExit.workload:type_name -> oomwatch.v1.Workload
+	25, // 15: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
+	4,  // 16: oomwatch.v1.ContainerExit.culprit:type_name -> oomwatch.v1.Culprit
+	25, // 17: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
+	9,  // 18: oomwatch.v1.ContainerExit.largest:type_name -> oomwatch.v1.ChildKill
+	25, // 19: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
+	25, // 20: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
+	9,  // 21: oomwatch.v1.ContainerExit.victims:type_name -> oomwatch.v1.ChildKill
+	25, // 22: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
+	25, // 23: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
+	26, // 24: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
+	25, // 25: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
+	6,  // 26: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
+	7,  // 27: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
+	8,  // 28: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
+	12, // 29: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
+	10, // 30: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
+	25, // 31: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
+	25, // 32: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
+	14, // 33: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	10, // 34: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
+	10, // 35: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
+	14, // 36: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
+	10, // 37: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
+	25, // 38: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
+	25, // 39: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
+	4,  // 40: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
+	3,  // 41: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
+	3,  // 42: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
+	14, // 43: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	26, // 44: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
+	21, // 45: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
+	11, // 46: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
+	15, // 47: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
+	17, // 48: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
+	19, // 49: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
+	22, // 50: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
+	13, // 51: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
+	16, // 52: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
+	18, // 53: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
+	20, // 54: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
+	23, // 55: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
+	51, // [51:56] is the sub-list for method output_type
+	46, // [46:51] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_oomwatch_v1_oomwatch_proto_init() }
@@ -2571,13 +2678,14 @@ func file_oomwatch_v1_oomwatch_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_oomwatch_v1_oomwatch_proto_rawDesc), len(file_oomwatch_v1_oomwatch_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_oomwatch_v1_oomwatch_proto_goTypes,
 		DependencyIndexes: file_oomwatch_v1_oomwatch_proto_depIdxs,
+		EnumInfos:         file_oomwatch_v1_oomwatch_proto_enumTypes,
 		MessageInfos:      file_oomwatch_v1_oomwatch_proto_msgTypes,
 	}.Build()
 	File_oomwatch_v1_oomwatch_proto = out.File
