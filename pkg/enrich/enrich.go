@@ -16,6 +16,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/cgroupstat"
 	"github.com/oomwatch/oomwatch/pkg/cri"
 	"github.com/oomwatch/oomwatch/pkg/kubepods"
+	"github.com/oomwatch/oomwatch/pkg/oom"
 	"github.com/oomwatch/oomwatch/pkg/workload"
 )
 
@@ -72,29 +73,17 @@ func (e *Enricher) Observe(msg []byte) {
 		e.early(msg)
 		return
 	}
-	for _, key := range []string{"task_memcg=", "oom_memcg="} {
-		if p := summaryField(string(msg), key); p != "" {
-			e.snap(p)
-			if w := workload.FromCgroup(p); w.Kind == workload.KindContainer {
-				e.snap(path.Dir(p))
-				e.prefetchContainer(w.ContainerID)
-			}
+	sum := oom.ParseSummary(string(msg))
+	for i, p := range []string{sum.TaskMemcg, sum.OOMMemcg} {
+		if p == "" || (i == 1 && p == sum.TaskMemcg) {
+			continue
+		}
+		e.snap(p)
+		if w := workload.FromCgroup(p); w.Kind == workload.KindContainer {
+			e.snap(path.Dir(p))
+			e.prefetchContainer(w.ContainerID)
 		}
 	}
-}
-
-func summaryField(s, key string) string {
-	i := strings.Index(s, key)
-	if i < 0 {
-		return ""
-	}
-	v := s[i+len(key):]
-	if j := strings.Index(v, ",task="); j >= 0 {
-		v = v[:j]
-	} else if j := strings.IndexByte(v, ','); j >= 0 {
-		v = v[:j]
-	}
-	return v
 }
 
 func (e *Enricher) snap(p string) {
@@ -150,6 +139,7 @@ func (e *Enricher) Enrich(ctx context.Context, ev *analysis.Event) {
 	}
 	if len(ev.Victims) > 0 {
 		e.figures(&ev.Victims[0].Workload)
+		e.limited(ev)
 	}
 	if ev.Culprit != nil {
 		e.figures(&ev.Culprit.Workload)
@@ -262,6 +252,23 @@ func (e *Enricher) figures(w *analysis.Workload) {
 	}
 	if st, ok := e.stats(pod); ok {
 		fill(resources(&w.PodResources), st)
+	}
+}
+
+// limited reads the limited cgroup of a limit kill whose limit is neither
+// the victim's container's nor its pod's (a QoS slice, kubepods under
+// node-allocatable enforcement, a parent of several pods).
+func (e *Enricher) limited(ev *analysis.Event) {
+	m := ev.OOMMemcg
+	if ev.Kind != analysis.KindLimit || m == "" {
+		return
+	}
+	v := ev.Victims[0].Cgroup
+	if m == v || (workload.FromCgroup(v).Kind == workload.KindContainer && m == path.Dir(v)) {
+		return
+	}
+	if st, ok := e.stats(m); ok {
+		fill(resources(&ev.Limited), st)
 	}
 }
 

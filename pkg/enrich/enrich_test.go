@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -142,5 +143,51 @@ func TestEnrichFromPodSpec(t *testing.T) {
 	if w.PodName != "cart-7d9" || w.ContainerName != "" || w.PodResources.MemoryRequestBytes != 1 ||
 		(w.ContainerResources != nil && w.ContainerResources.SpecRead) {
 		t.Fatalf("runtime and spec: %+v %+v", w, w.ContainerResources)
+	}
+}
+
+// A kill at a limit above the pod (kubelet's node-allocatable enforcement
+// puts one on kubepods): the summary names oom_memcg != task_memcg, and
+// the limited cgroup's figures, read when the summary is read, are in the
+// event even after the cgroup files change.
+func TestEnrichLimitedCgroupAbovePod(t *testing.T) {
+	dir := t.TempDir()
+	write := func(p, name, val string) {
+		t.Helper()
+		full := dir + p
+		if err := os.MkdirAll(full, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full+"/"+name, []byte(val+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("", "cgroup.controllers", "cpu memory pids")
+	for _, p := range []string{"/kubepods.slice", pod, ctr} {
+		write(p, "memory.current", "1000")
+		write(p, "memory.max", "max")
+		write(p, "memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0")
+	}
+	write("/kubepods.slice", "memory.max", "268435456")
+	write("/kubepods.slice", "memory.peak", "268435456")
+	write("/kubepods.slice", "memory.events", "low 0\nhigh 0\nmax 12\noom 3\noom_kill 3")
+	e := New(dir, nil, nil)
+	e.Observe([]byte("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/kubepods.slice,task_memcg=" + ctr + ",task=be,pid=7,uid=0"))
+	// The cgroup files change after the kill; the event keeps what the
+	// kill saw.
+	write("/kubepods.slice", "memory.events", "low 0\nhigh 0\nmax 12\noom 9\noom_kill 9")
+	ev := event()
+	ev.LimitScope, ev.OOMMemcg = "other", "/kubepods.slice"
+	e.Enrich(context.Background(), ev)
+	l := ev.Limited
+	if l == nil || !l.CgroupRead || l.MemoryMaxBytes != 256<<20 || l.MemoryLimitBytes != 256<<20 || l.EventsOOMKill != 3 || l.MemoryPeakBytes != 256<<20 {
+		t.Fatalf("limited cgroup figures: %+v", l)
+	}
+	// A container's own limit: no separate figures.
+	ev = event()
+	ev.OOMMemcg = ctr
+	e.Enrich(context.Background(), ev)
+	if ev.Limited != nil {
+		t.Fatalf("figures of the victim's own container repeated as the limited cgroup's: %+v", ev.Limited)
 	}
 }

@@ -311,7 +311,7 @@ func (a *Assembler) take(rec *kmsg.Record, kind lineKind) {
 		r.HasTaskDump = true
 		a.layout = parseDumpHeader(msg)
 	case lineSummary:
-		s := parseSummary(msg)
+		s := ParseSummary(msg)
 		r.Summary = &s
 		// The kill line follows the summary at once; from here the
 		// report ends like one whose kill line was seen.

@@ -412,10 +412,14 @@ func atoi(b []byte, i int) (int, int) {
 var summaryKeys = []string{"constraint", "nodemask", "cpuset", "mems_allowed", "global_oom",
 	"oom_memcg", "task_memcg", "task", "pid", "uid"}
 
-// parseSummary reads "oom-kill:constraint=...,nodemask=...,cpuset=...,
-// mems_allowed=...,global_oom|oom_memcg=...,task_memcg=...,task=...,pid=...,uid=...".
-// A comma inside a value (a cgroup name, a comm) stays with that value.
-func parseSummary(msg string) Summary {
+// ParseSummary reads the kernel's "oom-kill:" line (4.19 and later):
+// "oom-kill:constraint=...,nodemask=...,cpuset=...,mems_allowed=...,
+// global_oom|oom_memcg=...,task_memcg=...,task=...,pid=...,uid=...". A comma
+// inside a value (a cgroup name) stays with that value; the victim's comm,
+// any 15 bytes but NUL, is read from the line's fixed end, so not even a
+// comm like "x,pid=1" misleads it. It is the one parser of this line: the
+// assembler and the agent's enricher both use it.
+func ParseSummary(msg string) Summary {
 	var s Summary
 	rest := strings.TrimPrefix(msg, string(bSummary))
 	// A terminal that cut the line shows '>' at the cut.
@@ -423,9 +427,15 @@ func parseSummary(msg string) Summary {
 		rest = strings.TrimSuffix(rest, ">")
 		s.Truncated = true
 	}
+	head := rest
+	tail := false
+	if task, pid, uid, cut, ok := summaryTail(rest); ok {
+		s.Task, s.PID, s.UID, s.HasUID = task, pid, uid, true
+		head, tail = rest[:cut], true
+	}
 	vals := map[string]string{}
 	key := ""
-	for _, part := range strings.Split(rest, ",") {
+	for _, part := range strings.Split(head, ",") {
 		k, v, hasEq := strings.Cut(part, "=")
 		if (hasEq && isSummaryKey(k)) || part == "global_oom" {
 			key = k
@@ -443,6 +453,10 @@ func parseSummary(msg string) Summary {
 	_, s.GlobalOOM = vals["global_oom"]
 	s.OOMMemcg = vals["oom_memcg"]
 	s.TaskMemcg = vals["task_memcg"]
+	if tail {
+		return s
+	}
+	// A line cut short: take what is there.
 	s.Task = vals["task"]
 	if v, ok := vals["pid"]; ok {
 		s.PID, _ = strconv.Atoi(v)
@@ -456,6 +470,53 @@ func parseSummary(msg string) Summary {
 		s.Truncated = true
 	}
 	return s
+}
+
+// summaryTail reads ",task=COMM,pid=N,uid=N" at the end of an oom-kill:
+// line, returning where it starts. The comm is the first candidate of at
+// most 15 bytes (the kernel's TASK_COMM_LEN less its NUL, a control byte
+// counting once in its \xNN escape).
+func summaryTail(rest string) (task string, pid, uid, cut int, ok bool) {
+	u := strings.LastIndex(rest, ",uid=")
+	if u < 0 {
+		return "", 0, 0, 0, false
+	}
+	uid, err := strconv.Atoi(rest[u+len(",uid="):])
+	if err != nil || uid < 0 {
+		return "", 0, 0, 0, false
+	}
+	p := strings.LastIndex(rest[:u], ",pid=")
+	if p < 0 {
+		return "", 0, 0, 0, false
+	}
+	pid, err = strconv.Atoi(rest[p+len(",pid=") : u])
+	if err != nil || pid <= 0 {
+		return "", 0, 0, 0, false
+	}
+	for from := 0; ; {
+		t := strings.Index(rest[from:p], ",task=")
+		if t < 0 {
+			return "", 0, 0, 0, false
+		}
+		t += from
+		if comm := rest[t+len(",task=") : p]; commBytes(comm) <= 15 {
+			return comm, pid, uid, t, true
+		}
+		from = t + 1
+	}
+}
+
+// commBytes counts the bytes of a comm as the kernel printed it, where
+// /dev/kmsg wrote each control byte as \xNN.
+func commBytes(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' {
+			i += 3
+		}
+		n++
+	}
+	return n
 }
 
 func isSummaryKey(k string) bool {

@@ -51,3 +51,47 @@ func FuzzKillLine(f *testing.F) {
 		}
 	})
 }
+
+func TestSummaryAnyComm(t *testing.T) {
+	const pod = "/kubepods/burstable/pod3902af1e-8ce1-42e1-a2a5-dc04f4240c4f"
+	const ctr = pod + "/ed9dcd836d0c7e3e379b2387ef5e15e70f1c932dbce0fce685606bb2f4d62036"
+	comms := append([]string{"x,pid=1", "a,task=b", "y,uid=0", ",", "task=", `a\x0ab,c`}, nastyComms...)
+	for _, comm := range comms {
+		t.Run(fmt.Sprintf("%q", comm), func(t *testing.T) {
+			line := "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=cri,containerd,mems_allowed=0,oom_memcg=" + pod +
+				",task_memcg=" + ctr + ",task=" + comm + ",pid=4242,uid=1000"
+			s := ParseSummary(line)
+			if s.Task != comm || s.PID != 4242 || s.UID != 1000 || !s.HasUID || s.OOMMemcg != pod || s.TaskMemcg != ctr ||
+				s.Cpuset != "cri,containerd" || s.Constraint != "CONSTRAINT_MEMCG" || s.Truncated {
+				t.Fatalf("ParseSummary = %+v", s)
+			}
+		})
+	}
+}
+
+func TestSummaryGlobalAndTruncated(t *testing.T) {
+	s := ParseSummary("oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/system.slice/x.service,task=stress,pid=3053,uid=0")
+	if !s.GlobalOOM || s.OOMMemcg != "" || s.TaskMemcg != "/system.slice/x.service" || s.Task != "stress" || s.PID != 3053 {
+		t.Fatalf("global: %+v", s)
+	}
+	s = ParseSummary("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/kubepods/pod1,task_memcg=/kubepods/po>")
+	if !s.Truncated || s.OOMMemcg != "/kubepods/pod1" || s.PID != 0 {
+		t.Fatalf("truncated: %+v", s)
+	}
+}
+
+func FuzzSummary(f *testing.F) {
+	f.Add("x,pid=1", "/kubepods/pod1", "/kubepods/pod1/c1", 42)
+	f.Fuzz(func(t *testing.T, comm, memcg, taskMemcg string, pid int) {
+		if commBytes(comm) > 15 || pid <= 0 || strings.ContainsAny(comm+memcg+taskMemcg, "\x00\n") ||
+			strings.Contains(memcg+taskMemcg, "=") || strings.HasSuffix(comm, ">") {
+			return
+		}
+		line := "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=" + memcg +
+			",task_memcg=" + taskMemcg + ",task=" + comm + ",pid=" + fmt.Sprint(pid) + ",uid=0"
+		s := ParseSummary(line)
+		if s.Task != comm || s.PID != pid || s.OOMMemcg != memcg || s.TaskMemcg != taskMemcg {
+			t.Fatalf("%q: %+v", line, s)
+		}
+	})
+}
