@@ -116,7 +116,7 @@ func displayName(name string) string {
 	return name
 }
 
-type summary struct{ kills, node, limit, other, collateral int }
+type summary struct{ kills, node, limit, other, collateral, unknown int }
 
 func (s *summary) add(e analysis.Event) {
 	s.kills++
@@ -128,8 +128,11 @@ func (s *summary) add(e analysis.Event) {
 	default:
 		s.other++
 	}
-	if e.Collateral {
+	switch e.CollateralVerdict {
+	case analysis.CollateralYes:
 		s.collateral++
+	case analysis.CollateralUnknown:
+		s.unknown++
 	}
 }
 
@@ -138,7 +141,11 @@ func (s summary) String() string {
 	if s.other > 0 {
 		out += fmt.Sprintf(", %d other", s.other)
 	}
-	return out + fmt.Sprintf(", %d collateral", s.collateral)
+	out += fmt.Sprintf(", %d collateral", s.collateral)
+	if s.unknown > 0 {
+		out += fmt.Sprintf(", %d unknown", s.unknown)
+	}
+	return out
 }
 
 func tableRow(e analysis.Event, wide bool) string {
@@ -165,11 +172,9 @@ func tableRow(e analysis.Event, wide bool) string {
 	if v.RSSBytes != nil {
 		rss = analysis.Bytes(*v.RSSBytes)
 	}
-	coll := "no"
-	if e.Collateral {
-		coll = "yes"
-	} else if e.Culprit == nil && e.LimitScope != analysis.ScopeContainer {
-		coll = "unknown"
+	coll := e.CollateralVerdict
+	if coll == "" {
+		coll = "-"
 	}
 	culprit := "-"
 	if c := e.Culprit; c != nil {

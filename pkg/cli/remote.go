@@ -464,6 +464,16 @@ func yesNo(b bool) string {
 	return "no"
 }
 
+// collateralCell counts an incident's collateral kills, and the kills whose
+// verdict is unknown apart: "0, 790 unknown" is honest, "790" is not.
+func collateralCell(inc *pb.Incident) string {
+	out := fmt.Sprint(inc.GetCollateral())
+	if n := inc.GetCollateralUnknown(); n > 0 {
+		out += fmt.Sprintf(", %d unknown", n)
+	}
+	return out
+}
+
 const incidentHeader = "START\tNODE\tKIND\tKILLS\tCOLLATERAL\tDURATION\tCULPRIT\tTRIGGER\tVICTIMS"
 
 func (p *printer) incident(inc *pb.Incident) {
@@ -488,7 +498,7 @@ func (p *printer) incident(inc *pb.Incident) {
 		trigger = processCell(ev.Trigger.PID, ev.Trigger.Comm, ev.Trigger.Workload, wide)
 	}
 	p.row(incidentHeader, strings.Join([]string{start.UTC().Format("2006-01-02T15:04:05Z"), inc.GetNode(),
-		inc.GetKind(), fmt.Sprint(inc.GetKills()), fmt.Sprint(inc.GetCollateral()), dur.String(), culprit, trigger,
+		inc.GetKind(), fmt.Sprint(inc.GetKills()), collateralCell(inc), dur.String(), culprit, trigger,
 		victimsCell(inc.GetVictims(), wide)}, "\t"))
 	if p.all {
 		// Under the VICTIMS column, with every column empty before it,

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -23,6 +24,14 @@ type kill struct {
 	node, boot string
 	kind       string
 	collateral bool
+	memcg      string
+}
+
+// story is what a kill's incident is grouped by: its node and boot, and
+// for a limit kill its limited cgroup: limit kills of unrelated limits
+// close in time are separate stories, never each other's collateral.
+func (k kill) story() string {
+	return k.node + "\x00" + k.boot + "\x00" + k.memcg
 }
 
 // building is an incident being assembled by the scan, newest kill first.
@@ -56,7 +65,7 @@ func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Durat
 	}
 	size = pageSize(size)
 	dig := digest(f, int64(gap))
-	q := scan{f: f, cols: "e.rowid, e.time, e.node, e.boot_id, e.kind, e.collateral", onlyType: wire.TypeOOM}
+	q := scan{f: f, cols: "e.rowid, e.time, e.node, e.boot_id, e.kind, e.collateral, e.memcg", onlyType: wire.TypeOOM}
 	var after *cursor
 	if pageToken != "" {
 		c, err := s.parseToken(tokenIncidents, dig, pageToken)
@@ -116,7 +125,7 @@ func group(ctx context.Context, tx *sql.Tx, stmt string, args []any, gap int64, 
 			}
 			h.closed = true
 			queue = queue[1:]
-			k := h.kills[0].node + "\x00" + h.kills[0].boot
+			k := h.kills[0].story()
 			if open[k] == h {
 				delete(open, k)
 			}
@@ -134,13 +143,13 @@ func group(ctx context.Context, tx *sql.Tx, stmt string, args []any, gap int64, 
 	}
 	for rows.Next() {
 		var k kill
-		if err := rows.Scan(&k.rowid, &k.t, &k.node, &k.boot, &k.kind, &k.collateral); err != nil {
+		if err := rows.Scan(&k.rowid, &k.t, &k.node, &k.boot, &k.kind, &k.collateral, &k.memcg); err != nil {
 			return nil, false, err
 		}
 		if release(k.t, false) {
 			return page[:size], true, nil
 		}
-		key := k.node + "\x00" + k.boot
+		key := k.story()
 		if b := open[key]; b != nil && !b.closed {
 			if b.earliest()-k.t <= gap {
 				b.kills = append(b.kills, k)
@@ -237,12 +246,18 @@ func incident(evs []*pb.Event, kind string) *pb.Incident {
 		Kills:   int32(len(evs)),
 		Trigger: first.GetOom().GetTrigger(),
 	}
+	if first.GetOom().GetKind() == "limit" {
+		in.LimitedCgroup = first.GetOom().GetOomMemcg()
+	}
 	bestRSS := int64(-1)
 	for _, e := range evs {
 		k := e.GetOom()
 		in.EventIds = append(in.EventIds, e.GetId())
-		if k.GetCollateral() {
+		switch wire.Verdict(k) {
+		case analysis.CollateralYes:
 			in.Collateral++
+		case analysis.CollateralUnknown:
+			in.CollateralUnknown++
 		}
 		if v := k.GetVictims(); len(v) > 0 {
 			in.Victims = append(in.Victims, v[0])

@@ -108,12 +108,19 @@ type columns struct {
 	kind       string
 	collateral bool
 	verdict    string
+	// memcg is a limit kill's limited cgroup ("" when not known, and for
+	// every other event): it separates the incidents of unrelated limits.
+	memcg string
 }
 
 func columnsOf(e *pb.Event) columns {
 	switch p := e.GetPayload().(type) {
 	case *pb.Event_Oom:
-		return columns{kind: p.Oom.GetKind(), collateral: p.Oom.GetCollateral()}
+		c := columns{kind: p.Oom.GetKind(), collateral: p.Oom.GetCollateral()}
+		if c.kind == "limit" {
+			c.memcg = p.Oom.GetOomMemcg()
+		}
+		return c
 	case *pb.Event_Exit:
 		return columns{collateral: p.Exit.GetCollateral(), verdict: p.Exit.GetVerdict()}
 	}
@@ -254,15 +261,15 @@ func (s *Store) PutRecords(ctx context.Context, recs []*Record) ([]PutResult, er
 		for lo := 0; lo < len(recs); lo += eventsPerInsert {
 			hi := min(lo+eventsPerInsert, len(recs))
 			st, err := s.stmts.get(ctx, insertSQL(`INSERT OR IGNORE INTO events
-				(id, node, boot_id, type, seq, time, received, kind, collateral, verdict, data, rev)`, 12, hi-lo,
+				(id, node, boot_id, type, seq, time, received, kind, collateral, verdict, data, rev, memcg)`, 13, hi-lo,
 				` RETURNING rowid, id`))
 			if err != nil {
 				return err
 			}
-			args := make([]any, 0, 12*(hi-lo))
+			args := make([]any, 0, 13*(hi-lo))
 			for _, r := range recs[lo:hi] {
 				args = append(args, r.id, r.node, r.boot, r.typ, r.seq, r.t, r.received,
-					r.cols.kind, r.cols.collateral, r.cols.verdict, r.data, r.rev)
+					r.cols.kind, r.cols.collateral, r.cols.verdict, r.data, r.rev, r.cols.memcg)
 			}
 			res, err := st.QueryContext(ctx, args...)
 			if err != nil {
@@ -344,13 +351,13 @@ func (s *Store) PutRecords(ctx context.Context, recs []*Record) ([]PutResult, er
 // higher, and returns its rowid (0: the stored one is as new or newer).
 // The event keeps its time: its references stay valid, new ones are added.
 func (s *Store) update(ctx context.Context, r *Record) (int64, error) {
-	st, err := s.stmts.get(ctx, `UPDATE events SET received = ?, kind = ?, collateral = ?, verdict = ?, data = ?, rev = ?
+	st, err := s.stmts.get(ctx, `UPDATE events SET received = ?, kind = ?, collateral = ?, verdict = ?, data = ?, rev = ?, memcg = ?
 		WHERE id = ? AND rev < ? AND time = ? RETURNING rowid`)
 	if err != nil {
 		return 0, err
 	}
 	var rowid int64
-	err = st.QueryRowContext(ctx, r.received, r.cols.kind, r.cols.collateral, r.cols.verdict, r.data, r.rev,
+	err = st.QueryRowContext(ctx, r.received, r.cols.kind, r.cols.collateral, r.cols.verdict, r.data, r.rev, r.cols.memcg,
 		r.id, r.rev, r.t).Scan(&rowid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil

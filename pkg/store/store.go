@@ -260,6 +260,10 @@ CREATE TABLE refs (
 	// 2: the revision of an event updated under its identity (oom-child
 	// stories): a higher one replaces the stored event.
 	`ALTER TABLE events ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;`,
+	// 3: the limited cgroup of a limit kill: limit kills of different
+	// limited cgroups are separate incidents (stories) even when close in
+	// time. Rows stored before keep '' and group as they did.
+	`ALTER TABLE events ADD COLUMN memcg TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate creates the schema or brings it up to date.

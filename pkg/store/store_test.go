@@ -738,3 +738,43 @@ func TestQueryPlans(t *testing.T) {
 		}
 	}
 }
+
+// Limit kills of different limited cgroups a few seconds apart are
+// separate incidents (20 containers each at its own limit are 20 stories,
+// never each other's collateral); kills of one limited cgroup are one.
+// Unknown verdicts are counted apart from collateral ones.
+func TestIncidentsByLimitedCgroup(t *testing.T) {
+	s, _ := open(t)
+	lim := func(e *pb.Event, memcg string, v pb.CollateralVerdict) *pb.Event {
+		e.GetOom().OomMemcg, e.GetOom().CollateralVerdict = memcg, v
+		e.GetOom().Collateral = v == pb.CollateralVerdict_COLLATERAL_VERDICT_YES
+		return e
+	}
+	put(t, s,
+		lim(oom("node-a", 1, 0, "limit", "batch", "job-1", "job"), "/kubepods/burstable/pod1/c1", pb.CollateralVerdict_COLLATERAL_VERDICT_NO),
+		lim(oom("node-a", 2, time.Second, "limit", "batch", "job-2", "job"), "/kubepods/burstable/pod2/c2", pb.CollateralVerdict_COLLATERAL_VERDICT_NO),
+		lim(oom("node-a", 3, 2*time.Second, "limit", "batch", "job-1", "job"), "/kubepods/burstable/pod1/c1", pb.CollateralVerdict_COLLATERAL_VERDICT_NO),
+		lim(oom("node-a", 4, 3*time.Second, "limit", "shop", "cart", "api"), "/kubepods/burstable/pod3", pb.CollateralVerdict_COLLATERAL_VERDICT_YES),
+		lim(oom("node-a", 5, 4*time.Second, "limit", "shop", "cart", "side"), "/kubepods/burstable/pod3", pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN),
+	)
+	got, _, err := s.Incidents(context.Background(), nil, 0, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		memcg                string
+		kills, coll, unknown int32
+	}
+	var rows []row
+	for _, in := range got {
+		rows = append(rows, row{in.GetLimitedCgroup(), in.GetKills(), in.GetCollateral(), in.GetCollateralUnknown()})
+	}
+	want := []row{
+		{"/kubepods/burstable/pod3", 2, 1, 1},
+		{"/kubepods/burstable/pod1/c1", 2, 0, 0},
+		{"/kubepods/burstable/pod2/c2", 1, 0, 0},
+	}
+	if fmt.Sprint(rows) != fmt.Sprint(want) {
+		t.Fatalf("incidents %v, want %v", rows, want)
+	}
+}

@@ -262,6 +262,12 @@ func summary(in *pb.Incident, kills []*pb.Event) string {
 	default:
 		fmt.Fprintf(&b, ", %d collateral", c)
 	}
+	if u := in.GetCollateralUnknown(); u > 0 {
+		fmt.Fprintf(&b, " (%d not known)", u)
+	}
+	if m := in.GetLimitedCgroup(); m != "" {
+		fmt.Fprintf(&b, ", all at the limit of %s", m)
+	}
 	if c := culpritOf(in.GetCulprit()); c != nil {
 		fmt.Fprintf(&b, ". The largest memory holder was %s", c.Who.Label)
 		if c.Who.QoS != "" {

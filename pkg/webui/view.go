@@ -106,6 +106,8 @@ type kill struct {
 	SelfTrigger  bool
 	Culprit      *culprit
 	Collateral   bool
+	// Unknown: whether the victim was collateral is not known.
+	Unknown      bool
 	ChosenForAdj bool
 	Reason       string
 	Incomplete   bool
@@ -134,7 +136,9 @@ type row struct {
 	NodeLevel  bool
 	Kills      int32
 	Collateral int32
-	Culprit    *culprit
+	// Unknown counts the kills whose collateral verdict is not known.
+	Unknown int32
+	Culprit *culprit
 }
 
 // qosNames are Kubernetes' spellings of the QoS classes.
@@ -385,7 +389,7 @@ func rowOf(in *pb.Incident, now time.Time) row {
 	start, end := in.GetStart().AsTime(), in.GetEnd().AsTime()
 	return row{
 		ID:         in.GetId(),
-		Rev:        fmt.Sprintf("%d/%d/%d", in.GetKills(), in.GetCollateral(), end.UnixNano()),
+		Rev:        fmt.Sprintf("%d/%d/%d/%d", in.GetKills(), in.GetCollateral(), in.GetCollateralUnknown(), end.UnixNano()),
 		URL:        incidentPath(in.GetId()),
 		Node:       in.GetNode(),
 		Time:       start.UTC().Format(timeLayout),
@@ -396,6 +400,7 @@ func rowOf(in *pb.Incident, now time.Time) row {
 		NodeLevel:  in.GetKind() == analysis.KindNode,
 		Kills:      in.GetKills(),
 		Collateral: in.GetCollateral(),
+		Unknown:    in.GetCollateralUnknown(),
 		Culprit:    culpritOf(in.GetCulprit()),
 	}
 }
@@ -419,6 +424,7 @@ func killOf(e *pb.Event, start time.Time, now time.Time) kill {
 		NodeLevel:    k.GetKind() == analysis.KindNode,
 		Culprit:      culpritOf(k.GetCulprit()),
 		Collateral:   k.GetCollateral(),
+		Unknown:      wire.Verdict(k) == analysis.CollateralUnknown,
 		ChosenForAdj: k.GetChosenForScoreAdj(),
 		Reason:       k.GetReason(),
 		Incomplete:   !k.GetComplete(),

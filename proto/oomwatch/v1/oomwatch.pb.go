@@ -2063,13 +2063,18 @@ type Incident struct {
 	Start  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
 	End    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
 	// node when any kill was node-level, else limit.
-	Kind          string     `protobuf:"bytes,6,opt,name=kind,proto3" json:"kind,omitempty"`
-	Kills         int32      `protobuf:"varint,7,opt,name=kills,proto3" json:"kills,omitempty"`
-	Collateral    int32      `protobuf:"varint,8,opt,name=collateral,proto3" json:"collateral,omitempty"`
-	Culprit       *Culprit   `protobuf:"bytes,9,opt,name=culprit,proto3" json:"culprit,omitempty"`
-	Trigger       *Process   `protobuf:"bytes,10,opt,name=trigger,proto3" json:"trigger,omitempty"`
-	Victims       []*Process `protobuf:"bytes,11,rep,name=victims,proto3" json:"victims,omitempty"`
-	EventIds      []string   `protobuf:"bytes,12,rep,name=event_ids,json=eventIds,proto3" json:"event_ids,omitempty"`
+	Kind       string     `protobuf:"bytes,6,opt,name=kind,proto3" json:"kind,omitempty"`
+	Kills      int32      `protobuf:"varint,7,opt,name=kills,proto3" json:"kills,omitempty"`
+	Collateral int32      `protobuf:"varint,8,opt,name=collateral,proto3" json:"collateral,omitempty"`
+	Culprit    *Culprit   `protobuf:"bytes,9,opt,name=culprit,proto3" json:"culprit,omitempty"`
+	Trigger    *Process   `protobuf:"bytes,10,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	Victims    []*Process `protobuf:"bytes,11,rep,name=victims,proto3" json:"victims,omitempty"`
+	EventIds   []string   `protobuf:"bytes,12,rep,name=event_ids,json=eventIds,proto3" json:"event_ids,omitempty"`
+	// Kills whose collateral verdict is unknown (collateral counts the yes).
+	CollateralUnknown int32 `protobuf:"varint,13,opt,name=collateral_unknown,json=collateralUnknown,proto3" json:"collateral_unknown,omitempty"`
+	// The limited cgroup of an incident of limit kills: limit kills of
+	// different limited cgroups are separate incidents.
+	LimitedCgroup string `protobuf:"bytes,14,opt,name=limited_cgroup,json=limitedCgroup,proto3" json:"limited_cgroup,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2186,6 +2191,20 @@ func (x *Incident) GetEventIds() []string {
 		return x.EventIds
 	}
 	return nil
+}
+
+func (x *Incident) GetCollateralUnknown() int32 {
+	if x != nil {
+		return x.CollateralUnknown
+	}
+	return 0
+}
+
+func (x *Incident) GetLimitedCgroup() string {
+	if x != nil {
+		return x.LimitedCgroup
+	}
+	return ""
 }
 
 type ListIncidentsRequest struct {
@@ -2508,7 +2527,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\fWatchRequest\x120\n" +
 	"\x06filter\x18\x01 \x01(\v2\x18.oomwatch.v1.EventFilterR\x06filter\"9\n" +
 	"\rWatchResponse\x12(\n" +
-	"\x05event\x18\x01 \x01(\v2\x12.oomwatch.v1.EventR\x05event\"\x9e\x03\n" +
+	"\x05event\x18\x01 \x01(\v2\x12.oomwatch.v1.EventR\x05event\"\xf4\x03\n" +
 	"\bIncident\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x17\n" +
@@ -2524,7 +2543,9 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\atrigger\x18\n" +
 	" \x01(\v2\x14.oomwatch.v1.ProcessR\atrigger\x12.\n" +
 	"\avictims\x18\v \x03(\v2\x14.oomwatch.v1.ProcessR\avictims\x12\x1b\n" +
-	"\tevent_ids\x18\f \x03(\tR\beventIds\"\xb1\x01\n" +
+	"\tevent_ids\x18\f \x03(\tR\beventIds\x12-\n" +
+	"\x12collateral_unknown\x18\r \x01(\x05R\x11collateralUnknown\x12%\n" +
+	"\x0elimited_cgroup\x18\x0e \x01(\tR\rlimitedCgroup\"\xb1\x01\n" +
 	"\x14ListIncidentsRequest\x120\n" +
 	"\x06filter\x18\x01 \x01(\v2\x18.oomwatch.v1.EventFilterR\x06filter\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
