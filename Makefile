@@ -12,7 +12,7 @@ include tools/versions.mk
 BINARIES := agent aggregator oomctl
 PKGS     := ./...
 
-.PHONY: all build test test-unit lint fmt vet proto proto-check tools demo run bench faults clean
+.PHONY: all build test test-unit lint fmt vet proto proto-check tools demo run bench faults security clean
 
 all: build
 
@@ -79,6 +79,11 @@ bench:
 # Fault injection with exact counts; prints the table of results.
 faults:
 	@set -o pipefail; $(GO) test -count=1 -timeout 30m -run 'TestFault' -v ./test/faults/ | sed -n '/^--- /p;/^FAULTS TABLE/,$$p'
+
+# Hostile clients against the real aggregator, beside an honest agent;
+# prints the table of results (`make test` runs the same tests).
+security:
+	@set -o pipefail; $(GO) test -count=1 -timeout 20m -v ./test/security/ | sed -n '/^--- /p;/^    .*_test.go/p;/^SECURITY TABLE/,$$p'
 
 clean:
 	rm -rf $(BIN)

@@ -93,6 +93,9 @@ func statusText(m map[string]int) string {
 		}
 		parts = append(parts, fmt.Sprintf("%d %s", v, name))
 	}
+	if len(parts) == 0 {
+		return "none"
+	}
 	sort.Strings(parts)
 	return strings.Join(parts, ", ")
 }
