@@ -267,3 +267,13 @@ func TestConnectionFlood(t *testing.T) {
 			return fmt.Sprintf("%d dialled (%d failed to dial); %v held, %v closed on arrival; aggregator fds %d", n, failed, open, refused, fds)
 		})
 }
+
+func TestPingFlood(t *testing.T) {
+	scenario(t, "10,000 HTTP/2 pings on one connection", "keepalive enforcement (--min-ping-interval 10 s): GOAWAY too_many_pings", nil,
+		func(t *testing.T, a *aggregator) string {
+			h := a.dialH2(t, readerName)
+			sent := h.ping(10000)
+			waitFor(t, 10*time.Second, "GOAWAY", func() bool { _, _, _, away := h.answers(); return away })
+			return fmt.Sprintf("%d pings sent; the connection was sent GOAWAY and closed", sent)
+		})
+}
