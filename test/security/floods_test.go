@@ -277,3 +277,55 @@ func TestPingFlood(t *testing.T) {
 			return fmt.Sprintf("%d pings sent; the connection was sent GOAWAY and closed", sent)
 		})
 }
+
+func TestStalledWatchersUnderIngest(t *testing.T) {
+	const identities, perIdentity, events = 8, 32, 20000
+	scenario(t, fmt.Sprintf("%d Watch streams that never read while %d events flood in", identities*perIdentity, events),
+		"HTTP/2 flow control bounds what is written to each; a watcher 10,000 events behind is dropped (RESOURCE_EXHAUSTED)",
+		[]string{"--max-events-per-second", "0", "--max-events-per-second-per-identity", "0"},
+		func(t *testing.T, a *aggregator) string {
+			var hs []*rawH2
+			for i := range identities {
+				for range perIdentity / 16 {
+					h := a.dialH2(t, fmt.Sprintf("reader-%d", i))
+					h.open(16, pb.QueryService_Watch_FullMethodName, &pb.WatchRequest{}, 10*time.Second)
+					hs = append(hs, h)
+				}
+			}
+			waitFor(t, 30*time.Second, "the watchers", func() bool { return a.metric(t, "oomwatch_watchers") >= identities*perIdentity })
+			conn := a.dial(t, "flood-node")
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			in := openIngest(t, ctx, conn, "flood-node")
+			sendErr := make(chan error, 1)
+			go func() {
+				for seq := range int64(events) {
+					if err := in.st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: kill("flood-node", seq)}}); err != nil {
+						sendErr <- err
+						return
+					}
+				}
+				sendErr <- nil
+			}()
+			acked := 0
+			for acked < events {
+				if _, err := in.st.Recv(); err != nil {
+					t.Fatalf("flood stream after %d acks: %v", acked, err)
+				}
+				acked++
+			}
+			if err := <-sendErr; err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 30*time.Second, "stalled watchers dropped", func() bool { return a.metric(t, "oomwatch_watchers") == 0 })
+			ended, resets := map[string]int{}, 0
+			for _, h := range hs {
+				_, r, st, _ := h.answers()
+				resets += r
+				for k, v := range st {
+					ended[k] += v
+				}
+			}
+			return fmt.Sprintf("%d events acknowledged; all %d watchers dropped (%d reset, trailers: %s)", acked, identities*perIdentity, resets, statusText(ended))
+		})
+}
