@@ -57,6 +57,11 @@ func run(ctx context.Context, opts agent.Options, log *logrus.Entry) error {
 		func() float64 { return float64(a.Spool().Len()) },
 		func() float64 { return float64(a.Sender().Stats().SendErrors) },
 		func() float64 { return float64(a.Sender().Stats().Reconnects) })
+	m.RegisterDurability(func() metrics.Durability {
+		o, sp := a.Outbox().Stats(), a.Spool().Stats()
+		return metrics.Durability{SpoolWritable: o.Writable, SpoolWriteErrors: o.WriteErrors, AckWriteErrors: sp.AckWriteErrors,
+			CheckpointWriteErrors: a.CheckpointErrors(), MemoryQueueEvents: o.Held, MemoryQueued: o.Direct, MemoryDropped: o.Lost}
+	})
 	if opts.MetricsAddr != "" {
 		go func() {
 			if err := metrics.Serve(ctx, opts.MetricsAddr, m.Registry, nil, log.WithField("component", "metrics")); err != nil {

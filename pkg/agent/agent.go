@@ -34,10 +34,13 @@ type Agent struct {
 	proc   proc.FS
 	bootID string
 	spool  *spool.Spool
+	outbox *Outbox
 	conn   *grpc.ClientConn
 	sender *sender.Sender
 	// connected tells whether a stream to the aggregator is up.
 	connected atomic.Bool
+	// checkpointErrors counts failed checkpoint saves.
+	checkpointErrors atomic.Int64
 	// Source, when set, replaces /dev/kmsg (tests, synthetic loads).
 	Source func(ctx context.Context, after int64, out chan<- devkmsg.Item) error
 	// Enricher adds runtime names and cgroup figures; nil leaves events as
@@ -66,6 +69,11 @@ func New(opts Options, log *logrus.Entry) (*Agent, error) {
 	if rec.Events > 0 {
 		log.WithField("events", rec.Events).Info("replaying events not yet acknowledged")
 	}
+	if rec.WriteErr != nil {
+		log.WithError(rec.WriteErr).Error("the state directory refuses writes: events are kept in memory and sent directly until it takes them again")
+	}
+	a.outbox = NewOutbox(sp, OutboxOptions{Node: opts.NodeName, BootID: a.bootID,
+		MaxEvents: opts.MemoryQueueEvents, MaxBytes: opts.MemoryQueueBytes}, log.WithField("component", "outbox"))
 	dial, err := transport.DialOptions(opts.Transport, "")
 	if err != nil {
 		sp.Close()
@@ -81,7 +89,7 @@ func New(opts Options, log *logrus.Entry) (*Agent, error) {
 		log.WithField("kills", opts.SyntheticKills).Warn("reading synthetic OOM reports, not the kernel log")
 	}
 	a.sender = sender.New(sender.Config{Conn: a.conn, Node: opts.NodeName, BootID: a.bootID, Version: Version},
-		sp, log.WithField("component", "sender"))
+		a.outbox, log.WithField("component", "sender"))
 	a.sender.Connected = a.connected.Store
 	return a, nil
 }
@@ -95,17 +103,38 @@ func (a *Agent) Spool() *spool.Spool { return a.spool }
 // Sender returns the agent's sender (for metrics).
 func (a *Agent) Sender() *sender.Sender { return a.sender }
 
+// Outbox returns what stands in front of the spool (for metrics).
+func (a *Agent) Outbox() *Outbox { return a.outbox }
+
+// CheckpointErrors returns how many checkpoint saves failed.
+func (a *Agent) CheckpointErrors() int64 { return a.checkpointErrors.Load() }
+
+// countingCheck counts a checkpointer's failures.
+type countingCheck struct {
+	Checkpointer
+	errs *atomic.Int64
+}
+
+func (c countingCheck) Save(seq int64) error {
+	err := c.Checkpointer.Save(seq)
+	if err != nil {
+		c.errs.Add(1)
+	}
+	return err
+}
+
 // Run reads, spools and sends until ctx ends. It returns nil on a clean
 // shutdown.
 func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 	defer a.conn.Close()
 	defer a.spool.Close()
 	cp, err := checkpoint.Load(a.opts.StateDir)
-	if err != nil {
-		if !errors.Is(err, checkpoint.ErrCorrupt) {
-			return err
-		}
+	switch {
+	case errors.Is(err, checkpoint.ErrCorrupt):
 		a.log.WithError(err).Error("the checkpoint was corrupt: reading the whole kernel log buffer again (the aggregator drops what it already has)")
+	case err != nil:
+		// An I/O error is a fault of the disk, not a reason to stop.
+		a.log.WithError(err).Error("cannot read the checkpoint: reading the whole kernel log buffer again (the aggregator drops what it already has)")
 	}
 	after := cp.After(a.bootID)
 	if cp.BootID != "" && cp.BootID != a.bootID {
@@ -124,9 +153,12 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 	}
 	cfg := hooks
 	cfg.Node, cfg.BootID, cfg.Proc = a.opts.NodeName, a.bootID, a.proc
-	cfg.Sink = a.spool
-	cfg.Check = checkpoint.Recorder{Dir: a.opts.StateDir, BootID: a.bootID}
+	cfg.Sink = a.outbox
+	cfg.Check = countingCheck{checkpoint.Recorder{Dir: a.opts.StateDir, BootID: a.bootID}, &a.checkpointErrors}
 	cfg.Recent = a.opts.Recent
+	if cfg.Counters == nil && a.Source == nil {
+		cfg.Counters = ContainerCounters(a.opts.CgroupRoot)
+	}
 	var joiner *exits.Joiner
 	if a.Enricher != nil {
 		cfg.Enricher = a.Enricher
@@ -136,7 +168,7 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 			names := &runtimeNames{endpoint: a.opts.CRIEndpoint, log: a.log.WithField("component", "cri")}
 			// Container exits with a signal are joined with the kernel's
 			// OOM kills of that container into an exit verdict.
-			joiner = exits.New(a.spool, names, a.log.WithField("component", "exits"),
+			joiner = exits.New(a.outbox, names, a.log.WithField("component", "exits"),
 				exits.Options{Node: a.opts.NodeName, BootID: a.bootID})
 			names.onExit = joiner.Exit
 			go names.run(ctx)
@@ -183,6 +215,7 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 		return err
 	})
 	run("sender", func() error { return a.sender.Run(ctx) })
+	run("outbox", func() error { return a.outbox.Run(ctx) })
 	run("drops", func() error { return a.reportDrops(ctx) })
 	if joiner != nil {
 		run("exits", func() error { return joiner.Run(ctx) })
@@ -249,6 +282,17 @@ func (a *Agent) reportDrops(ctx context.Context) error {
 		}
 		if r.Count > 0 {
 			a.log.WithField("dropped", r.Count).Error("the spool was full: the oldest events were dropped; reported to the aggregator as a loss")
+		}
+		r, err = a.outbox.TakeLost(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.log.WithError(err).Warn("cannot report lost events yet")
+			continue
+		}
+		if r.Count > 0 {
+			a.log.WithField("lost", r.Count).Error("events that could be neither spooled nor kept in memory were reported to the aggregator as a loss")
 		}
 	}
 }

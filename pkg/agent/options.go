@@ -36,6 +36,10 @@ type Options struct {
 	// the oldest events are dropped and reported as lost.
 	SpoolMaxEvents int
 	SpoolMaxBytes  int64
+	// MemoryQueueEvents and MemoryQueueBytes bound the events kept in
+	// memory while the spool cannot be written (a full disk).
+	MemoryQueueEvents int
+	MemoryQueueBytes  int64
 	// Recent is how old a report may be for its PIDs to be looked up in /proc.
 	Recent    time.Duration
 	Transport transport.Options
@@ -62,6 +66,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&o.SpoolMaxEvents, "spool-max-events", 10000, "events kept on disk while the aggregator is unreachable; past it the oldest are dropped and reported")
 	fs.Int64Var(&o.SpoolMaxBytes, "spool-max-bytes", 64<<20, "bytes kept on disk while the aggregator is unreachable")
+	fs.IntVar(&o.MemoryQueueEvents, "memory-queue-max-events", DefaultMemoryEvents, "events kept in memory while the state directory refuses writes (full disk); past it the oldest are dropped and reported")
+	fs.Int64Var(&o.MemoryQueueBytes, "memory-queue-max-bytes", DefaultMemoryBytes, "bytes kept in memory while the state directory refuses writes")
 	fs.DurationVar(&o.Recent, "recent", time.Minute, "reports older than this (kernel time) do not have their PIDs looked up in /proc: they may have been reused")
 	fs.IntVar(&o.SyntheticKills, "synthetic-kills", 0, "testing: read this many synthetic OOM reports instead of /dev/kmsg")
 	fs.Float64Var(&o.SyntheticRate, "synthetic-rate", 0, "testing: synthetic OOM reports per second (0: as fast as possible)")
@@ -90,6 +96,9 @@ func (o *Options) Validate() error {
 	}
 	if o.SpoolMaxEvents < 1 || o.SpoolMaxBytes < 1<<20 {
 		return errors.New("--spool-max-events must be >= 1 and --spool-max-bytes >= 1 MiB")
+	}
+	if o.MemoryQueueEvents < 1 || o.MemoryQueueBytes < 64<<10 {
+		return errors.New("--memory-queue-max-events must be >= 1 and --memory-queue-max-bytes >= 64 KiB")
 	}
 	if err := o.Transport.Validate(); err != nil {
 		return err

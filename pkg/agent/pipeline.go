@@ -19,7 +19,8 @@ import (
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
-// Sink takes events durably: when Put returns nil they survive a crash.
+// Sink takes events durably: when Put returns nil they survive a crash,
+// except those a Sink that is also a Holder reports as held.
 type Sink interface {
 	Put(ctx context.Context, events ...*pb.Event) error
 }
@@ -39,6 +40,14 @@ type Observer interface {
 // Checkpointer records how far the kernel log has been handled.
 type Checkpointer interface {
 	Save(seq int64) error
+}
+
+// Holder is a Sink that may take events without making them durable (the
+// disk refused them): HeldFrom returns the smallest sequence number of the
+// OOM events it holds that way. The checkpoint stays before it, so that a
+// restart reads those kernel records again instead of skipping them.
+type Holder interface {
+	HeldFrom() (seq int64, ok bool)
 }
 
 // PipelineConfig wires a Pipeline.
@@ -64,6 +73,18 @@ type PipelineConfig struct {
 	Observe func(ev *pb.Event)
 	// Records, when set, is told of every kernel record read.
 	Records func()
+	// Counters, when set, reads the OOM-kill counters of the node's
+	// container cgroups: a kill line the kernel printed without its report
+	// (rate-limited) goes to the only container whose counter rose.
+	Counters KillCounters
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Prefetcher is an Enricher that wants to hear of a victim's cgroup as soon
+// as a kill is attributed to it, while its container may still exist.
+type Prefetcher interface {
+	Prefetch(cgroup string)
 }
 
 // Pipeline turns kernel records into events.
@@ -78,6 +99,10 @@ type Pipeline struct {
 	lastSeq   int64
 	savedSafe int64
 	lastSave  time.Time
+	// saveErr is the checkpoint's last save error, nil once a save works;
+	// saveErrLogged is when a failure was last logged.
+	saveErr       error
+	saveErrLogged time.Time
 	// reads remembers when recent records were read, so each kill's log
 	// line can say when its report's last record came in.
 	reads [256]readAt
@@ -86,6 +111,8 @@ type Pipeline struct {
 	// were read; lastMono is the kernel time of the last record.
 	seen     map[int]string
 	lastMono time.Duration
+	// attr places the kills the kernel names only by PID.
+	attr *attributor
 }
 
 type readAt struct {
@@ -118,7 +145,11 @@ func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 	p.stream = analysis.NewStream(analysis.StreamOptions{Cgroups: p.lookup, Requests: cfg.Requests}, func(e analysis.Event) {
 		p.ready = append(p.ready, e)
 	})
-	p.asm = oom.NewAssembler(oom.Options{TaskSeen: p.taskSeen}, p.stream.Add)
+	p.attr = newAttributor(cfg.Proc, cfg.Counters, cfg.Now, log)
+	if pf, ok := cfg.Enricher.(Prefetcher); ok {
+		p.attr.onFound = pf.Prefetch
+	}
+	p.asm = oom.NewAssembler(oom.Options{TaskSeen: p.taskSeen, KillSeen: p.killSeen}, p.stream.Add)
 	p.seen = map[int]string{}
 	return p
 }
@@ -144,11 +175,29 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 			return
 		}
 	}
+	if rssPages < 0 {
+		// The trigger: a report starts. A storm's later victims still
+		// live; the kernel may soon name them by PID alone.
+		p.attr.snapshot()
+	}
 	cg, err := p.cfg.Proc.Cgroup(pid)
 	if err != nil {
 		cg = ""
 	}
 	p.seen[pid] = cg
+	p.attr.remember(pid, cg)
+}
+
+// killSeen attributes a kill as its line is read, when it is recent: the
+// kernel log read at start holds kills whose PIDs may name other processes
+// by now.
+func (p *Pipeline) killSeen(pid int, cgroup string) {
+	if cgroup == "" && p.lastMono > 0 {
+		if up, err := p.cfg.Proc.Uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
+			return
+		}
+	}
+	p.attr.killSeen(pid, cgroup)
 }
 
 // lookup reads the cgroups of a report's live tasks from /proc, for reports
@@ -157,7 +206,9 @@ func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
 	out := map[int]string{}
 	var rest []int
 	for _, pid := range pids {
-		if cg := p.seen[pid]; cg != "" {
+		if cg, ok := p.attr.lookup(pid); ok {
+			out[pid] = cg
+		} else if cg := p.seen[pid]; cg != "" {
 			out[pid] = cg
 		} else {
 			rest = append(rest, pid)
@@ -174,6 +225,7 @@ func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
 	}
 	for pid, cg := range p.cfg.Proc.Cgroups(rest) {
 		out[pid] = cg
+		p.attr.remember(pid, cg)
 	}
 	return out
 }
@@ -317,6 +369,7 @@ func (p *Pipeline) flush(ctx context.Context) error {
 	out := make([]*pb.Event, 0, len(events))
 	for i := range events {
 		ev := &events[i]
+		p.attr.label(ev)
 		if memErr == nil {
 			ev.Node = &analysis.NodeMemory{MemTotalBytes: mem.TotalBytes, MemAvailableBytes: mem.AvailableBytes}
 		}
@@ -332,6 +385,9 @@ func (p *Pipeline) flush(ctx context.Context) error {
 			"last_record_read": p.readTime(ev.EndSeq).UTC().Format(time.RFC3339Nano)}
 		if ev.LimitScope != "" {
 			f["limit_scope"] = ev.LimitScope
+		}
+		if ev.AttributedBy != analysis.AttributedReport {
+			f["attributed_by"] = ev.AttributedBy
 		}
 		if v.PodUID != "" {
 			f["pod_uid"] = v.PodUID
@@ -359,13 +415,32 @@ func (p *Pipeline) put(ctx context.Context, events ...*pb.Event) error {
 	return nil
 }
 
-// checkpointBehind tells whether there is a checkpoint to save.
+// checkpointBehind tells whether there is a checkpoint to save: it is
+// short of the last record handled (held back, or not saved yet).
 func (p *Pipeline) checkpointBehind() bool {
 	return p.cfg.Check != nil && p.safe >= 0 && p.safe != p.savedSafe
 }
 
+// checkpointTarget is what the checkpoint may claim: the last record
+// handled, but never a record of an event the sink holds without its being
+// durable.
+func (p *Pipeline) checkpointTarget() int64 {
+	t := p.safe
+	if h, ok := p.cfg.Sink.(Holder); ok {
+		if from, held := h.HeldFrom(); held && from-1 < t {
+			t = from - 1
+		}
+	}
+	return t
+}
+
+// saveErrEvery bounds how often a failing checkpoint is logged.
+const saveErrEvery = time.Minute
+
 // saveCheckpoint saves the checkpoint when it is behind, at most every
-// CheckpointEvery unless force.
+// CheckpointEvery unless force. A failure is logged (rate-limited) and
+// tried again later: the checkpoint then claims less than was handled, and
+// a restart reads those records again (the aggregator drops the copies).
 func (p *Pipeline) saveCheckpoint(force bool) {
 	if !p.checkpointBehind() {
 		return
@@ -373,10 +448,23 @@ func (p *Pipeline) saveCheckpoint(force bool) {
 	if !force && time.Since(p.lastSave) < p.cfg.CheckpointEvery {
 		return
 	}
-	if err := p.cfg.Check.Save(p.safe); err != nil {
-		p.log.WithError(err).Warn("cannot save checkpoint")
+	target := p.checkpointTarget()
+	if target == p.savedSafe {
 		return
 	}
-	p.savedSafe = p.safe
 	p.lastSave = time.Now()
+	if err := p.cfg.Check.Save(target); err != nil {
+		if p.saveErr == nil || time.Since(p.saveErrLogged) >= saveErrEvery {
+			p.log.WithError(err).WithFields(logrus.Fields{"saved_seq": p.savedSafe, "handled_seq": target}).
+				Error("cannot save the checkpoint: a restart would read the kernel records after the saved one again")
+			p.saveErrLogged = time.Now()
+		}
+		p.saveErr = err
+		return
+	}
+	if p.saveErr != nil {
+		p.log.WithField("seq", target).Info("the checkpoint is saved again")
+		p.saveErr = nil
+	}
+	p.savedSafe = target
 }

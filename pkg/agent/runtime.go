@@ -65,6 +65,23 @@ func (r *runtimeNames) ContainerState(ctx context.Context, id string) (running, 
 	return exits.CRIStates{Cache: r.cache.Load()}.ContainerState(ctx, id)
 }
 
+// Refresh lists the runtime's containers again (at most once a second).
+func (r *runtimeNames) Refresh(ctx context.Context) error {
+	if res := r.cur.Load(); res != nil {
+		return res.Refresh(ctx)
+	}
+	return nil
+}
+
+// ContainerNow resolves a container ID, listing the runtime at once on a
+// miss.
+func (r *runtimeNames) ContainerNow(ctx context.Context, id string) (cri.Container, bool) {
+	if res := r.cur.Load(); res != nil {
+		return res.ContainerNow(ctx, id)
+	}
+	return cri.Container{}, false
+}
+
 // Pod resolves a pod UID.
 func (r *runtimeNames) Pod(ctx context.Context, uid string) (cri.Pod, bool) {
 	if res := r.cur.Load(); res != nil {

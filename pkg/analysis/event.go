@@ -175,4 +175,25 @@ type Event struct {
 	LinesDropped int      `json:"lines_dropped,omitempty"`
 	// Node is the node's memory, when the agent read it at kill time.
 	Node *NodeMemory `json:"node_memory,omitempty"`
+	// AttributedBy says how the first victim's workload was found (one of
+	// the Attributed* constants); empty when the reader did not say.
+	AttributedBy string `json:"attributed_by,omitempty"`
+	// AttributionCandidates counts the containers whose OOM-kill counters
+	// rose unexplained when an unnamed kill was read.
+	AttributionCandidates int `json:"attribution_candidates,omitempty"`
 }
+
+// How a kill's victim was attributed to its workload (Event.AttributedBy).
+const (
+	// AttributedReport: the kernel's report named the victim's cgroup.
+	AttributedReport = "report"
+	// AttributedProc: read from /proc while the victim lived.
+	AttributedProc = "proc"
+	// AttributedPIDCache: the reader had seen the PID earlier (a task dump,
+	// an earlier lookup) and remembered its cgroup.
+	AttributedPIDCache = "pid-cache"
+	// AttributedCounter: the only container whose OOM-kill counter rose.
+	AttributedCounter = "oom-kill-counter"
+	// AttributedNone: nothing told (the kernel rate-limited its report).
+	AttributedNone = "unattributed"
+)

@@ -99,6 +99,13 @@ func (s *Stream) learn(r *oom.Report) {
 			ask = append(ask, pid)
 		}
 	}
+	// Victims the report does not place (a rate-limited report's bare
+	// kill line): the reader may know them from before they died.
+	for _, v := range r.Victims {
+		if v.Cgroup == "" {
+			add(v.PID)
+		}
+	}
 	if r.Trigger != nil {
 		add(r.Trigger.PID)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/exits"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -22,6 +23,7 @@ func runExplain(ctx context.Context, io IO, args []string) error {
 	fs := newFlagSet(io, "explain")
 	r.addFlags(fs, true)
 	limit := fs.Int("limit", 20, "at most this many exits and OOM kills, newest first (0: all)")
+	all := fs.Bool("all", false, "list every process of a storm (many OOM kills in a container that kept running), not the first few")
 	fs.Usage = func() {
 		fmt.Fprintln(io.Stderr, "usage: oomctl explain [flags] POD [CONTAINER]\n\n"+
 			"Tells the story of a pod's recent container exits that ended in a signal: for each, the verdict\n"+
@@ -63,7 +65,7 @@ func runExplain(ctx context.Context, io IO, args []string) error {
 	}
 	defer conn.Close()
 
-	s := story{pod: pod, namespace: r.filter.namespace, container: container}
+	s := story{pod: pod, namespace: r.filter.namespace, container: container, all: *all}
 	token := ""
 	for scanned := 0; scanned < maxExplainScan; {
 		resp, err := client.ListEvents(ctx, &pb.ListEventsRequest{Filter: filter, PageSize: 500, PageToken: token})
@@ -108,6 +110,32 @@ type story struct {
 	explained                 map[string]bool // OOM event IDs an exit names
 	// names seen in the events, for the heading.
 	podName, podNS, podUID string
+	// spans are the oom-child stories seen: the OOM kills they tell are
+	// not shown again.
+	spans []span
+	// all lists every victim of a story.
+	all bool
+}
+
+// span is an oom-child story's container and time.
+type span struct {
+	cid         string
+	first, last time.Time
+}
+
+// told tells whether a story tells the OOM kill e.
+func (s *story) told(e *pb.Event) bool {
+	v := s.victimIn(e)
+	if v == nil || e.GetTime() == nil {
+		return false
+	}
+	t := e.GetTime().AsTime()
+	for _, sp := range s.spans {
+		if sp.cid != "" && sp.cid == v.GetWorkload().GetContainerId() && !t.Before(sp.first) && !t.After(sp.last) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *story) add(e *pb.Event) {
@@ -123,6 +151,16 @@ func (s *story) add(e *pb.Event) {
 		}
 		if id := e.GetExit().GetOomEventId(); id != "" {
 			s.explained[id] = true
+		}
+		if x := e.GetExit(); x.GetVerdict() == exits.VerdictOOMChild {
+			for _, v := range x.GetVictims() {
+				if v.GetOomEventId() != "" && len(s.explained) < maxExplainScan {
+					s.explained[v.GetOomEventId()] = true
+				}
+			}
+			if x.GetFirstKillAt() != nil && x.GetLastKillAt() != nil {
+				s.spans = append(s.spans, span{cid: w.GetContainerId(), first: x.GetFirstKillAt().AsTime(), last: x.GetLastKillAt().AsTime()})
+			}
 		}
 		s.exits++
 	case e.GetOom() != nil:
@@ -177,7 +215,7 @@ func (s *story) learn(w *pb.Workload) {
 func (s *story) entries(limit int) []*pb.Event {
 	var out []*pb.Event
 	for _, e := range s.list {
-		if e.GetOom() != nil && s.explained[e.GetId()] {
+		if e.GetOom() != nil && (s.explained[e.GetId()] || s.told(e)) {
 			continue
 		}
 		out = append(out, e)
@@ -239,9 +277,15 @@ func (s *story) print(w io.Writer, entries []*pb.Event, wide bool) {
 			what := fmt.Sprintf("container %s exited with code %d", containerLabel(wl, wide), x.GetExitCode())
 			if x.GetVerdict() == exits.VerdictOOMChild {
 				what = fmt.Sprintf("OOM kill in container %s, which kept running", containerLabel(wl, wide))
+				if n := x.GetChildKills(); n > 1 {
+					what = fmt.Sprintf("%d OOM kills in container %s, which kept running", n, containerLabel(wl, wide))
+				}
 			}
 			fmt.Fprintf(w, "%s on %s: %s [%s]\n", when, e.GetNode(), what, x.GetVerdict())
 			fmt.Fprintf(w, "  %s\n", x.GetExplanation())
+			if x.GetChildKills() > 1 {
+				fmt.Fprintf(w, "  %s\n", storyVictims(x, s.all))
+			}
 			if t := x.GetStopRequestedAt(); t != nil {
 				fmt.Fprintf(w, "  Stop requested at %s.\n", t.AsTime().UTC().Format(time.RFC3339Nano))
 			}
@@ -264,6 +308,37 @@ func (s *story) print(w io.Writer, entries []*pb.Event, wide bool) {
 			fmt.Fprintf(w, "      %s\n", l)
 		}
 	}
+}
+
+// storyVictimsShown is how many victims of a story are named without --all.
+const storyVictimsShown = 5
+
+// storyVictims names a story's victims: the first few, or all.
+func storyVictims(x *pb.ContainerExit, all bool) string {
+	vs := x.GetVictims()
+	shown := vs
+	if !all && len(vs) > storyVictimsShown {
+		shown = vs[:storyVictimsShown]
+	}
+	names := make([]string, len(shown))
+	for i, v := range shown {
+		names[i] = fmt.Sprintf("%s (pid %d", v.GetComm(), v.GetPid())
+		if v.RssBytes != nil {
+			names[i] += ", " + analysis.Bytes(v.GetRssBytes())
+		}
+		if v.GetAt() != nil {
+			names[i] += ", " + v.GetAt().AsTime().UTC().Format("15:04:05.000Z")
+		}
+		names[i] += ")"
+	}
+	out := "Killed: " + strings.Join(names, ", ")
+	switch more := int(x.GetChildKills()) - len(shown); {
+	case more > 0 && len(shown) < len(vs):
+		out += fmt.Sprintf(" and %d more (--all lists them)", more)
+	case more > 0:
+		out += fmt.Sprintf(" and %d more the agent did not list", more)
+	}
+	return out + "."
 }
 
 func containerLabel(w *pb.Workload, wide bool) string {

@@ -200,6 +200,7 @@ func runEvents(ctx context.Context, io IO, args []string) error {
 	fs := newFlagSet(io, "events")
 	r.addFlags(fs, true)
 	limit := fs.Int("limit", 100, "at most this many events, newest first (0: all)")
+	all := fs.Bool("all", false, "one row per OOM kill: storms (many kills of one container within a minute) are not collapsed into one row")
 	if _, err := r.parse(io, fs, args); err != nil {
 		return err
 	}
@@ -210,13 +211,15 @@ func runEvents(ctx context.Context, io IO, args []string) error {
 	defer conn.Close()
 	p := newPrinter(io.Stdout, r.output)
 	defer p.flush()
+	c := &collapser{p: p, all: *all}
+	defer c.flush()
 	n, err := pages(*limit, 500, func(size int32, token string) (int, string, error) {
 		resp, err := client.ListEvents(ctx, &pb.ListEventsRequest{Filter: filter, PageSize: size, PageToken: token})
 		if err != nil {
 			return 0, "", fmt.Errorf("list events: %w", err)
 		}
 		for _, e := range resp.GetEvents() {
-			p.event(e)
+			c.add(e)
 		}
 		return len(resp.GetEvents()), resp.GetNextPageToken(), nil
 	})
@@ -266,6 +269,7 @@ func runIncidents(ctx context.Context, io IO, args []string) error {
 	r.addFlags(fs, true)
 	limit := fs.Int("limit", 50, "at most this many incidents, newest first (0: all)")
 	gap := fs.Duration("gap", time.Minute, "kills on a node further apart than this start a new incident")
+	all := fs.Bool("all", false, "list every victim under its incident, by container")
 	if _, err := r.parse(io, fs, args); err != nil {
 		return err
 	}
@@ -275,6 +279,7 @@ func runIncidents(ctx context.Context, io IO, args []string) error {
 	}
 	defer conn.Close()
 	p := newPrinter(io.Stdout, r.output)
+	p.all = *all
 	defer p.flush()
 	n, err := pages(*limit, 200, func(size int32, token string) (int, string, error) {
 		resp, err := client.ListIncidents(ctx, &pb.ListIncidentsRequest{Filter: filter, PageSize: size,
@@ -379,6 +384,8 @@ type printer struct {
 	enc    *json.Encoder
 	header string
 	live   bool
+	// all lists an incident's victims under it.
+	all bool
 }
 
 func newPrinter(w io.Writer, format string) *printer {
@@ -436,8 +443,16 @@ func (p *printer) event(e *pb.Event) {
 	case e.GetExit() != nil:
 		x := e.GetExit()
 		w := wire.ToAnalysis(&pb.Event{Payload: &pb.Event_Oom{Oom: &pb.OOMKill{Victims: []*pb.Process{{Workload: x.GetWorkload()}}}}}).Victims[0].Workload
+		what, rss := fmt.Sprintf("exit %d", x.GetExitCode()), "-"
+		if n := x.GetChildKills(); n > 1 {
+			// An oom-child story: how many, and the largest.
+			what = fmt.Sprintf("%d killed", n)
+		}
+		if l := x.GetLargest(); l != nil && l.RssBytes != nil {
+			rss = analysis.Bytes(l.GetRssBytes())
+		}
 		p.row(eventHeader, strings.Join([]string{when, e.GetNode(), "exit:" + x.GetVerdict(),
-			processCell(0, fmt.Sprintf("exit %d", x.GetExitCode()), w, wide), "-", requestLimit(w), yesNo(x.GetCollateral()),
+			processCell(0, what, w, wide), rss, requestLimit(w), yesNo(x.GetCollateral()),
 			x.GetExplanation()}, "\t"))
 	}
 }
@@ -449,7 +464,7 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-const incidentHeader = "START\tNODE\tKIND\tKILLS\tCOLLATERAL\tDURATION\tCULPRIT\tTRIGGER"
+const incidentHeader = "START\tNODE\tKIND\tKILLS\tCOLLATERAL\tDURATION\tCULPRIT\tTRIGGER\tVICTIMS"
 
 func (p *printer) incident(inc *pb.Incident) {
 	if p.format == "json" {
@@ -473,7 +488,15 @@ func (p *printer) incident(inc *pb.Incident) {
 		trigger = processCell(ev.Trigger.PID, ev.Trigger.Comm, ev.Trigger.Workload, wide)
 	}
 	p.row(incidentHeader, strings.Join([]string{start.UTC().Format("2006-01-02T15:04:05Z"), inc.GetNode(),
-		inc.GetKind(), fmt.Sprint(inc.GetKills()), fmt.Sprint(inc.GetCollateral()), dur.String(), culprit, trigger}, "\t"))
+		inc.GetKind(), fmt.Sprint(inc.GetKills()), fmt.Sprint(inc.GetCollateral()), dur.String(), culprit, trigger,
+		victimsCell(inc.GetVictims(), wide)}, "\t"))
+	if p.all {
+		// Under the VICTIMS column, with every column empty before it,
+		// so the table keeps its alignment.
+		for _, l := range victimLines(inc.GetVictims(), wide) {
+			fmt.Fprintln(p.tw, strings.Repeat("\t", 8)+l)
+		}
+	}
 }
 
 func durationpb(d time.Duration) *durpb.Duration { return durpb.New(d) }

@@ -107,3 +107,57 @@ func TestResolverRefreshesOnMiss(t *testing.T) {
 		t.Errorf("ListContainers called %d more times within the rate limit", got-n)
 	}
 }
+
+// Refresh (an OOM report starts) lists the runtime's containers at once, so
+// a container removed right after its kill is still resolved from the
+// cache; within 200 ms it does not list again.
+func TestResolverRefreshBeforeRemoval(t *testing.T) {
+	f, sock := containerdFake(t)
+	log, _ := testLog()
+	c := NewCache(dialFake(t, sock).Runtime(), log, CacheOptions{})
+	ctx := context.Background()
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(c, log)
+	f.addPod(sandbox("sb3", "uid3", "batch", "job-x7", nil, nil), `{}`)
+	f.addCtr("sb3", running("c3c3c3c3", "migrate", "img", nil), `{}`)
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := f.callCount("ListContainers")
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.callCount("ListContainers"); got != n {
+		t.Errorf("listed %d more times within 200 ms", got-n)
+	}
+	// The Job's pod is deleted at once.
+	f.removeCtr("c3c3c3c3")
+	f.removePod("sb3")
+	if x, ok := r.Container(ctx, "c3c3c3c3"); !ok || x.Name != "migrate" || x.PodName != "job-x7" {
+		t.Fatalf("Container after removal = %+v, %v", x, ok)
+	}
+}
+
+// ContainerNow lists the runtime on a miss even right after a listing: a
+// kill just attributed to a container started since.
+func TestResolverContainerNow(t *testing.T) {
+	f, sock := containerdFake(t)
+	log, _ := testLog()
+	c := NewCache(dialFake(t, sock).Runtime(), log, CacheOptions{})
+	ctx := context.Background()
+	r := NewResolver(c, log)
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.addPod(sandbox("sb4", "uid4", "batch", "job-y2", nil, nil), `{}`)
+	f.addCtr("sb4", running("c4c4c4c4", "migrate", "img", nil), `{}`)
+	if x, ok := r.ContainerNow(ctx, "c4c4c4c4"); !ok || x.PodName != "job-y2" {
+		t.Fatalf("ContainerNow = %+v, %v", x, ok)
+	}
+	n := f.callCount("ListContainers")
+	if _, ok := r.ContainerNow(ctx, "c4c4c4c4"); !ok || f.callCount("ListContainers") != n {
+		t.Fatal("a known container made the runtime list again")
+	}
+}

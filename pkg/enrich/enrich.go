@@ -41,6 +41,7 @@ type Enricher struct {
 	specs   Specs   // may be nil
 	mu      sync.Mutex
 	snaps   map[string]snapshot
+	pre     *prefetcher
 }
 
 type snapshot struct {
@@ -55,16 +56,20 @@ const snapTTL = 5 * time.Minute
 // mount). runtime and specs may be nil: without either, events carry IDs
 // only; without specs, no requests.
 func New(root string, runtime Runtime, specs Specs) *Enricher {
-	return &Enricher{root: root, runtime: runtime, specs: specs, snaps: map[string]snapshot{}}
+	return &Enricher{root: root, runtime: runtime, specs: specs, snaps: map[string]snapshot{}, pre: newPrefetcher()}
 }
 
 var summaryPrefix = []byte("oom-kill:")
 
-// Observe looks at one kernel record. On the "oom-kill:" summary line,
-// printed just before the kill, it reads the victim's container and pod
-// cgroup files while they still exist. Other records cost one prefix test.
+// Observe looks at one kernel record. On a report's first line it has the
+// runtime list its containers; on the "oom-kill:" summary line, printed
+// just before the kill, it reads the victim's container and pod cgroup files
+// and looks the container up, while they still exist (in the background:
+// the reader never waits for the runtime). Other records cost a prefix test
+// and a substring search.
 func (e *Enricher) Observe(msg []byte) {
 	if !bytes.HasPrefix(msg, summaryPrefix) {
+		e.early(msg)
 		return
 	}
 	for _, key := range []string{"task_memcg=", "oom_memcg="} {
@@ -72,6 +77,7 @@ func (e *Enricher) Observe(msg []byte) {
 			e.snap(p)
 			if w := workload.FromCgroup(p); w.Kind == workload.KindContainer {
 				e.snap(path.Dir(p))
+				e.prefetchContainer(w.ContainerID)
 			}
 		}
 	}
@@ -199,7 +205,7 @@ func (e *Enricher) runtimeNames(ctx context.Context, w *analysis.Workload) {
 		return
 	}
 	if w.ContainerID != "" {
-		if c, ok := e.runtime.Container(ctx, w.ContainerID); ok {
+		if c, ok := e.container(ctx, w.ContainerID); ok {
 			w.ContainerName, w.Image = c.Name, c.Image
 			if w.Namespace == "" {
 				w.Namespace, w.PodName = c.PodNamespace, c.PodName

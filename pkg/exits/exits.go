@@ -119,6 +119,14 @@ type Options struct {
 	// MaxSeen bounds the exits remembered to drop duplicates and the stop
 	// requests remembered. Default 4096.
 	MaxSeen int
+	// StoryGap: OOM kills in one running container less than this apart
+	// are one oom-child event (a story), updated as kills come. Default 1 min.
+	StoryGap time.Duration
+	// UpdateEvery bounds how often a story's event is sent again. Default 2 s.
+	UpdateEvery time.Duration
+	// MaxStories bounds the stories kept open; past it the oldest is
+	// forgotten (a later kill in its container starts a new one). Default 256.
+	MaxStories int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -128,12 +136,12 @@ func (o Options) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"window", o.Window}, {"hold", o.Hold}, {"grace", o.Grace}} {
+	}{{"window", o.Window}, {"hold", o.Hold}, {"grace", o.Grace}, {"story gap", o.StoryGap}, {"update every", o.UpdateEvery}} {
 		if d.v < 0 {
 			return fmt.Errorf("%w: %s %v is negative", ErrOptions, d.name, d.v)
 		}
 	}
-	if o.MaxPending < 0 || o.MaxKills < 0 || o.MaxChecks < 0 || o.MaxSeen < 0 {
+	if o.MaxPending < 0 || o.MaxKills < 0 || o.MaxChecks < 0 || o.MaxSeen < 0 || o.MaxStories < 0 {
 		return fmt.Errorf("%w: negative bound", ErrOptions)
 	}
 	return nil
@@ -160,6 +168,15 @@ func (o *Options) defaults() {
 	}
 	if o.MaxSeen <= 0 {
 		o.MaxSeen = DefaultMaxSeen
+	}
+	if o.StoryGap <= 0 {
+		o.StoryGap = DefaultStoryGap
+	}
+	if o.UpdateEvery <= 0 {
+		o.UpdateEvery = DefaultUpdateEvery
+	}
+	if o.MaxStories <= 0 {
+		o.MaxStories = DefaultMaxStories
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -201,6 +218,7 @@ type Joiner struct {
 	kills   []*kill    // oldest first
 	pending []*pending // oldest first
 	checks  []*check   // oldest first
+	stories []*story   // oldest first
 	seen    *bounded[struct{}]
 	exited  *bounded[struct{}]  // container IDs seen exiting
 	stops   *bounded[time.Time] // container ID -> stop requested at
@@ -241,7 +259,14 @@ type check struct {
 	v   int // index into k.victims
 	cid string
 	due time.Time
+	// more are the container's later kills while this check waits (a
+	// storm): one check per container, decided once.
+	more []childRef
 }
+
+// maxMore bounds the kills one check gathers; past it they are counted
+// (moreDropped) but not listed.
+const maxMore = 4096
 
 // New returns a Joiner putting its events into sink and asking states
 // whether a container still runs (nil: never report oom-child). Invalid
@@ -322,6 +347,10 @@ func (j *Joiner) OOM(ev *pb.Event) {
 		for i, v := range k.victims {
 			cid := normID(v.GetWorkload().GetContainerId())
 			if cid == "" || j.exited.has(cid) {
+				continue
+			}
+			if c := j.waiting(cid); c != nil {
+				c.add(k, i)
 				continue
 			}
 			j.checks = append(j.checks, &check{k: k, v: i, cid: cid, due: now.Add(j.opts.Grace)})
@@ -439,18 +468,30 @@ func (j *Joiner) process(ctx context.Context) time.Time {
 		j.log.WithField("dropped", checks).Warn("too many OOM kills in containers at once: some were not checked for oom-child")
 	}
 
+	// The runtime is asked once per container: a storm kills hundreds of
+	// one container's processes.
+	type state struct{ running, known bool }
+	states := map[string]state{}
 	for _, c := range due {
-		running, known := j.states.ContainerState(ctx, c.cid)
+		st, ok := states[c.cid]
+		if !ok {
+			st.running, st.known = j.states.ContainerState(ctx, c.cid)
+			states[c.cid] = st
+		}
 		j.mu.Lock()
 		exited := j.exited.has(c.cid)
-		j.mu.Unlock()
-		if !known || !running || exited {
-			j.log.WithFields(logrus.Fields{"container_id": c.cid, "known": known, "running": running, "oom_event": c.k.id}).
-				Debug("OOM kill in a container that did not keep running")
-			continue
+		if st.known && st.running && !exited {
+			j.addChildren(c, j.opts.Now())
 		}
-		out = append(out, j.childEvent(c))
+		j.mu.Unlock()
+		if !st.known || !st.running || exited {
+			j.log.WithFields(logrus.Fields{"container_id": c.cid, "known": st.known, "running": st.running, "oom_event": c.k.id}).
+				Debug("OOM kill in a container that did not keep running")
+		}
 	}
+	j.mu.Lock()
+	out = append(out, j.storyEvents(j.opts.Now())...)
+	j.mu.Unlock()
 	j.put(ctx, out)
 
 	j.mu.Lock()
@@ -465,6 +506,9 @@ func (j *Joiner) process(ctx context.Context) time.Time {
 		if next.IsZero() || c.due.Before(next) {
 			next = c.due
 		}
+	}
+	if t := j.nextStory(j.opts.Now()); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+		next = t
 	}
 	return next
 }
@@ -622,7 +666,7 @@ func Seq(c cri.Container) int64 {
 }
 
 // childSeq is the sequence number of an oom-child event: one per container
-// and OOM kill event.
+// and story, named by the story's first OOM kill event.
 func childSeq(cid, oomID string) int64 {
 	return hash63("oom-child", cid+"/"+oomID)
 }

@@ -90,46 +90,6 @@ func (j *Joiner) exitEvent(p *pending, k *kill, v int, stop time.Time) *pb.Event
 	}
 }
 
-// childEvent builds the oom-child event of a kill in a container that kept
-// running.
-func (j *Joiner) childEvent(c *check) *pb.Event {
-	k := c.k
-	w := proto.Clone(k.victims[c.v].GetWorkload()).(*pb.Workload)
-	if w.GetContainerId() == "" {
-		w.ContainerId = c.cid
-	}
-	if w.GetWorkloadKind() == "" {
-		w.WorkloadKind = "container"
-	}
-	x := &pb.ContainerExit{
-		Workload:      w,
-		RuntimeReason: "Running",
-		Verdict:       VerdictOOMChild,
-		OomEventId:    k.id,
-		Evidence:      slices.Clone(k.evidence),
-	}
-	if verdictOf(k) != VerdictOOMLimit {
-		x.Culprit = cloneCulprit(k.culprit)
-		x.Collateral = collateral(k, c.v)
-	}
-	var b strings.Builder
-	b.WriteString(exitSubject(w, cri.Container{ID: c.cid}))
-	b.WriteString(" is still running: the kernel's OOM killer killed ")
-	b.WriteString(killedLabel(k, c.v))
-	b.WriteString(", not its main process, because ")
-	b.WriteString(j.cause(k, c.v, x, cri.Container{ID: c.cid}))
-	fmt.Fprintf(&b, "; the container was still running %s after the kill was logged.", seconds(j.opts.Grace))
-	x.Explanation = b.String()
-	return &pb.Event{
-		Node:      j.opts.Node,
-		BootId:    j.opts.BootID,
-		Seq:       childSeq(c.cid, k.id),
-		Time:      timestamp(k.at),
-		Monotonic: cloneDuration(k.mono),
-		Payload:   &pb.Event_Exit{Exit: x},
-	}
-}
-
 // cloneCulprit copies the kill's culprit: every event gets its own.
 func cloneCulprit(c *pb.Culprit) *pb.Culprit {
 	if c == nil {

@@ -26,6 +26,8 @@ type Agent struct {
 	RecordsRead     prometheus.Counter
 	RecordsLost     prometheus.Counter
 	SpoolDropped    prometheus.Counter
+	// Attributions counts OOM kills by how their victim was placed.
+	Attributions *prometheus.CounterVec
 }
 
 // KillLabels returns the labels of an OOM kill: kind, scope, the victim's
@@ -81,6 +83,12 @@ func NewAgent(spoolDepth func() float64, sendErrors, reconnects func() float64) 
 			Help: "Reconnections of the stream to the aggregator.",
 		}, reconnects),
 	)
+	m.Attributions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oomwatch_kill_attributions_total",
+		Help: "OOM kills by how the victim's workload was found: report, proc, pid-cache, oom-kill-counter, unattributed " +
+			"(the kernel rate-limits its reports; a rising unattributed count means kills nobody can place).",
+	}, []string{"by"})
+	reg.MustRegister(m.Attributions)
 	return m
 }
 
@@ -91,6 +99,9 @@ func (m *Agent) Observe(ev *pb.Event) {
 		k := ev.GetOom()
 		kind, scope, ns, qos := KillLabels(k)
 		m.OOMKills.WithLabelValues(kind, scope, ns, qos).Inc()
+		if by := k.GetAttributedBy(); by != "" {
+			m.Attributions.WithLabelValues(by).Inc()
+		}
 		if k.GetCollateral() {
 			m.CollateralKills.WithLabelValues(ns).Inc()
 		}

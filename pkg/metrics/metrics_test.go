@@ -37,6 +37,13 @@ func TestAgentMetrics(t *testing.T) {
 	if v := testutil.ToFloat64(m.RecordsLost); v != 49 {
 		t.Fatalf("lost %v", v)
 	}
+	bare := kill(false)
+	bare.GetOom().AttributedBy = "oom-kill-counter"
+	bare.GetOom().Victims[0].Workload.Namespace = "batch"
+	m.Observe(bare)
+	if v := testutil.ToFloat64(m.Attributions.WithLabelValues("oom-kill-counter")); v != 1 {
+		t.Fatalf("attributions by counter %v", v)
+	}
 	// Served over HTTP with the spool depth and sender counters.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

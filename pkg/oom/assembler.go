@@ -20,6 +20,9 @@ type Options struct {
 	// come right after it. Default 32.
 	TailRecords int
 	// MaxRawLines bounds the raw lines kept per report. Default 400.
+	// Kill, summary, group and invocation lines are kept past it, up to
+	// twice it: an event never carries more than 2*MaxRawLines lines,
+	// well inside what the aggregator accepts.
 	MaxRawLines int
 	// KillLineWait is how long Expire keeps a report whose oom-kill:
 	// summary was read but not yet its kill line. Default 5 s.
@@ -29,6 +32,12 @@ type Options struct {
 	// it to look a task up while it still exists: the next kill may come
 	// within milliseconds.
 	TaskSeen func(pid int, rssPages int64)
+	// KillSeen, when set, is told of every kill line as it is read, with
+	// the victim's cgroup when the report named it (its oom-kill: summary,
+	// or an old kernel's "Task in" line), else "": a rate-limited report
+	// prints the kill line alone, and a live reader may still find out
+	// where the victim ran from what the kernel keeps.
+	KillSeen func(pid int, cgroup string)
 }
 
 func (o Options) withDefaults() Options {
@@ -313,6 +322,11 @@ func (a *Assembler) take(rec *kmsg.Record, kind lineKind) {
 func (a *Assembler) addVictim(rec *kmsg.Record, v Victim) {
 	r := a.cur
 	v.Seq, v.Mono, v.HasMono, v.Wall = rec.Seq, rec.Mono, rec.HasMono, rec.Wall
+	if !a.grouped {
+		// Until the report is known to be a group kill, each later kill
+		// line may become a report of its own (splitStorm).
+		v.line = string(rec.Message)
+	}
 	for i := range r.Victims {
 		if r.Victims[i].PID == v.PID {
 			// memory.oom.group prints the first victim a second time.
@@ -325,13 +339,25 @@ func (a *Assembler) addVictim(rec *kmsg.Record, v Victim) {
 	r.Victims = append(r.Victims, v)
 	a.killed = true
 	a.tail = 0
+	if a.opts.KillSeen != nil {
+		cg := ""
+		if s := r.Summary; s != nil && s.TaskMemcg != "" && (s.PID == v.PID || (s.PID == 0 && len(r.Victims) == 1)) {
+			cg = s.TaskMemcg
+		} else if len(r.Victims) == 1 && r.LegacyTaskIn != "" {
+			cg = r.LegacyTaskIn
+		}
+		a.opts.KillSeen(v.PID, cg)
+	}
 }
 
-// keepLine stores a raw line, bounded; kill lines are always kept.
+// keepLine stores a raw line, bounded; kill lines are kept past the bound
+// up to twice it (an OOM storm or a memory.oom.group kill of thousands of
+// tasks prints one kill line each).
 func (a *Assembler) keepLine(msg []byte, kind lineKind) {
 	r := a.cur
-	if a.raw.len() >= a.opts.MaxRawLines && kind != lineKilled && kind != lineSummary &&
-		kind != lineGroup && kind != lineInvoke {
+	n := a.raw.len()
+	essential := kind == lineKilled || kind == lineSummary || kind == lineGroup || kind == lineInvoke
+	if n >= 2*a.opts.MaxRawLines || n >= a.opts.MaxRawLines && !essential {
 		r.LinesDropped++
 		return
 	}
@@ -386,6 +412,7 @@ func splitStorm(r *Report, grouped bool) []*Report {
 	out := []*Report{r}
 	rest := r.Victims[1:]
 	r.Victims = r.Victims[:1]
+	r.Lines = withoutKillLines(r.Lines, rest)
 	for _, v := range rest {
 		out = append(out, &Report{
 			Seq:      v.Seq,
@@ -395,21 +422,29 @@ func splitStorm(r *Report, grouped bool) []*Report {
 			Wall:     v.Wall,
 			PageSize: r.PageSize,
 			Victims:  []Victim{v},
-			Lines:    []string{killLine(r.Lines, v.PID)},
+			Lines:    []string{v.line},
 		})
 	}
 	return out
 }
 
-// killLine finds the raw kill line of pid among lines.
-func killLine(lines []string, pid int) string {
-	needle := "Killed process " + itoa(pid) + " "
-	for _, l := range lines {
-		if strings.Contains(l, needle) {
-			return l
-		}
+// withoutKillLines returns lines less the kill lines of victims: each of
+// those is its own report, which carries its line.
+func withoutKillLines(lines []string, victims []Victim) []string {
+	pids := make(map[string]bool, len(victims))
+	for _, v := range victims {
+		pids[itoa(v.PID)] = true
 	}
-	return ""
+	out := lines[:0:0]
+	for _, l := range lines {
+		if _, rest, ok := strings.Cut(l, "Killed process "); ok {
+			if pid, _, ok := strings.Cut(rest, " "); ok && pids[pid] {
+				continue
+			}
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 func itoa(n int) string {

@@ -180,6 +180,58 @@ func TestOOMStormBareKillLines(t *testing.T) {
 	}
 }
 
+// A storm of bare kill lines after one full report (the e2e fork bomb: a
+// report followed by 1,100 rate-limited kills) must not hand the first
+// report every later kill's line: the aggregator refuses events of over
+// 1,000 lines, and each later kill carries its own.
+func TestStormLinesStayWithTheirKill(t *testing.T) {
+	lines := nodeReport(1, 1000000, 20, 1005)
+	for i := 0; i < 1100; i++ {
+		lines = append(lines, fmt.Sprintf("3,%d,%d,-;Out of memory: Killed process %d (w) total-vm:1000kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:40kB oom_score_adj:1000", 100+i, 2000000+i*10, 5000+i))
+	}
+	reps, _ := feed(t, Options{}, lines...)
+	if len(reps) != 1101 {
+		t.Fatalf("got %d reports, want 1101", len(reps))
+	}
+	for i, r := range reps {
+		if len(r.Lines) > 800 {
+			t.Fatalf("report %d holds %d lines, more than 2*MaxRawLines", i, len(r.Lines))
+		}
+		kills := 0
+		for _, l := range r.Lines {
+			if strings.Contains(l, "Killed process") {
+				kills++
+			}
+		}
+		if kills != 1 {
+			t.Fatalf("report %d (pid %d) holds %d kill lines, want its own only", i, r.Victim().PID, kills)
+		}
+	}
+	if reps[0].Victim().PID != 1005 || !reps[0].Complete {
+		t.Fatalf("first report: pid %d complete %v", reps[0].Victim().PID, reps[0].Complete)
+	}
+}
+
+// A memory.oom.group kill of thousands of tasks keeps at most
+// 2*MaxRawLines lines; the rest are counted as dropped.
+func TestGroupKillLinesBounded(t *testing.T) {
+	lines := []string{
+		"[ 1.0] a invoked oom-killer: gfp_mask=0x0, order=0, oom_score_adj=997",
+		"[ 1.1] Tasks in /kubepods/pod3902af1e-8ce1-42e1-a2a5-dc04f4240c4f/ed9d are going to be killed due to memory.oom.group set",
+	}
+	for i := 0; i < 3000; i++ {
+		lines = append(lines, fmt.Sprintf("[ 1.2] Memory cgroup out of memory: Killed process %d (a) total-vm:1kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:997", 10+i))
+	}
+	reps, _ := feed(t, Options{}, lines...)
+	if len(reps) != 1 {
+		t.Fatalf("got %d reports, want 1", len(reps))
+	}
+	r := reps[0]
+	if len(r.Victims) != 3000 || len(r.Lines) != 800 || r.LinesDropped != 3002-800 {
+		t.Fatalf("victims %d, lines %d, dropped %d", len(r.Victims), len(r.Lines), r.LinesDropped)
+	}
+}
+
 func TestOOMGroupKill(t *testing.T) {
 	reps, _ := feed(t, Options{},
 		"[ 1.0] a invoked oom-killer: gfp_mask=0x0, order=0, oom_score_adj=997",

@@ -50,6 +50,9 @@ type Victim struct {
 	// GroupMember reports a task killed because memory.oom.group was set
 	// on an ancestor cgroup, rather than chosen by the OOM killer.
 	GroupMember bool
+	// line is the raw kill line, kept for the report a storm split gives
+	// this victim even when the report's raw lines were full.
+	line string
 }
 
 // Trigger is the task that invoked the OOM killer.

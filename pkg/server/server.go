@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,8 +126,9 @@ const (
 // Stats are the server's counters since it started.
 type Stats struct {
 	// Ingested counts events newly stored; Duplicates replays of stored
-	// ones. Both were acknowledged.
-	Ingested, Duplicates uint64
+	// ones; Updated events that replaced an older revision of themselves.
+	// All were acknowledged.
+	Ingested, Duplicates, Updated uint64
 	// Commits counts store transactions.
 	Commits uint64
 	// Rejected counts refused streams and events by reason (Reject...).
@@ -168,10 +170,10 @@ type Server struct {
 	readers sync.WaitGroup
 	served  atomic.Bool
 
-	ingested, duplicates, commits, watchersDropped atomic.Uint64
-	streams, watchers                              atomic.Int64
-	rejectedMu                                     sync.Mutex
-	rejected                                       map[string]uint64
+	ingested, duplicates, updated, commits, watchersDropped atomic.Uint64
+	streams, watchers                                       atomic.Int64
+	rejectedMu                                              sync.Mutex
+	rejected                                                map[string]uint64
 }
 
 // New returns a Server over st. It does not own st: the caller closes it
@@ -204,6 +206,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Ingested:        s.ingested.Load(),
 		Duplicates:      s.duplicates.Load(),
+		Updated:         s.updated.Load(),
 		Commits:         s.commits.Load(),
 		Rejected:        rej,
 		Streams:         s.streams.Load(),
@@ -230,7 +233,7 @@ func (s *Server) committed(batch []*ticket) {
 		}
 	}()
 	s.commits.Add(1)
-	var stored []*pb.Event
+	var stored, updated []*pb.Event
 	for _, t := range batch {
 		switch {
 		case t.err != nil:
@@ -239,9 +242,14 @@ func (s *Server) committed(batch []*ticket) {
 		case t.res.Stored:
 			s.ingested.Add(1)
 			stored = append(stored, t.rec.Event())
+		case t.res.Updated:
+			s.updated.Add(1)
+			updated = append(updated, t.rec.Event())
 		}
 	}
-	s.hub.publish(stored)
+	// Watchers see updates as events again (same ID, higher revision);
+	// OnStored (metrics, Kubernetes Events) sees each event once.
+	s.hub.publish(append(slices.Clip(stored), updated...))
 	if s.cfg.OnStored != nil {
 		for _, e := range stored {
 			s.cfg.OnStored(e)

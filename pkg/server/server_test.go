@@ -855,6 +855,61 @@ func TestInFlightBound(t *testing.T) {
 	}
 }
 
+// An event sent again with a higher revision (an oom-child story with more
+// kills) is stored in place of the old one, acknowledged as new, and
+// watched again; the same revision again is a duplicate and not news.
+func TestWatchSeesUpdates(t *testing.T) {
+	e := start(t, Config{})
+	conn := e.dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	w, err := pb.NewQueryServiceClient(conn).Watch(ctx, &pb.WatchRequest{Filter: &pb.EventFilter{Namespace: "shop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return e.srv.Stats().Watchers == 1 })
+	a := e.agent(t, ctx, conn, "node-a")
+	story := func(rev int64, kills int32) *pb.Event {
+		ev := oom("node-a", 5, "shop", "runner")
+		ev.Payload = &pb.Event_Exit{Exit: &pb.ContainerExit{Workload: &pb.Workload{Namespace: "shop", PodName: "runner"},
+			Verdict: "oom-child", ChildKills: kills}}
+		ev.Revision = rev
+		return ev
+	}
+	for _, step := range []struct {
+		rev   int64
+		kills int32
+		dup   bool
+	}{{1, 3, false}, {2, 40, false}, {2, 40, true}, {3, 41, false}} {
+		if err := a.send(story(step.rev, step.kills)); err != nil {
+			t.Fatal(err)
+		}
+		acks, err := a.acks(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if acks[0].GetDuplicate() != step.dup {
+			t.Fatalf("revision %d: duplicate %v, want %v", step.rev, acks[0].GetDuplicate(), step.dup)
+		}
+		if step.dup {
+			continue
+		}
+		r, err := w.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.GetEvent().GetExit().GetChildKills(); got != step.kills || r.GetEvent().GetRevision() != step.rev {
+			t.Fatalf("watched revision %d with %d kills, want %d with %d", r.GetEvent().GetRevision(), got, step.rev, step.kills)
+		}
+	}
+	if st := e.srv.Stats(); st.Ingested != 1 || st.Updated != 2 || st.Duplicates != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if ids := e.stored(t); len(ids) != 1 {
+		t.Fatalf("stored %v, want one event", ids)
+	}
+}
+
 // A token shared by many agents is one identity: claiming another node
 // name in a new stream does not escape the rate limit.
 func TestFloodLimitKeyedOnIdentity(t *testing.T) {

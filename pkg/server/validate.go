@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"math"
 	"time"
 
@@ -111,6 +112,9 @@ func ValidateEvent(e *pb.Event, h *pb.Hello) error {
 	if e.GetSeq() < 0 {
 		return fmt.Errorf("%w: negative seq %d", ErrInvalidEvent, e.GetSeq())
 	}
+	if e.GetRevision() < 0 {
+		return fmt.Errorf("%w: negative revision %d", ErrInvalidEvent, e.GetRevision())
+	}
 	if e.GetTime() == nil || e.GetTime().CheckValid() != nil {
 		return fmt.Errorf("%w: no valid time", ErrInvalidEvent)
 	}
@@ -203,6 +207,36 @@ func checkExit(x *pb.ContainerExit) error {
 	}
 	if err := checkCulprit(x.GetCulprit()); err != nil {
 		return fmt.Errorf("culprit: %w", err)
+	}
+	return checkStory(x)
+}
+
+// checkStory checks an oom-child story's counts and victims.
+func checkStory(x *pb.ContainerExit) error {
+	if len(x.GetVictims()) > MaxVictims {
+		return fmt.Errorf("%d victims, more than %d", len(x.GetVictims()), MaxVictims)
+	}
+	if x.GetChildKills() < 0 || x.GetVictimsDropped() < 0 {
+		return fmt.Errorf("negative kill count")
+	}
+	if int64(len(x.GetVictims()))+int64(x.GetVictimsDropped()) > int64(x.GetChildKills()) && x.GetChildKills() > 0 {
+		return fmt.Errorf("%d victims listed and %d left out of %d kills", len(x.GetVictims()), x.GetVictimsDropped(), x.GetChildKills())
+	}
+	for _, c := range append([]*pb.ChildKill{x.GetLargest()}, x.GetVictims()...) {
+		if c == nil {
+			continue
+		}
+		if err := checkStrings(c.GetComm(), c.GetOomEventId()); err != nil {
+			return err
+		}
+		if c.GetAt() != nil && c.GetAt().CheckValid() != nil {
+			return fmt.Errorf("invalid kill time")
+		}
+	}
+	for _, ts := range []*timestamppb.Timestamp{x.GetFirstKillAt(), x.GetLastKillAt()} {
+		if ts != nil && ts.CheckValid() != nil {
+			return fmt.Errorf("invalid kill time")
+		}
 	}
 	return nil
 }

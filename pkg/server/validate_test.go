@@ -144,6 +144,26 @@ func TestValidateEvent(t *testing.T) {
 		"bad time":     func(e *pb.Event) { e.Time = &timestamppb.Timestamp{Nanos: -1} },
 		"bad duration": func(e *pb.Event) { e.Monotonic.Seconds = -1 },
 	}
+	story := func(f func(x *pb.ContainerExit)) func(e *pb.Event) {
+		return func(e *pb.Event) {
+			x := &pb.ContainerExit{Verdict: "oom-child", ChildKills: 3, Victims: []*pb.ChildKill{{Pid: 1, Comm: "sleep"}}}
+			f(x)
+			e.Payload = &pb.Event_Exit{Exit: x}
+		}
+	}
+	mutations["negative revision"] = func(e *pb.Event) { e.Revision = -1 }
+	mutations["story victims"] = story(func(x *pb.ContainerExit) {
+		x.ChildKills = 1 << 20
+		x.Victims = make([]*pb.ChildKill, MaxVictims+1)
+	})
+	mutations["story count"] = story(func(x *pb.ContainerExit) { x.ChildKills = -1 })
+	mutations["story more listed than killed"] = story(func(x *pb.ContainerExit) { x.VictimsDropped = 5 })
+	mutations["story victim comm"] = story(func(x *pb.ContainerExit) { x.Victims[0].Comm = long })
+	mutations["story largest comm"] = story(func(x *pb.ContainerExit) { x.Largest = &pb.ChildKill{Comm: long} })
+	mutations["story time"] = story(func(x *pb.ContainerExit) { x.LastKillAt = &timestamppb.Timestamp{Nanos: -1} })
+	if err := ValidateEvent(func() *pb.Event { e := seeds()[0]; story(func(*pb.ContainerExit) {})(e); return e }(), testHello); err != nil {
+		t.Fatalf("a valid story refused: %v", err)
+	}
 	for name, mutate := range mutations {
 		t.Run(name, func(t *testing.T) {
 			e := seeds()[0]

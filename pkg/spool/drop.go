@@ -72,6 +72,19 @@ func (r *DropReport) add(k Key, t int64) {
 	r.Boots = append(r.Boots, BootDrops{BootID: k.BootID, Count: 1, FirstSeq: k.Seq, LastSeq: k.Seq})
 }
 
+// Add counts ev as dropped, for reports of events lost elsewhere than in
+// the spool (the agent's in-memory queue) with the same figures.
+func (r *DropReport) Add(ev *pb.Event) {
+	var t int64
+	if ev.GetTime() != nil {
+		t = unixNano(ev.GetTime().AsTime())
+	}
+	r.add(KeyOf(ev), t)
+}
+
+// Merge adds the drops of d to r.
+func (r *DropReport) Merge(d DropReport) { r.merge(d.clone()) }
+
 // merge adds the drops of d to r.
 func (r *DropReport) merge(d DropReport) {
 	if d.Count == 0 {
@@ -123,8 +136,14 @@ func (r DropReport) String() string {
 	if r.Count == 0 {
 		return "no events dropped from the spool"
 	}
+	return r.Describe("dropped from the agent's spool (full: the aggregator did not acknowledge them in time)")
+}
+
+// Describe describes the events counted in r in one sentence: "<count>
+// events <what>", then their types, times and sequence numbers.
+func (r DropReport) Describe(what string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d events dropped from the agent's spool (full: the aggregator did not acknowledge them in time)", r.Count)
+	fmt.Fprintf(&b, "%d events %s", r.Count, what)
 	if len(r.Types) > 0 {
 		types := make([]string, 0, len(r.Types))
 		for t := range r.Types {
@@ -150,7 +169,13 @@ func (r DropReport) String() string {
 // repeat within the boot for loss events: now.UnixNano() is a good choice (it
 // cannot meet a kernel-gap loss, whose seq is a kernel record number).
 func (r DropReport) Loss(node, bootID string, seq int64, now time.Time) *pb.Event {
-	l := &pb.Loss{Cause: CauseOverflow, Lost: r.Count, Detail: r.String()}
+	return r.LossEvent(CauseOverflow, r.String(), node, bootID, seq, now)
+}
+
+// LossEvent returns a Loss event that reports r with cause and detail; seq
+// as for Loss.
+func (r DropReport) LossEvent(cause, detail, node, bootID string, seq int64, now time.Time) *pb.Event {
+	l := &pb.Loss{Cause: cause, Lost: r.Count, Detail: detail}
 	if !r.FirstTime.IsZero() {
 		l.From = timestamppb.New(r.FirstTime)
 		l.To = timestamppb.New(r.LastTime)

@@ -1,11 +1,14 @@
 package spool
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
@@ -25,6 +28,11 @@ type Recovery struct {
 	Dropped int64
 	// Corrupt lists the segment files with unreadable parts.
 	Corrupt []CorruptFile
+	// WriteErr, when set, wraps ErrStorage: Open could not write (a full
+	// or read-only disk). The spool is open with what it read; its next
+	// write tries again, and Put fails with ErrStorage until one succeeds.
+	// Corrupt files are then kept in place until a later Open.
+	WriteErr error
 }
 
 // CorruptFile describes one segment file with unreadable parts. Its
@@ -63,14 +71,25 @@ func (r Recovery) Err() error {
 //
 // Corrupt data does not make Open fail: it keeps every valid record and
 // describes the rest in the Recovery, whose Err the agent should log and
-// report. Open fails only when the directory cannot be used.
+// report. Nor does a failure to write (Recovery.WriteErr). Open fails only
+// when the directory cannot be created or read.
 func Open(dir string, opts Options, log *logrus.Entry) (*Spool, Recovery, error) {
 	var rec Recovery
 	if err := opts.withDefaults(); err != nil {
 		return nil, rec, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, rec, fmt.Errorf("open spool: %w", err)
+	var mkdirErr error
+	err := opts.injected(opMkdir)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o700)
+	}
+	if err != nil {
+		// A disk that takes no writes yet: open empty, and create the
+		// directory with the first segment.
+		if !isStorageErrno(err) {
+			return nil, rec, fmt.Errorf("open spool: %w", err)
+		}
+		mkdirErr = fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	s := &Spool{
 		dir: dir, opts: opts, log: log,
@@ -87,7 +106,7 @@ func Open(dir string, opts Options, log *logrus.Entry) (*Spool, Recovery, error)
 	}()
 
 	ents, err := os.ReadDir(dir)
-	if err != nil {
+	if err != nil && !(mkdirErr != nil && errors.Is(err, fs.ErrNotExist)) {
 		return nil, rec, fmt.Errorf("open spool: %w", err)
 	}
 	var ids []uint64
@@ -123,6 +142,11 @@ func Open(dir string, opts Options, log *logrus.Entry) (*Spool, Recovery, error)
 		s.nextSeg = id + 1
 	}
 	rec.Segments = len(ids)
+	if mkdirErr != nil {
+		s.stats.WriteErrors++
+		s.needRoll = true
+		rec.WriteErr = mkdirErr
+	}
 	s.nextLSN = r.nextLSN
 	s.report = r.report
 	for _, e := range r.pending {
@@ -147,19 +171,30 @@ func Open(dir string, opts Options, log *logrus.Entry) (*Spool, Recovery, error)
 
 	// Append to the last segment when all ends cleanly and it has room,
 	// else start a new one.
-	if anyCorrupt || !lastClean || s.active().size >= opts.SegmentBytes {
+	rolled := true
+	if mkdirErr == nil && (anyCorrupt || !lastClean || s.active().size >= opts.SegmentBytes) {
 		if err := s.rollLocked(); err != nil {
-			return nil, rec, fmt.Errorf("open spool: %w", err)
+			// Open read-only for now: the first write starts a segment.
+			s.stats.WriteErrors++
+			s.needRoll = true
+			rolled = false
+			rec.WriteErr = fmt.Errorf("%w: %w", ErrStorage, err)
 		}
 	}
-	if anyCorrupt {
+	if anyCorrupt && rolled {
 		// Copy every pending event out of the old segments, then remove
 		// them all: the corrupt ones may have lost acks of events in older
 		// segments, so those could not be deleted alone later.
 		old := s.segs[:len(s.segs)-1]
 		for _, sg := range old {
 			if err := s.moveLocked(sg); err != nil {
-				return nil, rec, fmt.Errorf("open spool: rewrite: %w", err)
+				if !errors.Is(err, ErrStorage) {
+					return nil, rec, fmt.Errorf("open spool: rewrite: %w", err)
+				}
+				// Keep every file as it is until a later Open.
+				rec.WriteErr = err
+				old = nil
+				break
 			}
 		}
 		moved := map[string]string{}
@@ -177,14 +212,22 @@ func Open(dir string, opts Options, log *logrus.Entry) (*Spool, Recovery, error)
 	}
 
 	// Bounds may be smaller than when the events were put.
+	// A failure to write here leaves the spool over its bounds until the
+	// next Put, which drops what it must in the same write.
 	before := s.report.Count
 	if err := s.enforceLocked(); err != nil {
-		return nil, rec, fmt.Errorf("open spool: %w", err)
+		if !errors.Is(err, ErrStorage) {
+			return nil, rec, fmt.Errorf("open spool: %w", err)
+		}
+		rec.WriteErr = err
 	}
 	rec.Dropped = s.report.Count - before
 	s.tidyLocked()
 	if err := s.syncLocked(); err != nil {
-		return nil, rec, fmt.Errorf("open spool: %w", err)
+		if !errors.Is(err, ErrStorage) {
+			return nil, rec, fmt.Errorf("open spool: %w", err)
+		}
+		rec.WriteErr = err
 	}
 	rec.Events = len(s.byKey)
 	ok = true
@@ -192,7 +235,11 @@ func Open(dir string, opts Options, log *logrus.Entry) (*Spool, Recovery, error)
 	if s.report.Count > 0 {
 		fields["dropped_unreported"] = s.report.Count
 	}
-	log.WithFields(fields).Info("spool opened")
+	if rec.WriteErr != nil {
+		log.WithFields(fields).WithError(rec.WriteErr).Warn("spool opened, but it cannot be written to yet")
+	} else {
+		log.WithFields(fields).Info("spool opened")
+	}
 	return s, rec, nil
 }
 
@@ -233,6 +280,17 @@ func (s *Spool) enforceLocked() error {
 	s.stats.Dropped += body.Delta.Count
 	s.log.WithField("dropped", body.Delta.Count).Warn("spool over its bounds at open: dropped the oldest pending events")
 	return nil
+}
+
+// isStorageErrno tells whether err comes from a disk that takes no writes
+// now but may later: full, over quota, read-only, failing.
+func isStorageErrno(err error) bool {
+	for _, e := range []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EROFS, syscall.EIO} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func readAll(f *os.File) ([]byte, error) {

@@ -44,6 +44,17 @@
 // event, puts that event and resets the report in one record: either both
 // happen or neither, so a crash can neither lose the count nor report it
 // twice, and the Loss event is then delivered like any other event.
+//
+// # Storage failures
+//
+// A write, create or fsync that fails (disk full, quota, I/O error, a
+// read-only file system) is returned wrapping ErrStorage, with nothing
+// applied: the caller keeps the events elsewhere and tries again later; the
+// next write goes to a fresh segment, so spooling resumes by itself once
+// the disk takes writes again. Open tolerates such a failure too (see
+// Recovery.WriteErr). An Ack whose record cannot be written removes the
+// event all the same and returns ErrNotDurable: the event may be sent again
+// after a restart, which the aggregator deduplicates.
 package spool
 
 import (
@@ -97,6 +108,14 @@ var (
 	ErrCorrupt = errors.New("corrupt spool data")
 	// ErrOptions is wrapped by Open for invalid options.
 	ErrOptions = errors.New("invalid spool options")
+	// ErrStorage is wrapped by every error of writing, creating or syncing
+	// a spool file (ENOSPC, EDQUOT, EIO, EROFS, ...): the operation had no
+	// effect and may succeed later.
+	ErrStorage = errors.New("spool storage failed")
+	// ErrNotDurable is wrapped by Ack when the event was removed but the
+	// removal could not be written: after a restart the event may be
+	// pending again (and is sent again, which is harmless).
+	ErrNotDurable = errors.New("removal not durable")
 )
 
 // Options bound a spool. Zero values mean the defaults.
@@ -113,6 +132,25 @@ type Options struct {
 
 	// noSync skips every fsync, for fuzzing the parser faster.
 	noSync bool
+	// fault, when set, is asked before each write, file creation and
+	// fsync; an error it returns is taken as that operation's failure
+	// (tests inject a full or broken disk with it).
+	fault func(op string) error
+}
+
+// Operations that Options.fault is asked about.
+const (
+	opWrite  = "write"
+	opCreate = "create"
+	opSync   = "sync"
+	opMkdir  = "mkdir"
+)
+
+func (o *Options) injected(op string) error {
+	if o.fault == nil {
+		return nil
+	}
+	return o.fault(op)
 }
 
 func (o *Options) withDefaults() error {
@@ -179,6 +217,9 @@ type Stats struct {
 	Unreadable int64
 	// TidyErrors counts failures to delete or compact old segments.
 	TidyErrors int64
+	// WriteErrors counts writes, creations and fsyncs that failed (see
+	// ErrStorage); AckWriteErrors those of them that were acks' records.
+	WriteErrors, AckWriteErrors int64
 }
 
 // Spool is an on-disk queue of events. Its methods are safe for concurrent
@@ -609,6 +650,15 @@ func (s *Spool) Rewind() {
 	s.cur = s.head
 }
 
+// Holds tells whether an event with this key is pending: put and not yet
+// acknowledged or dropped. A producer that updates an event under the same
+// key waits until it is not, since Put drops a pending key's duplicate.
+func (s *Spool) Holds(bootID, typ string, seq int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byKey[Key{BootID: bootID, Type: typ, Seq: seq}] != nil
+}
+
 // Ack removes the event with this key: the aggregator has stored it. The
 // removal is written at once and made durable by the next Put or Sync; an
 // unknown key (already acknowledged, or dropped) is not an error.
@@ -619,15 +669,22 @@ func (s *Spool) Ack(bootID, typ string, seq int64) error {
 		return ErrClosed
 	}
 	k := Key{BootID: bootID, Type: typ, Seq: seq}
-	if s.byKey[k] == nil {
+	e := s.byKey[k]
+	if e == nil {
 		return nil
 	}
-	if err := s.ackLocked([]Key{k}); err != nil {
-		return fmt.Errorf("spool ack %s: %w", k, err)
+	err := s.ackLocked([]Key{k})
+	if err != nil {
+		// The aggregator has the event: forget it all the same. Without
+		// its ack record it may come back after a restart and be sent
+		// again, unless its segment is deleted first.
+		s.stats.AckWriteErrors++
+		s.removeLocked(e)
+		err = fmt.Errorf("spool ack %s: %w: %w", k, ErrNotDurable, err)
 	}
 	s.stats.Acked++
 	s.tidyLocked()
-	return nil
+	return err
 }
 
 func (s *Spool) ackLocked(keys []Key) error {
@@ -678,17 +735,23 @@ func (s *Spool) writeLocked(data []byte) (*segment, int64, error) {
 	a := s.active()
 	if s.needRoll || a == nil || a.size+int64(len(data)) > s.opts.SegmentBytes && a.size > a.empty {
 		if err := s.rollLocked(); err != nil {
-			return nil, 0, err
+			s.stats.WriteErrors++
+			return nil, 0, fmt.Errorf("%w: %w", ErrStorage, err)
 		}
 		a = s.active()
 	}
 	base := a.size
-	if _, err := a.f.WriteAt(data, base); err != nil {
+	err := s.opts.injected(opWrite)
+	if err == nil {
+		_, err = a.f.WriteAt(data, base)
+	}
+	if err != nil {
 		// Leave no partial record behind if possible, and write the next
 		// records to a fresh segment either way.
 		_ = a.f.Truncate(base)
 		s.needRoll = true
-		return nil, 0, fmt.Errorf("write %s: %w", a.name, err)
+		s.stats.WriteErrors++
+		return nil, 0, fmt.Errorf("%w: write %s: %w", ErrStorage, a.name, err)
 	}
 	a.size += int64(len(data))
 	a.dirty = true
@@ -713,14 +776,26 @@ func (s *Spool) rollLocked() error {
 	id := s.nextSeg
 	name := segName(id)
 	path := filepath.Join(s.dir, name)
+	if err := s.opts.injected(opCreate); err != nil {
+		return fmt.Errorf("create segment: %w", err)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Open could not create the directory (a read-only disk then).
+		if err = os.MkdirAll(s.dir, 0o700); err == nil {
+			s.dirDirty = true
+			f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("create segment: %w", err)
 	}
 	s.nextSeg++
 	rec, err := appendJSONRecord(nil, recState, stateBody{NextLSN: s.nextLSN, Dropped: s.report})
 	if err == nil {
-		_, err = f.WriteAt(rec, 0)
+		if err = s.opts.injected(opWrite); err == nil {
+			_, err = f.WriteAt(rec, 0)
+		}
 		if err != nil {
 			err = fmt.Errorf("write %s: %w", name, err)
 		}
@@ -742,13 +817,15 @@ func (s *Spool) syncLocked() error {
 		if err := s.fsync(a.f); err != nil {
 			// What reached the disk is unknown: write on in a new segment.
 			s.needRoll = true
-			return fmt.Errorf("sync %s: %w", a.name, err)
+			s.stats.WriteErrors++
+			return fmt.Errorf("%w: sync %s: %w", ErrStorage, a.name, err)
 		}
 		a.dirty = false
 	}
 	if s.dirDirty && !s.opts.noSync {
 		if err := syncDir(s.dir); err != nil {
-			return err
+			s.stats.WriteErrors++
+			return fmt.Errorf("%w: %w", ErrStorage, err)
 		}
 	}
 	s.dirDirty = false
@@ -756,6 +833,9 @@ func (s *Spool) syncLocked() error {
 }
 
 func (s *Spool) fsync(f *os.File) error {
+	if err := s.opts.injected(opSync); err != nil {
+		return err
+	}
 	if s.opts.noSync {
 		return nil
 	}

@@ -872,3 +872,26 @@ func TestUnreadableEvent(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// Holds tells a producer whether an earlier revision of an event is still
+// pending (a second Put of its key would be dropped as a duplicate).
+func TestHolds(t *testing.T) {
+	s, _ := mustOpen(t, t.TempDir(), Options{})
+	defer s.Close()
+	e := oomEvent("b1", 7)
+	if s.Holds("b1", "oom", 7) {
+		t.Fatal("holds an event never put")
+	}
+	if err := s.Put(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Holds("b1", "oom", 7) || s.Holds("b1", "oom", 8) || s.Holds("b2", "oom", 7) {
+		t.Fatal("Holds does not match what is pending")
+	}
+	if err := s.Ack("b1", "oom", 7); err != nil {
+		t.Fatal(err)
+	}
+	if s.Holds("b1", "oom", 7) {
+		t.Fatal("holds an acknowledged event")
+	}
+}

@@ -22,9 +22,12 @@ import (
 type PutResult struct {
 	// Stored: the event is new and now stored.
 	Stored bool
-	// Duplicate: an event with the same identity was already stored (a
-	// replay); the stored one is kept.
+	// Duplicate: an event with the same identity and the same or a higher
+	// revision was already stored (a replay); the stored one is kept.
 	Duplicate bool
+	// Updated: an event with the same identity and a lower revision was
+	// stored; this one replaced it (an oom-child story with more kills).
+	Updated bool
 }
 
 // ID returns an event's ID, "<node>/<boot_id>/<type>/<seq>".
@@ -174,6 +177,7 @@ type Record struct {
 	event               *pb.Event
 	id, node, boot, typ string
 	seq, t, received    int64
+	rev                 int64
 	cols                columns
 	data                []byte
 	refs                []int64
@@ -194,7 +198,7 @@ func Encode(e *pb.Event, received time.Time) (*Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", e.Id, err)
 	}
-	r := &Record{event: e, id: e.Id, node: e.GetNode(), boot: e.GetBootId(), typ: wire.TypeOf(e), seq: e.GetSeq(),
+	r := &Record{event: e, id: e.Id, node: e.GetNode(), boot: e.GetBootId(), typ: wire.TypeOf(e), seq: e.GetSeq(), rev: e.GetRevision(),
 		t: nanos(e.GetTime().AsTime()), received: nanos(received), cols: columnsOf(e), data: data}
 	for _, rf := range refsOf(e) {
 		r.refs = append(r.refs, rf.hash())
@@ -220,7 +224,8 @@ func checkIdentity(e *pb.Event) error {
 // Put stores events in one transaction and returns what it did with each,
 // in order. It sets each event's Id and Received (now). An event whose
 // identity is already stored, by an earlier Put or earlier in events, is a
-// duplicate. When Put returns nil the events are durably committed; when
+// duplicate, unless it is an exit with a higher revision: it then replaces
+// the stored one (Updated), keeping its place in time. When Put returns nil the events are durably committed; when
 // it returns an error none is stored.
 func (s *Store) Put(ctx context.Context, events []*pb.Event) ([]PutResult, error) {
 	now := time.Now()
@@ -249,15 +254,15 @@ func (s *Store) PutRecords(ctx context.Context, recs []*Record) ([]PutResult, er
 		for lo := 0; lo < len(recs); lo += eventsPerInsert {
 			hi := min(lo+eventsPerInsert, len(recs))
 			st, err := s.stmts.get(ctx, insertSQL(`INSERT OR IGNORE INTO events
-				(id, node, boot_id, type, seq, time, received, kind, collateral, verdict, data)`, 11, hi-lo,
+				(id, node, boot_id, type, seq, time, received, kind, collateral, verdict, data, rev)`, 12, hi-lo,
 				` RETURNING rowid, id`))
 			if err != nil {
 				return err
 			}
-			args := make([]any, 0, 11*(hi-lo))
+			args := make([]any, 0, 12*(hi-lo))
 			for _, r := range recs[lo:hi] {
 				args = append(args, r.id, r.node, r.boot, r.typ, r.seq, r.t, r.received,
-					r.cols.kind, r.cols.collateral, r.cols.verdict, r.data)
+					r.cols.kind, r.cols.collateral, r.cols.verdict, r.data, r.rev)
 			}
 			res, err := st.QueryContext(ctx, args...)
 			if err != nil {
@@ -298,11 +303,26 @@ func (s *Store) PutRecords(ctx context.Context, recs []*Record) ([]PutResult, er
 			rowid, ok := inserted[r.id]
 			if !ok {
 				out[i] = PutResult{Duplicate: true}
-				continue
+				// Only exits are updated (oom-child stories): a kernel
+				// report, once stored, is evidence and stays as it came.
+				if r.rev <= 0 || r.typ != wire.TypeExit {
+					continue
+				}
+				updated, err := s.update(ctx, r)
+				if err != nil {
+					return err
+				}
+				if updated == 0 {
+					continue
+				}
+				out[i] = PutResult{Updated: true}
+				rowid = updated
+			} else {
+				// A second copy in this batch is a duplicate of the first,
+				// or, with a higher revision, its update.
+				delete(inserted, r.id)
+				out[i] = PutResult{Stored: true}
 			}
-			// A second copy in this batch is a duplicate of the first.
-			delete(inserted, r.id)
-			out[i] = PutResult{Stored: true}
 			for _, h := range r.refs {
 				args = append(args, h, r.t, rowid)
 				if len(args) == 3*refsPerInsert {
@@ -318,6 +338,27 @@ func (s *Store) PutRecords(ctx context.Context, recs []*Record) ([]PutResult, er
 		return nil, fmt.Errorf("put: %w", err)
 	}
 	return out, nil
+}
+
+// update replaces the stored event of r's identity when r's revision is
+// higher, and returns its rowid (0: the stored one is as new or newer).
+// The event keeps its time: its references stay valid, new ones are added.
+func (s *Store) update(ctx context.Context, r *Record) (int64, error) {
+	st, err := s.stmts.get(ctx, `UPDATE events SET received = ?, kind = ?, collateral = ?, verdict = ?, data = ?, rev = ?
+		WHERE id = ? AND rev < ? AND time = ? RETURNING rowid`)
+	if err != nil {
+		return 0, err
+	}
+	var rowid int64
+	err = st.QueryRowContext(ctx, r.received, r.cols.kind, r.cols.collateral, r.cols.verdict, r.data, r.rev,
+		r.id, r.rev, r.t).Scan(&rowid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("update event %s: %w", r.id, err)
+	}
+	return rowid, nil
 }
 
 // Get returns the event with this ID, or ErrNotFound.

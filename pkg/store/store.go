@@ -257,6 +257,9 @@ CREATE TABLE refs (
 	PRIMARY KEY (h, time, event)
 ) WITHOUT ROWID;
 `,
+	// 2: the revision of an event updated under its identity (oom-child
+	// stories): a higher one replaces the stored event.
+	`ALTER TABLE events ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate creates the schema or brings it up to date.

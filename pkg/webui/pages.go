@@ -104,6 +104,10 @@ type incidentData struct {
 	Timeline  []kill
 	// TimelineMore counts kills left off the timeline.
 	TimelineMore int
+	// FoldTimeline folds a long timeline: Groups tell the storm.
+	FoldTimeline bool
+	// Groups are the victims by container, largest first.
+	Groups []victimGroup
 	// Cards are the kills detailed on this page.
 	Cards      []kill
 	Page       int
@@ -191,6 +195,12 @@ func (u *UI) incident(w http.ResponseWriter, r *http.Request) {
 		d.Trigger = &tp
 	}
 	d.Summary = summary(in, ik.Kills)
+	// Victims by container only for a storm: otherwise the timeline
+	// says it all.
+	if gs := victimGroups(ik.Kills); len(gs) > 0 && gs[0].Kills > 1 {
+		d.Groups = gs
+	}
+	d.FoldTimeline = len(ik.Kills) >= foldTimelineFrom
 	base := incidentPath(in.GetId())
 	pageURL := func(n int) string {
 		if n <= 1 {
@@ -368,6 +378,8 @@ type exit struct {
 	Explanation         string
 	Collateral          bool
 	KillURL             string
+	// Story is an oom-child story's kills, nil for one kill.
+	Story *story
 }
 
 // podPageSize is how many events a pod page reads.
@@ -493,5 +505,6 @@ func exitOf(e *pb.Event, now time.Time) exit {
 	if id := x.GetOomEventId(); id != "" {
 		out.KillURL = killPath(id)
 	}
+	out.Story = storyOf(x)
 	return out
 }

@@ -48,20 +48,22 @@ func FromAnalysis(node, bootID string, ev analysis.Event) *pb.Event {
 // OOMKill converts the payload of an engine event.
 func OOMKill(ev analysis.Event) *pb.OOMKill {
 	k := &pb.OOMKill{
-		Kind:              ev.Kind,
-		LimitScope:        ev.LimitScope,
-		Constraint:        ev.Constraint,
-		OomMemcg:          ev.OOMMemcg,
-		Complete:          ev.Complete,
-		Collateral:        ev.Collateral,
-		ChosenForScoreAdj: ev.ChosenForScoreAdj,
-		Reason:            ev.Reason,
-		MemcgUsageBytes:   ev.MemcgUsageBytes,
-		MemcgLimitBytes:   ev.MemcgLimitBytes,
-		GroupCgroup:       ev.GroupCgroup,
-		EndSeq:            ev.EndSeq,
-		Lines:             ev.Lines,
-		LinesDropped:      int32(ev.LinesDropped),
+		Kind:                  ev.Kind,
+		LimitScope:            ev.LimitScope,
+		Constraint:            ev.Constraint,
+		OomMemcg:              ev.OOMMemcg,
+		Complete:              ev.Complete,
+		Collateral:            ev.Collateral,
+		ChosenForScoreAdj:     ev.ChosenForScoreAdj,
+		Reason:                ev.Reason,
+		MemcgUsageBytes:       ev.MemcgUsageBytes,
+		MemcgLimitBytes:       ev.MemcgLimitBytes,
+		GroupCgroup:           ev.GroupCgroup,
+		EndSeq:                ev.EndSeq,
+		Lines:                 ev.Lines,
+		LinesDropped:          int32(ev.LinesDropped),
+		AttributedBy:          ev.AttributedBy,
+		AttributionCandidates: int32(ev.AttributionCandidates),
 	}
 	for _, v := range ev.Victims {
 		k.Victims = append(k.Victims, process(v))
@@ -129,6 +131,7 @@ func ToAnalysis(e *pb.Event) analysis.Event {
 		ChosenForScoreAdj: k.GetChosenForScoreAdj(), Reason: k.GetReason(),
 		MemcgUsageBytes: k.MemcgUsageBytes, MemcgLimitBytes: k.MemcgLimitBytes, GroupCgroup: k.GetGroupCgroup(),
 		EndSeq: k.GetEndSeq(), Lines: k.GetLines(), LinesDropped: int(k.GetLinesDropped()),
+		AttributedBy: k.GetAttributedBy(), AttributionCandidates: int(k.GetAttributionCandidates()),
 	}
 	if e.Time != nil {
 		t := e.Time.AsTime()

@@ -38,7 +38,9 @@ type event struct {
 	Culprit  *proc     `json:"culprit"`
 	Collat   bool      `json:"collateral"`
 	Reason   string    `json:"reason"`
-	Loss     *struct {
+	// AttributedBy says how the victim was placed.
+	AttributedBy string `json:"attributed_by"`
+	Loss         *struct {
 		Lost int64 `json:"lost"`
 	} `json:"loss"`
 }
@@ -187,6 +189,10 @@ func TestScenarios(t *testing.T) {
 			recordLatency(t, res, ooms, sc.Expect.Storm)
 			if sc.Expect.Storm {
 				checkStorm(t, sc, ooms, losses, res)
+				return
+			}
+			if sc.Expect.EachOwnPod {
+				checkEachOwnPod(t, sc, ooms)
 				return
 			}
 			checkFirst(t, sc.Expect, ooms[0])
@@ -457,4 +463,44 @@ func sumMetric(text, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// checkEachOwnPod asserts that every kill went to its own pod and
+// container of the scenario, named, and says how it was attributed; and
+// that the kernel did rate-limit (some kills attributed without a report).
+func checkEachOwnPod(t *testing.T, sc scenario.Scenario, ooms []event) {
+	t.Helper()
+	pods := map[string]scenario.Pod{}
+	for _, p := range sc.Pods {
+		pods[p.UID] = p
+	}
+	seen := map[string]bool{}
+	by := map[string]int{}
+	for _, e := range ooms {
+		v := e.Victims[0]
+		by[e.AttributedBy]++
+		p, ok := pods[v.PodUID]
+		switch {
+		case !ok:
+			t.Errorf("kill of %s[%d] attributed to no pod of the scenario (cgroup %q, by %q)", v.Comm, v.PID, v.Cgroup, e.AttributedBy)
+			continue
+		case seen[p.UID]:
+			t.Errorf("two kills attributed to %s", p.Name)
+		}
+		seen[p.UID] = true
+		if v.ContainerID != p.Containers[0].ID || v.ContainerName != p.Containers[0].Name || v.PodName != p.Name {
+			t.Errorf("kill of %s[%d]: container %q %q of %q, want %q %q of %q", v.Comm, v.PID, v.ContainerName, v.ContainerID,
+				v.PodName, p.Containers[0].Name, p.Containers[0].ID, p.Name)
+		}
+		if e.AttributedBy == "" || e.AttributedBy == "unattributed" {
+			t.Errorf("kill of %s[%d] in %s: attributed by %q", v.Comm, v.PID, p.Name, e.AttributedBy)
+		}
+	}
+	t.Logf("%d kills of %d pods; attributed by %v", len(ooms), len(sc.Pods), by)
+	if len(seen) != len(sc.Pods) {
+		t.Errorf("kills attributed to %d of %d pods", len(seen), len(sc.Pods))
+	}
+	if by["report"] == len(ooms) {
+		t.Errorf("every kill came with its report: the kernel did not rate-limit")
+	}
 }

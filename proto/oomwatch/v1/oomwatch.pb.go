@@ -606,11 +606,21 @@ type OOMKill struct {
 	GroupCgroup       string     `protobuf:"bytes,15,opt,name=group_cgroup,json=groupCgroup,proto3" json:"group_cgroup,omitempty"`
 	EndSeq            int64      `protobuf:"varint,16,opt,name=end_seq,json=endSeq,proto3" json:"end_seq,omitempty"`
 	// The report's raw kernel lines, bounded.
-	Lines         []string    `protobuf:"bytes,17,rep,name=lines,proto3" json:"lines,omitempty"`
-	LinesDropped  int32       `protobuf:"varint,18,opt,name=lines_dropped,json=linesDropped,proto3" json:"lines_dropped,omitempty"`
-	NodeMemory    *NodeMemory `protobuf:"bytes,19,opt,name=node_memory,json=nodeMemory,proto3" json:"node_memory,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Lines        []string    `protobuf:"bytes,17,rep,name=lines,proto3" json:"lines,omitempty"`
+	LinesDropped int32       `protobuf:"varint,18,opt,name=lines_dropped,json=linesDropped,proto3" json:"lines_dropped,omitempty"`
+	NodeMemory   *NodeMemory `protobuf:"bytes,19,opt,name=node_memory,json=nodeMemory,proto3" json:"node_memory,omitempty"`
+	// How the first victim's workload was found (empty from agents before
+	// this field): report (the kernel's report named its cgroup), proc
+	// (/proc while the victim lived), pid-cache (the agent had seen the PID
+	// in an earlier report or lookup), oom-kill-counter (the only container
+	// whose OOM-kill counter rose), unattributed (none of these: the kernel
+	// rate-limited its report and nothing else told).
+	AttributedBy string `protobuf:"bytes,40,opt,name=attributed_by,json=attributedBy,proto3" json:"attributed_by,omitempty"`
+	// For oom-kill-counter and unattributed: how many containers' OOM-kill
+	// counters rose unexplained when the kill was read (1 is unambiguous).
+	AttributionCandidates int32 `protobuf:"varint,41,opt,name=attribution_candidates,json=attributionCandidates,proto3" json:"attribution_candidates,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *OOMKill) Reset() {
@@ -776,11 +786,27 @@ func (x *OOMKill) GetNodeMemory() *NodeMemory {
 	return nil
 }
 
+func (x *OOMKill) GetAttributedBy() string {
+	if x != nil {
+		return x.AttributedBy
+	}
+	return ""
+}
+
+func (x *OOMKill) GetAttributionCandidates() int32 {
+	if x != nil {
+		return x.AttributionCandidates
+	}
+	return 0
+}
+
 // Loss reports records or events that were lost, and how many.
 type Loss struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// kernel-gap: the kernel log overwrote records before they were read;
 	// spool-overflow: the agent's spool was full and dropped its oldest events.
+	// spool-unwritable: the agent's state directory refused writes and its
+	// in-memory queue was full, so it dropped its oldest events.
 	Cause string `protobuf:"bytes,1,opt,name=cause,proto3" json:"cause,omitempty"`
 	Lost  int64  `protobuf:"varint,2,opt,name=lost,proto3" json:"lost,omitempty"`
 	// For kernel gaps: the last sequence read before and the first after.
@@ -891,8 +917,19 @@ type ContainerExit struct {
 	Collateral      bool                   `protobuf:"varint,9,opt,name=collateral,proto3" json:"collateral,omitempty"`
 	StopRequestedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=stop_requested_at,json=stopRequestedAt,proto3" json:"stop_requested_at,omitempty"`
 	Evidence        []string               `protobuf:"bytes,11,rep,name=evidence,proto3" json:"evidence,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// oom-child: one event per container and incident, updated (same
+	// identity, higher Event.revision) as kills come. child_kills counts the
+	// container's processes the OOM killer killed while it kept running;
+	// largest is the largest of them; first and last_kill_at bound them;
+	// victims lists them in order (bounded), victims_dropped those left out.
+	ChildKills     int32                  `protobuf:"varint,40,opt,name=child_kills,json=childKills,proto3" json:"child_kills,omitempty"`
+	Largest        *ChildKill             `protobuf:"bytes,41,opt,name=largest,proto3" json:"largest,omitempty"`
+	FirstKillAt    *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=first_kill_at,json=firstKillAt,proto3" json:"first_kill_at,omitempty"`
+	LastKillAt     *timestamppb.Timestamp `protobuf:"bytes,43,opt,name=last_kill_at,json=lastKillAt,proto3" json:"last_kill_at,omitempty"`
+	Victims        []*ChildKill           `protobuf:"bytes,44,rep,name=victims,proto3" json:"victims,omitempty"`
+	VictimsDropped int32                  `protobuf:"varint,45,opt,name=victims_dropped,json=victimsDropped,proto3" json:"victims_dropped,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ContainerExit) Reset() {
@@ -1002,6 +1039,126 @@ func (x *ContainerExit) GetEvidence() []string {
 	return nil
 }
 
+func (x *ContainerExit) GetChildKills() int32 {
+	if x != nil {
+		return x.ChildKills
+	}
+	return 0
+}
+
+func (x *ContainerExit) GetLargest() *ChildKill {
+	if x != nil {
+		return x.Largest
+	}
+	return nil
+}
+
+func (x *ContainerExit) GetFirstKillAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstKillAt
+	}
+	return nil
+}
+
+func (x *ContainerExit) GetLastKillAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastKillAt
+	}
+	return nil
+}
+
+func (x *ContainerExit) GetVictims() []*ChildKill {
+	if x != nil {
+		return x.Victims
+	}
+	return nil
+}
+
+func (x *ContainerExit) GetVictimsDropped() int32 {
+	if x != nil {
+		return x.VictimsDropped
+	}
+	return 0
+}
+
+// ChildKill is one process of a running container the OOM killer killed.
+type ChildKill struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Pid      int32                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	Comm     string                 `protobuf:"bytes,2,opt,name=comm,proto3" json:"comm,omitempty"`
+	RssBytes *int64                 `protobuf:"varint,3,opt,name=rss_bytes,json=rssBytes,proto3,oneof" json:"rss_bytes,omitempty"`
+	At       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	// The ID of the OOM kill event.
+	OomEventId    string `protobuf:"bytes,5,opt,name=oom_event_id,json=oomEventId,proto3" json:"oom_event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChildKill) Reset() {
+	*x = ChildKill{}
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChildKill) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChildKill) ProtoMessage() {}
+
+func (x *ChildKill) ProtoReflect() protoreflect.Message {
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChildKill.ProtoReflect.Descriptor instead.
+func (*ChildKill) Descriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ChildKill) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ChildKill) GetComm() string {
+	if x != nil {
+		return x.Comm
+	}
+	return ""
+}
+
+func (x *ChildKill) GetRssBytes() int64 {
+	if x != nil && x.RssBytes != nil {
+		return *x.RssBytes
+	}
+	return 0
+}
+
+func (x *ChildKill) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *ChildKill) GetOomEventId() string {
+	if x != nil {
+		return x.OomEventId
+	}
+	return ""
+}
+
 // Event is what the agent sends and the aggregator keeps. (node, boot_id,
 // type, seq) identifies it; the aggregator stores it once.
 type Event struct {
@@ -1020,6 +1177,10 @@ type Event struct {
 	Monotonic *durationpb.Duration `protobuf:"bytes,6,opt,name=monotonic,proto3" json:"monotonic,omitempty"`
 	// Set by the aggregator when it stored the event.
 	Received *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=received,proto3" json:"received,omitempty"`
+	// 0 for an event never updated. An event sent again with the same
+	// identity and a higher revision replaces the stored one (an oom-child
+	// story updated as kills come); an equal or lower one is a duplicate.
+	Revision int64 `protobuf:"varint,8,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Types that are valid to be assigned to Payload:
 	//
 	//	*Event_Oom
@@ -1032,7 +1193,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[8]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1205,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[8]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1218,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{8}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Event) GetId() string {
@@ -1107,6 +1268,13 @@ func (x *Event) GetReceived() *timestamppb.Timestamp {
 		return x.Received
 	}
 	return nil
+}
+
+func (x *Event) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
 }
 
 func (x *Event) GetPayload() isEvent_Payload {
@@ -1179,7 +1347,7 @@ type StreamRequest struct {
 
 func (x *StreamRequest) Reset() {
 	*x = StreamRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[9]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1359,7 @@ func (x *StreamRequest) String() string {
 func (*StreamRequest) ProtoMessage() {}
 
 func (x *StreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[9]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1372,7 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{9}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StreamRequest) GetMsg() isStreamRequest_Msg {
@@ -1260,7 +1428,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[10]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1440,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[10]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1453,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{10}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Hello) GetNode() string {
@@ -1323,7 +1491,7 @@ type StreamResponse struct {
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[11]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1503,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[11]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1516,7 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{11}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StreamResponse) GetBootId() string {
@@ -1402,7 +1570,7 @@ type EventFilter struct {
 
 func (x *EventFilter) Reset() {
 	*x = EventFilter{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[12]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1582,7 @@ func (x *EventFilter) String() string {
 func (*EventFilter) ProtoMessage() {}
 
 func (x *EventFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[12]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1595,7 @@ func (x *EventFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventFilter.ProtoReflect.Descriptor instead.
 func (*EventFilter) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{12}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EventFilter) GetSince() *timestamppb.Timestamp {
@@ -1512,7 +1680,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[13]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1692,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[13]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1705,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{13}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListEventsRequest) GetFilter() *EventFilter {
@@ -1572,7 +1740,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[14]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1752,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[14]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1765,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{14}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -1623,7 +1791,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[15]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1803,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[15]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1816,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{15}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetEventRequest) GetId() string {
@@ -1667,7 +1835,7 @@ type GetEventResponse struct {
 
 func (x *GetEventResponse) Reset() {
 	*x = GetEventResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[16]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1847,7 @@ func (x *GetEventResponse) String() string {
 func (*GetEventResponse) ProtoMessage() {}
 
 func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[16]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1860,7 @@ func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
 func (*GetEventResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{16}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetEventResponse) GetEvent() *Event {
@@ -1711,7 +1879,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1723,7 +1891,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1736,7 +1904,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{17}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchRequest) GetFilter() *EventFilter {
@@ -1756,7 +1924,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1936,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1949,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{18}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchResponse) GetEvent() *Event {
@@ -1814,7 +1982,7 @@ type Incident struct {
 
 func (x *Incident) Reset() {
 	*x = Incident{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +1994,7 @@ func (x *Incident) String() string {
 func (*Incident) ProtoMessage() {}
 
 func (x *Incident) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +2007,7 @@ func (x *Incident) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incident.ProtoReflect.Descriptor instead.
 func (*Incident) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{19}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Incident) GetId() string {
@@ -1939,7 +2107,7 @@ type ListIncidentsRequest struct {
 
 func (x *ListIncidentsRequest) Reset() {
 	*x = ListIncidentsRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2119,7 @@ func (x *ListIncidentsRequest) String() string {
 func (*ListIncidentsRequest) ProtoMessage() {}
 
 func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2132,7 @@ func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*ListIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{20}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListIncidentsRequest) GetFilter() *EventFilter {
@@ -2005,7 +2173,7 @@ type ListIncidentsResponse struct {
 
 func (x *ListIncidentsResponse) Reset() {
 	*x = ListIncidentsResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2185,7 @@ func (x *ListIncidentsResponse) String() string {
 func (*ListIncidentsResponse) ProtoMessage() {}
 
 func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2198,7 @@ func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsResponse.ProtoReflect.Descriptor instead.
 func (*ListIncidentsResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{21}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListIncidentsResponse) GetIncidents() []*Incident {
@@ -2114,7 +2282,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\n" +
 	"NodeMemory\x12&\n" +
 	"\x0fmem_total_bytes\x18\x01 \x01(\x03R\rmemTotalBytes\x12.\n" +
-	"\x13mem_available_bytes\x18\x02 \x01(\x03R\x11memAvailableBytes\"\x8a\x06\n" +
+	"\x13mem_available_bytes\x18\x02 \x01(\x03R\x11memAvailableBytes\"\xe6\x06\n" +
 	"\aOOMKill\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1f\n" +
 	"\vlimit_scope\x18\x02 \x01(\tR\n" +
@@ -2141,7 +2309,9 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x05lines\x18\x11 \x03(\tR\x05lines\x12#\n" +
 	"\rlines_dropped\x18\x12 \x01(\x05R\flinesDropped\x128\n" +
 	"\vnode_memory\x18\x13 \x01(\v2\x17.oomwatch.v1.NodeMemoryR\n" +
-	"nodeMemoryB\x14\n" +
+	"nodeMemory\x12#\n" +
+	"\rattributed_by\x18( \x01(\tR\fattributedBy\x125\n" +
+	"\x16attribution_candidates\x18) \x01(\x05R\x15attributionCandidatesB\x14\n" +
 	"\x12_memcg_usage_bytesB\x14\n" +
 	"\x12_memcg_limit_bytes\"\xdc\x01\n" +
 	"\x04Loss\x12\x14\n" +
@@ -2151,7 +2321,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\bnext_seq\x18\x04 \x01(\x03R\anextSeq\x12.\n" +
 	"\x04from\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x16\n" +
-	"\x06detail\x18\a \x01(\tR\x06detail\"\xd5\x03\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\"\x81\x06\n" +
 	"\rContainerExit\x121\n" +
 	"\bworkload\x18\x01 \x01(\v2\x15.oomwatch.v1.WorkloadR\bworkload\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12%\n" +
@@ -2168,7 +2338,24 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"collateral\x12F\n" +
 	"\x11stop_requested_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x0fstopRequestedAt\x12\x1a\n" +
-	"\bevidence\x18\v \x03(\tR\bevidence\"\x87\x03\n" +
+	"\bevidence\x18\v \x03(\tR\bevidence\x12\x1f\n" +
+	"\vchild_kills\x18( \x01(\x05R\n" +
+	"childKills\x120\n" +
+	"\alargest\x18) \x01(\v2\x16.oomwatch.v1.ChildKillR\alargest\x12>\n" +
+	"\rfirst_kill_at\x18* \x01(\v2\x1a.google.protobuf.TimestampR\vfirstKillAt\x12<\n" +
+	"\flast_kill_at\x18+ \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastKillAt\x120\n" +
+	"\avictims\x18, \x03(\v2\x16.oomwatch.v1.ChildKillR\avictims\x12'\n" +
+	"\x0fvictims_dropped\x18- \x01(\x05R\x0evictimsDropped\"\xaf\x01\n" +
+	"\tChildKill\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
+	"\x04comm\x18\x02 \x01(\tR\x04comm\x12 \n" +
+	"\trss_bytes\x18\x03 \x01(\x03H\x00R\brssBytes\x88\x01\x01\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12 \n" +
+	"\foom_event_id\x18\x05 \x01(\tR\n" +
+	"oomEventIdB\f\n" +
+	"\n" +
+	"_rss_bytes\"\xa3\x03\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x17\n" +
@@ -2176,7 +2363,8 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x03seq\x18\x04 \x01(\x03R\x03seq\x12.\n" +
 	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x127\n" +
 	"\tmonotonic\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\tmonotonic\x126\n" +
-	"\breceived\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\breceived\x12(\n" +
+	"\breceived\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\breceived\x12\x1a\n" +
+	"\brevision\x18\b \x01(\x03R\brevision\x12(\n" +
 	"\x03oom\x18\n" +
 	" \x01(\v2\x14.oomwatch.v1.OOMKillH\x00R\x03oom\x12'\n" +
 	"\x04loss\x18\v \x01(\v2\x11.oomwatch.v1.LossH\x00R\x04loss\x120\n" +
@@ -2269,7 +2457,7 @@ func file_oomwatch_v1_oomwatch_proto_rawDescGZIP() []byte {
 	return file_oomwatch_v1_oomwatch_proto_rawDescData
 }
 
-var file_oomwatch_v1_oomwatch_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_oomwatch_v1_oomwatch_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_oomwatch_v1_oomwatch_proto_goTypes = []any{
 	(*Resources)(nil),             // 0: oomwatch.v1.Resources
 	(*Workload)(nil),              // 1: oomwatch.v1.Workload
@@ -2279,26 +2467,27 @@ var file_oomwatch_v1_oomwatch_proto_goTypes = []any{
 	(*OOMKill)(nil),               // 5: oomwatch.v1.OOMKill
 	(*Loss)(nil),                  // 6: oomwatch.v1.Loss
 	(*ContainerExit)(nil),         // 7: oomwatch.v1.ContainerExit
-	(*Event)(nil),                 // 8: oomwatch.v1.Event
-	(*StreamRequest)(nil),         // 9: oomwatch.v1.StreamRequest
-	(*Hello)(nil),                 // 10: oomwatch.v1.Hello
-	(*StreamResponse)(nil),        // 11: oomwatch.v1.StreamResponse
-	(*EventFilter)(nil),           // 12: oomwatch.v1.EventFilter
-	(*ListEventsRequest)(nil),     // 13: oomwatch.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),    // 14: oomwatch.v1.ListEventsResponse
-	(*GetEventRequest)(nil),       // 15: oomwatch.v1.GetEventRequest
-	(*GetEventResponse)(nil),      // 16: oomwatch.v1.GetEventResponse
-	(*WatchRequest)(nil),          // 17: oomwatch.v1.WatchRequest
-	(*WatchResponse)(nil),         // 18: oomwatch.v1.WatchResponse
-	(*Incident)(nil),              // 19: oomwatch.v1.Incident
-	(*ListIncidentsRequest)(nil),  // 20: oomwatch.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil), // 21: oomwatch.v1.ListIncidentsResponse
-	nil,                           // 22: oomwatch.v1.Workload.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(*ChildKill)(nil),             // 8: oomwatch.v1.ChildKill
+	(*Event)(nil),                 // 9: oomwatch.v1.Event
+	(*StreamRequest)(nil),         // 10: oomwatch.v1.StreamRequest
+	(*Hello)(nil),                 // 11: oomwatch.v1.Hello
+	(*StreamResponse)(nil),        // 12: oomwatch.v1.StreamResponse
+	(*EventFilter)(nil),           // 13: oomwatch.v1.EventFilter
+	(*ListEventsRequest)(nil),     // 14: oomwatch.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 15: oomwatch.v1.ListEventsResponse
+	(*GetEventRequest)(nil),       // 16: oomwatch.v1.GetEventRequest
+	(*GetEventResponse)(nil),      // 17: oomwatch.v1.GetEventResponse
+	(*WatchRequest)(nil),          // 18: oomwatch.v1.WatchRequest
+	(*WatchResponse)(nil),         // 19: oomwatch.v1.WatchResponse
+	(*Incident)(nil),              // 20: oomwatch.v1.Incident
+	(*ListIncidentsRequest)(nil),  // 21: oomwatch.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil), // 22: oomwatch.v1.ListIncidentsResponse
+	nil,                           // 23: oomwatch.v1.Workload.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
 }
 var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
-	22, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
+	23, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
 	0,  // 1: oomwatch.v1.Workload.container_resources:type_name -> oomwatch.v1.Resources
 	0,  // 2: oomwatch.v1.Workload.pod_resources:type_name -> oomwatch.v1.Resources
 	1,  // 3: oomwatch.v1.Process.workload:type_name -> oomwatch.v1.Workload
@@ -2308,50 +2497,55 @@ var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
 	2,  // 7: oomwatch.v1.OOMKill.top_consumers:type_name -> oomwatch.v1.Process
 	3,  // 8: oomwatch.v1.OOMKill.culprit:type_name -> oomwatch.v1.Culprit
 	4,  // 9: oomwatch.v1.OOMKill.node_memory:type_name -> oomwatch.v1.NodeMemory
-	23, // 10: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
-	23, // 11: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
+	24, // 10: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
+	24, // 11: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
 	1,  // 12: oomwatch.v1.ContainerExit.workload:type_name -> oomwatch.v1.Workload
-	23, // 13: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
+	24, // 13: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
 	3,  // 14: oomwatch.v1.ContainerExit.culprit:type_name -> oomwatch.v1.Culprit
-	23, // 15: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
-	23, // 16: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
-	24, // 17: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
-	23, // 18: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
-	5,  // 19: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
-	6,  // 20: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
-	7,  // 21: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
-	10, // 22: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
-	8,  // 23: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
-	23, // 24: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
-	23, // 25: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
-	12, // 26: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	8,  // 27: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
-	8,  // 28: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
-	12, // 29: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
-	8,  // 30: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
-	23, // 31: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
-	23, // 32: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
-	3,  // 33: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
-	2,  // 34: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
-	2,  // 35: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
-	12, // 36: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	24, // 37: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
-	19, // 38: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
-	9,  // 39: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
-	13, // 40: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
-	15, // 41: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
-	17, // 42: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
-	20, // 43: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
-	11, // 44: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
-	14, // 45: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
-	16, // 46: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
-	18, // 47: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
-	21, // 48: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
-	44, // [44:49] is the sub-list for method output_type
-	39, // [39:44] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	24, // 15: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
+	8,  // 16: oomwatch.v1.ContainerExit.largest:type_name -> oomwatch.v1.ChildKill
+	24, // 17: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
+	24, // 18: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
+	8,  // 19: oomwatch.v1.ContainerExit.victims:type_name -> oomwatch.v1.ChildKill
+	24, // 20: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
+	24, // 21: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
+	25, // 22: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
+	24, // 23: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
+	5,  // 24: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
+	6,  // 25: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
+	7,  // 26: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
+	11, // 27: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
+	9,  // 28: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
+	24, // 29: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
+	24, // 30: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
+	13, // 31: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	9,  // 32: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
+	9,  // 33: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
+	13, // 34: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
+	9,  // 35: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
+	24, // 36: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
+	24, // 37: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
+	3,  // 38: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
+	2,  // 39: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
+	2,  // 40: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
+	13, // 41: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	25, // 42: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
+	20, // 43: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
+	10, // 44: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
+	14, // 45: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
+	16, // 46: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
+	18, // 47: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
+	21, // 48: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
+	12, // 49: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
+	15, // 50: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
+	17, // 51: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
+	19, // 52: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
+	22, // 53: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
+	49, // [49:54] is the sub-list for method output_type
+	44, // [44:49] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_oomwatch_v1_oomwatch_proto_init() }
@@ -2362,12 +2556,13 @@ func file_oomwatch_v1_oomwatch_proto_init() {
 	file_oomwatch_v1_oomwatch_proto_msgTypes[2].OneofWrappers = []any{}
 	file_oomwatch_v1_oomwatch_proto_msgTypes[3].OneofWrappers = []any{}
 	file_oomwatch_v1_oomwatch_proto_msgTypes[5].OneofWrappers = []any{}
-	file_oomwatch_v1_oomwatch_proto_msgTypes[8].OneofWrappers = []any{
+	file_oomwatch_v1_oomwatch_proto_msgTypes[8].OneofWrappers = []any{}
+	file_oomwatch_v1_oomwatch_proto_msgTypes[9].OneofWrappers = []any{
 		(*Event_Oom)(nil),
 		(*Event_Loss)(nil),
 		(*Event_Exit)(nil),
 	}
-	file_oomwatch_v1_oomwatch_proto_msgTypes[9].OneofWrappers = []any{
+	file_oomwatch_v1_oomwatch_proto_msgTypes[10].OneofWrappers = []any{
 		(*StreamRequest_Hello)(nil),
 		(*StreamRequest_Event)(nil),
 	}
@@ -2377,7 +2572,7 @@ func file_oomwatch_v1_oomwatch_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_oomwatch_v1_oomwatch_proto_rawDesc), len(file_oomwatch_v1_oomwatch_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

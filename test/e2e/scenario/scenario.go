@@ -29,6 +29,10 @@ type Expect struct {
 	MinVictims       int
 	// Storm scenarios check delivery counts instead of one event's fields.
 	Storm bool
+	// EachOwnPod: every OOM event's victim is in its own pod of the
+	// scenario, named, with how it was attributed said (rate-limited
+	// kills of separate containers).
+	EachOwnPod bool
 	// Names and figures the agent resolves from the runtime and the API
 	// (fakenode): the victim's "namespace/pod" and container name, its
 	// container's request and limit (MiB, 0 for none), and the culprit's
@@ -221,5 +225,34 @@ cat $CG%[1]s/memory.events > /tmp/memory.events
 			Expect: Expect{Kind: "limit", Scope: "container", PodUID: uidF, Container: ctrF, QoS: "besteffort",
 				VictimComm: "sleep", Storm: true, MinVictims: 1},
 		},
+		rateLimitedJobs(),
 	}
+}
+
+// rateLimitedJobs is 20 Job pods, each container at its own 24 MiB limit,
+// killed one after another within a few seconds: the kernel prints the
+// first reports whole and the later kills as bare lines.
+func rateLimitedJobs() Scenario {
+	sc := Scenario{
+		Name: "rate-limited-limit-kills",
+		Description: "20 containers, each in its own pod, hit their own limits within a few seconds: " +
+			"the kernel rate-limits its reports (10 per 5 s) and prints bare kill lines for the others",
+		Events: 20,
+		Expect: Expect{Kind: "limit", Scope: "container", VictimComm: "hog", EachOwnPod: true, MinVictims: 1},
+	}
+	var mk, run strings.Builder
+	for i := range 20 {
+		uid := fmt.Sprintf("8192a3b4-c5d6-4e7f-8091-%012d", i)
+		id := fmt.Sprintf("%062x%02d", 0x1b, i)
+		cg := cgroupfsPod("burstable", uid) + "/" + id
+		fmt.Fprintf(&mk, "mkcg %[1]s\necho 24M > $CG%[1]s/memory.max\n", cg)
+		// A short pause: a storm's kills are milliseconds apart, but the
+		// counters can tell bare kills apart only when each is read before
+		// the next.
+		fmt.Fprintf(&run, "hog -mb 64 -oom-score-adj 937 -cgroup $CG%s || true\nsleep 0.1\n", cg)
+		sc.Pods = append(sc.Pods, Pod{UID: uid, Namespace: "batch", Name: fmt.Sprintf("migrate-%02d", i),
+			Containers: []Container{{ID: id, Name: "job", Image: "registry.example/batch/migrate:1", RequestMiB: 24, LimitMiB: 24}}})
+	}
+	sc.Script = mk.String() + run.String()
+	return sc
 }
