@@ -329,3 +329,31 @@ func TestStalledWatchersUnderIngest(t *testing.T) {
 			return fmt.Sprintf("%d events acknowledged; all %d watchers dropped (%d reset, trailers: %s)", acked, identities*perIdentity, resets, statusText(ended))
 		})
 }
+
+func TestWebConnectionFlood(t *testing.T) {
+	const n, maxWeb = 2000, 128
+	scenario(t, fmt.Sprintf("%d TCP connections to the web UI, held", n),
+		"--max-web-connections (128); the metrics listener apart",
+		nil, func(t *testing.T, a *aggregator) string {
+			var conns []net.Conn
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			for range n {
+				if c, err := net.DialTimeout("tcp", a.web, 2*time.Second); err == nil {
+					conns = append(conns, c)
+				}
+			}
+			if err := a.healthy(); err != nil {
+				t.Errorf("/healthz during the flood: %v", err)
+			}
+			open := a.metric(t, "oomwatch_connections_open", `listener="web"`)
+			refused := a.metric(t, "oomwatch_connections_refused_total", `listener="web"`)
+			if open > maxWeb || refused == 0 {
+				t.Errorf("web UI: %v open, %v refused; want at most %d open", open, refused, maxWeb)
+			}
+			return fmt.Sprintf("%v held, %v closed on arrival", open, refused)
+		})
+}
