@@ -31,13 +31,25 @@ type kill struct {
 // for a limit kill its limited cgroup: limit kills of unrelated limits
 // close in time are separate stories, never each other's collateral.
 func (k kill) story() string {
-	return k.node + "\x00" + k.boot + "\x00" + k.memcg
+	if k.kind == "limit" && k.memcg != "" {
+		return k.node + "\x00" + k.boot + "\x00" + k.memcg
+	}
+	return k.nodeStory()
 }
+
+// nodeStory is the story of a node's node-level kills, and of limit kills
+// whose limited cgroup is not known (events of agents before the limited
+// cgroup was stored, reports cut short): they group per node, as before.
+func (k kill) nodeStory() string { return k.node + "\x00" + k.boot }
 
 // building is an incident being assembled by the scan, newest kill first.
 type building struct {
+	key    string
 	kills  []kill
 	closed bool
+	// unknownOnly: every kill so far is a limit kill whose limited cgroup
+	// is not known (a storm's bare kill lines seen before its report).
+	unknownOnly bool
 }
 
 func (b *building) earliest() int64 { return b.kills[len(b.kills)-1].t }
@@ -114,6 +126,8 @@ func group(ctx context.Context, tx *sql.Tx, stmt string, args []any, gap int64, 
 	}
 	defer rows.Close()
 	open := map[string]*building{}
+	// lastLimit is, per node and boot, the limit story a kill last joined.
+	lastLimit := map[string]*building{}
 	var queue, page []*building
 	// release hands out the oldest-discovered incident (whose end is the
 	// newest) when nothing older can join it; it reports a full page.
@@ -125,9 +139,11 @@ func group(ctx context.Context, tx *sql.Tx, stmt string, args []any, gap int64, 
 			}
 			h.closed = true
 			queue = queue[1:]
-			k := h.kills[0].story()
-			if open[k] == h {
-				delete(open, k)
+			if open[h.key] == h {
+				delete(open, h.key)
+			}
+			if lastLimit[h.kills[0].nodeStory()] == h {
+				delete(lastLimit, h.kills[0].nodeStory())
 			}
 			if after != nil {
 				if e := h.end(); e.t > after.t || (e.t == after.t && e.id >= after.id) {
@@ -150,15 +166,41 @@ func group(ctx context.Context, tx *sql.Tx, stmt string, args []any, gap int64, 
 			return page[:size], true, nil
 		}
 		key := k.story()
-		if b := open[key]; b != nil && !b.closed {
+		b := open[key]
+		nb := k.nodeStory()
+		unknown := k.kind == "limit" && k.memcg == ""
+		switch {
+		case unknown:
+			// The node's nearest limit story, when one is open: a storm's
+			// bare kill lines belong to the limit its reports name.
+			if l := lastLimit[nb]; l != nil && !l.closed && l.earliest()-k.t <= gap {
+				b = l
+			}
+		case k.kind == "limit" && b == nil:
+			// Kills of an unknown limit seen just before (in time: after)
+			// this one's report: its storm's bare kill lines.
+			if l := open[nb]; l != nil && l.unknownOnly && !l.closed && l.earliest()-k.t <= gap {
+				delete(open, nb)
+				l.key, l.unknownOnly, b = key, false, l
+				open[key] = l
+			}
+		}
+		if b != nil && !b.closed {
 			if b.earliest()-k.t <= gap {
 				b.kills = append(b.kills, k)
+				b.unknownOnly = b.unknownOnly && unknown
+				if k.kind == "limit" && b.key != nb {
+					lastLimit[nb] = b
+				}
 				continue
 			}
 			b.closed = true
 		}
-		b := &building{kills: []kill{k}}
+		b = &building{key: key, kills: []kill{k}, unknownOnly: unknown}
 		open[key] = b
+		if k.kind == "limit" && key != nb {
+			lastLimit[nb] = b
+		}
 		queue = append(queue, b)
 	}
 	if err := rows.Err(); err != nil {
@@ -246,8 +288,11 @@ func incident(evs []*pb.Event, kind string) *pb.Incident {
 		Kills:   int32(len(evs)),
 		Trigger: first.GetOom().GetTrigger(),
 	}
-	if first.GetOom().GetKind() == "limit" {
-		in.LimitedCgroup = first.GetOom().GetOomMemcg()
+	for _, e := range evs {
+		if k := e.GetOom(); k.GetKind() == "limit" && k.GetOomMemcg() != "" {
+			in.LimitedCgroup = k.GetOomMemcg()
+			break
+		}
 	}
 	bestRSS := int64(-1)
 	for _, e := range evs {

@@ -778,3 +778,31 @@ func TestIncidentsByLimitedCgroup(t *testing.T) {
 		t.Fatalf("incidents %v, want %v", rows, want)
 	}
 }
+
+// A storm's bare kill lines from an agent that could not place them (no
+// limited cgroup) stay in the story of the full reports around them.
+func TestIncidentsUnknownLimitJoinsItsStorm(t *testing.T) {
+	s, _ := open(t)
+	lim := func(e *pb.Event, memcg string) *pb.Event { e.GetOom().OomMemcg = memcg; return e }
+	const ctr = "/kubepods/besteffort/pod1/c1"
+	put(t, s,
+		lim(oom("node-a", 1, 0, "limit", "ci", "bomb", "runner"), ctr),
+		lim(oom("node-a", 2, time.Second, "limit", "ci", "bomb", "runner"), ""),
+		lim(oom("node-a", 3, 2*time.Second, "limit", "ci", "bomb", "runner"), ""),
+		lim(oom("node-a", 4, 3*time.Second, "limit", "ci", "bomb", "runner"), ctr),
+		lim(oom("node-a", 5, 4*time.Second, "limit", "ci", "bomb", "runner"), ""),
+		// Another limit is a story of its own. (A bare kill line between
+		// two limits' kills is ambiguous: it joins the nearer later one.)
+		lim(oom("node-a", 6, 65*time.Second, "limit", "web", "front", "nginx"), "/kubepods/burstable/pod2"),
+	)
+	got, _, err := s.Incidents(context.Background(), nil, 0, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].GetKills() != 1 || got[1].GetKills() != 5 || got[1].GetLimitedCgroup() != ctr {
+		for _, in := range got {
+			t.Logf("%s kind %s kills %d memcg %q", in.GetId(), in.GetKind(), in.GetKills(), in.GetLimitedCgroup())
+		}
+		t.Fatalf("got %d incidents, want the other limit's kill and one storm of 5", len(got))
+	}
+}

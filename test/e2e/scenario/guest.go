@@ -80,9 +80,9 @@ func Epilogue(events int) string {
 i=0
 until [ "$(oomctl events -o json -type oom -limit 0 | grep -c '"type":"oom"')" -ge %d ] || [ $i -gt 900 ]; do sleep 0.1; i=$((i+1)); done
 # Let the agent catch up (a storm takes a while): wait until the count
-# stays the same for 5 s (at most 180 s), then read back.
+# stays the same for 8 s (at most 180 s), then read back.
 last=-1; same=0; i=0
-while [ $same -lt 5 ] && [ $i -lt 180 ]; do
+while [ $same -lt 8 ] && [ $i -lt 180 ]; do
 	n=$(oomctl events -o json -limit 0 | grep -c '"id"')
 	if [ "$n" = "$last" ]; then same=$((same+1)); else same=0; last=$n; fi
 	sleep 1; i=$((i+1))

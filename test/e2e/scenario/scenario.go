@@ -123,7 +123,7 @@ mkcg %[3]s
 echo 64M > $CG%[1]s/memory.max
 hog -mb 8 -oom-score-adj 999 -cgroup $CG%[3]s -ready /tmp/side.ready &
 waitfile /tmp/side.ready
-hog -mb 60 -step 2 -oom-score-adj 2 -cgroup $CG%[2]s -hold 3s || true
+hog -mb 56 -step 2 -oom-score-adj 2 -cgroup $CG%[2]s -hold 3s || true
 `, bPod, bMain, bSide),
 			Events: 1,
 			Pods: []Pod{{UID: uidB, Namespace: "search", Name: "indexer-0", Labels: map[string]string{"app": "indexer"},
