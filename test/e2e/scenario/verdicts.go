@@ -25,14 +25,18 @@ func stormOtherPod() Scenario {
 		Name: "oom-storm-other-pod",
 		Description: "an OOM storm under kubepods' limit: BestEffort sleepers of one pod are killed one after another " +
 			"while a container of another pod grows; every kill is collateral of that pod",
+		// The sleepers are admitted first (they fit), then kubepods' limit
+		// is set 64 MiB above what the pods hold: only the grower's growth
+		// makes the kernel kill.
 		Script: fmt.Sprintf(`mkcg %[1]s
 mkcg %[2]s
-echo 192M > $CG/kubepods.slice/memory.max
 sh -c 'echo $$ > '$CG%[1]s'/cgroup.procs; echo 1000 > /proc/self/oom_score_adj; i=0; while [ $i -lt 2000 ]; do sleep 600 & i=$((i+1)); done'
-hog -mb 128 -step 1 -oom-score-adj 2 -cgroup $CG%[2]s -hold 2s || true
+sleep 1
+echo $(( $(cat $CG/kubepods.slice/memory.current) + 64*1024*1024 )) > $CG/kubepods.slice/memory.max
+hog -mb 160 -step 1 -oom-score-adj 2 -cgroup $CG%[2]s -hold 2s || true
 cat $CG/kubepods.slice/memory.events > /tmp/memory.events
 `, sleepers, grower),
-		MemoryMB: 512,
+		MemoryMB: 768,
 		Events:   1,
 		Pods: []Pod{
 			{UID: uidG1, Namespace: "ci", Name: "sleepers", Containers: []Container{
