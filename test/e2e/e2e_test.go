@@ -415,6 +415,39 @@ func checkStorm(t *testing.T, sc scenario.Scenario, ooms []event, lost int64, re
 		t.Errorf("first storm victim pod %q, want %q", first.Victims[0].PodUID, sc.Expect.PodUID)
 	}
 	checkStormVerdicts(t, sc.Expect, ooms)
+	checkStormIncidents(t, sc.Expect, res)
+}
+
+// checkStormIncidents asserts what `oomctl incidents` shows of the storm:
+// its collateral column is 0 for a storm inside one container, and names
+// the other pod as culprit of a storm of collateral kills.
+func checkStormIncidents(t *testing.T, want scenario.Expect, res *vm.Result) {
+	t.Helper()
+	txt, err := res.File("incidents.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for _, line := range strings.Split(string(txt), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 7 || f[2] != "limit" {
+			continue
+		}
+		rows++
+		switch want.StormVerdict {
+		case "no":
+			if f[4] != "0" {
+				t.Errorf("storm incident shows %s collateral kills: %s", f[4], line)
+			}
+		case "yes":
+			if f[4] == "0" || !strings.Contains(line, want.CulpritPod) {
+				t.Errorf("storm incident does not show collateral kills of %s: %s", want.CulpritPod, line)
+			}
+		}
+	}
+	if rows == 0 {
+		t.Errorf("no limit incident in oomctl incidents:\n%s", txt)
+	}
 }
 
 // checkStormVerdicts asserts the storm's collateral verdicts: a storm
