@@ -12,7 +12,7 @@ include tools/versions.mk
 BINARIES := agent aggregator oomctl
 PKGS     := ./...
 
-.PHONY: all build test test-unit lint fmt vet proto proto-check tools demo run bench faults clean kube-bins kube-up kube-down test-kube
+.PHONY: all build test test-unit lint fmt vet proto proto-check tools demo run bench faults security clean kube-bins kube-up kube-down test-kube
 
 all: build
 
@@ -98,6 +98,11 @@ kube-down:
 # The real-cluster scenarios (test/kube): brings its own cluster up and down.
 test-kube: kube-bins
 	$(GO) test -count=1 -timeout 60m -v ./test/kube/
+
+# Hostile clients against the real aggregator, beside an honest agent;
+# prints the table of results (`make test` runs the same tests).
+security:
+	@set -o pipefail; $(GO) test -count=1 -timeout 20m -v ./test/security/ | sed -n '/^--- /p;/^    .*_test.go/p;/^SECURITY TABLE/,$$p'
 
 clean:
 	rm -rf $(BIN)

@@ -296,3 +296,7 @@ func (a *Agent) reportDrops(ctx context.Context) error {
 		}
 	}
 }
+
+// The exits Joiner's updates of an oom-child story wait until the outbox no
+// longer holds the previous revision.
+var _ exits.Holder = (*Outbox)(nil)

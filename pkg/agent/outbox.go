@@ -408,3 +408,21 @@ func (o *Outbox) TakeLost(ctx context.Context) (spool.DropReport, error) {
 	o.lossKey = spool.KeyOf(ev)
 	return r, nil
 }
+
+// Holds tells whether an event with this key is still pending, in memory or
+// in the spool: a producer that updates an event under the same key (an
+// oom-child story, exits.Holder) waits until it is not, since the spool
+// drops a pending key's duplicate.
+func (o *Outbox) Holds(bootID, typ string, seq int64) bool {
+	k := spool.Key{BootID: bootID, Type: typ, Seq: seq}
+	o.mu.Lock()
+	inMem := o.inMem[k]
+	o.mu.Unlock()
+	if inMem {
+		return true
+	}
+	h, ok := o.store.(interface {
+		Holds(bootID, typ string, seq int64) bool
+	})
+	return ok && h.Holds(bootID, typ, seq)
+}

@@ -467,3 +467,39 @@ func TestOutboxDropInFlight(t *testing.T) {
 		t.Fatalf("stats %+v: want kill 1 dropped for the report", s)
 	}
 }
+
+// Holds sees an event pending in the spool and one kept in memory while
+// the spool fails, and neither once acknowledged: an oom-child story's
+// update waits on it (exits.Holder).
+func TestOutboxHolds(t *testing.T) {
+	sp, _, err := spool.Open(t.TempDir(), spool.Options{}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	o, _ := newOutbox(sp, OutboxOptions{})
+	ctx := context.Background()
+	e := kill(7)
+	if err := o.Put(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if !o.Holds(e.GetBootId(), spool.TypeOf(e), 7) || o.Holds(e.GetBootId(), spool.TypeOf(e), 8) {
+		t.Fatal("Holds does not see the spooled event")
+	}
+	if err := o.Ack(e.GetBootId(), spool.TypeOf(e), 7); err != nil {
+		t.Fatal(err)
+	}
+	if o.Holds(e.GetBootId(), spool.TypeOf(e), 7) {
+		t.Fatal("Holds an acknowledged event")
+	}
+
+	st := newFakeStore()
+	st.fail(fmt.Errorf("%w: disk full", spool.ErrStorage))
+	o, _ = newOutbox(st, OutboxOptions{})
+	if err := o.Put(ctx, kill(9)); err != nil {
+		t.Fatal(err)
+	}
+	if !o.Holds(kill(9).GetBootId(), spool.TypeOf(kill(9)), 9) {
+		t.Fatal("Holds does not see the event kept in memory")
+	}
+}

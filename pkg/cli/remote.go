@@ -451,7 +451,12 @@ func (p *printer) event(e *pb.Event) {
 		if l := x.GetLargest(); l != nil && l.RssBytes != nil {
 			rss = analysis.Bytes(l.GetRssBytes())
 		}
-		p.row(eventHeader, strings.Join([]string{when, e.GetNode(), "exit:" + x.GetVerdict(),
+		kind := "exit:" + x.GetVerdict()
+		if p.live && e.GetRevision() > 1 {
+			// A watch sees a story again each time it grows.
+			kind += " (updated)"
+		}
+		p.row(eventHeader, strings.Join([]string{when, e.GetNode(), kind,
 			processCell(0, what, w, wide), rss, requestLimit(w), yesNo(x.GetCollateral()),
 			x.GetExplanation()}, "\t"))
 	}

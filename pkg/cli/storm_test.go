@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/oomwatch/oomwatch/pkg/exits"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -117,5 +119,25 @@ func TestStormTables(t *testing.T) {
 	out = cmd("explain", "runner-1", "--all")
 	if strings.Contains(out, "more") || !strings.Contains(out, fmt.Sprintf("sleep (pid %d, ", 3029)) {
 		t.Errorf("explain --all does not list every victim")
+	}
+}
+
+// A watch prints a story again each time it grows, marked as an update.
+func TestWatchMarksStoryUpdates(t *testing.T) {
+	var b strings.Builder
+	p := newPrinter(&b, "table")
+	p.live = true
+	story := func(rev int64, kills int32) *pb.Event {
+		return &pb.Event{Node: xNode, BootId: xBoot, Seq: 5, Revision: rev, Time: timestamppb.New(t0),
+			Payload: &pb.Event_Exit{Exit: &pb.ContainerExit{Verdict: exits.VerdictOOMChild, ChildKills: kills,
+				Workload: &pb.Workload{Namespace: "ci", PodName: "runner-1", ContainerName: "runner"}}}}
+	}
+	p.event(story(1, 3))
+	p.flush()
+	p.event(story(2, 40))
+	p.flush()
+	out := b.String()
+	if strings.Count(out, "(updated)") != 1 || !strings.Contains(out, "40 killed") || !strings.Contains(out, "3 killed") {
+		t.Fatalf("watch output:\n%s", out)
 	}
 }

@@ -31,6 +31,8 @@ type Agent struct {
 	SpoolDropped  prometheus.Counter
 	// Attributions counts OOM kills by how their victim was placed.
 	Attributions *prometheus.CounterVec
+	// Verdicts counts OOM kills by collateral verdict.
+	Verdicts *prometheus.CounterVec
 }
 
 // KillLabels returns the labels of an OOM kill: kind, scope, the victim's
@@ -96,6 +98,7 @@ func NewAgent(spoolDepth func() float64, sendErrors, reconnects func() float64) 
 			"(the kernel rate-limits its reports; a rising unattributed count means kills nobody can place).",
 	}, []string{"by"})
 	reg.MustRegister(m.Attributions)
+	m.Verdicts = newVerdicts(reg)
 	return m
 }
 
@@ -112,6 +115,7 @@ func (m *Agent) Observe(ev *pb.Event) {
 		if k.GetCollateral() {
 			m.CollateralKills.WithLabelValues(ns).Inc()
 		}
+		countVerdict(m.Verdicts, k)
 	case ev.GetLoss() != nil:
 		l := ev.GetLoss()
 		if l.GetCause() == "kernel-gap" {
@@ -132,6 +136,8 @@ type Aggregator struct {
 	OOMKills        *prometheus.CounterVec
 	CollateralKills *prometheus.CounterVec
 	RecordsLost     *prometheus.CounterVec
+	// Verdicts counts OOM kills by collateral verdict.
+	Verdicts *prometheus.CounterVec
 }
 
 // NewAggregator registers the aggregator's metrics; watchers and streams
@@ -175,6 +181,7 @@ func NewAggregator(watchers, streams func() float64) *Aggregator {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "oomwatch_watchers", Help: "Live watch streams."}, watchers),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "oomwatch_ingest_streams", Help: "Connected agent streams."}, streams),
 	)
+	m.Verdicts = newVerdicts(reg)
 	return m
 }
 
@@ -192,6 +199,7 @@ func (m *Aggregator) Stored(ev *pb.Event, typ string, now time.Time) {
 		if ev.GetOom().GetCollateral() {
 			m.CollateralKills.WithLabelValues(node, ns).Inc()
 		}
+		countVerdict(m.Verdicts, ev.GetOom())
 	case ev.GetLoss() != nil:
 		m.RecordsLost.WithLabelValues(node, ev.GetLoss().GetCause()).Add(float64(ev.GetLoss().GetLost()))
 	}

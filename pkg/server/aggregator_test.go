@@ -56,6 +56,15 @@ func TestOptions(t *testing.T) {
 		{name: "empty db", args: []string{"--insecure", "--db="}},
 		{name: "negative rate", args: []string{"--insecure", "--max-events-per-second=-1"}},
 		{name: "bad log level", args: []string{"--insecure", "--log-level=loud"}},
+		{name: "limit defaults", args: []string{"--insecure"}, ok: true, check: func(o Options) bool { return o.Limits == DefaultLimits }},
+		{name: "limits from flags and environment", args: []string{"--insecure", "--max-connections=100", "--hello-timeout=3s", "--max-streams-per-connection=4"},
+			env: map[string]string{"OOMWATCH_MAX_WATCHERS": "9", "OOMWATCH_MAX_EVENTS_PER_SECOND_PER_IDENTITY": "0"}, ok: true,
+			check: func(o Options) bool {
+				return o.Limits.MaxConnections == 100 && o.Limits.HelloTimeout == 3*time.Second && o.Limits.MaxStreamsPerConnection == 4 &&
+					o.Limits.MaxWatchers == 9 && o.Limits.MaxEventsPerSecondPerIdentity == 0
+			}},
+		{name: "negative limit", args: []string{"--insecure", "--max-connections=-1"}},
+		{name: "bad streams per connection", args: []string{"--insecure", "--max-streams-per-connection=-1"}},
 		{name: "TLS without key", args: []string{"--tls-cert=c.pem"}},
 		{name: "client-only TLS", args: []string{"--tls-ca=ca.pem"}},
 		{name: "TLS and insecure", args: []string{"--insecure", "--tls-cert=c", "--tls-key=k"}},

@@ -93,6 +93,9 @@ func statusText(m map[string]int) string {
 		}
 		parts = append(parts, fmt.Sprintf("%d %s", v, name))
 	}
+	if len(parts) == 0 {
+		return "none"
+	}
 	sort.Strings(parts)
 	return strings.Join(parts, ", ")
 }
@@ -262,5 +265,95 @@ func TestConnectionFlood(t *testing.T) {
 			}
 			time.Sleep(2 * time.Second)
 			return fmt.Sprintf("%d dialled (%d failed to dial); %v held, %v closed on arrival; aggregator fds %d", n, failed, open, refused, fds)
+		})
+}
+
+func TestPingFlood(t *testing.T) {
+	scenario(t, "10,000 HTTP/2 pings on one connection", "keepalive enforcement (--min-ping-interval 10 s): GOAWAY too_many_pings", nil,
+		func(t *testing.T, a *aggregator) string {
+			h := a.dialH2(t, readerName)
+			sent := h.ping(10000)
+			waitFor(t, 10*time.Second, "GOAWAY", func() bool { _, _, _, away := h.answers(); return away })
+			return fmt.Sprintf("%d pings sent; the connection was sent GOAWAY and closed", sent)
+		})
+}
+
+func TestStalledWatchersUnderIngest(t *testing.T) {
+	const identities, perIdentity, events = 8, 32, 20000
+	scenario(t, fmt.Sprintf("%d Watch streams that never read while %d events flood in", identities*perIdentity, events),
+		"HTTP/2 flow control bounds what is written to each; a watcher 10,000 events behind is dropped (RESOURCE_EXHAUSTED)",
+		[]string{"--max-events-per-second", "0", "--max-events-per-second-per-identity", "0"},
+		func(t *testing.T, a *aggregator) string {
+			var hs []*rawH2
+			for i := range identities {
+				for range perIdentity / 16 {
+					h := a.dialH2(t, fmt.Sprintf("reader-%d", i))
+					h.open(16, pb.QueryService_Watch_FullMethodName, &pb.WatchRequest{}, 10*time.Second)
+					hs = append(hs, h)
+				}
+			}
+			waitFor(t, 30*time.Second, "the watchers", func() bool { return a.metric(t, "oomwatch_watchers") >= identities*perIdentity })
+			conn := a.dial(t, "flood-node")
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			in := openIngest(t, ctx, conn, "flood-node")
+			sendErr := make(chan error, 1)
+			go func() {
+				for seq := range int64(events) {
+					if err := in.st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: kill("flood-node", seq)}}); err != nil {
+						sendErr <- err
+						return
+					}
+				}
+				sendErr <- nil
+			}()
+			acked := 0
+			for acked < events {
+				if _, err := in.st.Recv(); err != nil {
+					t.Fatalf("flood stream after %d acks: %v", acked, err)
+				}
+				acked++
+			}
+			if err := <-sendErr; err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 30*time.Second, "stalled watchers dropped", func() bool { return a.metric(t, "oomwatch_watchers") == 0 })
+			ended, resets := map[string]int{}, 0
+			for _, h := range hs {
+				_, r, st, _ := h.answers()
+				resets += r
+				for k, v := range st {
+					ended[k] += v
+				}
+			}
+			return fmt.Sprintf("%d events acknowledged; all %d watchers dropped (%d reset, trailers: %s)", acked, identities*perIdentity, resets, statusText(ended))
+		})
+}
+
+func TestWebConnectionFlood(t *testing.T) {
+	const n, maxWeb = 2000, 128
+	scenario(t, fmt.Sprintf("%d TCP connections to the web UI, held", n),
+		"--max-web-connections (128); the metrics listener apart",
+		nil, func(t *testing.T, a *aggregator) string {
+			var conns []net.Conn
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			for range n {
+				if c, err := net.DialTimeout("tcp", a.web, 2*time.Second); err == nil {
+					conns = append(conns, c)
+				}
+			}
+			if err := a.healthy(); err != nil {
+				t.Errorf("/healthz during the flood: %v", err)
+			}
+			open := a.metric(t, "oomwatch_connections_open", `listener="web"`)
+			refused := a.metric(t, "oomwatch_connections_refused_total", `listener="web"`)
+			if open > maxWeb || refused == 0 {
+				t.Errorf("web UI: %v open, %v refused; want at most %d open", open, refused, maxWeb)
+			}
+			return fmt.Sprintf("%v held, %v closed on arrival", open, refused)
 		})
 }

@@ -173,3 +173,18 @@ func (h *rawH2) answers() (refused, resets int, statuses map[string]int, goaway 
 	}
 	return h.refused, h.resets, statuses, h.goaway
 }
+
+// ping sends n pings as fast as it can and returns how many it could.
+func (h *rawH2) ping(n int) int {
+	sent := 0
+	for i := range n {
+		h.wmu.Lock()
+		err := h.fr.WritePing(false, [8]byte{byte(i), byte(i >> 8)})
+		h.wmu.Unlock()
+		if err != nil {
+			break
+		}
+		sent++
+	}
+	return sent
+}
