@@ -37,7 +37,11 @@ type event struct {
 	Trigger  *proc     `json:"trigger"`
 	Culprit  *proc     `json:"culprit"`
 	Collat   bool      `json:"collateral"`
-	Reason   string    `json:"reason"`
+	// Verdict is yes, no or unknown.
+	Verdict   string `json:"collateral_verdict"`
+	OOMMemcg  string `json:"oom_memcg"`
+	LimitFrom string `json:"limit_from"`
+	Reason    string `json:"reason"`
 	// AttributedBy says how the victim was placed.
 	AttributedBy string `json:"attributed_by"`
 	Loss         *struct {
@@ -275,6 +279,14 @@ func checkFirst(t *testing.T, want scenario.Expect, e event) {
 		eq("victim unit", v.Unit, want.Unit)
 	}
 	eq("collateral", e.Collat, want.Collateral)
+	verdict := want.Verdict
+	if verdict == "" {
+		verdict = "no"
+		if want.Collateral {
+			verdict = "yes"
+		}
+	}
+	eq("collateral verdict", e.Verdict, verdict)
 	eq("complete", e.Complete, true)
 	if e.Trigger == nil {
 		t.Errorf("no trigger")
@@ -401,6 +413,84 @@ func checkStorm(t *testing.T, sc scenario.Scenario, ooms []event, lost int64, re
 	first := ooms[0]
 	if first.Complete && first.Victims[0].PodUID != sc.Expect.PodUID {
 		t.Errorf("first storm victim pod %q, want %q", first.Victims[0].PodUID, sc.Expect.PodUID)
+	}
+	checkStormVerdicts(t, sc.Expect, ooms)
+	checkStormIncidents(t, sc.Expect, res)
+}
+
+// checkStormIncidents asserts what `oomctl incidents` shows of the storm:
+// its collateral column is 0 for a storm inside one container, and names
+// the other pod as culprit of a storm of collateral kills.
+func checkStormIncidents(t *testing.T, want scenario.Expect, res *vm.Result) {
+	t.Helper()
+	txt, err := res.File("incidents.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for _, line := range strings.Split(string(txt), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 7 || f[2] != "limit" {
+			continue
+		}
+		rows++
+		switch want.StormVerdict {
+		case "no":
+			if f[4] != "0" {
+				t.Errorf("storm incident shows %s collateral kills: %s", f[4], line)
+			}
+		case "yes":
+			if f[4] == "0" || !strings.Contains(line, want.CulpritPod) {
+				t.Errorf("storm incident does not show collateral kills of %s: %s", want.CulpritPod, line)
+			}
+		}
+	}
+	if rows == 0 {
+		t.Errorf("no limit incident in oomctl incidents:\n%s", txt)
+	}
+}
+
+// checkStormVerdicts asserts the storm's collateral verdicts: a storm
+// inside one container has no collateral victim; a storm whose victims are
+// killed for another pod's growth is collateral of that pod, bare
+// (rate-limited) kills included.
+func checkStormVerdicts(t *testing.T, want scenario.Expect, ooms []event) {
+	t.Helper()
+	count := map[string]int{}
+	inherited := 0
+	for _, e := range ooms {
+		count[e.Verdict]++
+		if e.LimitFrom == "incident" {
+			inherited++
+		}
+		v := e.Victims[0]
+		switch want.StormVerdict {
+		case "no":
+			if e.Verdict == "yes" {
+				t.Errorf("kill of %s[%d] judged collateral in a storm inside one container: %s", v.Comm, v.PID, e.Reason)
+			}
+			if v.PodUID == want.PodUID && e.Verdict != "no" {
+				t.Errorf("kill of %s[%d] in the container that hit its own limit judged %q: %s", v.Comm, v.PID, e.Verdict, e.Reason)
+			}
+		case "yes":
+			if v.PodUID != want.PodUID {
+				continue // victim not placed: counted as unknown below
+			}
+			if e.Verdict != "yes" {
+				t.Errorf("kill of %s[%d] judged %q, want collateral of %s: %s", v.Comm, v.PID, e.Verdict, want.CulpritPod, e.Reason)
+			} else if e.Culprit == nil || e.Culprit.PodUID != want.CulpritPodUID ||
+				e.Culprit.Namespace+"/"+e.Culprit.PodName != want.CulpritPod {
+				t.Errorf("kill of %s[%d] collateral of %+v, want %s", v.Comm, v.PID, e.Culprit, want.CulpritPod)
+			}
+		}
+	}
+	t.Logf("storm verdicts: %d kills: %d collateral, %d not, %d unknown; %d took their limit from the incident",
+		len(ooms), count["yes"], count["no"], count["unknown"], inherited)
+	if want.StormVerdict == "yes" && count["yes"] == 0 {
+		t.Errorf("no kill of the storm judged collateral")
+	}
+	if want.StormVerdict == "no" && count["no"] < len(ooms)/2 {
+		t.Errorf("only %d of %d storm kills judged not collateral", count["no"], len(ooms))
 	}
 }
 

@@ -26,9 +26,16 @@ type Expect struct {
 	CulpritPodUID    string
 	CulpritContainer string
 	Collateral       bool
-	MinVictims       int
+	// Verdict is the first event's collateral verdict (yes, no or
+	// unknown); empty means yes when Collateral, else no.
+	Verdict    string
+	MinVictims int
 	// Storm scenarios check delivery counts instead of one event's fields.
 	Storm bool
+	// StormVerdict is what every storm kill whose victim is placed must be
+	// judged: "no" (no kill may be collateral) or "yes" (each is
+	// collateral of CulpritPodUID's pod).
+	StormVerdict string
 	// EachOwnPod: every OOM event's victim is in its own pod of the
 	// scenario, named, with how it was attributed said (rate-limited
 	// kills of separate containers).
@@ -213,9 +220,11 @@ cat $CG%[1]s/memory.events > /tmp/memory.events
 			Pods: []Pod{{UID: uidF, Namespace: "ci", Name: "fork-bomb-test", Containers: []Container{
 				{ID: ctrF, Name: "runner", Image: "registry.example/ci/runner:7"}}}},
 			Expect: Expect{Kind: "limit", Scope: "container", PodUID: uidF, Container: ctrF, QoS: "besteffort",
-				VictimComm: "sleep", Storm: true, MinVictims: 1},
+				VictimComm: "sleep", Storm: true, MinVictims: 1, StormVerdict: "no"},
 		},
 		rateLimitedJobs(),
+		stormOtherPod(),
+		kubepodsLimit(),
 	}
 }
 
