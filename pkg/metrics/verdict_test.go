@@ -10,8 +10,11 @@ import (
 
 func TestVerdictsCounted(t *testing.T) {
 	m := NewAgent(func() float64 { return 0 }, func() float64 { return 0 }, func() float64 { return 0 })
+	w := &pb.Workload{Cgroup: "/kubepods/besteffort/pod1/c1"}
+	culprit := &pb.Culprit{Workload: &pb.Workload{Cgroup: "/kubepods/burstable/pod2/c2"}}
 	kill := func(v pb.CollateralVerdict, old bool) *pb.Event {
-		return &pb.Event{Payload: &pb.Event_Oom{Oom: &pb.OOMKill{Kind: "limit", CollateralVerdict: v, Collateral: old}}}
+		return &pb.Event{Payload: &pb.Event_Oom{Oom: &pb.OOMKill{Kind: "node", CollateralVerdict: v, Collateral: old,
+			Victims: []*pb.Process{{Workload: w}}, Culprit: culprit}}}
 	}
 	m.Observe(kill(pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN, false))
 	m.Observe(kill(pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN, false))

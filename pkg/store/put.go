@@ -103,6 +103,10 @@ func refsOf(e *pb.Event) []ref {
 	return out
 }
 
+// victimStory prefixes the memcg column of a limit kill whose limit is not
+// known, keyed by its victim's cgroup instead.
+const victimStory = "victim:"
+
 // columns are an event's indexed fields.
 type columns struct {
 	kind       string
@@ -119,6 +123,12 @@ func columnsOf(e *pb.Event) columns {
 		c := columns{kind: p.Oom.GetKind(), collateral: p.Oom.GetCollateral()}
 		if c.kind == "limit" {
 			c.memcg = p.Oom.GetOomMemcg()
+			if v := p.Oom.GetVictims(); c.memcg == "" && len(v) > 0 && v[0].GetWorkload().GetCgroup() != "" {
+				// The limit is not known but the victim is placed (a
+				// rate-limited kill no full report explains): a story of
+				// its own cgroup, never of another container's limit.
+				c.memcg = victimStory + v[0].GetWorkload().GetCgroup()
+			}
 		}
 		return c
 	case *pb.Event_Exit:

@@ -409,7 +409,10 @@ func TestIncidents(t *testing.T) {
 	s, _ := open(t)
 	ctx := context.Background()
 	big := func(e *pb.Event, rss int64) *pb.Event { e.GetOom().Culprit.RssBytes = proto.Int64(rss); return e }
-	col := func(e *pb.Event) *pb.Event { e.GetOom().Collateral = true; return e }
+	col := func(e *pb.Event) *pb.Event {
+		e.GetOom().Collateral, e.GetOom().CollateralVerdict = true, pb.CollateralVerdict_COLLATERAL_VERDICT_YES
+		return e
+	}
 	put(t, s,
 		// node-a: 0s, 30s, 90s (gaps of 30 and 60: one incident), then
 		// 200s (110 s later: a new one).
@@ -804,5 +807,25 @@ func TestIncidentsUnknownLimitJoinsItsStorm(t *testing.T) {
 			t.Logf("%s kind %s kills %d memcg %q", in.GetId(), in.GetKind(), in.GetKills(), in.GetLimitedCgroup())
 		}
 		t.Fatalf("got %d incidents, want the other limit's kill and one storm of 5", len(got))
+	}
+}
+
+// Rate-limited kills that no full report explains, each placed in its own
+// container: separate stories, not one incident of "unknown" kills.
+func TestIncidentsPlacedVictimsOfUnknownLimits(t *testing.T) {
+	s, _ := open(t)
+	var evs []*pb.Event
+	for i := range 3 {
+		e := oom("node-a", int64(i+1), time.Duration(i)*time.Second, "limit", "batch", fmt.Sprintf("job-%d", i), "job")
+		e.GetOom().GetVictims()[0].GetWorkload().Cgroup = fmt.Sprintf("/kubepods/burstable/pod%d/c%d", i, i)
+		evs = append(evs, e)
+	}
+	put(t, s, evs...)
+	got, _, err := s.Incidents(context.Background(), nil, 0, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d incidents, want one per container", len(got))
 	}
 }

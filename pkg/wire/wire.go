@@ -138,9 +138,11 @@ func VerdictToPB(v string) pb.CollateralVerdict {
 }
 
 // Verdict returns an OOM kill's collateral verdict (analysis.CollateralYes,
-// No or Unknown). An agent before the field sent only the boolean: true is
-// yes; false was its answer both for "no" and for a holder it could not
-// place, so it reads as no, as that agent reported it.
+// No or Unknown). An agent before the field sent only the boolean, which it
+// set whenever the culprit's key differed from the victim's, placed or not;
+// its events are read by today's rule from what they carry: true is yes
+// only when both workloads are placed, false is no for a container-scope
+// kill or a culprit of the victim's own, unknown when no culprit was named.
 func Verdict(k *pb.OOMKill) string {
 	switch k.GetCollateralVerdict() {
 	case pb.CollateralVerdict_COLLATERAL_VERDICT_YES:
@@ -150,10 +152,22 @@ func Verdict(k *pb.OOMKill) string {
 	case pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN:
 		return analysis.CollateralUnknown
 	}
-	if k.GetCollateral() {
-		return analysis.CollateralYes
+	c := k.GetCulprit()
+	var victim string
+	if v := k.GetVictims(); len(v) > 0 {
+		victim = v[0].GetWorkload().GetCgroup()
 	}
-	return analysis.CollateralNo
+	switch {
+	case k.GetLimitScope() == analysis.ScopeContainer:
+		return analysis.CollateralNo
+	case c == nil:
+		return analysis.CollateralUnknown
+	case !k.GetCollateral():
+		return analysis.CollateralNo
+	case victim == "" || c.GetWorkload().GetCgroup() == "":
+		return analysis.CollateralUnknown
+	}
+	return analysis.CollateralYes
 }
 
 // ToAnalysis converts a wire OOM kill back to the engine's form, for

@@ -57,3 +57,27 @@ func TestTypeOf(t *testing.T) {
 		}
 	}
 }
+
+// Events of an agent before collateral_verdict carry only the bool; they
+// are read by today's rule from what else they carry.
+func TestVerdictOfOldAgents(t *testing.T) {
+	placed := &pb.Workload{Cgroup: "/kubepods/besteffort/pod1/c1"}
+	other := &pb.Workload{Cgroup: "/kubepods/burstable/pod2/c2"}
+	for _, tc := range []struct {
+		name string
+		k    *pb.OOMKill
+		want string
+	}{
+		{"container scope", &pb.OOMKill{LimitScope: "container", Culprit: &pb.Culprit{}}, "no"},
+		{"no culprit", &pb.OOMKill{Kind: "node", Victims: []*pb.Process{{Workload: placed}}}, "unknown"},
+		{"own workload", &pb.OOMKill{Kind: "node", Victims: []*pb.Process{{Workload: placed}}, Culprit: &pb.Culprit{Workload: placed}}, "no"},
+		{"placed culprit", &pb.OOMKill{Kind: "node", Collateral: true, Victims: []*pb.Process{{Workload: placed}}, Culprit: &pb.Culprit{Workload: other}}, "yes"},
+		{"unplaced culprit", &pb.OOMKill{Kind: "node", Collateral: true, Victims: []*pb.Process{{Workload: placed}}, Culprit: &pb.Culprit{Pid: 9}}, "unknown"},
+		{"unplaced victim", &pb.OOMKill{Kind: "limit", Collateral: true, Victims: []*pb.Process{{Pid: 7}}, Culprit: &pb.Culprit{Workload: other}}, "unknown"},
+		{"new agent", &pb.OOMKill{Collateral: false, CollateralVerdict: pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN}, "unknown"},
+	} {
+		if got := Verdict(tc.k); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
