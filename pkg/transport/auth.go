@@ -165,9 +165,6 @@ func newAuthenticator(o Options) (*authenticator, error) {
 	return a, nil
 }
 
-// enabled reports whether the server authenticates anyone.
-func (a *authenticator) enabled() bool { return len(a.tokens) > 0 || a.mtls }
-
 // authenticate returns the caller of a request made over a connection
 // whose TLS state is state (nil: plaintext) with the tokens given (the
 // bearer tokens or Basic passwords of the request). It fails with
