@@ -138,6 +138,10 @@ type Aggregator struct {
 	RecordsLost     *prometheus.CounterVec
 	// Verdicts counts OOM kills by collateral verdict.
 	Verdicts *prometheus.CounterVec
+	// Panics counts panics the aggregator caught, by where.
+	Panics *prometheus.CounterVec
+	// nodes and namespaces bound the label values agents choose.
+	nodes, namespaces *bounded
 }
 
 // NewAggregator registers the aggregator's metrics; watchers and streams
@@ -182,12 +186,21 @@ func NewAggregator(watchers, streams func() float64) *Aggregator {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "oomwatch_ingest_streams", Help: "Connected agent streams."}, streams),
 	)
 	m.Verdicts = newVerdicts(reg)
+	m.Panics = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oomwatch_panics_total",
+		Help: "Panics caught by the aggregator (the request or the commit's hook failed; the process went on), by where.",
+	}, []string{"where"})
+	reg.MustRegister(m.Panics)
+	m.nodes, m.namespaces = newBounded(MaxLabelValues), newBounded(MaxLabelValues)
 	return m
 }
 
-// Stored counts one newly stored event.
+// Stored counts one newly stored event. Label values an agent chooses are
+// bounded: node and namespace to MaxLabelValues distinct values, kind,
+// scope, QoS and cause to the kernel's and kubelet's words; past that they
+// are OtherLabel.
 func (m *Aggregator) Stored(ev *pb.Event, typ string, now time.Time) {
-	node := ev.GetNode()
+	node := m.nodes.value(ev.GetNode())
 	m.Ingested.WithLabelValues(node, typ).Inc()
 	if ev.Time != nil {
 		m.IngestLatency.Observe(now.Sub(ev.Time.AsTime()).Seconds())
@@ -195,13 +208,18 @@ func (m *Aggregator) Stored(ev *pb.Event, typ string, now time.Time) {
 	switch {
 	case ev.GetOom() != nil:
 		kind, scope, ns, qos := KillLabels(ev.GetOom())
+		kind, scope, qos = oneOf(kind, kinds...), oneOf(scope, scopes...), oneOf(qos, qoses...)
+		ns = m.namespaces.value(ns)
 		m.OOMKills.WithLabelValues(node, kind, scope, ns, qos).Inc()
 		if ev.GetOom().GetCollateral() {
 			m.CollateralKills.WithLabelValues(node, ns).Inc()
 		}
 		countVerdict(m.Verdicts, ev.GetOom())
 	case ev.GetLoss() != nil:
-		m.RecordsLost.WithLabelValues(node, ev.GetLoss().GetCause()).Add(float64(ev.GetLoss().GetLost()))
+		if lost := ev.GetLoss().GetLost(); lost > 0 {
+			cause := oneOf(ev.GetLoss().GetCause(), "kernel-gap", "spool-overflow", "spool-unwritable")
+			m.RecordsLost.WithLabelValues(node, cause).Add(float64(lost))
+		}
 	}
 }
 

@@ -37,8 +37,10 @@ type Options struct {
 	// MaxEventsPerSecond and MaxEventsBurst limit each identity (Config).
 	MaxEventsPerSecond float64
 	MaxEventsBurst     int
-	LogLevel           string
-	Transport          transport.Options
+	// MaxClockSkew is how far in the future an event's time may be.
+	MaxClockSkew time.Duration
+	LogLevel     string
+	Transport    transport.Options
 	// AgentIdentity accepts a client certificate shared by all agents.
 	AgentIdentity string
 	// MetricsAddr serves Prometheus /metrics and /healthz (plaintext, for
@@ -63,6 +65,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.Var((*days)(&o.Retention), "retention", "how long events are kept, e.g. 30d or 72h; 0 keeps them forever")
 	fs.Float64Var(&o.MaxEventsPerSecond, "max-events-per-second", 100, "events per second each authenticated identity may send (a certificate or token; one shared by every agent is one identity; without authentication, each node) (0: no limit); a sender over it is told to back off")
 	fs.IntVar(&o.MaxEventsBurst, "max-events-burst", 0, "events a node may send at once above the rate (default: 10 s of the rate, at least 100)")
+	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", DefaultMaxClockSkew, "how far past the aggregator's clock an event's time may be; an event further in the future is refused")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.AgentIdentity, "agent-identity", "", "with mutual TLS: a client certificate name (CN or DNS SAN) that has the agent role and may send events for any node, for one certificate shared by every agent (default: each agent's certificate must name its node)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (plaintext; off when empty)")
@@ -89,6 +92,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Retention < 0 {
 		return errors.New("--retention must not be negative")
+	}
+	if o.MaxClockSkew < 0 {
+		return errors.New("--max-clock-skew must not be negative")
 	}
 	if o.MaxEventsPerSecond < 0 || o.MaxEventsBurst < 0 {
 		return errors.New("--max-events-per-second and --max-events-burst must not be negative")
@@ -202,10 +208,14 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 	a.srv = New(st, Config{
 		MaxEventsPerSecond: o.MaxEventsPerSecond,
 		MaxEventsBurst:     o.MaxEventsBurst,
+		MaxClockSkew:       o.MaxClockSkew,
 		GRPCOptions:        grpcOpts,
 		AgentIdentity:      o.AgentIdentity,
 		Limits:             o.Limits,
 		OnStored:           a.stored,
+		OnDuplicate:        a.metrics.Duplicates.Inc,
+		OnReject:           func(reason string) { a.metrics.Rejected.WithLabelValues(reason).Inc() },
+		OnPanic:            func(where string) { a.metrics.Panics.WithLabelValues(where).Inc() },
 	}, log)
 	if o.HTTPAddr != "" {
 		if err := a.newWeb(); err != nil {

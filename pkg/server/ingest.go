@@ -185,7 +185,7 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 				return status.Error(codes.PermissionDenied, err.Error())
 			}
 		}
-		if err := ValidateEvent(ev, hello); err != nil {
+		if err := ValidateEventAt(ev, hello, s.cfg.Now(), s.cfg.MaxClockSkew); err != nil {
 			reason := RejectInvalid
 			if errors.Is(err, ErrWrongNode) {
 				reason = RejectWrongNode

@@ -74,9 +74,19 @@ type Config struct {
 	// Limits bound connections, streams, watchers and events per
 	// identity (see Limits).
 	Limits Limits
+	// MaxClockSkew is how far past the aggregator's clock an event's time
+	// may be. Default DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
 	// OnStored, when set, is told of every newly stored event after its
-	// commit (metrics, Kubernetes Events). It must not block for long.
+	// commit (metrics, Kubernetes Events). It must not block for long; a
+	// panic in it is caught and counted (PanicCommit).
 	OnStored func(ev *pb.Event)
+	// OnDuplicate and OnReject, when set, are told of every event
+	// acknowledged as a duplicate and every refused event or stream (by
+	// reason, one of the Reject* constants); OnPanic of every panic caught.
+	OnDuplicate func()
+	OnReject    func(reason string)
+	OnPanic     func(where string)
 	// ShutdownTimeout bounds the graceful part of shutdown. Default 10 s.
 	ShutdownTimeout time.Duration
 	// GRPCOptions are added to the gRPC server's (transport credentials
@@ -112,6 +122,9 @@ func (c *Config) defaults() {
 		c.Now = time.Now
 	}
 	c.Limits.defaults()
+	if c.MaxClockSkew <= 0 {
+		c.MaxClockSkew = DefaultMaxClockSkew
+	}
 }
 
 // Reasons an event or stream is rejected, the keys of Stats.Rejected.
@@ -135,6 +148,8 @@ type Stats struct {
 	Rejected map[string]uint64
 	// Streams and Watchers are open now.
 	Streams, Watchers int64
+	// Panics counts panics caught, by where (Panic*).
+	Panics map[string]uint64
 	// WatchersDropped counts watchers disconnected for falling behind.
 	WatchersDropped uint64
 }
@@ -174,6 +189,8 @@ type Server struct {
 	streams, watchers                                       atomic.Int64
 	rejectedMu                                              sync.Mutex
 	rejected                                                map[string]uint64
+	panicsMu                                                sync.Mutex
+	panics                                                  map[string]uint64
 }
 
 // New returns a Server over st. It does not own st: the caller closes it
@@ -192,6 +209,7 @@ func New(st Store, cfg Config, log *logrus.Entry) *Server {
 		health:      health.NewServer(),
 		draining:    make(chan struct{}),
 		rejected:    map[string]uint64{},
+		panics:      map[string]uint64{},
 		inflight:    make(chan struct{}, cfg.MaxInFlight),
 	}
 	s.commit = newCommitter(st, cfg.BatchWait, cfg.BatchMax, s.committed, log)
@@ -203,12 +221,16 @@ func (s *Server) Stats() Stats {
 	s.rejectedMu.Lock()
 	rej := maps.Clone(s.rejected)
 	s.rejectedMu.Unlock()
+	s.panicsMu.Lock()
+	panics := maps.Clone(s.panics)
+	s.panicsMu.Unlock()
 	return Stats{
 		Ingested:        s.ingested.Load(),
 		Duplicates:      s.duplicates.Load(),
 		Updated:         s.updated.Load(),
 		Commits:         s.commits.Load(),
 		Rejected:        rej,
+		Panics:          panics,
 		Streams:         s.streams.Load(),
 		Watchers:        s.watchers.Load(),
 		WatchersDropped: s.watchersDropped.Load(),
@@ -222,6 +244,9 @@ func (s *Server) reject(reason string) {
 	s.rejectedMu.Lock()
 	s.rejected[reason]++
 	s.rejectedMu.Unlock()
+	if s.cfg.OnReject != nil {
+		s.afterCommit(func() { s.cfg.OnReject(reason) })
+	}
 }
 
 // committed is told of every commit: it counts, feeds the watchers and
@@ -239,6 +264,9 @@ func (s *Server) committed(batch []*ticket) {
 		case t.err != nil:
 		case t.res.Duplicate:
 			s.duplicates.Add(1)
+			if s.cfg.OnDuplicate != nil {
+				s.afterCommit(s.cfg.OnDuplicate)
+			}
 		case t.res.Stored:
 			s.ingested.Add(1)
 			stored = append(stored, t.rec.Event())
@@ -252,7 +280,7 @@ func (s *Server) committed(batch []*ticket) {
 	s.hub.publish(append(slices.Clip(stored), updated...))
 	if s.cfg.OnStored != nil {
 		for _, e := range stored {
-			s.cfg.OnStored(e)
+			s.afterCommit(func() { s.cfg.OnStored(e) })
 		}
 	}
 }
@@ -284,6 +312,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.ConnectionTimeout(s.cfg.Limits.HandshakeTimeout),
 	}, s.cfg.GRPCOptions...)
 	opts = append(opts, decodeOptions()...)
+	opts = append(opts, s.guardOptions()...)
 	gs := grpc.NewServer(opts...)
 	pb.RegisterIngestServiceServer(gs, s)
 	pb.RegisterQueryServiceServer(gs, s)

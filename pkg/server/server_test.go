@@ -949,3 +949,37 @@ func TestFloodLimitKeyedOnIdentity(t *testing.T) {
 		t.Fatalf("%d stored, want 5", n)
 	}
 }
+
+// A panic in what runs after a commit (a metric, a Kubernetes Event) is
+// caught and counted: the event is stored and acknowledged, the server
+// goes on serving the next.
+func TestPanicAfterCommitIsCaught(t *testing.T) {
+	var dups, rejects int
+	e := start(t, Config{
+		OnStored:    func(*pb.Event) { panic("boom") },
+		OnDuplicate: func() { dups++ },
+		OnReject:    func(string) { rejects++ },
+	})
+	conn := e.dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := e.agent(t, ctx, conn, "node-a")
+	for seq := int64(1); seq <= 2; seq++ {
+		if err := a.send(oom("node-a", seq, "shop", "cart")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.acks(1); err != nil {
+			t.Fatalf("event %d: %v", seq, err)
+		}
+	}
+	if err := a.send(oom("node-a", 1, "shop", "cart")); err != nil {
+		t.Fatal(err)
+	}
+	if acks, err := a.acks(1); err != nil || !acks[0].GetDuplicate() {
+		t.Fatalf("replay: %v %v", acks, err)
+	}
+	st := e.srv.Stats()
+	if st.Panics[PanicCommit] != 2 || st.Ingested != 2 || len(e.stored(t)) != 2 || dups != 1 {
+		t.Fatalf("panics %v, ingested %d, stored %d, duplicates counted %d", st.Panics, st.Ingested, len(e.stored(t)), dups)
+	}
+}

@@ -3,11 +3,13 @@ package server
 import (
 	"errors"
 	"fmt"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	"math"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -81,19 +83,51 @@ func ValidateHello(h *pb.Hello) error {
 		return fmt.Errorf("%w: node %.64q is not a node name", ErrInvalidHello, h.GetNode())
 	case !validName(h.GetBootId(), MaxBootIDBytes):
 		return fmt.Errorf("%w: boot_id %.64q is not a boot ID", ErrInvalidHello, h.GetBootId())
-	case len(h.GetAgentVersion()) > MaxStringBytes:
-		return fmt.Errorf("%w: agent_version longer than %d bytes", ErrInvalidHello, MaxStringBytes)
+	}
+	c := &checker{}
+	c.str("agent_version", h.GetAgentVersion(), MaxStringBytes)
+	if c.err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidHello, c.err)
 	}
 	return nil
 }
 
-// maxTime is the latest event time the store can hold (int64 ns).
-var maxTime = time.Unix(0, math.MaxInt64)
+// Bounds of the numbers and times of an event. Nothing real comes near
+// them; they keep what is stored and shown sane (no negative sizes, no
+// times that never expire) and every figure exact as a float64 metric.
+const (
+	// MaxBytes bounds every size in bytes: 1 EiB.
+	MaxBytes = 1 << 60
+	// MaxCount bounds every counter (lost records, memory.events): 2^53.
+	MaxCount = 1 << 53
+	// MaxPID is the kernel's PID_MAX_LIMIT on 64-bit (4 Mi).
+	MaxPID = 4 << 20
+	// MaxCommBytes bounds a process name: the kernel's is 15 bytes, each
+	// up to 4 as /dev/kmsg escapes it (\xNN), with room to spare.
+	MaxCommBytes = 256
+	// MaxMonotonic bounds the kernel's time since boot: 30 years.
+	MaxMonotonic = 30 * 365 * 24 * time.Hour
+	// DefaultMaxClockSkew is how far in the future an event's time may be
+	// (Config.MaxClockSkew): the agent's clock may run ahead of ours.
+	DefaultMaxClockSkew = 10 * time.Minute
+)
 
-// ValidateEvent checks an event of the stream opened by h (already
-// valid): identity, time, sizes and counts. It never panics, whatever the
-// event holds.
+// MinTime is the earliest event time accepted: no kernel oomwatch reads
+// ran before it, and a time before it is a clock that was never set.
+var MinTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// ValidateEvent is ValidateEventAt with the current time and
+// DefaultMaxClockSkew.
 func ValidateEvent(e *pb.Event, h *pb.Hello) error {
+	return ValidateEventAt(e, h, time.Now(), DefaultMaxClockSkew)
+}
+
+// ValidateEventAt checks an event of the stream opened by h (already
+// valid) at time now: identity, times (from MinTime to now+skew), every
+// number's range, sizes, counts and every string's length and characters
+// (no control characters but tab: every string is shown on one line). The
+// error names the field. It never panics, whatever the event holds.
+func ValidateEventAt(e *pb.Event, h *pb.Hello, now time.Time, skew time.Duration) error {
 	if e == nil {
 		return fmt.Errorf("%w: empty event", ErrInvalidEvent)
 	}
@@ -109,170 +143,285 @@ func ValidateEvent(e *pb.Event, h *pb.Hello) error {
 	if wire.TypeOf(e) == "" {
 		return fmt.Errorf("%w: no payload (oom, loss or exit)", ErrInvalidEvent)
 	}
-	if e.GetSeq() < 0 {
-		return fmt.Errorf("%w: negative seq %d", ErrInvalidEvent, e.GetSeq())
-	}
-	if e.GetRevision() < 0 {
-		return fmt.Errorf("%w: negative revision %d", ErrInvalidEvent, e.GetRevision())
-	}
-	if e.GetTime() == nil || e.GetTime().CheckValid() != nil {
-		return fmt.Errorf("%w: no valid time", ErrInvalidEvent)
-	}
-	if t := e.GetTime().AsTime(); t.Before(time.Unix(0, 0)) || t.After(maxTime) {
-		return fmt.Errorf("%w: time %v out of range", ErrInvalidEvent, t)
-	}
-	if m := e.GetMonotonic(); m != nil && (m.CheckValid() != nil || m.AsDuration() < 0) {
-		return fmt.Errorf("%w: invalid monotonic time", ErrInvalidEvent)
-	}
 	if n := proto.Size(e); n > MaxEventBytes {
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidEvent, n, MaxEventBytes)
 	}
-	var err error
+	c := &checker{latest: now.Add(skew)}
+	c.int("seq", e.GetSeq(), 0, math.MaxInt64)
+	c.int("revision", e.GetRevision(), 0, math.MaxInt64)
+	c.time("time", e.GetTime(), true)
+	if m := e.GetMonotonic(); m != nil {
+		if m.CheckValid() != nil || m.AsDuration() < 0 || m.AsDuration() > MaxMonotonic {
+			c.fail("monotonic", "%v is not a time since boot (0 to %v)", m.AsDuration(), MaxMonotonic)
+		}
+	}
+	// Set by the aggregator: what an agent sends there is overwritten.
+	c.str("id", e.GetId(), MaxStringBytes)
 	switch p := e.GetPayload().(type) {
 	case *pb.Event_Oom:
-		err = checkOOM(p.Oom)
+		c.oom("oom", p.Oom)
 	case *pb.Event_Loss:
-		err = checkStrings(p.Loss.GetCause(), p.Loss.GetDetail())
+		c.loss("loss", p.Loss)
 	case *pb.Event_Exit:
-		err = checkExit(p.Exit)
+		c.exit("exit", p.Exit)
 	}
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	if c.err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, c.err)
 	}
 	return nil
 }
 
-func checkStrings(ss ...string) error {
-	for _, s := range ss {
-		if len(s) > MaxStringBytes {
-			return fmt.Errorf("a field of %d bytes, more than %d", len(s), MaxStringBytes)
+// checker keeps the first problem found, naming its field.
+type checker struct {
+	latest time.Time
+	err    error
+}
+
+func (c *checker) fail(field, format string, args ...any) {
+	if c.err == nil {
+		c.err = fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...))
+	}
+}
+
+func (c *checker) int(field string, v, lo, hi int64) {
+	if v < lo || v > hi {
+		c.fail(field, "%d out of range [%d, %d]", v, lo, hi)
+	}
+}
+
+// bytes checks a size: 0 to MaxBytes, or -1 too when absent says "not
+// read".
+func (c *checker) bytes(field string, v int64, absent bool) {
+	lo := int64(0)
+	if absent {
+		lo = -1
+	}
+	c.int(field, v, lo, MaxBytes)
+}
+
+func (c *checker) optBytes(field string, v *int64) {
+	if v != nil {
+		c.bytes(field, *v, false)
+	}
+}
+
+func (c *checker) time(field string, ts *timestamppb.Timestamp, required bool) {
+	if ts == nil {
+		if required {
+			c.fail(field, "missing")
+		}
+		return
+	}
+	if ts.CheckValid() != nil {
+		c.fail(field, "not a valid timestamp")
+		return
+	}
+	if t := ts.AsTime(); t.Before(MinTime) || t.After(c.latest) {
+		c.fail(field, "%s is out of range (%s to %s, the aggregator's clock plus the allowed skew)",
+			t.UTC().Format(time.RFC3339), MinTime.Format(time.RFC3339), c.latest.UTC().Format(time.RFC3339))
+	}
+}
+
+// str checks a string's length and characters: valid UTF-8 and no
+// control characters but tab, so that it prints on one line.
+func (c *checker) str(field, s string, max int) {
+	if len(s) > max {
+		c.fail(field, "%d bytes, more than %d", len(s), max)
+		return
+	}
+	if !utf8.ValidString(s) {
+		c.fail(field, "not valid UTF-8")
+		return
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; (b < 0x20 && b != '\t') || b == 0x7f {
+			c.fail(field, "control character %#02x at byte %d", b, i)
+			return
 		}
 	}
-	return nil
 }
 
-func checkLines(what string, lines []string) error {
+func (c *checker) lines(field string, lines []string) {
 	if len(lines) > MaxLines {
-		return fmt.Errorf("%d %s, more than %d", len(lines), what, MaxLines)
+		c.fail(field, "%d lines, more than %d", len(lines), MaxLines)
+		return
 	}
 	for i, l := range lines {
-		if len(l) > MaxLineBytes {
-			return fmt.Errorf("%s %d has %d bytes, more than %d", what, i, len(l), MaxLineBytes)
-		}
+		c.str(fmt.Sprintf("%s[%d]", field, i), l, MaxLineBytes)
 	}
-	return nil
 }
 
-func checkOOM(k *pb.OOMKill) error {
+func (c *checker) oom(f string, k *pb.OOMKill) {
 	if len(k.GetVictims()) > MaxVictims {
-		return fmt.Errorf("%d victims, more than %d", len(k.GetVictims()), MaxVictims)
+		c.fail(f+".victims", "%d, more than %d", len(k.GetVictims()), MaxVictims)
 	}
 	if len(k.GetTopConsumers()) > MaxTopConsumers {
-		return fmt.Errorf("%d top consumers, more than %d", len(k.GetTopConsumers()), MaxTopConsumers)
+		c.fail(f+".top_consumers", "%d, more than %d", len(k.GetTopConsumers()), MaxTopConsumers)
 	}
-	if err := checkLines("lines", k.GetLines()); err != nil {
-		return err
+	c.lines(f+".lines", k.GetLines())
+	c.str(f+".kind", k.GetKind(), MaxStringBytes)
+	c.str(f+".limit_scope", k.GetLimitScope(), MaxStringBytes)
+	c.str(f+".constraint", k.GetConstraint(), MaxStringBytes)
+	c.str(f+".oom_memcg", k.GetOomMemcg(), MaxStringBytes)
+	c.str(f+".reason", k.GetReason(), MaxStringBytes)
+	c.str(f+".group_cgroup", k.GetGroupCgroup(), MaxStringBytes)
+	c.optBytes(f+".memcg_usage_bytes", k.MemcgUsageBytes)
+	c.optBytes(f+".memcg_limit_bytes", k.MemcgLimitBytes)
+	c.int(f+".end_seq", k.GetEndSeq(), 0, math.MaxInt64)
+	c.int(f+".lines_dropped", int64(k.GetLinesDropped()), 0, math.MaxInt32)
+	if m := k.GetNodeMemory(); m != nil {
+		c.bytes(f+".node_memory.mem_total_bytes", m.GetMemTotalBytes(), false)
+		c.bytes(f+".node_memory.mem_available_bytes", m.GetMemAvailableBytes(), false)
 	}
-	if err := checkStrings(k.GetKind(), k.GetLimitScope(), k.GetConstraint(), k.GetOomMemcg(), k.GetReason(), k.GetGroupCgroup()); err != nil {
-		return err
+	for i, p := range k.GetVictims() {
+		c.process(fmt.Sprintf("%s.victims[%d]", f, i), p)
 	}
-	for _, p := range k.GetVictims() {
-		if err := checkProcess(p); err != nil {
-			return fmt.Errorf("victim: %w", err)
-		}
+	for i, p := range k.GetTopConsumers() {
+		c.process(fmt.Sprintf("%s.top_consumers[%d]", f, i), p)
 	}
-	for _, p := range k.GetTopConsumers() {
-		if err := checkProcess(p); err != nil {
-			return fmt.Errorf("top consumer: %w", err)
-		}
+	c.process(f+".trigger", k.GetTrigger())
+	c.culprit(f+".culprit", k.GetCulprit())
+	c.str(f+".attributed_by", k.GetAttributedBy(), MaxStringBytes)
+	c.int(f+".attribution_candidates", int64(k.GetAttributionCandidates()), 0, math.MaxInt32)
+	c.str(f+".limit_from", k.GetLimitFrom(), MaxStringBytes)
+	if v := k.GetCollateralVerdict(); v < 0 || v > pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN {
+		c.fail(f+".collateral_verdict", "%d is not a verdict", v)
+	} else if v != pb.CollateralVerdict_COLLATERAL_VERDICT_UNSPECIFIED && k.GetCollateral() != (v == pb.CollateralVerdict_COLLATERAL_VERDICT_YES) {
+		c.fail(f+".collateral", "%v contradicts collateral_verdict %s", k.GetCollateral(), v)
 	}
-	if err := checkProcess(k.GetTrigger()); err != nil {
-		return fmt.Errorf("trigger: %w", err)
-	}
-	if err := checkCulprit(k.GetCulprit()); err != nil {
-		return fmt.Errorf("culprit: %w", err)
-	}
-	return nil
+	c.resources(f+".limited_resources", k.GetLimitedResources())
 }
 
-func checkExit(x *pb.ContainerExit) error {
-	if err := checkLines("evidence lines", x.GetEvidence()); err != nil {
-		return err
-	}
-	if err := checkStrings(x.GetRuntimeReason(), x.GetVerdict(), x.GetExplanation(), x.GetOomEventId()); err != nil {
-		return err
-	}
-	if err := checkWorkload(x.GetWorkload()); err != nil {
-		return fmt.Errorf("workload: %w", err)
-	}
-	if err := checkCulprit(x.GetCulprit()); err != nil {
-		return fmt.Errorf("culprit: %w", err)
-	}
-	return checkStory(x)
+func (c *checker) loss(f string, l *pb.Loss) {
+	c.str(f+".cause", l.GetCause(), MaxStringBytes)
+	c.str(f+".detail", l.GetDetail(), MaxStringBytes)
+	c.int(f+".lost", l.GetLost(), 0, MaxCount)
+	// -1: no record was read before the gap.
+	c.int(f+".after_seq", l.GetAfterSeq(), -1, math.MaxInt64)
+	c.int(f+".next_seq", l.GetNextSeq(), 0, math.MaxInt64)
+	c.time(f+".from", l.GetFrom(), false)
+	c.time(f+".to", l.GetTo(), false)
 }
 
-// checkStory checks an oom-child story's counts and victims.
-func checkStory(x *pb.ContainerExit) error {
-	if len(x.GetVictims()) > MaxVictims {
-		return fmt.Errorf("%d victims, more than %d", len(x.GetVictims()), MaxVictims)
-	}
-	if x.GetChildKills() < 0 || x.GetVictimsDropped() < 0 {
-		return fmt.Errorf("negative kill count")
-	}
-	if int64(len(x.GetVictims()))+int64(x.GetVictimsDropped()) > int64(x.GetChildKills()) && x.GetChildKills() > 0 {
-		return fmt.Errorf("%d victims listed and %d left out of %d kills", len(x.GetVictims()), x.GetVictimsDropped(), x.GetChildKills())
-	}
-	for _, c := range append([]*pb.ChildKill{x.GetLargest()}, x.GetVictims()...) {
-		if c == nil {
-			continue
-		}
-		if err := checkStrings(c.GetComm(), c.GetOomEventId()); err != nil {
-			return err
-		}
-		if c.GetAt() != nil && c.GetAt().CheckValid() != nil {
-			return fmt.Errorf("invalid kill time")
-		}
-	}
-	for _, ts := range []*timestamppb.Timestamp{x.GetFirstKillAt(), x.GetLastKillAt()} {
-		if ts != nil && ts.CheckValid() != nil {
-			return fmt.Errorf("invalid kill time")
-		}
-	}
-	return nil
+func (c *checker) exit(f string, x *pb.ContainerExit) {
+	c.lines(f+".evidence", x.GetEvidence())
+	c.str(f+".runtime_reason", x.GetRuntimeReason(), MaxStringBytes)
+	c.str(f+".verdict", x.GetVerdict(), MaxStringBytes)
+	c.str(f+".explanation", x.GetExplanation(), MaxStringBytes)
+	c.str(f+".oom_event_id", x.GetOomEventId(), MaxStringBytes)
+	// An exit status: 0 to 255 (128 + the signal for a signal).
+	c.int(f+".exit_code", int64(x.GetExitCode()), 0, 255)
+	c.time(f+".finished_at", x.GetFinishedAt(), false)
+	c.time(f+".stop_requested_at", x.GetStopRequestedAt(), false)
+	c.workload(f+".workload", x.GetWorkload())
+	c.culprit(f+".culprit", x.GetCulprit())
+	c.story(f, x)
 }
 
-func checkProcess(p *pb.Process) error {
+func (c *checker) process(f string, p *pb.Process) {
 	if p == nil {
-		return nil
+		return
 	}
-	if err := checkStrings(p.GetComm()); err != nil {
-		return err
+	c.int(f+".pid", int64(p.GetPid()), 0, MaxPID)
+	c.str(f+".comm", p.GetComm(), MaxCommBytes)
+	if p.Uid != nil {
+		c.int(f+".uid", int64(*p.Uid), 0, math.MaxInt32)
 	}
-	return checkWorkload(p.GetWorkload())
+	c.optBytes(f+".rss_bytes", p.RssBytes)
+	if p.OomScoreAdj != nil {
+		c.int(f+".oom_score_adj", int64(*p.OomScoreAdj), -1000, 1000)
+	}
+	c.workload(f+".workload", p.GetWorkload())
 }
 
-func checkCulprit(c *pb.Culprit) error {
-	if c == nil {
-		return nil
+func (c *checker) culprit(f string, p *pb.Culprit) {
+	if p == nil {
+		return
 	}
-	if err := checkStrings(c.GetComm(), c.GetSource()); err != nil {
-		return err
-	}
-	return checkWorkload(c.GetWorkload())
+	c.int(f+".pid", int64(p.GetPid()), 0, MaxPID)
+	c.str(f+".comm", p.GetComm(), MaxCommBytes)
+	c.optBytes(f+".rss_bytes", p.RssBytes)
+	c.int(f+".tasks", int64(p.GetTasks()), 0, MaxPID)
+	c.str(f+".source", p.GetSource(), MaxStringBytes)
+	c.str(f+".ranked_by", p.GetRankedBy(), MaxStringBytes)
+	c.workload(f+".workload", p.GetWorkload())
 }
 
-func checkWorkload(w *pb.Workload) error {
+func (c *checker) workload(f string, w *pb.Workload) {
 	if w == nil {
-		return nil
+		return
 	}
 	if len(w.GetLabels()) > MaxLabels {
-		return fmt.Errorf("%d labels, more than %d", len(w.GetLabels()), MaxLabels)
+		c.fail(f+".labels", "%d labels, more than %d", len(w.GetLabels()), MaxLabels)
 	}
 	for k, v := range w.GetLabels() {
-		if err := checkStrings(k, v); err != nil {
-			return fmt.Errorf("label: %w", err)
-		}
+		c.str(f+".labels key", k, MaxStringBytes)
+		c.str(f+".labels["+strconv.QuoteToASCII(truncate(k, 64))+"]", v, MaxStringBytes)
 	}
-	return checkStrings(w.GetCgroup(), w.GetWorkloadKind(), w.GetPodUid(), w.GetContainerId(), w.GetRuntime(),
-		w.GetQos(), w.GetUnit(), w.GetNamespace(), w.GetPodName(), w.GetContainerName(), w.GetImage())
+	for _, s := range []struct{ name, v string }{
+		{"cgroup", w.GetCgroup()}, {"workload_kind", w.GetWorkloadKind()}, {"pod_uid", w.GetPodUid()},
+		{"container_id", w.GetContainerId()}, {"runtime", w.GetRuntime()}, {"qos", w.GetQos()},
+		{"unit", w.GetUnit()}, {"namespace", w.GetNamespace()}, {"pod_name", w.GetPodName()},
+		{"container_name", w.GetContainerName()}, {"image", w.GetImage()},
+	} {
+		c.str(f+"."+s.name, s.v, MaxStringBytes)
+	}
+	c.resources(f+".container_resources", w.GetContainerResources())
+	c.resources(f+".pod_resources", w.GetPodResources())
+}
+
+func (c *checker) resources(f string, r *pb.Resources) {
+	if r == nil {
+		return
+	}
+	c.bytes(f+".memory_request_bytes", r.GetMemoryRequestBytes(), false)
+	c.bytes(f+".memory_limit_bytes", r.GetMemoryLimitBytes(), false)
+	c.bytes(f+".pod_overhead_bytes", r.GetPodOverheadBytes(), false)
+	// The cgroup's files: -1 when the file was absent.
+	c.bytes(f+".memory_max_bytes", r.GetMemoryMaxBytes(), true)
+	c.bytes(f+".memory_current_bytes", r.GetMemoryCurrentBytes(), true)
+	c.bytes(f+".memory_peak_bytes", r.GetMemoryPeakBytes(), true)
+	c.bytes(f+".memory_min_bytes", r.GetMemoryMinBytes(), true)
+	c.bytes(f+".memory_low_bytes", r.GetMemoryLowBytes(), true)
+	c.int(f+".events_oom", r.GetEventsOom(), -1, MaxCount)
+	c.int(f+".events_oom_kill", r.GetEventsOomKill(), -1, MaxCount)
+	c.int(f+".events_oom_group_kill", r.GetEventsOomGroupKill(), -1, MaxCount)
+}
+
+// truncate cuts s to at most n bytes, for naming a field after it.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// story checks an oom-child story's counts and victims.
+func (c *checker) story(f string, x *pb.ContainerExit) {
+	if len(x.GetVictims()) > MaxVictims {
+		c.fail(f+".victims", "%d, more than %d", len(x.GetVictims()), MaxVictims)
+	}
+	c.int(f+".child_kills", int64(x.GetChildKills()), 0, math.MaxInt32)
+	c.int(f+".victims_dropped", int64(x.GetVictimsDropped()), 0, math.MaxInt32)
+	if n := int64(len(x.GetVictims())) + int64(x.GetVictimsDropped()); x.GetChildKills() > 0 && n > int64(x.GetChildKills()) {
+		c.fail(f+".victims", "%d listed and %d left out of %d kills", len(x.GetVictims()), x.GetVictimsDropped(), x.GetChildKills())
+	}
+	for i, k := range append([]*pb.ChildKill{x.GetLargest()}, x.GetVictims()...) {
+		if k == nil {
+			continue
+		}
+		g := fmt.Sprintf("%s.victims[%d]", f, i-1)
+		if i == 0 {
+			g = f + ".largest"
+		}
+		c.str(g+".comm", k.GetComm(), MaxCommBytes)
+		c.str(g+".oom_event_id", k.GetOomEventId(), MaxStringBytes)
+		c.int(g+".pid", int64(k.GetPid()), 0, MaxPID)
+		if k.RssBytes != nil {
+			c.bytes(g+".rss_bytes", k.GetRssBytes(), false)
+		}
+		c.time(g+".at", k.GetAt(), false)
+	}
+	c.time(f+".first_kill_at", x.GetFirstKillAt(), false)
+	c.time(f+".last_kill_at", x.GetLastKillAt(), false)
 }

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +66,7 @@ func checkLimits(e *pb.Event) error {
 	if e.GetNode() != testHello.GetNode() || e.GetBootId() != testHello.GetBootId() {
 		return fmt.Errorf("accepted another node's event")
 	}
-	if e.GetPayload() == nil || e.GetSeq() < 0 || e.GetTime() == nil || e.GetTime().AsTime().Before(time.Unix(0, 0)) {
+	if e.GetPayload() == nil || e.GetSeq() < 0 || e.GetTime() == nil || e.GetTime().AsTime().Before(MinTime) {
 		return fmt.Errorf("accepted an event without payload, seq or time")
 	}
 	if proto.Size(e) > MaxEventBytes {
@@ -113,6 +115,21 @@ func walk(m protoreflect.Message) error {
 		case fd.Kind() == protoreflect.StringKind:
 			if len(v.String()) > maxStr {
 				err = fmt.Errorf("%s: %d bytes", name, len(v.String()))
+			}
+			if strings.ContainsFunc(v.String(), func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
+				err = fmt.Errorf("%s: control character in %q", name, v.String())
+			}
+		case fd.Kind() == protoreflect.Int32Kind || fd.Kind() == protoreflect.Int64Kind:
+			lo := int64(-1)
+			if name == "oom_score_adj" {
+				lo = -1000
+			}
+			if v.Int() < lo || v.Int() > math.MaxInt64/2 && name != "seq" && name != "end_seq" && name != "after_seq" && name != "next_seq" {
+				err = fmt.Errorf("%s: %d", name, v.Int())
+			}
+		case fd.Kind() == protoreflect.MessageKind && fd.Message().FullName() == "google.protobuf.Timestamp":
+			if ts := v.Message().Interface().(*timestamppb.Timestamp); ts.AsTime().Before(MinTime) || ts.AsTime().After(time.Now().Add(DefaultMaxClockSkew)) {
+				err = fmt.Errorf("%s: time %v", name, ts.AsTime())
 			}
 		case fd.Kind() == protoreflect.MessageKind:
 			err = walk(v.Message())
@@ -172,6 +189,85 @@ func TestValidateEvent(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// TestValidateEventRanges plays the hostile agent: every number, time and
+// string out of its range is refused, with the field named.
+func TestValidateEventRanges(t *testing.T) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	oomEv := func() *pb.Event { return seeds()[0] }
+	lossEv := func() *pb.Event { return seeds()[1] }
+	exitEv := func() *pb.Event { return seeds()[2] }
+	res := func(e *pb.Event) *pb.Resources {
+		r := &pb.Resources{MemoryMaxBytes: -1, MemoryCurrentBytes: 5, EventsOom: -1}
+		e.GetOom().Victims[0].Workload.ContainerResources = r
+		return r
+	}
+	tests := []struct {
+		name  string
+		ev    func() *pb.Event
+		mut   func(e *pb.Event)
+		field string // "" : accepted
+	}{
+		{name: "negative lost (crashed the aggregator)", ev: lossEv, mut: func(e *pb.Event) { e.GetLoss().Lost = -5 }, field: "loss.lost"},
+		{name: "huge lost", ev: lossEv, mut: func(e *pb.Event) { e.GetLoss().Lost = MaxCount + 1 }, field: "loss.lost"},
+		{name: "after_seq -1", ev: lossEv, mut: func(e *pb.Event) { e.GetLoss().AfterSeq = -1 }},
+		{name: "after_seq -2", ev: lossEv, mut: func(e *pb.Event) { e.GetLoss().AfterSeq = -2 }, field: "loss.after_seq"},
+		{name: "negative next_seq", ev: lossEv, mut: func(e *pb.Event) { e.GetLoss().NextSeq = -1 }, field: "loss.next_seq"},
+		{name: "loss from the future", ev: lossEv, mut: func(e *pb.Event) { e.GetLoss().To = timestamppb.New(now.Add(time.Hour)) }, field: "loss.to"},
+		{name: "time in 2200", ev: oomEv, mut: func(e *pb.Event) { e.Time = timestamppb.New(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)) }, field: "time"},
+		{name: "time within the skew", ev: oomEv, mut: func(e *pb.Event) { e.Time = timestamppb.New(now.Add(9 * time.Minute)) }},
+		{name: "time past the skew", ev: oomEv, mut: func(e *pb.Event) { e.Time = timestamppb.New(now.Add(11 * time.Minute)) }, field: "time"},
+		{name: "time in 1999", ev: oomEv, mut: func(e *pb.Event) { e.Time = timestamppb.New(MinTime.Add(-time.Second)) }, field: "time"},
+		{name: "monotonic of a century", ev: oomEv, mut: func(e *pb.Event) { e.Monotonic.Seconds = 100 * 365 * 86400 }, field: "monotonic"},
+		{name: "negative pid", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Victims[0].Pid = -1 }, field: "oom.victims[0].pid"},
+		{name: "pid past PID_MAX_LIMIT", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Trigger = &pb.Process{Pid: MaxPID + 1} }, field: "oom.trigger.pid"},
+		{name: "negative rss", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Culprit.RssBytes = proto.Int64(-1) }, field: "oom.culprit.rss_bytes"},
+		{name: "negative tasks", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Culprit.Tasks = -3 }, field: "oom.culprit.tasks"},
+		{name: "oom_score_adj 1001", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Victims[0].OomScoreAdj = proto.Int32(1001) }, field: "oom_score_adj"},
+		{name: "oom_score_adj -1000", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Victims[0].OomScoreAdj = proto.Int32(-1000) }},
+		{name: "negative uid", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Victims[0].Uid = proto.Int32(-1) }, field: "uid"},
+		{name: "negative limit", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().MemcgLimitBytes = proto.Int64(-4096) }, field: "oom.memcg_limit_bytes"},
+		{name: "negative node memory", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().NodeMemory = &pb.NodeMemory{MemTotalBytes: -1} }, field: "mem_total_bytes"},
+		{name: "negative lines_dropped", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().LinesDropped = -1 }, field: "oom.lines_dropped"},
+		{name: "absent cgroup files", ev: oomEv, mut: func(e *pb.Event) { res(e) }},
+		{name: "memory.max -2", ev: oomEv, mut: func(e *pb.Event) { res(e).MemoryMaxBytes = -2 }, field: "container_resources.memory_max_bytes"},
+		{name: "negative request", ev: oomEv, mut: func(e *pb.Event) { res(e).MemoryRequestBytes = -1 }, field: "memory_request_bytes"},
+		{name: "huge limit", ev: oomEv, mut: func(e *pb.Event) { res(e).MemoryLimitBytes = MaxBytes + 1 }, field: "memory_limit_bytes"},
+		{name: "newline in a kernel line", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Lines = []string{"a\nKilled process 1 (forged)"} }, field: "oom.lines[0]"},
+		{name: "tab in a kernel line", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Lines = []string{"a\tb"} }},
+		{name: "escape in comm", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Victims[0].Comm = "x\x1b[2J" }, field: "oom.victims[0].comm"},
+		{name: "long comm", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Victims[0].Comm = strings.Repeat("c", MaxCommBytes+1) }, field: "comm"},
+		{name: "carriage return in namespace", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Culprit.Workload = &pb.Workload{Namespace: "shop\r"} }, field: "oom.culprit.workload.namespace"},
+		{name: "NUL in a label", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Victims[0].Workload.Labels = map[string]string{"app": "a\x00"} }, field: "labels"},
+		{name: "invalid UTF-8", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Reason = "\xff" }, field: "oom.reason"},
+		{name: "exit code 300", ev: exitEv, mut: func(e *pb.Event) { e.GetExit().ExitCode = 300 }, field: "exit.exit_code"},
+		{name: "negative exit code", ev: exitEv, mut: func(e *pb.Event) { e.GetExit().ExitCode = -1 }, field: "exit.exit_code"},
+		{name: "exit finished in 2200", ev: exitEv, mut: func(e *pb.Event) {
+			e.GetExit().FinishedAt = timestamppb.New(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))
+		}, field: "exit.finished_at"},
+		{name: "newline in evidence", ev: exitEv, mut: func(e *pb.Event) { e.GetExit().Evidence = []string{"x\ny"} }, field: "exit.evidence[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := tt.ev()
+			tt.mut(e)
+			err := ValidateEventAt(e, testHello, now, DefaultMaxClockSkew)
+			switch {
+			case tt.field == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.field != "" && err == nil:
+				t.Fatal("accepted")
+			case tt.field != "" && !strings.Contains(err.Error(), tt.field):
+				t.Fatalf("error %q does not name %s", err, tt.field)
+			case err != nil && !errors.Is(err, ErrInvalidEvent):
+				t.Fatalf("error %v is not ErrInvalidEvent", err)
+			}
+		})
+	}
+	if err := ValidateHello(&pb.Hello{Node: "a", BootId: "b", AgentVersion: "1.0\nforged"}); err == nil {
+		t.Fatal("a Hello with a newline in agent_version was accepted")
 	}
 }
 

@@ -42,7 +42,6 @@ func expect(t *testing.T, what string, err error, want codes.Code) {
 }
 
 func TestNegativeLoss(t *testing.T) {
-	pending(t, "field validation (agg-a)")
 	scenario(t, "Loss event with a negative count", "field validation at the boundary (InvalidArgument)", nil,
 		func(t *testing.T, a *aggregator) string {
 			conn := a.dial(t, sharedAgent)
@@ -59,7 +58,6 @@ func TestNegativeLoss(t *testing.T) {
 }
 
 func TestBadFields(t *testing.T) {
-	pending(t, "field validation (agg-a)")
 	cases := []struct {
 		name string
 		bend func(*pb.Event)
@@ -198,7 +196,6 @@ func TestAgentIdentityCannotRead(t *testing.T) {
 }
 
 func TestNewlineInKernelLine(t *testing.T) {
-	pending(t, "newlines escaped in every output (deliverable 5)")
 	scenario(t, "kernel line with an embedded newline", "newlines escaped in every output (or the event refused)", nil,
 		func(t *testing.T, a *aggregator) string {
 			conn := a.dial(t, sharedAgent)
@@ -226,7 +223,6 @@ func TestNewlineInKernelLine(t *testing.T) {
 }
 
 func TestHostileLabelValues(t *testing.T) {
-	pending(t, "bounded label values (agg-a)")
 	const n = 900
 	scenario(t, fmt.Sprintf("%d kills, each with its own namespace", n), "metric label values bounded (past the bound: other)", nil,
 		func(t *testing.T, a *aggregator) string {
@@ -258,7 +254,6 @@ func TestHostileLabelValues(t *testing.T) {
 }
 
 func TestRejectedAndDuplicateMetrics(t *testing.T) {
-	pending(t, "metrics that count (agg-a)")
 	scenario(t, "rejected and duplicate events", "oomwatch_events_rejected_total and _duplicate_total count them", nil,
 		func(t *testing.T, a *aggregator) string {
 			conn := a.dial(t, sharedAgent)
