@@ -6,10 +6,14 @@ import "sync"
 // label's bound, or outside its fixed set.
 const OtherLabel = "other"
 
-// MaxLabelValues bounds the distinct values of a label that comes from
-// what agents send (node, namespace): a hostile agent could otherwise make
-// a series per event, kept forever.
-const MaxLabelValues = 2000
+// MaxNamespaceValues and MaxNodeValues bound the distinct values of the
+// labels that come from what agents send: a hostile agent could otherwise
+// make a series per event, kept forever. Past them a value is OtherLabel
+// (the events themselves are stored and queryable as sent).
+const (
+	MaxNamespaceValues = 500
+	MaxNodeValues      = 5000
+)
 
 // bounded hands out label values: the first MaxLabelValues distinct ones
 // as they are, every later one as OtherLabel.

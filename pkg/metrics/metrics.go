@@ -191,12 +191,12 @@ func NewAggregator(watchers, streams func() float64) *Aggregator {
 		Help: "Panics caught by the aggregator (the request or the commit's hook failed; the process went on), by where.",
 	}, []string{"where"})
 	reg.MustRegister(m.Panics)
-	m.nodes, m.namespaces = newBounded(MaxLabelValues), newBounded(MaxLabelValues)
+	m.nodes, m.namespaces = newBounded(MaxNodeValues), newBounded(MaxNamespaceValues)
 	return m
 }
 
 // Stored counts one newly stored event. Label values an agent chooses are
-// bounded: node and namespace to MaxLabelValues distinct values, kind,
+// bounded: node and namespace to MaxNodeValues and MaxNamespaceValues distinct values, kind,
 // scope, QoS and cause to the kernel's and kubelet's words; past that they
 // are OtherLabel.
 func (m *Aggregator) Stored(ev *pb.Event, typ string, now time.Time) {
