@@ -381,25 +381,27 @@ func capitalize(s string) string {
 // explainJSON is one exit (or OOM kill with no exit record) as
 // `oomctl explain -o json` prints it, one object per line.
 type explainJSON struct {
-	ID            string      `json:"id"`
-	Type          string      `json:"type"`
-	Node          string      `json:"node"`
-	Time          *time.Time  `json:"time,omitempty"`
-	Namespace     string      `json:"namespace,omitempty"`
-	Pod           string      `json:"pod,omitempty"`
-	PodUID        string      `json:"pod_uid,omitempty"`
-	Container     string      `json:"container,omitempty"`
-	ContainerID   string      `json:"container_id,omitempty"`
-	ExitCode      *int32      `json:"exit_code,omitempty"`
-	RuntimeReason string      `json:"runtime_reason,omitempty"`
-	FinishedAt    *time.Time  `json:"finished_at,omitempty"`
-	Verdict       string      `json:"verdict"`
-	Explanation   string      `json:"explanation"`
-	OOMEventID    string      `json:"oom_event_id,omitempty"`
-	Collateral    bool        `json:"collateral"`
-	Culprit       *culpritOut `json:"culprit,omitempty"`
-	StopRequested *time.Time  `json:"stop_requested_at,omitempty"`
-	Evidence      []string    `json:"evidence"`
+	ID            string     `json:"id"`
+	Type          string     `json:"type"`
+	Node          string     `json:"node"`
+	Time          *time.Time `json:"time,omitempty"`
+	Namespace     string     `json:"namespace,omitempty"`
+	Pod           string     `json:"pod,omitempty"`
+	PodUID        string     `json:"pod_uid,omitempty"`
+	Container     string     `json:"container,omitempty"`
+	ContainerID   string     `json:"container_id,omitempty"`
+	ExitCode      *int32     `json:"exit_code,omitempty"`
+	RuntimeReason string     `json:"runtime_reason,omitempty"`
+	FinishedAt    *time.Time `json:"finished_at,omitempty"`
+	Verdict       string     `json:"verdict"`
+	Explanation   string     `json:"explanation"`
+	OOMEventID    string     `json:"oom_event_id,omitempty"`
+	Collateral    bool       `json:"collateral"`
+	// CollateralVerdict is yes, no or unknown.
+	CollateralVerdict string      `json:"collateral_verdict"`
+	Culprit           *culpritOut `json:"culprit,omitempty"`
+	StopRequested     *time.Time  `json:"stop_requested_at,omitempty"`
+	Evidence          []string    `json:"evidence"`
 }
 
 type culpritOut struct {
@@ -429,6 +431,7 @@ func (s *story) jsonOf(e *pb.Event) explainJSON {
 		code := x.GetExitCode()
 		out.ExitCode, out.RuntimeReason, out.Verdict = &code, x.GetRuntimeReason(), x.GetVerdict()
 		out.Explanation, out.OOMEventID, out.Collateral = x.GetExplanation(), x.GetOomEventId(), x.GetCollateral()
+		out.CollateralVerdict = wire.ExitVerdict(x)
 		if t := x.GetFinishedAt(); t != nil {
 			tt := t.AsTime()
 			out.FinishedAt = &tt
@@ -442,6 +445,7 @@ func (s *story) jsonOf(e *pb.Event) explainJSON {
 		o := e.GetOom()
 		w, c = s.victimIn(e).GetWorkload(), o.GetCulprit()
 		out.Explanation, out.OOMEventID, out.Collateral = o.GetReason(), e.GetId(), o.GetCollateral()
+		out.CollateralVerdict = wire.Verdict(o)
 		out.Evidence = append(out.Evidence, exits.Evidence(o.GetLines())...)
 	}
 	out.Namespace, out.Pod, out.PodUID = w.GetNamespace(), w.GetPodName(), w.GetPodUid()

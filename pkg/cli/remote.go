@@ -457,16 +457,9 @@ func (p *printer) event(e *pb.Event) {
 			kind += " (updated)"
 		}
 		p.row(eventHeader, strings.Join([]string{when, e.GetNode(), kind,
-			processCell(0, what, w, wide), rss, requestLimit(w), yesNo(x.GetCollateral()),
+			processCell(0, what, w, wide), rss, requestLimit(w), wire.ExitVerdict(x),
 			x.GetExplanation()}, "\t"))
 	}
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }
 
 // collateralCell counts an incident's collateral kills, and the kills whose

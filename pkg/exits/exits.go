@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	"hash/fnv"
 	"strconv"
 	"strings"
@@ -245,7 +246,9 @@ type kill struct {
 	group      []bool // the kept victim was a memory.oom.group kill
 	culprit    *pb.Culprit
 	collateral bool
-	evidence   []string
+	// verdict is the kill's collateral verdict (analysis.Collateral*).
+	verdict  string
+	evidence []string
 }
 
 type pending struct {
@@ -594,6 +597,7 @@ func newKill(ev *pb.Event, now time.Time) *kill {
 		memcg:      o.GetOomMemcg(),
 		limit:      o.GetMemcgLimitBytes(),
 		collateral: o.GetCollateral(),
+		verdict:    wire.Verdict(o),
 		evidence:   Evidence(o.GetLines()),
 	}
 	if ev.GetTime() != nil {

@@ -3,6 +3,7 @@ package exits
 import (
 	"fmt"
 	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	"slices"
 	"strings"
 	"syscall"
@@ -80,6 +81,7 @@ func (j *Joiner) exitEvent(p *pending, k *kill, v int, stop time.Time) *pb.Event
 	if k != nil && x.Verdict != VerdictOOMLimit && x.Verdict != VerdictNotOOM && x.Verdict != VerdictGraceful {
 		x.Culprit = cloneCulprit(k.culprit)
 		x.Collateral = collateral(k, v)
+		x.CollateralVerdict = wire.VerdictToPB(collateralVerdict(k, v))
 	}
 	x.Explanation = b.String()
 	return &pb.Event{
@@ -135,6 +137,23 @@ func collateral(k *kill, v int) bool {
 	}
 	cid := k.victims[v].GetWorkload().GetContainerId()
 	return k.culprit != nil && cid != "" && k.culprit.GetWorkload().GetContainerId() != cid
+}
+
+// collateralVerdict is collateral three-valued: the kill's own verdict for
+// its first victim; for a memory.oom.group victim, unknown when the
+// culprit's or the victim's container is not known.
+func collateralVerdict(k *kill, v int) string {
+	if v == 0 {
+		return k.verdict
+	}
+	switch {
+	case collateral(k, v):
+		return analysis.CollateralYes
+	case k.culprit == nil || k.victims[v].GetWorkload().GetContainerId() == "" ||
+		k.culprit.GetWorkload().GetContainerId() == "":
+		return analysis.CollateralUnknown
+	}
+	return analysis.CollateralNo
 }
 
 // cause says why the kill happened, from the container's point of view.

@@ -233,6 +233,7 @@ func (j *Joiner) storyEvent(s *story) *pb.Event {
 	if verdictOf(k) != VerdictOOMLimit {
 		x.Culprit = cloneCulprit(k.culprit)
 		x.Collateral = collateral(k, s.firstV)
+		x.CollateralVerdict = wire.VerdictToPB(collateralVerdict(k, s.firstV))
 	}
 	var b strings.Builder
 	b.WriteString(exitSubject(w, cri.Container{ID: s.cid}))

@@ -170,6 +170,24 @@ func Verdict(k *pb.OOMKill) string {
 	return analysis.CollateralYes
 }
 
+// ExitVerdict is Verdict for a container exit: its own verdict, or, from
+// an agent before the field, its bool (an exit carries no culprit's
+// cgroup to judge by).
+func ExitVerdict(x *pb.ContainerExit) string {
+	switch x.GetCollateralVerdict() {
+	case pb.CollateralVerdict_COLLATERAL_VERDICT_YES:
+		return analysis.CollateralYes
+	case pb.CollateralVerdict_COLLATERAL_VERDICT_NO:
+		return analysis.CollateralNo
+	case pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN:
+		return analysis.CollateralUnknown
+	}
+	if x.GetCollateral() {
+		return analysis.CollateralYes
+	}
+	return analysis.CollateralNo
+}
+
 // ToAnalysis converts a wire OOM kill back to the engine's form, for
 // printing with the same JSON fields as `oomctl analyze`.
 func ToAnalysis(e *pb.Event) analysis.Event {

@@ -1022,8 +1022,12 @@ type ContainerExit struct {
 	LastKillAt     *timestamppb.Timestamp `protobuf:"bytes,43,opt,name=last_kill_at,json=lastKillAt,proto3" json:"last_kill_at,omitempty"`
 	Victims        []*ChildKill           `protobuf:"bytes,44,rep,name=victims,proto3" json:"victims,omitempty"`
 	VictimsDropped int32                  `protobuf:"varint,45,opt,name=victims_dropped,json=victimsDropped,proto3" json:"victims_dropped,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Whether the container's process was a collateral victim, three-valued
+	// as the kill's (`collateral` is true exactly when this is YES; exits of
+	// agents before this field carry only the bool).
+	CollateralVerdict CollateralVerdict `protobuf:"varint,46,opt,name=collateral_verdict,json=collateralVerdict,proto3,enum=oomwatch.v1.CollateralVerdict" json:"collateral_verdict,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ContainerExit) Reset() {
@@ -1173,6 +1177,13 @@ func (x *ContainerExit) GetVictimsDropped() int32 {
 		return x.VictimsDropped
 	}
 	return 0
+}
+
+func (x *ContainerExit) GetCollateralVerdict() CollateralVerdict {
+	if x != nil {
+		return x.CollateralVerdict
+	}
+	return CollateralVerdict_COLLATERAL_VERDICT_UNSPECIFIED
 }
 
 // ChildKill is one process of a running container the OOM killer killed.
@@ -2438,7 +2449,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\bnext_seq\x18\x04 \x01(\x03R\anextSeq\x12.\n" +
 	"\x04from\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x16\n" +
-	"\x06detail\x18\a \x01(\tR\x06detail\"\x81\x06\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\"\xd0\x06\n" +
 	"\rContainerExit\x121\n" +
 	"\bworkload\x18\x01 \x01(\v2\x15.oomwatch.v1.WorkloadR\bworkload\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12%\n" +
@@ -2463,7 +2474,8 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\flast_kill_at\x18+ \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"lastKillAt\x120\n" +
 	"\avictims\x18, \x03(\v2\x16.oomwatch.v1.ChildKillR\avictims\x12'\n" +
-	"\x0fvictims_dropped\x18- \x01(\x05R\x0evictimsDropped\"\xaf\x01\n" +
+	"\x0fvictims_dropped\x18- \x01(\x05R\x0evictimsDropped\x12M\n" +
+	"\x12collateral_verdict\x18. \x01(\x0e2\x1e.oomwatch.v1.CollateralVerdictR\x11collateralVerdict\"\xaf\x01\n" +
 	"\tChildKill\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04comm\x18\x02 \x01(\tR\x04comm\x12 \n" +
@@ -2635,45 +2647,46 @@ var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
 	25, // 19: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
 	25, // 20: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
 	9,  // 21: oomwatch.v1.ContainerExit.victims:type_name -> oomwatch.v1.ChildKill
-	25, // 22: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
-	25, // 23: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
-	26, // 24: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
-	25, // 25: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
-	6,  // 26: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
-	7,  // 27: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
-	8,  // 28: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
-	12, // 29: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
-	10, // 30: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
-	25, // 31: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
-	25, // 32: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
-	14, // 33: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	10, // 34: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
-	10, // 35: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
-	14, // 36: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
-	10, // 37: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
-	25, // 38: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
-	25, // 39: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
-	4,  // 40: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
-	3,  // 41: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
-	3,  // 42: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
-	14, // 43: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	26, // 44: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
-	21, // 45: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
-	11, // 46: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
-	15, // 47: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
-	17, // 48: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
-	19, // 49: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
-	22, // 50: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
-	13, // 51: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
-	16, // 52: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
-	18, // 53: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
-	20, // 54: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
-	23, // 55: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
-	51, // [51:56] is the sub-list for method output_type
-	46, // [46:51] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	0,  // 22: oomwatch.v1.ContainerExit.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
+	25, // 23: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
+	25, // 24: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
+	26, // 25: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
+	25, // 26: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
+	6,  // 27: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
+	7,  // 28: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
+	8,  // 29: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
+	12, // 30: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
+	10, // 31: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
+	25, // 32: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
+	25, // 33: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
+	14, // 34: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	10, // 35: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
+	10, // 36: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
+	14, // 37: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
+	10, // 38: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
+	25, // 39: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
+	25, // 40: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
+	4,  // 41: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
+	3,  // 42: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
+	3,  // 43: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
+	14, // 44: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	26, // 45: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
+	21, // 46: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
+	11, // 47: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
+	15, // 48: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
+	17, // 49: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
+	19, // 50: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
+	22, // 51: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
+	13, // 52: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
+	16, // 53: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
+	18, // 54: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
+	20, // 55: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
+	23, // 56: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
+	52, // [52:57] is the sub-list for method output_type
+	47, // [47:52] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_oomwatch_v1_oomwatch_proto_init() }
