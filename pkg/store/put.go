@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -103,10 +104,6 @@ func refsOf(e *pb.Event) []ref {
 	return out
 }
 
-// victimStory prefixes the memcg column of a limit kill whose limit is not
-// known, keyed by its victim's cgroup instead.
-const victimStory = "victim:"
-
 // columns are an event's indexed fields.
 type columns struct {
 	kind       string
@@ -120,19 +117,22 @@ type columns struct {
 func columnsOf(e *pb.Event) columns {
 	switch p := e.GetPayload().(type) {
 	case *pb.Event_Oom:
-		c := columns{kind: p.Oom.GetKind(), collateral: p.Oom.GetCollateral()}
+		// The collateral column is the verdict's yes: an older agent's
+		// bool is read by today's rule (wire.Verdict).
+		c := columns{kind: p.Oom.GetKind(), collateral: wire.Verdict(p.Oom) == analysis.CollateralYes}
 		if c.kind == "limit" {
 			c.memcg = p.Oom.GetOomMemcg()
 			if v := p.Oom.GetVictims(); c.memcg == "" && len(v) > 0 && v[0].GetWorkload().GetCgroup() != "" {
 				// The limit is not known but the victim is placed (a
-				// rate-limited kill no full report explains): a story of
-				// its own cgroup, never of another container's limit.
-				c.memcg = victimStory + v[0].GetWorkload().GetCgroup()
+				// rate-limited kill no full report explains): the story of
+				// its own cgroup, which is its container's limit's when
+				// that was the one hit, never another container's.
+				c.memcg = v[0].GetWorkload().GetCgroup()
 			}
 		}
 		return c
 	case *pb.Event_Exit:
-		return columns{collateral: p.Exit.GetCollateral(), verdict: p.Exit.GetVerdict()}
+		return columns{collateral: wire.ExitVerdict(p.Exit) == analysis.CollateralYes, verdict: p.Exit.GetVerdict()}
 	}
 	return columns{}
 }

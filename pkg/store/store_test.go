@@ -186,7 +186,7 @@ func fixture(t *testing.T) (*Store, []*pb.Event) {
 	}
 	// Collateral node kill whose culprit sits in another namespace.
 	c := oom("node-c", 5, 8*time.Minute, "node", "web", "front-0", "nginx")
-	c.GetOom().Collateral = true
+	c.GetOom().Collateral, c.GetOom().CollateralVerdict = true, pb.CollateralVerdict_COLLATERAL_VERDICT_YES
 	c.GetOom().Culprit.Workload = &pb.Workload{Namespace: "batch", PodName: "etl-9", PodUid: "uid-etl-9", ContainerName: "spark"}
 	c.GetOom().TopConsumers = []*pb.Process{proc(9, "java", "batch", "etl-9", "spark", 1<<30)}
 	evs = append(evs, c)

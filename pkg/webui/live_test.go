@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 	"io"
 	"net/http"
 	"strings"
@@ -91,7 +92,7 @@ func TestLive(t *testing.T) {
 		}
 		other := named(50, at) // not collateral: filtered out
 		match := named(51, at)
-		match.GetOom().Collateral = true
+		match.GetOom().Collateral, match.GetOom().CollateralVerdict = true, pb.CollateralVerdict_COLLATERAL_VERDICT_YES
 		match.Id = "node-b/11111111-2222-3333-4444-555555555555/oom/51"
 		e.feed.publish(other, match)
 		var got []string
