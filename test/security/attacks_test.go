@@ -23,17 +23,6 @@ import (
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
-// pending skips an attack whose protection another branch of issue #13
-// brings, unless OOMWATCH_SECURITY_PENDING=1. Remove the call when that
-// branch is merged.
-func pending(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("OOMWATCH_SECURITY_PENDING") == "" {
-		record(row{attack: t.Name(), result: "PENDING: " + what, protection: "-"})
-		t.Skipf("pending: %s (OOMWATCH_SECURITY_PENDING=1 runs it)", what)
-	}
-}
-
 // expect fails the test unless err has code want.
 func expect(t *testing.T, what string, err error, want codes.Code) {
 	t.Helper()
