@@ -137,6 +137,20 @@ func VerdictToPB(v string) pb.CollateralVerdict {
 	return pb.CollateralVerdict_COLLATERAL_VERDICT_UNSPECIFIED
 }
 
+// verdictFromPB is VerdictToPB reversed; false for UNSPECIFIED (an agent
+// before the field) and values outside the enum.
+func verdictFromPB(v pb.CollateralVerdict) (string, bool) {
+	switch v {
+	case pb.CollateralVerdict_COLLATERAL_VERDICT_YES:
+		return analysis.CollateralYes, true
+	case pb.CollateralVerdict_COLLATERAL_VERDICT_NO:
+		return analysis.CollateralNo, true
+	case pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN:
+		return analysis.CollateralUnknown, true
+	}
+	return "", false
+}
+
 // Verdict returns an OOM kill's collateral verdict (analysis.CollateralYes,
 // No or Unknown). An agent before the field sent only the boolean, which it
 // set whenever the culprit's key differed from the victim's, placed or not;
@@ -144,13 +158,8 @@ func VerdictToPB(v string) pb.CollateralVerdict {
 // only when both workloads are placed, false is no for a container-scope
 // kill or a culprit of the victim's own, unknown when no culprit was named.
 func Verdict(k *pb.OOMKill) string {
-	switch k.GetCollateralVerdict() {
-	case pb.CollateralVerdict_COLLATERAL_VERDICT_YES:
-		return analysis.CollateralYes
-	case pb.CollateralVerdict_COLLATERAL_VERDICT_NO:
-		return analysis.CollateralNo
-	case pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN:
-		return analysis.CollateralUnknown
+	if v, ok := verdictFromPB(k.GetCollateralVerdict()); ok {
+		return v
 	}
 	c := k.GetCulprit()
 	var victim string
@@ -174,13 +183,8 @@ func Verdict(k *pb.OOMKill) string {
 // an agent before the field, its bool (an exit carries no culprit's
 // cgroup to judge by).
 func ExitVerdict(x *pb.ContainerExit) string {
-	switch x.GetCollateralVerdict() {
-	case pb.CollateralVerdict_COLLATERAL_VERDICT_YES:
-		return analysis.CollateralYes
-	case pb.CollateralVerdict_COLLATERAL_VERDICT_NO:
-		return analysis.CollateralNo
-	case pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN:
-		return analysis.CollateralUnknown
+	if v, ok := verdictFromPB(x.GetCollateralVerdict()); ok {
+		return v
 	}
 	if x.GetCollateral() {
 		return analysis.CollateralYes
