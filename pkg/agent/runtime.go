@@ -32,7 +32,7 @@ func (r *runtimeNames) run(ctx context.Context) {
 		if err == nil {
 			r.log.WithFields(logrus.Fields{"runtime": client.RuntimeName, "version": client.RuntimeVersion,
 				"endpoint": client.Endpoint}).Info("connected to the container runtime")
-			cache := cri.NewCache(client.Runtime(), r.log, cri.CacheOptions{OnExit: r.onExit})
+			cache := cri.NewCache(client.Runtime(), r.log, cri.CacheOptions{OnExit: r.onExit, TaskExits: client})
 			r.cache.Store(cache)
 			r.cur.Store(cri.NewResolver(cache, r.log))
 			_ = cache.Run(ctx)

@@ -54,6 +54,10 @@ type CacheOptions struct {
 	// when it finished after the cache started. It is called from the
 	// cache's goroutine, without locks held: it must return quickly.
 	OnExit func(Container)
+	// TaskExits, when set, is followed while the runtime has no CRI
+	// container event stream (containerd 1.6): each exit of a container's
+	// main process is confirmed at once instead of at the next poll.
+	TaskExits TaskExits
 }
 
 // Defaults of CacheOptions.
@@ -579,6 +583,9 @@ func (c *Cache) followEvents(ctx context.Context) {
 		if status.Code(err) == codes.Unimplemented {
 			c.log.Debug("runtime has no container event stream; polling only")
 			c.pollOnlyOnce.Do(func() { close(c.pollOnly) })
+			if c.opts.TaskExits != nil {
+				c.followTaskExits(ctx)
+			}
 			return
 		}
 		c.log.WithError(err).Debug("container event stream ended; reopening")
@@ -625,7 +632,13 @@ func (c *Cache) applyEvent(ctx context.Context, ev *runtimeapi.ContainerEventRes
 		c.mu.Unlock()
 		return
 	}
-	st := c.containerStatus(ctx, id)
+	c.applyStatus(ctx, id, ev.GetPodSandboxStatus().GetId(), c.containerStatus(ctx, id))
+}
+
+// applyStatus updates the cache from one container's verbose status, and
+// its sandbox's when that is not cached yet (sandboxHint names it when the
+// status does not).
+func (c *Cache) applyStatus(ctx context.Context, id, sandboxHint string, st *runtimeapi.ContainerStatusResponse) {
 	if st == nil || st.GetStatus() == nil {
 		return
 	}
@@ -637,7 +650,7 @@ func (c *Cache) applyEvent(ctx context.Context, ev *runtimeapi.ContainerEventRes
 		}
 	}
 	if sandboxID == "" {
-		sandboxID = ev.GetPodSandboxStatus().GetId()
+		sandboxID = sandboxHint
 	}
 	var sbResp *runtimeapi.PodSandboxStatusResponse
 	c.mu.RLock()

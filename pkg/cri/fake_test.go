@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	eventsv1 "github.com/containerd/containerd/api/services/events/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -30,6 +31,8 @@ type fakeRuntime struct {
 	subs    []chan *runtimeapi.ContainerEventResponse
 	calls   map[string]int
 	listErr error // ListPodSandbox fails with it when set
+	// bus, when set, is served as containerd's native event service.
+	bus *fakeBus
 }
 
 type fakePod struct {
@@ -57,6 +60,9 @@ func startFake(t *testing.T, f *fakeRuntime) string {
 	}
 	srv := grpc.NewServer()
 	runtimeapi.RegisterRuntimeServiceServer(srv, f)
+	if f.bus != nil {
+		eventsv1.RegisterEventsServer(srv, f.bus)
+	}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)
 	return sock

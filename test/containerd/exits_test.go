@@ -135,6 +135,7 @@ func TestRealContainerdExits(t *testing.T) {
 	cache := cri.NewCache(client.Runtime(), log.WithField("component", "cri"), cri.CacheOptions{
 		PollInterval: 200 * time.Millisecond,
 		OnExit:       func(c cri.Container) { joiner.Exit(c) },
+		TaskExits:    client,
 	})
 	const grace = 5 * time.Second
 	joiner = exits.New(exitEvents, exits.CRIStates{Cache: cache}, log.WithField("component", "exits"),
@@ -229,7 +230,8 @@ func TestRealContainerdExits(t *testing.T) {
 	idB, startB := startContainer("stubborn", "/bin/sh", "-c", "trap '' TERM; echo ready; sleep 1000")
 	idC, startC := startContainer("parent", "/bin/sh", "-c", strings.Join(hog, " ")+"; echo hog gone; sleep 1000")
 	idD, startD := startContainer("polite", "/bin/sh", "-c", "trap 'exit 143' TERM; while :; do sleep 1 & wait $!; done")
-	names := map[string]string{idA: "limit", idB: "stubborn", idC: "parent", idD: "polite"}
+	idE, startE := startContainer("removed", "/bin/sh", "-c", "trap '' TERM; echo ready; sleep 1000")
+	names := map[string]string{idA: "limit", idB: "stubborn", idC: "parent", idD: "polite", idE: "removed"}
 
 	// Let the shells install their traps, then stop (b) with a 1 s grace
 	// period (runc sends SIGTERM, then SIGKILL) and (d) with 10 s.
@@ -246,17 +248,30 @@ func TestRealContainerdExits(t *testing.T) {
 			}
 		}()
 	}
+	// (e) as kubelet ends a deleted pod: stopped with 1 s, then removed
+	// at once, long before the next poll.
+	stops[idE] = time.Now()
+	stopWG.Add(1)
+	go func() {
+		defer stopWG.Done()
+		if _, err := rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: idE, Timeout: 1}); err != nil {
+			t.Errorf("StopContainer removed: %v", err)
+		}
+		if _, err := rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: idE}); err != nil {
+			t.Errorf("RemoveContainer removed: %v", err)
+		}
+	}()
 	stopWG.Wait()
 
 	// Wait for one event per container.
 	byID := map[string]*pb.Event{}
 	seenAt := map[string]time.Time{}
 	deadline := time.After(90 * time.Second)
-	for len(byID) < 4 {
+	for len(byID) < len(names) {
 		select {
 		case <-exitEvents.added:
 		case <-deadline:
-			t.Fatalf("events for %d of 4 containers after 90 s: %v\nOOM events: %v\n%s", len(byID), exitEvents.all(), oomEvents.all(), h.Log())
+			t.Fatalf("events for %d of 5 containers after 90 s: %v\nOOM events: %v\n%s", len(byID), exitEvents.all(), oomEvents.all(), h.Log())
 		}
 		for _, e := range exitEvents.all() {
 			id := e.GetExit().GetWorkload().GetContainerId()
@@ -268,11 +283,11 @@ func TestRealContainerdExits(t *testing.T) {
 	// No event more: (a)'s kill must not also come as oom-child, (c) must
 	// not exit. The oom-child checks are due `grace` after each kill.
 	time.Sleep(grace + time.Second)
-	if n := len(exitEvents.all()); n != 4 {
+	if n := len(exitEvents.all()); n != len(names) {
 		for _, e := range exitEvents.all() {
 			t.Logf("event: %v", e)
 		}
-		t.Errorf("%d events, want 4", n)
+		t.Errorf("%d events, want %d", n, len(names))
 	}
 
 	// The OOM events the pipeline made of this host's kernel log.
@@ -359,7 +374,20 @@ func TestRealContainerdExits(t *testing.T) {
 	// (d) a graceful stop.
 	check(idD, exits.VerdictGraceful, 143, "Error", "exited with code 143 (Error): it ended on SIGTERM")
 
-	for id, start := range map[string]time.Time{idA: startA, idB: startB, idC: startC, idD: startD} {
+	// (e) removed by the time anyone could list it: the runtime's task
+	// exit event told the agent, with the exit code (the runtime's reason
+	// too when its status was still there a moment after the exit).
+	e := byID[idE].GetExit()
+	t.Logf("removed: %s", e.GetExplanation())
+	if e.GetVerdict() != exits.VerdictNotOOM || e.GetExitCode() != 137 || (e.GetRuntimeReason() != "Error" && e.GetRuntimeReason() != "") ||
+		e.GetWorkload().GetContainerName() != "removed" || e.GetWorkload().GetPodName() != exitsPod {
+		t.Errorf("removed: verdict %q exit %d %q workload %v, want not-oom 137", e.GetVerdict(), e.GetExitCode(), e.GetRuntimeReason(), e.GetWorkload())
+	}
+	if took := e.GetFinishedAt().AsTime().Sub(stops[idE]); took < 900*time.Millisecond || took > 10*time.Second {
+		t.Errorf("removed: exited %v after the stop request, want about the 1 s timeout", took)
+	}
+
+	for id, start := range map[string]time.Time{idA: startA, idB: startB, idC: startC, idD: startD, idE: startE} {
 		t.Logf("%s: container started -> event put: %v", names[id], seenAt[id].Sub(start).Round(time.Millisecond))
 	}
 	t.Logf("joiner stats: %+v", joiner.Stats())
