@@ -412,7 +412,7 @@ func (p *Pipeline) flush(ctx context.Context) error {
 		}
 		if p.cfg.Enricher != nil {
 			p.cfg.Enricher.Enrich(ctx, ev)
-			ev.Reason = analysis.Explain(ev)
+			analysis.Refine(ev)
 		}
 		e := wire.FromAnalysis(p.cfg.Node, p.cfg.BootID, *ev)
 		out = append(out, e)

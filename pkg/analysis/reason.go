@@ -3,6 +3,8 @@ package analysis
 import (
 	"fmt"
 	"strings"
+
+	"github.com/oomwatch/oomwatch/pkg/workload"
 )
 
 // Explain writes the sentence that explains an event's verdict from the
@@ -39,7 +41,12 @@ func reason(ev *Event) string {
 	case KindLimit:
 		switch ev.LimitScope {
 		case ScopeContainer:
-			fmt.Fprintf(&b, "The container's memory limit was hit (%s)", cgroupLabel(ev.OOMMemcg))
+			if workload.FromCgroup(ev.OOMMemcg).Kind == workload.KindPod {
+				// Refine: the pod's limit is its one container's.
+				fmt.Fprintf(&b, "The container's memory limit was hit (at %s, whose limit is this container's alone)", cgroupLabel(ev.OOMMemcg))
+			} else {
+				fmt.Fprintf(&b, "The container's memory limit was hit (%s)", cgroupLabel(ev.OOMMemcg))
+			}
 		case ScopePod:
 			fmt.Fprintf(&b, "The pod's memory limit was hit (%s)", cgroupLabel(ev.OOMMemcg))
 		case ScopeOther:

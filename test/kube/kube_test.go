@@ -258,6 +258,12 @@ func (e *env) testContainerLimit(t *testing.T) {
 	if ev.Kind != "limit" || ev.Collateral {
 		t.Errorf("kind %s collateral %v, want a limit kill, not collateral", ev.Kind, ev.Collateral)
 	}
+	// On cgroup v1 the kernel names the pod's cgroup (it also holds the
+	// pause container, and its limit is this one container's): the agent
+	// reports the container's own limit, as kubelet's OOMKilled does.
+	if ev.LimitScope != "container" || !strings.Contains(ev.OOMMemcg, string(pod.UID)) {
+		t.Errorf("scope %s oom_memcg %s, want the container's own limit in the pod's cgroup", ev.LimitScope, ev.OOMMemcg)
+	}
 	if r := v.ContainerResources; r == nil || r.MemoryRequestBytes != 16*mib || r.MemoryLimitBytes != 32*mib {
 		t.Errorf("container resources %+v, want request 16Mi and limit 32Mi from the API", r)
 	}
@@ -309,7 +315,7 @@ func (e *env) testContainerLimit(t *testing.T) {
 				if en.ExitCode == nil || *en.ExitCode != 137 {
 					return false, "exit code not 137"
 				}
-				ok := en.Verdict == "oom-limit" || en.Verdict == "oom-pod-limit"
+				ok := en.Verdict == "oom-limit"
 				if ok {
 					t.Logf("explain: %s: %s", en.Verdict, en.Explanation)
 				}
