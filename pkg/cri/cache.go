@@ -707,9 +707,38 @@ func (c *Cache) Container(id string) (Container, bool) {
 		}
 	}
 	if found == nil {
-		return Container{}, false
+		return c.sandboxLocked(id)
 	}
 	return c.withPodLocked(found.c), true
+}
+
+// sandboxLocked returns the pod sandbox with the ID id (full, or a unique
+// prefix of at least 4 characters) as the container the kernel sees: the
+// sandbox's pause process runs in a cgroup named by the sandbox ID, beside
+// the pod's containers, and kernel reports list it. c.mu is held (read).
+func (c *Cache) sandboxLocked(id string) (Container, bool) {
+	e, ok := c.pods[id]
+	if !ok && len(id) >= minPrefix {
+		for full, p := range c.pods {
+			if strings.HasPrefix(full, id) {
+				if e != nil {
+					return Container{}, false // ambiguous
+				}
+				e = p
+			}
+		}
+	}
+	if e == nil {
+		return Container{}, false
+	}
+	p := e.p
+	x := Container{ID: p.SandboxID, Name: SandboxName, PodSandboxID: p.SandboxID, Sandbox: true,
+		PodUID: p.UID, PodNamespace: p.Namespace, PodName: p.Name, CreatedAt: p.CreatedAt, Removed: p.Removed,
+		State: StateRunning}
+	if p.State != StateReady {
+		x.State = StateExited
+	}
+	return x, true
 }
 
 func (c *Cache) withPod(x Container) Container {

@@ -523,3 +523,31 @@ func TestCacheRefetchesRunningDetails(t *testing.T) {
 		t.Fatalf("not refetched after %v: %d", detailsMaxAge, got)
 	}
 }
+
+// A kernel report lists the pod's pause process under a cgroup named by
+// the sandbox ID: it resolves to the pod, as its sandbox.
+func TestCacheResolvesSandboxAsContainer(t *testing.T) {
+	f := &fakeRuntime{name: "containerd"}
+	sock := startFake(t, f)
+	const sb = "5ab0c3d1e2f30415263748596a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f7"
+	f.addPod(sandbox(sb, "uid1", "shop", "cart", nil, nil), `{}`)
+	f.addCtr(sb, running("c1", "api", "img", nil), `{}`)
+	log, _ := testLog()
+	c := NewCache(dialFake(t, sock).Runtime(), log, CacheOptions{})
+	if err := c.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{sb, sb[:12]} {
+		x, ok := c.Container(id)
+		if !ok || !x.Sandbox || x.Name != SandboxName || x.ID != sb || x.PodName != "cart" || x.PodNamespace != "shop" ||
+			x.PodUID != "uid1" || x.State != StateRunning {
+			t.Errorf("Container(%s) = %+v, %v; want the cart pod's sandbox", id, x, ok)
+		}
+	}
+	if x, ok := c.Container("c1"); !ok || x.Sandbox || x.Name != "api" {
+		t.Errorf("Container(c1) = %+v, %v", x, ok)
+	}
+	if _, ok := c.Container("ffff"); ok {
+		t.Error("an unknown ID resolved")
+	}
+}

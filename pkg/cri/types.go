@@ -56,6 +56,9 @@ type Container struct {
 	Attempt uint32
 	// PodSandboxID is the ID of the sandbox the container runs in.
 	PodSandboxID string
+	// Sandbox marks the pod's sandbox itself (its pause process), named
+	// SandboxName: it is no container of the pod spec.
+	Sandbox bool
 	// PodUID, PodNamespace and PodName come from kubelet's labels, or from
 	// the sandbox's metadata when the labels are absent.
 	PodUID, PodNamespace, PodName string
@@ -240,3 +243,8 @@ func (p Pod) clone() Pod {
 	p.Labels = maps.Clone(p.Labels)
 	return p
 }
+
+// SandboxName is the container name given to a pod's sandbox (its pause
+// process): kubelet's own name for it ("POD"), as cAdvisor's metrics and
+// dockershim's container names spell it.
+const SandboxName = "POD"
