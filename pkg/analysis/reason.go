@@ -43,7 +43,7 @@ func reason(ev *Event) string {
 		case ScopeContainer:
 			if workload.FromCgroup(ev.OOMMemcg).Kind == workload.KindPod {
 				// Refine: the pod's limit is its one container's.
-				fmt.Fprintf(&b, "The container's memory limit was hit (at %s, whose limit is this container's alone)", cgroupLabel(ev.OOMMemcg))
+				b.WriteString("The container's memory limit was hit (the kernel named its pod's cgroup, whose limit is this container's alone)")
 			} else {
 				fmt.Fprintf(&b, "The container's memory limit was hit (%s)", cgroupLabel(ev.OOMMemcg))
 			}

@@ -270,6 +270,9 @@ func checkFirst(t *testing.T, want scenario.Expect, e event) {
 	}
 	eq("kind", e.Kind, want.Kind)
 	eq("limit_scope", e.Scope, want.Scope)
+	if want.OOMMemcg != "" {
+		eq("oom_memcg", e.OOMMemcg, want.OOMMemcg)
+	}
 	eq("victim pod_uid", v.PodUID, want.PodUID)
 	eq("victim container_id", v.ContainerID, want.Container)
 	eq("victim qos", v.QoS, want.QoS)

@@ -82,7 +82,7 @@ type runtime struct {
 	created int64
 }
 
-func sandboxID(p scenario.Pod) string { return "sandbox-" + p.UID }
+func sandboxID(p scenario.Pod) string { return scenario.SandboxID(p.UID) }
 
 func (r *runtime) Version(context.Context, *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
 	return &runtimeapi.VersionResponse{Version: "0.1.0", RuntimeName: "fakenode", RuntimeVersion: "e2e",

@@ -16,6 +16,11 @@ CG=/sys/fs/cgroup
 mkcg() { p=$CG; for part in $(echo "$1" | tr / ' '); do echo +memory > $p/cgroup.subtree_control 2>/dev/null; p=$p/$part; mkdir -p $p; done; }
 # waitfile FILE: wait up to 60 s for FILE to exist.
 waitfile() { i=0; while [ ! -e "$1" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; }
+# pause CGROUP: a pod's sandbox, as a node has one beside the pod's
+# containers: a small process named pause with kubelet's oom_score_adj
+# for it (-998), in the cgroup named by the sandbox ID.
+PAUSES=0
+pause() { mkcg "$1"; [ -x /tmp/pause ] || cp /bin/hog /tmp/pause; PAUSES=$((PAUSES+1)); /tmp/pause -mb 1 -step 1 -oom-score-adj -998 -cgroup $CG$1 -ready /tmp/pause.$PAUSES >/dev/null 2>&1 & waitfile /tmp/pause.$PAUSES; }
 echo -1000 > /proc/self/oom_score_adj
 `
 

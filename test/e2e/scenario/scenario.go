@@ -5,14 +5,18 @@
 package scenario
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 )
 
 // Expect is what the first OOM event of a scenario must say.
 type Expect struct {
-	Kind       string
-	Scope      string
+	Kind  string
+	Scope string
+	// OOMMemcg, when set, is the cgroup the kernel must name as oom_memcg.
+	OOMMemcg   string
 	PodUID     string
 	Container  string
 	QoS        string
@@ -99,6 +103,20 @@ func systemdPod(qos, uid string) string {
 	return fmt.Sprintf("/kubepods.slice/kubepods-%s.slice/kubepods-%s-pod%s.slice", qos, qos, u)
 }
 
+// SandboxID is the ID of a scenario pod's sandbox: 64 hex digits, as
+// containerd makes them, derived from the pod's UID.
+func SandboxID(podUID string) string {
+	sum := sha256.Sum256([]byte("sandbox/" + podUID))
+	return hex.EncodeToString(sum[:])
+}
+
+// systemdPause and cgroupfsPause are the cgroups of a pod's sandbox (its
+// pause process) under each driver.
+func systemdPause(pod, uid string) string {
+	return pod + "/cri-containerd-" + SandboxID(uid) + ".scope"
+}
+func cgroupfsPause(pod, uid string) string { return pod + "/" + SandboxID(uid) }
+
 // cgroupfsPod is the cgroupfs-driver path of a pod.
 func cgroupfsPod(qos, uid string) string {
 	if qos == "guaranteed" {
@@ -128,10 +146,11 @@ func All() []Scenario {
 			Script: fmt.Sprintf(`mkcg %[2]s
 mkcg %[3]s
 echo 64M > $CG%[1]s/memory.max
+pause %[4]s
 hog -mb 8 -oom-score-adj 999 -cgroup $CG%[3]s -ready /tmp/side.ready &
 waitfile /tmp/side.ready
 hog -mb 56 -step 2 -oom-score-adj 2 -cgroup $CG%[2]s -hold 3s || true
-`, bPod, bMain, bSide),
+`, bPod, bMain, bSide, systemdPause(bPod, uidB)),
 			Events: 1,
 			Pods: []Pod{{UID: uidB, Namespace: "search", Name: "indexer-0", Labels: map[string]string{"app": "indexer"},
 				Containers: []Container{
@@ -231,18 +250,22 @@ cat $CG%[1]s/memory.events > /tmp/memory.events
 // containerLimit is a container's memory.max hit (systemd driver,
 // containerd scope names); a is the container's cgroup.
 func containerLimit(a string) Scenario {
+	pod := systemdPod("burstable", uidA)
 	return Scenario{
-		Name:        "container-limit",
-		Description: "a container's memory.max is hit (systemd driver, containerd scope names)",
+		Name: "container-limit",
+		Description: "a single-container pod's container hits its 32 MiB limit (systemd driver, containerd scope names); " +
+			"as on a node, the pod's cgroup has the same limit and also holds the pause process, so the kernel names the pod's cgroup",
 		Script: fmt.Sprintf(`mkcg %[1]s
+echo 32M > $CG%[2]s/memory.max
 echo 32M > $CG%[1]s/memory.max
+pause %[3]s
 hog -mb 64 -oom-score-adj 937 -cgroup $CG%[1]s || true
-`, a),
+`, a, pod, systemdPause(pod, uidA)),
 		Events: 1,
 		Pods: []Pod{{UID: uidA, Namespace: "shop", Name: "cart-7d9f8-x2x4q", Labels: map[string]string{"app": "cart"},
 			Containers: []Container{{ID: ctrA, Name: "api", Image: "registry.example/shop/cart:1.4", RequestMiB: 16, LimitMiB: 32}}}},
 		Expect: Expect{Kind: "limit", Scope: "container", PodUID: uidA, Container: ctrA, QoS: "burstable",
-			Runtime: "containerd", VictimComm: "hog", TriggerPodUID: uidA, CulpritPodUID: uidA,
+			OOMMemcg: pod, Runtime: "containerd", VictimComm: "hog", TriggerPodUID: uidA, CulpritPodUID: uidA,
 			CulpritContainer: ctrA, MinVictims: 1,
 			VictimPod: "shop/cart-7d9f8-x2x4q", VictimContainerName: "api", VictimRequestMiB: 16, VictimLimitMiB: 32,
 			CulpritPod: "shop/cart-7d9f8-x2x4q"},
