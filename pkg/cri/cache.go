@@ -573,25 +573,35 @@ func (c *Cache) reportExits(exits []Container) {
 }
 
 // followEvents applies the runtime's container events until ctx ends. A
-// runtime that does not implement them is left to polling, silently.
+// runtime that does not implement them is polled every PollOnlyInterval
+// and, when TaskExits is set, its task exits are followed.
 func (c *Cache) followEvents(ctx context.Context) {
+	if !c.follow(ctx, "container event stream", c.streamEvents) {
+		return
+	}
+	c.pollOnlyOnce.Do(func() { close(c.pollOnly) })
+	if c.opts.TaskExits != nil {
+		c.follow(ctx, "task event stream", c.streamTaskExits)
+	}
+}
+
+// follow runs stream again whenever it ends, one PollInterval later, until
+// ctx ends (false) or the runtime answers Unimplemented (true): a stream
+// the runtime lacks is left alone, silently.
+func (c *Cache) follow(ctx context.Context, what string, stream func(context.Context) error) (unimplemented bool) {
 	for {
-		err := c.streamEvents(ctx)
+		err := stream(ctx)
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		if status.Code(err) == codes.Unimplemented {
-			c.log.Debug("runtime has no container event stream; polling only")
-			c.pollOnlyOnce.Do(func() { close(c.pollOnly) })
-			if c.opts.TaskExits != nil {
-				c.followTaskExits(ctx)
-			}
-			return
+			c.log.Debug("runtime has no " + what + "; polling only")
+			return true
 		}
-		c.log.WithError(err).Debug("container event stream ended; reopening")
+		c.log.WithError(err).Debug(what + " ended; reopening")
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(c.opts.PollInterval):
 		}
 	}
@@ -604,15 +614,21 @@ func (c *Cache) streamEvents(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return recvAll(stream.Recv, func(ev *runtimeapi.ContainerEventResponse) { c.applyEvent(ctx, ev) })
+}
+
+// recvAll hands each message of a stream to fn until the stream fails; a
+// stream that ends is an error too.
+func recvAll[T any](recv func() (T, error), fn func(T)) error {
 	for {
-		ev, err := stream.Recv()
+		m, err := recv()
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("stream closed: %w", err)
+		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("event stream closed: %w", err)
-			}
 			return err
 		}
-		c.applyEvent(ctx, ev)
+		fn(m)
 	}
 }
 
@@ -691,25 +707,36 @@ func (c *Cache) Container(id string) (Container, bool) {
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if e, ok := c.containers[id]; ok {
+	e, ok, ambiguous := byID(c.containers, id)
+	switch {
+	case ok:
 		return c.withPodLocked(e.c), true
-	}
-	if len(id) < minPrefix {
+	case ambiguous:
 		return Container{}, false
 	}
-	var found *containerEntry
-	for full, e := range c.containers {
+	return c.sandboxLocked(id)
+}
+
+// byID returns m's entry with the key id, or the only one whose key starts
+// with id (at least minPrefix characters); ambiguous tells of a prefix that
+// several keys start with.
+func byID[V any](m map[string]V, id string) (v V, ok, ambiguous bool) {
+	if v, ok := m[id]; ok {
+		return v, true, false
+	}
+	if len(id) < minPrefix {
+		return v, false, false
+	}
+	for full, e := range m {
 		if strings.HasPrefix(full, id) {
-			if found != nil {
-				return Container{}, false // ambiguous
+			if ok {
+				var zero V
+				return zero, false, true
 			}
-			found = e
+			v, ok = e, true
 		}
 	}
-	if found == nil {
-		return c.sandboxLocked(id)
-	}
-	return c.withPodLocked(found.c), true
+	return v, ok, false
 }
 
 // sandboxLocked returns the pod sandbox with the ID id (full, or a unique
@@ -717,18 +744,8 @@ func (c *Cache) Container(id string) (Container, bool) {
 // sandbox's pause process runs in a cgroup named by the sandbox ID, beside
 // the pod's containers, and kernel reports list it. c.mu is held (read).
 func (c *Cache) sandboxLocked(id string) (Container, bool) {
-	e, ok := c.pods[id]
-	if !ok && len(id) >= minPrefix {
-		for full, p := range c.pods {
-			if strings.HasPrefix(full, id) {
-				if e != nil {
-					return Container{}, false // ambiguous
-				}
-				e = p
-			}
-		}
-	}
-	if e == nil {
+	e, ok, _ := byID(c.pods, id)
+	if !ok {
 		return Container{}, false
 	}
 	p := e.p

@@ -2,14 +2,12 @@ package cri
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"strings"
 	"time"
 
 	eventsapi "github.com/containerd/containerd/api/events"
 	eventsv1 "github.com/containerd/containerd/api/services/events/v1"
+	"github.com/containerd/containerd/api/types"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -48,18 +46,11 @@ func (c *Client) WatchTaskExits(ctx context.Context, fn func(TaskExit)) error {
 	if err != nil {
 		return err
 	}
-	for {
-		env, err := stream.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("task event stream closed: %w", err)
-			}
-			return err
-		}
+	return recvAll(stream.Recv, func(env *types.Envelope) {
 		if te, ok := decodeTaskExit(env.GetTopic(), env.GetEvent().GetTypeUrl(), env.GetEvent().GetValue()); ok {
 			fn(te)
 		}
-	}
+	})
 }
 
 // decodeTaskExit reads one event of containerd's bus. It keeps only the
@@ -92,39 +83,23 @@ var exitConfirmDelays = []time.Duration{20 * time.Millisecond, 80 * time.Millise
 // is taken from the event alone.
 const maxConfirming = 16
 
-// followTaskExits applies the runtime's task exits until ctx ends: a
-// runtime without them is left to polling.
-func (c *Cache) followTaskExits(ctx context.Context) {
+// streamTaskExits applies the runtime's task exits until the stream ends.
+func (c *Cache) streamTaskExits(ctx context.Context) error {
 	sem := make(chan struct{}, maxConfirming)
-	for {
-		err := c.opts.TaskExits.WatchTaskExits(ctx, func(te TaskExit) {
-			if !c.runningContainer(te.ContainerID) {
-				return // a sandbox's pause process, or an exit already seen
-			}
-			select {
-			case sem <- struct{}{}:
-				go func() {
-					defer func() { <-sem }()
-					c.confirmExit(ctx, te)
-				}()
-			default:
-				c.exitFromEvent(te)
-			}
-		})
-		if ctx.Err() != nil {
-			return
+	return c.opts.TaskExits.WatchTaskExits(ctx, func(te TaskExit) {
+		if !c.runningContainer(te.ContainerID) {
+			return // a sandbox's pause process, or an exit already seen
 		}
-		if status.Code(err) == codes.Unimplemented {
-			c.log.Debug("runtime has no task event stream; polling only")
-			return
-		}
-		c.log.WithError(err).Debug("task event stream ended; reopening")
 		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(c.opts.PollInterval):
+		case sem <- struct{}{}:
+			go func() {
+				defer func() { <-sem }()
+				c.confirmExit(ctx, te)
+			}()
+		default:
+			c.exitFromEvent(te)
 		}
-	}
+	})
 }
 
 func (c *Cache) runningContainer(id string) bool {
