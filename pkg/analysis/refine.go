@@ -36,7 +36,13 @@ func ownPodLimit(ev *Event) bool {
 	if workload.FromCgroup(v.Cgroup).Kind != workload.KindContainer {
 		return false // a process of the pod cgroup itself: no container limit
 	}
+	if sibling(ev) {
+		return false
+	}
 	ctr, pod := heldLimit(v.ContainerResources), int64(0)
+	if r := v.ContainerResources; r != nil && r.SpecRead {
+		ctr = r.MemoryLimitBytes // none in the spec: no limit of its own
+	}
 	if ev.MemcgLimitBytes != nil {
 		pod = *ev.MemcgLimitBytes
 	} else {
@@ -62,4 +68,33 @@ func heldLimit(r *Resources) int64 {
 	default:
 		return r.MemoryLimitBytes
 	}
+}
+
+// sibling tells whether a process of the event (the trigger, the largest
+// holders, the culprit) ran in another container of the victim's pod: the
+// pod's limit is then shared, whatever the limits say. The pod's sandbox
+// (its pause process) is no sibling.
+func sibling(ev *Event) bool {
+	v := ev.Victims[0]
+	other := func(w Workload, comm string) bool {
+		if w.PodUID != v.PodUID || w.ContainerID == "" || w.ContainerID == v.ContainerID {
+			return false
+		}
+		if w.ContainerName != "" {
+			return w.ContainerName != workload.SandboxName
+		}
+		return comm != "pause" // not resolved: the sandbox image's process
+	}
+	if t := ev.Trigger; t != nil && other(t.Workload, t.Comm) {
+		return true
+	}
+	if c := ev.Culprit; c != nil && other(c.Workload, c.Comm) {
+		return true
+	}
+	for _, p := range ev.TopConsumers {
+		if other(p.Workload, p.Comm) {
+			return true
+		}
+	}
+	return false
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/oomwatch/oomwatch/pkg/workload"
 )
 
 // State is a container's or a sandbox's state as the runtime reports it.
@@ -245,6 +247,5 @@ func (p Pod) clone() Pod {
 }
 
 // SandboxName is the container name given to a pod's sandbox (its pause
-// process): kubelet's own name for it ("POD"), as cAdvisor's metrics and
-// dockershim's container names spell it.
-const SandboxName = "POD"
+// process).
+const SandboxName = workload.SandboxName

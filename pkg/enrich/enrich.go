@@ -183,10 +183,10 @@ func (e *Enricher) spec(ctx context.Context, w *analysis.Workload) {
 	}
 	c := p.Containers[name]
 	cr := resources(&w.ContainerResources)
-	cr.MemoryRequestBytes, cr.SpecRead = c.RequestBytes, true
-	if cr.MemoryLimitBytes == 0 {
-		cr.MemoryLimitBytes = c.LimitBytes
-	}
+	// The spec's limit is what Kubernetes asked for, none included: under
+	// a pod-level limit the runtime gives a container without one the
+	// pod's, which is not the container's own.
+	cr.MemoryRequestBytes, cr.MemoryLimitBytes, cr.SpecRead = c.RequestBytes, c.LimitBytes, true
 }
 
 // runtimeNames asks the runtime about a workload's container and pod.
@@ -290,7 +290,7 @@ func fill(r *analysis.Resources, st cgroupstat.Stats) {
 	r.EventsOOMKill = int64(st.Events.OOMKill)
 	r.EventsOOMGroupKill = int64(st.Events.OOMGroupKill)
 	r.OOMGroup = st.OOMGroup
-	if r.MemoryLimitBytes == 0 && st.MaxBytes > 0 {
+	if r.MemoryLimitBytes == 0 && st.MaxBytes > 0 && !r.SpecRead {
 		r.MemoryLimitBytes = st.MaxBytes
 	}
 }

@@ -133,6 +133,20 @@ func TestEnrichFromPodSpec(t *testing.T) {
 		t.Errorf("reason: %s", ev.Reason)
 	}
 
+	// Under a pod-level limit the runtime gives a container without a limit
+	// of its own the pod's: the spec says it has none, and the spec wins
+	// over the runtime and the cgroup.
+	rtLimit := fakeRuntime{containers: map[string]cri.Container{ctrID: {ID: ctrID, Name: "api", PodUID: podUID,
+		PodNamespace: "shop", PodName: "cart-7d9", MemoryLimitBytes: 64 << 20}}}
+	specs[podUID] = kubepods.Pod{UID: podUID, Namespace: "shop", Name: "cart-7d9",
+		Containers:   map[string]kubepods.Container{"api": {Name: "api", RequestBytes: 16 << 20}},
+		ContainerIDs: map[string]string{ctrID: "api"}}
+	ev = event()
+	New(root, rtLimit, specs).Enrich(context.Background(), ev)
+	if cr := ev.Victims[0].ContainerResources; cr == nil || !cr.SpecRead || cr.MemoryLimitBytes != 0 || cr.MemoryMaxBytes == 0 {
+		t.Fatalf("container without a limit in its spec: %+v", cr)
+	}
+
 	// The runtime's names win; an unknown container keeps only the pod's.
 	rt := fakeRuntime{pods: map[string]cri.Pod{podUID: {UID: podUID, Namespace: "shop", Name: "cart-7d9"}}}
 	specs[podUID] = kubepods.Pod{UID: podUID, Namespace: "other", Name: "stale", RequestBytes: 1}

@@ -18,6 +18,12 @@ import (
 type Kind string
 
 // Kinds of workload.
+// SandboxName is the container name of a pod's sandbox (its pause
+// process, in a cgroup named by the sandbox ID beside the pod's
+// containers): kubelet's own name for it ("POD"), as cAdvisor's metrics
+// and dockershim's container names spell it.
+const SandboxName = "POD"
+
 const (
 	// KindContainer is a container cgroup (or a cgroup nested inside one),
 	// inside or outside Kubernetes.

@@ -152,8 +152,8 @@ func (e *env) testPodLimitSidecar(t *testing.T) {
 	if ev.Collateral {
 		t.Errorf("collateral, but the sidecar was the largest holder: %s", ev.Reason)
 	}
-	if r := v.ContainerResources; r == nil || r.MemoryRequestBytes != 40*mib {
-		t.Errorf("sidecar resources %+v, want the 40Mi request from the API", r)
+	if r := v.ContainerResources; r == nil || r.MemoryRequestBytes != 40*mib || r.MemoryLimitBytes != 0 {
+		t.Errorf("sidecar resources %+v, want the 40Mi request and no limit of its own, from the API", r)
 	}
 	if r := v.PodResources; r == nil || r.MemoryLimitBytes != 64*mib {
 		t.Errorf("pod resources %+v, want the pod-level 64Mi limit", r)
