@@ -88,7 +88,9 @@ func sum(hs []Holder, scope string) (map[string]*unit, []string) {
 		u.rss += h.RSSBytes
 		u.tasks++
 		if h.RSSBytes > u.top.RSSBytes || u.tasks == 1 {
-			u.top = h
+			// A pod's unit is named by its largest task's container, not
+			// by the first listed (the pause process, on a node).
+			u.top, u.workload = h, workloadOf(h.Cgroup)
 		}
 	}
 	return units, order

@@ -36,6 +36,9 @@ func TestCulpritUnit(t *testing.T) {
 		wantPID int
 		byReq   bool
 	}{
+		// On a node the pod's pause process is listed first, in a cgroup of
+		// its own: the pod's unit is named by its largest task.
+		{"a pod's unit is named by its largest task", []Holder{h(1, be, 20), h(5, "/kubepods/burstable/pod"+buUID+"/ffff000000000000000000000000000000000000000000000000000000000001", 1), h(2, bu, 190)}, "", victimBE, nil, 2, false},
 		{"no requests: the largest", []Holder{h(1, be, 20), h(2, bu, 190), h(3, daemon, 300)}, "", victimBE, nil, 3, false},
 		{"the only larger holder, within its request", []Holder{h(1, be, 20), h(2, bu, 190)}, "", victimBE,
 			fakeRequests{buUID + "/": 200 * mi, beUID + "/": 0}, 2, false},
@@ -59,6 +62,9 @@ func TestCulpritUnit(t *testing.T) {
 			u, ok, byReq := culpritUnit(tc.hs, tc.scope, tc.victim, tc.reqs)
 			if !ok || u.top.PID != tc.wantPID || byReq != tc.byReq {
 				t.Fatalf("culprit pid %d (ok %v, by request %v), want %d (by request %v)", u.top.PID, ok, byReq, tc.wantPID, tc.byReq)
+			}
+			if u.workload.Cgroup != u.top.Cgroup {
+				t.Errorf("culprit unit named by %s, its largest task ran in %s", u.workload.Cgroup, u.top.Cgroup)
 			}
 		})
 	}
