@@ -204,8 +204,9 @@ func (e *env) testNodePressure(t *testing.T) {
 	if !strings.HasSuffix(ev.OOMMemcg, "/kubepods") {
 		t.Errorf("oom_memcg %s, want the kubepods cgroup (node allocatable)", ev.OOMMemcg)
 	}
-	if !ev.Collateral || ev.Culprit == nil || ev.Culprit.PodName != "etl-2" || ev.Culprit.Namespace != "batch" {
-		t.Errorf("collateral %v culprit %+v, want collateral with culprit batch/etl-2", ev.Collateral, ev.Culprit)
+	if !ev.Collateral || ev.Culprit == nil || ev.Culprit.PodName != "etl-2" || ev.Culprit.Namespace != "batch" ||
+		ev.Culprit.ContainerName != "etl" {
+		t.Errorf("collateral %v culprit %+v, want collateral with culprit batch/etl-2 container etl", ev.Collateral, ev.Culprit)
 	}
 	e.waitDescribe(t, "tools", be.Name, "OOMKilledCollateral")
 	p, err := e.cs.CoreV1().Pods("tools").Get(ctx, be.Name, metav1.GetOptions{})
