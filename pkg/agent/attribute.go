@@ -9,6 +9,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/cgroupstat"
 	"github.com/oomwatch/oomwatch/pkg/proc"
+	"github.com/oomwatch/oomwatch/pkg/recent"
 	"github.com/oomwatch/oomwatch/pkg/workload"
 )
 
@@ -106,8 +107,8 @@ type attributor struct {
 	// container may still exist (names, figures).
 	onFound func(cgroup string)
 
-	pids    boundedMap[int, seenPID]
-	results boundedMap[int, attribution]
+	pids    *recent.Map[int, seenPID]
+	results *recent.Map[int, attribution]
 	base    map[string]uint64 // nil until the first scan
 	bal     map[string]*balance
 	// log says once that the counters cannot be read.
@@ -122,7 +123,7 @@ func newAttributor(fs proc.FS, counters KillCounters, now func() time.Time, log 
 		now = time.Now
 	}
 	a := &attributor{proc: fs, counters: counters, now: now, log: log,
-		pids: newBoundedMap[int, seenPID](pidCacheSize), results: newBoundedMap[int, attribution](maxAttributions),
+		pids: recent.NewMap[int, seenPID](pidCacheSize), results: recent.NewMap[int, attribution](maxAttributions),
 		bal: map[string]*balance{}}
 	// The first scan is the baseline: kills before the agent started are
 	// not this run's to explain.
@@ -144,7 +145,7 @@ const pidTTL = 10 * time.Minute
 // /proc, wherever it ran.
 func (a *attributor) remember(pid int, cgroup string) {
 	if pid > 0 && cgroup != "" && cgroup != "/" {
-		a.pids.put(pid, seenPID{cgroup: cgroup, at: a.now()})
+		a.pids.Put(pid, seenPID{cgroup: cgroup, at: a.now()})
 	}
 }
 
@@ -248,7 +249,7 @@ func (a *attributor) killSeen(pid int, cgroup string) {
 			a.onFound(at.cgroup)
 		}
 	}
-	a.results.put(pid, at)
+	a.results.Put(pid, at)
 }
 
 // place finds the cgroup of a victim the report did not name.
@@ -259,7 +260,7 @@ func (a *attributor) place(pid int) attribution {
 	if cg, err := a.proc.Cgroup(pid); err == nil && cg != "" && cg != "/" {
 		return attribution{cgroup: cg, by: analysis.AttributedProc}
 	}
-	if p, ok := a.pids.get(pid); ok && a.now().Sub(p.at) < pidTTL {
+	if p, ok := a.pids.Get(pid); ok && a.now().Sub(p.at) < pidTTL {
 		return attribution{cgroup: p.cgroup, by: analysis.AttributedPIDCache}
 	}
 	a.scan()
@@ -288,7 +289,7 @@ func (a *attributor) place(pid int) attribution {
 
 // lookup answers the pipeline's question for a victim PID.
 func (a *attributor) lookup(pid int) (string, bool) {
-	at, ok := a.results.get(pid)
+	at, ok := a.results.Get(pid)
 	if !ok || at.cgroup == "" {
 		return "", false
 	}
@@ -301,8 +302,8 @@ func (a *attributor) label(ev *analysis.Event) {
 		return
 	}
 	v := ev.Victims[0]
-	at, ok := a.results.get(v.PID)
-	a.results.del(v.PID)
+	at, ok := a.results.Get(v.PID)
+	a.results.Delete(v.PID)
 	switch {
 	case v.Cgroup == "":
 		ev.AttributedBy = analysis.AttributedNone
@@ -337,38 +338,4 @@ func parent(p string) string {
 		}
 	}
 	return "/"
-}
-
-// boundedMap is a map that forgets its oldest keys past a size.
-type boundedMap[K comparable, V any] struct {
-	m     map[K]V
-	ring  []K
-	next  int
-	limit int
-}
-
-func newBoundedMap[K comparable, V any](limit int) boundedMap[K, V] {
-	return boundedMap[K, V]{m: map[K]V{}, limit: limit}
-}
-
-func (b *boundedMap[K, V]) get(k K) (V, bool) {
-	v, ok := b.m[k]
-	return v, ok
-}
-
-func (b *boundedMap[K, V]) del(k K) { delete(b.m, k) }
-
-func (b *boundedMap[K, V]) put(k K, v V) {
-	if _, ok := b.m[k]; ok {
-		b.m[k] = v
-		return
-	}
-	if len(b.ring) < b.limit {
-		b.ring = append(b.ring, k)
-	} else {
-		delete(b.m, b.ring[b.next])
-		b.ring[b.next] = k
-		b.next = (b.next + 1) % b.limit
-	}
-	b.m[k] = v
 }

@@ -279,10 +279,10 @@ func TestAttributorBounded(t *testing.T) {
 		at.remember(pid, "/x")
 		at.killSeen(pid, "/x")
 	}
-	if n := len(at.pids.m); n > pidCacheSize {
+	if n := at.pids.Len(); n > pidCacheSize {
 		t.Fatalf("%d PIDs remembered, bound %d", n, pidCacheSize)
 	}
-	if n := len(at.results.m); n > maxAttributions {
+	if n := at.results.Len(); n > maxAttributions {
 		t.Fatalf("%d attributions kept, bound %d", n, maxAttributions)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/cri"
 	"github.com/oomwatch/oomwatch/pkg/kubepods"
 	"github.com/oomwatch/oomwatch/pkg/oom"
+	"github.com/oomwatch/oomwatch/pkg/recent"
 	"github.com/oomwatch/oomwatch/pkg/workload"
 )
 
@@ -41,7 +42,7 @@ type Enricher struct {
 	runtime Runtime // may be nil
 	specs   Specs   // may be nil
 	mu      sync.Mutex
-	snaps   map[string]snapshot
+	snaps   *recent.Map[string, snapshot]
 	pre     *prefetcher
 }
 
@@ -53,11 +54,14 @@ type snapshot struct {
 // snapTTL bounds how long a figure read at kill time is used.
 const snapTTL = 5 * time.Minute
 
+// maxSnaps bounds the cgroups whose figures are held from kill time.
+const maxSnaps = 512
+
 // New returns an Enricher reading cgroups under root (the host's cgroup
 // mount). runtime and specs may be nil: without either, events carry IDs
 // only; without specs, no requests.
 func New(root string, runtime Runtime, specs Specs) *Enricher {
-	return &Enricher{root: root, runtime: runtime, specs: specs, snaps: map[string]snapshot{}, pre: newPrefetcher()}
+	return &Enricher{root: root, runtime: runtime, specs: specs, snaps: recent.NewMap[string, snapshot](maxSnaps), pre: newPrefetcher()}
 }
 
 var summaryPrefix = []byte("oom-kill:")
@@ -93,18 +97,7 @@ func (e *Enricher) snap(p string) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := time.Now()
-	if len(e.snaps) > 512 {
-		for k, s := range e.snaps {
-			if now.Sub(s.at) > snapTTL {
-				delete(e.snaps, k)
-			}
-		}
-		if len(e.snaps) > 512 {
-			e.snaps = map[string]snapshot{}
-		}
-	}
-	e.snaps[p] = snapshot{stats: st, at: now}
+	e.snaps.Put(p, snapshot{stats: st, at: time.Now()})
 }
 
 // stats returns a cgroup's figures: those read at kill time when there are,
@@ -114,7 +107,7 @@ func (e *Enricher) stats(p string) (cgroupstat.Stats, bool) {
 		return cgroupstat.Stats{}, false
 	}
 	e.mu.Lock()
-	s, ok := e.snaps[p]
+	s, ok := e.snaps.Get(p)
 	e.mu.Unlock()
 	if ok && time.Since(s.at) < snapTTL {
 		return s.stats, true

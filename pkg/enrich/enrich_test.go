@@ -52,8 +52,8 @@ func TestEnrichNamesAndFigures(t *testing.T) {
 	e := New(root, rt, nil)
 	// The summary line comes first: the figures are read then.
 	e.Observe([]byte("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=" + ctr + ",task_memcg=" + ctr + ",task=api,pid=7,uid=0"))
-	if len(e.snaps) != 2 {
-		t.Fatalf("%d cgroups read at kill time, want container and pod", len(e.snaps))
+	if e.snaps.Len() != 2 {
+		t.Fatalf("%d cgroups read at kill time, want container and pod", e.snaps.Len())
 	}
 	ev := event()
 	e.Enrich(context.Background(), ev)
@@ -93,11 +93,11 @@ func TestEnrichWithoutRuntime(t *testing.T) {
 func TestObserveIgnoresOtherRecords(t *testing.T) {
 	e := New(root, nil, nil)
 	allocs := testing.AllocsPerRun(100, func() { e.Observe([]byte("eth0: link up")) })
-	if allocs != 0 || len(e.snaps) != 0 {
-		t.Fatalf("allocs %.1f snaps %d", allocs, len(e.snaps))
+	if allocs != 0 || e.snaps.Len() != 0 {
+		t.Fatalf("allocs %.1f snaps %d", allocs, e.snaps.Len())
 	}
 	e.Observe([]byte("oom-kill:constraint=CONSTRAINT_MEMCG,oom_memcg=/nonexistent,task_memcg=/nonexistent/x,task=a,pid=1,uid=0"))
-	if len(e.snaps) != 0 {
+	if e.snaps.Len() != 0 {
 		t.Fatal("a missing cgroup was recorded")
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/oomwatch/oomwatch/pkg/wire"
 	"hash/fnv"
 	"strconv"
 	"strings"
@@ -29,6 +28,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/cri"
+	"github.com/oomwatch/oomwatch/pkg/recent"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -220,9 +221,9 @@ type Joiner struct {
 	pending []*pending // oldest first
 	checks  []*check   // oldest first
 	stories []*story   // oldest first
-	seen    *bounded[struct{}]
-	exited  *bounded[struct{}]  // container IDs seen exiting
-	stops   *bounded[time.Time] // container ID -> stop requested at
+	seen    *recent.Map[string, struct{}]
+	exited  *recent.Map[string, struct{}]  // container IDs seen exiting
+	stops   *recent.Map[string, time.Time] // container ID -> stop requested at
 	stats   Stats
 	// warned is the part of stats.Dropped and stats.ChecksDropped
 	// already logged.
@@ -282,9 +283,9 @@ func New(sink Sink, states States, log *logrus.Entry, opts Options) *Joiner {
 		log:    log,
 		opts:   opts,
 		wake:   make(chan struct{}, 1),
-		seen:   newBounded[struct{}](opts.MaxSeen),
-		exited: newBounded[struct{}](opts.MaxSeen),
-		stops:  newBounded[time.Time](opts.MaxSeen),
+		seen:   recent.NewMap[string, struct{}](opts.MaxSeen),
+		exited: recent.NewMap[string, struct{}](opts.MaxSeen),
+		stops:  recent.NewMap[string, time.Time](opts.MaxSeen),
 		stats:  Stats{Reported: map[string]uint64{}},
 	}
 }
@@ -301,7 +302,7 @@ func (j *Joiner) Exit(c cri.Container) {
 	c.ID = id
 	now := j.opts.Now()
 	j.mu.Lock()
-	j.exited.put(id, struct{}{})
+	j.exited.Put(id, struct{}{})
 	if c.ExitCode < minSignalExit || c.ExitCode > maxSignalExit {
 		j.stats.Ignored++
 		j.mu.Unlock()
@@ -309,12 +310,12 @@ func (j *Joiner) Exit(c cri.Container) {
 		return
 	}
 	key := exitKey(c)
-	if j.seen.has(key) {
+	if j.seen.Has(key) {
 		j.stats.Duplicates++
 		j.mu.Unlock()
 		return
 	}
-	j.seen.put(key, struct{}{})
+	j.seen.Put(key, struct{}{})
 	j.stats.Exits++
 	if len(j.pending) >= j.opts.MaxPending {
 		n := len(j.pending) - j.opts.MaxPending + 1
@@ -349,7 +350,7 @@ func (j *Joiner) OOM(ev *pb.Event) {
 	if j.states != nil {
 		for i, v := range k.victims {
 			cid := normID(v.GetWorkload().GetContainerId())
-			if cid == "" || j.exited.has(cid) {
+			if cid == "" || j.exited.Has(cid) {
 				continue
 			}
 			if c := j.waiting(cid); c != nil {
@@ -378,7 +379,7 @@ func (j *Joiner) StopRequested(containerID string, at time.Time) {
 		return
 	}
 	j.mu.Lock()
-	j.stops.put(id, at)
+	j.stops.Put(id, at)
 	j.mu.Unlock()
 }
 
@@ -443,7 +444,7 @@ func (j *Joiner) process(ctx context.Context) time.Time {
 			keep = append(keep, p)
 			continue
 		}
-		stop, _ := j.stops.get(p.c.ID)
+		stop, _ := j.stops.Get(p.c.ID)
 		out = append(out, j.exitEvent(p, k, v, stop))
 	}
 	clear(j.pending[len(keep):])
@@ -455,7 +456,7 @@ func (j *Joiner) process(ctx context.Context) time.Time {
 			keepc = append(keepc, c)
 			continue
 		}
-		if !j.exited.has(c.cid) {
+		if !j.exited.Has(c.cid) {
 			due = append(due, c)
 		}
 	}
@@ -482,7 +483,7 @@ func (j *Joiner) process(ctx context.Context) time.Time {
 			states[c.cid] = st
 		}
 		j.mu.Lock()
-		exited := j.exited.has(c.cid)
+		exited := j.exited.Has(c.cid)
 		if st.known && st.running && !exited {
 			j.addChildren(c, j.opts.Now())
 		}
@@ -694,45 +695,6 @@ func finishedAt(c cri.Container, def time.Time) time.Time {
 	}
 	return def
 }
-
-// bounded is a map that forgets its oldest keys past a size.
-type bounded[V any] struct {
-	m     map[string]V
-	ring  []string
-	next  int
-	limit int
-}
-
-func newBounded[V any](limit int) *bounded[V] {
-	return &bounded[V]{m: make(map[string]V), limit: limit}
-}
-
-func (b *bounded[V]) has(k string) bool {
-	_, ok := b.m[k]
-	return ok
-}
-
-func (b *bounded[V]) get(k string) (V, bool) {
-	v, ok := b.m[k]
-	return v, ok
-}
-
-func (b *bounded[V]) put(k string, v V) {
-	if _, ok := b.m[k]; ok {
-		b.m[k] = v
-		return
-	}
-	if len(b.ring) < b.limit {
-		b.ring = append(b.ring, k)
-	} else {
-		delete(b.m, b.ring[b.next])
-		b.ring[b.next] = k
-		b.next = (b.next + 1) % b.limit
-	}
-	b.m[k] = v
-}
-
-func (b *bounded[V]) len() int { return len(b.m) }
 
 // timestamp converts a time, nil for the zero time.
 func timestamp(t time.Time) *timestamppb.Timestamp {

@@ -578,9 +578,9 @@ func TestBounded(t *testing.T) {
 		clk.Add(time.Millisecond)
 		j.mu.Lock()
 		if len(j.pending) > opts.MaxPending || len(j.kills) > opts.MaxKills || len(j.checks) > opts.MaxChecks ||
-			j.seen.len() > opts.MaxSeen || j.exited.len() > opts.MaxSeen || j.stops.len() > opts.MaxSeen {
+			j.seen.Len() > opts.MaxSeen || j.exited.Len() > opts.MaxSeen || j.stops.Len() > opts.MaxSeen {
 			t.Fatalf("after %d: pending %d kills %d checks %d seen %d exited %d stops %d", i, len(j.pending), len(j.kills),
-				len(j.checks), j.seen.len(), j.exited.len(), j.stops.len())
+				len(j.checks), j.seen.Len(), j.exited.Len(), j.stops.Len())
 		}
 		j.mu.Unlock()
 	}

@@ -74,6 +74,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/oomwatch/oomwatch/pkg/durable"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -825,7 +826,7 @@ func (s *Spool) syncLocked() error {
 		a.dirty = false
 	}
 	if s.dirDirty && !s.opts.noSync {
-		if err := syncDir(s.dir); err != nil {
+		if err := durable.SyncDir(s.dir); err != nil {
 			s.stats.WriteErrors++
 			return fmt.Errorf("%w: %w", ErrStorage, err)
 		}
@@ -842,21 +843,6 @@ func (s *Spool) fsync(f *os.File) error {
 		return nil
 	}
 	return f.Sync()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }
 
 // tidyLocked deletes the oldest segments that hold no pending event and,
