@@ -4,48 +4,28 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/oomwatch/oomwatch/pkg/agent"
-	"github.com/oomwatch/oomwatch/pkg/envflag"
+	"github.com/oomwatch/oomwatch/pkg/command"
 	"github.com/oomwatch/oomwatch/pkg/metrics"
 )
 
 func main() {
 	var opts agent.Options
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	opts.AddFlags(fs)
-	if err := envflag.Parse(fs, os.Args[1:], os.Getenv); err != nil {
-		os.Exit(2)
+	err := command.Parse("agent", &opts, os.Args[1:], os.Getenv, os.Stderr, func() {
+		if opts.NodeName == "" {
+			opts.NodeName = os.Getenv("NODE_NAME") // the downward API's, in deploy/agent.yaml
+		}
+	})
+	if err != nil {
+		os.Exit(command.ExitCode(err))
 	}
-	if opts.NodeName == "" {
-		opts.NodeName = os.Getenv("NODE_NAME")
-	}
-	if err := opts.Validate(); err != nil {
-		fmt.Fprintln(os.Stderr, "agent:", err)
-		os.Exit(2)
-	}
-	logger := logrus.New()
-	logger.SetFormatter(&logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano})
-	level, _ := logrus.ParseLevel(opts.LogLevel)
-	logger.SetLevel(level)
-	log := logrus.NewEntry(logger).WithField("node", opts.NodeName)
+	log := logrus.NewEntry(command.Logger(opts.LogLevel)).WithField("node", opts.NodeName)
 	opts.Transport.Describe(log)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, opts, log); err != nil {
-		log.WithError(err).Error("agent stopped")
-		stop()
-		os.Exit(1)
-	}
+	os.Exit(command.Run(log, "agent", func(ctx context.Context) error { return run(ctx, opts, log) }))
 }
 
 func run(ctx context.Context, opts agent.Options, log *logrus.Entry) error {

@@ -24,6 +24,12 @@ func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	return FromEnv(fs, getenv)
+}
+
+// FromEnv sets every flag of fs not given on the command line from its
+// environment variable, read with getenv. Call it after fs.Parse.
+func FromEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
