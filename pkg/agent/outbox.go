@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/spool"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -137,7 +138,7 @@ func (o *Outbox) Put(ctx context.Context, events ...*pb.Event) error {
 	}
 	// What the spool would refuse must not wait in memory for it.
 	for _, ev := range events {
-		if spool.TypeOf(ev) == "" {
+		if eventid.TypeOf(ev) == "" {
 			return fmt.Errorf("outbox put: %w: event without payload", spool.ErrInvalidEvent)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/sender"
 	"github.com/oomwatch/oomwatch/pkg/spool"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -43,7 +44,7 @@ func (s *fakeStore) Put(_ context.Context, evs ...*pb.Event) error {
 	defer s.mu.Unlock()
 	s.puts++
 	for _, e := range evs {
-		if spool.TypeOf(e) == "" {
+		if eventid.TypeOf(e) == "" {
 			return spool.ErrInvalidEvent
 		}
 	}
@@ -483,13 +484,13 @@ func TestOutboxHolds(t *testing.T) {
 	if err := o.Put(ctx, e); err != nil {
 		t.Fatal(err)
 	}
-	if !o.Holds(e.GetBootId(), spool.TypeOf(e), 7) || o.Holds(e.GetBootId(), spool.TypeOf(e), 8) {
+	if !o.Holds(e.GetBootId(), eventid.TypeOf(e), 7) || o.Holds(e.GetBootId(), eventid.TypeOf(e), 8) {
 		t.Fatal("Holds does not see the spooled event")
 	}
-	if err := o.Ack(e.GetBootId(), spool.TypeOf(e), 7); err != nil {
+	if err := o.Ack(e.GetBootId(), eventid.TypeOf(e), 7); err != nil {
 		t.Fatal(err)
 	}
-	if o.Holds(e.GetBootId(), spool.TypeOf(e), 7) {
+	if o.Holds(e.GetBootId(), eventid.TypeOf(e), 7) {
 		t.Fatal("Holds an acknowledged event")
 	}
 
@@ -499,7 +500,7 @@ func TestOutboxHolds(t *testing.T) {
 	if err := o.Put(ctx, kill(9)); err != nil {
 		t.Fatal(err)
 	}
-	if !o.Holds(kill(9).GetBootId(), spool.TypeOf(kill(9)), 9) {
+	if !o.Holds(kill(9).GetBootId(), eventid.TypeOf(kill(9)), 9) {
 		t.Fatal("Holds does not see the event kept in memory")
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/cri"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/recent"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -590,7 +591,7 @@ func (j *Joiner) match(c cri.Container) (*kill, int) {
 func newKill(ev *pb.Event, now time.Time) *kill {
 	o := ev.GetOom()
 	k := &kill{
-		id:         ev.GetNode() + "/" + ev.GetBootId() + "/oom/" + strconv.FormatInt(ev.GetSeq(), 10),
+		id:         eventid.String(ev),
 		at:         now,
 		arrived:    now,
 		kind:       o.GetKind(),

@@ -20,6 +20,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/cri"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -245,7 +246,7 @@ func TestVerdicts(t *testing.T) {
 				t.Errorf("workload %v", wl)
 			}
 			if ev.GetNode() != node || ev.GetBootId() != bootID || ev.GetSeq() != Seq(exit) || ev.GetSeq() < 0 ||
-				!ev.GetTime().AsTime().Equal(exit.FinishedAt) || wire.TypeOf(ev) != wire.TypeExit {
+				!ev.GetTime().AsTime().Equal(exit.FinishedAt) || eventid.TypeOf(ev) != eventid.TypeExit {
 				t.Errorf("envelope %v", ev)
 			}
 			golden[tc.name] = canonical(t, ev)

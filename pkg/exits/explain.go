@@ -2,12 +2,13 @@ package exits
 
 import (
 	"fmt"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
-	"github.com/oomwatch/oomwatch/pkg/wire"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"

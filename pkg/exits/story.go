@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/oomwatch/oomwatch/pkg/cri"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -172,7 +173,7 @@ func (j *Joiner) storyEvents(now time.Time) []*pb.Event {
 		if !s.dirty || (s.rev > 0 && now.Sub(s.lastEmit) < j.opts.UpdateEvery) {
 			continue
 		}
-		if h, ok := j.sink.(Holder); ok && s.rev > 0 && h.Holds(j.opts.BootID, wire.TypeExit, s.seq) {
+		if h, ok := j.sink.(Holder); ok && s.rev > 0 && h.Holds(j.opts.BootID, eventid.TypeExit, s.seq) {
 			continue
 		}
 		s.rev++

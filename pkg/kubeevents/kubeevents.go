@@ -22,7 +22,7 @@ import (
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/util/flowcontrol"
 
-	"github.com/oomwatch/oomwatch/pkg/wire"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -166,7 +166,7 @@ func (w *Writer) newNodeIncident(ev *pb.Event) bool {
 // EventName is the Event's name for one oomwatch event and object: stable,
 // so that writing it twice is an AlreadyExists, not a second Event.
 func EventName(ev *pb.Event, ref corev1.ObjectReference) string {
-	h := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%s/%d/%s/%s", ev.GetNode(), ev.GetBootId(), wire.TypeOf(ev), ev.GetSeq(), ref.Kind, ref.Name)))
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%s/%d/%s/%s", ev.GetNode(), ev.GetBootId(), eventid.TypeOf(ev), ev.GetSeq(), ref.Kind, ref.Name)))
 	name := ref.Name
 	if len(name) > 200 {
 		name = name[:200]

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/oomwatch/oomwatch/pkg/wire"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -220,7 +220,7 @@ func (s *Sender) stream(ctx context.Context, window int) (pending []key, err err
 		mu.Unlock()
 		if room > 0 {
 			for _, ev := range s.q.Next(room) {
-				k := key{ev.GetBootId(), wire.TypeOf(ev), ev.GetSeq()}
+				k := key{ev.GetBootId(), eventid.TypeOf(ev), ev.GetSeq()}
 				mu.Lock()
 				inflight[k] = true
 				mu.Unlock()

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/spool"
-	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -60,7 +60,7 @@ func (f *fakeIngest) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.Str
 		if hang {
 			return status.Error(codes.Unavailable, "going away")
 		}
-		if err := st.Send(&pb.StreamResponse{BootId: ev.GetBootId(), Type: wire.TypeOf(ev), Seq: ev.GetSeq()}); err != nil {
+		if err := st.Send(&pb.StreamResponse{BootId: ev.GetBootId(), Type: eventid.TypeOf(ev), Seq: ev.GetSeq()}); err != nil {
 			return err
 		}
 	}

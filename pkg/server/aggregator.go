@@ -14,16 +14,17 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/oomwatch/oomwatch/pkg/connlimit"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/kubeevents"
 	"github.com/oomwatch/oomwatch/pkg/metrics"
 	"github.com/oomwatch/oomwatch/pkg/store"
 	"github.com/oomwatch/oomwatch/pkg/transport"
-	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Options are the aggregator's flags. Each is also read from
@@ -232,7 +233,7 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 // writer (dropping, counted, when the writer is far behind: the API server
 // must never slow ingest).
 func (a *Aggregator) stored(ev *pb.Event) {
-	a.metrics.Stored(ev, wire.TypeOf(ev), time.Now())
+	a.metrics.Stored(ev, eventid.TypeOf(ev), time.Now())
 	if a.kubeq != nil {
 		select {
 		case a.kubeq <- ev:

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/envflag"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/store"
 	"github.com/oomwatch/oomwatch/pkg/transport"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -156,10 +157,10 @@ func TestAggregator(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, err := st.Get(context.Background(), store.ID(fresh)); err != nil {
+	if _, err := st.Get(context.Background(), eventid.String(fresh)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Get(context.Background(), store.ID(old)); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.Get(context.Background(), eventid.String(old)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("expired event: %v", err)
 	}
 }

@@ -8,8 +8,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/store"
-	"github.com/oomwatch/oomwatch/pkg/wire"
 )
 
 // errCommitterStopped: an event arrived after the last commit.
@@ -34,7 +34,7 @@ type ackKey struct {
 
 func newTicket(rec *store.Record) *ticket {
 	ev := rec.Event()
-	return &ticket{rec: rec, key: ackKey{bootID: ev.GetBootId(), typ: wire.TypeOf(ev), seq: ev.GetSeq()},
+	return &ticket{rec: rec, key: ackKey{bootID: ev.GetBootId(), typ: eventid.TypeOf(ev), seq: ev.GetSeq()},
 		done: make(chan struct{})}
 }
 

@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/store"
 	"github.com/oomwatch/oomwatch/pkg/transport"
-	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -191,7 +191,7 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 				reason = RejectWrongNode
 			}
 			s.reject(reason)
-			log.WithError(err).WithFields(logrus.Fields{"seq": ev.GetSeq(), "type": wire.TypeOf(ev)}).Warn("event rejected")
+			log.WithError(err).WithFields(logrus.Fields{"seq": ev.GetSeq(), "type": eventid.TypeOf(ev)}).Warn("event rejected")
 			return status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
 		}
 		// The rate is the authenticated identity's (limitKey); an

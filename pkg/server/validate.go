@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/oomwatch/oomwatch/pkg/wire"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -140,7 +140,7 @@ func ValidateEventAt(e *pb.Event, h *pb.Hello, now time.Time, skew time.Duration
 	if !validName(e.GetBootId(), MaxBootIDBytes) {
 		return fmt.Errorf("%w: boot_id %.64q is not a boot ID", ErrInvalidEvent, e.GetBootId())
 	}
-	if wire.TypeOf(e) == "" {
+	if eventid.TypeOf(e) == "" {
 		return fmt.Errorf("%w: no payload (oom, loss or exit)", ErrInvalidEvent)
 	}
 	if n := proto.Size(e); n > MaxEventBytes {

@@ -75,6 +75,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/oomwatch/oomwatch/pkg/durable"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -182,25 +183,11 @@ type Key struct {
 }
 
 // String returns "<boot_id>/<type>/<seq>".
-func (k Key) String() string { return k.BootID + "/" + k.Type + "/" + strconv.FormatInt(k.Seq, 10) }
-
-// TypeOf returns an event's type, oom, loss or exit, from its payload, or ""
-// when it has none (the same as package wire's TypeOf).
-func TypeOf(ev *pb.Event) string {
-	switch ev.GetPayload().(type) {
-	case *pb.Event_Oom:
-		return "oom"
-	case *pb.Event_Loss:
-		return "loss"
-	case *pb.Event_Exit:
-		return "exit"
-	}
-	return ""
-}
+func (k Key) String() string { return eventid.ID{BootID: k.BootID, Type: k.Type, Seq: k.Seq}.Key() }
 
 // KeyOf returns an event's key.
 func KeyOf(ev *pb.Event) Key {
-	return Key{BootID: ev.GetBootId(), Type: TypeOf(ev), Seq: ev.GetSeq()}
+	return Key{BootID: ev.GetBootId(), Type: eventid.TypeOf(ev), Seq: ev.GetSeq()}
 }
 
 // Stats are a spool's figures, for metrics.
@@ -383,7 +370,7 @@ func (s *Spool) TakeDropped(ctx context.Context, loss func(DropReport) *pb.Event
 	}
 	r := s.report.clone()
 	ev := loss(r)
-	if ev == nil || TypeOf(ev) == "" {
+	if ev == nil || eventid.TypeOf(ev) == "" {
 		return DropReport{}, fmt.Errorf("spool take dropped: %w: loss event without payload", ErrInvalidEvent)
 	}
 	if s.byKey[KeyOf(ev)] != nil {

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/oomwatch/oomwatch/pkg/wire"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -97,8 +97,8 @@ func TestKeyMatchesWire(t *testing.T) {
 		{Payload: &pb.Event_Exit{Exit: &pb.ContainerExit{}}},
 		{},
 	} {
-		if got, want := TypeOf(ev), wire.TypeOf(ev); got != want {
-			t.Errorf("TypeOf(%v) = %q, wire says %q", ev, got, want)
+		if got, want := eventid.TypeOf(ev), eventid.TypeOf(ev); got != want {
+			t.Errorf("eventid.TypeOf(%v) = %q, wire says %q", ev, got, want)
 		}
 	}
 }
@@ -809,7 +809,7 @@ func TestConcurrent(t *testing.T) {
 			if rnd.IntN(10) == 0 {
 				continue
 			}
-			if err := s.Ack(e.GetBootId(), TypeOf(e), e.GetSeq()); err != nil {
+			if err := s.Ack(e.GetBootId(), eventid.TypeOf(e), e.GetSeq()); err != nil {
 				t.Fatal(err)
 			}
 			acked[e.GetSeq()] = true

@@ -4,13 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -77,7 +77,7 @@ func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Durat
 	}
 	size = pageSize(size)
 	dig := digest(f, int64(gap))
-	q := scan{f: f, cols: "e.rowid, e.time, e.node, e.boot_id, e.kind, e.collateral, e.memcg", onlyType: wire.TypeOOM}
+	q := scan{f: f, cols: "e.rowid, e.time, e.node, e.boot_id, e.kind, e.collateral, e.memcg", onlyType: eventid.TypeOOM}
 	var after *cursor
 	if pageToken != "" {
 		c, err := s.parseToken(tokenIncidents, dig, pageToken)
@@ -279,7 +279,7 @@ func (s *Store) assemble(ctx context.Context, tx *sql.Tx, page []*building) ([]*
 func incident(evs []*pb.Event, kind string) *pb.Incident {
 	first, last := evs[0], evs[len(evs)-1]
 	in := &pb.Incident{
-		Id:      first.GetNode() + "/" + first.GetBootId() + "/incident/" + strconv.FormatInt(first.GetSeq(), 10),
+		Id:      eventid.ID{Node: first.GetNode(), BootID: first.GetBootId(), Type: eventid.TypeIncident, Seq: first.GetSeq()}.String(),
 		Node:    first.GetNode(),
 		BootId:  first.GetBootId(),
 		Start:   timestamppb.New(first.GetTime().AsTime()),

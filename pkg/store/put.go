@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -29,11 +29,6 @@ type PutResult struct {
 	// Updated: an event with the same identity and a lower revision was
 	// stored; this one replaced it (an oom-child story with more kills).
 	Updated bool
-}
-
-// ID returns an event's ID, "<node>/<boot_id>/<type>/<seq>".
-func ID(e *pb.Event) string {
-	return e.GetNode() + "/" + e.GetBootId() + "/" + wire.TypeOf(e) + "/" + strconv.FormatInt(e.GetSeq(), 10)
 }
 
 // Reference kinds of the refs table.
@@ -209,13 +204,13 @@ func Encode(e *pb.Event, received time.Time) (*Record, error) {
 	if err := checkIdentity(e); err != nil {
 		return nil, err
 	}
-	e.Id = ID(e)
+	e.Id = eventid.String(e)
 	e.Received = timestamppb.New(received)
 	data, err := proto.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", e.Id, err)
 	}
-	r := &Record{event: e, id: e.Id, node: e.GetNode(), boot: e.GetBootId(), typ: wire.TypeOf(e), seq: e.GetSeq(), rev: e.GetRevision(),
+	r := &Record{event: e, id: e.Id, node: e.GetNode(), boot: e.GetBootId(), typ: eventid.TypeOf(e), seq: e.GetSeq(), rev: e.GetRevision(),
 		t: nanos(e.GetTime().AsTime()), received: nanos(received), cols: columnsOf(e), data: data}
 	for _, rf := range refsOf(e) {
 		r.refs = append(r.refs, rf.hash())
@@ -230,7 +225,7 @@ func checkIdentity(e *pb.Event) error {
 		return fmt.Errorf("%w: nil event", ErrInvalidEvent)
 	case e.GetNode() == "" || e.GetBootId() == "":
 		return fmt.Errorf("%w: node and boot_id are required", ErrInvalidEvent)
-	case wire.TypeOf(e) == "":
+	case eventid.TypeOf(e) == "":
 		return fmt.Errorf("%w: no payload", ErrInvalidEvent)
 	case e.GetTime() == nil:
 		return fmt.Errorf("%w: no time", ErrInvalidEvent)
@@ -322,7 +317,7 @@ func (s *Store) PutRecords(ctx context.Context, recs []*Record) ([]PutResult, er
 				out[i] = PutResult{Duplicate: true}
 				// Only exits are updated (oom-child stories): a kernel
 				// report, once stored, is evidence and stays as it came.
-				if r.rev <= 0 || r.typ != wire.TypeExit {
+				if r.rev <= 0 || r.typ != eventid.TypeExit {
 					continue
 				}
 				updated, err := s.update(ctx, r)

@@ -14,7 +14,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/oomwatch/oomwatch/pkg/wire"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -27,7 +27,7 @@ const (
 )
 
 // knownTypes are the event types a filter may name.
-var knownTypes = []string{wire.TypeOOM, wire.TypeLoss, wire.TypeExit}
+var knownTypes = []string{eventid.TypeOOM, eventid.TypeLoss, eventid.TypeExit}
 
 // ValidateFilter reports a filter the store cannot answer
 // (ErrInvalidFilter). A nil filter matches everything.
@@ -77,11 +77,11 @@ func Matches(f *pb.EventFilter, e *pb.Event) bool {
 	if f.Node != "" && e.GetNode() != f.Node {
 		return false
 	}
-	if len(f.Types) > 0 && !slices.Contains(f.Types, wire.TypeOf(e)) {
+	if len(f.Types) > 0 && !slices.Contains(f.Types, eventid.TypeOf(e)) {
 		return false
 	}
 	c := columnsOf(e)
-	if f.Kind != "" && (wire.TypeOf(e) != wire.TypeOOM || c.kind != f.Kind) {
+	if f.Kind != "" && (eventid.TypeOf(e) != eventid.TypeOOM || c.kind != f.Kind) {
 		return false
 	}
 	if f.CollateralOnly && !c.collateral {
@@ -187,7 +187,7 @@ func (q scan) sql() (stmt string, args []any, empty bool) {
 		switch {
 		case f.GetNode() != "":
 			index = "events_node_time"
-		case len(types) == 1 && types[0] != wire.TypeOOM:
+		case len(types) == 1 && types[0] != eventid.TypeOOM:
 			index = "events_type_time"
 			// Spelled out so that SQLite sees the partial index applies.
 			where = append(where, "e.type <> 'oom'")

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -48,7 +49,7 @@ func TestUpdateByRevision(t *testing.T) {
 				t.Errorf("%s: event %d: %+v, want %+v", st.name, i, got[i], st.want[i])
 			}
 		}
-		e, err := s.Get(ctx, ID(story(0, 0)))
+		e, err := s.Get(ctx, eventid.String(story(0, 0)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +84,7 @@ func TestUpdateByRevision(t *testing.T) {
 	if got, _ := s.Put(ctx, []*pb.Event{k2}); !got[0].Duplicate {
 		t.Fatalf("an OOM kill was updated: %+v", got[0])
 	}
-	if e, _ := s.Get(ctx, ID(k)); e.GetOom().GetReason() == "rewritten" {
+	if e, _ := s.Get(ctx, eventid.String(k)); e.GetOom().GetReason() == "rewritten" {
 		t.Fatal("the stored OOM kill was rewritten")
 	}
 	// An update may not move the event in time: its place in every

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/oomwatch/oomwatch/pkg/wire"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -53,7 +53,7 @@ func (s *Store) IncidentOf(ctx context.Context, id string, gap time.Duration) (*
 		return nil, fmt.Errorf("%q: %w", id, ErrNotFound)
 	case err != nil:
 		return nil, fmt.Errorf("incident of %q: %w", id, err)
-	case typ != wire.TypeOOM:
+	case typ != eventid.TypeOOM:
 		return nil, fmt.Errorf("%q is not an OOM kill: %w", id, ErrNotFound)
 	}
 	start, err := incidentStart(ctx, tx, node, boot, at, int64(gap))

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oomwatch/oomwatch/pkg/wire"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -51,7 +51,7 @@ func (u *UI) serveLive(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		flt.Pod = pod
-		flt.Types = []string{wire.TypeOOM, wire.TypeExit}
+		flt.Types = []string{eventid.TypeOOM, eventid.TypeExit}
 	}
 	if u.live.Add(1) > int64(u.opts.MaxLive) {
 		u.live.Add(-1)

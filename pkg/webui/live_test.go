@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
-	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
 // stream is one live connection, read line by line.

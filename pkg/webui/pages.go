@@ -2,7 +2,6 @@ package webui
 
 import (
 	"fmt"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
 	"net/http"
 	"net/url"
 	"slices"
@@ -10,7 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oomwatch/oomwatch/pkg/wire"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
+
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -147,7 +148,7 @@ func (u *UI) incident(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ik, err := u.st.IncidentOf(r.Context(), node+"/"+boot+"/"+wire.TypeOOM+"/"+strconv.FormatInt(seq, 10), u.opts.Gap)
+	ik, err := u.st.IncidentOf(r.Context(), node+"/"+boot+"/"+eventid.TypeOOM+"/"+strconv.FormatInt(seq, 10), u.opts.Gap)
 	if err != nil {
 		u.failErr(w, r, "incident", err)
 		return
@@ -308,7 +309,7 @@ func (u *UI) kill(w http.ResponseWriter, r *http.Request) {
 		u.failErr(w, r, "", err)
 		return
 	}
-	id := node + "/" + boot + "/" + wire.TypeOOM + "/" + strconv.FormatInt(seq, 10)
+	id := eventid.ID{Node: node, BootID: boot, Type: eventid.TypeOOM, Seq: seq}.String()
 	ik, err := u.st.IncidentOf(r.Context(), id, u.opts.Gap)
 	if err != nil {
 		u.failErr(w, r, "kill", err)
@@ -338,7 +339,7 @@ func (u *UI) kernel(w http.ResponseWriter, r *http.Request) {
 		u.failErr(w, r, "", err)
 		return
 	}
-	e, err := u.st.Get(r.Context(), node+"/"+boot+"/"+wire.TypeOOM+"/"+strconv.FormatInt(seq, 10))
+	e, err := u.st.Get(r.Context(), node+"/"+boot+"/"+eventid.TypeOOM+"/"+strconv.FormatInt(seq, 10))
 	if err != nil {
 		u.failErr(w, r, "kill", err)
 		return
@@ -410,7 +411,7 @@ func (u *UI) pod(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, http.StatusBadRequest, "A namespace is at most 253 characters.")
 		return
 	}
-	flt := &pb.EventFilter{Pod: key, Namespace: ns, Types: []string{wire.TypeOOM, wire.TypeExit}}
+	flt := &pb.EventFilter{Pod: key, Namespace: ns, Types: []string{eventid.TypeOOM, eventid.TypeExit}}
 	evs, next, err := u.st.List(r.Context(), flt, podPageSize, p["page"])
 	if err != nil {
 		u.failErr(w, r, "pod", err)

@@ -2,12 +2,14 @@ package webui
 
 import (
 	"fmt"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/wire"
@@ -367,22 +369,20 @@ func offset(d time.Duration) string {
 
 // incidentPath is an incident's page, from its ID
 // "<node>/<boot>/incident/<seq>".
-func incidentPath(id string) string {
-	parts := strings.Split(id, "/")
-	if len(parts) != 4 {
-		return ""
-	}
-	return "/incidents/" + url.PathEscape(parts[0]) + "/" + url.PathEscape(parts[1]) + "/" + url.PathEscape(parts[3])
-}
+func incidentPath(id string) string { return address("/incidents/", id) }
 
 // killPath is a kill's address, from its event ID
 // "<node>/<boot>/oom/<seq>": it redirects to the kill on its incident page.
-func killPath(id string) string {
-	parts := strings.Split(id, "/")
-	if len(parts) != 4 {
+func killPath(id string) string { return address("/kills/", id) }
+
+// address is the page under prefix of an ID's node, boot and sequence
+// number, "" for a malformed ID.
+func address(prefix, id string) string {
+	x, err := eventid.Parse(id)
+	if err != nil {
 		return ""
 	}
-	return "/kills/" + url.PathEscape(parts[0]) + "/" + url.PathEscape(parts[1]) + "/" + url.PathEscape(parts[3])
+	return prefix + url.PathEscape(x.Node) + "/" + url.PathEscape(x.BootID) + "/" + strconv.FormatInt(x.Seq, 10)
 }
 
 func rowOf(in *pb.Incident, now time.Time) row {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/store"
 	"github.com/oomwatch/oomwatch/pkg/webui/webuitest"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -83,7 +84,7 @@ func exitOfNamed(seq int64, at time.Time) *pb.Event {
 	k := named(seq, at)
 	return &pb.Event{Node: "node-b", BootId: k.BootId, Seq: 900000 + seq, Time: timestamppb.New(at.Add(time.Second)),
 		Payload: &pb.Event_Exit{Exit: &pb.ContainerExit{Workload: k.GetOom().GetVictims()[0].GetWorkload(), ExitCode: 137,
-			RuntimeReason: "OOMKilled", Verdict: "oom-limit", Explanation: "the container hit its own limit", OomEventId: store.ID(k)}}}
+			RuntimeReason: "OOMKilled", Verdict: "oom-limit", Explanation: "the container hit its own limit", OomEventId: eventid.String(k)}}}
 }
 
 // fakeFeed is a Feed whose events the test publishes.

@@ -9,28 +9,23 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
-// Event types: the payload of an Event, part of its identity.
+// Event types, as package eventid (which owns them) names them.
+//
+// Deprecated: use eventid's.
 const (
-	TypeOOM  = "oom"
-	TypeLoss = "loss"
-	TypeExit = "exit"
+	TypeOOM  = eventid.TypeOOM
+	TypeLoss = eventid.TypeLoss
+	TypeExit = eventid.TypeExit
 )
 
-// TypeOf returns the type of an event's payload, or "" when it has none.
-func TypeOf(e *pb.Event) string {
-	switch e.GetPayload().(type) {
-	case *pb.Event_Oom:
-		return TypeOOM
-	case *pb.Event_Loss:
-		return TypeLoss
-	case *pb.Event_Exit:
-		return TypeExit
-	}
-	return ""
-}
+// TypeOf is eventid.TypeOf.
+//
+// Deprecated: use eventid.TypeOf.
+func TypeOf(e *pb.Event) string { return eventid.TypeOf(e) }
 
 // FromAnalysis wraps an engine event for the wire.
 func FromAnalysis(node, bootID string, ev analysis.Event) *pb.Event {

@@ -19,10 +19,10 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/cri"
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
 	"github.com/oomwatch/oomwatch/pkg/enrich"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/exits"
 	"github.com/oomwatch/oomwatch/pkg/proc"
 	"github.com/oomwatch/oomwatch/pkg/server"
-	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -320,7 +320,7 @@ func TestRealContainerdExits(t *testing.T) {
 		if err := server.ValidateEvent(e, hello); err != nil {
 			t.Errorf("%s: the aggregator would refuse the event: %v", names[id], err)
 		}
-		if wire.TypeOf(e) != wire.TypeExit || e.GetNode() != exitsNode || e.GetBootId() != bootID {
+		if eventid.TypeOf(e) != eventid.TypeExit || e.GetNode() != exitsNode || e.GetBootId() != bootID {
 			t.Errorf("%s: envelope %v", names[id], e)
 		}
 		if oom := oomOf[id]; verdict == exits.VerdictOOMLimit || verdict == exits.VerdictOOMChild {

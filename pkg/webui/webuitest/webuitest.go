@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
-	"github.com/oomwatch/oomwatch/pkg/store"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -58,9 +58,9 @@ func ReadEvents(r io.Reader) ([]*pb.Event, error) {
 		}
 		var e *pb.Event
 		switch l.Type {
-		case wire.TypeOOM:
+		case eventid.TypeOOM:
 			e = wire.FromAnalysis(l.Node, l.BootID, l.Event)
-		case wire.TypeLoss:
+		case eventid.TypeLoss:
 			if l.Loss == nil {
 				return nil, fmt.Errorf("line %d: a loss without its loss", n)
 			}
@@ -68,7 +68,7 @@ func ReadEvents(r io.Reader) ([]*pb.Event, error) {
 				Cause: l.Loss.Cause, Lost: l.Loss.Lost, AfterSeq: l.Loss.AfterSeq, NextSeq: l.Loss.NextSeq,
 				From: stamp(l.Loss.From), To: stamp(l.Loss.To), Detail: l.Loss.Detail}}}
 			e.Time = stamp(l.Loss.Time)
-		case wire.TypeExit:
+		case eventid.TypeExit:
 			if l.Exit == nil {
 				return nil, fmt.Errorf("line %d: an exit without its exit", n)
 			}
@@ -79,7 +79,7 @@ func ReadEvents(r io.Reader) ([]*pb.Event, error) {
 		default:
 			return nil, fmt.Errorf("line %d: unknown type %q", n, l.Type)
 		}
-		if id := store.ID(e); id != l.ID {
+		if id := eventid.String(e); id != l.ID {
 			return nil, fmt.Errorf("line %d: read back as %s, printed as %s", n, id, l.ID)
 		}
 		out = append(out, e)
