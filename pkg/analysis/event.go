@@ -8,6 +8,7 @@ package analysis
 import (
 	"time"
 
+	"github.com/oomwatch/oomwatch/pkg/vocab"
 	"github.com/oomwatch/oomwatch/pkg/workload"
 )
 
@@ -84,6 +85,12 @@ type Resources struct {
 type NodeMemory struct {
 	MemTotalBytes     int64 `json:"mem_total_bytes"`
 	MemAvailableBytes int64 `json:"mem_available_bytes"`
+}
+
+// Names are the workload's names for people (package vocab's words).
+func (w Workload) Names() vocab.Names {
+	return vocab.Names{Cgroup: w.Cgroup, Kind: w.WorkloadKind, PodUID: w.PodUID, ContainerID: w.ContainerID,
+		Runtime: w.Runtime, QoS: w.QoS, Unit: w.Unit, Namespace: w.Namespace, PodName: w.PodName, ContainerName: w.ContainerName}
 }
 
 // workloadOf fills a Workload from a cgroup path.

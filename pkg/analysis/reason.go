@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/oomwatch/oomwatch/pkg/vocab"
 	"github.com/oomwatch/oomwatch/pkg/workload"
 )
 
@@ -266,43 +267,7 @@ func triggerLabel(t *Process, victim Process) string {
 
 // workloadLabel names a workload for people: names when the runtime gave
 // them, IDs otherwise.
-func workloadLabel(w Workload) string {
-	switch {
-	case w.PodName != "":
-		s := fmt.Sprintf("pod %s/%s", w.Namespace, w.PodName)
-		if w.ContainerName != "" {
-			s += " container " + w.ContainerName
-		}
-		if w.QoS != "" {
-			s = w.QoS + " " + s
-		}
-		return s
-	case w.PodUID != "":
-		s := "pod " + w.PodUID
-		if w.ContainerID != "" {
-			s += " container " + short(w.ContainerID)
-		}
-		if w.QoS != "" {
-			s = w.QoS + " " + s
-		}
-		return s
-	case w.ContainerID != "":
-		s := "container " + short(w.ContainerID)
-		if w.Runtime != "" {
-			s = w.Runtime + " " + s
-		}
-		return s
-	case w.WorkloadKind == "system-service":
-		return "system service " + w.Unit
-	case w.WorkloadKind == "user-session":
-		return "user session " + w.Unit
-	case w.WorkloadKind == "root":
-		return "the root cgroup"
-	case w.Cgroup != "":
-		return "cgroup " + w.Cgroup
-	}
-	return ""
-}
+func workloadLabel(w Workload) string { return vocab.Workload(w.Names()) }
 
 func cgroupLabel(path string) string {
 	if path == "" {
@@ -312,13 +277,6 @@ func cgroupLabel(path string) string {
 		return l
 	}
 	return path
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
 
 // Bytes formats a size with binary units.

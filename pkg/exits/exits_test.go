@@ -172,7 +172,7 @@ func TestVerdicts(t *testing.T) {
 		{name: "pod-limit-sibling", fixture: "sapcc-kmsg-raw-memcg-v1-cgroupfs-and-v2-systemd.txt", index: 1, edit: sibling, verdict: VerdictOOMPodLimit, culprit: "leak", collateral: true,
 			says: []string{"killed stress (pid 255629) because pod shop/cart-7d9 hit its memory limit", "its sibling container sidecar held the most memory (leak, pid 4242, 40 MiB)."}},
 		{name: "node-collateral", fixture: "debian-6.1-kmsg-v2-systemd-global-besteffort-victim.kmsg", verdict: VerdictOOMNode, collateral: true, culprit: "hog",
-			says: []string{"because the node ran out of memory; it was a collateral victim: the largest memory holder was container 000011112222 of pod f0e1d2c3-b4a5-4697-8877-665544332211"}},
+			says: []string{"because the node ran out of memory; it was a collateral victim: the largest memory holder was guaranteed pod f0e1d2c3-b4a5-4697-8877-665544332211 container 000011112222"}},
 		{name: "node-own", fixture: "debian-6.1-kmsg-v2-systemd-global-besteffort-victim.kmsg", index: 1, oomFirst: true, verdict: VerdictOOMNode, culprit: "hog",
 			says: []string{"because the node ran out of memory; this container held the most memory (hog, pid 96"}},
 		{name: "node-collateral-group", fixture: "report-6.1-global-oom-k8s-collateral-oomgroup.txt", verdict: VerdictOOMNode, collateral: true, culprit: "memory_leak",

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/vocab"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 
 	"golang.org/x/sys/unix"
@@ -217,7 +218,7 @@ func holder(k *kill, v int, none string) string {
 	case cw.GetContainerId() != "" && cw.GetContainerId() == own.GetContainerId():
 		return "this container held the most memory (" + proc + ")"
 	case cw.GetContainerId() != "" && cw.GetPodUid() != "" && cw.GetPodUid() == own.GetPodUid():
-		return "its sibling container " + containerName(cw) + " held the most memory (" + proc + ")"
+		return "its sibling " + vocab.Container(vocab.OfPB(cw)) + " held the most memory (" + proc + ")"
 	}
 	return "the largest memory holder was " + workloadName(cw) + " (" + proc + ")"
 }
@@ -237,11 +238,12 @@ func killedLabel(k *kill, v int) string {
 
 // exitSubject names the container: "Container api of pod shop/cart-7d9".
 func exitSubject(w *pb.Workload, c cri.Container) string {
-	s := "Container " + containerName(w)
-	if w.GetContainerName() == "" && w.GetContainerId() == "" {
-		s = "Container " + short(c.ID)
+	n := vocab.OfPB(w)
+	if n.ContainerName == "" && n.ContainerID == "" {
+		n.ContainerID = c.ID
 	}
-	if p := podLabel(w); p != "its pod" {
+	s := "Container " + vocab.ContainerRef(n)
+	if p := vocab.Pod(n); p != "" {
 		s += " of " + p
 	}
 	if c.ExitCode != 0 || c.State == cri.StateExited {
@@ -253,44 +255,18 @@ func exitSubject(w *pb.Workload, c cri.Container) string {
 	return s
 }
 
-func containerName(w *pb.Workload) string {
-	if w.GetContainerName() != "" {
-		return w.GetContainerName()
-	}
-	return short(w.GetContainerId())
-}
-
+// podLabel names the container's pod, "its pod" when nothing is known.
 func podLabel(w *pb.Workload) string {
-	switch {
-	case w.GetPodName() != "" && w.GetNamespace() != "":
-		return "pod " + w.GetNamespace() + "/" + w.GetPodName()
-	case w.GetPodName() != "":
-		return "pod " + w.GetPodName()
-	case w.GetPodUid() != "":
-		return "pod " + w.GetPodUid()
+	if p := vocab.Pod(vocab.OfPB(w)); p != "" {
+		return p
 	}
 	return "its pod"
 }
 
 // workloadName names a culprit's workload.
 func workloadName(w *pb.Workload) string {
-	switch {
-	case w.GetContainerId() != "" || w.GetContainerName() != "":
-		s := "container " + containerName(w)
-		if p := podLabel(w); p != "its pod" {
-			s += " of " + p
-		}
+	if s := vocab.Workload(vocab.OfPB(w)); s != "" {
 		return s
-	case w.GetPodUid() != "":
-		return podLabel(w)
-	case w.GetWorkloadKind() == "system-service" && w.GetUnit() != "":
-		return "system service " + w.GetUnit()
-	case w.GetWorkloadKind() == "user-session" && w.GetUnit() != "":
-		return "user session " + w.GetUnit()
-	case w.GetUnit() != "":
-		return w.GetUnit()
-	case w.GetCgroup() != "":
-		return "cgroup " + w.GetCgroup()
 	}
 	return "a process outside any container"
 }
@@ -365,13 +341,6 @@ func signalName(n int32) string {
 		return s
 	}
 	return fmt.Sprintf("signal %d", n)
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
 
 // Evidence picks the kernel lines that tell the kill: the invocation, the

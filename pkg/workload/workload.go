@@ -18,12 +18,6 @@ import (
 type Kind string
 
 // Kinds of workload.
-// SandboxName is the container name of a pod's sandbox (its pause
-// process, in a cgroup named by the sandbox ID beside the pod's
-// containers): kubelet's own name for it ("POD"), as cAdvisor's metrics
-// and dockershim's container names spell it.
-const SandboxName = "POD"
-
 const (
 	// KindContainer is a container cgroup (or a cgroup nested inside one),
 	// inside or outside Kubernetes.
@@ -47,6 +41,12 @@ const (
 	// KindUnknown means no cgroup was given.
 	KindUnknown Kind = ""
 )
+
+// SandboxName is the container name of a pod's sandbox (its pause
+// process, in a cgroup named by the sandbox ID beside the pod's
+// containers): kubelet's own name for it ("POD"), as cAdvisor's metrics
+// and dockershim's container names spell it.
+const SandboxName = "POD"
 
 // QoS classes of Kubernetes pods, as found in Workload.QoS.
 const (
