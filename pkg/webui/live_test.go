@@ -114,7 +114,7 @@ func TestLive(t *testing.T) {
 		if ev.ID != match.GetId() {
 			t.Fatalf("event %+v, want the collateral kill", ev)
 		}
-		if ev.Node != "node-b" || !ev.Collateral || ev.Victim != "java (pid 4051) in shop/cart-7d9 › api" || ev.Kind != "limit · container" {
+		if ev.Node != "node-b" || !ev.Collateral || ev.Victim != "java (pid 4051) in pod shop/cart-7d9 › api" || ev.Kind != "limit · container" {
 			t.Fatalf("event %+v", ev)
 		}
 		// Idle: pings keep proxies from closing the stream.

@@ -23,7 +23,7 @@ func TestStormIncidentFolds(t *testing.T) {
 	for _, want := range []string{
 		`<h2 id="victims-h">Victims by container</h2>`,
 		`<details class="victims">`,
-		`<summary>batch.service: 30 kills, the largest java (pid 4100)`,
+		`<summary>system service batch.service: 30 kills, the largest java (pid 4100)`,
 		`<ol><li>java (pid 4100)`,
 		`<details class="victims"><summary>Every kill, oldest first (30)</summary>`,
 		`<table class="list timeline">`,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/vocab"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/wire"
@@ -153,13 +154,6 @@ func qosName(q string) string {
 	return q
 }
 
-func short(id string, n int) string {
-	if len(id) > n {
-		return id[:n]
-	}
-	return id
-}
-
 // podURL is the pod page of a workload's pod, or "".
 func podURL(w *pb.Workload) string {
 	switch {
@@ -175,42 +169,14 @@ func podURL(w *pb.Workload) string {
 	return ""
 }
 
-// podLabel names a workload's pod: namespace/name, else its short UID.
-func podLabel(w *pb.Workload) string {
-	switch {
-	case w.GetPodName() != "" && w.GetNamespace() != "":
-		return w.GetNamespace() + "/" + w.GetPodName()
-	case w.GetPodName() != "":
-		return w.GetPodName()
-	case w.GetPodUid() != "":
-		return "pod " + short(w.GetPodUid(), 8)
-	}
-	return ""
-}
-
 // containerLabel names a workload's container: its name, else its short ID.
-func containerLabel(w *pb.Workload) string {
-	switch {
-	case w.GetContainerName() != "":
-		return w.GetContainerName()
-	case w.GetContainerId() != "":
-		return short(w.GetContainerId(), 12)
-	}
-	return ""
-}
+func containerLabel(w *pb.Workload) string { return vocab.ContainerRef(vocab.OfPB(w)) }
 
 // whoOf names a workload down to its container.
 func whoOf(w *pb.Workload) who {
-	out := who{Title: titleOf(w), QoS: qosName(w.GetQos())}
-	switch {
-	case w.GetPodUid() != "" || w.GetPodName() != "":
-		out.Label = podLabel(w)
-		if c := containerLabel(w); c != "" {
-			out.Label += " › " + c
-		}
-		out.PodURL = podURL(w)
-	default:
-		out.Label = hostLabel(w)
+	out := who{Label: vocab.Label(vocab.OfPB(w)), Title: titleOf(w), QoS: qosName(w.GetQos()), PodURL: podURL(w)}
+	if out.Label == "" {
+		out.Label = "cgroup unknown"
 	}
 	return out
 }
@@ -224,26 +190,7 @@ func podWho(w *pb.Workload) who {
 	if w.GetPodUid() == "" {
 		t = "pod " + w.GetPodName()
 	}
-	return who{Label: podLabel(w), Title: t, PodURL: podURL(w), QoS: qosName(w.GetQos())}
-}
-
-// hostLabel names a workload outside any pod.
-func hostLabel(w *pb.Workload) string {
-	switch {
-	case w.GetUnit() != "":
-		return w.GetUnit()
-	case w.GetWorkloadKind() == "root":
-		return "host (root cgroup)"
-	case w.GetContainerId() != "":
-		s := "container " + short(w.GetContainerId(), 12)
-		if w.GetRuntime() != "" {
-			s = w.GetRuntime() + " " + s
-		}
-		return s
-	case w.GetCgroup() != "":
-		return w.GetCgroup()
-	}
-	return "cgroup unknown"
+	return who{Label: vocab.Pod(vocab.OfPB(w)), Title: t, PodURL: podURL(w), QoS: qosName(w.GetQos())}
 }
 
 // titleOf lists a workload's full identifiers.

@@ -239,8 +239,8 @@ func TestPages(t *testing.T) {
 			`data-live="/live"`,
 			// Newest first: node-b 08:30, then the collateral scenario
 			// 07:53, the sidecar 07:34, node-c 07:30.
-			`href="` + named + `"`, "shop/cart-7d9 › api",
-			`href="` + colIncident + `"`, "2026-11-27 07:53:40 UTC", "1 h ago", "node-level", ">2<", "1 collateral", "pod 4d5e6f70 › c2c2c2c2c2c2", "Burstable", "233.8 MiB",
+			`href="` + named + `"`, "pod shop/cart-7d9 › api",
+			`href="` + colIncident + `"`, "2026-11-27 07:53:40 UTC", "1 h ago", "node-level", ">2<", "1 collateral", "pod 4d5e6f70-8192-4d4e-9f50-6b7c8d9e0f1a › c2c2c2c2c2c2", "Burstable", "233.8 MiB",
 			`href="` + sidecar + `"`, "limit",
 			`href="` + storm + `"`, ">30<"}},
 		{name: "kind node", path: "/?kind=node", status: 200, want: []string{`<option value="node" selected>`, colIncident}, not: []string{sidecar, named, storm, "data-live=\"/live\""}},
@@ -261,14 +261,14 @@ func TestPages(t *testing.T) {
 		{name: "incident", path: colIncident, status: 200, want: []string{
 			"<title>Node e2e-node ran out of memory, 2026-11-27 07:53:40.772 UTC · oomwatch</title>",
 			"<h1>Node e2e-node ran out of memory</h1>",
-			"2 kills in 93 ms, 1 collateral. The largest memory holder was pod 4d5e6f70 › c2c2c2c2c2c2 (Burstable) with 233.8 MiB.",
+			"2 kills in 93 ms, 1 collateral. The largest memory holder was pod 4d5e6f70-8192-4d4e-9f50-6b7c8d9e0f1a › c2c2c2c2c2c2 (Burstable) with 233.8 MiB.",
 			"Timeline", `href="#kill-340"`, `href="#kill-395"`,
-			`id="kill-340"`, "Kill 1: hog (pid 212) in pod 3c4d5e6f › c1c1c1c1c1c1",
-			"<strong>Collateral:</strong> victim of", "pod 4d5e6f70 › c2c2c2c2c2c2", "chosen for its oom_score_adj rather than its size",
+			`id="kill-340"`, "Kill 1: hog (pid 212) in pod 3c4d5e6f-7081-4c3d-8e4f-5a6b7c8d9e0f › c1c1c1c1c1c1",
+			"<strong>Collateral:</strong> victim of", "pod 4d5e6f70-8192-4d4e-9f50-6b7c8d9e0f1a › c2c2c2c2c2c2", "chosen for its oom_score_adj rather than its size",
 			"Memory held per pod and host workload at kill time",
 			// The culprit's pod first: it is also the trigger.
 			`/pods/` + burstablePod, "trigger</span>", "culprit</span>", "223.7 MiB",
-			"host (root cgroup)", "49.0 MiB", "aggregator (pid 97), agent (pid 189), sh (pid 95)",
+			"the root cgroup", "49.0 MiB", "aggregator (pid 97), agent (pid 189), sh (pid 95)",
 			`/pods/` + bestEffort, "victim</span>", "11.9 MiB", "no request, no limit (BestEffort)", "cgroup: peak 10.5 MiB, after the kill 16.0 KiB",
 			"The node has 343.8 MiB of memory",
 			`id="kill-340-kernel"`, "/kills/e2e-node/" + colBoot + "/340/kernel.txt", "Out of memory: Killed process 212 (hog)",

@@ -258,8 +258,8 @@ func TestBrowser(t *testing.T) {
 		for _, want := range []string{
 			"Node e2e-node ran out of memory",
 			"2 kills in 93 ms, 1 collateral",
-			"The collateral victim was hog (pid 212) in pod 3c4d5e6f › c1c1c1c1c1c1 (BestEffort)",
-			"Collateral: victim of pod 4d5e6f70 › c2c2c2c2c2c2",
+			"The collateral victim was hog (pid 212) in pod 3c4d5e6f-7081-4c3d-8e4f-5a6b7c8d9e0f › c1c1c1c1c1c1 (BestEffort)",
+			"Collateral: victim of pod 4d5e6f70-8192-4d4e-9f50-6b7c8d9e0f1a › c2c2c2c2c2c2",
 			"chosen for its oom_score_adj rather than its size",
 			"no request, no limit (BestEffort)",
 		} {
@@ -273,7 +273,7 @@ func TestBrowser(t *testing.T) {
 		if len(bars) != 3 {
 			t.Fatalf("kill 1 chart: %d bars %v, want 3", len(bars), bars)
 		}
-		for i, want := range [][]string{{"pod 4d5e6f70", "Burstable", "TRIGGER", "CULPRIT", "223.7 MiB"}, {"host (root cgroup)", "49.0 MiB"}, {"pod 3c4d5e6f", "BestEffort", "VICTIM", "11.9 MiB"}} {
+		for i, want := range [][]string{{"pod 4d5e6f70", "Burstable", "TRIGGER", "CULPRIT", "223.7 MiB"}, {"the root cgroup", "49.0 MiB"}, {"pod 3c4d5e6f", "BestEffort", "VICTIM", "11.9 MiB"}} {
 			for _, w := range want {
 				if !strings.Contains(bars[i], w) {
 					t.Errorf("bar %d %q: no %q", i+1, bars[i], w)
