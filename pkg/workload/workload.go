@@ -12,6 +12,8 @@ package workload
 import (
 	"path"
 	"strings"
+
+	"github.com/oomwatch/oomwatch/pkg/vocab"
 )
 
 // Kind is the kind of workload a cgroup belongs to.
@@ -151,7 +153,7 @@ func (w Workload) String() string {
 		if w.ContainerID == "" {
 			b.WriteString("(unknown id)")
 		} else {
-			b.WriteString(shortID(w.ContainerID))
+			b.WriteString(vocab.ShortID(w.ContainerID))
 		}
 		return b.String()
 	case KindPod:
@@ -178,20 +180,13 @@ func (w Workload) String() string {
 }
 
 func podLabel(w Workload) string {
-	if w.PodUID != "" {
-		return "pod " + w.PodUID
+	if p := vocab.Pod(vocab.Names{PodUID: w.PodUID}); p != "" {
+		return p
 	}
 	if w.QoS != "" {
 		return w.QoS + " pod (unknown uid)"
 	}
 	return "pod (unknown uid)"
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
 
 // FromCgroup attributes a cgroup path to its workload. It is pure, cheap and
