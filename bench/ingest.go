@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/sender"
-	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -360,7 +360,7 @@ func (q *genQueue) Ack(bootID, typ string, seq int64) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for i, e := range q.pending {
-		if e.GetBootId() == bootID && wire.TypeOf(e) == typ && e.GetSeq() == seq {
+		if e.GetBootId() == bootID && eventid.TypeOf(e) == typ && e.GetSeq() == seq {
 			if i == 0 {
 				q.pending[0] = nil
 				q.pending = q.pending[1:]

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/exits"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -51,7 +52,7 @@ func runExplain(ctx context.Context, io IO, args []string) error {
 	}
 	r.filter.pod = pod
 	if r.filter.types == "" {
-		r.filter.types = wire.TypeExit + "," + wire.TypeOOM
+		r.filter.types = eventid.TypeExit + "," + eventid.TypeOOM
 	}
 	// The aggregator indexes container names, not IDs: what may be an ID
 	// (prefix) is matched here only.
@@ -419,7 +420,7 @@ type culpritOut struct {
 // jsonOf is the JSON of one entry; OOM kills with no exit record have
 // type "oom" and no verdict.
 func (s *story) jsonOf(e *pb.Event) explainJSON {
-	out := explainJSON{ID: e.GetId(), Type: wire.TypeOf(e), Node: e.GetNode(), Evidence: []string{}}
+	out := explainJSON{ID: e.GetId(), Type: eventid.TypeOf(e), Node: e.GetNode(), Evidence: []string{}}
 	if e.GetTime() != nil {
 		t := e.GetTime().AsTime()
 		out.Time = &t

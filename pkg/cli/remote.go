@@ -17,6 +17,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/envflag"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/transport"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -149,7 +150,7 @@ func (f filterFlags) pbFilter(now time.Time) (*pb.EventFilter, error) {
 	out := &pb.EventFilter{Node: f.node, Namespace: f.namespace, Pod: f.pod, Container: f.container,
 		Kind: f.kind, CollateralOnly: f.collateral}
 	for _, t := range splitList(f.types) {
-		if t != wire.TypeOOM && t != wire.TypeLoss && t != wire.TypeExit {
+		if t != eventid.TypeOOM && t != eventid.TypeLoss && t != eventid.TypeExit {
 			return nil, fmt.Errorf("-type %q: want oom, loss or exit", t)
 		}
 		out.Types = append(out.Types, t)
@@ -339,7 +340,7 @@ type lossJSON struct {
 }
 
 func toJSON(e *pb.Event) any {
-	out := eventJSON{ID: e.GetId(), Node: e.GetNode(), BootID: e.GetBootId(), Type: wire.TypeOf(e)}
+	out := eventJSON{ID: e.GetId(), Node: e.GetNode(), BootID: e.GetBootId(), Type: eventid.TypeOf(e)}
 	if e.Received != nil {
 		t := e.Received.AsTime()
 		out.Received = &t

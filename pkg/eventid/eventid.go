@@ -23,6 +23,24 @@ const (
 	TypeIncident = "incident"
 )
 
+// types pairs the event types with the API's enum.
+var types = map[string]pb.EventType{TypeOOM: pb.EventType_EVENT_TYPE_OOM, TypeLoss: pb.EventType_EVENT_TYPE_LOSS,
+	TypeExit: pb.EventType_EVENT_TYPE_EXIT}
+
+// TypeToPB is an event type's enum (UNSPECIFIED for an unknown type).
+func TypeToPB(typ string) pb.EventType { return types[typ] }
+
+// TypeFromPB is the type of an enum value, else old (the string field of a
+// message of an earlier release).
+func TypeFromPB(e pb.EventType, old string) string {
+	for t, v := range types {
+		if v == e {
+			return t
+		}
+	}
+	return old
+}
+
 // ErrMalformed is wrapped by Parse for a string that is no ID.
 var ErrMalformed = errors.New("malformed event ID")
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/cri"
 	"github.com/oomwatch/oomwatch/pkg/recent"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -499,7 +500,7 @@ func (j *Joiner) put(ctx context.Context, out []*pb.Event) {
 		if err != nil {
 			j.stats.PutErrors++
 		} else {
-			j.stats.Reported[e.GetExit().GetVerdict()]++
+			j.stats.Reported[wire.Why(e.GetExit())]++
 		}
 	}
 	j.mu.Unlock()
@@ -511,7 +512,7 @@ func (j *Joiner) put(ctx context.Context, out []*pb.Event) {
 	}
 	for _, e := range out {
 		x := e.GetExit()
-		f := logrus.Fields{"verdict": x.GetVerdict(), "exit_code": x.GetExitCode(),
+		f := logrus.Fields{"verdict": wire.Why(x), "exit_code": x.GetExitCode(),
 			"container_id": x.GetWorkload().GetContainerId(), "seq": e.GetSeq()}
 		if w := x.GetWorkload(); w.GetPodName() != "" {
 			f["pod"] = w.GetNamespace() + "/" + w.GetPodName()

@@ -180,11 +180,14 @@ func TestVerdicts(t *testing.T) {
 		{name: "limit-above-pod", fixture: "debian-6.1-kmsg-v2-systemd-container-limit.kmsg", verdict: VerdictOOMNode, culprit: "hog",
 			edit: func(e *pb.Event) {
 				// The same report, had the limit been the burstable slice's.
-				e.GetOom().LimitScope, e.GetOom().OomMemcg = analysis.ScopeOther, "/kubepods.slice/kubepods-burstable.slice"
+				k := e.GetOom()
+				k.LimitScope, k.Scope, k.OomMemcg = analysis.ScopeOther, wire.ScopeToPB(analysis.ScopeOther), "/kubepods.slice/kubepods-burstable.slice"
 			},
 			says: []string{"because the cgroup /kubepods.slice/kubepods-burstable.slice, above the pod, hit its memory limit of 24 MiB; this container held the most memory"}},
 		{name: "cpuset", fixture: "debian-6.1-kmsg-v2-systemd-global-besteffort-victim.kmsg", index: 1, verdict: VerdictOOMNode, culprit: "hog",
-			edit: func(e *pb.Event) { e.GetOom().Kind = analysis.KindCpuset },
+			edit: func(e *pb.Event) {
+				e.GetOom().Kind, e.GetOom().OomKind = analysis.KindCpuset, wire.KindToPB(analysis.KindCpuset)
+			},
 			says: []string{"because the memory nodes its cpuset allows ran out"}},
 	}
 	golden := map[string]json.RawMessage{}
@@ -728,6 +731,15 @@ func TestOptionsValidate(t *testing.T) {
 	for _, o := range []Options{{Window: -1}, {Hold: -time.Second}, {Grace: -1}, {MaxSeen: -1}} {
 		if err := o.Validate(); !errors.Is(err, ErrOptions) {
 			t.Errorf("%+v: %v", o, err)
+		}
+	}
+}
+
+// Every verdict an exit can carry has its value in the API's enum.
+func TestVerdictsHaveEnumValues(t *testing.T) {
+	for _, v := range []string{VerdictOOMLimit, VerdictOOMPodLimit, VerdictOOMNode, VerdictOOMChild, VerdictNotOOM, VerdictGraceful} {
+		if !wire.KnownExitVerdict(v) || wire.Why(&pb.ContainerExit{ExitVerdict: wire.ExitVerdictToPB(v)}) != v {
+			t.Errorf("verdict %q has no enum value of its own", v)
 		}
 	}
 }

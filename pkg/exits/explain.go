@@ -86,6 +86,7 @@ func (j *Joiner) exitEvent(p *pending, k *kill, v int, stop time.Time) *pb.Event
 		x.CollateralVerdict = wire.VerdictToPB(collateralVerdict(k, v))
 	}
 	x.Explanation = b.String()
+	x.ExitVerdict = wire.ExitVerdictToPB(x.Verdict)
 	return &pb.Event{
 		Node:    j.opts.Node,
 		BootId:  j.opts.BootID,

@@ -220,6 +220,7 @@ func (j *Joiner) storyEvent(s *story) *pb.Event {
 		Workload:       w,
 		RuntimeReason:  "Running",
 		Verdict:        VerdictOOMChild,
+		ExitVerdict:    wire.ExitVerdictToPB(VerdictOOMChild),
 		OomEventId:     k.id,
 		Evidence:       slices.Clone(k.evidence),
 		ChildKills:     int32(min(s.count, 1<<30)),

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -121,7 +122,7 @@ func (w *Writer) Handle(ctx context.Context, ev *pb.Event) error {
 		switch {
 		case k.GetCollateral():
 			reason = ReasonCollateral
-		case k.GetKind() == "node":
+		case wire.Kind(k) == "node":
 			reason = ReasonNode
 		}
 		ref := corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: v.GetNamespace(), Name: v.GetPodName(),
@@ -135,7 +136,7 @@ func (w *Writer) Handle(ctx context.Context, ev *pb.Event) error {
 	} else {
 		w.count(func(s *Stats) { s.Skipped++ })
 	}
-	if k.GetKind() == "node" && ev.GetNode() != "" && w.newNodeIncident(ev) {
+	if wire.Kind(k) == "node" && ev.GetNode() != "" && w.newNodeIncident(ev) {
 		ref := corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: ev.GetNode(), UID: types.UID(ev.GetNode())}
 		msg := "The node ran out of memory and the kernel's OOM killer ran. " + k.GetReason()
 		if err := w.write(ctx, ev, ref, ReasonNodeOOM, msg); err != nil && firstErr == nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -38,7 +39,7 @@ type Agent struct {
 // KillLabels returns the labels of an OOM kill: kind, scope, the victim's
 // namespace and QoS class ("" when unknown).
 func KillLabels(k *pb.OOMKill) (kind, scope, namespace, qos string) {
-	kind, scope = k.GetKind(), k.GetLimitScope()
+	kind, scope = wire.Kind(k), wire.Scope(k)
 	if v := k.GetVictims(); len(v) > 0 {
 		w := v[0].GetWorkload()
 		namespace, qos = w.GetNamespace(), w.GetQos()

@@ -190,7 +190,7 @@ func (s *Sender) stream(ctx context.Context, window int) (pending []key, err err
 				recvErr <- err
 				return
 			}
-			k := key{ack.GetBootId(), ack.GetType(), ack.GetSeq()}
+			k := key{ack.GetBootId(), eventid.TypeFromPB(ack.GetEventType(), ack.GetType()), ack.GetSeq()}
 			mu.Lock()
 			known := inflight[k]
 			delete(inflight, k)

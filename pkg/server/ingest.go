@@ -121,7 +121,8 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 		if t.err != nil {
 			return status.Errorf(codes.Unavailable, "store: %v", t.err)
 		}
-		return st.Send(&pb.StreamResponse{BootId: t.key.bootID, Type: t.key.typ, Seq: t.key.seq, Duplicate: t.res.Duplicate})
+		return st.Send(&pb.StreamResponse{BootId: t.key.bootID, Type: t.key.typ, EventType: eventid.TypeToPB(t.key.typ), Seq: t.key.seq,
+			Duplicate: t.res.Duplicate})
 	}
 	for {
 		select {

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/oomwatch/oomwatch/pkg/store"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -24,8 +25,11 @@ func validateFilter(f *pb.EventFilter) error {
 	if f == nil {
 		return nil
 	}
-	if len(f.GetTypes()) > MaxFilterValues || len(f.GetVerdicts()) > MaxFilterValues {
+	if len(f.GetTypes())+len(f.GetEventTypes()) > MaxFilterValues || len(f.GetVerdicts())+len(f.GetExitVerdicts()) > MaxFilterValues {
 		return status.Errorf(codes.InvalidArgument, "filter: at most %d types and %d verdicts", MaxFilterValues, MaxFilterValues)
+	}
+	if err := wire.FoldFilter(f); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	for _, v := range append([]string{f.GetNode(), f.GetNamespace(), f.GetPod(), f.GetKind(), f.GetContainer()}, f.GetVerdicts()...) {
 		if len(v) > MaxStringBytes {

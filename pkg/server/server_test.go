@@ -203,7 +203,7 @@ func TestIngestAckAndDedup(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, ack := range acks {
-		want := &pb.StreamResponse{BootId: boot, Type: "oom", Seq: int64(i)}
+		want := &pb.StreamResponse{BootId: boot, Type: "oom", EventType: pb.EventType_EVENT_TYPE_OOM, Seq: int64(i)}
 		if !proto.Equal(ack, want) {
 			t.Fatalf("ack %d = %v, want %v", i, ack, want)
 		}

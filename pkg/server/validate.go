@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -261,6 +262,9 @@ func (c *checker) oom(f string, k *pb.OOMKill) {
 	c.lines(f+".lines", k.GetLines())
 	c.str(f+".kind", k.GetKind(), MaxStringBytes)
 	c.str(f+".limit_scope", k.GetLimitScope(), MaxStringBytes)
+	if field, err := wire.CheckKill(k); err != nil {
+		c.fail(f+"."+field, "%v", err)
+	}
 	c.str(f+".constraint", k.GetConstraint(), MaxStringBytes)
 	c.str(f+".oom_memcg", k.GetOomMemcg(), MaxStringBytes)
 	c.str(f+".reason", k.GetReason(), MaxStringBytes)
@@ -307,6 +311,9 @@ func (c *checker) exit(f string, x *pb.ContainerExit) {
 	c.lines(f+".evidence", x.GetEvidence())
 	c.str(f+".runtime_reason", x.GetRuntimeReason(), MaxStringBytes)
 	c.str(f+".verdict", x.GetVerdict(), MaxStringBytes)
+	if field, err := wire.CheckExit(x); err != nil {
+		c.fail(f+"."+field, "%v", err)
+	}
 	c.str(f+".explanation", x.GetExplanation(), MaxStringBytes)
 	c.str(f+".oom_event_id", x.GetOomEventId(), MaxStringBytes)
 	// An exit status: 0 to 255 (128 + the signal for a signal).

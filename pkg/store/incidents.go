@@ -285,11 +285,12 @@ func incident(evs []*pb.Event, kind string) *pb.Incident {
 		Start:   timestamppb.New(first.GetTime().AsTime()),
 		End:     timestamppb.New(last.GetTime().AsTime()),
 		Kind:    kind,
+		OomKind: wire.KindToPB(kind),
 		Kills:   int32(len(evs)),
 		Trigger: first.GetOom().GetTrigger(),
 	}
 	for _, e := range evs {
-		if k := e.GetOom(); k.GetKind() == "limit" && k.GetOomMemcg() != "" {
+		if k := e.GetOom(); wire.Kind(k) == "limit" && k.GetOomMemcg() != "" {
 			in.LimitedCgroup = k.GetOomMemcg()
 			break
 		}

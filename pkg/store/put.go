@@ -114,7 +114,7 @@ func columnsOf(e *pb.Event) columns {
 	case *pb.Event_Oom:
 		// The collateral column is the verdict's yes: an older agent's
 		// bool is read by today's rule (wire.Verdict).
-		c := columns{kind: p.Oom.GetKind(), collateral: wire.Verdict(p.Oom) == analysis.CollateralYes}
+		c := columns{kind: wire.Kind(p.Oom), collateral: wire.Verdict(p.Oom) == analysis.CollateralYes}
 		if c.kind == "limit" {
 			c.memcg = p.Oom.GetOomMemcg()
 			if v := p.Oom.GetVictims(); c.memcg == "" && len(v) > 0 && v[0].GetWorkload().GetCgroup() != "" {
@@ -127,7 +127,7 @@ func columnsOf(e *pb.Event) columns {
 		}
 		return c
 	case *pb.Event_Exit:
-		return columns{collateral: wire.ExitVerdict(p.Exit) == analysis.CollateralYes, verdict: p.Exit.GetVerdict()}
+		return columns{collateral: wire.ExitVerdict(p.Exit) == analysis.CollateralYes, verdict: wire.Why(p.Exit)}
 	}
 	return columns{}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -119,7 +120,7 @@ func incidentFrom(ctx context.Context, tx *sql.Tx, node, boot string, start curs
 		if err != nil {
 			return nil, err
 		}
-		if e.GetOom().GetKind() == "node" {
+		if wire.Kind(e.GetOom()) == "node" {
 			kind = "node"
 		}
 		out.Kills = append(out.Kills, e)

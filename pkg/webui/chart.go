@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -47,10 +48,10 @@ type chart struct {
 func chartOf(k *pb.OOMKill) *chart {
 	c := &chart{}
 	switch {
-	case k.GetKind() == analysis.KindNode:
+	case wire.Kind(k) == analysis.KindNode:
 		c.Per = "pod"
 		c.Caption = "Memory held per pod and host workload at kill time"
-	case k.GetKind() == analysis.KindLimit && k.GetLimitScope() == analysis.ScopePod:
+	case wire.Kind(k) == analysis.KindLimit && wire.Scope(k) == analysis.ScopePod:
 		c.Per = "container"
 		c.Caption = "Memory held per container of the pod at kill time"
 	default:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -124,7 +125,7 @@ func liveOf(e *pb.Event) liveEvent {
 	switch {
 	case e.GetOom() != nil:
 		k := e.GetOom()
-		out.Kind = kindLabel(k.GetKind(), k.GetLimitScope())
+		out.Kind = kindLabel(wire.Kind(k), wire.Scope(k))
 		out.Collateral = k.GetCollateral()
 		if v := k.GetVictims(); len(v) > 0 {
 			p := procOf(v[0])
@@ -132,7 +133,7 @@ func liveOf(e *pb.Event) liveEvent {
 		}
 	case e.GetExit() != nil:
 		x := e.GetExit()
-		out.Kind = "exit " + x.GetVerdict()
+		out.Kind = "exit " + wire.Why(x)
 		out.Collateral = x.GetCollateral()
 		out.Victim = whoOf(x.GetWorkload()).Label + fmt.Sprintf(" exited with code %d", x.GetExitCode())
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -172,8 +173,8 @@ func (u *UI) incident(w http.ResponseWriter, r *http.Request) {
 		Node:      in.GetNode(),
 		NodeURL:   with("/", url.Values{"node": {in.GetNode()}}, "", ""),
 		Boot:      in.GetBootId(),
-		Kind:      kindLabel(in.GetKind(), ""),
-		NodeLevel: in.GetKind() == "node",
+		Kind:      kindLabel(wire.IncidentKind(in), ""),
+		NodeLevel: wire.IncidentKind(in) == "node",
 		Time:      start.UTC().Format(stampLayout),
 		Datetime:  start.UTC().Format(time.RFC3339Nano),
 		Age:       age(now, start),
@@ -508,7 +509,7 @@ func exitOf(e *pb.Event, now time.Time) exit {
 	out := exit{
 		Time: t.UTC().Format(stampLayout), Datetime: t.UTC().Format(time.RFC3339Nano), Age: age(now, t),
 		Node: e.GetNode(), Container: containerLabel(x.GetWorkload()), Code: x.GetExitCode(),
-		Reason: x.GetRuntimeReason(), Verdict: x.GetVerdict(), Explanation: x.GetExplanation(), Collateral: x.GetCollateral(),
+		Reason: x.GetRuntimeReason(), Verdict: wire.Why(x), Explanation: x.GetExplanation(), Collateral: x.GetCollateral(),
 	}
 	if id := x.GetOomEventId(); id != "" {
 		out.KillURL = killPath(id)

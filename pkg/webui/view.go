@@ -203,7 +203,7 @@ func culpritOf(c *pb.Culprit) *culprit {
 	if c.RssBytes != nil {
 		out.RSS = analysis.Bytes(c.GetRssBytes())
 	}
-	switch c.GetSource() {
+	switch wire.Source(c) {
 	case analysis.SourceVictims:
 		out.Source = "judged from the killed processes' sizes (no task dump)"
 	case analysis.SourceTrigger:
@@ -313,8 +313,8 @@ func rowOf(in *pb.Incident, now time.Time) row {
 		Datetime:   start.UTC().Format(time.RFC3339Nano),
 		Age:        age(now, start),
 		Duration:   span(end.Sub(start)),
-		Kind:       kindLabel(in.GetKind(), ""),
-		NodeLevel:  in.GetKind() == analysis.KindNode,
+		Kind:       kindLabel(wire.IncidentKind(in), ""),
+		NodeLevel:  wire.IncidentKind(in) == analysis.KindNode,
 		Kills:      in.GetKills(),
 		Collateral: in.GetCollateral(),
 		Unknown:    in.GetCollateralUnknown(),
@@ -337,8 +337,8 @@ func killOf(e *pb.Event, start time.Time, now time.Time) kill {
 		Age:          age(now, t),
 		Offset:       offset(t.Sub(start)),
 		Node:         e.GetNode(),
-		Kind:         kindLabel(k.GetKind(), k.GetLimitScope()),
-		NodeLevel:    k.GetKind() == analysis.KindNode,
+		Kind:         kindLabel(wire.Kind(k), wire.Scope(k)),
+		NodeLevel:    wire.Kind(k) == analysis.KindNode,
 		Culprit:      culpritOf(k.GetCulprit()),
 		Collateral:   k.GetCollateral(),
 		Unknown:      wire.Verdict(k) == analysis.CollateralUnknown,

@@ -1,5 +1,16 @@
 // Package wire converts between the engine's events (package analysis) and
 // the protobuf messages the agent sends and the aggregator keeps.
+//
+// oomwatch has one event model, the engine's Go types, and the proto
+// mirrors it one to one: every field of analysis.Event has its field in
+// OOMKill, and every word of a closed set (kind, limit scope, collateral
+// verdict, culprit source, exit verdict, event type) its enum value. The
+// engine stays free of protobuf (oomctl analyze runs it offline, its JSON
+// is the golden files' format) and the API gets typed enums; this package
+// is the only place the two meet, in both directions (enums.go pairs the
+// words with the enums). Writers set an enum and, for readers of earlier
+// releases, the string field it supersedes; readers take the enum, and the
+// string of an event written before the enum existed.
 package wire
 
 import (
@@ -9,23 +20,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
-	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
-
-// Event types, as package eventid (which owns them) names them.
-//
-// Deprecated: use eventid's.
-const (
-	TypeOOM  = eventid.TypeOOM
-	TypeLoss = eventid.TypeLoss
-	TypeExit = eventid.TypeExit
-)
-
-// TypeOf is eventid.TypeOf.
-//
-// Deprecated: use eventid.TypeOf.
-func TypeOf(e *pb.Event) string { return eventid.TypeOf(e) }
 
 // FromAnalysis wraps an engine event for the wire.
 func FromAnalysis(node, bootID string, ev analysis.Event) *pb.Event {
@@ -44,7 +40,9 @@ func FromAnalysis(node, bootID string, ev analysis.Event) *pb.Event {
 func OOMKill(ev analysis.Event) *pb.OOMKill {
 	k := &pb.OOMKill{
 		Kind:                  ev.Kind,
+		OomKind:               KindToPB(ev.Kind),
 		LimitScope:            ev.LimitScope,
+		Scope:                 ScopeToPB(ev.LimitScope),
 		Constraint:            ev.Constraint,
 		OomMemcg:              ev.OOMMemcg,
 		Complete:              ev.Complete,
@@ -74,7 +72,7 @@ func OOMKill(ev analysis.Event) *pb.OOMKill {
 	}
 	if c := ev.Culprit; c != nil {
 		k.Culprit = &pb.Culprit{Pid: int32(c.PID), Comm: c.Comm, RssBytes: c.RSSBytes, Tasks: int32(c.Tasks),
-			Source: c.Source, RankedBy: c.RankedBy, Workload: workload(c.Workload)}
+			Source: c.Source, CulpritSource: SourceToPB(c.Source), RankedBy: c.RankedBy, Workload: workload(c.Workload)}
 	}
 	if ev.Node != nil {
 		k.NodeMemory = &pb.NodeMemory{MemTotalBytes: ev.Node.MemTotalBytes, MemAvailableBytes: ev.Node.MemAvailableBytes}
@@ -162,7 +160,7 @@ func Verdict(k *pb.OOMKill) string {
 		victim = v[0].GetWorkload().GetCgroup()
 	}
 	switch {
-	case k.GetLimitScope() == analysis.ScopeContainer:
+	case Scope(k) == analysis.ScopeContainer:
 		return analysis.CollateralNo
 	case c == nil:
 		return analysis.CollateralUnknown
@@ -192,7 +190,7 @@ func ExitVerdict(x *pb.ContainerExit) string {
 func ToAnalysis(e *pb.Event) analysis.Event {
 	k := e.GetOom()
 	ev := analysis.Event{
-		Kind: k.GetKind(), LimitScope: k.GetLimitScope(), Constraint: k.GetConstraint(), OOMMemcg: k.GetOomMemcg(),
+		Kind: Kind(k), LimitScope: Scope(k), Constraint: k.GetConstraint(), OOMMemcg: k.GetOomMemcg(),
 		Seq: e.GetSeq(), Complete: k.GetComplete(), Collateral: k.GetCollateral(),
 		ChosenForScoreAdj: k.GetChosenForScoreAdj(), Reason: k.GetReason(),
 		MemcgUsageBytes: k.MemcgUsageBytes, MemcgLimitBytes: k.MemcgLimitBytes, GroupCgroup: k.GetGroupCgroup(),
@@ -220,7 +218,7 @@ func ToAnalysis(e *pb.Event) analysis.Event {
 	}
 	if c := k.Culprit; c != nil {
 		ev.Culprit = &analysis.Culprit{PID: int(c.GetPid()), Comm: c.GetComm(), RSSBytes: c.RssBytes,
-			Tasks: int(c.GetTasks()), Source: c.GetSource(), RankedBy: c.GetRankedBy(), Workload: fromWorkload(c.GetWorkload())}
+			Tasks: int(c.GetTasks()), Source: Source(c), RankedBy: c.GetRankedBy(), Workload: fromWorkload(c.GetWorkload())}
 	}
 	if n := k.NodeMemory; n != nil {
 		ev.Node = &analysis.NodeMemory{MemTotalBytes: n.GetMemTotalBytes(), MemAvailableBytes: n.GetMemAvailableBytes()}

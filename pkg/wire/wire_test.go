@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -32,7 +33,7 @@ func TestRoundTrip(t *testing.T) {
 			ev.Victims[0].Labels = map[string]string{"app": "x"}
 			ev.Node = &analysis.NodeMemory{MemTotalBytes: 1 << 30, MemAvailableBytes: 1 << 20}
 			pe := FromAnalysis("node-a", "boot-1", ev)
-			if TypeOf(pe) != TypeOOM || pe.Node != "node-a" || pe.BootId != "boot-1" || pe.Seq != ev.Seq {
+			if eventid.TypeOf(pe) != eventid.TypeOOM || pe.Node != "node-a" || pe.BootId != "boot-1" || pe.Seq != ev.Seq {
 				t.Fatalf("envelope %v", pe)
 			}
 			back := ToAnalysis(pe)
@@ -41,19 +42,6 @@ func TestRoundTrip(t *testing.T) {
 			if string(a) != string(b) {
 				t.Fatalf("%s: round trip differs\nsent %s\n got %s", name, a, b)
 			}
-		}
-	}
-}
-
-func TestTypeOf(t *testing.T) {
-	for want, e := range map[string]*pb.Event{
-		TypeOOM:  {Payload: &pb.Event_Oom{Oom: &pb.OOMKill{}}},
-		TypeLoss: {Payload: &pb.Event_Loss{Loss: &pb.Loss{}}},
-		TypeExit: {Payload: &pb.Event_Exit{Exit: &pb.ContainerExit{}}},
-		"":       {},
-	} {
-		if got := TypeOf(e); got != want {
-			t.Errorf("TypeOf = %q, want %q", got, want)
 		}
 	}
 }

@@ -10,13 +10,14 @@
 package oomwatchv1
 
 import (
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
+
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
 )
 
 const (
@@ -25,6 +26,190 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// CulpritSource says what a culprit was judged from.
+type CulpritSource int32
+
+const (
+	// Not set: an event of an agent that predates the field.
+	CulpritSource_CULPRIT_SOURCE_UNSPECIFIED CulpritSource = 0
+	// The report's task dump.
+	CulpritSource_CULPRIT_SOURCE_TASK_DUMP CulpritSource = 1
+	// The report has no task dump: the killed processes' sizes.
+	CulpritSource_CULPRIT_SOURCE_VICTIMS CulpritSource = 2
+	// No sizes at all: the task that was allocating.
+	CulpritSource_CULPRIT_SOURCE_TRIGGER CulpritSource = 3
+	// A larger holder seen in the other reports of the same incident.
+	CulpritSource_CULPRIT_SOURCE_INCIDENT CulpritSource = 4
+)
+
+// Enum value maps for CulpritSource.
+var (
+	CulpritSource_name = map[int32]string{
+		0: "CULPRIT_SOURCE_UNSPECIFIED",
+		1: "CULPRIT_SOURCE_TASK_DUMP",
+		2: "CULPRIT_SOURCE_VICTIMS",
+		3: "CULPRIT_SOURCE_TRIGGER",
+		4: "CULPRIT_SOURCE_INCIDENT",
+	}
+	CulpritSource_value = map[string]int32{
+		"CULPRIT_SOURCE_UNSPECIFIED": 0,
+		"CULPRIT_SOURCE_TASK_DUMP":   1,
+		"CULPRIT_SOURCE_VICTIMS":     2,
+		"CULPRIT_SOURCE_TRIGGER":     3,
+		"CULPRIT_SOURCE_INCIDENT":    4,
+	}
+)
+
+func (x CulpritSource) Enum() *CulpritSource {
+	p := new(CulpritSource)
+	*p = x
+	return p
+}
+
+func (x CulpritSource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CulpritSource) Descriptor() protoreflect.EnumDescriptor {
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[0].Descriptor()
+}
+
+func (CulpritSource) Type() protoreflect.EnumType {
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[0]
+}
+
+func (x CulpritSource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CulpritSource.Descriptor instead.
+func (CulpritSource) EnumDescriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{0}
+}
+
+// OOMKind is what ran out of memory, from the kernel's own words.
+type OOMKind int32
+
+const (
+	// Not set: an event of an agent that predates the field.
+	OOMKind_OOM_KIND_UNSPECIFIED OOMKind = 0
+	// The node ran out of memory (CONSTRAINT_NONE).
+	OOMKind_OOM_KIND_NODE OOMKind = 1
+	// A cgroup's memory limit was hit (CONSTRAINT_MEMCG).
+	OOMKind_OOM_KIND_LIMIT OOMKind = 2
+	// The allowed cpuset's memory nodes ran out (CONSTRAINT_CPUSET).
+	OOMKind_OOM_KIND_CPUSET OOMKind = 3
+	// The memory policy's nodes ran out (CONSTRAINT_MEMORY_POLICY).
+	OOMKind_OOM_KIND_MEMPOLICY OOMKind = 4
+	// The kernel did not say.
+	OOMKind_OOM_KIND_UNKNOWN OOMKind = 5
+)
+
+// Enum value maps for OOMKind.
+var (
+	OOMKind_name = map[int32]string{
+		0: "OOM_KIND_UNSPECIFIED",
+		1: "OOM_KIND_NODE",
+		2: "OOM_KIND_LIMIT",
+		3: "OOM_KIND_CPUSET",
+		4: "OOM_KIND_MEMPOLICY",
+		5: "OOM_KIND_UNKNOWN",
+	}
+	OOMKind_value = map[string]int32{
+		"OOM_KIND_UNSPECIFIED": 0,
+		"OOM_KIND_NODE":        1,
+		"OOM_KIND_LIMIT":       2,
+		"OOM_KIND_CPUSET":      3,
+		"OOM_KIND_MEMPOLICY":   4,
+		"OOM_KIND_UNKNOWN":     5,
+	}
+)
+
+func (x OOMKind) Enum() *OOMKind {
+	p := new(OOMKind)
+	*p = x
+	return p
+}
+
+func (x OOMKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OOMKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[1].Descriptor()
+}
+
+func (OOMKind) Type() protoreflect.EnumType {
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[1]
+}
+
+func (x OOMKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OOMKind.Descriptor instead.
+func (OOMKind) EnumDescriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{1}
+}
+
+// LimitScope is whose cgroup limit a limit kill hit.
+type LimitScope int32
+
+const (
+	// Not a limit kill, not known, or an agent that predates the field.
+	LimitScope_LIMIT_SCOPE_UNSPECIFIED LimitScope = 0
+	// The victim's own container (or its pod's, when that limit is the
+	// container's alone).
+	LimitScope_LIMIT_SCOPE_CONTAINER LimitScope = 1
+	// The victim's pod.
+	LimitScope_LIMIT_SCOPE_POD LimitScope = 2
+	// Any other cgroup: a QoS slice, kubepods, a system service.
+	LimitScope_LIMIT_SCOPE_OTHER LimitScope = 3
+)
+
+// Enum value maps for LimitScope.
+var (
+	LimitScope_name = map[int32]string{
+		0: "LIMIT_SCOPE_UNSPECIFIED",
+		1: "LIMIT_SCOPE_CONTAINER",
+		2: "LIMIT_SCOPE_POD",
+		3: "LIMIT_SCOPE_OTHER",
+	}
+	LimitScope_value = map[string]int32{
+		"LIMIT_SCOPE_UNSPECIFIED": 0,
+		"LIMIT_SCOPE_CONTAINER":   1,
+		"LIMIT_SCOPE_POD":         2,
+		"LIMIT_SCOPE_OTHER":       3,
+	}
+)
+
+func (x LimitScope) Enum() *LimitScope {
+	p := new(LimitScope)
+	*p = x
+	return p
+}
+
+func (x LimitScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LimitScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[2].Descriptor()
+}
+
+func (LimitScope) Type() protoreflect.EnumType {
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[2]
+}
+
+func (x LimitScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LimitScope.Descriptor instead.
+func (LimitScope) EnumDescriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{2}
+}
 
 // CollateralVerdict says whether an OOM kill's victim died for memory that
 // another workload held.
@@ -69,11 +254,11 @@ func (x CollateralVerdict) String() string {
 }
 
 func (CollateralVerdict) Descriptor() protoreflect.EnumDescriptor {
-	return file_oomwatch_v1_oomwatch_proto_enumTypes[0].Descriptor()
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[3].Descriptor()
 }
 
 func (CollateralVerdict) Type() protoreflect.EnumType {
-	return &file_oomwatch_v1_oomwatch_proto_enumTypes[0]
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[3]
 }
 
 func (x CollateralVerdict) Number() protoreflect.EnumNumber {
@@ -82,7 +267,129 @@ func (x CollateralVerdict) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CollateralVerdict.Descriptor instead.
 func (CollateralVerdict) EnumDescriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{0}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{3}
+}
+
+// ExitVerdict is why a container's process ended on a signal.
+type ExitVerdict int32
+
+const (
+	// Not set: an event of an agent that predates the field.
+	ExitVerdict_EXIT_VERDICT_UNSPECIFIED ExitVerdict = 0
+	// The kernel's OOM killer killed it at the container's own limit.
+	ExitVerdict_EXIT_VERDICT_OOM_LIMIT ExitVerdict = 1
+	// At its pod's limit.
+	ExitVerdict_EXIT_VERDICT_OOM_POD_LIMIT ExitVerdict = 2
+	// Because the node (or a cgroup above the pod) ran out of memory.
+	ExitVerdict_EXIT_VERDICT_OOM_NODE ExitVerdict = 3
+	// An OOM kill inside a container that kept running.
+	ExitVerdict_EXIT_VERDICT_OOM_CHILD ExitVerdict = 4
+	// Killed by a signal the OOM killer did not send.
+	ExitVerdict_EXIT_VERDICT_NOT_OOM ExitVerdict = 5
+	// Ended on SIGTERM (exit code 143).
+	ExitVerdict_EXIT_VERDICT_GRACEFUL ExitVerdict = 6
+)
+
+// Enum value maps for ExitVerdict.
+var (
+	ExitVerdict_name = map[int32]string{
+		0: "EXIT_VERDICT_UNSPECIFIED",
+		1: "EXIT_VERDICT_OOM_LIMIT",
+		2: "EXIT_VERDICT_OOM_POD_LIMIT",
+		3: "EXIT_VERDICT_OOM_NODE",
+		4: "EXIT_VERDICT_OOM_CHILD",
+		5: "EXIT_VERDICT_NOT_OOM",
+		6: "EXIT_VERDICT_GRACEFUL",
+	}
+	ExitVerdict_value = map[string]int32{
+		"EXIT_VERDICT_UNSPECIFIED":   0,
+		"EXIT_VERDICT_OOM_LIMIT":     1,
+		"EXIT_VERDICT_OOM_POD_LIMIT": 2,
+		"EXIT_VERDICT_OOM_NODE":      3,
+		"EXIT_VERDICT_OOM_CHILD":     4,
+		"EXIT_VERDICT_NOT_OOM":       5,
+		"EXIT_VERDICT_GRACEFUL":      6,
+	}
+)
+
+func (x ExitVerdict) Enum() *ExitVerdict {
+	p := new(ExitVerdict)
+	*p = x
+	return p
+}
+
+func (x ExitVerdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ExitVerdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[4].Descriptor()
+}
+
+func (ExitVerdict) Type() protoreflect.EnumType {
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[4]
+}
+
+func (x ExitVerdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ExitVerdict.Descriptor instead.
+func (ExitVerdict) EnumDescriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{4}
+}
+
+// EventType is an event's payload, part of its identity.
+type EventType int32
+
+const (
+	EventType_EVENT_TYPE_UNSPECIFIED EventType = 0
+	EventType_EVENT_TYPE_OOM         EventType = 1
+	EventType_EVENT_TYPE_LOSS        EventType = 2
+	EventType_EVENT_TYPE_EXIT        EventType = 3
+)
+
+// Enum value maps for EventType.
+var (
+	EventType_name = map[int32]string{
+		0: "EVENT_TYPE_UNSPECIFIED",
+		1: "EVENT_TYPE_OOM",
+		2: "EVENT_TYPE_LOSS",
+		3: "EVENT_TYPE_EXIT",
+	}
+	EventType_value = map[string]int32{
+		"EVENT_TYPE_UNSPECIFIED": 0,
+		"EVENT_TYPE_OOM":         1,
+		"EVENT_TYPE_LOSS":        2,
+		"EVENT_TYPE_EXIT":        3,
+	}
+)
+
+func (x EventType) Enum() *EventType {
+	p := new(EventType)
+	*p = x
+	return p
+}
+
+func (x EventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[5].Descriptor()
+}
+
+func (EventType) Type() protoreflect.EnumType {
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[5]
+}
+
+func (x EventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EventType.Descriptor instead.
+func (EventType) EnumDescriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{5}
 }
 
 // Resources are a container's or pod's memory figures: what Kubernetes asked
@@ -500,13 +807,17 @@ type Culprit struct {
 	Comm     string                 `protobuf:"bytes,2,opt,name=comm,proto3" json:"comm,omitempty"`
 	RssBytes *int64                 `protobuf:"varint,3,opt,name=rss_bytes,json=rssBytes,proto3,oneof" json:"rss_bytes,omitempty"`
 	Tasks    int32                  `protobuf:"varint,4,opt,name=tasks,proto3" json:"tasks,omitempty"`
-	// task-dump, victims, trigger or incident.
+	// task-dump, victims, trigger or incident. Superseded by
+	// culprit_source; set for readers of earlier releases.
 	Source   string    `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
 	Workload *Workload `protobuf:"bytes,6,opt,name=workload,proto3" json:"workload,omitempty"`
 	// How it was ranked: empty for the largest holder, over-request when it
 	// was chosen for being furthest over its memory request (kubelet's
 	// eviction order) among the holders larger than the victim's own.
-	RankedBy      string `protobuf:"bytes,7,opt,name=ranked_by,json=rankedBy,proto3" json:"ranked_by,omitempty"`
+	RankedBy string `protobuf:"bytes,7,opt,name=ranked_by,json=rankedBy,proto3" json:"ranked_by,omitempty"`
+	// What the culprit was judged from (agents before this field send only
+	// `source`).
+	CulpritSource CulpritSource `protobuf:"varint,8,opt,name=culprit_source,json=culpritSource,proto3,enum=oomwatch.v1.CulpritSource" json:"culprit_source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -590,6 +901,13 @@ func (x *Culprit) GetRankedBy() string {
 	return ""
 }
 
+func (x *Culprit) GetCulpritSource() CulpritSource {
+	if x != nil {
+		return x.CulpritSource
+	}
+	return CulpritSource_CULPRIT_SOURCE_UNSPECIFIED
+}
+
 // NodeMemory is the node's memory at kill time.
 type NodeMemory struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -646,9 +964,11 @@ func (x *NodeMemory) GetMemAvailableBytes() int64 {
 // OOMKill is one OOM kill: the fields of `oomctl analyze -o json`.
 type OOMKill struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// node, limit, cpuset, mempolicy, unknown.
+	// node, limit, cpuset, mempolicy, unknown. Superseded by oom_kind; set
+	// for readers of earlier releases.
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	// container, pod, other (limit kills only).
+	// container, pod, other (limit kills only). Superseded by scope; set
+	// for readers of earlier releases.
 	LimitScope        string     `protobuf:"bytes,2,opt,name=limit_scope,json=limitScope,proto3" json:"limit_scope,omitempty"`
 	Constraint        string     `protobuf:"bytes,3,opt,name=constraint,proto3" json:"constraint,omitempty"`
 	OomMemcg          string     `protobuf:"bytes,4,opt,name=oom_memcg,json=oomMemcg,proto3" json:"oom_memcg,omitempty"`
@@ -691,7 +1011,12 @@ type OOMKill struct {
 	// a rate-limited storm, whose victim lies under the limited cgroup of a
 	// full report of the same incident), or empty (not a limit kill, or not
 	// known).
-	LimitFrom     string `protobuf:"bytes,44,opt,name=limit_from,json=limitFrom,proto3" json:"limit_from,omitempty"`
+	LimitFrom string `protobuf:"bytes,44,opt,name=limit_from,json=limitFrom,proto3" json:"limit_from,omitempty"`
+	// What ran out of memory (agents before this field send only `kind`).
+	OomKind OOMKind `protobuf:"varint,45,opt,name=oom_kind,json=oomKind,proto3,enum=oomwatch.v1.OOMKind" json:"oom_kind,omitempty"`
+	// Whose limit a limit kill hit (agents before this field send only
+	// `limit_scope`).
+	Scope         LimitScope `protobuf:"varint,46,opt,name=scope,proto3,enum=oomwatch.v1.LimitScope" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -894,6 +1219,20 @@ func (x *OOMKill) GetLimitFrom() string {
 	return ""
 }
 
+func (x *OOMKill) GetOomKind() OOMKind {
+	if x != nil {
+		return x.OomKind
+	}
+	return OOMKind_OOM_KIND_UNSPECIFIED
+}
+
+func (x *OOMKill) GetScope() LimitScope {
+	if x != nil {
+		return x.Scope
+	}
+	return LimitScope_LIMIT_SCOPE_UNSPECIFIED
+}
+
 // Loss reports records or events that were lost, and how many.
 type Loss struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1002,6 +1341,8 @@ type ContainerExit struct {
 	RuntimeReason string                 `protobuf:"bytes,3,opt,name=runtime_reason,json=runtimeReason,proto3" json:"runtime_reason,omitempty"`
 	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// oom-limit, oom-pod-limit, oom-node, oom-child, not-oom, graceful.
+	// Superseded by exit_verdict; set for readers of earlier
+	// releases.
 	Verdict     string `protobuf:"bytes,5,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	Explanation string `protobuf:"bytes,6,opt,name=explanation,proto3" json:"explanation,omitempty"`
 	// The ID of the OOM kill event the exit was joined with, if any.
@@ -1026,8 +1367,11 @@ type ContainerExit struct {
 	// as the kill's (`collateral` is true exactly when this is YES; exits of
 	// agents before this field carry only the bool).
 	CollateralVerdict CollateralVerdict `protobuf:"varint,46,opt,name=collateral_verdict,json=collateralVerdict,proto3,enum=oomwatch.v1.CollateralVerdict" json:"collateral_verdict,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Why the container ended (agents before this field send only
+	// `verdict`).
+	ExitVerdict   ExitVerdict `protobuf:"varint,47,opt,name=exit_verdict,json=exitVerdict,proto3,enum=oomwatch.v1.ExitVerdict" json:"exit_verdict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerExit) Reset() {
@@ -1184,6 +1528,13 @@ func (x *ContainerExit) GetCollateralVerdict() CollateralVerdict {
 		return x.CollateralVerdict
 	}
 	return CollateralVerdict_COLLATERAL_VERDICT_UNSPECIFIED
+}
+
+func (x *ContainerExit) GetExitVerdict() ExitVerdict {
+	if x != nil {
+		return x.ExitVerdict
+	}
+	return ExitVerdict_EXIT_VERDICT_UNSPECIFIED
 }
 
 // ChildKill is one process of a running container the OOM killer killed.
@@ -1586,10 +1937,13 @@ func (x *Hello) GetAgentVersion() string {
 type StreamResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	BootId string                 `protobuf:"bytes,1,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
-	Type   string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	Seq    int64                  `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// oom, loss or exit. Superseded by event_type; set for agents of
+	// earlier releases.
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Seq  int64  `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The event was already stored (a replay).
-	Duplicate     bool `protobuf:"varint,4,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate     bool      `protobuf:"varint,4,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	EventType     EventType `protobuf:"varint,5,opt,name=event_type,json=eventType,proto3,enum=oomwatch.v1.EventType" json:"event_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1652,6 +2006,13 @@ func (x *StreamResponse) GetDuplicate() bool {
 	return false
 }
 
+func (x *StreamResponse) GetEventType() EventType {
+	if x != nil {
+		return x.EventType
+	}
+	return EventType_EVENT_TYPE_UNSPECIFIED
+}
+
 // EventFilter selects events. Empty fields match everything.
 type EventFilter struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1661,14 +2022,21 @@ type EventFilter struct {
 	Namespace string                 `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// Pod name or UID; matches victims, trigger and culprit.
 	Pod string `protobuf:"bytes,5,opt,name=pod,proto3" json:"pod,omitempty"`
-	// node, limit, ... (OOM kills only).
+	// node, limit, ... (OOM kills only). Superseded by oom_kind (either matches).
 	Kind           string `protobuf:"bytes,6,opt,name=kind,proto3" json:"kind,omitempty"`
 	CollateralOnly bool   `protobuf:"varint,7,opt,name=collateral_only,json=collateralOnly,proto3" json:"collateral_only,omitempty"`
-	// oom, loss, exit; empty = all.
+	// oom, loss, exit; empty = all. Superseded by event_types (either matches).
 	Types []string `protobuf:"bytes,8,rep,name=types,proto3" json:"types,omitempty"`
-	// Exit verdicts (oom-limit, not-oom, ...).
-	Verdicts      []string `protobuf:"bytes,9,rep,name=verdicts,proto3" json:"verdicts,omitempty"`
-	Container     string   `protobuf:"bytes,10,opt,name=container,proto3" json:"container,omitempty"`
+	// Exit verdicts (oom-limit, not-oom, ...). Superseded by exit_verdicts
+	// (either matches).
+	Verdicts  []string `protobuf:"bytes,9,rep,name=verdicts,proto3" json:"verdicts,omitempty"`
+	Container string   `protobuf:"bytes,10,opt,name=container,proto3" json:"container,omitempty"`
+	// OOM kills of this kind only (with `kind`, either matches).
+	OomKind OOMKind `protobuf:"varint,11,opt,name=oom_kind,json=oomKind,proto3,enum=oomwatch.v1.OOMKind" json:"oom_kind,omitempty"`
+	// These types only; empty (and `types` empty) = all.
+	EventTypes []EventType `protobuf:"varint,12,rep,packed,name=event_types,json=eventTypes,proto3,enum=oomwatch.v1.EventType" json:"event_types,omitempty"`
+	// Exits with these verdicts only (added to `verdicts`).
+	ExitVerdicts  []ExitVerdict `protobuf:"varint,13,rep,packed,name=exit_verdicts,json=exitVerdicts,proto3,enum=oomwatch.v1.ExitVerdict" json:"exit_verdicts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1771,6 +2139,27 @@ func (x *EventFilter) GetContainer() string {
 		return x.Container
 	}
 	return ""
+}
+
+func (x *EventFilter) GetOomKind() OOMKind {
+	if x != nil {
+		return x.OomKind
+	}
+	return OOMKind_OOM_KIND_UNSPECIFIED
+}
+
+func (x *EventFilter) GetEventTypes() []EventType {
+	if x != nil {
+		return x.EventTypes
+	}
+	return nil
+}
+
+func (x *EventFilter) GetExitVerdicts() []ExitVerdict {
+	if x != nil {
+		return x.ExitVerdicts
+	}
+	return nil
 }
 
 type ListEventsRequest struct {
@@ -2073,7 +2462,8 @@ type Incident struct {
 	BootId string                 `protobuf:"bytes,3,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
 	Start  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
 	End    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
-	// node when any kill was node-level, else limit.
+	// node when any kill was node-level, else limit. Superseded by
+	// oom_kind; set for readers of earlier releases.
 	Kind       string     `protobuf:"bytes,6,opt,name=kind,proto3" json:"kind,omitempty"`
 	Kills      int32      `protobuf:"varint,7,opt,name=kills,proto3" json:"kills,omitempty"`
 	Collateral int32      `protobuf:"varint,8,opt,name=collateral,proto3" json:"collateral,omitempty"`
@@ -2086,6 +2476,8 @@ type Incident struct {
 	// The limited cgroup of an incident of limit kills: limit kills of
 	// different limited cgroups are separate incidents.
 	LimitedCgroup string `protobuf:"bytes,14,opt,name=limited_cgroup,json=limitedCgroup,proto3" json:"limited_cgroup,omitempty"`
+	// node when any kill was node-level, else limit.
+	OomKind       OOMKind `protobuf:"varint,15,opt,name=oom_kind,json=oomKind,proto3,enum=oomwatch.v1.OOMKind" json:"oom_kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2216,6 +2608,13 @@ func (x *Incident) GetLimitedCgroup() string {
 		return x.LimitedCgroup
 	}
 	return ""
+}
+
+func (x *Incident) GetOomKind() OOMKind {
+	if x != nil {
+		return x.OomKind
+	}
+	return OOMKind_OOM_KIND_UNSPECIFIED
 }
 
 type ListIncidentsRequest struct {
@@ -2392,7 +2791,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x04_uidB\f\n" +
 	"\n" +
 	"_rss_bytesB\x10\n" +
-	"\x0e_oom_score_adj\"\xdd\x01\n" +
+	"\x0e_oom_score_adj\"\xa0\x02\n" +
 	"\aCulprit\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04comm\x18\x02 \x01(\tR\x04comm\x12 \n" +
@@ -2400,13 +2799,14 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x05tasks\x18\x04 \x01(\x05R\x05tasks\x12\x16\n" +
 	"\x06source\x18\x05 \x01(\tR\x06source\x121\n" +
 	"\bworkload\x18\x06 \x01(\v2\x15.oomwatch.v1.WorkloadR\bworkload\x12\x1b\n" +
-	"\tranked_by\x18\a \x01(\tR\brankedByB\f\n" +
+	"\tranked_by\x18\a \x01(\tR\brankedBy\x12A\n" +
+	"\x0eculprit_source\x18\b \x01(\x0e2\x1a.oomwatch.v1.CulpritSourceR\rculpritSourceB\f\n" +
 	"\n" +
 	"_rss_bytes\"d\n" +
 	"\n" +
 	"NodeMemory\x12&\n" +
 	"\x0fmem_total_bytes\x18\x01 \x01(\x03R\rmemTotalBytes\x12.\n" +
-	"\x13mem_available_bytes\x18\x02 \x01(\x03R\x11memAvailableBytes\"\x99\b\n" +
+	"\x13mem_available_bytes\x18\x02 \x01(\x03R\x11memAvailableBytes\"\xf9\b\n" +
 	"\aOOMKill\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1f\n" +
 	"\vlimit_scope\x18\x02 \x01(\tR\n" +
@@ -2439,7 +2839,9 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x12collateral_verdict\x18* \x01(\x0e2\x1e.oomwatch.v1.CollateralVerdictR\x11collateralVerdict\x12C\n" +
 	"\x11limited_resources\x18+ \x01(\v2\x16.oomwatch.v1.ResourcesR\x10limitedResources\x12\x1d\n" +
 	"\n" +
-	"limit_from\x18, \x01(\tR\tlimitFromB\x14\n" +
+	"limit_from\x18, \x01(\tR\tlimitFrom\x12/\n" +
+	"\boom_kind\x18- \x01(\x0e2\x14.oomwatch.v1.OOMKindR\aoomKind\x12-\n" +
+	"\x05scope\x18. \x01(\x0e2\x17.oomwatch.v1.LimitScopeR\x05scopeB\x14\n" +
 	"\x12_memcg_usage_bytesB\x14\n" +
 	"\x12_memcg_limit_bytes\"\xdc\x01\n" +
 	"\x04Loss\x12\x14\n" +
@@ -2449,7 +2851,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\bnext_seq\x18\x04 \x01(\x03R\anextSeq\x12.\n" +
 	"\x04from\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x16\n" +
-	"\x06detail\x18\a \x01(\tR\x06detail\"\xd0\x06\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\"\x8d\a\n" +
 	"\rContainerExit\x121\n" +
 	"\bworkload\x18\x01 \x01(\v2\x15.oomwatch.v1.WorkloadR\bworkload\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12%\n" +
@@ -2475,7 +2877,8 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"lastKillAt\x120\n" +
 	"\avictims\x18, \x03(\v2\x16.oomwatch.v1.ChildKillR\avictims\x12'\n" +
 	"\x0fvictims_dropped\x18- \x01(\x05R\x0evictimsDropped\x12M\n" +
-	"\x12collateral_verdict\x18. \x01(\x0e2\x1e.oomwatch.v1.CollateralVerdictR\x11collateralVerdict\"\xaf\x01\n" +
+	"\x12collateral_verdict\x18. \x01(\x0e2\x1e.oomwatch.v1.CollateralVerdictR\x11collateralVerdict\x12;\n" +
+	"\fexit_verdict\x18/ \x01(\x0e2\x18.oomwatch.v1.ExitVerdictR\vexitVerdict\"\xaf\x01\n" +
 	"\tChildKill\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04comm\x18\x02 \x01(\tR\x04comm\x12 \n" +
@@ -2506,12 +2909,14 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x05Hello\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x17\n" +
 	"\aboot_id\x18\x02 \x01(\tR\x06bootId\x12#\n" +
-	"\ragent_version\x18\x03 \x01(\tR\fagentVersion\"m\n" +
+	"\ragent_version\x18\x03 \x01(\tR\fagentVersion\"\xa4\x01\n" +
 	"\x0eStreamResponse\x12\x17\n" +
 	"\aboot_id\x18\x01 \x01(\tR\x06bootId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x03R\x03seq\x12\x1c\n" +
-	"\tduplicate\x18\x04 \x01(\bR\tduplicate\"\xc2\x02\n" +
+	"\tduplicate\x18\x04 \x01(\bR\tduplicate\x125\n" +
+	"\n" +
+	"event_type\x18\x05 \x01(\x0e2\x16.oomwatch.v1.EventTypeR\teventType\"\xeb\x03\n" +
 	"\vEventFilter\x120\n" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
 	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x12\n" +
@@ -2523,7 +2928,11 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x05types\x18\b \x03(\tR\x05types\x12\x1a\n" +
 	"\bverdicts\x18\t \x03(\tR\bverdicts\x12\x1c\n" +
 	"\tcontainer\x18\n" +
-	" \x01(\tR\tcontainer\"\x81\x01\n" +
+	" \x01(\tR\tcontainer\x12/\n" +
+	"\boom_kind\x18\v \x01(\x0e2\x14.oomwatch.v1.OOMKindR\aoomKind\x127\n" +
+	"\vevent_types\x18\f \x03(\x0e2\x16.oomwatch.v1.EventTypeR\n" +
+	"eventTypes\x12=\n" +
+	"\rexit_verdicts\x18\r \x03(\x0e2\x18.oomwatch.v1.ExitVerdictR\fexitVerdicts\"\x81\x01\n" +
 	"\x11ListEventsRequest\x120\n" +
 	"\x06filter\x18\x01 \x01(\v2\x18.oomwatch.v1.EventFilterR\x06filter\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -2539,7 +2948,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\fWatchRequest\x120\n" +
 	"\x06filter\x18\x01 \x01(\v2\x18.oomwatch.v1.EventFilterR\x06filter\"9\n" +
 	"\rWatchResponse\x12(\n" +
-	"\x05event\x18\x01 \x01(\v2\x12.oomwatch.v1.EventR\x05event\"\xf4\x03\n" +
+	"\x05event\x18\x01 \x01(\v2\x12.oomwatch.v1.EventR\x05event\"\xa5\x04\n" +
 	"\bIncident\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x17\n" +
@@ -2557,7 +2966,8 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\avictims\x18\v \x03(\v2\x14.oomwatch.v1.ProcessR\avictims\x12\x1b\n" +
 	"\tevent_ids\x18\f \x03(\tR\beventIds\x12-\n" +
 	"\x12collateral_unknown\x18\r \x01(\x05R\x11collateralUnknown\x12%\n" +
-	"\x0elimited_cgroup\x18\x0e \x01(\tR\rlimitedCgroup\"\xb1\x01\n" +
+	"\x0elimited_cgroup\x18\x0e \x01(\tR\rlimitedCgroup\x12/\n" +
+	"\boom_kind\x18\x0f \x01(\x0e2\x14.oomwatch.v1.OOMKindR\aoomKind\"\xb1\x01\n" +
 	"\x14ListIncidentsRequest\x120\n" +
 	"\x06filter\x18\x01 \x01(\v2\x18.oomwatch.v1.EventFilterR\x06filter\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -2566,12 +2976,44 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x03gap\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03gap\"t\n" +
 	"\x15ListIncidentsResponse\x123\n" +
 	"\tincidents\x18\x01 \x03(\v2\x15.oomwatch.v1.IncidentR\tincidents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x8e\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xa2\x01\n" +
+	"\rCulpritSource\x12\x1e\n" +
+	"\x1aCULPRIT_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18CULPRIT_SOURCE_TASK_DUMP\x10\x01\x12\x1a\n" +
+	"\x16CULPRIT_SOURCE_VICTIMS\x10\x02\x12\x1a\n" +
+	"\x16CULPRIT_SOURCE_TRIGGER\x10\x03\x12\x1b\n" +
+	"\x17CULPRIT_SOURCE_INCIDENT\x10\x04*\x8d\x01\n" +
+	"\aOOMKind\x12\x18\n" +
+	"\x14OOM_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rOOM_KIND_NODE\x10\x01\x12\x12\n" +
+	"\x0eOOM_KIND_LIMIT\x10\x02\x12\x13\n" +
+	"\x0fOOM_KIND_CPUSET\x10\x03\x12\x16\n" +
+	"\x12OOM_KIND_MEMPOLICY\x10\x04\x12\x14\n" +
+	"\x10OOM_KIND_UNKNOWN\x10\x05*p\n" +
+	"\n" +
+	"LimitScope\x12\x1b\n" +
+	"\x17LIMIT_SCOPE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15LIMIT_SCOPE_CONTAINER\x10\x01\x12\x13\n" +
+	"\x0fLIMIT_SCOPE_POD\x10\x02\x12\x15\n" +
+	"\x11LIMIT_SCOPE_OTHER\x10\x03*\x8e\x01\n" +
 	"\x11CollateralVerdict\x12\"\n" +
 	"\x1eCOLLATERAL_VERDICT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15COLLATERAL_VERDICT_NO\x10\x01\x12\x1a\n" +
 	"\x16COLLATERAL_VERDICT_YES\x10\x02\x12\x1e\n" +
-	"\x1aCOLLATERAL_VERDICT_UNKNOWN\x10\x032V\n" +
+	"\x1aCOLLATERAL_VERDICT_UNKNOWN\x10\x03*\xd3\x01\n" +
+	"\vExitVerdict\x12\x1c\n" +
+	"\x18EXIT_VERDICT_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16EXIT_VERDICT_OOM_LIMIT\x10\x01\x12\x1e\n" +
+	"\x1aEXIT_VERDICT_OOM_POD_LIMIT\x10\x02\x12\x19\n" +
+	"\x15EXIT_VERDICT_OOM_NODE\x10\x03\x12\x1a\n" +
+	"\x16EXIT_VERDICT_OOM_CHILD\x10\x04\x12\x18\n" +
+	"\x14EXIT_VERDICT_NOT_OOM\x10\x05\x12\x19\n" +
+	"\x15EXIT_VERDICT_GRACEFUL\x10\x06*e\n" +
+	"\tEventType\x12\x1a\n" +
+	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eEVENT_TYPE_OOM\x10\x01\x12\x13\n" +
+	"\x0fEVENT_TYPE_LOSS\x10\x02\x12\x13\n" +
+	"\x0fEVENT_TYPE_EXIT\x10\x032V\n" +
 	"\rIngestService\x12E\n" +
 	"\x06Stream\x12\x1a.oomwatch.v1.StreamRequest\x1a\x1b.oomwatch.v1.StreamResponse(\x010\x012\xc0\x02\n" +
 	"\fQueryService\x12M\n" +
@@ -2593,100 +3035,114 @@ func file_oomwatch_v1_oomwatch_proto_rawDescGZIP() []byte {
 	return file_oomwatch_v1_oomwatch_proto_rawDescData
 }
 
-var file_oomwatch_v1_oomwatch_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_oomwatch_v1_oomwatch_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_oomwatch_v1_oomwatch_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_oomwatch_v1_oomwatch_proto_goTypes = []any{
-	(CollateralVerdict)(0),        // 0: oomwatch.v1.CollateralVerdict
-	(*Resources)(nil),             // 1: oomwatch.v1.Resources
-	(*Workload)(nil),              // 2: oomwatch.v1.Workload
-	(*Process)(nil),               // 3: oomwatch.v1.Process
-	(*Culprit)(nil),               // 4: oomwatch.v1.Culprit
-	(*NodeMemory)(nil),            // 5: oomwatch.v1.NodeMemory
-	(*OOMKill)(nil),               // 6: oomwatch.v1.OOMKill
-	(*Loss)(nil),                  // 7: oomwatch.v1.Loss
-	(*ContainerExit)(nil),         // 8: oomwatch.v1.ContainerExit
-	(*ChildKill)(nil),             // 9: oomwatch.v1.ChildKill
-	(*Event)(nil),                 // 10: oomwatch.v1.Event
-	(*StreamRequest)(nil),         // 11: oomwatch.v1.StreamRequest
-	(*Hello)(nil),                 // 12: oomwatch.v1.Hello
-	(*StreamResponse)(nil),        // 13: oomwatch.v1.StreamResponse
-	(*EventFilter)(nil),           // 14: oomwatch.v1.EventFilter
-	(*ListEventsRequest)(nil),     // 15: oomwatch.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),    // 16: oomwatch.v1.ListEventsResponse
-	(*GetEventRequest)(nil),       // 17: oomwatch.v1.GetEventRequest
-	(*GetEventResponse)(nil),      // 18: oomwatch.v1.GetEventResponse
-	(*WatchRequest)(nil),          // 19: oomwatch.v1.WatchRequest
-	(*WatchResponse)(nil),         // 20: oomwatch.v1.WatchResponse
-	(*Incident)(nil),              // 21: oomwatch.v1.Incident
-	(*ListIncidentsRequest)(nil),  // 22: oomwatch.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil), // 23: oomwatch.v1.ListIncidentsResponse
-	nil,                           // 24: oomwatch.v1.Workload.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
+	(CulpritSource)(0),            // 0: oomwatch.v1.CulpritSource
+	(OOMKind)(0),                  // 1: oomwatch.v1.OOMKind
+	(LimitScope)(0),               // 2: oomwatch.v1.LimitScope
+	(CollateralVerdict)(0),        // 3: oomwatch.v1.CollateralVerdict
+	(ExitVerdict)(0),              // 4: oomwatch.v1.ExitVerdict
+	(EventType)(0),                // 5: oomwatch.v1.EventType
+	(*Resources)(nil),             // 6: oomwatch.v1.Resources
+	(*Workload)(nil),              // 7: oomwatch.v1.Workload
+	(*Process)(nil),               // 8: oomwatch.v1.Process
+	(*Culprit)(nil),               // 9: oomwatch.v1.Culprit
+	(*NodeMemory)(nil),            // 10: oomwatch.v1.NodeMemory
+	(*OOMKill)(nil),               // 11: oomwatch.v1.OOMKill
+	(*Loss)(nil),                  // 12: oomwatch.v1.Loss
+	(*ContainerExit)(nil),         // 13: oomwatch.v1.ContainerExit
+	(*ChildKill)(nil),             // 14: oomwatch.v1.ChildKill
+	(*Event)(nil),                 // 15: oomwatch.v1.Event
+	(*StreamRequest)(nil),         // 16: oomwatch.v1.StreamRequest
+	(*Hello)(nil),                 // 17: oomwatch.v1.Hello
+	(*StreamResponse)(nil),        // 18: oomwatch.v1.StreamResponse
+	(*EventFilter)(nil),           // 19: oomwatch.v1.EventFilter
+	(*ListEventsRequest)(nil),     // 20: oomwatch.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 21: oomwatch.v1.ListEventsResponse
+	(*GetEventRequest)(nil),       // 22: oomwatch.v1.GetEventRequest
+	(*GetEventResponse)(nil),      // 23: oomwatch.v1.GetEventResponse
+	(*WatchRequest)(nil),          // 24: oomwatch.v1.WatchRequest
+	(*WatchResponse)(nil),         // 25: oomwatch.v1.WatchResponse
+	(*Incident)(nil),              // 26: oomwatch.v1.Incident
+	(*ListIncidentsRequest)(nil),  // 27: oomwatch.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil), // 28: oomwatch.v1.ListIncidentsResponse
+	nil,                           // 29: oomwatch.v1.Workload.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
 }
 var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
-	24, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
-	1,  // 1: oomwatch.v1.Workload.container_resources:type_name -> oomwatch.v1.Resources
-	1,  // 2: oomwatch.v1.Workload.pod_resources:type_name -> oomwatch.v1.Resources
-	2,  // 3: oomwatch.v1.Process.workload:type_name -> oomwatch.v1.Workload
-	2,  // 4: oomwatch.v1.Culprit.workload:type_name -> oomwatch.v1.Workload
-	3,  // 5: oomwatch.v1.OOMKill.victims:type_name -> oomwatch.v1.Process
-	3,  // 6: oomwatch.v1.OOMKill.trigger:type_name -> oomwatch.v1.Process
-	3,  // 7: oomwatch.v1.OOMKill.top_consumers:type_name -> oomwatch.v1.Process
-	4,  // 8: oomwatch.v1.OOMKill.culprit:type_name -> oomwatch.v1.Culprit
-	5,  // 9: oomwatch.v1.OOMKill.node_memory:type_name -> oomwatch.v1.NodeMemory
-	0,  // 10: oomwatch.v1.OOMKill.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
-	1,  // 11: oomwatch.v1.OOMKill.limited_resources:type_name -> oomwatch.v1.Resources
-	25, // 12: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
-	25, // 13: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
-	2,  // 14: oomwatch.v1.ContainerExit.workload:type_name -> oomwatch.v1.Workload
-	25, // 15: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
-	4,  // 16: oomwatch.v1.ContainerExit.culprit:type_name -> oomwatch.v1.Culprit
-	25, // 17: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
-	9,  // 18: oomwatch.v1.ContainerExit.largest:type_name -> oomwatch.v1.ChildKill
-	25, // 19: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
-	25, // 20: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
-	9,  // 21: oomwatch.v1.ContainerExit.victims:type_name -> oomwatch.v1.ChildKill
-	0,  // 22: oomwatch.v1.ContainerExit.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
-	25, // 23: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
-	25, // 24: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
-	26, // 25: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
-	25, // 26: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
-	6,  // 27: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
-	7,  // 28: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
-	8,  // 29: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
-	12, // 30: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
-	10, // 31: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
-	25, // 32: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
-	25, // 33: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
-	14, // 34: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	10, // 35: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
-	10, // 36: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
-	14, // 37: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
-	10, // 38: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
-	25, // 39: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
-	25, // 40: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
-	4,  // 41: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
-	3,  // 42: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
-	3,  // 43: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
-	14, // 44: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	26, // 45: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
-	21, // 46: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
-	11, // 47: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
-	15, // 48: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
-	17, // 49: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
-	19, // 50: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
-	22, // 51: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
-	13, // 52: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
-	16, // 53: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
-	18, // 54: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
-	20, // 55: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
-	23, // 56: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
-	52, // [52:57] is the sub-list for method output_type
-	47, // [47:52] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	29, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
+	6,  // 1: oomwatch.v1.Workload.container_resources:type_name -> oomwatch.v1.Resources
+	6,  // 2: oomwatch.v1.Workload.pod_resources:type_name -> oomwatch.v1.Resources
+	7,  // 3: oomwatch.v1.Process.workload:type_name -> oomwatch.v1.Workload
+	7,  // 4: oomwatch.v1.Culprit.workload:type_name -> oomwatch.v1.Workload
+	0,  // 5: oomwatch.v1.Culprit.culprit_source:type_name -> oomwatch.v1.CulpritSource
+	8,  // 6: oomwatch.v1.OOMKill.victims:type_name -> oomwatch.v1.Process
+	8,  // 7: oomwatch.v1.OOMKill.trigger:type_name -> oomwatch.v1.Process
+	8,  // 8: oomwatch.v1.OOMKill.top_consumers:type_name -> oomwatch.v1.Process
+	9,  // 9: oomwatch.v1.OOMKill.culprit:type_name -> oomwatch.v1.Culprit
+	10, // 10: oomwatch.v1.OOMKill.node_memory:type_name -> oomwatch.v1.NodeMemory
+	3,  // 11: oomwatch.v1.OOMKill.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
+	6,  // 12: oomwatch.v1.OOMKill.limited_resources:type_name -> oomwatch.v1.Resources
+	1,  // 13: oomwatch.v1.OOMKill.oom_kind:type_name -> oomwatch.v1.OOMKind
+	2,  // 14: oomwatch.v1.OOMKill.scope:type_name -> oomwatch.v1.LimitScope
+	30, // 15: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
+	30, // 16: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
+	7,  // 17: oomwatch.v1.ContainerExit.workload:type_name -> oomwatch.v1.Workload
+	30, // 18: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
+	9,  // 19: oomwatch.v1.ContainerExit.culprit:type_name -> oomwatch.v1.Culprit
+	30, // 20: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
+	14, // 21: oomwatch.v1.ContainerExit.largest:type_name -> oomwatch.v1.ChildKill
+	30, // 22: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
+	30, // 23: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
+	14, // 24: oomwatch.v1.ContainerExit.victims:type_name -> oomwatch.v1.ChildKill
+	3,  // 25: oomwatch.v1.ContainerExit.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
+	4,  // 26: oomwatch.v1.ContainerExit.exit_verdict:type_name -> oomwatch.v1.ExitVerdict
+	30, // 27: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
+	30, // 28: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
+	31, // 29: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
+	30, // 30: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
+	11, // 31: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
+	12, // 32: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
+	13, // 33: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
+	17, // 34: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
+	15, // 35: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
+	5,  // 36: oomwatch.v1.StreamResponse.event_type:type_name -> oomwatch.v1.EventType
+	30, // 37: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
+	30, // 38: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
+	1,  // 39: oomwatch.v1.EventFilter.oom_kind:type_name -> oomwatch.v1.OOMKind
+	5,  // 40: oomwatch.v1.EventFilter.event_types:type_name -> oomwatch.v1.EventType
+	4,  // 41: oomwatch.v1.EventFilter.exit_verdicts:type_name -> oomwatch.v1.ExitVerdict
+	19, // 42: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	15, // 43: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
+	15, // 44: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
+	19, // 45: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
+	15, // 46: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
+	30, // 47: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
+	30, // 48: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
+	9,  // 49: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
+	8,  // 50: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
+	8,  // 51: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
+	1,  // 52: oomwatch.v1.Incident.oom_kind:type_name -> oomwatch.v1.OOMKind
+	19, // 53: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	31, // 54: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
+	26, // 55: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
+	16, // 56: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
+	20, // 57: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
+	22, // 58: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
+	24, // 59: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
+	27, // 60: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
+	18, // 61: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
+	21, // 62: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
+	23, // 63: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
+	25, // 64: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
+	28, // 65: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
+	61, // [61:66] is the sub-list for method output_type
+	56, // [56:61] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_oomwatch_v1_oomwatch_proto_init() }
@@ -2712,7 +3168,7 @@ func file_oomwatch_v1_oomwatch_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_oomwatch_v1_oomwatch_proto_rawDesc), len(file_oomwatch_v1_oomwatch_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      6,
 			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path"
 	"strings"
 )
 
@@ -115,6 +116,7 @@ func SandboxID(podUID string) string {
 func systemdPause(pod, uid string) string {
 	return pod + "/cri-containerd-" + SandboxID(uid) + ".scope"
 }
+
 func cgroupfsPause(pod, uid string) string { return pod + "/" + SandboxID(uid) }
 
 // cgroupfsPod is the cgroupfs-driver path of a pod.
@@ -168,10 +170,12 @@ hog -mb 56 -step 2 -oom-score-adj 2 -cgroup $CG%[2]s -hold 3s || true
 			Description: "the node runs out of memory: a BestEffort pod is killed while a Burstable pod grows (cgroupfs driver)",
 			Script: fmt.Sprintf(`mkcg %[1]s
 mkcg %[2]s
+pause %[3]s
+pause %[4]s
 hog -mb 10 -oom-score-adj 1000 -cgroup $CG%[1]s -ready /tmp/be.ready &
 waitfile /tmp/be.ready
 hog -mb 0 -step 4 -oom-score-adj 100 -cgroup $CG%[2]s || true
-`, cBE, cBU),
+`, cBE, cBU, cgroupfsPause(path.Dir(cBE), uidC1), cgroupfsPause(path.Dir(cBU), uidC2)),
 			Events: 2,
 			Pods: []Pod{
 				{UID: uidC1, Namespace: "tools", Name: "debug-shell", Containers: []Container{
