@@ -21,11 +21,9 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/sender"
 	"github.com/oomwatch/oomwatch/pkg/spool"
 	"github.com/oomwatch/oomwatch/pkg/transport"
+	"github.com/oomwatch/oomwatch/pkg/version"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
-
-// Version is the agent's version, reported to the aggregator.
-var Version = "dev"
 
 // Agent is a running node agent.
 type Agent struct {
@@ -88,7 +86,7 @@ func New(opts Options, log *logrus.Entry) (*Agent, error) {
 		a.Source = SyntheticSource(opts.NodeName, opts.SyntheticKills, opts.SyntheticRate)
 		log.WithField("kills", opts.SyntheticKills).Warn("reading synthetic OOM reports, not the kernel log")
 	}
-	a.sender = sender.New(sender.Config{Conn: a.conn, Node: opts.NodeName, BootID: a.bootID, Version: Version},
+	a.sender = sender.New(sender.Config{Conn: a.conn, Node: opts.NodeName, BootID: a.bootID, Version: version.String()},
 		a.outbox, log.WithField("component", "sender"))
 	a.sender.Connected = a.connected.Store
 	return a, nil

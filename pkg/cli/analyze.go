@@ -11,34 +11,49 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 )
 
-func runAnalyze(ctx context.Context, io IO, args []string) error {
-	fs := newFlagSet(io, "analyze")
-	output := fs.String("o", "table", "output format: table, wide or json (one JSON object per OOM report, one per line)")
-	lines := fs.Bool("lines", false, "with -o json, include each report's raw kernel lines")
-	bootTime := fs.String("boot-time", "", "RFC 3339 time the node booted, to date records that carry only uptime")
-	year := fs.Int("year", 0, "year of syslog timestamps that carry none (default: this year)")
-	hold := fs.Duration("window", time.Minute, "how far ahead (kernel time) to look for what later reports say of a PID or an incident")
-	fs.Usage = func() {
-		fmt.Fprintln(io.Stderr, "usage: oomctl analyze [flags] [FILE|-]...\n\nReads kernel logs (raw /dev/kmsg records, dmesg, syslog or journal lines,\nor bare message bodies, mixed freely) and explains every OOM kill.\n\nflags:")
-		fs.PrintDefaults()
+func analyzeCmd(io IO, g *globals) *cobra.Command {
+	var a analyzeFlags
+	cmd := &cobra.Command{
+		Use:   "analyze [FILE|-]...",
+		Short: "Analyze a kernel log (files, or - for stdin) and explain every OOM kill",
+		Long: "Reads kernel logs (raw /dev/kmsg records, dmesg, syslog or journal lines, or bare message\n" +
+			"bodies, mixed freely) and explains every OOM kill. With no FILE, reads standard input.",
+		RunE: func(cmd *cobra.Command, files []string) error {
+			if err := g.checkOutput(); err != nil {
+				return err
+			}
+			return runAnalyze(cmd.Context(), io, g.output, a, files)
+		},
 	}
-	files, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if *output != "table" && *output != "json" && *output != "wide" {
-		fmt.Fprintf(io.Stderr, "oomctl analyze: -o must be table, wide or json, not %q\n", *output)
-		return ErrUsage
-	}
+	fs := cmd.Flags()
+	fs.BoolVar(&a.lines, "lines", false, "with -o json, include each report's raw kernel lines")
+	fs.StringVar(&a.bootTime, "boot-time", "", "RFC 3339 time the node booted, to date records that carry only uptime")
+	fs.IntVar(&a.year, "year", 0, "year of syslog timestamps that carry none (default: this year)")
+	fs.DurationVar(&a.hold, "window", time.Minute, "how far ahead (kernel time) to look for what later reports say of a PID or an incident")
+	return cmd
+}
+
+// analyzeFlags are analyze's own flags.
+type analyzeFlags struct {
+	lines    bool
+	bootTime string
+	year     int
+	hold     time.Duration
+}
+
+func runAnalyze(ctx context.Context, io IO, output string, a analyzeFlags, files []string) error {
+	lines, year, hold := &a.lines, &a.year, &a.hold
+	bootTime := &a.bootTime
 	opts := analysis.StreamOptions{Hold: *hold}
 	if *bootTime != "" {
 		t, err := time.Parse(time.RFC3339Nano, *bootTime)
 		if err != nil {
-			fmt.Fprintf(io.Stderr, "oomctl analyze: -boot-time: %v\n", err)
-			return ErrUsage
+			return usageError{fmt.Errorf("--boot-time: %w", err)}
 		}
 		opts.BootTime = t
 	}
@@ -53,7 +68,7 @@ func runAnalyze(ctx context.Context, io IO, args []string) error {
 	var sum summary
 	emit := func(e analysis.Event) {
 		sum.add(e)
-		if *output == "json" {
+		if output == "json" {
 			if !*lines {
 				e.Lines, e.LinesDropped = nil, 0
 			}
@@ -64,7 +79,7 @@ func runAnalyze(ctx context.Context, io IO, args []string) error {
 			tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tKIND\tVICTIM\tRSS\tREQ/LIMIT\tCOLLATERAL\tCULPRIT")
 		}
-		fmt.Fprintln(tw, tableRow(e, *output == "wide"))
+		fmt.Fprintln(tw, tableRow(e, output == "wide"))
 	}
 	for _, name := range files {
 		if err := ctx.Err(); err != nil {
@@ -80,7 +95,7 @@ func runAnalyze(ctx context.Context, io IO, args []string) error {
 	if tw != nil {
 		tw.Flush()
 	}
-	if *output != "json" {
+	if output != "json" {
 		fmt.Fprintln(out, sum.String())
 	}
 	return nil

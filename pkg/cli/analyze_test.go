@@ -117,7 +117,7 @@ func TestAnalyzeErrors(t *testing.T) {
 		{"binary", []string{"analyze", bin}, 1, "binary"},
 		{"not a kernel log", []string{"analyze", text}, 1, "no kernel log records found"},
 		{"bad output", []string{"analyze", "-o", "xml", text}, 2, "-o must be"},
-		{"bad flag", []string{"analyze", "--nope"}, 2, "flag provided but not defined"},
+		{"bad flag", []string{"analyze", "--nope"}, 2, "unknown flag: --nope"},
 		{"bad boot time", []string{"analyze", "-boot-time", "yesterday", text}, 2, "boot-time"},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
 	}

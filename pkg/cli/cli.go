@@ -1,5 +1,11 @@
 // Package cli implements oomctl, the command-line client: analyze a kernel
 // log offline, and query, watch and explain the events an aggregator keeps.
+//
+// Its commands and flags are spelled as in kubectl (github.com/spf13/cobra):
+// the flags every command shares (the aggregator's address, TLS, the
+// output format) go anywhere on the line, a flag's long form takes two
+// dashes (one still works, as in earlier releases), and every flag can
+// also be set from its OOMWATCH_* variable (--server from OOMWATCH_SERVER).
 package cli
 
 import (
@@ -9,7 +15,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/oomwatch/oomwatch/pkg/envflag"
+	"github.com/oomwatch/oomwatch/pkg/transport"
 )
 
 // ErrUsage reports bad arguments; the message has already been printed.
@@ -24,20 +36,19 @@ type IO struct {
 	Getenv func(string) string
 }
 
-type command struct {
-	summary string
-	run     func(ctx context.Context, io IO, args []string) error
+// globals are the flags of every command.
+type globals struct {
+	server    string
+	transport transport.Options
+	output    string
 }
 
-func commands() map[string]command {
-	return map[string]command{
-		"analyze":   {"analyze a kernel log (files or - for stdin) and explain every OOM kill", runAnalyze},
-		"events":    {"list the OOM kills, losses and exits the aggregator keeps, newest first", runEvents},
-		"watch":     {"print new events as the aggregator stores them", runWatch},
-		"incidents": {"list memory-pressure incidents: kills on a node close together in time", runIncidents},
-		"explain":   {"tell the story of a pod's recent container exits: OOM kill or not, whose memory, kernel lines", runExplain},
-	}
-}
+// Exit codes of oomctl.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed
+	exitUsage = 2 // bad command, flags or arguments
+)
 
 // Run runs oomctl with args (without the program name) and returns the
 // process exit code.
@@ -45,62 +56,117 @@ func Run(ctx context.Context, io IO, args []string) int {
 	if io.Getenv == nil {
 		io.Getenv = os.Getenv
 	}
-	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(io.Stderr, cmds)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	root := newRoot(io)
+	root.SetArgs(longFlags(root, args))
+	cmd, err := root.ExecuteContextC(ctx)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, ErrUsage):
+		return exitUsage
+	case isUsage(err):
+		fmt.Fprintf(io.Stderr, "oomctl: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
+		return exitUsage
+	default:
+		fmt.Fprintf(io.Stderr, "%s: %v\n", cmd.CommandPath(), err)
+		return exitError
 	}
-	cmd, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprintf(io.Stderr, "oomctl: unknown command %q\n", args[0])
-		usage(io.Stderr, cmds)
-		return 2
-	}
-	if err := cmd.run(ctx, io, args[1:]); err != nil {
-		if errors.Is(err, ErrUsage) || errors.Is(err, flag.ErrHelp) {
-			return 2
-		}
-		fmt.Fprintf(io.Stderr, "oomctl %s: %v\n", args[0], err)
-		return 1
-	}
-	return 0
 }
 
-func usage(w io.Writer, cmds map[string]command) {
-	fmt.Fprintln(w, "usage: oomctl COMMAND [flags] [args]\n\ncommands:")
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
-	}
-	fmt.Fprintln(w, "\nRun 'oomctl COMMAND -h' for a command's flags.")
+// usageError marks an error of the command line (flags, arguments).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func isUsage(err error) bool {
+	var u usageError
+	// cobra words an unknown command and wrong arguments itself.
+	return errors.As(err, &u) || strings.HasPrefix(err.Error(), "unknown command") ||
+		strings.HasPrefix(err.Error(), "accepts ") || strings.HasPrefix(err.Error(), "requires ")
 }
 
-// newFlagSet returns a flag set that reports errors to io.Stderr.
-func newFlagSet(io IO, name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("oomctl "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
-	return fs
+func newRoot(io IO) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "oomctl",
+		Short: "oomctl explains kernel OOM kills: offline from a kernel log, or from an oomwatch aggregator",
+		Long: "oomctl explains kernel OOM kills: offline from a kernel log (analyze), or from the events an\n" +
+			"oomwatch aggregator keeps (events, watch, incidents, explain).",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Every flag not given on the line is read from its OOMWATCH_*
+		// variable, the shared ones included.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return fromEnv(cmd.Flags(), io.Getenv) },
+	}
+	root.SetIn(io.Stdin)
+	root.SetOut(io.Stdout)
+	root.SetErr(io.Stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.server, "server", "", "aggregator address host:port")
+	tfs := flag.NewFlagSet("transport", flag.ContinueOnError)
+	g.transport.AddFlags(tfs)
+	pf.AddGoFlagSet(tfs)
+	pf.StringVarP(&g.output, "output", "o", "table", "output: table, wide (IDs in full) or json (one object per line)")
+	root.AddCommand(analyzeCmd(io, g), eventsCmd(io, g), watchCmd(io, g), incidentsCmd(io, g), explainCmd(io, g), versionCmd(io, g))
+	root.CompletionOptions.HiddenDefaultCmd = false
+	return root
 }
 
-// parseFlags parses args, allowing flags after positional arguments.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+// checkOutput validates -o.
+func (g *globals) checkOutput() error {
+	switch g.output {
+	case "table", "wide", "json":
+		return nil
 	}
+	return usageError{fmt.Errorf("-o must be table, wide or json, not %q", g.output)}
+}
+
+// fromEnv sets every flag of fs not given on the command line from its
+// OOMWATCH_* variable.
+func fromEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		if v := getenv(envflag.Name(f.Name)); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = usageError{fmt.Errorf("%s=%q: %w", envflag.Name(f.Name), v, e)}
+			}
+		}
+	})
+	return err
+}
+
+// longFlags rewrites "-since 2h", the single-dash long flags of earlier
+// releases (Go's flag package), as "--since 2h"; one-letter flags and
+// everything after "--" are left alone.
+func longFlags(root *cobra.Command, args []string) []string {
+	long := map[string]bool{}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, fs := range []*pflag.FlagSet{c.Flags(), c.PersistentFlags()} {
+			fs.VisitAll(func(f *pflag.Flag) { long[f.Name] = len(f.Name) > 1 })
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(root)
+	out := make([]string, len(args))
+	copy(out, args)
+	for i, a := range out {
+		if a == "--" {
+			break
+		}
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
+			name, _, _ := strings.Cut(a[1:], "=")
+			if long[name] {
+				out[i] = "-" + a
+			}
+		}
+	}
+	return out
 }

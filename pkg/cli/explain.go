@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/exits"
@@ -19,36 +21,35 @@ import (
 // maxExplainScan bounds the events explain reads from the aggregator.
 const maxExplainScan = 5000
 
-func runExplain(ctx context.Context, io IO, args []string) error {
-	var r remote
-	fs := newFlagSet(io, "explain")
-	r.addFlags(fs, true)
-	limit := fs.Int("limit", 20, "at most this many exits and OOM kills, newest first (0: all)")
-	all := fs.Bool("all", false, "list every process of a storm (many OOM kills in a container that kept running), not the first few")
-	fs.Usage = func() {
-		fmt.Fprintln(io.Stderr, "usage: oomctl explain [flags] POD [CONTAINER]\n\n"+
-			"Tells the story of a pod's recent container exits that ended in a signal: for each, the verdict\n"+
-			"(oom-limit, oom-pod-limit, oom-node, oom-child, not-oom, graceful), why, and the kernel's lines.\n"+
-			"POD is a pod name or UID; CONTAINER a container name or ID (prefix). OOM kills in the pod with no\n"+
-			"exit record are shown too.\n\nflags:")
-		fs.PrintDefaults()
+func explainCmd(io IO, g *globals) *cobra.Command {
+	r := &remote{g: g}
+	var limit int
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "explain POD [CONTAINER]",
+		Short: "Tell the story of a pod's recent container exits: OOM kill or not, whose memory, kernel lines",
+		Long: "Tells the story of a pod's recent container exits that ended in a signal: for each, the verdict\n" +
+			"(oom-limit, oom-pod-limit, oom-node, oom-child, not-oom, graceful), why, and the kernel's lines.\n" +
+			"POD is a pod name or UID; CONTAINER a container name or ID (prefix). OOM kills in the pod with no\n" +
+			"exit record are shown too.",
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return runExplain(cmd.Context(), io, r, limit, all, pos)
+		},
 	}
-	pos, err := r.parse(io, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) < 1 || len(pos) > 2 {
-		fmt.Fprintln(io.Stderr, "oomctl explain: want POD [CONTAINER]")
-		fs.Usage()
-		return ErrUsage
-	}
+	r.addFilterFlags(cmd.Flags())
+	cmd.Flags().IntVar(&limit, "limit", 20, "at most this many exits and OOM kills, newest first (0: all)")
+	cmd.Flags().BoolVar(&all, "all", false, "list every process of a storm (many OOM kills in a container that kept running), not the first few")
+	return cmd
+}
+
+func runExplain(ctx context.Context, io IO, r *remote, limit int, all bool, pos []string) error {
 	pod, container := pos[0], strings.ToLower(r.filter.container)
 	if len(pos) == 2 {
 		container = strings.ToLower(pos[1])
 	}
 	if r.filter.pod != "" && r.filter.pod != pod {
-		fmt.Fprintf(io.Stderr, "oomctl explain: -pod %q conflicts with POD %q\n", r.filter.pod, pod)
-		return ErrUsage
+		return usageError{fmt.Errorf("--pod %q conflicts with POD %q", r.filter.pod, pod)}
 	}
 	r.filter.pod = pod
 	if r.filter.types == "" {
@@ -60,13 +61,13 @@ func runExplain(ctx context.Context, io IO, args []string) error {
 	if strings.Trim(container, "0123456789abcdef") != "" {
 		r.filter.container = container
 	}
-	client, filter, conn, err := r.query(io, "explain")
+	client, filter, conn, err := r.query()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 
-	s := story{pod: pod, namespace: r.filter.namespace, container: container, all: *all}
+	s := story{pod: pod, namespace: r.filter.namespace, container: container, all: all}
 	token := ""
 	for scanned := 0; scanned < maxExplainScan; {
 		resp, err := client.ListEvents(ctx, &pb.ListEventsRequest{Filter: filter, PageSize: 500, PageToken: token})
@@ -78,14 +79,14 @@ func runExplain(ctx context.Context, io IO, args []string) error {
 		}
 		scanned += len(resp.GetEvents())
 		token = resp.GetNextPageToken()
-		if token == "" || (*limit > 0 && s.exits >= *limit) {
+		if token == "" || (limit > 0 && s.exits >= limit) {
 			break
 		}
 	}
-	entries := s.entries(*limit)
+	entries := s.entries(limit)
 	out := bufio.NewWriter(io.Stdout)
 	defer out.Flush()
-	if r.output == "json" {
+	if r.g.output == "json" {
 		enc := json.NewEncoder(out)
 		enc.SetEscapeHTML(false)
 		for _, e := range entries {
@@ -99,7 +100,7 @@ func runExplain(ctx context.Context, io IO, args []string) error {
 		fmt.Fprintf(io.Stderr, "no exits or OOM kills recorded for %s\n", s.subject())
 		return nil
 	}
-	s.print(out, entries, r.output == "wide")
+	s.print(out, entries, r.g.output == "wide")
 	return nil
 }
 

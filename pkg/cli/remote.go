@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -15,8 +13,10 @@ import (
 	durpb "google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/oomwatch/oomwatch/pkg/analysis"
-	"github.com/oomwatch/oomwatch/pkg/envflag"
 	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/transport"
 	"github.com/oomwatch/oomwatch/pkg/wire"
@@ -25,10 +25,8 @@ import (
 
 // remote holds the flags of the commands that talk to the aggregator.
 type remote struct {
-	server    string
-	transport transport.Options
-	output    string
-	filter    filterFlags
+	g      *globals
+	filter filterFlags
 }
 
 type filterFlags struct {
@@ -43,19 +41,12 @@ type filterFlags struct {
 	verdicts     string
 }
 
-func (r *remote) addFlags(fs *flag.FlagSet, withFilter bool) {
-	fs.StringVar(&r.server, "server", "", "aggregator address host:port (env OOMWATCH_SERVER)")
-	r.transport.AddFlags(fs)
-	fs.StringVar(&r.output, "o", "table", "output: table, wide (IDs in full) or json (one object per line)")
-	if !withFilter {
-		return
-	}
+func (r *remote) addFilterFlags(fs *pflag.FlagSet) {
 	f := &r.filter
 	fs.StringVar(&f.since, "since", "", "only events after this: a duration ago (2h) or an RFC 3339 time")
 	fs.StringVar(&f.until, "until", "", "only events before this: a duration ago or an RFC 3339 time")
 	fs.StringVar(&f.node, "node", "", "only events of this node")
-	fs.StringVar(&f.namespace, "namespace", "", "only events touching pods of this namespace")
-	fs.StringVar(&f.namespace, "n", "", "shorthand for -namespace")
+	fs.StringVarP(&f.namespace, "namespace", "n", "", "only events touching pods of this namespace")
 	fs.StringVar(&f.pod, "pod", "", "only events touching this pod (name or UID)")
 	fs.StringVar(&f.container, "container", "", "only events touching this container (name or ID)")
 	fs.StringVar(&f.kind, "kind", "", "only OOM kills of this kind: node, limit, cpuset, mempolicy, unknown")
@@ -64,49 +55,42 @@ func (r *remote) addFlags(fs *flag.FlagSet, withFilter bool) {
 	fs.StringVar(&f.verdicts, "verdict", "", "only container exits with these verdicts, comma-separated (oom-limit, oom-pod-limit, oom-node, oom-child, not-oom, graceful)")
 }
 
-// parse reads the flags, with the environment behind them.
-func (r *remote) parse(io IO, fs *flag.FlagSet, args []string) ([]string, error) {
-	if err := envflag.Parse(fs, args, io.Getenv); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+// check validates the shared flags of a command that talks to the
+// aggregator.
+func (r *remote) check() error {
+	if r.g.server == "" {
+		return usageError{errors.New("no aggregator: set --server or OOMWATCH_SERVER")}
 	}
-	rest, err := parseFlags(fs, fs.Args())
-	if err != nil {
-		return nil, err
+	if err := r.g.checkOutput(); err != nil {
+		return err
 	}
-	if r.server == "" {
-		fmt.Fprintln(io.Stderr, "oomctl: no aggregator: set --server or OOMWATCH_SERVER")
-		return nil, ErrUsage
+	if err := r.g.transport.Validate(); err != nil {
+		return usageError{err}
 	}
-	if r.output != "table" && r.output != "wide" && r.output != "json" {
-		fmt.Fprintf(io.Stderr, "oomctl: -o must be table, wide or json, not %q\n", r.output)
-		return nil, ErrUsage
-	}
-	if err := r.transport.Validate(); err != nil {
-		fmt.Fprintf(io.Stderr, "oomctl: %v\n", err)
-		return nil, ErrUsage
-	}
-	return rest, nil
+	return nil
 }
 
 func (r *remote) dial() (*grpc.ClientConn, error) {
-	opts, err := transport.DialOptions(r.transport, r.serverName())
+	opts, err := transport.DialOptions(r.g.transport, r.serverName())
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(r.server, opts...)
+	conn, err := grpc.NewClient(r.g.server, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", r.server, err)
+		return nil, fmt.Errorf("connect to %s: %w", r.g.server, err)
 	}
 	return conn, nil
 }
 
 // query builds the filter from the flags and connects: the first steps of
 // every command that asks the aggregator. The caller closes the connection.
-func (r *remote) query(io IO, cmd string) (pb.QueryServiceClient, *pb.EventFilter, *grpc.ClientConn, error) {
+func (r *remote) query() (pb.QueryServiceClient, *pb.EventFilter, *grpc.ClientConn, error) {
+	if err := r.check(); err != nil {
+		return nil, nil, nil, err
+	}
 	filter, err := r.filter.pbFilter(time.Now())
 	if err != nil {
-		fmt.Fprintf(io.Stderr, "oomctl %s: %v\n", cmd, err)
-		return nil, nil, nil, ErrUsage
+		return nil, nil, nil, usageError{err}
 	}
 	conn, err := r.dial()
 	if err != nil {
@@ -138,7 +122,7 @@ func pages(limit, max int, fetch func(size int32, token string) (int, string, er
 }
 
 func (r *remote) serverName() string {
-	host := r.server
+	host := r.g.server
 	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
 		host = host[:i]
 	}
@@ -196,110 +180,130 @@ func parseWhen(s string, now time.Time) (*timestamppb.Timestamp, error) {
 	return timestamppb.New(t), nil
 }
 
-func runEvents(ctx context.Context, io IO, args []string) error {
-	var r remote
-	fs := newFlagSet(io, "events")
-	r.addFlags(fs, true)
-	limit := fs.Int("limit", 100, "at most this many events, newest first (0: all)")
-	all := fs.Bool("all", false, "one row per OOM kill: storms (many kills of one container within a minute) are not collapsed into one row")
-	if _, err := r.parse(io, fs, args); err != nil {
-		return err
-	}
-	client, filter, conn, err := r.query(io, "events")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	p := newPrinter(io.Stdout, r.output)
-	defer p.flush()
-	c := &collapser{p: p, all: *all}
-	defer c.flush()
-	n, err := pages(*limit, 500, func(size int32, token string) (int, string, error) {
-		resp, err := client.ListEvents(ctx, &pb.ListEventsRequest{Filter: filter, PageSize: size, PageToken: token})
-		if err != nil {
-			return 0, "", fmt.Errorf("list events: %w", err)
-		}
-		for _, e := range resp.GetEvents() {
-			c.add(e)
-		}
-		return len(resp.GetEvents()), resp.GetNextPageToken(), nil
-	})
-	if err != nil {
-		return err
-	}
-	if n == 0 && r.output != "json" {
-		fmt.Fprintln(io.Stderr, "no events")
-	}
-	return nil
-}
-
-func runWatch(ctx context.Context, io IO, args []string) error {
-	var r remote
-	fs := newFlagSet(io, "watch")
-	r.addFlags(fs, true)
-	if _, err := r.parse(io, fs, args); err != nil {
-		return err
-	}
-	client, filter, conn, err := r.query(io, "watch")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	stream, err := client.Watch(ctx, &pb.WatchRequest{Filter: filter})
-	if err != nil {
-		return fmt.Errorf("watch: %w", err)
-	}
-	p := newPrinter(io.Stdout, r.output)
-	p.live = true
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+func eventsCmd(io IO, g *globals) *cobra.Command {
+	r := &remote{g: g}
+	var limit int
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "List the OOM kills, losses and exits the aggregator keeps, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			client, filter, conn, err := r.query()
+			if err != nil {
+				return err
 			}
-			return fmt.Errorf("watch: %w", err)
-		}
-		p.event(resp.GetEvent())
-		p.flush()
+			defer conn.Close()
+			p := newPrinter(io.Stdout, g.output)
+			defer p.flush()
+			c := &collapser{p: p, all: all}
+			defer c.flush()
+			n, err := pages(limit, 500, func(size int32, token string) (int, string, error) {
+				resp, err := client.ListEvents(ctx, &pb.ListEventsRequest{Filter: filter, PageSize: size, PageToken: token})
+				if err != nil {
+					return 0, "", fmt.Errorf("list events: %w", err)
+				}
+				for _, e := range resp.GetEvents() {
+					c.add(e)
+				}
+				return len(resp.GetEvents()), resp.GetNextPageToken(), nil
+			})
+			if err != nil {
+				return err
+			}
+			if n == 0 && g.output != "json" {
+				fmt.Fprintln(io.Stderr, "no events")
+			}
+			return nil
+		},
 	}
+	r.addFilterFlags(cmd.Flags())
+	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many events, newest first (0: all)")
+	cmd.Flags().BoolVar(&all, "all", false, "one row per OOM kill: storms (many kills of one container within a minute) are not collapsed into one row")
+	return cmd
 }
 
-func runIncidents(ctx context.Context, io IO, args []string) error {
-	var r remote
-	fs := newFlagSet(io, "incidents")
-	r.addFlags(fs, true)
-	limit := fs.Int("limit", 50, "at most this many incidents, newest first (0: all)")
-	gap := fs.Duration("gap", time.Minute, "kills on a node further apart than this start a new incident")
-	all := fs.Bool("all", false, "list every victim under its incident, by container")
-	if _, err := r.parse(io, fs, args); err != nil {
-		return err
+func watchCmd(io IO, g *globals) *cobra.Command {
+	r := &remote{g: g}
+	cmd := &cobra.Command{
+		Use:   "watch",
+		Short: "Print new events as the aggregator stores them",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			client, filter, conn, err := r.query()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			stream, err := client.Watch(ctx, &pb.WatchRequest{Filter: filter})
+			if err != nil {
+				return fmt.Errorf("watch: %w", err)
+			}
+			p := newPrinter(io.Stdout, g.output)
+			p.live = true
+			for {
+				resp, err := stream.Recv()
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return fmt.Errorf("watch: %w", err)
+				}
+				p.event(resp.GetEvent())
+				p.flush()
+			}
+		},
 	}
-	client, filter, conn, err := r.query(io, "incidents")
-	if err != nil {
-		return err
+	r.addFilterFlags(cmd.Flags())
+	return cmd
+}
+
+func incidentsCmd(io IO, g *globals) *cobra.Command {
+	r := &remote{g: g}
+	var limit int
+	var gap time.Duration
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "incidents",
+		Short: "List memory-pressure incidents: kills on a node close together in time",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			client, filter, conn, err := r.query()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			p := newPrinter(io.Stdout, g.output)
+			p.all = all
+			defer p.flush()
+			n, err := pages(limit, 200, func(size int32, token string) (int, string, error) {
+				resp, err := client.ListIncidents(ctx, &pb.ListIncidentsRequest{Filter: filter, PageSize: size,
+					PageToken: token, Gap: durationpb(gap)})
+				if err != nil {
+					return 0, "", fmt.Errorf("list incidents: %w", err)
+				}
+				for _, inc := range resp.GetIncidents() {
+					p.incident(inc)
+				}
+				return len(resp.GetIncidents()), resp.GetNextPageToken(), nil
+			})
+			if err != nil {
+				return err
+			}
+			if n == 0 && g.output != "json" {
+				fmt.Fprintln(io.Stderr, "no incidents")
+			}
+			return nil
+		},
 	}
-	defer conn.Close()
-	p := newPrinter(io.Stdout, r.output)
-	p.all = *all
-	defer p.flush()
-	n, err := pages(*limit, 200, func(size int32, token string) (int, string, error) {
-		resp, err := client.ListIncidents(ctx, &pb.ListIncidentsRequest{Filter: filter, PageSize: size,
-			PageToken: token, Gap: durationpb(*gap)})
-		if err != nil {
-			return 0, "", fmt.Errorf("list incidents: %w", err)
-		}
-		for _, inc := range resp.GetIncidents() {
-			p.incident(inc)
-		}
-		return len(resp.GetIncidents()), resp.GetNextPageToken(), nil
-	})
-	if err != nil {
-		return err
-	}
-	if n == 0 && r.output != "json" {
-		fmt.Fprintln(io.Stderr, "no incidents")
-	}
-	return nil
+	r.addFilterFlags(cmd.Flags())
+	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many incidents, newest first (0: all)")
+	cmd.Flags().DurationVar(&gap, "gap", time.Minute, "kills on a node further apart than this start a new incident")
+	cmd.Flags().BoolVar(&all, "all", false, "list every victim under its incident, by container")
+	return cmd
 }
 
 // eventJSON is an event as oomctl prints it: the envelope and, for OOM

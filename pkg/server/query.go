@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/oomwatch/oomwatch/pkg/store"
+	"github.com/oomwatch/oomwatch/pkg/version"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -127,4 +128,9 @@ func (s *Server) ListIncidents(ctx context.Context, req *pb.ListIncidentsRequest
 		return nil, s.queryErr(ctx, "list incidents", err)
 	}
 	return &pb.ListIncidentsResponse{Incidents: in, NextPageToken: next}, nil
+}
+
+// GetInfo tells the aggregator's version.
+func (s *Server) GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
+	return &pb.GetInfoResponse{Version: version.String()}, nil
 }

@@ -10,14 +10,13 @@
 package oomwatchv1
 
 import (
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
-
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
 )
 
 const (
@@ -2738,6 +2737,87 @@ func (x *ListIncidentsResponse) GetNextPageToken() string {
 	return ""
 }
 
+type GetInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInfoRequest) Reset() {
+	*x = GetInfoRequest{}
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInfoRequest) ProtoMessage() {}
+
+func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetInfoRequest) Descriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{23}
+}
+
+type GetInfoResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The aggregator's version ("v0.4.0", or "dev" with the source's commit).
+	Version       string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInfoResponse) Reset() {
+	*x = GetInfoResponse{}
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInfoResponse) ProtoMessage() {}
+
+func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
+func (*GetInfoResponse) Descriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetInfoResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 var File_oomwatch_v1_oomwatch_proto protoreflect.FileDescriptor
 
 const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
@@ -2976,7 +3056,10 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x03gap\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03gap\"t\n" +
 	"\x15ListIncidentsResponse\x123\n" +
 	"\tincidents\x18\x01 \x03(\v2\x15.oomwatch.v1.IncidentR\tincidents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xa2\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x10\n" +
+	"\x0eGetInfoRequest\"+\n" +
+	"\x0fGetInfoResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion*\xa2\x01\n" +
 	"\rCulpritSource\x12\x1e\n" +
 	"\x1aCULPRIT_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CULPRIT_SOURCE_TASK_DUMP\x10\x01\x12\x1a\n" +
@@ -3015,13 +3098,14 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x0fEVENT_TYPE_LOSS\x10\x02\x12\x13\n" +
 	"\x0fEVENT_TYPE_EXIT\x10\x032V\n" +
 	"\rIngestService\x12E\n" +
-	"\x06Stream\x12\x1a.oomwatch.v1.StreamRequest\x1a\x1b.oomwatch.v1.StreamResponse(\x010\x012\xc0\x02\n" +
+	"\x06Stream\x12\x1a.oomwatch.v1.StreamRequest\x1a\x1b.oomwatch.v1.StreamResponse(\x010\x012\x86\x03\n" +
 	"\fQueryService\x12M\n" +
 	"\n" +
 	"ListEvents\x12\x1e.oomwatch.v1.ListEventsRequest\x1a\x1f.oomwatch.v1.ListEventsResponse\x12G\n" +
 	"\bGetEvent\x12\x1c.oomwatch.v1.GetEventRequest\x1a\x1d.oomwatch.v1.GetEventResponse\x12@\n" +
 	"\x05Watch\x12\x19.oomwatch.v1.WatchRequest\x1a\x1a.oomwatch.v1.WatchResponse0\x01\x12V\n" +
-	"\rListIncidents\x12!.oomwatch.v1.ListIncidentsRequest\x1a\".oomwatch.v1.ListIncidentsResponseB;Z9github.com/oomwatch/oomwatch/proto/oomwatch/v1;oomwatchv1b\x06proto3"
+	"\rListIncidents\x12!.oomwatch.v1.ListIncidentsRequest\x1a\".oomwatch.v1.ListIncidentsResponse\x12D\n" +
+	"\aGetInfo\x12\x1b.oomwatch.v1.GetInfoRequest\x1a\x1c.oomwatch.v1.GetInfoResponseB;Z9github.com/oomwatch/oomwatch/proto/oomwatch/v1;oomwatchv1b\x06proto3"
 
 var (
 	file_oomwatch_v1_oomwatch_proto_rawDescOnce sync.Once
@@ -3036,7 +3120,7 @@ func file_oomwatch_v1_oomwatch_proto_rawDescGZIP() []byte {
 }
 
 var file_oomwatch_v1_oomwatch_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_oomwatch_v1_oomwatch_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_oomwatch_v1_oomwatch_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_oomwatch_v1_oomwatch_proto_goTypes = []any{
 	(CulpritSource)(0),            // 0: oomwatch.v1.CulpritSource
 	(OOMKind)(0),                  // 1: oomwatch.v1.OOMKind
@@ -3067,12 +3151,14 @@ var file_oomwatch_v1_oomwatch_proto_goTypes = []any{
 	(*Incident)(nil),              // 26: oomwatch.v1.Incident
 	(*ListIncidentsRequest)(nil),  // 27: oomwatch.v1.ListIncidentsRequest
 	(*ListIncidentsResponse)(nil), // 28: oomwatch.v1.ListIncidentsResponse
-	nil,                           // 29: oomwatch.v1.Workload.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
+	(*GetInfoRequest)(nil),        // 29: oomwatch.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),       // 30: oomwatch.v1.GetInfoResponse
+	nil,                           // 31: oomwatch.v1.Workload.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 33: google.protobuf.Duration
 }
 var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
-	29, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
+	31, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
 	6,  // 1: oomwatch.v1.Workload.container_resources:type_name -> oomwatch.v1.Resources
 	6,  // 2: oomwatch.v1.Workload.pod_resources:type_name -> oomwatch.v1.Resources
 	7,  // 3: oomwatch.v1.Process.workload:type_name -> oomwatch.v1.Workload
@@ -3087,30 +3173,30 @@ var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
 	6,  // 12: oomwatch.v1.OOMKill.limited_resources:type_name -> oomwatch.v1.Resources
 	1,  // 13: oomwatch.v1.OOMKill.oom_kind:type_name -> oomwatch.v1.OOMKind
 	2,  // 14: oomwatch.v1.OOMKill.scope:type_name -> oomwatch.v1.LimitScope
-	30, // 15: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
-	30, // 16: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
+	32, // 15: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
+	32, // 16: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
 	7,  // 17: oomwatch.v1.ContainerExit.workload:type_name -> oomwatch.v1.Workload
-	30, // 18: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
+	32, // 18: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
 	9,  // 19: oomwatch.v1.ContainerExit.culprit:type_name -> oomwatch.v1.Culprit
-	30, // 20: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
+	32, // 20: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
 	14, // 21: oomwatch.v1.ContainerExit.largest:type_name -> oomwatch.v1.ChildKill
-	30, // 22: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
-	30, // 23: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
+	32, // 22: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
+	32, // 23: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
 	14, // 24: oomwatch.v1.ContainerExit.victims:type_name -> oomwatch.v1.ChildKill
 	3,  // 25: oomwatch.v1.ContainerExit.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
 	4,  // 26: oomwatch.v1.ContainerExit.exit_verdict:type_name -> oomwatch.v1.ExitVerdict
-	30, // 27: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
-	30, // 28: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
-	31, // 29: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
-	30, // 30: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
+	32, // 27: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
+	32, // 28: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
+	33, // 29: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
+	32, // 30: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
 	11, // 31: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
 	12, // 32: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
 	13, // 33: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
 	17, // 34: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
 	15, // 35: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
 	5,  // 36: oomwatch.v1.StreamResponse.event_type:type_name -> oomwatch.v1.EventType
-	30, // 37: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
-	30, // 38: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
+	32, // 37: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
+	32, // 38: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
 	1,  // 39: oomwatch.v1.EventFilter.oom_kind:type_name -> oomwatch.v1.OOMKind
 	5,  // 40: oomwatch.v1.EventFilter.event_types:type_name -> oomwatch.v1.EventType
 	4,  // 41: oomwatch.v1.EventFilter.exit_verdicts:type_name -> oomwatch.v1.ExitVerdict
@@ -3119,27 +3205,29 @@ var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
 	15, // 44: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
 	19, // 45: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
 	15, // 46: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
-	30, // 47: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
-	30, // 48: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
+	32, // 47: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
+	32, // 48: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
 	9,  // 49: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
 	8,  // 50: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
 	8,  // 51: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
 	1,  // 52: oomwatch.v1.Incident.oom_kind:type_name -> oomwatch.v1.OOMKind
 	19, // 53: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	31, // 54: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
+	33, // 54: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
 	26, // 55: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
 	16, // 56: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
 	20, // 57: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
 	22, // 58: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
 	24, // 59: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
 	27, // 60: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
-	18, // 61: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
-	21, // 62: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
-	23, // 63: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
-	25, // 64: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
-	28, // 65: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
-	61, // [61:66] is the sub-list for method output_type
-	56, // [56:61] is the sub-list for method input_type
+	29, // 61: oomwatch.v1.QueryService.GetInfo:input_type -> oomwatch.v1.GetInfoRequest
+	18, // 62: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
+	21, // 63: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
+	23, // 64: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
+	25, // 65: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
+	28, // 66: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
+	30, // 67: oomwatch.v1.QueryService.GetInfo:output_type -> oomwatch.v1.GetInfoResponse
+	62, // [62:68] is the sub-list for method output_type
+	56, // [56:62] is the sub-list for method input_type
 	56, // [56:56] is the sub-list for extension type_name
 	56, // [56:56] is the sub-list for extension extendee
 	0,  // [0:56] is the sub-list for field type_name
@@ -3169,7 +3257,7 @@ func file_oomwatch_v1_oomwatch_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_oomwatch_v1_oomwatch_proto_rawDesc), len(file_oomwatch_v1_oomwatch_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -130,6 +130,7 @@ const (
 	QueryService_GetEvent_FullMethodName      = "/oomwatch.v1.QueryService/GetEvent"
 	QueryService_Watch_FullMethodName         = "/oomwatch.v1.QueryService/Watch"
 	QueryService_ListIncidents_FullMethodName = "/oomwatch.v1.QueryService/ListIncidents"
+	QueryService_GetInfo_FullMethodName       = "/oomwatch.v1.QueryService/GetInfo"
 )
 
 // QueryServiceClient is the client API for QueryService service.
@@ -143,6 +144,8 @@ type QueryServiceClient interface {
 	// Watch streams new events matching the filter as they are stored.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	ListIncidents(ctx context.Context, in *ListIncidentsRequest, opts ...grpc.CallOption) (*ListIncidentsResponse, error)
+	// GetInfo tells what the aggregator is: its version.
+	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error)
 }
 
 type queryServiceClient struct {
@@ -202,6 +205,16 @@ func (c *queryServiceClient) ListIncidents(ctx context.Context, in *ListIncident
 	return out, nil
 }
 
+func (c *queryServiceClient) GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetInfoResponse)
+	err := c.cc.Invoke(ctx, QueryService_GetInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueryServiceServer is the server API for QueryService service.
 // All implementations must embed UnimplementedQueryServiceServer
 // for forward compatibility.
@@ -213,6 +226,8 @@ type QueryServiceServer interface {
 	// Watch streams new events matching the filter as they are stored.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	ListIncidents(context.Context, *ListIncidentsRequest) (*ListIncidentsResponse, error)
+	// GetInfo tells what the aggregator is: its version.
+	GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }
 
@@ -234,6 +249,9 @@ func (UnimplementedQueryServiceServer) Watch(*WatchRequest, grpc.ServerStreaming
 }
 func (UnimplementedQueryServiceServer) ListIncidents(context.Context, *ListIncidentsRequest) (*ListIncidentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListIncidents not implemented")
+}
+func (UnimplementedQueryServiceServer) GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetInfo not implemented")
 }
 func (UnimplementedQueryServiceServer) mustEmbedUnimplementedQueryServiceServer() {}
 func (UnimplementedQueryServiceServer) testEmbeddedByValue()                      {}
@@ -321,6 +339,24 @@ func _QueryService_ListIncidents_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueryService_GetInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetInfo(ctx, req.(*GetInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QueryService_ServiceDesc is the grpc.ServiceDesc for QueryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -339,6 +375,10 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListIncidents",
 			Handler:    _QueryService_ListIncidents_Handler,
+		},
+		{
+			MethodName: "GetInfo",
+			Handler:    _QueryService_GetInfo_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
