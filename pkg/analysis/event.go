@@ -1,8 +1,8 @@
 // Package analysis turns assembled kernel OOM reports into events: what was
 // killed, where it ran (pod, container, QoS), whether the node or a limit
 // ran out of memory, who triggered it, who held the memory, and whether the
-// victim was a collateral victim. The rules are stated in the README and
-// every event explains its verdict in a Reason sentence.
+// victim was a collateral victim. The rules are stated in docs/verdicts.md
+// and every event explains its verdict in a Reason sentence.
 package analysis
 
 import (

@@ -110,7 +110,7 @@ func firstDiff(got, want string) string {
 	return ""
 }
 
-// verdict is what the README's table promises for each shared fixture.
+// verdict is what docs/verdicts.md's table promises for each shared fixture.
 type verdict struct {
 	kind, scope        string
 	victimPID          int

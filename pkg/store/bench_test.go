@@ -85,7 +85,8 @@ func BenchmarkPut(b *testing.B) {
 
 // BenchmarkListByNamespace lists one namespace's newest page in the last
 // day of a large store. OOMWATCH_BENCH_EVENTS sets its size (default
-// 100,000; 1000000 for the figure in the README), spread over 30 days.
+// 100,000; 1000000 for a store the size of BENCHMARKS.md's query
+// figures), spread over 30 days.
 func BenchmarkListByNamespace(b *testing.B) {
 	size := 100_000
 	if v := os.Getenv("OOMWATCH_BENCH_EVENTS"); v != "" {

@@ -247,7 +247,7 @@ func TestBrowser(t *testing.T) {
 			screenshot(t, ctx, "incident-"+sc)
 		}
 
-		// The scenario of the README: a BestEffort pod killed while a
+		// The scenario of the README's picture: a BestEffort pod killed while a
 		// Burstable pod grew.
 		do(t, ctx, chromedp.Navigate(f.base+f.incidents["node-besteffort-collateral"]))
 		page := f.base + eval[string](t, ctx, `location.pathname`)

@@ -5,8 +5,8 @@
 // on a real kernel (testdata/<scenario>.json, `oomctl events -o json`).
 // It installs chromium with apt-get when it is missing (as root), and
 // writes screenshots of every page into screenshots/ for review;
-// `go test ./test/browser -update` also rewrites docs/incident.png, the
-// README's picture.
+// `go test ./test/browser -update` also rewrites docs/incident.png and
+// docs/incident-phone.png, the README's pictures.
 package browser
 
 import (
