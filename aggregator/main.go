@@ -8,19 +8,19 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/oomwatch/oomwatch/pkg/aggregator"
 	"github.com/oomwatch/oomwatch/pkg/command"
-	"github.com/oomwatch/oomwatch/pkg/server"
 )
 
 func main() {
-	var opts server.Options
+	var opts aggregator.Options
 	if err := command.Parse("aggregator", &opts, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
 		os.Exit(command.ExitCode(err))
 	}
 	log := logrus.NewEntry(command.Logger(opts.LogLevel))
 	opts.Transport.Describe(log)
 	os.Exit(command.Run(log, "aggregator", func(ctx context.Context) error {
-		agg, err := server.NewAggregator(ctx, opts, log)
+		agg, err := aggregator.NewAggregator(ctx, opts, log)
 		if err != nil {
 			return err
 		}

@@ -11,7 +11,7 @@ import (
 // Flags every command shares go anywhere on the line, as in kubectl; the
 // single-dash long flags of earlier releases still work.
 func TestGlobalFlagsAnywhere(t *testing.T) {
-	addr := aggregator(t, storyEvents(t))
+	addr := startAggregator(t, storyEvents(t))
 	want, errOut, code := run(t, "", "events", "--server", addr, "--insecure", "-o", "wide")
 	if code != 0 || !strings.Contains(want, "cart-7d9") {
 		t.Fatalf("events: exit %d, %s\n%s", code, errOut, want)
@@ -80,7 +80,7 @@ func TestCompletion(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	addr := aggregator(t, nil)
+	addr := startAggregator(t, nil)
 	out, errOut, code := run(t, "", "version", "--server", addr, "--insecure")
 	if code != 0 || !strings.Contains(out, "Client Version: dev") || !strings.Contains(out, "Server Version: dev") {
 		t.Errorf("version: exit %d %s\n%s", code, errOut, out)

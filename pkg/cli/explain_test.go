@@ -14,10 +14,10 @@ import (
 	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/oomwatch/oomwatch/pkg/aggregator"
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/cri"
 	"github.com/oomwatch/oomwatch/pkg/exits"
-	"github.com/oomwatch/oomwatch/pkg/server"
 	"github.com/oomwatch/oomwatch/pkg/store"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -156,9 +156,9 @@ func storyEvents(t *testing.T) []*pb.Event {
 	return append(sink.evs, kApi, kChild, kOrphan, kOther)
 }
 
-// aggregator serves events from the real store and server on 127.0.0.1:0
+// startAggregator serves events from the real store and server on 127.0.0.1:0
 // and returns its address.
-func aggregator(t *testing.T, events []*pb.Event) string {
+func startAggregator(t *testing.T, events []*pb.Event) string {
 	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "oomwatch.db"), quiet())
 	if err != nil {
@@ -173,7 +173,7 @@ func aggregator(t *testing.T, events []*pb.Event) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- server.New(st, server.Config{}, quiet()).Serve(ctx, lis) }()
+	go func() { done <- aggregator.New(st, aggregator.Config{}, quiet()).Serve(ctx, lis) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -185,7 +185,7 @@ func aggregator(t *testing.T, events []*pb.Event) string {
 }
 
 func TestExplainStory(t *testing.T) {
-	addr := aggregator(t, storyEvents(t))
+	addr := startAggregator(t, storyEvents(t))
 	out, errOut, code := run(t, "", "explain", "cart-7d9", "-n", "shop", "--server", addr, "--insecure")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)

@@ -66,7 +66,7 @@ func stormEvents(t *testing.T) []*pb.Event {
 // A storm is one row with its count in oomctl events and incidents, its
 // victims collapsed; --all lists them.
 func TestStormTables(t *testing.T) {
-	addr := aggregator(t, stormEvents(t))
+	addr := startAggregator(t, stormEvents(t))
 	cmd := func(args ...string) string {
 		t.Helper()
 		out, errOut, code := run(t, "", append(args, "--server", addr, "--insecure")...)

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/oomwatch/oomwatch/pkg/aggregator"
 	"github.com/oomwatch/oomwatch/pkg/analysis"
-	"github.com/oomwatch/oomwatch/pkg/server"
 	"github.com/oomwatch/oomwatch/pkg/store"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -157,7 +157,7 @@ func TestThisReleaseReadsPreviousRelease(t *testing.T) {
 		if k := e.GetOom(); k != nil && (k.GetOomKind() != 0 || k.GetScope() != 0 || k.GetCulprit().GetCulpritSource() != 0) {
 			t.Fatalf("the stand-in for the previous release sent enums: %v", k)
 		}
-		if err := server.ValidateEvent(&e, hello); err != nil {
+		if err := aggregator.ValidateEvent(&e, hello); err != nil {
 			t.Fatalf("this release refuses the previous release's event: %v", err)
 		}
 		if _, err := st.Put(ctx, []*pb.Event{&e}); err != nil {

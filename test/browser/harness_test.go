@@ -29,7 +29,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/oomwatch/oomwatch/pkg/server"
+	"github.com/oomwatch/oomwatch/pkg/aggregator"
 	"github.com/oomwatch/oomwatch/pkg/transport"
 	"github.com/oomwatch/oomwatch/pkg/webui/webuitest"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -137,7 +137,7 @@ func aptGet(ctx context.Context, args ...string) error {
 
 // fleet is a running aggregator with the scenarios' events.
 type fleet struct {
-	agg  *server.Aggregator
+	agg  *aggregator.Aggregator
 	base string
 	conn *grpc.ClientConn
 	// incidents maps each scenario to its incident page.
@@ -155,7 +155,7 @@ func quietLog() *logrus.Entry {
 // boot, as the agents did.
 func startFleet(t *testing.T) *fleet {
 	t.Helper()
-	o := server.Options{
+	o := aggregator.Options{
 		Listen: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DB: filepath.Join(t.TempDir(), "oomwatch.db"),
 		// The scenarios' events are old: keep them. No flood limit: the
 		// storm is sent at once.
@@ -166,7 +166,7 @@ func startFleet(t *testing.T) *fleet {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	agg, err := server.NewAggregator(ctx, o, quietLog())
+	agg, err := aggregator.NewAggregator(ctx, o, quietLog())
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -16,13 +16,13 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/oomwatch/oomwatch/pkg/agent"
+	"github.com/oomwatch/oomwatch/pkg/aggregator"
 	"github.com/oomwatch/oomwatch/pkg/cri"
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
 	"github.com/oomwatch/oomwatch/pkg/enrich"
 	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/exits"
 	"github.com/oomwatch/oomwatch/pkg/proc"
-	"github.com/oomwatch/oomwatch/pkg/server"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -317,7 +317,7 @@ func TestRealContainerdExits(t *testing.T) {
 				t.Errorf("%s: explanation lacks %q", names[id], s)
 			}
 		}
-		if err := server.ValidateEvent(e, hello); err != nil {
+		if err := aggregator.ValidateEvent(e, hello); err != nil {
 			t.Errorf("%s: the aggregator would refuse the event: %v", names[id], err)
 		}
 		if eventid.TypeOf(e) != eventid.TypeExit || e.GetNode() != exitsNode || e.GetBootId() != bootID {

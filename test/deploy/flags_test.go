@@ -13,8 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/oomwatch/oomwatch/pkg/agent"
+	"github.com/oomwatch/oomwatch/pkg/aggregator"
 	"github.com/oomwatch/oomwatch/pkg/envflag"
-	"github.com/oomwatch/oomwatch/pkg/server"
 )
 
 // binary is an oomwatch image: the flags its binary defines, built by the
@@ -52,7 +52,7 @@ var binaries = map[string]binary{
 	},
 	"oomwatch/aggregator": {
 		flags: func() (*flag.FlagSet, func(func(string) string) error) {
-			var o server.Options
+			var o aggregator.Options
 			fs := flag.NewFlagSet("aggregator", flag.ContinueOnError)
 			o.AddFlags(fs)
 			return fs, func(func(string) string) error { return o.Validate() }

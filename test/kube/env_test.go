@@ -19,13 +19,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oomwatch/oomwatch/pkg/analysis"
-	"github.com/oomwatch/oomwatch/test/kube/cluster"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/test/kube/cluster"
 )
 
 // env is what every scenario uses: the cluster, an admin client, and

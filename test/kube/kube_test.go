@@ -16,12 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oomwatch/oomwatch/test/kube/cluster"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/oomwatch/oomwatch/test/kube/cluster"
 )
 
 const mib = 1 << 20

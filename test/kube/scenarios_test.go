@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oomwatch/oomwatch/test/kube/cluster"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/oomwatch/oomwatch/test/kube/cluster"
 )
 
 // createPod creates a pod and waits until all its containers have started

@@ -1,10 +1,11 @@
-// Package server is the aggregator's gRPC side: IngestService takes the
+// Package aggregator is the aggregator service, its binary a thin main
+// over it. Its gRPC side: IngestService takes the
 // agents' event streams and acknowledges each event once it is durably
 // committed (many streams share each commit); QueryService lists, gets and
 // watches events and groups them into incidents; the standard health
 // service reports SERVING. Shutdown stops accepting, finishes what is in
 // flight and never loses an acknowledged event.
-package server
+package aggregator
 
 import (
 	"context"
