@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/aggregator"
@@ -280,13 +281,21 @@ func TestExplainStory(t *testing.T) {
 		var got []string
 		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 			var e struct {
-				Type string            `json:"type"`
-				Exit *pb.ContainerExit `json:"exit"`
+				Type string          `json:"type"`
+				Exit json.RawMessage `json:"exit"`
 			}
 			if err := json.Unmarshal([]byte(l), &e); err != nil {
 				t.Fatalf("not JSON: %v: %s", err, l)
 			}
-			got = append(got, e.Type+":"+e.Exit.GetVerdict()+":"+e.Exit.GetWorkload().GetPodName())
+			// The exit is the API's JSON mapping: times in RFC 3339.
+			var x pb.ContainerExit
+			if err := protojson.Unmarshal(e.Exit, &x); err != nil {
+				t.Fatalf("exit not in the API's JSON mapping: %v: %s", err, e.Exit)
+			}
+			if !strings.Contains(string(e.Exit), `"finished_at":"2026-03-01T12:0`) {
+				t.Errorf("finished_at not an RFC 3339 time: %s", e.Exit)
+			}
+			got = append(got, e.Type+":"+wire.Why(&x)+":"+x.GetWorkload().GetPodName())
 		}
 		if g := strings.Join(got, " "); g != "exit:not-oom:cart-7d9 exit:oom-limit:cart-7d9" {
 			t.Errorf("events --verdict oom-limit,not-oom: %s", g)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	durpb "google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -97,6 +99,26 @@ func (r *remote) query() (pb.QueryServiceClient, *pb.EventFilter, *grpc.ClientCo
 		return nil, nil, nil, err
 	}
 	return pb.NewQueryServiceClient(conn), filter, conn, nil
+}
+
+// list asks the aggregator for up to limit items (0: all), pages of at
+// most pageMax, with fetch, which prints each page; it says "no <what>"
+// when there were none.
+func (r *remote) list(io IO, what string, limit, pageMax int,
+	fetch func(client pb.QueryServiceClient, filter *pb.EventFilter, size int32, token string) (int, string, error)) error {
+	client, filter, conn, err := r.query()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	n, err := pages(limit, pageMax, func(size int32, token string) (int, string, error) { return fetch(client, filter, size, token) })
+	if err != nil {
+		return err
+	}
+	if n == 0 && r.g.output != "json" {
+		fmt.Fprintln(io.Stderr, "no "+what)
+	}
+	return nil
 }
 
 // pages fetches pages of at most max items until there is no next page or
@@ -190,16 +212,11 @@ func eventsCmd(io IO, g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			client, filter, conn, err := r.query()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
 			p := newPrinter(io.Stdout, g.output)
 			defer p.flush()
 			c := &collapser{p: p, all: all}
 			defer c.flush()
-			n, err := pages(limit, 500, func(size int32, token string) (int, string, error) {
+			return r.list(io, "events", limit, 500, func(client pb.QueryServiceClient, filter *pb.EventFilter, size int32, token string) (int, string, error) {
 				resp, err := client.ListEvents(ctx, &pb.ListEventsRequest{Filter: filter, PageSize: size, PageToken: token})
 				if err != nil {
 					return 0, "", fmt.Errorf("list events: %w", err)
@@ -209,13 +226,6 @@ func eventsCmd(io IO, g *globals) *cobra.Command {
 				}
 				return len(resp.GetEvents()), resp.GetNextPageToken(), nil
 			})
-			if err != nil {
-				return err
-			}
-			if n == 0 && g.output != "json" {
-				fmt.Fprintln(io.Stderr, "no events")
-			}
-			return nil
 		},
 	}
 	r.addFilterFlags(cmd.Flags())
@@ -271,15 +281,10 @@ func incidentsCmd(io IO, g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			client, filter, conn, err := r.query()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
 			p := newPrinter(io.Stdout, g.output)
 			p.all = all
 			defer p.flush()
-			n, err := pages(limit, 200, func(size int32, token string) (int, string, error) {
+			return r.list(io, "incidents", limit, 200, func(client pb.QueryServiceClient, filter *pb.EventFilter, size int32, token string) (int, string, error) {
 				resp, err := client.ListIncidents(ctx, &pb.ListIncidentsRequest{Filter: filter, PageSize: size,
 					PageToken: token, Gap: durationpb(gap)})
 				if err != nil {
@@ -290,13 +295,6 @@ func incidentsCmd(io IO, g *globals) *cobra.Command {
 				}
 				return len(resp.GetIncidents()), resp.GetNextPageToken(), nil
 			})
-			if err != nil {
-				return err
-			}
-			if n == 0 && g.output != "json" {
-				fmt.Fprintln(io.Stderr, "no incidents")
-			}
-			return nil
 		},
 	}
 	r.addFilterFlags(cmd.Flags())
@@ -321,14 +319,14 @@ type eventJSON struct {
 // exitEventJSON is an exit event as oomctl prints it: the envelope, its
 // sequence number (its identity with node, boot and type), time and exit.
 type exitEventJSON struct {
-	ID       string            `json:"id"`
-	Node     string            `json:"node"`
-	BootID   string            `json:"boot_id"`
-	Type     string            `json:"type"`
-	Received *time.Time        `json:"received,omitempty"`
-	Seq      int64             `json:"seq"`
-	Time     *time.Time        `json:"time,omitempty"`
-	Exit     *pb.ContainerExit `json:"exit"`
+	ID       string          `json:"id"`
+	Node     string          `json:"node"`
+	BootID   string          `json:"boot_id"`
+	Type     string          `json:"type"`
+	Received *time.Time      `json:"received,omitempty"`
+	Seq      int64           `json:"seq"`
+	Time     *time.Time      `json:"time,omitempty"`
+	Exit     json.RawMessage `json:"exit"`
 }
 
 type lossJSON struct {
@@ -371,7 +369,7 @@ func toJSON(e *pb.Event) any {
 		}
 	case e.GetExit() != nil:
 		x := exitEventJSON{ID: out.ID, Node: out.Node, BootID: out.BootID, Type: out.Type, Received: out.Received,
-			Seq: e.GetSeq(), Exit: e.GetExit()}
+			Seq: e.GetSeq(), Exit: apiJSON(e.GetExit())}
 		if e.Time != nil {
 			t := e.Time.AsTime()
 			x.Time = &t
@@ -481,7 +479,7 @@ const incidentHeader = "START\tNODE\tKIND\tKILLS\tCOLLATERAL\tDURATION\tCULPRIT\
 
 func (p *printer) incident(inc *pb.Incident) {
 	if p.format == "json" {
-		_ = p.enc.Encode(inc)
+		_ = p.enc.Encode(apiJSON(inc))
 		return
 	}
 	wide := p.format == "wide"
@@ -513,3 +511,13 @@ func (p *printer) incident(inc *pb.Incident) {
 }
 
 func durationpb(d time.Duration) *durpb.Duration { return durpb.New(d) }
+
+// apiJSON encodes a message of the API as its JSON mapping, with the
+// proto's field names: times in RFC 3339, enums by name.
+func apiJSON(m proto.Message) json.RawMessage {
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		return json.RawMessage("null") // a message of the API always encodes
+	}
+	return b
+}
