@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/vocab"
 )
 
 func analyzeCmd(io IO, g *globals) *cobra.Command {
@@ -241,42 +242,12 @@ func shortBytes(n int64) string {
 // processCell names a process by its workload: names when known, IDs
 // (shortened unless wide) otherwise.
 func processCell(pid int, comm string, w analysis.Workload, wide bool) string {
-	id := func(s string) string {
-		if !wide && len(s) > 12 {
-			return s[:12]
-		}
-		return s
-	}
 	proc := fmt.Sprintf("%s[%d]", comm, pid)
 	if pid == 0 {
 		proc = comm
 	}
-	switch {
-	case w.PodName != "" && !wide:
-		s := w.Namespace + "/" + w.PodName
-		if w.ContainerName != "" {
-			s += "/" + w.ContainerName
-		}
-		return s + " " + proc
-	case w.PodUID != "":
-		s := "pod:" + w.PodUID
-		if !wide && len(w.PodUID) > 8 {
-			// The first group of a UID tells pods apart at a glance.
-			s = "pod:" + w.PodUID[:8]
-		}
-		if w.ContainerID != "" {
-			s += "/" + id(w.ContainerID)
-		}
-		if w.QoS != "" {
-			s += " (" + w.QoS + ")"
-		}
-		return s + " " + proc
-	case w.ContainerID != "":
-		return "container:" + id(w.ContainerID) + " " + proc
-	case w.Unit != "":
-		return w.Unit + " " + proc
-	case w.Cgroup != "" && wide:
-		return w.Cgroup + " " + proc
+	if c := vocab.Cell(w.Names(), wide); c != "" {
+		return c + " " + proc
 	}
 	return proc
 }

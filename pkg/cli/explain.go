@@ -14,6 +14,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/exits"
+	"github.com/oomwatch/oomwatch/pkg/vocab"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -343,16 +344,19 @@ func storyVictims(x *pb.ContainerExit, all bool) string {
 	return out + "."
 }
 
+// containerLabel names a container in explain's story: its name (and,
+// wide, its ID in full), else its ID.
 func containerLabel(w *pb.Workload, wide bool) string {
-	id := w.GetContainerId()
-	if !wide && len(id) > 12 {
-		id = id[:12]
+	n := vocab.OfPB(w)
+	id := n.ContainerID
+	if !wide {
+		id = vocab.ShortID(id)
 	}
 	switch {
-	case w.GetContainerName() != "" && wide && id != "":
-		return w.GetContainerName() + " (" + id + ")"
-	case w.GetContainerName() != "":
-		return w.GetContainerName()
+	case n.ContainerName != "" && wide && id != "":
+		return n.ContainerName + " (" + id + ")"
+	case n.ContainerName != "":
+		return n.ContainerName
 	case id != "":
 		return id
 	}

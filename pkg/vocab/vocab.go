@@ -146,3 +146,46 @@ func OfPB(w *pb.Workload) Names {
 		Runtime: w.GetRuntime(), QoS: w.GetQos(), Unit: w.GetUnit(), Namespace: w.GetNamespace(), PodName: w.GetPodName(),
 		ContainerName: w.GetContainerName()}
 }
+
+// Cell is a workload in a table cell of oomctl, where columns are narrow:
+// "<namespace>/<pod>[/<container>]" once names are known; before, "pod:"
+// and the UID's first group (a UID's first 8 digits tell pods apart at a
+// glance) with "/<container ID>" and " (<QoS>)", "container:<ID>", the
+// unit, or (wide) the cgroup. wide prints every ID in full and prefers the
+// IDs to the names.
+func Cell(n Names, wide bool) string {
+	id := func(s string) string {
+		if !wide {
+			return ShortID(s)
+		}
+		return s
+	}
+	switch {
+	case n.PodName != "" && !wide:
+		s := n.Namespace + "/" + n.PodName
+		if n.ContainerName != "" {
+			s += "/" + n.ContainerName
+		}
+		return s
+	case n.PodUID != "":
+		uid := n.PodUID
+		if !wide && len(uid) > 8 {
+			uid = uid[:8]
+		}
+		s := "pod:" + uid
+		if n.ContainerID != "" {
+			s += "/" + id(n.ContainerID)
+		}
+		if n.QoS != "" {
+			s += " (" + n.QoS + ")"
+		}
+		return s
+	case n.ContainerID != "":
+		return "container:" + id(n.ContainerID)
+	case n.Unit != "":
+		return n.Unit
+	case n.Cgroup != "" && wide:
+		return n.Cgroup
+	}
+	return ""
+}

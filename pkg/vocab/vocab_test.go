@@ -38,8 +38,8 @@ func TestGolden(t *testing.T) {
 	}
 	var b strings.Builder
 	for _, c := range cases {
-		fmt.Fprintf(&b, "%s\n  Workload:  %q\n  Label:     %q\n  Pod:       %q\n  PodRef:    %q\n  Container: %q\n  Host:      %q\n",
-			c.name, Workload(c.n), Label(c.n), Pod(c.n), PodRef(c.n), Container(c.n), Host(c.n))
+		fmt.Fprintf(&b, "%s\n  Workload:  %q\n  Label:     %q\n  Pod:       %q\n  PodRef:    %q\n  Container: %q\n  Host:      %q\n  Cell:      %q\n  Cell wide: %q\n",
+			c.name, Workload(c.n), Label(c.n), Pod(c.n), PodRef(c.n), Container(c.n), Host(c.n), Cell(c.n, false), Cell(c.n, true))
 	}
 	path := filepath.Join("testdata", "vocab.golden")
 	if *update {
