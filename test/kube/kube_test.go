@@ -12,6 +12,7 @@ package kube_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,30 @@ func TestCluster(t *testing.T) {
 	}
 	e := &env{c: c, cs: cs}
 	e.startPortForward(t)
+	// On a failure, what oomwatch and the kernel said: CI keeps only the
+	// test's output.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, args := range [][]string{
+			{"-n", "oomwatch", "logs", "daemonset/oomwatch-agent", "--tail=60"},
+			{"-n", "oomwatch", "logs", "deployment/oomwatch-aggregator", "--tail=40"},
+			{"get", "pods", "-A", "-o", "wide"},
+		} {
+			out, err := c.Kubectl(context.Background(), args...)
+			t.Logf("kubectl %s (%v):\n%s", strings.Join(args, " "), err, lastLines(out, 60))
+		}
+		if out, err := exec.Command("dmesg").Output(); err == nil {
+			var kills []string
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "Killed process") || strings.Contains(l, "invoked oom-killer") {
+					kills = append(kills, l)
+				}
+			}
+			t.Logf("the kernel's last OOM lines:\n%s", lastLines(strings.Join(kills, "\n"), 20))
+		}
+	})
 
 	t.Run("rbac", e.testRBAC)
 	t.Run("container-limit", e.testContainerLimit)
