@@ -22,6 +22,11 @@ import (
 // ErrMalformed reports a /proc file that does not have the expected form.
 var ErrMalformed = errors.New("malformed proc file")
 
+// ErrExited is returned for a process that has exited but is not reaped
+// yet (a zombie): the kernel moved it to the root cgroup as it exited,
+// which says nothing of where it ran.
+var ErrExited = errors.New("process has exited")
+
 // FS reads a /proc tree.
 type FS struct {
 	Root string
@@ -130,6 +135,17 @@ func (fs FS) Cgroup(pid int) (string, error) {
 // cgroup reads /proc/<pid>/cgroup into buf and returns the path, a slice
 // of buf (or of a larger buffer when the file does not fit).
 func (fs FS) cgroup(pid int, buf []byte) ([]byte, error) {
+	p, err := fs.readCgroup(pid, buf)
+	if err == nil && string(p) == "/" && fs.exited(pid) {
+		// An exiting task is moved to the root cgroup (seen on cgroup v1,
+		// kernel 6.1): the trigger of an OOM kill read just after it was
+		// killed itself reads as "/", which is not where it ran.
+		return nil, fmt.Errorf("pid %d: %w", pid, ErrExited)
+	}
+	return p, err
+}
+
+func (fs FS) readCgroup(pid int, buf []byte) ([]byte, error) {
 	f, err := os.Open(fs.Root + "/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
 		return nil, err
@@ -145,6 +161,24 @@ func (fs FS) cgroup(pid int, buf []byte) ([]byte, error) {
 	// Larger than buf: read the rest the slow way.
 	p, err := workload.ParseProcCgroup(io.MultiReader(bytes.NewReader(buf[:n]), f))
 	return []byte(p), err
+}
+
+// exited tells whether pid is a zombie (or dead), or gone: its state in
+// /proc/<pid>/stat, the field after the comm's closing parenthesis.
+func (fs FS) exited(pid int) bool {
+	b, err := os.ReadFile(fs.Root + "/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	switch b[i+2] {
+	case 'Z', 'X', 'x':
+		return true
+	}
+	return false
 }
 
 // Cgroups returns the cgroups of those pids that are alive and readable.

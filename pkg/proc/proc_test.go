@@ -70,6 +70,22 @@ func TestFixtureTree(t *testing.T) {
 	if cg, err := fs.Cgroup(44); err != nil || cg != long {
 		t.Fatalf("Cgroup(44) %d bytes, %v", len(cg), err)
 	}
+	// A process in the root cgroup is there; a zombie only reads as if.
+	os.MkdirAll(filepath.Join(dir, "46"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "47"), 0o755)
+	os.WriteFile(filepath.Join(dir, "46/cgroup"), []byte("12:memory:/\n0::/\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "46/stat"), []byte("46 (sshd: a) b) S 1 46 46 0 -1 4194560\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "47/cgroup"), []byte("12:memory:/\n0::/\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "47/stat"), []byte("47 (hog) Z 1 47 47 0 -1 4228108\n"), 0o644)
+	if cg, err := fs.Cgroup(46); err != nil || cg != "/" {
+		t.Errorf("Cgroup(46) %q, %v: want the root cgroup", cg, err)
+	}
+	if cg, err := fs.Cgroup(47); !errors.Is(err, ErrExited) {
+		t.Errorf("Cgroup(47) of a zombie %q, %v: want ErrExited", cg, err)
+	}
+	if got := fs.Cgroups([]int{46, 47}); len(got) != 1 || got[46] != "/" {
+		t.Errorf("Cgroups %v: want 46 only", got)
+	}
 	os.WriteFile(filepath.Join(dir, "sys/kernel/random/boot_id"), []byte("bad id with spaces\n"), 0o644)
 	if _, err := fs.BootID(); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("malformed boot id accepted: %v", err)

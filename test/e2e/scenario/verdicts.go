@@ -66,10 +66,10 @@ mkcg %[2]s
 echo 96M > $CG/kubepods.slice/memory.max
 hog -mb 10 -oom-score-adj 1000 -cgroup $CG%[1]s -ready /tmp/be.ready &
 waitfile /tmp/be.ready
-hog -mb 84 -step 4 -oom-score-adj 2 -cgroup $CG%[2]s -ready /tmp/grown.ready &
+hog -mb 88 -step 4 -oom-score-adj 2 -cgroup $CG%[2]s -ready /tmp/grown.ready &
 waitfile /tmp/grown.ready
 `, be, bu),
-		// The grower stops at 84 MiB, which fits once the BestEffort pod is
+		// The grower stops at 88 MiB, which fits once the BestEffort pod is
 		// gone: it lives on, so the agent reads its trigger thread's cgroup
 		// however slow the guest (growing until killed too, it died before
 		// the read in one loaded run, leaving the trigger unplaced).
