@@ -147,8 +147,16 @@ func (e *env) testPodLimitSidecar(t *testing.T) {
 	if want := e.burstableAdj(t, pod, "log-shipper"); v.OOMScoreAdj == nil || *v.OOMScoreAdj != want {
 		t.Errorf("victim oom_score_adj %v, want kubelet's %d", v.OOMScoreAdj, want)
 	}
-	if ev.Trigger == nil || ev.Trigger.ContainerName != "indexer" || ev.Trigger.PodUID != string(pod.UID) {
-		t.Errorf("trigger %+v, want the main container indexer", ev.Trigger)
+	// The trigger ran in the pod: the indexer, when the agent read its
+	// cgroup in time; the pod's cgroup (the limit it was charging) when the
+	// task was gone first, which a loaded run does see. Never elsewhere.
+	switch {
+	case ev.Trigger == nil || ev.Trigger.PodUID != string(pod.UID):
+		t.Errorf("trigger %+v, want one in the pod", ev.Trigger)
+	case ev.Trigger.ContainerName != "" && ev.Trigger.ContainerName != "indexer":
+		t.Errorf("trigger in container %s, want the main container indexer", ev.Trigger.ContainerName)
+	case ev.Trigger.ContainerName == "":
+		t.Logf("trigger %s (pid %d) gone before the agent read it: placed in the pod's cgroup", ev.Trigger.Comm, ev.Trigger.PID)
 	}
 	if ev.Collateral {
 		t.Errorf("collateral, but the sidecar was the largest holder: %s", ev.Reason)
