@@ -175,6 +175,12 @@ func cniConfig(ipamDir string) string {
 `, ipamDir, PodCIDR, BridgeIP)
 }
 
+// kubeletConfig is the node's kubelet configuration. Its hard eviction
+// threshold for memory is 1Mi, not kubelet's default 100Mi: the threshold
+// also applies to node allocatable, and with 100Mi kubelet evicted the
+// BestEffort pod of the node-allocatable scenario before the kernel's OOM
+// killer acted in two runs of six (pods cannot exhaust the host: kubepods
+// has its own limit).
 func (c *Cluster) kubeletConfig(reservedMiB int) string {
 	node := filepath.Join(c.Dir, "node")
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
@@ -187,7 +193,7 @@ enforceNodeAllocatable: [pods]
 systemReserved:
   memory: %dMi
 evictionHard:
-  memory.available: 100Mi
+  memory.available: 1Mi
   nodefs.available: 1%%
   imagefs.available: 1%%
   nodefs.inodesFree: 1%%
