@@ -102,11 +102,15 @@ func (c *Cache) streamTaskExits(ctx context.Context) error {
 	})
 }
 
+// runningContainer tells whether id is a container whose exit has not
+// been seen. One a poll already found removed counts: kubelet removes a
+// deleted pod's container moments after its exit, and a poll between the
+// two sees it gone before the exit's event is read.
 func (c *Cache) runningContainer(id string) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e := c.containers[id]
-	return e != nil && e.c.State != StateExited && e.c.Removed.IsZero()
+	return e != nil && e.c.State != StateExited
 }
 
 // confirmExit asks the runtime for the container's status until it shows

@@ -58,7 +58,7 @@ func FuzzDecodeTaskExit(f *testing.F) {
 // taskExitCache runs a cache over a containerd-like fake without a CRI
 // event stream, whose polls never come again after the first: only the
 // task exit events can tell it of an exit.
-func taskExitCache(t *testing.T) (*fakeRuntime, *fakeBus, func() []Container) {
+func taskExitCache(t *testing.T) (*fakeRuntime, *fakeBus, func() []Container, *Cache) {
 	t.Helper()
 	bus := newFakeBus()
 	f := &fakeRuntime{name: "containerd", bus: bus}
@@ -94,14 +94,14 @@ func taskExitCache(t *testing.T) (*fakeRuntime, *fakeBus, func() []Container) {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]Container(nil), exits...)
-	}
+	}, c
 }
 
 // The runtime removed the container before anyone asked (kubelet removes a
 // deleted pod's containers at its next relist): the exit comes from the
 // event alone, once.
 func TestCacheTaskExitOfRemovedContainer(t *testing.T) {
-	f, bus, exits := taskExitCache(t)
+	f, bus, exits, _ := taskExitCache(t)
 	f.removeCtr("c1")
 	bus.exit("c1", "c1", 137)
 	bus.exit("c1", "c1", 137) // a repeat is no second exit
@@ -116,10 +116,28 @@ func TestCacheTaskExitOfRemovedContainer(t *testing.T) {
 	}
 }
 
+// A poll between the container's removal and the exit's event found it
+// gone: the event still tells the exit.
+func TestCacheTaskExitAfterAPollSawTheRemoval(t *testing.T) {
+	f, bus, exits, c := taskExitCache(t)
+	f.removeCtr("c1")
+	if err := c.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if x, _ := c.Container("c1"); x.Removed.IsZero() {
+		t.Fatal("the poll did not see the removal")
+	}
+	bus.exit("c1", "c1", 137)
+	waitFor(t, "the exit from the event", func() bool { return len(exits()) > 0 })
+	if x := exits()[0]; x.ExitCode != 137 || x.Name != "api" {
+		t.Errorf("exit %+v", x)
+	}
+}
+
 // The runtime still has the container: the exit carries the runtime's own
 // reason, from its status.
 func TestCacheTaskExitConfirmedByStatus(t *testing.T) {
-	f, bus, exits := taskExitCache(t)
+	f, bus, exits, _ := taskExitCache(t)
 	bus.exit("c1", "probe", 1) // an exec'd probe ending is not the container's exit
 	time.Sleep(300 * time.Millisecond)
 	if n := len(exits()); n != 0 {
