@@ -294,7 +294,18 @@ func checkFirst(t *testing.T, want scenario.Expect, e event) {
 	if e.Trigger == nil {
 		t.Errorf("no trigger")
 	} else {
-		eq("trigger pod_uid", e.Trigger.PodUID, want.TriggerPodUID)
+		switch tr := e.Trigger; {
+		case tr.PodUID == want.TriggerPodUID:
+		case want.TriggerPodUID != "" && tr.PodUID == "" && (tr.Cgroup == "" || tr.Cgroup == e.OOMMemcg):
+			// The trigger died before the agent read /proc: a grower the
+			// kernel killed milliseconds after its first victim, faster
+			// than a loaded TCG guest lets the agent read. The agent then
+			// places it where the kernel says it was charging (a limit
+			// kill's cgroup), or nowhere; never elsewhere.
+			t.Logf("trigger pid %d was gone before the agent read it: placed at %q", tr.PID, tr.Cgroup)
+		default:
+			eq("trigger pod_uid", tr.PodUID, want.TriggerPodUID)
+		}
 		if e.Trigger.PID == 0 {
 			t.Errorf("trigger without PID")
 		}
