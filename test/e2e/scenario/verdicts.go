@@ -64,11 +64,18 @@ func kubepodsLimit() Scenario {
 		Script: fmt.Sprintf(`mkcg %[1]s
 mkcg %[2]s
 echo 96M > $CG/kubepods.slice/memory.max
-hog -mb 10 -oom-score-adj 1000 -cgroup $CG%[1]s -ready /tmp/be.ready &
+hog -mb 30 -oom-score-adj 1000 -cgroup $CG%[1]s -ready /tmp/be.ready &
 waitfile /tmp/be.ready
-hog -mb 0 -step 4 -oom-score-adj 2 -cgroup $CG%[2]s || true
+hog -mb 72 -step 4 -interval 100ms -oom-score-adj 2 -cgroup $CG%[2]s -ready /tmp/grown.ready &
+waitfile /tmp/grown.ready
 `, be, bu),
-		Events: 2,
+		// 30 + 72 MiB exceed kubepods' 96 MiB; 72 alone fit with room to
+		// spare. The grower pauses between steps, so the BestEffort pod's
+		// memory is uncharged before it asks for more: it lives on, and
+		// the agent reads its cgroup however slow the guest (a grower that
+		// grew on was killed ~20 ms after its first victim, too fast for a
+		// loaded guest's agent to place it or its trigger thread).
+		Events: 1,
 		Pods: []Pod{
 			{UID: uidH1, Namespace: "tools", Name: "toolbox", Containers: []Container{
 				{ID: ctrH1, Name: "shell", Image: "registry.example/tools/busybox:1.36"}}},
