@@ -243,14 +243,13 @@ func (r *Reader) Take(ctx context.Context, m kmsgparser.Message, ok bool) (gap *
 	}
 	mono := sess.clk.mono(m.Timestamp)
 	r.buf = appendBody(r.buf[:0], m.Message)
-	r.rec = kmsg.Record{
-		Seq:      seq,
-		Mono:     mono,
-		HasMono:  true,
-		Wall:     sess.boot.Add(mono),
-		Priority: m.Priority,
-		Message:  r.buf,
-	}
+	// Field by field: cheaper than a composite literal here.
+	r.rec.Seq = seq
+	r.rec.Mono = mono
+	r.rec.HasMono = true
+	r.rec.Wall = sess.boot.Add(mono)
+	r.rec.Priority = m.Priority
+	r.rec.Message = r.buf
 	r.last = seq
 	return gap, &r.rec, nil
 }
@@ -481,7 +480,6 @@ func appendBody(dst []byte, msg string) []byte {
 	}
 	return append(dst, msg...)
 }
-
 // send sends it to out unless ctx ends first.
 func send(ctx context.Context, out chan<- Item, it Item) bool {
 	select {
