@@ -480,6 +480,7 @@ func appendBody(dst []byte, msg string) []byte {
 	}
 	return append(dst, msg...)
 }
+
 // send sends it to out unless ctx ends first.
 func send(ctx context.Context, out chan<- Item, it Item) bool {
 	select {
