@@ -179,9 +179,9 @@ func (t *Table) Judge(inputs []*Input, nonOOM string) {
 			m.Value, m.Verdict = "not measured", VerdictNotMeasured
 		} else {
 			m.Value = fmt.Sprintf("%.3f (offline %.3f, cAdvisor %.3f)", ow.AllocsPerRecord, off.AllocsPerRecord, peer.AllocsPerRecord)
-			// Opening the log allocates a few dozen times per run: 0.005 per
-			// record on the 10k-record input.
-			m.Verdict = verdict(ow.AllocsPerRecord <= kmsgparserAllocs+off.AllocsPerRecord+0.005)
+			// Opening the log allocates a few dozen times per run, whatever
+			// its length.
+			m.Verdict = verdict(ow.AllocsPerOp <= float64(kmsgparserAllocs*ow.Records)+off.AllocsPerOp+setupAllocs)
 		}
 		t.Targets = append(t.Targets, m)
 	}
@@ -219,6 +219,10 @@ func (t *Table) Judge(inputs []*Input, nonOOM string) {
 // kmsgparserAllocs is what kmsgparser v2.0.0 allocates per record: the
 // record as a string, strings.SplitN and strings.Split on its header.
 const kmsgparserAllocs = 3
+
+// setupAllocs bounds the allocations of opening the log (devkmsg's
+// calibration, the parser, its goroutine and channel) once per run.
+const setupAllocs = 100
 
 // nodeCgroups sums, per parser, how many node-level victims' cgroups it
 // reported over every row.
