@@ -29,7 +29,7 @@ require (
 require (
 	github.com/go-logr/logr v1.4.4
 	github.com/google/cadvisor v0.60.6
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/sys v0.49.0
 )
 
 replace github.com/oomwatch/oomwatch => ../

@@ -88,31 +88,42 @@ func StartLive(ctx context.Context, log *logrus.Entry) (*Live, error) {
 		})
 	}()
 
-	// oomwatch: devkmsg into the Assembler, as the agent runs them.
-	src := devkmsg.New(log, devkmsg.Options{After: -1})
-	items := make(chan devkmsg.Item, 1024)
-	go func() {
-		if err := src.Run(ctx, items); err != nil && !errors.Is(err, context.Canceled) {
-			log.WithError(err).Error("devkmsg stopped")
-		}
-	}()
+	// oomwatch: a devkmsg.Reader feeding the Assembler in one goroutine,
+	// as the agent's pipeline runs them.
+	r, err := devkmsg.New(log, devkmsg.Options{After: -1}).Open(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	stopReader := context.AfterFunc(ctx, r.Stop)
 	go func() {
 		defer close(l.owDone)
+		defer stopReader()
+		defer r.Close()
 		a := oom.NewAssembler(oom.Options{}, func(r *oom.Report) {
 			l.mu.Lock()
 			l.ow = append(l.ow, r)
 			l.mu.Unlock()
 		})
-		for it := range items {
-			if it.Gap != nil {
-				l.mu.Lock()
-				l.gaps += it.Gap.Lost
-				l.mu.Unlock()
-				continue
+		defer a.Flush()
+		for {
+			m, ok := <-r.C()
+			gap, rec, err := r.Take(ctx, m, ok)
+			if err != nil {
+				if !errors.Is(err, context.Canceled) {
+					log.WithError(err).Error("devkmsg stopped")
+				}
+				return
 			}
-			a.Feed(&it.Record)
+			if gap != nil {
+				l.mu.Lock()
+				l.gaps += gap.Lost
+				l.mu.Unlock()
+			}
+			if rec != nil {
+				a.Feed(rec)
+			}
 		}
-		a.Flush()
 	}()
 	return l, nil
 }

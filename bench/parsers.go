@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -117,9 +116,9 @@ func (o oomwatchOutput) Findings() []Finding {
 	return f
 }
 
-// OomwatchLive is oomwatch's live path: devkmsg.Source (kmsgparser over the
-// device, sequence and clock checks, one Item per record on a channel) into
-// oom.Assembler, as the agent runs it.
+// OomwatchLive is oomwatch's live path: a devkmsg.Reader (kmsgparser over
+// the device, sequence and clock checks, on kmsgparser's channel) feeding
+// oom.Assembler in the same goroutine, as the agent's pipeline runs them.
 type OomwatchLive struct{}
 
 // Name implements Parser.
@@ -143,34 +142,34 @@ func (OomwatchLive) Parse(in *Input) (Output, error) {
 		BootTime: bootTime,
 		NewParser: func() (kmsgparser.Parser, error) {
 			// The device blocks at the end, as /dev/kmsg does; the
-			// consumer stops the source once the last record is in.
+			// consumer stops once the last record is in.
 			p, _ := newFrontEnd(newMemDevice(in, true), bootTime)
 			return p, nil
 		},
 		Oldest: func() (int64, int64, error) { return firstRecord(in) },
 		Newest: func() (int64, error) { return last, nil },
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	items := make(chan devkmsg.Item, 256)
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, items) }()
-	gaps := 0
-	for it := range items {
-		if it.Gap != nil {
-			gaps++
-			continue
-		}
-		a.Feed(&it.Record)
-		if it.Record.Seq == last {
-			cancel()
-		}
-	}
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+	ctx := context.Background()
+	r, err := src.Open(ctx)
+	if err != nil {
 		return nil, err
 	}
-	if gaps > 0 {
-		return nil, fmt.Errorf("devkmsg reported %d gaps reading memory", gaps)
+	defer r.Close()
+	// The wait of agent.Pipeline.RunReader: a plain receive on kmsgparser's
+	// channel (the pipeline's ticker runs on its own goroutine).
+	for done := false; !done; {
+		m, ok := <-r.C()
+		gap, rec, err := r.Take(ctx, m, ok)
+		if err != nil {
+			return nil, err
+		}
+		if gap != nil {
+			return nil, fmt.Errorf("devkmsg reported a gap reading memory: %+v", *gap)
+		}
+		if rec != nil {
+			a.Feed(rec)
+			done = rec.Seq == last
+		}
 	}
 	a.Flush()
 	return out, nil

@@ -157,6 +157,34 @@ func (t *Table) row(input, parser string) (Row, bool) {
 // nonOOM names the input of ordinary records.
 func (t *Table) Judge(inputs []*Input, nonOOM string) {
 	reader := OomwatchReader{}.Name()
+	// Live against live first: what a node pays, on the same kmsgparser.
+	live, ca := OomwatchLive{}.Name(), CAdvisor{}.Name()
+	for _, in := range inputs {
+		ow, ok1 := t.row(in.Name, live)
+		peer, ok2 := t.row(in.Name, ca)
+		m := Measurement{Name: "live path CPU ns/record <= 0.8x cAdvisor's on the same kmsgparser: " + in.Name, Target: "<= 0.80x"}
+		if !ok1 || !ok2 || peer.CPUNsPerRecord <= 0 {
+			m.Value, m.Verdict = "not measured", VerdictNotMeasured
+		} else {
+			x := ow.CPUNsPerRecord / peer.CPUNsPerRecord
+			m.Value = fmt.Sprintf("%.2fx (%.0f vs %.0f ns/record; records/s %s vs %s)", x, ow.CPUNsPerRecord, peer.CPUNsPerRecord,
+				human(ow.RecordsPerSec), human(peer.RecordsPerSec))
+			m.Verdict = verdict(x <= 0.8)
+		}
+		t.Targets = append(t.Targets, m)
+		m = Measurement{Name: "live path allocations per record: kmsgparser's own 3, plus the Assembler's for report records (the offline row's), none of devkmsg's: " + in.Name,
+			Target: "<= 3 + the offline row's"}
+		off, ok3 := t.row(in.Name, reader)
+		if !ok1 || !ok3 {
+			m.Value, m.Verdict = "not measured", VerdictNotMeasured
+		} else {
+			m.Value = fmt.Sprintf("%.3f (offline %.3f, cAdvisor %.3f)", ow.AllocsPerRecord, off.AllocsPerRecord, peer.AllocsPerRecord)
+			// Opening the log allocates a few dozen times per run, whatever
+			// its length.
+			m.Verdict = verdict(ow.AllocsPerOp <= float64(kmsgparserAllocs*ow.Records)+off.AllocsPerOp+setupAllocs)
+		}
+		t.Targets = append(t.Targets, m)
+	}
 	for _, in := range inputs {
 		ow, ok1 := t.row(in.Name, reader)
 		peer, ok2 := t.fastestPeer(in.Name)
@@ -174,7 +202,7 @@ func (t *Table) Judge(inputs []*Input, nonOOM string) {
 		}
 		t.Targets = append(t.Targets, m)
 	}
-	for _, p := range []string{reader, OomwatchLive{}.Name()} {
+	for _, p := range []string{reader} {
 		m := Measurement{Name: "allocations per non-OOM record: " + p, Target: "0"}
 		if r, ok := t.row(nonOOM, p); ok {
 			// A reader and an assembler allocate a few buffers per run; any
@@ -187,6 +215,14 @@ func (t *Table) Judge(inputs []*Input, nonOOM string) {
 		t.Targets = append(t.Targets, m)
 	}
 }
+
+// kmsgparserAllocs is what kmsgparser v2.0.0 allocates per record: the
+// record as a string, strings.SplitN and strings.Split on its header.
+const kmsgparserAllocs = 3
+
+// setupAllocs bounds the allocations of opening the log (devkmsg's
+// calibration, the parser, its goroutine and channel) once per run.
+const setupAllocs = 100
 
 // nodeCgroups sums, per parser, how many node-level victims' cgroups it
 // reported over every row.
@@ -298,7 +334,7 @@ func Notes() []string {
 	return []string{
 		"machine: " + MachineSummary(),
 		"peers' front end: " + FrontEnd() + "; cAdvisor " + CAdvisorVersion + " StreamOoms runs unmodified; NPD is re-created from its source (bench/npd.go), OOMKilling rule only (a real NPD matches 12 kernel rules per line, so its figures are an upper bound)",
-		"records/s: wall clock, median of the rounds; CPU ns/rec: process CPU time (all goroutines and the GC) per record: the peers and devkmsg spread over 2-3 goroutines, oomwatch's reader runs on one",
+		"records/s: wall clock, median of the rounds; CPU ns/rec: process CPU time (all goroutines and the GC) per record: the peers and oomwatch's live path run on two goroutines (kmsgparser's reader and the consumer), oomwatch's offline reader on one",
 		"oomwatch x: oomwatch kmsg.Reader+Assembler records/s divided by the row's; CPU x: the row's CPU ns/rec divided by oomwatch kmsg.Reader+Assembler's (steadier than wall clock on a shared machine); kills found: victims reported at all (+N: extra or repeated reports); victim cgroup: victims attributed to the cgroup the kernel printed (task_memcg=, or the memory.oom.group cgroup), out of those it printed; text only: the fact is only inside an event's message text",
 	}
 }

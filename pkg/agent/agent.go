@@ -142,13 +142,6 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	items := make(chan devkmsg.Item, 4096)
-	src := a.Source
-	if src == nil {
-		src = func(ctx context.Context, after int64, out chan<- devkmsg.Item) error {
-			return devkmsg.New(a.log.WithField("component", "kmsg"), devkmsg.Options{After: after}).Run(ctx, out)
-		}
-	}
 	cfg := hooks
 	cfg.Node, cfg.BootID, cfg.Proc = a.opts.NodeName, a.bootID, a.proc
 	cfg.Sink = a.outbox
@@ -204,14 +197,28 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 			}
 		}()
 	}
-	run("kernel log", func() error { return src(ctx, after, items) })
-	run("pipeline", func() error {
-		err := pipe.Run(ctx, items)
-		if err == nil && ctx.Err() == nil {
-			return errors.New("the kernel log source stopped")
-		}
-		return err
-	})
+	if a.Source != nil {
+		items := make(chan devkmsg.Item, 4096)
+		run("kernel log", func() error { return a.Source(ctx, after, items) })
+		run("pipeline", func() error {
+			err := pipe.Run(ctx, items)
+			if err == nil && ctx.Err() == nil {
+				return errors.New("the kernel log source stopped")
+			}
+			return err
+		})
+	} else {
+		// The pipeline reads kmsgparser's channel itself: no goroutine
+		// and no channel of ours between the kernel and the Assembler.
+		run("kernel log", func() error {
+			r, err := devkmsg.New(a.log.WithField("component", "kmsg"), devkmsg.Options{After: after}).Open(ctx)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			return pipe.RunReader(ctx, r)
+		})
+	}
 	run("sender", func() error { return a.sender.Run(ctx) })
 	run("outbox", func() error { return a.outbox.Run(ctx) })
 	run("drops", func() error { return a.reportDrops(ctx) })

@@ -6,6 +6,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -109,8 +110,17 @@ type Pipeline struct {
 	saveErrLogged time.Time
 	// reads remembers when recent records were read, so each kill's log
 	// line can say when its report's last record came in.
-	reads [256]readAt
+	reads  [256]readAt
+	nreads int
+	// nread counts the records read.
 	nread int
+	// mu serialises the reader and the tick; tick is the ticker, in mode;
+	// quietSince is when the tick last saw nread at tickRead.
+	mu         sync.Mutex
+	tick       *time.Ticker
+	mode       int
+	quietSince time.Time
+	tickRead   int
 	// seen holds the cgroups of the open report's tasks, looked up as they
 	// were read; lastMono is the kernel time of the last record.
 	seen     map[int]string
@@ -136,8 +146,8 @@ type readAt struct {
 
 // readTime returns when the record seq was read, or now.
 func (p *Pipeline) readTime(seq int64) time.Time {
-	for i := 0; i < len(p.reads) && i < p.nread; i++ {
-		if r := p.reads[(p.nread-1-i)%len(p.reads)]; r.seq == seq {
+	for i := 0; i < len(p.reads) && i < p.nreads; i++ {
+		if r := p.reads[(p.nreads-1-i)%len(p.reads)]; r.seq == seq {
 			return r.at
 		}
 	}
@@ -268,109 +278,242 @@ func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
 }
 
 // Run consumes items until the channel closes or ctx ends. It returns nil
-// when the channel closed, else ctx's error.
+// when the channel closed, else ctx's error. Tests and synthetic sources use
+// it; the agent reads /dev/kmsg with RunReader.
 func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
-	// The tick closes reports once the log is quiet, and saves the
-	// checkpoint. With nothing open it comes rarely: an idle agent should
-	// cost next to nothing.
-	tick := time.NewTicker(p.cfg.Idle / 2)
-	defer tick.Stop()
-	mode := tickFast
-	last := time.Now()
-	defer p.saveCheckpoint(true)
+	ctx, t := p.startTicker(ctx)
+	defer t.stop()
+	var rec kmsg.Record
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return t.err(ctx)
 		case it, ok := <-items:
+			p.mu.Lock()
+			var err error
 			if !ok {
-				p.asm.Flush()
-				p.stream.Flush()
-				if err := p.flush(ctx); err != nil {
-					return err
+				err = p.end(ctx)
+			} else {
+				var r *kmsg.Record
+				if it.Gap == nil {
+					rec = it.Record
+					r = &rec
 				}
-				p.advance()
-				return nil
+				err = p.take(ctx, it.Gap, r, len(items))
 			}
-			if err := p.handle(ctx, it); err != nil {
+			p.mu.Unlock()
+			if err != nil || !ok {
 				return err
-			}
-			last = time.Now()
-			// Events are spooled in batches while records queue up (an OOM
-			// storm): one fsync for many kills. The checkpoint follows them.
-			if len(items) == 0 || len(p.ready) >= 256 {
-				if err := p.flush(ctx); err != nil {
-					return err
-				}
-				p.advance()
-			}
-		case now := <-tick.C:
-			// Records waiting in the channel mean the log is not quiet,
-			// however long the last one took to handle: a slow lookup
-			// must not cut a report before its kill line.
-			if idle := now.Sub(last); idle >= p.cfg.Idle && len(items) == 0 {
-				p.asm.Expire(idle)
-				p.stream.Release(idle)
-				if err := p.flush(ctx); err != nil {
-					return err
-				}
-				p.advance()
-			}
-			p.saveCheckpoint(false)
-		}
-		// Tick fast while a report is open or events wait, slowly while
-		// the checkpoint is behind, not at all otherwise: an idle agent
-		// wakes only for kernel records.
-		want := tickSlow
-		switch {
-		case p.asm.Open() || len(p.ready) > 0:
-			want = tickFast
-		case !p.checkpointBehind():
-			want = tickOff
-		}
-		if want != mode {
-			mode = want
-			switch mode {
-			case tickFast:
-				tick.Reset(p.cfg.Idle / 2)
-			case tickSlow:
-				tick.Reset(p.cfg.CheckpointEvery)
-			default:
-				tick.Stop()
 			}
 		}
 	}
 }
 
-// Tick modes of Run.
+// RunReader consumes the kernel log that r reads until ctx ends or r fails
+// (it cannot reopen the log), and returns why. It waits for the next
+// record with a plain receive on r's channel, the cheapest wait there is:
+// the ticker runs on its own goroutine, and the end of ctx stops r.
+func (p *Pipeline) RunReader(ctx context.Context, r *devkmsg.Reader) error {
+	ctx, t := p.startTicker(ctx)
+	defer t.stop()
+	defer context.AfterFunc(ctx, r.Stop)()
+	for {
+		c := r.C()
+		m, ok := <-c
+		if !ok {
+			// The parser stopped: Take reopens the log, outside the lock
+			// since it may wait.
+			if _, _, err := r.Take(ctx, m, ok); err != nil {
+				if ctx.Err() != nil {
+					return t.err(ctx)
+				}
+				return err
+			}
+			continue
+		}
+		p.mu.Lock()
+		gap, rec, err := r.Take(ctx, m, ok)
+		if err == nil {
+			err = p.take(ctx, gap, rec, len(c))
+		}
+		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// take handles what the source gave, a gap and a record either of which
+// may be nil, with waiting records queued behind them. Events are spooled
+// in batches while records queue up (an OOM storm): one fsync for many
+// kills; the checkpoint follows them. The caller holds p.mu.
+func (p *Pipeline) take(ctx context.Context, gap *devkmsg.Gap, rec *kmsg.Record, waiting int) error {
+	if gap != nil {
+		if err := p.handleGap(ctx, gap); err != nil {
+			return err
+		}
+	}
+	if rec != nil {
+		p.handleRecord(rec)
+	}
+	if waiting == 0 || len(p.ready) >= 256 {
+		if err := p.flush(ctx); err != nil {
+			return err
+		}
+		p.advance()
+	}
+	p.retick()
+	return nil
+}
+
+// end handles the end of the source: every open report is closed and sent.
+// The caller holds p.mu.
+func (p *Pipeline) end(ctx context.Context) error {
+	p.asm.Flush()
+	p.stream.Flush()
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	p.advance()
+	return nil
+}
+
+// Tick modes: the tick closes reports once the log is quiet, and saves the
+// checkpoint. It comes every Idle/2 while a report is open or events wait,
+// every CheckpointEvery while the checkpoint is behind, not at all
+// otherwise: an idle agent wakes only for kernel records.
 const (
 	tickFast = iota
 	tickSlow
 	tickOff
 )
 
-func (p *Pipeline) handle(ctx context.Context, it devkmsg.Item) error {
-	if g := it.Gap; g != nil {
-		ev := &pb.Event{Node: p.cfg.Node, BootId: p.cfg.BootID, Seq: g.NextSeq, Time: timestamppb.New(g.Detected),
-			Payload: &pb.Event_Loss{Loss: &pb.Loss{
-				Cause: "kernel-gap", Lost: g.Lost, AfterSeq: g.AfterSeq, NextSeq: g.NextSeq,
-				Detail: fmt.Sprintf("%d kernel records lost on node %s between sequence %d and %d (the kernel log overflowed before they were read)",
-					g.Lost, p.cfg.Node, g.AfterSeq, g.NextSeq),
-			}}}
-		p.log.WithFields(logrus.Fields{"lost": g.Lost, "after_seq": g.AfterSeq, "next_seq": g.NextSeq}).
-			Warn("kernel log records lost")
-		if err := p.put(ctx, ev); err != nil {
+// ticker runs a Pipeline's tick on its own goroutine, so that the reader
+// need not select on it for every record; the two share p.mu.
+type ticker struct {
+	p      *Pipeline
+	t      *time.Ticker
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
+// startTicker starts the tick goroutine. The context returned ends with
+// ctx, or when a tick fails (t.err then says why).
+func (p *Pipeline) startTicker(ctx context.Context) (context.Context, *ticker) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	t := &ticker{p: p, t: time.NewTicker(p.cfg.Idle / 2), cancel: cancel, done: make(chan struct{})}
+	p.mu.Lock()
+	p.tick, p.mode = t.t, tickFast
+	p.quietSince, p.tickRead = time.Now(), p.nread
+	p.mu.Unlock()
+	go func() {
+		defer close(t.done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.t.C:
+				if err := p.onTick(ctx, now); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		}
+	}()
+	return ctx, t
+}
+
+// stop ends the tick goroutine and saves the checkpoint a last time.
+func (t *ticker) stop() {
+	t.cancel(nil)
+	<-t.done
+	t.t.Stop()
+	p := t.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.saveCheckpoint(true)
+}
+
+// err returns why ctx (from startTicker) ended.
+func (t *ticker) err(ctx context.Context) error {
+	return context.Cause(ctx)
+}
+
+// onTick closes the open report once the log has been quiet for Idle and
+// saves the checkpoint.
+func (p *Pipeline) onTick(ctx context.Context, now time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Quiet means no record handled since quietSince: however long the
+	// last one took to handle (a slow lookup holds p.mu), the tick comes
+	// after it, so it must not cut a report before its kill line.
+	if p.nread != p.tickRead {
+		p.tickRead, p.quietSince = p.nread, now
+	}
+	if idle := now.Sub(p.quietSince); idle >= p.cfg.Idle {
+		p.asm.Expire(idle)
+		p.stream.Release(idle)
+		if err := p.flush(ctx); err != nil {
 			return err
 		}
-		// A report open across the gap lost its middle.
-		p.asm.Flush()
-		return p.flush(ctx)
+		p.advance()
 	}
+	p.saveCheckpoint(false)
+	p.retick()
+	return nil
+}
+
+// retick sets the tick's mode from the pipeline's state. The caller holds
+// p.mu.
+func (p *Pipeline) retick() {
+	want := tickSlow
+	switch {
+	case p.asm.Open() || len(p.ready) > 0:
+		want = tickFast
+	case !p.checkpointBehind():
+		want = tickOff
+	}
+	if want == p.mode {
+		return
+	}
+	if p.mode == tickOff {
+		// The log was quiet until the record that woke the tick.
+		p.tickRead, p.quietSince = p.nread, time.Now()
+	}
+	p.mode = want
+	switch want {
+	case tickFast:
+		p.tick.Reset(p.cfg.Idle / 2)
+	case tickSlow:
+		p.tick.Reset(p.cfg.CheckpointEvery)
+	default:
+		p.tick.Stop()
+	}
+}
+
+// handleGap reports lost records as an event. A report open across the gap
+// lost its middle: it is closed.
+func (p *Pipeline) handleGap(ctx context.Context, g *devkmsg.Gap) error {
+	ev := &pb.Event{Node: p.cfg.Node, BootId: p.cfg.BootID, Seq: g.NextSeq, Time: timestamppb.New(g.Detected),
+		Payload: &pb.Event_Loss{Loss: &pb.Loss{
+			Cause: "kernel-gap", Lost: g.Lost, AfterSeq: g.AfterSeq, NextSeq: g.NextSeq,
+			Detail: fmt.Sprintf("%d kernel records lost on node %s between sequence %d and %d (the kernel log overflowed before they were read)",
+				g.Lost, p.cfg.Node, g.AfterSeq, g.NextSeq),
+		}}}
+	p.log.WithFields(logrus.Fields{"lost": g.Lost, "after_seq": g.AfterSeq, "next_seq": g.NextSeq}).
+		Warn("kernel log records lost")
+	if err := p.put(ctx, ev); err != nil {
+		return err
+	}
+	p.asm.Flush()
+	return p.flush(ctx)
+}
+
+// handleRecord feeds one record to the Assembler.
+func (p *Pipeline) handleRecord(rec *kmsg.Record) {
 	if p.cfg.Records != nil {
 		p.cfg.Records()
 	}
-	rec := it.Record
-	p.reads[p.nread%len(p.reads)] = readAt{seq: rec.Seq, at: time.Now()}
 	if rec.HasMono {
 		p.lastMono = rec.Mono
 	}
@@ -378,9 +521,16 @@ func (p *Pipeline) handle(ctx context.Context, it devkmsg.Item) error {
 	if o, ok := p.cfg.Enricher.(Observer); ok {
 		o.Observe(rec.Message)
 	}
-	p.asm.Feed(&rec)
+	open := p.asm.Open()
+	p.asm.Feed(rec)
+	if open || p.asm.Open() {
+		// Only a report's records need their read time (its kill's log
+		// line says when its last record came in): the clock is not read
+		// for every record.
+		p.reads[p.nreads%len(p.reads)] = readAt{seq: rec.Seq, at: time.Now()}
+		p.nreads++
+	}
 	p.lastSeq = rec.Seq
-	return nil
 }
 
 // advance moves the checkpoint up to the last record read, or to just

@@ -142,6 +142,10 @@ func (c *clock) pin(seq int64, ts time.Time, oldest func() (int64, int64, error)
 
 // mono returns the kernel timestamp of a message with Timestamp ts.
 func (c *clock) mono(ts time.Time) time.Duration {
-	d := ts.Sub(c.base).Round(time.Microsecond)
+	d := ts.Sub(c.base)
+	if !c.exact {
+		// Once exact, base and ts differ by whole microseconds.
+		d = d.Round(time.Microsecond)
+	}
 	return max(d, 0)
 }

@@ -4,24 +4,32 @@
 // timestamp, reopening the device when the kernel log overflows and reporting
 // what was lost as explicit gaps.
 //
+// A Reader does that work in the goroutine that consumes the records, on
+// kmsgparser's own channel: no second goroutine, no channel of our own and
+// no allocation per record (kmsgparser's own three aside). Source.Run
+// offers the same as a channel of Items, at the cost of a hop and a copy
+// per record.
+//
 // It works around three defects of kmsgparser v2.0.0:
 //   - its reader compares err == syscall.EPIPE, but os.File wraps the error
 //     in *fs.PathError, so when the reader falls behind and records are
 //     overwritten it closes its channel instead of skipping: Run reopens,
 //     drops records it already delivered and reports the hole as a Gap;
 //   - its Message keeps the "\n KEY=value" dictionary lines the kernel
-//     appends: Run keeps only the text before the first '\n' (the kernel
+//     appends: only the text before the first '\n' is kept (the kernel
 //     escapes newlines inside the text as \x0a);
 //   - its Timestamp is a boot time rounded to whole seconds plus the record's
-//     microseconds: Run recovers the exact microseconds (see clock) and
-//     computes Wall from BootTime.
+//     microseconds: the exact microseconds are recovered (see clock), and
+//     Wall computed from BootTime.
 package devkmsg
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/euank/go-kmsg-parser/kmsgparser"
@@ -100,7 +108,7 @@ type Gap struct {
 // otherwise a record.
 type Item struct {
 	// Record is the kernel record; valid when Gap is nil. Its Message is
-	// owned by the Item.
+	// owned by the Item (Run copies it).
 	Record kmsg.Record
 	// Gap, when non-nil, reports lost records instead.
 	Gap *Gap
@@ -132,57 +140,231 @@ func New(log *logrus.Entry, opts Options) *Source {
 	return &Source{log: log, opts: opts}
 }
 
-// Run sends the kernel's records, and Gap items for records lost, to out in
-// sequence order until ctx ends, and closes out when it returns.
+// Reader reads the kernel log in the goroutine that consumes it. That
+// goroutine waits on C, in a select with its own channels if it likes, and
+// hands every receive to Take:
 //
-// A slow consumer does not lose records silently: Run blocks on out, the
-// parser stops reading, the kernel's ring buffer (the bounded buffer here)
-// overwrites its oldest records, and Run reports them as a Gap after
-// reopening. Run returns ctx's error, wrapped, when ctx ends, or an error
-// wrapping ErrReopen when the log cannot be reopened within ReopenTimeout.
-// Each call starts again from Options.After.
-func (s *Source) Run(ctx context.Context, out chan<- Item) error {
-	defer close(out)
-	last := s.opts.After
-	if last >= 0 {
-		last = s.checkAfter(last)
+//	for {
+//		select {
+//		case m, ok := <-r.C():
+//			gap, rec, err := r.Take(ctx, m, ok)
+//			...
+//		case <-ctx.Done():
+//			...
+//		}
+//	}
+//
+// A Reader is not safe for concurrent use, except Stop: a consumer that
+// waits on C with a plain receive (the cheapest wait: a select costs about a
+// hundred nanoseconds more per record) is woken by Stop from another
+// goroutine, e.g. with context.AfterFunc. A slow consumer does not lose
+// records silently: kmsgparser's reader blocks on its channel, the kernel's
+// ring buffer (the bounded buffer here) overwrites its oldest records, and
+// Take reports them as a Gap after reopening.
+type Reader struct {
+	s    *Source
+	sess *session
+	// last is the sequence number of the last record delivered, or the
+	// checkpoint, or -1.
+	last int64
+	// failingSince and backoff pace reopening while it fails.
+	failingSince time.Time
+	backoff      time.Duration
+	// rec is the record Take returns; its Message aliases buf.
+	rec kmsg.Record
+	buf []byte
+	// mu guards sess against Stop; stopped is set by Stop.
+	mu      sync.Mutex
+	stopped bool
+}
+
+// Open opens the kernel log for reading after Options.After, trying again
+// as Take does (see Run) until ReopenTimeout. Each call starts again from
+// Options.After. Close the Reader when done.
+func (s *Source) Open(ctx context.Context) (*Reader, error) {
+	r := &Reader{s: s, last: s.opts.After, backoff: minBackoff, buf: make([]byte, 0, 256)}
+	if r.last >= 0 {
+		r.last = s.checkAfter(r.last)
 	}
-	var (
-		failingSince time.Time
-		backoff      = minBackoff
-	)
-	for {
+	if err := r.reopen(ctx, nil); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// C returns the channel on which the next message arrives. It changes when
+// the log is reopened: call C again for every wait.
+func (r *Reader) C() <-chan kmsgparser.Message { return r.sess.ch }
+
+// Take interprets what a receive from C gave: m, and ok false if C was
+// closed. It returns the records lost before this message (gap) and the
+// record it carries (rec); either or both may be nil: a message already
+// delivered before a reopen gives neither. rec and its Message are valid
+// until the next call of Take or Close; the Message is the text without the
+// kernel's dictionary lines.
+//
+// When C was closed (kmsgparser stops at an overflow of the kernel log),
+// Take reopens the log, waiting with a backoff while that fails; it returns
+// an error wrapping ctx's when ctx ends, or wrapping ErrReopen when the log
+// cannot be reopened within ReopenTimeout.
+func (r *Reader) Take(ctx context.Context, m kmsgparser.Message, ok bool) (gap *Gap, rec *kmsg.Record, err error) {
+	sess := r.sess
+	if !ok {
+		r.s.stop(sess)
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("devkmsg: %w", err)
+			return nil, nil, fmt.Errorf("devkmsg: %w", err)
 		}
-		sess, err := s.open()
+		var stopped error
+		if sess.n == 0 {
+			stopped = fmt.Errorf("reader stopped before delivering a record: %w", sess.log.cause())
+		} else {
+			r.s.log.WithError(sess.log.cause()).WithField("last_seq", r.last).
+				Warn("kernel log reader stopped; reopening")
+		}
+		return nil, nil, r.reopen(ctx, stopped)
+	}
+	sess.n++
+	seq := int64(m.SequenceNumber)
+	// Pin on every message, including those skipped below: a record
+	// already delivered is as good a calibration point as any.
+	if !sess.clk.exact {
+		if pinned, moved := sess.clk.pin(seq, m.Timestamp, r.s.opts.Oldest); pinned {
+			r.s.log.WithFields(logrus.Fields{"seq": seq, "correction": moved}).
+				Debug("kernel log clock calibrated")
+		}
+	}
+	if seq <= r.last {
+		return nil, nil, nil
+	}
+	if r.last >= 0 && seq > r.last+1 {
+		gap = &Gap{AfterSeq: r.last, NextSeq: seq, Lost: seq - r.last - 1, Detected: time.Now()}
+		r.s.log.WithFields(logrus.Fields{"after_seq": gap.AfterSeq, "next_seq": gap.NextSeq, "lost": gap.Lost}).
+			Warn("kernel log records lost")
+	}
+	mono := sess.clk.mono(m.Timestamp)
+	r.buf = appendBody(r.buf[:0], m.Message)
+	// Field by field: cheaper than a composite literal here.
+	r.rec.Seq = seq
+	r.rec.Mono = mono
+	r.rec.HasMono = true
+	r.rec.Wall = sess.boot.Add(mono)
+	r.rec.Priority = m.Priority
+	r.rec.Message = r.buf
+	r.last = seq
+	return gap, &r.rec, nil
+}
+
+// Stop closes the parser, so that C closes once the messages it holds are
+// received, and the next Take fails if ctx has ended, else reopens. Unlike
+// the other methods it may be called from any goroutine.
+func (r *Reader) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	if r.sess != nil {
+		r.s.stop(r.sess)
+	}
+}
+
+// Close stops the parser and waits for its goroutine (see shutdown).
+func (r *Reader) Close() {
+	r.Stop()
+	if r.sess != nil {
+		r.s.shutdown(r.sess)
+		r.setSession(nil)
+	}
+}
+
+// setSession makes sess current; a parser opened after Stop is stopped at
+// once.
+func (r *Reader) setSession(sess *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sess = sess
+	if sess != nil && r.stopped {
+		r.s.stop(sess)
+	}
+}
+
+// reopen opens a parser, retrying with a backoff until ReopenTimeout.
+// stopped, when not nil, is why the last parser counts as a failure (it
+// stopped before delivering a record): the first attempt waits too.
+func (r *Reader) reopen(ctx context.Context, stopped error) error {
+	s := r.s
+	r.setSession(nil)
+	err := stopped
+	if err == nil {
+		// The last parser delivered records: a fresh start.
+		r.failingSince, r.backoff = time.Time{}, minBackoff
+	}
+	for {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("devkmsg: %w", cerr)
+		}
 		if err == nil {
-			n := s.consume(ctx, sess, &last, out)
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("devkmsg: %w", err)
+			sess, oerr := s.open()
+			if oerr == nil {
+				r.setSession(sess)
+				return nil
 			}
-			if n > 0 {
-				s.log.WithError(sess.log.cause()).WithField("last_seq", last).
-					Warn("kernel log reader stopped; reopening")
-				failingSince, backoff = time.Time{}, minBackoff
-				continue
-			}
-			err = fmt.Errorf("reader stopped before delivering a record: %w", sess.log.cause())
+			err = oerr
 		}
 		now := time.Now()
-		if failingSince.IsZero() {
-			failingSince = now
+		if r.failingSince.IsZero() {
+			r.failingSince = now
 		}
-		left := s.opts.ReopenTimeout - now.Sub(failingSince)
+		left := s.opts.ReopenTimeout - now.Sub(r.failingSince)
 		if left <= 0 {
 			return fmt.Errorf("devkmsg: %w for %v: %w", ErrReopen, s.opts.ReopenTimeout, err)
 		}
-		wait := min(backoff, left)
+		wait := min(r.backoff, left)
 		s.log.WithError(err).WithField("retry_in", wait).Warn("cannot read kernel log")
 		if !sleep(ctx, wait) {
 			return fmt.Errorf("devkmsg: %w", ctx.Err())
 		}
-		backoff = min(2*backoff, maxBackoff)
+		r.backoff = min(2*r.backoff, maxBackoff)
+		err = nil
+	}
+}
+
+// Run sends the kernel's records, and Gap items for records lost, to out in
+// sequence order until ctx ends, and closes out when it returns: a Reader
+// behind a channel, for consumers that want one. It costs a goroutine hop
+// and a copy of the message per record, which a Reader does not.
+//
+// Run blocks on out, so a slow consumer loses records only as a Reader's
+// does, reported as a Gap. Run returns ctx's error, wrapped, when ctx ends,
+// or an error wrapping ErrReopen when the log cannot be reopened within
+// ReopenTimeout. Each call starts again from Options.After.
+func (s *Source) Run(ctx context.Context, out chan<- Item) error {
+	defer close(out)
+	r, err := s.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for {
+		var m kmsgparser.Message
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("devkmsg: %w", ctx.Err())
+		case m, ok = <-r.C():
+		}
+		gap, rec, err := r.Take(ctx, m, ok)
+		if err != nil {
+			return err
+		}
+		if gap != nil && !send(ctx, out, Item{Gap: gap}) {
+			return fmt.Errorf("devkmsg: %w", ctx.Err())
+		}
+		if rec != nil {
+			it := Item{Record: *rec}
+			it.Record.Message = bytes.Clone(rec.Message)
+			if !send(ctx, out, it) {
+				return fmt.Errorf("devkmsg: %w", ctx.Err())
+			}
+		}
 	}
 }
 
@@ -209,6 +391,8 @@ type session struct {
 	log  *parserLogger
 	clk  clock
 	boot time.Time
+	// n counts the messages the parser delivered.
+	n int
 }
 
 // open creates and calibrates a parser (see clock).
@@ -252,59 +436,13 @@ func (s *Source) open() (*session, error) {
 	return sess, nil
 }
 
-// consume forwards one parser's messages to out until its channel closes or
-// ctx ends, and returns how many messages the parser delivered.
-func (s *Source) consume(ctx context.Context, sess *session, last *int64, out chan<- Item) int {
-	n := 0
-	for {
-		var m kmsgparser.Message
-		var ok bool
-		select {
-		case <-ctx.Done():
-			s.shutdown(sess)
-			return n
-		case m, ok = <-sess.ch:
-		}
-		if !ok {
-			if err := sess.p.Close(); err != nil {
-				s.log.WithError(err).Debug("close kernel log")
-			}
-			return n
-		}
-		n++
-		seq := int64(m.SequenceNumber)
-		// Pin on every message, including those skipped below: a record
-		// already delivered is as good a calibration point as any.
-		if pinned, moved := sess.clk.pin(seq, m.Timestamp, s.opts.Oldest); pinned {
-			s.log.WithFields(logrus.Fields{"seq": seq, "correction": moved}).
-				Debug("kernel log clock calibrated")
-		}
-		if seq <= *last {
-			continue
-		}
-		if *last >= 0 && seq > *last+1 {
-			g := &Gap{AfterSeq: *last, NextSeq: seq, Lost: seq - *last - 1, Detected: time.Now()}
-			s.log.WithFields(logrus.Fields{"after_seq": g.AfterSeq, "next_seq": g.NextSeq, "lost": g.Lost}).
-				Warn("kernel log records lost")
-			if !send(ctx, out, Item{Gap: g}) {
-				s.shutdown(sess)
-				return n
-			}
-		}
-		mono := sess.clk.mono(m.Timestamp)
-		rec := kmsg.Record{
-			Seq:      seq,
-			Mono:     mono,
-			HasMono:  true,
-			Wall:     sess.boot.Add(mono),
-			Priority: m.Priority,
-			Message:  body(m.Message),
-		}
-		if !send(ctx, out, Item{Record: rec}) {
-			s.shutdown(sess)
-			return n
-		}
-		*last = seq
+// stop closes a parser once: its goroutine then closes its channel.
+func (s *Source) stop(sess *session) {
+	if sess.log.closing.Swap(true) {
+		return
+	}
+	if err := sess.p.Close(); err != nil {
+		s.log.WithError(err).Debug("close kernel log")
 	}
 }
 
@@ -313,10 +451,7 @@ func (s *Source) consume(ctx context.Context, sess *session, last *int64, out ch
 // Closing the file ends its blocked read (/dev/kmsg is pollable, so the read
 // waits in Go's poller, which Close wakes).
 func (s *Source) shutdown(sess *session) {
-	sess.log.closing.Store(true)
-	if err := sess.p.Close(); err != nil {
-		s.log.WithError(err).Debug("close kernel log")
-	}
+	s.stop(sess)
 	timer := time.NewTimer(drainTimeout)
 	defer timer.Stop()
 	for {
@@ -336,13 +471,14 @@ func (s *Source) shutdown(sess *session) {
 	}
 }
 
-// body returns a copy of a kmsgparser Message without the dictionary lines
-// ("\n SUBSYSTEM=...") and trailing newline the kernel appends.
-func body(msg string) []byte {
+// appendBody appends to dst the text of a kmsgparser Message: without the
+// dictionary lines ("\n SUBSYSTEM=...") and trailing newline the kernel
+// appends.
+func appendBody(dst []byte, msg string) []byte {
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {
 		msg = msg[:i]
 	}
-	return []byte(msg)
+	return append(dst, msg...)
 }
 
 // send sends it to out unless ctx ends first.

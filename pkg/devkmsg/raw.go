@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,67 +29,14 @@ var ErrNoRecord = errors.New("kernel log buffer is empty")
 // prefix cannot be parsed.
 var errMalformed = errors.New("malformed kmsg record")
 
-// header is the prefix of a raw /dev/kmsg record.
-type header struct {
-	prio int
-	seq  int64
-	usec int64
-}
-
-// parseHeader parses the "PRIO,SEQ,USEC,FLAGS[,...];" prefix of one raw
-// /dev/kmsg record (Documentation/ABI/testing/dev-kmsg). At least the first
-// three fields and the ';' are required, as kmsgparser requires; the flags
-// and any later fields are not interpreted. It does not allocate.
-func parseHeader(b []byte) (header, error) {
-	var h header
-	var fields [3]int64
-	field := 0
-	start := 0
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c != ',' && c != ';' {
-			continue
-		}
-		if field < len(fields) {
-			v, ok := parseUint(b[start:i])
-			if !ok {
-				return h, fmt.Errorf("%w: field %d %q", errMalformed, field+1, b[start:i])
-			}
-			fields[field] = v
-		}
-		field++
-		start = i + 1
-		if c == ';' {
-			if field < len(fields) {
-				return h, fmt.Errorf("%w: %d header fields, want at least 3", errMalformed, field)
-			}
-			if fields[0] > math.MaxInt32 {
-				return h, fmt.Errorf("%w: priority %d out of range", errMalformed, fields[0])
-			}
-			h.prio, h.seq, h.usec = int(fields[0]), fields[1], fields[2]
-			return h, nil
-		}
+// parseHeader parses the prefix of one raw /dev/kmsg record with
+// kmsg.ParseHeader, the one parser of it.
+func parseHeader(b []byte) (kmsg.Header, error) {
+	h, ok := kmsg.ParseHeader(b)
+	if !ok {
+		return h, fmt.Errorf("%w: %q", errMalformed, b[:min(len(b), 64)])
 	}
-	return h, fmt.Errorf("%w: no ';'", errMalformed)
-}
-
-// parseUint parses a non-empty unsigned decimal that fits in an int64.
-func parseUint(b []byte) (int64, bool) {
-	if len(b) == 0 {
-		return 0, false
-	}
-	var v int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := int64(c - '0')
-		if v > (math.MaxInt64-d)/10 {
-			return 0, false
-		}
-		v = v*10 + d
-	}
-	return v, true
+	return h, nil
 }
 
 // openRaw opens /dev/kmsg non-blocking with a plain descriptor (not an
@@ -141,7 +88,7 @@ func readOldest() (seq, usec int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	return h.seq, h.usec, nil
+	return h.Seq, h.Usec, nil
 }
 
 // readNewest reads through the whole kernel log buffer and returns the
@@ -169,7 +116,7 @@ func readNewest() (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		newest = max(newest, h.seq)
+		newest = max(newest, h.Seq)
 	}
 	return newest, nil
 }

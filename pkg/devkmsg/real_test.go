@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oomwatch/oomwatch/pkg/kmsg"
 	"golang.org/x/sys/unix"
 )
 
 // rawRecord is one record read directly from /dev/kmsg.
 type rawRecord struct {
-	h    header
+	h    kmsg.Header
 	body []byte
 }
 
@@ -42,11 +43,11 @@ func readAllRaw(t *testing.T) map[int64]rawRecord {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := buf[bytes.IndexByte(buf[:n], ';')+1 : n]
+		b := buf[h.Len:n]
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			b = b[:i]
 		}
-		recs[h.seq] = rawRecord{h: h, body: bytes.Clone(b)}
+		recs[h.Seq] = rawRecord{h: h, body: bytes.Clone(b)}
 	}
 }
 
@@ -88,11 +89,11 @@ func TestRealDevKmsg(t *testing.T) {
 			// Overwritten since, or newer than our direct read.
 			t.Logf("seq %d not in the direct read", r.Seq)
 		} else {
-			if want := time.Duration(rr.h.usec) * time.Microsecond; !r.HasMono || r.Mono != want {
+			if want := time.Duration(rr.h.Usec) * time.Microsecond; !r.HasMono || r.Mono != want {
 				t.Errorf("seq %d: Mono = %v (HasMono %v), want exactly %v", r.Seq, r.Mono, r.HasMono, want)
 			}
-			if r.Priority != rr.h.prio || !bytes.Equal(r.Message, rr.body) {
-				t.Errorf("seq %d: %d %q, want %d %q", r.Seq, r.Priority, r.Message, rr.h.prio, rr.body)
+			if r.Priority != rr.h.Priority || !bytes.Equal(r.Message, rr.body) {
+				t.Errorf("seq %d: %d %q, want %d %q", r.Seq, r.Priority, r.Message, rr.h.Priority, rr.body)
 			}
 		}
 		if d := r.Wall.Sub(boot.Add(r.Mono)).Abs(); d > time.Millisecond {

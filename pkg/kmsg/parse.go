@@ -2,6 +2,7 @@ package kmsg
 
 import (
 	"bytes"
+	"math"
 	"time"
 )
 
@@ -105,40 +106,73 @@ func finishSyslog(rec *Record, msg []byte) Format {
 	return FormatSyslog
 }
 
-// parseKmsg reads "PRIO,SEQ,USEC,FLAGS[,more];message".
-func parseKmsg(line []byte, rec *Record) (Format, bool) {
+// Header is the prefix of a raw /dev/kmsg record,
+// "PRIO,SEQ,USEC,FLAGS[,more];" (Documentation/ABI/testing/dev-kmsg).
+type Header struct {
+	// Priority is the syslog priority, facility<<3|level.
+	Priority int
+	// Seq is the kernel's sequence number.
+	Seq int64
+	// Usec is the kernel's timestamp in microseconds since boot.
+	Usec int64
+	// Len is the length of the prefix, its ';' included: the message
+	// starts at Len.
+	Len int
+}
+
+// ParseHeader reads the prefix of a raw /dev/kmsg record. At least the
+// first three fields and the ';' are required, as kmsgparser requires;
+// the flags and any later fields are not interpreted. ok is false when b
+// does not start with such a prefix: a field empty, not decimal, beyond
+// int64 (a priority beyond int32), or no ';'. It does not allocate.
+func ParseHeader(b []byte) (h Header, ok bool) {
 	// The three numbers are read in place: they end at a non-digit, so
 	// they never run past the ';' that ends the prefix.
 	var vals [3]int64
 	i := 0
 	for f := range vals {
-		v, n := parseUint(line[i:])
+		v, n := parseUint(b[i:])
 		if n == 0 {
-			return 0, false
+			return Header{}, false
 		}
 		vals[f] = v
 		i += n
-		if i >= len(line) || (line[i] != ',' && (f < 2 || line[i] != ';')) {
-			return 0, false
+		if i >= len(b) || (b[i] != ',' && (f < 2 || b[i] != ';')) {
+			return Header{}, false
 		}
 		if f < 2 {
 			i++
 		}
 	}
+	if vals[0] > math.MaxInt32 {
+		return Header{}, false
+	}
 	// FLAGS follow, usually one byte ("-", "c"), then maybe more fields:
 	// the ';' is a few bytes away.
 	semi := i
-	for semi < len(line) && line[semi] != ';' {
+	for semi < len(b) && b[semi] != ';' {
 		semi++
 	}
-	if semi == len(line) {
+	if semi == len(b) {
+		return Header{}, false
+	}
+	return Header{Priority: int(vals[0]), Seq: vals[1], Usec: vals[2], Len: semi + 1}, true
+}
+
+// maxUsec is the largest timestamp a Record's Mono holds (292 years).
+const maxUsec = math.MaxInt64 / int64(time.Microsecond)
+
+// parseKmsg reads "PRIO,SEQ,USEC,FLAGS[,more];message".
+func parseKmsg(line []byte, rec *Record) (Format, bool) {
+	h, ok := ParseHeader(line)
+	if !ok || h.Usec > maxUsec {
 		return 0, false
 	}
-	rec.Priority = int(vals[0] & 0x7fffffff)
-	rec.Seq = vals[1]
-	rec.Mono = time.Duration(vals[2]) * time.Microsecond
+	rec.Priority = h.Priority
+	rec.Seq = h.Seq
+	rec.Mono = time.Duration(h.Usec) * time.Microsecond
 	rec.HasMono = true
-	rec.Message = line[semi+1:]
+	rec.Message = line[h.Len:]
 	return FormatKmsg, true
 }
 
@@ -463,12 +497,19 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 // a space: a line starting with one is not blank.
 func isGraphicASCII(c byte) bool { return c > ' ' && c < 0x7f }
 
+// parseUint reads the decimal digits at the start of b and returns their
+// value and how many there were; none (0, 0) when the value does not fit in
+// an int64.
 func parseUint(b []byte) (int64, int) {
 	var v int64
 	i := 0
-	for i < len(b) && isDigit(b[i]) && i < 19 {
-		v = v*10 + int64(b[i]-'0')
-		i++
+	for ; i < len(b) && isDigit(b[i]); i++ {
+		d := int64(b[i] - '0')
+		// The exact test only near the limit: one comparison per digit.
+		if v > (math.MaxInt64-9)/10 && v > (math.MaxInt64-d)/10 {
+			return 0, 0
+		}
+		v = v*10 + d
 	}
 	return v, i
 }

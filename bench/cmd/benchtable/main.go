@@ -41,7 +41,7 @@ func (o *options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.compare, "compare", true, "run the throughput comparison (false: only the hooks)")
 	fs.IntVar(&o.rounds, "rounds", 3, "times each benchmark runs, interleaved; the median is kept")
 	fs.DurationVar(&o.benchTime, "benchtime", time.Second, "minimum time per benchmark run (testing's -benchtime)")
-	fs.StringVar(&o.hooks, "hooks", "detect-vm,footprint,ingest,query,e2e-latency",
+	fs.StringVar(&o.hooks, "hooks", "detect-vm,footprint,ingest,query,kmsg-flood,e2e-latency",
 		"comma-separated hooks to run besides the throughput comparison: "+strings.Join(hookNames(), ", ")+", or none")
 	fs.StringVar(&o.out, "out", "", "also write the table to this file")
 	fs.StringVar(&o.repoRoot, "repo-root", "..", "the oomwatch repository root (to build the guest binaries of the VM hooks)")
