@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/oomwatch/oomwatch/pkg/oom"
 	"github.com/oomwatch/oomwatch/test/e2e/vm"
 )
@@ -125,19 +125,19 @@ func fillKmsg(in *Input) (int64, error) {
 // newestSeq reads the whole log and returns the newest sequence number.
 func newestSeq() (int64, error) {
 	last := int64(-1)
-	_, err := rawRead(func(h kmsg.Header) bool { last = h.Seq; return false })
+	_, err := rawRead(func(h kernlog.Header) bool { last = h.Seq; return false })
 	return last, err
 }
 
 // floodRaw is the floor: read(2) one record at a time into one buffer, with
 // only the header parsed, until the last record.
 func floodRaw(_ context.Context, last int64) (int, error) {
-	return rawRead(func(h kmsg.Header) bool { return h.Seq >= last })
+	return rawRead(func(h kernlog.Header) bool { return h.Seq >= last })
 }
 
 // rawRead reads /dev/kmsg from its oldest record until done says so or no
 // record is left, and returns how many it read.
-func rawRead(done func(kmsg.Header) bool) (int, error) {
+func rawRead(done func(kernlog.Header) bool) (int, error) {
 	fd, err := unix.Open(devkmsg.DevKmsg, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, err
@@ -156,7 +156,7 @@ func rawRead(done func(kmsg.Header) bool) (int, error) {
 			return n, err
 		}
 		n++
-		h, ok := kmsg.ParseHeader(buf[:m])
+		h, ok := kernlog.ParseHeader(buf[:m])
 		if !ok {
 			return n, fmt.Errorf("malformed record %q", buf[:m])
 		}
@@ -248,7 +248,7 @@ func (d *endingDevice) Read(p []byte) (int, error) {
 		return m, err
 	}
 	d.n++
-	if h, ok := kmsg.ParseHeader(p[:m]); ok && h.Seq >= d.last {
+	if h, ok := kernlog.ParseHeader(p[:m]); ok && h.Seq >= d.last {
 		d.done = true
 	}
 	return m, nil

@@ -18,7 +18,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/oomwatch/oomwatch/pkg/oom"
 )
 
@@ -74,19 +74,19 @@ func frontEndNote(emulated bool) string {
 // bootTime is the boot time the memory-backed kmsgparser dates records from.
 var bootTime = time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
 
-// OomwatchReader is oomwatch's reader and assembler: kmsg.Reader over an
+// OomwatchReader is oomwatch's reader and assembler: kernlog.Reader over an
 // io.Reader of the records, each fed to oom.Assembler (what `oomctl analyze`
 // and analysis.ReadLog run).
 type OomwatchReader struct{}
 
 // Name implements Parser.
-func (OomwatchReader) Name() string { return "oomwatch kmsg.Reader+Assembler" }
+func (OomwatchReader) Name() string { return "oomwatch kernlog.Reader+Assembler" }
 
 // Parse implements Parser.
 func (OomwatchReader) Parse(in *Input) (Output, error) {
 	var out oomwatchOutput
 	a := oom.NewAssembler(oom.Options{}, func(r *oom.Report) { out = append(out, r) })
-	rd := kmsg.NewReader(bytes.NewReader(in.Data))
+	rd := kernlog.NewReader(bytes.NewReader(in.Data))
 	for rd.Next() {
 		a.Feed(rd.Record())
 	}

@@ -335,7 +335,7 @@ func Notes() []string {
 		"machine: " + MachineSummary(),
 		"peers' front end: " + FrontEnd() + "; cAdvisor " + CAdvisorVersion + " StreamOoms runs unmodified; NPD is re-created from its source (bench/npd.go), OOMKilling rule only (a real NPD matches 12 kernel rules per line, so its figures are an upper bound)",
 		"records/s: wall clock, median of the rounds; CPU ns/rec: process CPU time (all goroutines and the GC) per record: the peers and oomwatch's live path run on two goroutines (kmsgparser's reader and the consumer), oomwatch's offline reader on one",
-		"oomwatch x: oomwatch kmsg.Reader+Assembler records/s divided by the row's; CPU x: the row's CPU ns/rec divided by oomwatch kmsg.Reader+Assembler's (steadier than wall clock on a shared machine); kills found: victims reported at all (+N: extra or repeated reports); victim cgroup: victims attributed to the cgroup the kernel printed (task_memcg=, or the memory.oom.group cgroup), out of those it printed; text only: the fact is only inside an event's message text",
+		"oomwatch x: oomwatch kernlog.Reader+Assembler records/s divided by the row's; CPU x: the row's CPU ns/rec divided by oomwatch kernlog.Reader+Assembler's (steadier than wall clock on a shared machine); kills found: victims reported at all (+N: extra or repeated reports); victim cgroup: victims attributed to the cgroup the kernel printed (task_memcg=, or the memory.oom.group cgroup), out of those it printed; text only: the fact is only inside an event's message text",
 	}
 }
 

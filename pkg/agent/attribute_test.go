@@ -15,7 +15,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 )
 
 // cgroupTree is a fixture cgroup mount whose OOM-kill counters a fake
@@ -152,7 +152,7 @@ func limitKill(seq *int64, pid int, cg string, rateLimited bool) []devkmsg.Item 
 	for _, l := range lines {
 		*seq++
 		mono := time.Duration(*seq) * 10 * time.Millisecond
-		out = append(out, devkmsg.Item{Record: kmsg.Record{Seq: *seq, Mono: mono, HasMono: true, Priority: 3, Message: []byte(l)}})
+		out = append(out, devkmsg.Item{Record: kernlog.Record{Seq: *seq, Mono: mono, HasMono: true, Priority: 3, Message: []byte(l)}})
 	}
 	return out
 }

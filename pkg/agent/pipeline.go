@@ -14,7 +14,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/oomwatch/oomwatch/pkg/oom"
 	"github.com/oomwatch/oomwatch/pkg/proc"
 	"github.com/oomwatch/oomwatch/pkg/wire"
@@ -180,7 +180,7 @@ func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 
 // forgedRecord counts a record that userspace wrote to /dev/kmsg imitating
 // an OOM report, and logs it, at most once per forgedLogEvery.
-func (p *Pipeline) forgedRecord(rec *kmsg.Record) {
+func (p *Pipeline) forgedRecord(rec *kernlog.Record) {
 	p.forged++
 	if p.cfg.Forged != nil {
 		p.cfg.Forged()
@@ -283,7 +283,7 @@ func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
 func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 	ctx, t := p.startTicker(ctx)
 	defer t.stop()
-	var rec kmsg.Record
+	var rec kernlog.Record
 	for {
 		select {
 		case <-ctx.Done():
@@ -294,7 +294,7 @@ func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 			if !ok {
 				err = p.end(ctx)
 			} else {
-				var r *kmsg.Record
+				var r *kernlog.Record
 				if it.Gap == nil {
 					rec = it.Record
 					r = &rec
@@ -347,7 +347,7 @@ func (p *Pipeline) RunReader(ctx context.Context, r *devkmsg.Reader) error {
 // may be nil, with waiting records queued behind them. Events are spooled
 // in batches while records queue up (an OOM storm): one fsync for many
 // kills; the checkpoint follows them. The caller holds p.mu.
-func (p *Pipeline) take(ctx context.Context, gap *devkmsg.Gap, rec *kmsg.Record, waiting int) error {
+func (p *Pipeline) take(ctx context.Context, gap *devkmsg.Gap, rec *kernlog.Record, waiting int) error {
 	if gap != nil {
 		if err := p.handleGap(ctx, gap); err != nil {
 			return err
@@ -510,7 +510,7 @@ func (p *Pipeline) handleGap(ctx context.Context, g *devkmsg.Gap) error {
 }
 
 // handleRecord feeds one record to the Assembler.
-func (p *Pipeline) handleRecord(rec *kmsg.Record) {
+func (p *Pipeline) handleRecord(rec *kernlog.Record) {
 	if p.cfg.Records != nil {
 		p.cfg.Records()
 	}

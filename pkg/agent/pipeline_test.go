@@ -13,7 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/oomwatch/oomwatch/pkg/proc"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -64,7 +64,7 @@ func records(t *testing.T, path string) []devkmsg.Item {
 	}
 	defer f.Close()
 	var out []devkmsg.Item
-	rd := kmsg.NewReader(f)
+	rd := kernlog.NewReader(f)
 	for rd.Next() {
 		r := *rd.Record()
 		r.Message = append([]byte(nil), r.Message...)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 )
 
 // Synthetic kernel logs replace /dev/kmsg for load and fault tests: a
@@ -49,7 +49,7 @@ func SyntheticSource(node string, kills int, rate float64) func(ctx context.Cont
 				}
 			}
 			mono := time.Duration(seq) * time.Millisecond
-			rec := kmsg.Record{Seq: seq, Mono: mono, HasMono: true, Wall: boot.Add(mono), Priority: 4,
+			rec := kernlog.Record{Seq: seq, Mono: mono, HasMono: true, Wall: boot.Add(mono), Priority: 4,
 				Message: []byte(syntheticLine(salt, kill, line))}
 			select {
 			case <-ctx.Done():

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/oomwatch/oomwatch/pkg/oom"
 )
 
@@ -23,7 +23,7 @@ type LogStats struct {
 	Recognised int64 // records in a kernel rendering (kmsg, dmesg, syslog)
 	Events     int64 // events emitted
 	Assembler  oom.Stats
-	// LongLines counts lines over kmsg.MaxLineBytes, skipped;
+	// LongLines counts lines over kernlog.MaxLineBytes, skipped;
 	// LongLineErrs says which (the first maxLongLineErrs of them).
 	LongLines    int64
 	LongLineErrs []error
@@ -48,7 +48,7 @@ func ReadLogYear(in io.Reader, year int, opts StreamOptions, emit func(Event)) (
 		emit(e)
 	})
 	asm := oom.NewAssembler(oom.Options{}, stream.Add)
-	rd := kmsg.NewReader(in)
+	rd := kernlog.NewReader(in)
 	rd.Year = year
 	rd.LongLine = func(err error) {
 		st.LongLines++
@@ -62,7 +62,7 @@ func ReadLogYear(in io.Reader, year int, opts StreamOptions, emit func(Event)) (
 		if bytes.IndexByte(rec.Message, 0) >= 0 {
 			return st, fmt.Errorf("line %d: %w", rd.Line(), ErrBinaryInput)
 		}
-		if rd.Format() != kmsg.FormatBare {
+		if rd.Format() != kernlog.FormatBare {
 			st.Recognised++
 		}
 		asm.Feed(rec)

@@ -1,6 +1,6 @@
 // Package devkmsg is the live source of kernel log records: it tails
 // /dev/kmsg through github.com/euank/go-kmsg-parser and turns its messages
-// into kmsg.Records with the kernel's exact sequence number and monotonic
+// into kernlog.Records with the kernel's exact sequence number and monotonic
 // timestamp, reopening the device when the kernel log overflows and reporting
 // what was lost as explicit gaps.
 //
@@ -33,7 +33,7 @@ import (
 	"time"
 
 	"github.com/euank/go-kmsg-parser/kmsgparser"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/sirupsen/logrus"
 )
 
@@ -109,7 +109,7 @@ type Gap struct {
 type Item struct {
 	// Record is the kernel record; valid when Gap is nil. Its Message is
 	// owned by the Item (Run copies it).
-	Record kmsg.Record
+	Record kernlog.Record
 	// Gap, when non-nil, reports lost records instead.
 	Gap *Gap
 }
@@ -171,7 +171,7 @@ type Reader struct {
 	failingSince time.Time
 	backoff      time.Duration
 	// rec is the record Take returns; its Message aliases buf.
-	rec kmsg.Record
+	rec kernlog.Record
 	buf []byte
 	// mu guards sess against Stop; stopped is set by Stop.
 	mu      sync.Mutex
@@ -207,7 +207,7 @@ func (r *Reader) C() <-chan kmsgparser.Message { return r.sess.ch }
 // Take reopens the log, waiting with a backoff while that fails; it returns
 // an error wrapping ctx's when ctx ends, or wrapping ErrReopen when the log
 // cannot be reopened within ReopenTimeout.
-func (r *Reader) Take(ctx context.Context, m kmsgparser.Message, ok bool) (gap *Gap, rec *kmsg.Record, err error) {
+func (r *Reader) Take(ctx context.Context, m kmsgparser.Message, ok bool) (gap *Gap, rec *kernlog.Record, err error) {
 	sess := r.sess
 	if !ok {
 		r.s.stop(sess)

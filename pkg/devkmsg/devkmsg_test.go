@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/euank/go-kmsg-parser/kmsgparser"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/sirupsen/logrus"
 )
 
@@ -40,7 +40,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // rec is the record the fake kernel's seq must become.
 func rec(seq int64) Item {
 	mono := time.Duration(usecOf(seq)) * time.Microsecond
-	return Item{Record: kmsg.Record{
+	return Item{Record: kernlog.Record{
 		Seq:      seq,
 		Mono:     mono,
 		HasMono:  true,
@@ -603,7 +603,7 @@ func TestReaderTake(t *testing.T) {
 	}
 	defer r.Close()
 	m, ok := <-r.C()
-	describeTake := func(gap *Gap, rec *kmsg.Record) string {
+	describeTake := func(gap *Gap, rec *kernlog.Record) string {
 		s := ""
 		if gap != nil {
 			s += fmt.Sprintf("gap(%d..%d lost %d) ", gap.AfterSeq, gap.NextSeq, gap.Lost)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,9 +30,9 @@ var ErrNoRecord = errors.New("kernel log buffer is empty")
 var errMalformed = errors.New("malformed kmsg record")
 
 // parseHeader parses the prefix of one raw /dev/kmsg record with
-// kmsg.ParseHeader, the one parser of it.
-func parseHeader(b []byte) (kmsg.Header, error) {
-	h, ok := kmsg.ParseHeader(b)
+// kernlog.ParseHeader, the one parser of it.
+func parseHeader(b []byte) (kernlog.Header, error) {
+	h, ok := kernlog.ParseHeader(b)
 	if !ok {
 		return h, fmt.Errorf("%w: %q", errMalformed, b[:min(len(b), 64)])
 	}

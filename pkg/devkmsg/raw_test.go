@@ -34,7 +34,7 @@ func seedRecords(t testing.TB) [][]byte {
 	return recs
 }
 
-// TestParseHeaderError checks the malformed prefixes kmsg.ParseHeader
+// TestParseHeaderError checks the malformed prefixes kernlog.ParseHeader
 // rejects come back as errMalformed (the cases themselves are kmsg's).
 func TestParseHeaderError(t *testing.T) {
 	for _, in := range []string{"", ";", "3,4;too few", "6,1,2,-", "6,99999999999999999999,2,-;overflow"} {

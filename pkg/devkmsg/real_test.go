@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"golang.org/x/sys/unix"
 )
 
 // rawRecord is one record read directly from /dev/kmsg.
 type rawRecord struct {
-	h    kmsg.Header
+	h    kernlog.Header
 	body []byte
 }
 

@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/oomwatch/oomwatch/pkg/vocab"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 
@@ -355,11 +355,11 @@ func Evidence(lines []string) []string {
 			break
 		}
 		if relevant(l) {
-			out = append(out, kmsg.EscapeLine(l))
+			out = append(out, kernlog.EscapeLine(l))
 		}
 	}
 	if len(out) == 0 {
-		out = append(out, kmsg.EscapeLines(lines[:min(len(lines), maxEvidence)])...)
+		out = append(out, kernlog.EscapeLines(lines[:min(len(lines), maxEvidence)])...)
 	}
 	return out
 }

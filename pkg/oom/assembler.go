@@ -4,7 +4,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 )
 
 // Options bound the Assembler. The zero value takes the defaults.
@@ -40,7 +40,7 @@ type Options struct {
 	KillSeen func(pid int, cgroup string)
 	// Forged, when set, is told of every record that reads like part of
 	// an OOM report but was written by userspace (facility not LOG_KERN).
-	Forged func(rec *kmsg.Record)
+	Forged func(rec *kernlog.Record)
 }
 
 func (o Options) withDefaults() Options {
@@ -121,7 +121,7 @@ func (a *Assembler) OpenSeq() (int64, bool) {
 
 // Feed takes one record. It does not allocate for records outside a report
 // that cannot start one.
-func (a *Assembler) Feed(rec *kmsg.Record) {
+func (a *Assembler) Feed(rec *kernlog.Record) {
 	a.stats.Records++
 	msg := rec.Message
 	if rec.Priority >= 8 {
@@ -189,7 +189,7 @@ func isKillTail(k lineKind) bool {
 }
 
 // expired tells whether the open report has run past its bounds.
-func (a *Assembler) expired(rec *kmsg.Record) bool {
+func (a *Assembler) expired(rec *kernlog.Record) bool {
 	if a.lines >= a.opts.MaxLines {
 		return true
 	}
@@ -230,7 +230,7 @@ func (a *Assembler) Flush() {
 	}
 }
 
-func (a *Assembler) start(rec *kmsg.Record, orphan bool) {
+func (a *Assembler) start(rec *kernlog.Record, orphan bool) {
 	a.cur = &Report{
 		Seq:      rec.Seq,
 		Mono:     rec.Mono,
@@ -249,7 +249,7 @@ func (a *Assembler) start(rec *kmsg.Record, orphan bool) {
 }
 
 // take adds a record to the open report.
-func (a *Assembler) take(rec *kmsg.Record, kind lineKind) {
+func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 	r := a.cur
 	a.lines++
 	r.EndSeq = rec.Seq
@@ -340,7 +340,7 @@ func (a *Assembler) take(rec *kmsg.Record, kind lineKind) {
 	}
 }
 
-func (a *Assembler) addVictim(rec *kmsg.Record, v Victim) {
+func (a *Assembler) addVictim(rec *kernlog.Record, v Victim) {
 	r := a.cur
 	v.Seq, v.Mono, v.HasMono, v.Wall = rec.Seq, rec.Mono, rec.HasMono, rec.Wall
 	if !a.grouped {

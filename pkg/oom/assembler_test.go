@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 )
 
 // feed runs lines (in any rendering) through an Assembler.
@@ -15,7 +15,7 @@ func feed(t testing.TB, opts Options, lines ...string) ([]*Report, *Assembler) {
 	t.Helper()
 	var out []*Report
 	a := NewAssembler(opts, func(r *Report) { out = append(out, r) })
-	rd := kmsg.NewReader(strings.NewReader(strings.Join(lines, "\n")))
+	rd := kernlog.NewReader(strings.NewReader(strings.Join(lines, "\n")))
 	for rd.Next() {
 		a.Feed(rd.Record())
 	}
@@ -259,7 +259,7 @@ func TestForgedRecordsIgnored(t *testing.T) {
 		"12,111,5000111,-;Out of memory: Killed process 666 (evil) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0")
 	in = append(in, real[12:]...)
 	var forged []int64
-	reps, a := feed(t, Options{Forged: func(r *kmsg.Record) { forged = append(forged, r.Seq) }}, in...)
+	reps, a := feed(t, Options{Forged: func(r *kernlog.Record) { forged = append(forged, r.Seq) }}, in...)
 	if len(reps) != 1 {
 		t.Fatalf("got %d reports, want the real one only", len(reps))
 	}
@@ -352,7 +352,7 @@ func TestMalformedLinesDoNotBreakReports(t *testing.T) {
 }
 
 func TestFeedDoesNotAllocateOutsideReports(t *testing.T) {
-	var rec kmsg.Record
+	var rec kernlog.Record
 	lines := [][]byte{
 		[]byte("6,1,100,-;usb 1-1: new high-speed USB device number 2 using xhci_hcd"),
 		[]byte("6,2,200,-;EXT4-fs (sda1): mounted filesystem with ordered data mode"),
@@ -362,7 +362,7 @@ func TestFeedDoesNotAllocateOutsideReports(t *testing.T) {
 	a := NewAssembler(Options{}, func(*Report) { t.Fatal("unexpected report") })
 	allocs := testing.AllocsPerRun(200, func() {
 		for _, l := range lines {
-			kmsg.ParseLine(l, &rec, false, 2026, time.UTC)
+			kernlog.ParseLine(l, &rec, false, 2026, time.UTC)
 			a.Feed(&rec)
 		}
 	})
@@ -384,7 +384,7 @@ func FuzzAssembler(f *testing.F) {
 				t.Fatalf("report without a victim PID: %+v", r)
 			}
 		})
-		rd := kmsg.NewReader(strings.NewReader(in))
+		rd := kernlog.NewReader(strings.NewReader(in))
 		for rd.Next() {
 			a.Feed(rd.Record())
 		}
@@ -400,11 +400,11 @@ func BenchmarkAssemblerNonOOM(b *testing.B) {
 		lines[i] = []byte(fmt.Sprintf("6,%d,%d,-;eth%d: link is up 1000 Mbps full duplex, flow control rx/tx, record %d", i, i*100, i%4, i))
 	}
 	a := NewAssembler(Options{}, func(*Report) {})
-	var rec kmsg.Record
+	var rec kernlog.Record
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		kmsg.ParseLine(lines[i%len(lines)], &rec, false, 2026, time.UTC)
+		kernlog.ParseLine(lines[i%len(lines)], &rec, false, 2026, time.UTC)
 		a.Feed(&rec)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
@@ -420,12 +420,12 @@ func BenchmarkAssemblerNodeReport10k(b *testing.B) {
 	}
 	n := 0
 	a := NewAssembler(Options{}, func(*Report) { n++ })
-	var rec kmsg.Record
+	var rec kernlog.Record
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for _, l := range lines {
-			kmsg.ParseLine(l, &rec, false, 2026, time.UTC)
+			kernlog.ParseLine(l, &rec, false, 2026, time.UTC)
 			a.Feed(&rec)
 		}
 		a.Flush()

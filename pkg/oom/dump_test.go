@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 )
 
 func TestDumpRowColumns(t *testing.T) {
@@ -116,9 +116,9 @@ func TestTaskSeenForEveryRow(t *testing.T) {
 func TestDumpRowsDoNotAllocateEach(t *testing.T) {
 	const rows = 4000
 	lines := dumpReport(1, rows, 10)
-	recs := make([]kmsg.Record, len(lines))
+	recs := make([]kernlog.Record, len(lines))
 	for i, l := range lines {
-		kmsg.ParseLine([]byte(l), &recs[i], false, 2026, time.UTC)
+		kernlog.ParseLine([]byte(l), &recs[i], false, 2026, time.UTC)
 	}
 	n := 0
 	a := NewAssembler(Options{}, func(*Report) { n++ })

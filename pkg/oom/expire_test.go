@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 )
 
 // A live reader starved of CPU may get the kill line seconds after the
@@ -15,8 +15,8 @@ func TestExpireWaitsForTheKillLineAfterTheSummary(t *testing.T) {
 	lines := nodeReport(100, 5000000, 3, 1002)
 	var out []*Report
 	a := NewAssembler(Options{}, func(r *Report) { out = append(out, r) })
-	rd := kmsg.NewReader(strings.NewReader(strings.Join(lines, "\n")))
-	var recs []kmsg.Record
+	rd := kernlog.NewReader(strings.NewReader(strings.Join(lines, "\n")))
+	var recs []kernlog.Record
 	for rd.Next() {
 		r := *rd.Record()
 		r.Message = append([]byte(nil), r.Message...)

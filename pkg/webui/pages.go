@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -347,7 +347,7 @@ func (u *UI) kernel(w http.ResponseWriter, r *http.Request) {
 	}
 	var b strings.Builder
 	for _, l := range e.GetOom().GetLines() {
-		b.WriteString(kmsg.EscapeLine(l))
+		b.WriteString(kernlog.EscapeLine(l))
 		b.WriteByte('\n')
 	}
 	if n := e.GetOom().GetLinesDropped(); n > 0 {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
-	"github.com/oomwatch/oomwatch/pkg/kmsg"
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/oomwatch/oomwatch/pkg/vocab"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
@@ -345,7 +345,7 @@ func killOf(e *pb.Event, start time.Time, now time.Time) kill {
 		ChosenForAdj: k.GetChosenForScoreAdj(),
 		Reason:       k.GetReason(),
 		Incomplete:   !k.GetComplete(),
-		Lines:        kmsg.EscapeLines(k.GetLines()),
+		Lines:        kernlog.EscapeLines(k.GetLines()),
 		LinesDropped: int(k.GetLinesDropped()),
 	}
 	out.KernelAnchor = out.Anchor + "-kernel"

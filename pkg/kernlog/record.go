@@ -1,8 +1,10 @@
-// Package kmsg reads kernel log records in the renderings an SRE meets: raw
+// Package kernlog reads kernel log records in the renderings an SRE meets: raw
 // /dev/kmsg records, util-linux dmesg output, syslog and journal lines, and
 // bare message bodies. Every rendering is reduced to a Record that keeps the
 // kernel sequence number and monotonic timestamp wherever the format has them.
-package kmsg
+// It is the kernel log as text; devkmsg is the live device that feeds the
+// agent, and its records are Records of this package.
+package kernlog
 
 import "time"
 
