@@ -211,7 +211,7 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 		// The pipeline reads kmsgparser's channel itself: no goroutine
 		// and no channel of ours between the kernel and the Assembler.
 		run("kernel log", func() error {
-			r, err := devkmsg.New(a.log.WithField("component", "kmsg"), devkmsg.Options{After: after}).Open(ctx)
+			r, err := devkmsg.New(a.log.WithField("component", "kmsg"), devkmsg.Options{After: after, Device: a.opts.KmsgDevice}).Open(ctx)
 			if err != nil {
 				return err
 			}

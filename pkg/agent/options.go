@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/oomwatch/oomwatch/pkg/devkmsg"
 	"github.com/oomwatch/oomwatch/pkg/kubepods"
 	"github.com/oomwatch/oomwatch/pkg/transport"
 )
@@ -16,9 +17,11 @@ import (
 // (upper case, '-' as '_'); the node name also from NODE_NAME, which a
 // DaemonSet sets from the downward API.
 type Options struct {
-	NodeName    string
-	Server      string
-	StateDir    string
+	NodeName string
+	Server   string
+	StateDir string
+	// KmsgDevice is the kernel log device to tail.
+	KmsgDevice  string
 	Proc        string
 	CgroupRoot  string
 	CRIEndpoint string
@@ -54,6 +57,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", "", "this node's name (default: $NODE_NAME)")
 	fs.StringVar(&o.Server, "server", "", "aggregator address host:port")
 	fs.StringVar(&o.StateDir, "state-dir", "/var/lib/oomwatch", "directory for the spool and the checkpoint (a hostPath, so they survive restarts)")
+	fs.StringVar(&o.KmsgDevice, "kmsg-device", devkmsg.DevKmsg, "the kernel log device (the host's /dev/kmsg, wherever it is mounted)")
 	fs.StringVar(&o.Proc, "proc", "/proc", "the host's /proc")
 	fs.StringVar(&o.CgroupRoot, "cgroup-root", "/sys/fs/cgroup", "the host's cgroup mount")
 	fs.StringVar(&o.CRIEndpoint, "cri-endpoint", "", "container runtime socket (default: containerd's, then CRI-O's usual socket)")
@@ -90,6 +94,9 @@ func (o *Options) Validate() error {
 	}
 	if o.StateDir == "" {
 		return errors.New("--state-dir must not be empty")
+	}
+	if o.KmsgDevice == "" {
+		return errors.New("--kmsg-device must not be empty")
 	}
 	if _, err := logrus.ParseLevel(o.LogLevel); err != nil {
 		return fmt.Errorf("--log-level: %w", err)

@@ -62,6 +62,9 @@ var ErrParserStopped = errors.New("kmsgparser stopped")
 // real /dev/kmsg and defaults, but After has no neutral zero: 0 is a
 // checkpoint at the first record of the boot, so set -1 to read everything.
 type Options struct {
+	// Device is the kernel log device to read; empty means DevKmsg. A
+	// container that mounts the host's device elsewhere names it here.
+	Device string
 	// After is the sequence number of the last record the caller has already
 	// handled in this boot (its checkpoint): Run skips records with Seq <=
 	// After, and reports a Gap if the oldest record left is newer than
@@ -78,7 +81,8 @@ type Options struct {
 	// means BootTime() is measured again at every (re)open.
 	BootTime time.Time
 	// NewParser creates a parser reading the kernel log from its oldest
-	// record; nil means kmsgparser.NewParser (which always opens /dev/kmsg).
+	// record; nil means kmsgparser.NewParser for DevKmsg (which it always
+	// opens), and a parser of the same contract for another Device.
 	NewParser func() (kmsgparser.Parser, error)
 	// Oldest reads the sequence number and exact timestamp in microseconds
 	// of the oldest record now in the kernel log, bypassing the parser, to
@@ -128,14 +132,21 @@ func New(log *logrus.Entry, opts Options) *Source {
 	if opts.ReopenTimeout <= 0 {
 		opts.ReopenTimeout = DefaultReopenTimeout
 	}
+	if opts.Device == "" {
+		opts.Device = DevKmsg
+	}
+	dev := opts.Device
 	if opts.NewParser == nil {
 		opts.NewParser = kmsgparser.NewParser
+		if dev != DevKmsg {
+			opts.NewParser = func() (kmsgparser.Parser, error) { return openDevice(dev) }
+		}
 	}
 	if opts.Oldest == nil {
-		opts.Oldest = readOldest
+		opts.Oldest = func() (int64, int64, error) { return readOldest(dev) }
 	}
 	if opts.Newest == nil {
-		opts.Newest = readNewest
+		opts.Newest = func() (int64, error) { return readNewest(dev) }
 	}
 	return &Source{log: log, opts: opts}
 }

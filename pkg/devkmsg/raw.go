@@ -9,8 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DevKmsg is the kernel log device. kmsgparser.NewParser opens this path
-// unconditionally, so the direct reads below use it too: the two must agree.
+// DevKmsg is the kernel log device's usual path, the default of
+// Options.Device. kmsgparser.NewParser opens this path unconditionally; a
+// Source given another path (the host's device mounted elsewhere in a
+// container) reads it with a parser of its own (see openDevice).
 const DevKmsg = "/dev/kmsg"
 
 // maxRecord is the read buffer size. Each read of /dev/kmsg returns exactly
@@ -39,13 +41,13 @@ func parseHeader(b []byte) (kernlog.Header, error) {
 	return h, nil
 }
 
-// openRaw opens /dev/kmsg non-blocking with a plain descriptor (not an
+// openRaw opens the kernel log device at path non-blocking with a plain descriptor (not an
 // os.File, whose poller would turn EAGAIN into a wait). A fresh descriptor
 // starts at the oldest record still in the buffer.
-func openRaw() (int, error) {
-	fd, err := unix.Open(DevKmsg, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+func openRaw(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, &fs.PathError{Op: "open", Path: DevKmsg, Err: err}
+		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	return fd, nil
 }
@@ -54,7 +56,7 @@ func openRaw() (int, error) {
 // EPIPE means the record the descriptor pointed at was overwritten; the kernel
 // has moved the descriptor to the oldest record left, so we simply read
 // again. It returns ErrNoRecord when no further record exists yet.
-func readRecord(fd int, buf []byte) (int, error) {
+func readRecord(fd int, buf []byte, path string) (int, error) {
 	for {
 		n, err := unix.Read(fd, buf)
 		switch {
@@ -65,7 +67,7 @@ func readRecord(fd int, buf []byte) (int, error) {
 		case errors.Is(err, unix.EAGAIN):
 			return 0, ErrNoRecord
 		default:
-			return 0, &fs.PathError{Op: "read", Path: DevKmsg, Err: err}
+			return 0, &fs.PathError{Op: "read", Path: path, Err: err}
 		}
 	}
 }
@@ -73,14 +75,14 @@ func readRecord(fd int, buf []byte) (int, error) {
 // readOldest reads the oldest record still in the kernel log buffer and
 // returns its exact sequence number and timestamp (microseconds). It is the
 // default Options.Oldest.
-func readOldest() (seq, usec int64, err error) {
-	fd, err := openRaw()
+func readOldest(path string) (seq, usec int64, err error) {
+	fd, err := openRaw(path)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer unix.Close(fd)
 	buf := make([]byte, maxRecord)
-	n, err := readRecord(fd, buf)
+	n, err := readRecord(fd, buf, path)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -96,8 +98,8 @@ func readOldest() (seq, usec int64, err error) {
 // no cheaper way: lseek(SEEK_END) on /dev/kmsg returns 0, not a position. It
 // is the default Options.Newest and runs once per Run, only with a
 // checkpoint.
-func readNewest() (int64, error) {
-	fd, err := openRaw()
+func readNewest(path string) (int64, error) {
+	fd, err := openRaw(path)
 	if err != nil {
 		return 0, err
 	}
@@ -105,7 +107,7 @@ func readNewest() (int64, error) {
 	buf := make([]byte, maxRecord)
 	newest := int64(-1)
 	for i := 0; i < maxScan; i++ {
-		n, err := readRecord(fd, buf)
+		n, err := readRecord(fd, buf, path)
 		if errors.Is(err, ErrNoRecord) {
 			break
 		}

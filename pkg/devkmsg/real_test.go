@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +26,7 @@ type rawRecord struct {
 // cannot be opened (not root, no device).
 func readAllRaw(t *testing.T) map[int64]rawRecord {
 	t.Helper()
-	fd, err := openRaw()
+	fd, err := openRaw(DevKmsg)
 	if err != nil {
 		t.Skipf("no readable %s: %v", DevKmsg, err)
 	}
@@ -32,7 +34,7 @@ func readAllRaw(t *testing.T) map[int64]rawRecord {
 	recs := map[int64]rawRecord{}
 	buf := make([]byte, maxRecord)
 	for {
-		n, err := readRecord(fd, buf)
+		n, err := readRecord(fd, buf, DevKmsg)
 		if errors.Is(err, ErrNoRecord) {
 			return recs
 		}
@@ -55,6 +57,32 @@ func readAllRaw(t *testing.T) map[int64]rawRecord {
 // checks every record against a direct read of the same sequence number:
 // Mono must be the kernel's microseconds exactly, not kmsgparser's estimate.
 func TestRealDevKmsg(t *testing.T) {
+	t.Run("kmsgparser", func(t *testing.T) { checkReal(t, Options{After: -1}) })
+	// The same device under another path (as a container that mounts the
+	// host's elsewhere sees it) is read by the Source's own parser.
+	t.Run("device elsewhere", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "kmsg")
+		if err := unix.Mknod(path, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 11))); err != nil {
+			t.Skipf("cannot make a kmsg device node: %v", err)
+		}
+		checkReal(t, Options{After: -1, Device: path})
+	})
+}
+
+// TestDeviceNotCharDevice: a Device that is a regular file is refused
+// with a clear error rather than read as if it kept one record per read.
+func TestDeviceNotCharDevice(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kmsg")
+	if err := os.WriteFile(path, []byte("6,1,2,-;hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := openDevice(path)
+	if err == nil || !strings.Contains(err.Error(), "not a character device") {
+		t.Fatalf("openDevice(regular file) = %v, want a not-a-character-device error", err)
+	}
+}
+
+func checkReal(t *testing.T, opts Options) {
 	raw := readAllRaw(t)
 	if len(raw) == 0 {
 		t.Skip("kernel log is empty")
@@ -69,7 +97,7 @@ func TestRealDevKmsg(t *testing.T) {
 	defer cancel()
 	out := make(chan Item)
 	errc := make(chan error, 1)
-	go func() { errc <- New(testLog(t), Options{After: -1}).Run(ctx, out) }()
+	go func() { errc <- New(testLog(t), opts).Run(ctx, out) }()
 
 	last := int64(-1)
 	got := 0
@@ -123,12 +151,12 @@ func TestRealDevKmsg(t *testing.T) {
 // it arrives: its Wall and Mono must fall inside the bracket. This catches a
 // boot time off by kmsgparser's up-to-a-second error.
 func TestRealMarker(t *testing.T) {
-	fd, err := openRaw()
+	fd, err := openRaw(DevKmsg)
 	if err != nil {
 		t.Skipf("no readable %s: %v", DevKmsg, err)
 	}
 	unix.Close(fd)
-	after, err := readNewest()
+	after, err := readNewest(DevKmsg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +233,7 @@ func TestRealOverflow(t *testing.T) {
 	if os.Getenv("OOMWATCH_TEST_KMSG_FLOOD") != "1" {
 		t.Skip("set OOMWATCH_TEST_KMSG_FLOOD=1 to flood this machine's kernel log")
 	}
-	after, err := readNewest()
+	after, err := readNewest(DevKmsg)
 	if err != nil {
 		t.Skipf("no readable %s: %v", DevKmsg, err)
 	}
@@ -234,7 +262,7 @@ func TestRealOverflow(t *testing.T) {
 	}
 	for {
 		write()
-		oldest, _, err := readOldest()
+		oldest, _, err := readOldest(DevKmsg)
 		if err != nil {
 			t.Fatal(err)
 		}
