@@ -28,7 +28,8 @@ type Sink interface {
 }
 
 // Enricher adds what the node knows beyond the kernel's words (names from
-// the container runtime, cgroup figures) to an event, in place.
+// the container runtime, cgroup figures) to an event, in place, and judges
+// again what they change (enrich.Enricher calls analysis.Refine).
 type Enricher interface {
 	Enrich(ctx context.Context, ev *analysis.Event)
 }
@@ -545,6 +546,21 @@ func (p *Pipeline) advance() {
 	}
 }
 
+// attribute is the one step of the path that completes an event with what
+// the node knows beyond the kernel's report: where the processes the kernel
+// named by PID alone ran, the node's memory, and the Enricher's names,
+// limits and figures (after which analysis.Refine judges again what they
+// change). analysis.Analyze made the event from the report alone.
+func (p *Pipeline) attribute(ctx context.Context, ev *analysis.Event) {
+	p.attr.label(ev)
+	if mem, err := p.cfg.Proc.MemInfo(); err == nil {
+		ev.Node = &analysis.NodeMemory{MemTotalBytes: mem.TotalBytes, MemAvailableBytes: mem.AvailableBytes}
+	}
+	if p.cfg.Enricher != nil {
+		p.cfg.Enricher.Enrich(ctx, ev)
+	}
+}
+
 // flush sends the events judged so far.
 func (p *Pipeline) flush(ctx context.Context) error {
 	if len(p.ready) == 0 {
@@ -552,18 +568,10 @@ func (p *Pipeline) flush(ctx context.Context) error {
 	}
 	events := p.ready
 	p.ready = nil
-	mem, memErr := p.cfg.Proc.MemInfo()
 	out := make([]*pb.Event, 0, len(events))
 	for i := range events {
 		ev := &events[i]
-		p.attr.label(ev)
-		if memErr == nil {
-			ev.Node = &analysis.NodeMemory{MemTotalBytes: mem.TotalBytes, MemAvailableBytes: mem.AvailableBytes}
-		}
-		if p.cfg.Enricher != nil {
-			p.cfg.Enricher.Enrich(ctx, ev)
-			analysis.Refine(ev)
-		}
+		p.attribute(ctx, ev)
 		e := wire.FromAnalysis(p.cfg.Node, p.cfg.BootID, *ev)
 		out = append(out, e)
 		v := ev.Victims[0]

@@ -3,6 +3,12 @@
 // ran out of memory, who triggered it, who held the memory, and whether the
 // victim was a collateral victim. The rules are stated in docs/verdicts.md
 // and every event explains its verdict in a Reason sentence.
+//
+// Event is oomwatch's one event model; the API's OOMKill mirrors it field
+// for field (package wire says why and converts). Analyze judges from the
+// kernel's report alone; on the agent's path the node's facts are added in
+// one step (agent.Pipeline.attribute, through enrich.Enricher), which ends
+// with Refine, the one judgement those facts can change.
 package analysis
 
 import (

@@ -9,7 +9,7 @@ const limitSlack = 64 << 10
 
 // Refine applies what only the agent knows after names and limits were
 // added (the Enricher) to an event's verdict, then writes its Reason
-// again. Call it once per event, after enrichment.
+// again. enrich.Enricher.Enrich calls it last, once per event.
 //
 // A single-container pod's limit is its container's: kubelet sets the pod
 // cgroup's limit to the sum of its containers' limits (plus the pod

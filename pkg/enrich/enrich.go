@@ -116,8 +116,11 @@ func (e *Enricher) stats(p string) (cgroupstat.Stats, bool) {
 	return st, err == nil
 }
 
-// Enrich fills every workload of ev, and the victim's cgroup figures.
+// Enrich fills every workload of ev, and the victim's cgroup figures, then
+// has analysis.Refine judge again what those facts change (the limit a
+// single-container pod's kill hit) and write the reason anew.
 func (e *Enricher) Enrich(ctx context.Context, ev *analysis.Event) {
+	defer analysis.Refine(ev)
 	for i := range ev.Victims {
 		e.names(ctx, &ev.Victims[i].Workload)
 	}
