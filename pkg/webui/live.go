@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -35,14 +34,8 @@ func (u *UI) serveLive(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, http.StatusNotFound, "Live updates are off.")
 		return
 	}
-	p, err := params(r.URL.RawQuery, slices.Concat(filterParams, []string{"pod"})...)
-	if err != nil {
-		u.failErr(w, r, "", err)
-		return
-	}
-	f, err := filterOf(p)
-	if err != nil {
-		u.failErr(w, r, "", err)
+	p, f, ok := u.filtered(w, r, "pod")
+	if !ok {
 		return
 	}
 	flt := f.proto()

@@ -35,14 +35,8 @@ type option struct {
 
 // incidents is the front page: the fleet's incidents, newest first.
 func (u *UI) incidents(w http.ResponseWriter, r *http.Request) {
-	p, err := params(r.URL.RawQuery, slices.Concat(filterParams, []string{"page", "partial"})...)
-	if err != nil {
-		u.failErr(w, r, "", err)
-		return
-	}
-	f, err := filterOf(p)
-	if err != nil {
-		u.failErr(w, r, "", err)
+	p, f, ok := u.filtered(w, r, "page", "partial")
+	if !ok {
 		return
 	}
 	list, next, err := u.st.Incidents(r.Context(), f.proto(), u.opts.Gap, u.opts.PageSize, p["page"])
@@ -123,33 +117,45 @@ const maxTimeline = 1000
 
 // killSeq reads the node, boot and sequence number of a kill's or an
 // incident's address.
-func killSeq(r *http.Request) (node, boot string, seq int64, ok bool) {
-	node, boot = r.PathValue("node"), r.PathValue("boot")
+func killSeq(r *http.Request) (eventid.ID, bool) {
+	node, boot := r.PathValue("node"), r.PathValue("boot")
 	seq, err := strconv.ParseInt(r.PathValue("seq"), 10, 64)
-	return node, boot, seq, err == nil && node != "" && boot != ""
+	return eventid.ID{Node: node, BootID: boot, Type: eventid.TypeOOM, Seq: seq}, err == nil && node != "" && boot != ""
+}
+
+// killAddr reads a kill's address and its query, which takes the names
+// allowed; on a bad one it answers the request and returns false.
+func (u *UI) killAddr(w http.ResponseWriter, r *http.Request, what string, allowed ...string) (eventid.ID, map[string]string, bool) {
+	id, ok := killSeq(r)
+	if !ok {
+		u.fail(w, r, http.StatusNotFound, "This is not the address of "+what+".")
+		return id, nil, false
+	}
+	p, err := params(r.URL.RawQuery, allowed...)
+	if err != nil {
+		u.failErr(w, r, "", err)
+		return id, nil, false
+	}
+	return id, p, true
 }
 
 // incident is one incident's page: a timeline of its kills, then each
 // kill in detail, a page of them at a time.
 func (u *UI) incident(w http.ResponseWriter, r *http.Request) {
-	node, boot, seq, ok := killSeq(r)
+	id, p, ok := u.killAddr(w, r, "an incident", "page")
 	if !ok {
-		u.fail(w, r, http.StatusNotFound, "This is not the address of an incident.")
 		return
 	}
-	p, err := params(r.URL.RawQuery, "page")
-	if err != nil {
-		u.failErr(w, r, "", err)
-		return
-	}
+	seq := id.Seq
 	pageNo := 1
 	if s := p["page"]; s != "" {
+		var err error
 		if pageNo, err = strconv.Atoi(s); err != nil || pageNo < 1 {
 			u.fail(w, r, http.StatusBadRequest, fmt.Sprintf("page=%q: want a page number from 1.", s))
 			return
 		}
 	}
-	ik, err := u.st.IncidentOf(r.Context(), node+"/"+boot+"/"+eventid.TypeOOM+"/"+strconv.FormatInt(seq, 10), u.opts.Gap)
+	ik, err := u.st.IncidentOf(r.Context(), id.String(), u.opts.Gap)
 	if err != nil {
 		u.failErr(w, r, "incident", err)
 		return
@@ -301,16 +307,11 @@ func summary(in *pb.Incident, kills []*pb.Event) string {
 
 // kill redirects a kill's address to the kill on its incident's page.
 func (u *UI) kill(w http.ResponseWriter, r *http.Request) {
-	node, boot, seq, ok := killSeq(r)
+	kid, _, ok := u.killAddr(w, r, "a kill")
 	if !ok {
-		u.fail(w, r, http.StatusNotFound, "This is not the address of a kill.")
 		return
 	}
-	if _, err := params(r.URL.RawQuery); err != nil {
-		u.failErr(w, r, "", err)
-		return
-	}
-	id := eventid.ID{Node: node, BootID: boot, Type: eventid.TypeOOM, Seq: seq}.String()
+	id, seq := kid.String(), kid.Seq
 	ik, err := u.st.IncidentOf(r.Context(), id, u.opts.Gap)
 	if err != nil {
 		u.failErr(w, r, "kill", err)
@@ -331,16 +332,11 @@ func (u *UI) kill(w http.ResponseWriter, r *http.Request) {
 // kernel serves a kill's kernel lines as plain text, as `oomctl analyze`
 // reads them.
 func (u *UI) kernel(w http.ResponseWriter, r *http.Request) {
-	node, boot, seq, ok := killSeq(r)
+	id, _, ok := u.killAddr(w, r, "a kill")
 	if !ok {
-		u.fail(w, r, http.StatusNotFound, "This is not the address of a kill.")
 		return
 	}
-	if _, err := params(r.URL.RawQuery); err != nil {
-		u.failErr(w, r, "", err)
-		return
-	}
-	e, err := u.st.Get(r.Context(), node+"/"+boot+"/"+eventid.TypeOOM+"/"+strconv.FormatInt(seq, 10))
+	e, err := u.st.Get(r.Context(), id.String())
 	if err != nil {
 		u.failErr(w, r, "kill", err)
 		return

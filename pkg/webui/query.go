@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -57,6 +58,20 @@ type filter struct {
 
 // kinds a filter may name; the form offers the first two.
 var kinds = []string{analysis.KindNode, analysis.KindLimit, analysis.KindCpuset, analysis.KindMempolicy, analysis.KindUnknown}
+
+// filtered reads a page's query: the filter's parameters and the page's
+// own (extra). On a bad one it answers the request and returns false.
+func (u *UI) filtered(w http.ResponseWriter, r *http.Request, extra ...string) (map[string]string, filter, bool) {
+	p, err := params(r.URL.RawQuery, slices.Concat(filterParams, extra)...)
+	if err == nil {
+		var f filter
+		if f, err = filterOf(p); err == nil {
+			return p, f, true
+		}
+	}
+	u.failErr(w, r, "", err)
+	return nil, filter{}, false
+}
 
 // filterParams are the parameters filterOf reads.
 var filterParams = []string{"node", "namespace", "kind", "collateral"}
