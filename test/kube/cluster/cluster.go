@@ -178,7 +178,7 @@ func (c *Cluster) up(ctx context.Context) error {
 		}
 	}
 	t := time.Now()
-	if err := installPackages(ctx); err != nil {
+	if err := InstallPackages(ctx); err != nil {
 		return err
 	}
 	c.opts.logf("building or finding the Kubernetes binaries (first run: ~15 min)")

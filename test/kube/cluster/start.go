@@ -25,8 +25,10 @@ var packages = map[string]string{
 	"busybox-static":              "/bin/busybox",
 }
 
-// installPackages installs the missing Debian packages with apt-get.
-func installPackages(ctx context.Context) error {
+// InstallPackages installs the missing Debian packages with apt-get (Up
+// does; a caller that records the host before Up calls it first, lest the
+// install look like a change of the host).
+func InstallPackages(ctx context.Context) error {
 	var missing []string
 	for pkg, file := range packages {
 		if _, err := os.Stat(file); err != nil {
