@@ -149,8 +149,10 @@ type Culprit struct {
 // RankedOverRequest marks a culprit chosen by usage over request.
 const RankedOverRequest = "over-request"
 
-// Event is one OOM kill as oomwatch reports it. Its JSON form is the
-// output of `oomctl analyze -o json` and the model of the wire event.
+// Event is one OOM kill as oomwatch reports it, the model of the wire
+// event (the API's OOMKill mirrors it field by field, package wire). Its
+// JSON form is the golden files' (testdata/*.golden.json); oomctl prints
+// the API's message instead.
 type Event struct {
 	Kind       string `json:"kind"`
 	LimitScope string `json:"limit_scope"`

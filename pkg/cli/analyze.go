@@ -3,18 +3,20 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/vocab"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 )
 
 func analyzeCmd(io IO, g *globals) *cobra.Command {
@@ -64,16 +66,21 @@ func runAnalyze(ctx context.Context, io IO, output string, a analyzeFlags, files
 	out := bufio.NewWriter(io.Stdout)
 	defer out.Flush()
 	var tw *tabwriter.Writer
-	enc := json.NewEncoder(out)
-	enc.SetEscapeHTML(false)
 	var sum summary
+	var jsonErr error
 	emit := func(e analysis.Event) {
 		sum.add(e)
 		if output == "json" {
+			// The API's event, as `oomctl events` prints it; offline,
+			// with no node or boot.
+			pe := wire.FromAnalysis("", "", e)
 			if !*lines {
-				e.Lines, e.LinesDropped = nil, 0
+				pe.GetOom().Lines, pe.GetOom().LinesDropped = nil, 0
 			}
-			_ = enc.Encode(e)
+			validUTF8(pe.ProtoReflect())
+			if err := apiJSON(out, pe); err != nil && jsonErr == nil {
+				jsonErr = err
+			}
 			return
 		}
 		if tw == nil {
@@ -99,7 +106,53 @@ func runAnalyze(ctx context.Context, io IO, output string, a analyzeFlags, files
 	if output != "json" {
 		fmt.Fprintln(out, sum.String())
 	}
-	return nil
+	return jsonErr
+}
+
+// validUTF8 replaces the bytes of m's strings that are not UTF-8 with
+// U+FFFD, as encoding/json does, since protojson refuses them: a kernel log
+// read as text (dmesg, syslog) may hold raw bytes in a command name or a
+// line, which /dev/kmsg would have escaped as \xNN.
+func validUTF8(m protoreflect.Message) {
+	fix := func(v protoreflect.Value) (protoreflect.Value, bool) {
+		if s := v.String(); !utf8.ValidString(s) {
+			return protoreflect.ValueOfString(strings.ToValidUTF8(s, "\uFFFD")), true
+		}
+		return v, false
+	}
+	type change struct {
+		fd protoreflect.FieldDescriptor
+		v  protoreflect.Value
+	}
+	var changes []change
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			// Pod labels, which a kernel log does not hold.
+		case fd.IsList():
+			l := v.List()
+			for i := range l.Len() {
+				switch {
+				case fd.Message() != nil:
+					validUTF8(l.Get(i).Message())
+				case fd.Kind() == protoreflect.StringKind:
+					if s, ok := fix(l.Get(i)); ok {
+						l.Set(i, s)
+					}
+				}
+			}
+		case fd.Message() != nil:
+			validUTF8(v.Message())
+		case fd.Kind() == protoreflect.StringKind:
+			if s, ok := fix(v); ok {
+				changes = append(changes, change{fd, s})
+			}
+		}
+		return true
+	})
+	for _, c := range changes {
+		m.Set(c.fd, c.v)
+	}
 }
 
 func analyzeOne(name string, stdin io.Reader, stderr io.Writer, year int, opts analysis.StreamOptions, emit func(analysis.Event)) error {

@@ -3,12 +3,18 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/cli/clitest"
+	"github.com/oomwatch/oomwatch/pkg/wire"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
 func TestMain(m *testing.M) {
@@ -43,37 +49,78 @@ func TestAnalyzeTable(t *testing.T) {
 	}
 }
 
-func TestAnalyzeJSONStreamsOneObjectPerReport(t *testing.T) {
+// analyze -o json prints each report as the API's event, offline (no
+// node, boot or ID), its raw kernel lines only with --lines.
+func TestAnalyzeJSONStreamsOneEventPerReport(t *testing.T) {
 	files, _ := filepath.Glob(fixtures + "*.kmsg")
-	args := append([]string{"analyze", "-o", "json"}, files...)
-	out, errOut, code := run(t, "", args...)
+	var want []*pb.Event
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = analysis.ReadLogYear(f, 0, analysis.StreamOptions{Hold: time.Minute}, func(e analysis.Event) {
+			want = append(want, wire.FromAnalysis("", "", e))
+		})
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(want) != 3 {
+		t.Fatalf("the fixtures hold %d reports, want 3", len(want))
+	}
+	for _, withLines := range []bool{false, true} {
+		args := append([]string{"analyze", "-o", "json"}, files...)
+		if withLines {
+			args = append(args, "--lines")
+		}
+		out, errOut, code := run(t, "", args...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		got, err := clitest.ReadEvents(strings.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("--lines=%v: %d events, want %d:\n%s", withLines, len(got), len(want), out)
+		}
+		for i, w := range want {
+			w = proto.Clone(w).(*pb.Event)
+			if len(w.GetOom().GetLines()) == 0 {
+				t.Fatalf("report %d has no lines", i)
+			}
+			if !withLines {
+				w.GetOom().Lines, w.GetOom().LinesDropped = nil, 0
+			}
+			if !proto.Equal(got[i], w) {
+				t.Errorf("--lines=%v: event %d\n%v\nwant\n%v", withLines, i, got[i], w)
+			}
+		}
+		if n := strings.Count(out, `,"oom":{"kind":"`); n != len(want) || strings.Contains(out, `"node":"`) || strings.Contains(out, `"id":"`) {
+			t.Errorf("--lines=%v: %d kills in\n%s", withLines, n, out)
+		}
+	}
+}
+
+// A kernel log read as text may hold bytes that are not UTF-8 (/dev/kmsg
+// escapes them, dmesg does not): they print as U+FFFD, as encoding/json
+// printed them, instead of failing protojson.
+func TestAnalyzeJSONInvalidUTF8(t *testing.T) {
+	in := "[ 1.0] h\xffg invoked oom-killer: gfp_mask=0x0, order=0, oom_score_adj=0\n" +
+		"[ 1.1] Memory cgroup out of memory: Killed process 7 (h\xffg) total-vm:1kB, anon-rss:2048kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:500\n"
+	out, errOut, code := run(t, in, "analyze", "-o", "json", "--lines", "-")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("got %d JSON lines, want 3", len(lines))
+	evs, err := clitest.ReadEvents(strings.NewReader(out))
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("%d events (%v):\n%s", len(evs), err, out)
 	}
-	for _, l := range lines {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("not JSON: %v: %s", err, l)
-		}
-		for _, k := range []string{"kind", "limit_scope", "constraint", "oom_memcg", "seq", "uptime_seconds", "time",
-			"complete", "victims", "trigger", "top_consumers", "culprit", "collateral", "reason"} {
-			if _, ok := m[k]; !ok {
-				t.Errorf("field %q missing", k)
-			}
-		}
-		if _, ok := m["lines"]; ok {
-			t.Errorf("raw lines printed without -lines")
-		}
-		v := m["victims"].([]any)[0].(map[string]any)
-		for _, k := range []string{"pid", "comm", "uid", "cgroup", "pod_uid", "container_id", "runtime", "qos", "rss_bytes", "oom_score_adj"} {
-			if _, ok := v[k]; !ok {
-				t.Errorf("victim field %q missing", k)
-			}
-		}
+	o := evs[0].GetOom()
+	if v := o.GetVictims(); len(v) != 1 || v[0].GetComm() != "h\uFFFDg" || !strings.HasPrefix(o.GetLines()[0], "h\uFFFDg invoked") {
+		t.Errorf("kill %v", o)
 	}
 }
 
@@ -85,19 +132,16 @@ func TestAnalyzeStdinAndMixedRenderings(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	var e struct {
-		Kind       string `json:"kind"`
-		LimitScope string `json:"limit_scope"`
-		Victims    []struct {
-			PodUID string `json:"pod_uid"`
-			QoS    string `json:"qos"`
-		}
+	evs, err := clitest.ReadEvents(strings.NewReader(out))
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("%d events (%v):\n%s", len(evs), err, out)
 	}
-	if err := json.Unmarshal([]byte(out), &e); err != nil {
-		t.Fatal(err)
-	}
+	e := wire.ToAnalysis(evs[0])
 	if e.Kind != "limit" || e.LimitScope != "container" || e.Victims[0].PodUID != "0f1e2d3c-4b5a-4968-a7b6-c5d4e3f2a1b0" || e.Victims[0].QoS != "burstable" {
 		t.Fatalf("got %+v", e)
+	}
+	if !strings.Contains(out, `"oom_kind":"OOM_KIND_LIMIT"`) || !strings.Contains(out, `"scope":"LIMIT_SCOPE_CONTAINER"`) {
+		t.Errorf("enums not by name:\n%s", out)
 	}
 }
 
@@ -133,7 +177,7 @@ func TestAnalyzeErrors(t *testing.T) {
 
 func TestAnalyzeKeepsEarlierFilesOutputOnError(t *testing.T) {
 	out, errOut, code := run(t, "", "analyze", "-o", "json", fixtures+"debian-6.1-kmsg-v2-systemd-container-limit.kmsg", "/nonexistent")
-	if code != 1 || !strings.Contains(out, `"kind":"limit"`) || !strings.Contains(errOut, "/nonexistent") {
+	if code != 1 || !strings.Contains(out, `"oom":{"kind":"limit"`) || !strings.Contains(errOut, "/nonexistent") {
 		t.Fatalf("exit %d out %q err %q", code, out, errOut)
 	}
 }

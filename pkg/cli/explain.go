@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/exits"
 	"github.com/oomwatch/oomwatch/pkg/vocab"
-	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -88,10 +86,11 @@ func runExplain(ctx context.Context, io IO, r *remote, limit int, all bool, pos 
 	out := bufio.NewWriter(io.Stdout)
 	defer out.Flush()
 	if r.g.output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetEscapeHTML(false)
+		// Each entry's event as the aggregator keeps it: an exit carries
+		// its verdict, explanation, evidence and the kill it was joined
+		// with; a kill with no exit record its reason and raw lines.
 		for _, e := range entries {
-			if err := enc.Encode(s.jsonOf(e)); err != nil {
+			if err := apiJSON(out, e); err != nil {
 				return err
 			}
 		}
@@ -382,85 +381,4 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-// explainJSON is one exit (or OOM kill with no exit record) as
-// `oomctl explain -o json` prints it, one object per line.
-type explainJSON struct {
-	ID            string     `json:"id"`
-	Type          string     `json:"type"`
-	Node          string     `json:"node"`
-	Time          *time.Time `json:"time,omitempty"`
-	Namespace     string     `json:"namespace,omitempty"`
-	Pod           string     `json:"pod,omitempty"`
-	PodUID        string     `json:"pod_uid,omitempty"`
-	Container     string     `json:"container,omitempty"`
-	ContainerID   string     `json:"container_id,omitempty"`
-	ExitCode      *int32     `json:"exit_code,omitempty"`
-	RuntimeReason string     `json:"runtime_reason,omitempty"`
-	FinishedAt    *time.Time `json:"finished_at,omitempty"`
-	Verdict       string     `json:"verdict"`
-	Explanation   string     `json:"explanation"`
-	OOMEventID    string     `json:"oom_event_id,omitempty"`
-	Collateral    bool       `json:"collateral"`
-	// CollateralVerdict is yes, no or unknown.
-	CollateralVerdict string      `json:"collateral_verdict"`
-	Culprit           *culpritOut `json:"culprit,omitempty"`
-	StopRequested     *time.Time  `json:"stop_requested_at,omitempty"`
-	Evidence          []string    `json:"evidence"`
-}
-
-type culpritOut struct {
-	PID         int32  `json:"pid"`
-	Comm        string `json:"comm"`
-	RSSBytes    *int64 `json:"rss_bytes,omitempty"`
-	Namespace   string `json:"namespace,omitempty"`
-	Pod         string `json:"pod,omitempty"`
-	PodUID      string `json:"pod_uid,omitempty"`
-	Container   string `json:"container,omitempty"`
-	ContainerID string `json:"container_id,omitempty"`
-	Cgroup      string `json:"cgroup,omitempty"`
-}
-
-// jsonOf is the JSON of one entry; OOM kills with no exit record have
-// type "oom" and no verdict.
-func (s *story) jsonOf(e *pb.Event) explainJSON {
-	out := explainJSON{ID: e.GetId(), Type: eventid.TypeOf(e), Node: e.GetNode(), Evidence: []string{}}
-	if e.GetTime() != nil {
-		t := e.GetTime().AsTime()
-		out.Time = &t
-	}
-	var w *pb.Workload
-	var c *pb.Culprit
-	if x := e.GetExit(); x != nil {
-		w, c = x.GetWorkload(), x.GetCulprit()
-		code := x.GetExitCode()
-		out.ExitCode, out.RuntimeReason, out.Verdict = &code, x.GetRuntimeReason(), x.GetVerdict()
-		out.Explanation, out.OOMEventID, out.Collateral = x.GetExplanation(), x.GetOomEventId(), x.GetCollateral()
-		out.CollateralVerdict = wire.ExitVerdict(x)
-		if t := x.GetFinishedAt(); t != nil {
-			tt := t.AsTime()
-			out.FinishedAt = &tt
-		}
-		if t := x.GetStopRequestedAt(); t != nil {
-			tt := t.AsTime()
-			out.StopRequested = &tt
-		}
-		out.Evidence = append(out.Evidence, x.GetEvidence()...)
-	} else {
-		o := e.GetOom()
-		w, c = s.victimIn(e).GetWorkload(), o.GetCulprit()
-		out.Explanation, out.OOMEventID, out.Collateral = o.GetReason(), e.GetId(), o.GetCollateral()
-		out.CollateralVerdict = wire.Verdict(o)
-		out.Evidence = append(out.Evidence, exits.Evidence(o.GetLines())...)
-	}
-	out.Namespace, out.Pod, out.PodUID = w.GetNamespace(), w.GetPodName(), w.GetPodUid()
-	out.Container, out.ContainerID = w.GetContainerName(), w.GetContainerId()
-	if c != nil {
-		cw := c.GetWorkload()
-		out.Culprit = &culpritOut{PID: c.GetPid(), Comm: c.GetComm(), RSSBytes: c.RssBytes, Namespace: cw.GetNamespace(),
-			Pod: cw.GetPodName(), PodUID: cw.GetPodUid(), Container: cw.GetContainerName(), ContainerID: cw.GetContainerId(),
-			Cgroup: cw.GetCgroup()}
-	}
-	return out
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,12 +11,13 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/aggregator"
 	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/cli/clitest"
 	"github.com/oomwatch/oomwatch/pkg/cri"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/exits"
 	"github.com/oomwatch/oomwatch/pkg/store"
 	"github.com/oomwatch/oomwatch/pkg/wire"
@@ -249,27 +249,39 @@ func TestExplainStory(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
-		lines := strings.Split(strings.TrimSpace(out), "\n")
+		// Each entry's event, read as the Kubernetes tests read it.
+		evs, err := clitest.ReadEvents(strings.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
 		var got []string
-		for _, l := range lines {
-			var x explainJSON
-			if err := json.Unmarshal([]byte(l), &x); err != nil {
-				t.Fatalf("not JSON: %v: %s", err, l)
+		for _, e := range evs {
+			x, o := e.GetExit(), e.GetOom()
+			w, why := x.GetWorkload(), x.GetExplanation()
+			if o != nil {
+				// The kills of a story are those with a victim in the pod.
+				w, why = o.GetVictims()[0].GetWorkload(), o.GetReason()
 			}
-			got = append(got, x.Type+":"+x.Verdict+":"+x.Container)
-			if x.Pod != "cart-7d9" || x.PodUID != xPodUID || x.Explanation == "" || x.ID == "" || x.Time == nil {
-				t.Errorf("object %s", l)
+			got = append(got, eventid.TypeOf(e)+":"+wire.Why(x)+":"+w.GetContainerName())
+			if w.GetPodName() != "cart-7d9" || w.GetPodUid() != xPodUID || why == "" || e.GetId() == "" || e.GetTime() == nil {
+				t.Errorf("event %v", e)
 			}
-			if x.Verdict == exits.VerdictOOMLimit && (x.ExitCode == nil || *x.ExitCode != 137 || len(x.Evidence) != 4 ||
-				x.OOMEventID != "node-a/"+xBoot+"/oom/359" || x.FinishedAt == nil) {
-				t.Errorf("oom-limit object %s", l)
+			if wire.Why(x) == exits.VerdictOOMLimit && (x.GetExitCode() != 137 || len(x.GetEvidence()) != 4 ||
+				x.GetOomEventId() != "node-a/"+xBoot+"/oom/359" || x.GetFinishedAt() == nil || wire.ExitVerdict(x) != analysis.CollateralNo) {
+				t.Errorf("oom-limit exit %v", x)
+			}
+			if o != nil && (e.GetId() != "node-a/"+xBoot+"/oom/600" || len(exits.Evidence(o.GetLines())) == 0) {
+				t.Errorf("the kill with no exit record: %s, %d kernel lines", e.GetId(), len(o.GetLines()))
 			}
 		}
 		// oom-child is stamped with its kill's time, 12:02; the kill with
 		// no exit record is 12:03.
 		want := "exit:graceful:api oom::sidecar exit:oom-child:sidecar exit:not-oom:worker exit:oom-limit:api"
 		if strings.Join(got, " ") != want {
-			t.Errorf("objects %q, want %q", strings.Join(got, " "), want)
+			t.Errorf("events %q, want %q", strings.Join(got, " "), want)
+		}
+		if !strings.Contains(out, `"finished_at":"2026-03-01T12:00:00.100Z"`) {
+			t.Errorf("finished_at not an RFC 3339 time:\n%s", out)
 		}
 	})
 
@@ -278,24 +290,13 @@ func TestExplainStory(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
+		evs, err := clitest.ReadEvents(strings.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
 		var got []string
-		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-			var e struct {
-				Type string          `json:"type"`
-				Exit json.RawMessage `json:"exit"`
-			}
-			if err := json.Unmarshal([]byte(l), &e); err != nil {
-				t.Fatalf("not JSON: %v: %s", err, l)
-			}
-			// The exit is the API's JSON mapping: times in RFC 3339.
-			var x pb.ContainerExit
-			if err := protojson.Unmarshal(e.Exit, &x); err != nil {
-				t.Fatalf("exit not in the API's JSON mapping: %v: %s", err, e.Exit)
-			}
-			if !strings.Contains(string(e.Exit), `"finished_at":"2026-03-01T12:0`) {
-				t.Errorf("finished_at not an RFC 3339 time: %s", e.Exit)
-			}
-			got = append(got, e.Type+":"+wire.Why(&x)+":"+x.GetWorkload().GetPodName())
+		for _, e := range evs {
+			got = append(got, eventid.TypeOf(e)+":"+wire.Why(e.GetExit())+":"+e.GetExit().GetWorkload().GetPodName())
 		}
 		if g := strings.Join(got, " "); g != "exit:not-oom:cart-7d9 exit:oom-limit:cart-7d9" {
 			t.Errorf("events --verdict oom-limit,not-oom: %s", g)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,7 +225,7 @@ func eventsCmd(io IO, g *globals) *cobra.Command {
 				for _, e := range resp.GetEvents() {
 					c.add(e)
 				}
-				return len(resp.GetEvents()), resp.GetNextPageToken(), nil
+				return len(resp.GetEvents()), resp.GetNextPageToken(), p.err
 			})
 		},
 	}
@@ -263,6 +264,9 @@ func watchCmd(io IO, g *globals) *cobra.Command {
 				}
 				p.event(resp.GetEvent())
 				p.flush()
+				if p.err != nil {
+					return p.err
+				}
 			}
 		},
 	}
@@ -293,7 +297,7 @@ func incidentsCmd(io IO, g *globals) *cobra.Command {
 				for _, inc := range resp.GetIncidents() {
 					p.incident(inc)
 				}
-				return len(resp.GetIncidents()), resp.GetNextPageToken(), nil
+				return len(resp.GetIncidents()), resp.GetNextPageToken(), p.err
 			})
 		},
 	}
@@ -304,98 +308,28 @@ func incidentsCmd(io IO, g *globals) *cobra.Command {
 	return cmd
 }
 
-// eventJSON is an event as oomctl prints it: the envelope and, for OOM
-// kills, the same fields as `oomctl analyze -o json`.
-type eventJSON struct {
-	ID       string     `json:"id"`
-	Node     string     `json:"node"`
-	BootID   string     `json:"boot_id"`
-	Type     string     `json:"type"`
-	Received *time.Time `json:"received,omitempty"`
-	*analysis.Event
-	Loss *lossJSON `json:"loss,omitempty"`
-}
-
-// exitEventJSON is an exit event as oomctl prints it: the envelope, its
-// sequence number (its identity with node, boot and type), time and exit.
-type exitEventJSON struct {
-	ID       string          `json:"id"`
-	Node     string          `json:"node"`
-	BootID   string          `json:"boot_id"`
-	Type     string          `json:"type"`
-	Received *time.Time      `json:"received,omitempty"`
-	Seq      int64           `json:"seq"`
-	Time     *time.Time      `json:"time,omitempty"`
-	Exit     json.RawMessage `json:"exit"`
-}
-
-type lossJSON struct {
-	Cause    string     `json:"cause"`
-	Lost     int64      `json:"lost"`
-	AfterSeq int64      `json:"after_seq"`
-	NextSeq  int64      `json:"next_seq"`
-	From     *time.Time `json:"from,omitempty"`
-	To       *time.Time `json:"to,omitempty"`
-	Detail   string     `json:"detail"`
-	Time     *time.Time `json:"time,omitempty"`
-	Seq      int64      `json:"seq"`
-}
-
-func toJSON(e *pb.Event) any {
-	out := eventJSON{ID: e.GetId(), Node: e.GetNode(), BootID: e.GetBootId(), Type: eventid.TypeOf(e)}
-	if e.Received != nil {
-		t := e.Received.AsTime()
-		out.Received = &t
-	}
-	switch {
-	case e.GetOom() != nil:
-		ev := wire.ToAnalysis(e)
-		out.Event = &ev
-	case e.GetLoss() != nil:
-		l := e.GetLoss()
-		out.Loss = &lossJSON{Cause: l.GetCause(), Lost: l.GetLost(), AfterSeq: l.GetAfterSeq(), NextSeq: l.GetNextSeq(),
-			Detail: l.GetDetail(), Seq: e.GetSeq()}
-		if l.From != nil {
-			t := l.From.AsTime()
-			out.Loss.From = &t
-		}
-		if l.To != nil {
-			t := l.To.AsTime()
-			out.Loss.To = &t
-		}
-		if e.Time != nil {
-			t := e.Time.AsTime()
-			out.Loss.Time = &t
-		}
-	case e.GetExit() != nil:
-		x := exitEventJSON{ID: out.ID, Node: out.Node, BootID: out.BootID, Type: out.Type, Received: out.Received,
-			Seq: e.GetSeq(), Exit: apiJSON(e.GetExit())}
-		if e.Time != nil {
-			t := e.Time.AsTime()
-			x.Time = &t
-		}
-		return x
-	}
-	return out
-}
-
 // printer writes events and incidents as a table or JSON lines.
 type printer struct {
 	w      io.Writer
 	format string
 	tw     *tabwriter.Writer
-	enc    *json.Encoder
 	header string
 	live   bool
 	// all lists an incident's victims under it.
 	all bool
+	// err is the first error writing JSON.
+	err error
 }
 
 func newPrinter(w io.Writer, format string) *printer {
-	p := &printer{w: w, format: format}
-	p.enc = json.NewEncoder(w)
-	p.enc.SetEscapeHTML(false)
-	return p
+	return &printer{w: w, format: format}
+}
+
+// json prints m as a line of JSON, keeping the first error.
+func (p *printer) json(m proto.Message) {
+	if err := apiJSON(p.w, m); err != nil && p.err == nil {
+		p.err = err
+	}
 }
 
 func (p *printer) row(header, line string) {
@@ -423,7 +357,7 @@ const eventHeader = "TIME\tNODE\tKIND\tVICTIM\tRSS\tREQ/LIMIT\tCOLLATERAL\tCULPR
 
 func (p *printer) event(e *pb.Event) {
 	if p.format == "json" {
-		_ = p.enc.Encode(toJSON(e))
+		p.json(e)
 		return
 	}
 	wide := p.format == "wide"
@@ -479,7 +413,7 @@ const incidentHeader = "START\tNODE\tKIND\tKILLS\tCOLLATERAL\tDURATION\tCULPRIT\
 
 func (p *printer) incident(inc *pb.Incident) {
 	if p.format == "json" {
-		_ = p.enc.Encode(apiJSON(inc))
+		p.json(inc)
 		return
 	}
 	wide := p.format == "wide"
@@ -512,12 +446,23 @@ func (p *printer) incident(inc *pb.Incident) {
 
 func durationpb(d time.Duration) *durpb.Duration { return durpb.New(d) }
 
-// apiJSON encodes a message of the API as its JSON mapping, with the
-// proto's field names: times in RFC 3339, enums by name.
-func apiJSON(m proto.Message) json.RawMessage {
+// apiJSON writes a message of the API as one line of JSON: its protojson
+// mapping with the .proto's field names (times in RFC 3339, enums by name,
+// 64-bit integers as strings, fields at their zero value left out),
+// compacted: protojson varies its whitespace on purpose, and a line must
+// read the same on every run to be grepped ("oom":{ is an OOM kill). Every
+// `-o json` of oomctl prints through it.
+func apiJSON(w io.Writer, m proto.Message) error {
 	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
 	if err != nil {
-		return json.RawMessage("null") // a message of the API always encodes
+		return fmt.Errorf("encode %s: %w", m.ProtoReflect().Descriptor().Name(), err)
 	}
-	return b
+	var line bytes.Buffer
+	line.Grow(len(b) + 1)
+	if err := json.Compact(&line, b); err != nil {
+		return fmt.Errorf("encode %s: %w", m.ProtoReflect().Descriptor().Name(), err)
+	}
+	line.WriteByte('\n')
+	_, err = w.Write(line.Bytes())
+	return err
 }

@@ -185,8 +185,9 @@ func ExitVerdict(x *pb.ContainerExit) string {
 	return analysis.CollateralNo
 }
 
-// ToAnalysis converts a wire OOM kill back to the engine's form, for
-// printing with the same JSON fields as `oomctl analyze`.
+// ToAnalysis converts a wire OOM kill back to the engine's form, in its
+// words (kind "limit", verdict "yes"): for oomctl's tables, and for
+// readers of oomctl's JSON that compare words.
 func ToAnalysis(e *pb.Event) analysis.Event {
 	k := e.GetOom()
 	ev := analysis.Event{

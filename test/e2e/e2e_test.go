@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -18,62 +17,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oomwatch/oomwatch/pkg/cli/clitest"
 	"github.com/oomwatch/oomwatch/test/e2e/scenario"
 	"github.com/oomwatch/oomwatch/test/e2e/vm"
 )
 
-// event is what the test reads of `oomctl events -o json`.
-type event struct {
-	ID       string    `json:"id"`
-	Node     string    `json:"node"`
-	Type     string    `json:"type"`
-	Seq      int64     `json:"seq"`
-	EndSeq   int64     `json:"end_seq"`
-	Received time.Time `json:"received"`
-	Kind     string    `json:"kind"`
-	Scope    string    `json:"limit_scope"`
-	Complete bool      `json:"complete"`
-	Victims  []proc    `json:"victims"`
-	Trigger  *proc     `json:"trigger"`
-	Culprit  *proc     `json:"culprit"`
-	Collat   bool      `json:"collateral"`
-	// Verdict is yes, no or unknown.
-	Verdict   string `json:"collateral_verdict"`
-	OOMMemcg  string `json:"oom_memcg"`
-	LimitFrom string `json:"limit_from"`
-	Reason    string `json:"reason"`
-	// AttributedBy says how the victim was placed.
-	AttributedBy string `json:"attributed_by"`
-	Loss         *struct {
-		Lost int64 `json:"lost"`
-	} `json:"loss"`
-}
-
-type proc struct {
-	PID         int    `json:"pid"`
-	Comm        string `json:"comm"`
-	Cgroup      string `json:"cgroup"`
-	PodUID      string `json:"pod_uid"`
-	ContainerID string `json:"container_id"`
-	Runtime     string `json:"runtime"`
-	QoS         string `json:"qos"`
-	Unit        string `json:"unit"`
-	GroupMember bool   `json:"group_member"`
-	// Names, requests and limits the agent resolved (fakenode's CRI
-	// and pod list).
-	Namespace     string     `json:"namespace"`
-	PodName       string     `json:"pod_name"`
-	ContainerName string     `json:"container_name"`
-	Image         string     `json:"image"`
-	Container     *resources `json:"container_resources"`
-	Pod           *resources `json:"pod_resources"`
-}
-
-type resources struct {
-	Request  int64 `json:"memory_request_bytes"`
-	Limit    int64 `json:"memory_limit_bytes"`
-	SpecRead bool  `json:"spec_read"`
-}
+// event is what the test reads of `oomctl events -o json`: the envelope,
+// an OOM kill in the engine's words (kind "limit", verdict "yes"), a
+// loss's count.
+type event = clitest.Event
 
 var (
 	buildOnce sync.Once
@@ -131,15 +83,13 @@ func runScenario(t *testing.T, sc scenario.Scenario) ([]event, *vm.Result) {
 	if err != nil {
 		t.Fatalf("events.json: %v (artifacts in %s)", err, art)
 	}
-	var events []event
-	sc2 := bufio.NewScanner(bytes.NewReader(raw))
-	sc2.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc2.Scan() {
-		var e event
-		if err := json.Unmarshal(sc2.Bytes(), &e); err != nil {
-			t.Fatalf("bad JSON from oomctl: %v: %s", err, sc2.Bytes())
-		}
-		events = append(events, e)
+	evs, err := clitest.ReadEvents(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("bad JSON from oomctl: %v (artifacts in %s)", err, art)
+	}
+	events := make([]event, len(evs))
+	for i, e := range evs {
+		events[i] = clitest.Flatten(e)
 	}
 	// oomctl lists newest first; the scenario reads oldest first.
 	sort.SliceStable(events, func(i, j int) bool { return events[i].Seq < events[j].Seq })
@@ -179,7 +129,7 @@ func TestScenarios(t *testing.T) {
 				case "oom":
 					ooms = append(ooms, e)
 				case "loss":
-					losses += e.Loss.Lost
+					losses += e.Lost
 				}
 				if e.Node != "e2e-node" {
 					t.Errorf("event %s names node %q", e.ID, e.Node)
@@ -269,7 +219,7 @@ func checkFirst(t *testing.T, want scenario.Expect, e event) {
 		}
 	}
 	eq("kind", e.Kind, want.Kind)
-	eq("limit_scope", e.Scope, want.Scope)
+	eq("limit_scope", e.LimitScope, want.Scope)
 	if want.OOMMemcg != "" {
 		eq("oom_memcg", e.OOMMemcg, want.OOMMemcg)
 	}
@@ -281,7 +231,7 @@ func checkFirst(t *testing.T, want scenario.Expect, e event) {
 	if want.Unit != "" {
 		eq("victim unit", v.Unit, want.Unit)
 	}
-	eq("collateral", e.Collat, want.Collateral)
+	eq("collateral", e.Collateral, want.Collateral)
 	verdict := want.Verdict
 	if verdict == "" {
 		verdict = "no"
@@ -289,7 +239,7 @@ func checkFirst(t *testing.T, want scenario.Expect, e event) {
 			verdict = "yes"
 		}
 	}
-	eq("collateral verdict", e.Verdict, verdict)
+	eq("collateral verdict", e.CollateralVerdict, verdict)
 	eq("complete", e.Complete, true)
 	if e.Trigger == nil {
 		t.Errorf("no trigger")
@@ -330,14 +280,14 @@ func checkFirst(t *testing.T, want scenario.Expect, e event) {
 		if v.Image == "" {
 			t.Errorf("victim has no image")
 		}
-		if v.Container == nil || !v.Container.SpecRead {
-			t.Errorf("victim's container resources not from the pod spec: %+v", v.Container)
+		if r := v.ContainerResources; r == nil || !r.SpecRead {
+			t.Errorf("victim's container resources not from the pod spec: %+v", r)
 		} else {
-			eq("victim request", v.Container.Request, want.VictimRequestMiB<<20)
-			eq("victim limit", v.Container.Limit, want.VictimLimitMiB<<20)
+			eq("victim request", r.MemoryRequestBytes, want.VictimRequestMiB<<20)
+			eq("victim limit", r.MemoryLimitBytes, want.VictimLimitMiB<<20)
 		}
-		if v.Pod == nil || !v.Pod.SpecRead {
-			t.Errorf("victim's pod resources not from the pod spec: %+v", v.Pod)
+		if r := v.PodResources; r == nil || !r.SpecRead {
+			t.Errorf("victim's pod resources not from the pod spec: %+v", r)
 		}
 	}
 	if want.CulpritPod != "" && e.Culprit != nil {
@@ -473,25 +423,25 @@ func checkStormVerdicts(t *testing.T, want scenario.Expect, ooms []event) {
 	count := map[string]int{}
 	inherited := 0
 	for _, e := range ooms {
-		count[e.Verdict]++
+		count[e.CollateralVerdict]++
 		if e.LimitFrom == "incident" {
 			inherited++
 		}
 		v := e.Victims[0]
 		switch want.StormVerdict {
 		case "no":
-			if e.Verdict == "yes" {
+			if e.CollateralVerdict == "yes" {
 				t.Errorf("kill of %s[%d] judged collateral in a storm inside one container: %s", v.Comm, v.PID, e.Reason)
 			}
-			if v.PodUID == want.PodUID && e.Verdict != "no" {
-				t.Errorf("kill of %s[%d] in the container that hit its own limit judged %q: %s", v.Comm, v.PID, e.Verdict, e.Reason)
+			if v.PodUID == want.PodUID && e.CollateralVerdict != "no" {
+				t.Errorf("kill of %s[%d] in the container that hit its own limit judged %q: %s", v.Comm, v.PID, e.CollateralVerdict, e.Reason)
 			}
 		case "yes":
 			if v.PodUID != want.PodUID {
 				continue // victim not placed: counted as unknown below
 			}
-			if e.Verdict != "yes" {
-				t.Errorf("kill of %s[%d] judged %q, want collateral of %s: %s", v.Comm, v.PID, e.Verdict, want.CulpritPod, e.Reason)
+			if e.CollateralVerdict != "yes" {
+				t.Errorf("kill of %s[%d] judged %q, want collateral of %s: %s", v.Comm, v.PID, e.CollateralVerdict, want.CulpritPod, e.Reason)
 			} else if e.Culprit == nil || e.Culprit.PodUID != want.CulpritPodUID ||
 				e.Culprit.Namespace+"/"+e.Culprit.PodName != want.CulpritPod {
 				t.Errorf("kill of %s[%d] collateral of %+v, want %s", v.Comm, v.PID, e.Culprit, want.CulpritPod)
@@ -559,7 +509,7 @@ func checkMetrics(t *testing.T, res *vm.Result, ooms []event) {
 	t.Helper()
 	var collateral float64
 	for _, e := range ooms {
-		if e.Collat {
+		if e.Collateral {
 			collateral++
 		}
 	}

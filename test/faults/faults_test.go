@@ -6,8 +6,8 @@
 package faults
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/oomwatch/oomwatch/pkg/cli/clitest"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 	"github.com/oomwatch/oomwatch/test/e2e/scenario"
 	"github.com/oomwatch/oomwatch/test/e2e/vm"
@@ -400,7 +401,7 @@ kill_in() { mkcg $1; echo 16M > $CG$1/memory.max; hog -mb 32 -oom-score-adj 500 
 echo "fault: first kill"
 kill_in %[1]s
 echo "fault: waiting for it"
-i=0; until [ "$(oomctl events -o json -type oom | grep -c oom)" -ge 1 ] || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
+i=0; until [ "$(oomctl events -o json -type oom | grep -c '"oom":{')" -ge 1 ] || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
 kill -STOP $(cat /tmp/agent.pid)
 echo "fault: agent stopped; second kill"
 kill_in %[2]s
@@ -411,7 +412,7 @@ echo "fault: third kill"
 kill_in %[3]s
 echo "fault: agent resumed"
 kill -CONT $(cat /tmp/agent.pid)
-i=0; until [ "$(oomctl events -o json -type loss | grep -c loss)" -ge 1 ] || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
+i=0; until [ "$(oomctl events -o json -type loss | grep -c '"loss":{')" -ge 1 ] || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
 echo "fault: loss seen after $i"
 `, ctr(1), ctr(2), ctr(3)) + scenario.Epilogue(2)
 	res, err := vm.Run(t.Context(), vm.Config{Assets: assets, Files: files, Script: script,
@@ -430,25 +431,17 @@ echo "fault: loss seen after $i"
 	delivered := map[string]bool{}
 	var lost int64
 	var ooms int64
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		var e struct {
-			Type    string `json:"type"`
-			Victims []struct {
-				PID int `json:"pid"`
-			} `json:"victims"`
-			Loss *struct {
-				Lost int64 `json:"lost"`
-			} `json:"loss"`
-		}
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatalf("%v: %s", err, line)
-		}
-		switch e.Type {
-		case "oom":
+	evs, err := clitest.ReadEvents(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		switch {
+		case e.GetOom() != nil:
 			ooms++
-			delivered[fmt.Sprint(e.Victims[0].PID)] = true
-		case "loss":
-			lost += e.Loss.Lost
+			delivered[fmt.Sprint(e.GetOom().GetVictims()[0].GetPid())] = true
+		case e.GetLoss() != nil:
+			lost += e.GetLoss().GetLost()
 		}
 	}
 	inBuffer, missing := 0, 0

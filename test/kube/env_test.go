@@ -1,12 +1,10 @@
 package kube_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -25,7 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/oomwatch/oomwatch/pkg/analysis"
+	"github.com/oomwatch/oomwatch/pkg/cli/clitest"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 	"github.com/oomwatch/oomwatch/test/kube/cluster"
 )
 
@@ -87,13 +86,9 @@ func (e *env) oomctl(args ...string) (string, error) {
 	return string(out), nil
 }
 
-// oomEvent is one line of `oomctl events -o json` for an OOM kill.
-type oomEvent struct {
-	ID   string `json:"id"`
-	Node string `json:"node"`
-	Type string `json:"type"`
-	analysis.Event
-}
+// oomEvent is one line of `oomctl events -o json` for an OOM kill, in
+// the engine's words (kind "limit", scope "container").
+type oomEvent = clitest.Event
 
 // oomEvents lists the OOM kills the aggregator holds for a pod (UID).
 func (e *env) oomEvents(podUID string) ([]oomEvent, error) {
@@ -101,56 +96,42 @@ func (e *env) oomEvents(podUID string) ([]oomEvent, error) {
 	if err != nil {
 		return nil, err
 	}
-	var evs []oomEvent
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 || line[0] != '{' {
-			continue
-		}
-		var ev oomEvent
-		if err := json.Unmarshal(line, &ev); err != nil {
-			return nil, fmt.Errorf("decode %q: %w", line, err)
-		}
-		evs = append(evs, ev)
+	evs, err := clitest.ReadEvents(jsonLines(out))
+	if err != nil {
+		return nil, err
 	}
-	return evs, sc.Err()
+	kills := make([]oomEvent, len(evs))
+	for i, ev := range evs {
+		kills[i] = clitest.Flatten(ev)
+	}
+	return kills, nil
 }
 
-// explainEntry is one line of `oomctl explain -o json`.
-type explainEntry struct {
-	Type        string `json:"type"`
-	Pod         string `json:"pod"`
-	PodUID      string `json:"pod_uid"`
-	Container   string `json:"container"`
-	ContainerID string `json:"container_id"`
-	ExitCode    *int32 `json:"exit_code"`
-	Verdict     string `json:"verdict"`
-	Explanation string `json:"explanation"`
-	OOMEventID  string `json:"oom_event_id"`
-	Collateral  bool   `json:"collateral"`
-	Culprit     *struct {
-		Pod       string `json:"pod"`
-		Container string `json:"container"`
-	} `json:"culprit"`
-}
-
-func (e *env) explain(namespace, pod string) ([]explainEntry, error) {
+// explain returns the entries of `oomctl explain -o json`, newest first:
+// each an exit (verdict, explanation, the kill it was joined with) or an
+// OOM kill with no exit record.
+func (e *env) explain(namespace, pod string) ([]*pb.Event, error) {
 	out, err := e.oomctl("explain", "-o", "json", "--namespace="+namespace, "--limit=0", pod)
 	if err != nil {
 		return nil, err
 	}
-	var entries []explainEntry
-	dec := json.NewDecoder(strings.NewReader(out))
-	for dec.More() {
-		var en explainEntry
-		if err := dec.Decode(&en); err != nil {
-			return nil, fmt.Errorf("decode explain output: %w\n%s", err, out)
-		}
-		entries = append(entries, en)
+	entries, err := clitest.ReadEvents(jsonLines(out))
+	if err != nil {
+		return nil, fmt.Errorf("decode explain output: %w\n%s", err, out)
 	}
 	return entries, nil
+}
+
+// jsonLines keeps the lines of oomctl's output that are JSON objects:
+// e.oomctl returns stderr with stdout.
+func jsonLines(out string) io.Reader {
+	var b strings.Builder
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "{") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return strings.NewReader(b.String())
 }
 
 // namespace creates a namespace for one scenario and deletes it when the

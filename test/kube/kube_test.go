@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	"github.com/oomwatch/oomwatch/test/kube/cluster"
 )
 
@@ -342,15 +343,15 @@ func (e *env) testContainerLimit(t *testing.T) {
 			return false, err.Error()
 		}
 		for _, en := range entries {
-			if en.ContainerID == ctrID && en.Type == "exit" {
-				if en.ExitCode == nil || *en.ExitCode != 137 {
+			if x := en.GetExit(); x != nil && x.GetWorkload().GetContainerId() == ctrID {
+				if x.GetExitCode() != 137 {
 					return false, "exit code not 137"
 				}
-				ok := en.Verdict == "oom-limit"
+				ok := wire.Why(x) == "oom-limit"
 				if ok {
-					t.Logf("explain: %s: %s", en.Verdict, en.Explanation)
+					t.Logf("explain: %s: %s", wire.Why(x), x.GetExplanation())
 				}
-				return ok, "verdict " + en.Verdict + ": " + en.Explanation
+				return ok, "verdict " + wire.Why(x) + ": " + x.GetExplanation()
 			}
 		}
 		return false, "no exit entry for the container yet"

@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	"github.com/oomwatch/oomwatch/test/kube/cluster"
 )
 
@@ -257,13 +259,14 @@ func (e *env) testSigtermIgnored(t *testing.T) {
 			return false, err.Error()
 		}
 		for _, en := range entries {
-			if en.Type != "exit" {
-				return false, fmt.Sprintf("unexpected %s entry: %s", en.Type, en.Explanation)
+			x := en.GetExit()
+			if x == nil {
+				return false, fmt.Sprintf("unexpected %s entry: %s", eventid.TypeOf(en), en.GetOom().GetReason())
 			}
-			if en.Container == "worker" && en.ExitCode != nil && *en.ExitCode == 137 {
-				t.Logf("explain after %v: %s: %s", time.Since(start).Round(time.Millisecond), en.Verdict, en.Explanation)
-				if en.Verdict != "not-oom" {
-					t.Errorf("verdict %s, want not-oom", en.Verdict)
+			if x.GetWorkload().GetContainerName() == "worker" && x.GetExitCode() == 137 {
+				t.Logf("explain after %v: %s: %s", time.Since(start).Round(time.Millisecond), wire.Why(x), x.GetExplanation())
+				if wire.Why(x) != "not-oom" {
+					t.Errorf("verdict %s, want not-oom", wire.Why(x))
 				}
 				return true, ""
 			}

@@ -81,9 +81,10 @@ func Binaries() map[string]string {
 func Epilogue(events int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `
-# Wait (up to 90 s) until the aggregator holds the scenario's kills.
+# Wait (up to 90 s) until the aggregator holds the scenario's kills
+# (oomctl prints one compact event per line; an OOM kill's payload is "oom").
 i=0
-until [ "$(oomctl events -o json -type oom -limit 0 | grep -c '"type":"oom"')" -ge %d ] || [ $i -gt 900 ]; do sleep 0.1; i=$((i+1)); done
+until [ "$(oomctl events -o json -type oom -limit 0 | grep -c '"oom":{')" -ge %d ] || [ $i -gt 900 ]; do sleep 0.1; i=$((i+1)); done
 # Let the agent catch up (a storm takes a while): wait until the count
 # stays the same for 8 s (at most 180 s), then read back.
 last=-1; same=0; i=0
