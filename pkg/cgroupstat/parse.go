@@ -81,6 +81,16 @@ func readBounded(r io.Reader) ([]byte, error) {
 	return b, nil
 }
 
+// parseReader reads all of r, bounded, and parses it with parse.
+func parseReader[T any](r io.Reader, parse func([]byte) (T, error)) (T, error) {
+	b, err := readBounded(r)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return parse(b)
+}
+
 // ParseKeyed parses a flat-keyed cgroup file (memory.events, memory.stat,
 // memory.oom_control): lines of "key value" with a non-negative decimal
 // value. Blank lines are skipped; any other line, a repeated key or more
@@ -117,12 +127,8 @@ func ScanKeyed(b []byte, fn func(key []byte, v uint64)) error {
 		return fmt.Errorf("%w: file larger than %d bytes", ErrMalformed, MaxFileSize)
 	}
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		var line []byte
+		line, b, _ = bytes.Cut(b, newline)
 		key, rest := nextField(line)
 		if key == nil {
 			continue
@@ -139,6 +145,8 @@ func ScanKeyed(b []byte, fn func(key []byte, v uint64)) error {
 	}
 	return nil
 }
+
+var newline = []byte{'\n'}
 
 // nextField returns the first blank-separated field of b (nil when there is
 // none) and what follows it.
@@ -166,11 +174,7 @@ func isBlank(c byte) bool {
 // file into Events. Keys it does not know are ignored, as new kernels add
 // them.
 func ParseEvents(r io.Reader) (Events, error) {
-	b, err := readBounded(r)
-	if err != nil {
-		return Events{}, err
-	}
-	return ParseEventsBytes(b)
+	return parseReader(r, ParseEventsBytes)
 }
 
 // ParseEventsBytes is ParseEvents over the file's content; it does not
@@ -229,11 +233,7 @@ type OOMControl struct {
 
 // ParseOOMControl parses a cgroup v1 memory.oom_control file.
 func ParseOOMControl(r io.Reader) (OOMControl, error) {
-	b, err := readBounded(r)
-	if err != nil {
-		return OOMControl{}, err
-	}
-	return ParseOOMControlBytes(b)
+	return parseReader(r, ParseOOMControlBytes)
 }
 
 // ParseOOMControlBytes is ParseOOMControl over the file's content; it does
@@ -294,12 +294,8 @@ func ParsePSI(b []byte) (PSI, error) {
 		return PSI{}, fmt.Errorf("%w: pressure file larger than %d bytes", ErrMalformed, MaxFileSize)
 	}
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		var line []byte
+		line, b, _ = bytes.Cut(b, newline)
 		kind, rest := nextField(line)
 		var dst *PSILine
 		switch string(kind) {

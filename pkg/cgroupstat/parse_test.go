@@ -36,14 +36,8 @@ func TestParsePSI(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParsePSI([]byte(tc.in))
-			if tc.errIs != nil {
-				if !errors.Is(err, tc.errIs) {
-					t.Fatalf("error = %v, want %v", err, tc.errIs)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			if !errors.Is(err, tc.errIs) || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v, %v", got, err, tc.want, tc.errIs)
 			}
 		})
 	}

@@ -41,23 +41,22 @@ func newTree(tb testing.TB, mode cgroupstat.Mode) *tree {
 
 func (tr *tree) write(rel, content string) {
 	tr.tb.Helper()
-	p := filepath.Join(tr.root, filepath.FromSlash(rel))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		tr.tb.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		tr.tb.Fatal(err)
-	}
+	writeFile(tr.tb, filepath.Join(tr.root, filepath.FromSlash(rel)), content)
 }
 
 func (tr *tree) writeProc(rel, content string) {
 	tr.tb.Helper()
-	p := filepath.Join(tr.proc, filepath.FromSlash(rel))
+	writeFile(tr.tb, filepath.Join(tr.proc, filepath.FromSlash(rel)), content)
+}
+
+// writeFile writes p, making its directory.
+func writeFile(tb testing.TB, p, content string) {
+	tb.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		tr.tb.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		tr.tb.Fatal(err)
+		tb.Fatal(err)
 	}
 }
 

@@ -58,7 +58,7 @@ func node(tr *tree, paths func(qos, uid, id string) (string, string), root strin
 	}
 }
 
-func sampleOnce(t *testing.T, cfg Config) (*Sampler, *Snapshot) {
+func sampleOnce(t testing.TB, cfg Config) (*Sampler, *Snapshot) {
 	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
@@ -71,9 +71,21 @@ func sampleOnce(t *testing.T, cfg Config) (*Sampler, *Snapshot) {
 	return s, &snap
 }
 
+// sampleGroup samples tr and returns the group cg, failing when the round
+// counted errors or did not find it.
+func sampleGroup(t *testing.T, tr *tree, cg string) (*Snapshot, *Group) {
+	t.Helper()
+	_, snap := sampleOnce(t, Config{CgroupRoot: tr.root, ProcRoot: tr.proc})
+	g := find(snap, cg)
+	if g == nil || snap.Errors != 0 {
+		t.Fatalf("group %s: %+v (errors %d: %v)", cg, g, snap.Errors, snap.Err)
+	}
+	return snap, g
+}
+
 func find(snap *Snapshot, cg string) *Group {
 	for i := range snap.Groups {
-		if snap.Groups[i].Cgroup == cg {
+		if snap.Groups[i].Workload.Cgroup == cg {
 			return &snap.Groups[i]
 		}
 	}
@@ -103,19 +115,19 @@ func TestSampleLayouts(t *testing.T) {
 				}
 				pods := 0
 				for i, g := range snap.Groups {
-					if g.Driver != lay.name {
-						t.Errorf("%s: driver %q", g.Cgroup, g.Driver)
+					if g.Workload.Driver != lay.name {
+						t.Errorf("%s: driver %q", g.Workload.Cgroup, g.Workload.Driver)
 					}
-					switch g.Kind {
+					switch g.Workload.Kind {
 					case workload.KindPod:
 						pods++
 					case workload.KindContainer:
 						// Parents come before their children.
-						if i == 0 || !strings.HasPrefix(g.Cgroup, snap.Groups[i-1].Cgroup[:strings.LastIndex(snap.Groups[i-1].Cgroup, "/")]) {
-							t.Errorf("container %s not after its pod", g.Cgroup)
+						if i == 0 || !strings.HasPrefix(g.Workload.Cgroup, snap.Groups[i-1].Workload.Cgroup[:strings.LastIndex(snap.Groups[i-1].Workload.Cgroup, "/")]) {
+							t.Errorf("container %s not after its pod", g.Workload.Cgroup)
 						}
 					default:
-						t.Errorf("%s: kind %q", g.Cgroup, g.Kind)
+						t.Errorf("%s: kind %q", g.Workload.Cgroup, g.Workload.Kind)
 					}
 				}
 				if pods != 3 {
@@ -132,7 +144,7 @@ func TestSampleLayouts(t *testing.T) {
 				if g == nil {
 					t.Fatalf("container %s not sampled", app)
 				}
-				if g.PodUID != uidBurst || g.ContainerID != idApp || g.QoS != workload.QoSBurstable {
+				if g.Workload.PodUID != uidBurst || g.Workload.ContainerID != idApp || g.Workload.QoS != workload.QoSBurstable {
 					t.Errorf("workload %+v", g.Workload)
 				}
 				if g.UsageBytes != 250<<20 || g.LimitBytes != 256<<20 || g.InactiveFileBytes != 10<<20 || g.WorkingSetBytes != 240<<20 {
@@ -164,7 +176,7 @@ func TestSampleLayouts(t *testing.T) {
 					t.Errorf("node psi %v %+v", n.HavePSI, n.PSI)
 				}
 				k := n.Kubepods
-				if k.Cgroup != lay.root || k.Kind != workload.KindQoS || k.LimitBytes != 12<<30 || k.WorkingSetBytes != 5<<30 {
+				if k.Workload.Cgroup != lay.root || k.Workload.Kind != workload.KindQoS || k.LimitBytes != 12<<30 || k.WorkingSetBytes != 5<<30 {
 					t.Errorf("kubepods %+v", k)
 				}
 			})
@@ -193,11 +205,7 @@ func TestWorkingSetAndLimits(t *testing.T) {
 			tr := newTree(t, tc.mode)
 			_, ctr := cgroupfsPaths("burstable", uidBurst, idApp)
 			tr.group(ctr, tc.m)
-			_, snap := sampleOnce(t, Config{CgroupRoot: tr.root, ProcRoot: tr.proc})
-			g := find(snap, ctr)
-			if g == nil || snap.Errors != 0 {
-				t.Fatalf("group %s: %+v (errors %d: %v)", ctr, g, snap.Errors, snap.Err)
-			}
+			_, g := sampleGroup(t, tr, ctr)
 			if !g.Has(FieldWorkingSet|FieldLimit) || g.WorkingSetBytes != tc.wantWS || g.LimitBytes != tc.wantLimit {
 				t.Errorf("have %b working set %d limit %d; want %d, %d", g.Have, g.WorkingSetBytes, g.LimitBytes, tc.wantWS, tc.wantLimit)
 			}
@@ -227,11 +235,7 @@ func TestPSIPresence(t *testing.T) {
 			}
 			_, ctr := cgroupfsPaths("burstable", uidBurst, idApp)
 			tr.group(ctr, mem{usage: 1 << 20, psi: tc.psi})
-			_, snap := sampleOnce(t, Config{CgroupRoot: tr.root, ProcRoot: tr.proc})
-			g := find(snap, ctr)
-			if g == nil || snap.Errors != 0 {
-				t.Fatalf("group %+v, errors %d: %v", g, snap.Errors, snap.Err)
-			}
+			snap, g := sampleGroup(t, tr, ctr)
 			if g.Has(FieldPSI) != tc.want {
 				t.Errorf("Has(FieldPSI) = %v, want %v", g.Has(FieldPSI), tc.want)
 			}
@@ -255,7 +259,7 @@ func TestNodeFigures(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, snap := sampleOnce(t, Config{CgroupRoot: tr.root, ProcRoot: tr.proc})
-		if snap.Node.HaveMemInfo || snap.Errors != 1 || snap.Node.Kubepods.Cgroup != "" || len(snap.Groups) != 0 {
+		if snap.Node.HaveMemInfo || snap.Errors != 1 || snap.Node.Kubepods.Workload.Cgroup != "" || len(snap.Groups) != 0 {
 			t.Errorf("snapshot %+v", snap)
 		}
 	})
@@ -271,7 +275,7 @@ func TestNodeFigures(t *testing.T) {
 		tr := newTree(t, cgroupstat.ModeV2)
 		tr.group("/kubelet.slice/kubelet-kubepods.slice", mem{usage: 4 << 20, limit: "8388608"})
 		_, snap := sampleOnce(t, Config{CgroupRoot: tr.root, ProcRoot: tr.proc, Kubepods: []string{"kubelet.slice/kubelet-kubepods.slice"}})
-		if k := snap.Node.Kubepods; k.Cgroup != "/kubelet.slice/kubelet-kubepods.slice" || k.LimitBytes != 8<<20 {
+		if k := snap.Node.Kubepods; k.Workload.Cgroup != "/kubelet.slice/kubelet-kubepods.slice" || k.LimitBytes != 8<<20 {
 			t.Errorf("kubepods %+v", k)
 		}
 	})
@@ -379,8 +383,8 @@ func TestMalformedFiles(t *testing.T) {
 				t.Errorf("have %b, want %b", g.Have, all&^tc.lost)
 			}
 			for _, other := range snap.Groups {
-				if other.Cgroup != app && !other.Has(FieldUsage|FieldWorkingSet|FieldLimit) {
-					t.Errorf("%s lost figures: %b", other.Cgroup, other.Have)
+				if other.Workload.Cgroup != app && !other.Has(FieldUsage|FieldWorkingSet|FieldLimit) {
+					t.Errorf("%s lost figures: %b", other.Workload.Cgroup, other.Have)
 				}
 			}
 		})

@@ -60,7 +60,7 @@ func (s *Sampler) walk(n *dirNode, depth int, dst *Snapshot) bool {
 			dst.Vanished++
 			return true
 		}
-	case depth == 0 && dst.Node.Kubepods.Cgroup == "":
+	case depth == 0 && dst.Node.Kubepods.Workload.Cgroup == "":
 		if !s.readGroup(fd, n, &dst.Node.Kubepods, dst) {
 			dst.Node.Kubepods = Group{}
 			return false
