@@ -271,7 +271,7 @@ func readV1(memDir, p string) (Stats, error) {
 		lerr = fmt.Errorf("memory hierarchy mounted at %s, not .../memory", memDir)
 	}
 	if lerr == nil {
-		st.MaxBytes = v1Limit(m.limit)
+		st.MaxBytes = V1Limit(clampU64(m.limit))
 		st.CurrentBytes = clampU64(m.usage)
 		st.PeakBytes = clampU64(m.maxUsage)
 		st.Events.OOMKill = m.oomKill
@@ -288,7 +288,7 @@ func readV1(memDir, p string) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	st.MaxBytes = v1Limit(uint64(max(limit, 0)))
+	st.MaxBytes = V1Limit(limit)
 	if st.CurrentBytes, _, err = readValue(dir, "memory.usage_in_bytes", false); err != nil {
 		return Stats{}, err
 	}
@@ -348,14 +348,6 @@ func statV1(ctrl cgroup1.Subsystem, p string) (*v1Metrics, error) {
 		oomKill:  m.MemoryOomControl.OomKill,
 		underOOM: m.MemoryOomControl.UnderOom != 0,
 	}, nil
-}
-
-// v1Limit maps v1's "unlimited" (PAGE_COUNTER_MAX pages) to 0.
-func v1Limit(v uint64) int64 {
-	if v >= unlimitedV1 {
-		return 0
-	}
-	return int64(v)
 }
 
 // readValue parses the single-value file name in dir. A missing file is 0

@@ -244,7 +244,7 @@ func TestParseKeyed(t *testing.T) {
 		{"three fields", "a 1 2\n", nil, ErrMalformed},
 		{"negative", "a -1\n", nil, ErrMalformed},
 		{"duplicate", "a 1\na 2\n", nil, ErrMalformed},
-		{"too large", strings.Repeat("k 1\n", maxFileSize/4+1), nil, ErrMalformed},
+		{"too large", strings.Repeat("k 1\n", MaxFileSize/4+1), nil, ErrMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
