@@ -20,14 +20,17 @@ type Config struct {
 	// container steady at 80% (issue #17's no-false-alarm case) is well
 	// below it.
 	NearLimitRatio float64
-	// NearLimitResolveRatio: an open near-limit resolves below this ratio
-	// (and when its approach trigger no longer holds). Default 0.85: five
+	// NearLimitResolveRatio: an open near-limit resolves below this ratio,
+	// once its approach trigger no longer holds even loosely (a fit of
+	// ForecastResolveR2 still growing to the limit within twice
+	// NearLimitApproachWithin). Default 0.85: five
 	// points of hysteresis, more than the jitter of a working set that sits
 	// at the threshold.
 	NearLimitResolveRatio float64
 	// NearLimitFor is how long the working set must stay at or above
-	// NearLimitRatio. Default 30 s: a short burst that falls back is not a
-	// warning; three samples at the default 10 s interval.
+	// NearLimitRatio (dips that stay above NearLimitResolveRatio do not
+	// restart the wait). Default 30 s: a short burst that falls back is not
+	// a warning; three samples at the default 10 s interval.
 	NearLimitFor time.Duration
 	// NearLimitApproachRatio and NearLimitApproachWithin: near-limit also
 	// opens, at once, when the working set is at or above
@@ -112,13 +115,15 @@ type Config struct {
 	ForecastMinRatio float64
 
 	// UpdateChange, UpdateMinGap and UpdateEvery rule how often an open
-	// warning is sent again: when its key figure (near-limit's headroom,
-	// limit-reclaim's rate, pressure's avg10, node-low's available memory,
-	// forecast's time left) moved by UpdateChange of itself since last
-	// sent, at most once per UpdateMinGap; otherwise, when it moved at all,
-	// once per UpdateEvery. Defaults 25%, 10 s and 1 min: a figure moving
-	// one way is resent at most log(range)/log(1.25) times, and an
-	// oscillating one at most every 10 s.
+	// warning is sent again, judged on its key figure (near-limit's
+	// headroom, limit-reclaim's rate, pressure's avg10, node-low's available
+	// memory, forecast's time left): when it is worse than last sent by
+	// UpdateChange of itself, at most once per UpdateMinGap; when it has
+	// been better by UpdateChange on every sample for UpdateEvery; smaller
+	// moves are not sent (Open has the latest figures). Defaults 25%, 10 s and 1 min: a figure getting worse
+	// one way is resent at most log(range)/log(1.25) times, a figure
+	// swinging back and forth is sent at its worst once, and good news can
+	// wait a minute.
 	UpdateChange float64
 	UpdateMinGap time.Duration
 	UpdateEvery  time.Duration

@@ -47,9 +47,12 @@ type subject struct {
 
 // tracked is an open warning: as last sent, and its latest figures.
 type tracked struct {
-	sent   Warning
-	key    float64 // the kind's key figure when sent
-	latest Figures
+	sent Warning
+	key  float64 // the kind's key figure when sent (higher is worse)
+	// betterSince is when the key became better than sent by UpdateChange
+	// and stayed so; zero when it is not.
+	betterSince time.Time
+	latest      Figures
 }
 
 // group is a cgroup's state between samples.
@@ -136,7 +139,7 @@ func (e *Engine) sweep(now time.Time, out []Warning) []Warning {
 func (s *subject) rebase(now time.Time) {
 	for _, t := range s.open {
 		if t != nil {
-			t.sent.At = now
+			t.sent.At, t.betterSince = now, time.Time{}
 		}
 	}
 }
@@ -267,11 +270,22 @@ func (e *Engine) step(s *subject, k Kind, v verdict, now time.Time, out []Warnin
 	if v.clear {
 		return append(out, e.resolve(s, k, now, Cleared))
 	}
-	gap := now.Sub(t.sent.At)
-	moved := change(t.key, v.key)
-	if (moved >= e.cfg.UpdateChange && gap >= e.cfg.UpdateMinGap) || (moved > 0 && gap >= e.cfg.UpdateEvery) {
+	// Worse now by UpdateChange: sent soon. Better by UpdateChange on every
+	// sample for UpdateEvery: sent then. A figure that swings back and forth
+	// is sent at its worst, then no more.
+	moved := change(t.key, v.key) >= e.cfg.UpdateChange
+	switch {
+	case !moved || v.key > t.key:
+		t.betterSince = time.Time{}
+	case t.betterSince.IsZero():
+		t.betterSince = now
+	}
+	worse := moved && v.key > t.key && now.Sub(t.sent.At) >= e.cfg.UpdateMinGap
+	better := !t.betterSince.IsZero() && now.Sub(t.betterSince) >= e.cfg.UpdateEvery
+	if worse || better {
 		t.sent.State, t.sent.At, t.sent.Workload = Updated, now, s.workload
-		t.sent.Figures, t.sent.Thresholds, t.key = v.figures, v.thresholds, v.key
+		t.sent.Figures, t.sent.Thresholds = v.figures, v.thresholds
+		t.key, t.betterSince = v.key, time.Time{}
 		out = append(out, t.sent)
 	}
 	return out

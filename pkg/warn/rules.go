@@ -6,8 +6,9 @@ import (
 
 // verdict is one rule's judgement of one sample: whether its warning should
 // open (when closed) or clear (when open), with the figures and the key
-// figure that decides when an open warning is sent again. Between the two
-// bounds (the hysteresis band) neither holds and an open warning stays open.
+// figure, higher being worse, that decides when an open warning is sent
+// again. Between the two bounds (the hysteresis band) neither holds and an
+// open warning stays open.
 type verdict struct {
 	open, clear bool
 	figures     Figures
@@ -48,14 +49,16 @@ func (e *Engine) nearLimit(g *group, s CgroupSample, ft fit) verdict {
 		return verdict{clear: true}
 	}
 	f := withFit(memFigures(s), ft, s.WorkingSet, s.Limit)
-	if f.Ratio >= c.NearLimitRatio {
-		if g.aboveSince.IsZero() {
-			g.aboveSince = s.At
-		}
-	} else {
+	// The wait counts from the first sample at or above the ratio and
+	// restarts only below the resolve ratio, so a working set hovering
+	// across the threshold opens once rather than never.
+	switch {
+	case f.Ratio < c.NearLimitResolveRatio:
 		g.aboveSince = time.Time{}
+	case f.Ratio >= c.NearLimitRatio && g.aboveSince.IsZero():
+		g.aboveSince = s.At
 	}
-	level := !g.aboveSince.IsZero() && s.At.Sub(g.aboveSince) >= c.NearLimitFor
+	level := f.Ratio >= c.NearLimitRatio && !g.aboveSince.IsZero() && s.At.Sub(g.aboveSince) >= c.NearLimitFor
 	growing := f.GrowthRate > 0
 	approach := growing && ft.r2 >= c.ForecastMinR2 && f.Ratio >= c.NearLimitApproachRatio && f.TimeLeft <= c.NearLimitApproachWithin
 	approaching := growing && ft.r2 >= c.ForecastResolveR2 && f.TimeLeft <= 2*c.NearLimitApproachWithin
@@ -68,7 +71,7 @@ func (e *Engine) nearLimit(g *group, s CgroupSample, ft fit) verdict {
 			ApproachRatio: c.NearLimitApproachRatio, ApproachWithin: c.NearLimitApproachWithin,
 			MinR2: c.ForecastMinR2,
 		},
-		key: float64(max(s.Limit-s.WorkingSet, 0)),
+		key: -float64(max(s.Limit-s.WorkingSet, 0)), // less headroom is worse
 	}
 }
 
@@ -123,7 +126,7 @@ func (e *Engine) nodeLow(n NodeSample) verdict {
 		clear:      avail > resolveAbove,
 		figures:    Figures{MemAvailable: n.MemAvailable, MemTotal: n.MemTotal, EvictionThreshold: n.EvictionThreshold},
 		thresholds: Thresholds{Open: openAt, Resolve: resolveAbove},
-		key:        avail,
+		key:        -avail, // less available is worse
 	}
 }
 
@@ -147,6 +150,6 @@ func (e *Engine) forecast(s CgroupSample, ft fit) verdict {
 			Open: c.ForecastHorizon.Seconds(), Resolve: c.ForecastResolveHorizon.Seconds(),
 			MinRatio: c.ForecastMinRatio, MinR2: c.ForecastMinR2,
 		},
-		key: f.TimeLeft.Seconds(),
+		key: -f.TimeLeft.Seconds(), // less time is worse
 	}
 }

@@ -46,7 +46,7 @@ func simulate(t *testing.T, interval, offset, until time.Duration, gen func(el t
 
 // jitter is a deterministic wobble in [-1, 1] for a sample time.
 func jitter(el time.Duration, salt float64) float64 {
-	return math.Sin(el.Seconds()*1.7 + salt) * math.Cos(el.Seconds()*0.31+salt*2)
+	return math.Sin(el.Seconds()*1.7+salt) * math.Cos(el.Seconds()*0.31+salt*2)
 }
 
 // firstOpened returns when a kind first opened for a cgroup ("" the node).
