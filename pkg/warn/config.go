@@ -183,6 +183,9 @@ func DefaultConfig() Config {
 
 // Validate reports the first value out of range, wrapping ErrConfig.
 func (c Config) Validate() error {
+	if c == (Config{}) {
+		return fmt.Errorf("%w: empty: start from DefaultConfig", ErrConfig)
+	}
 	ratios := []struct {
 		name string
 		v    float64

@@ -319,7 +319,7 @@ func (e *Engine) resolve(s *subject, k Kind, now time.Time, why Reason) Warning 
 
 // resolveAll resolves every open warning of a subject.
 func (e *Engine) resolveAll(s *subject, now time.Time, why Reason, out []Warning) []Warning {
-	for _, k := range Kinds {
+	for _, k := range kinds {
 		if s.open[k] != nil {
 			out = append(out, e.resolve(s, k, now, why))
 		}

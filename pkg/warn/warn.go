@@ -3,8 +3,8 @@
 // reclaiming at its limit, memory pressure, a node running out, and a
 // forecast of when a growing working set reaches its limit.
 //
-// It is pure logic: the caller samples (package sample reads the cgroup and
-// /proc files) and hands each round to Engine.Observe, which returns only
+// It is pure logic, without I/O: the caller reads the cgroup and /proc files
+// and hands each round of samples to Engine.Observe, which returns only
 // the warnings that changed. A warning is opened once per cgroup and kind,
 // updated when its figures move, and resolved when its condition clears
 // past a hysteresis band, so a workload hovering at a threshold does not
@@ -41,8 +41,8 @@ const (
 	numKinds
 )
 
-// Kinds lists every kind, in their order.
-var Kinds = [numKinds]Kind{NearLimit, LimitReclaim, Pressure, NodeLow, Forecast}
+// kinds lists every kind, in their order.
+var kinds = [numKinds]Kind{NearLimit, LimitReclaim, Pressure, NodeLow, Forecast}
 
 // String returns the kind as issue #17 names it ("near-limit", ...).
 func (k Kind) String() string {
