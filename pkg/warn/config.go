@@ -229,33 +229,27 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: pressure thresholds %v/%v are not percentages with 0 <= resolve < open <= 100", ErrConfig, c.PressureResolve, c.PressureOpen)
 	}
 	durations := []struct {
-		name string
-		v    time.Duration
+		name     string
+		v        time.Duration
+		positive bool // zero is out of range too
 	}{
-		{"near-limit for", c.NearLimitFor},
-		{"limit-reclaim quiet", c.LimitReclaimQuiet},
-		{"update min gap", c.UpdateMinGap},
-		{"gone after", c.GoneAfter},
+		{"near-limit for", c.NearLimitFor, false},
+		{"near-limit approach within", c.NearLimitApproachWithin, true},
+		{"limit-reclaim quiet", c.LimitReclaimQuiet, false},
+		{"forecast window", c.ForecastWindow, true},
+		{"forecast min span", c.ForecastMinSpan, true},
+		{"forecast horizon", c.ForecastHorizon, true},
+		{"update min gap", c.UpdateMinGap, false},
+		{"update every", c.UpdateEvery, true},
+		{"gone after", c.GoneAfter, false},
+		{"lookback", c.Lookback, true},
 	}
 	for _, d := range durations {
-		if d.v < 0 {
-			return fmt.Errorf("%w: %s %v is negative", ErrConfig, d.name, d.v)
-		}
-	}
-	positive := []struct {
-		name string
-		v    time.Duration
-	}{
-		{"near-limit approach within", c.NearLimitApproachWithin},
-		{"forecast window", c.ForecastWindow},
-		{"forecast min span", c.ForecastMinSpan},
-		{"forecast horizon", c.ForecastHorizon},
-		{"update every", c.UpdateEvery},
-		{"lookback", c.Lookback},
-	}
-	for _, d := range positive {
-		if d.v <= 0 {
+		switch {
+		case d.positive && d.v <= 0:
 			return fmt.Errorf("%w: %s %v must be positive", ErrConfig, d.name, d.v)
+		case d.v < 0:
+			return fmt.Errorf("%w: %s %v is negative", ErrConfig, d.name, d.v)
 		}
 	}
 	if c.ForecastMinSpan > c.ForecastWindow {

@@ -20,7 +20,6 @@ type Engine struct {
 	cfg     Config
 	groups  map[string]*group
 	node    subject
-	now     time.Time // the latest round's time
 	history []Warning // resolved warnings, a ring of cfg.History
 	next    int       // the oldest slot once the ring is full
 	stats   Stats
@@ -109,7 +108,6 @@ func (e *Engine) Observe(node NodeSample, groups []CgroupSample) []Warning {
 	for i := range groups {
 		out = e.observeGroup(groups[i], out)
 	}
-	e.now = now
 	return e.sweep(now, out)
 }
 
@@ -192,9 +190,11 @@ func (e *Engine) observeGroup(s CgroupSample, out []Warning) []Warning {
 	case s.At.Equal(g.last):
 		return out // the same reading again
 	case s.At.Before(g.last):
-		// The clock went backwards: what was measured over time is void.
+		// The clock went backwards: move what was measured over time with
+		// it, the last sample one interval before this one, so that the
+		// step itself opens and resolves nothing.
 		g.rebase(s.At)
-		g.restart()
+		g.shift(s.At.Sub(g.last) - g.ws.lastGap())
 	}
 	g.workload = s.Workload
 	if g.havePrev && s.MaxEvents < g.prevMax {
@@ -223,14 +223,24 @@ func (e *Engine) observeGroup(s CgroupSample, out []Warning) []Warning {
 	return out
 }
 
-// restart forgets what the group measured over time, keeping its open
-// warnings.
+// restart forgets what the group measured over time (its open warnings
+// were resolved).
 func (g *group) restart() {
 	g.ws.reset()
 	g.havePrev = false
 	g.aboveSince = time.Time{}
 	g.rises = 0
 	g.lastRise = time.Time{}
+}
+
+// shift moves the group's times by d.
+func (g *group) shift(d time.Duration) {
+	g.ws.shift(d)
+	for _, t := range []*time.Time{&g.last, &g.aboveSince, &g.lastRise, &g.riseStart} {
+		if !t.IsZero() {
+			*t = t.Add(d)
+		}
+	}
 }
 
 // countRise follows the max event counter: consecutive rising intervals,

@@ -356,34 +356,39 @@ func TestCounterBackwards(t *testing.T) {
 }
 
 // A clock that steps backwards, or repeats itself, neither panics nor
-// resolves nor opens anything by itself.
+// opens nor resolves anything by itself.
 func TestClockBackwards(t *testing.T) {
 	e, _ := New(DefaultConfig())
-	var got []Warning
-	for el := time.Duration(0); el <= 40*time.Second; el += 2 * time.Second {
-		got = append(got, observe(e, el, true, named("/c", at(0.95)))...)
+	// Growing 0.05 MiB/s from 90%, the counter rising: near-limit,
+	// limit-reclaim and forecast open.
+	sample := func(i int) CgroupSample {
+		ws := int64(90*MiB + float64(i)*MiB/10)
+		return named("/c", CgroupSample{WorkingSet: ws, Usage: ws, Limit: lim, MaxEvents: uint64(i) * 3})
 	}
-	if len(got) != 1 || got[0].State != Opened {
-		t.Fatalf("got %v, want near-limit opened", got)
+	i := 0
+	for ; i <= 20; i++ {
+		observe(e, time.Duration(i)*2*time.Second, true, sample(i))
 	}
-	if w := observe(e, 40*time.Second, true, named("/c", at(0.95))); len(w) != 0 {
+	if open := e.Open(); len(open) != 3 {
+		t.Fatalf("open %v, want near-limit, limit-reclaim and forecast", open)
+	}
+	if w := observe(e, 40*time.Second, true, sample(20)); len(w) != 0 {
 		t.Errorf("a repeated round: %v", w)
 	}
-	got = nil
-	for el := -time.Hour; el < -time.Hour+2*time.Minute; el += 2 * time.Second {
-		got = append(got, observe(e, el, true, named("/c", at(0.95)))...)
+	for el := -time.Hour; el < -time.Hour+time.Minute; el += 2 * time.Second {
+		for _, w := range observe(e, el, true, sample(i)) {
+			if w.State != Updated {
+				t.Errorf("after the clock stepped back: %v", w)
+			}
+		}
+		i++
 	}
-	for _, w := range got {
-		t.Errorf("after the clock stepped back: %v", w)
+	if open := e.Open(); len(open) != 3 {
+		t.Errorf("open %v", open)
 	}
-	if len(e.Open()) != 1 {
-		t.Errorf("open %v", e.Open())
-	}
-	// An older sample of one cgroup within a round does not break the others.
-	w := observe(e, 0, true, named("/c", at(0.5)))
-	for _, x := range w {
-		if x.Kind == NearLimit && x.State == Resolved && x.At.Before(x.Since) {
-			t.Errorf("resolved before it opened: %v", x)
+	for _, w := range e.Open() {
+		if w.Kind == Forecast && (w.Figures.GrowthRate < 0.049*MiB || w.Figures.GrowthRate > 0.051*MiB) {
+			t.Errorf("forecast across the step: %v", w)
 		}
 	}
 }

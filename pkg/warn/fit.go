@@ -34,9 +34,25 @@ func (s *series) add(at time.Time, v int64, window time.Duration, maxPoints int)
 	}
 }
 
-// reset forgets the samples (a discontinuity: the clock went backwards,
-// the working set collapsed, the cgroup was recreated).
+// reset forgets the samples (the working set collapsed, the cgroup was
+// recreated).
 func (s *series) reset() { s.pts = s.pts[:0] }
+
+// shift moves the samples' times by d.
+func (s *series) shift(d time.Duration) {
+	for i := range s.pts {
+		s.pts[i].at += int64(d)
+	}
+}
+
+// lastGap is the time between the last two samples; 0 with fewer.
+func (s *series) lastGap() time.Duration {
+	n := len(s.pts)
+	if n < 2 {
+		return 0
+	}
+	return time.Duration(s.pts[n-1].at - s.pts[n-2].at)
+}
 
 // fit is a least squares line through a series.
 type fit struct {
