@@ -17,9 +17,10 @@ import (
 // 20 s (30 MiB, 47%: below forecast's 50% and the approach's 60%), forecast
 // opens at 22 s (32 MiB, 32 s left; 24 s with the jitter below) and
 // near-limit at 30 s (40 MiB, 62.5%, 24 s left); at 10 s samples both open
-// at 30 s, 24 s before the kill, and in the worst phase of the samples
-// (5 s, 15 s, ...) near-limit at 35 s (70%), 19 s before (16 s with the
-// jitter). A container steady at 80% has no growth, so it takes neither.
+// at 30 s, 24 s before the kill; in the worst phase of the samples (8 s,
+// 18 s, ...) the working set is at 59% at 28 s, just under the approach
+// ratio, and near-limit opens at 38 s, 16 s before. A container steady at
+// 80% has no growth, so it takes neither.
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
