@@ -13,9 +13,10 @@ import (
 // that closes reports once the log is quiet.
 
 // Run consumes items until the channel closes or ctx ends. It returns nil
-// when the channel closed, else ctx's error. Tests and synthetic sources use
+// when the channel closed while ctx was live, else ctx's error. Tests and synthetic sources use
 // it; the agent reads /dev/kmsg with RunReader.
 func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
+	parent := ctx
 	ctx, t := p.startTicker(ctx)
 	defer t.stop()
 	var rec kernlog.Record
@@ -37,6 +38,13 @@ func (p *Pipeline) Run(ctx context.Context, items <-chan devkmsg.Item) error {
 				err = p.take(ctx, it.Gap, r, len(items))
 			}
 			p.mu.Unlock()
+			if !ok && err == nil && parent.Err() != nil {
+				// The source closed its channel because ctx ended: the
+				// end is ctx's, whichever case the select saw. (A parent
+				// closes its Done before it cancels its children, so
+				// the source may see it before ours has ended.)
+				return context.Cause(parent)
+			}
 			if err != nil || !ok {
 				return err
 			}
