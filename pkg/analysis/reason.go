@@ -279,16 +279,5 @@ func cgroupLabel(path string) string {
 	return path
 }
 
-// Bytes formats a size with binary units.
-func Bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
-}
+// Bytes formats a size with binary units (vocab.Bytes).
+func Bytes(n int64) string { return vocab.Bytes(n) }

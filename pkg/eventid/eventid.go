@@ -20,12 +20,13 @@ const (
 	TypeOOM      = "oom"
 	TypeLoss     = "loss"
 	TypeExit     = "exit"
+	TypeWarning  = "warning"
 	TypeIncident = "incident"
 )
 
 // types pairs the event types with the API's enum.
 var types = map[string]pb.EventType{TypeOOM: pb.EventType_EVENT_TYPE_OOM, TypeLoss: pb.EventType_EVENT_TYPE_LOSS,
-	TypeExit: pb.EventType_EVENT_TYPE_EXIT}
+	TypeExit: pb.EventType_EVENT_TYPE_EXIT, TypeWarning: pb.EventType_EVENT_TYPE_WARNING}
 
 // TypeToPB is an event type's enum (UNSPECIFIED for an unknown type).
 func TypeToPB(typ string) pb.EventType { return types[typ] }
@@ -53,6 +54,8 @@ func TypeOf(e *pb.Event) string {
 		return TypeLoss
 	case *pb.Event_Exit:
 		return TypeExit
+	case *pb.Event_Warning:
+		return TypeWarning
 	}
 	return ""
 }

@@ -87,6 +87,124 @@ func (CulpritSource) EnumDescriptor() ([]byte, []int) {
 	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{0}
 }
 
+// WarningKind is what a warning is about.
+type WarningKind int32
+
+const (
+	WarningKind_WARNING_KIND_UNSPECIFIED WarningKind = 0
+	// The working set has been near the limit for a while, or is well on its
+	// way there and growing fast.
+	WarningKind_WARNING_KIND_NEAR_LIMIT WarningKind = 1
+	// The cgroup's max event counter keeps rising with the working set
+	// filling the limit: the kernel reclaims memory in use.
+	WarningKind_WARNING_KIND_LIMIT_RECLAIM WarningKind = 2
+	// PSI memory full avg10 of the cgroup or the node is high.
+	WarningKind_WARNING_KIND_PRESSURE WarningKind = 3
+	// The node's available memory is near kubelet's eviction threshold or
+	// exhaustion.
+	WarningKind_WARNING_KIND_NODE_LOW WarningKind = 4
+	// At its recent growth rate the working set reaches the limit within a
+	// horizon.
+	WarningKind_WARNING_KIND_FORECAST WarningKind = 5
+)
+
+// Enum value maps for WarningKind.
+var (
+	WarningKind_name = map[int32]string{
+		0: "WARNING_KIND_UNSPECIFIED",
+		1: "WARNING_KIND_NEAR_LIMIT",
+		2: "WARNING_KIND_LIMIT_RECLAIM",
+		3: "WARNING_KIND_PRESSURE",
+		4: "WARNING_KIND_NODE_LOW",
+		5: "WARNING_KIND_FORECAST",
+	}
+	WarningKind_value = map[string]int32{
+		"WARNING_KIND_UNSPECIFIED":   0,
+		"WARNING_KIND_NEAR_LIMIT":    1,
+		"WARNING_KIND_LIMIT_RECLAIM": 2,
+		"WARNING_KIND_PRESSURE":      3,
+		"WARNING_KIND_NODE_LOW":      4,
+		"WARNING_KIND_FORECAST":      5,
+	}
+)
+
+func (x WarningKind) Enum() *WarningKind {
+	p := new(WarningKind)
+	*p = x
+	return p
+}
+
+func (x WarningKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WarningKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[1].Descriptor()
+}
+
+func (WarningKind) Type() protoreflect.EnumType {
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[1]
+}
+
+func (x WarningKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WarningKind.Descriptor instead.
+func (WarningKind) EnumDescriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{1}
+}
+
+// WarningState is where a warning is in its life.
+type WarningState int32
+
+const (
+	WarningState_WARNING_STATE_UNSPECIFIED WarningState = 0
+	WarningState_WARNING_STATE_OPEN        WarningState = 1
+	WarningState_WARNING_STATE_RESOLVED    WarningState = 2
+)
+
+// Enum value maps for WarningState.
+var (
+	WarningState_name = map[int32]string{
+		0: "WARNING_STATE_UNSPECIFIED",
+		1: "WARNING_STATE_OPEN",
+		2: "WARNING_STATE_RESOLVED",
+	}
+	WarningState_value = map[string]int32{
+		"WARNING_STATE_UNSPECIFIED": 0,
+		"WARNING_STATE_OPEN":        1,
+		"WARNING_STATE_RESOLVED":    2,
+	}
+)
+
+func (x WarningState) Enum() *WarningState {
+	p := new(WarningState)
+	*p = x
+	return p
+}
+
+func (x WarningState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WarningState) Descriptor() protoreflect.EnumDescriptor {
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[2].Descriptor()
+}
+
+func (WarningState) Type() protoreflect.EnumType {
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[2]
+}
+
+func (x WarningState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WarningState.Descriptor instead.
+func (WarningState) EnumDescriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{2}
+}
+
 // OOMKind is what ran out of memory, from the kernel's own words.
 type OOMKind int32
 
@@ -136,11 +254,11 @@ func (x OOMKind) String() string {
 }
 
 func (OOMKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_oomwatch_v1_oomwatch_proto_enumTypes[1].Descriptor()
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[3].Descriptor()
 }
 
 func (OOMKind) Type() protoreflect.EnumType {
-	return &file_oomwatch_v1_oomwatch_proto_enumTypes[1]
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[3]
 }
 
 func (x OOMKind) Number() protoreflect.EnumNumber {
@@ -149,7 +267,7 @@ func (x OOMKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OOMKind.Descriptor instead.
 func (OOMKind) EnumDescriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{1}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{3}
 }
 
 // LimitScope is whose cgroup limit a limit kill hit.
@@ -194,11 +312,11 @@ func (x LimitScope) String() string {
 }
 
 func (LimitScope) Descriptor() protoreflect.EnumDescriptor {
-	return file_oomwatch_v1_oomwatch_proto_enumTypes[2].Descriptor()
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[4].Descriptor()
 }
 
 func (LimitScope) Type() protoreflect.EnumType {
-	return &file_oomwatch_v1_oomwatch_proto_enumTypes[2]
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[4]
 }
 
 func (x LimitScope) Number() protoreflect.EnumNumber {
@@ -207,7 +325,7 @@ func (x LimitScope) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LimitScope.Descriptor instead.
 func (LimitScope) EnumDescriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{2}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{4}
 }
 
 // CollateralVerdict says whether an OOM kill's victim died for memory that
@@ -253,11 +371,11 @@ func (x CollateralVerdict) String() string {
 }
 
 func (CollateralVerdict) Descriptor() protoreflect.EnumDescriptor {
-	return file_oomwatch_v1_oomwatch_proto_enumTypes[3].Descriptor()
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[5].Descriptor()
 }
 
 func (CollateralVerdict) Type() protoreflect.EnumType {
-	return &file_oomwatch_v1_oomwatch_proto_enumTypes[3]
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[5]
 }
 
 func (x CollateralVerdict) Number() protoreflect.EnumNumber {
@@ -266,7 +384,7 @@ func (x CollateralVerdict) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CollateralVerdict.Descriptor instead.
 func (CollateralVerdict) EnumDescriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{3}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{5}
 }
 
 // ExitVerdict is why a container's process ended on a signal.
@@ -322,11 +440,11 @@ func (x ExitVerdict) String() string {
 }
 
 func (ExitVerdict) Descriptor() protoreflect.EnumDescriptor {
-	return file_oomwatch_v1_oomwatch_proto_enumTypes[4].Descriptor()
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[6].Descriptor()
 }
 
 func (ExitVerdict) Type() protoreflect.EnumType {
-	return &file_oomwatch_v1_oomwatch_proto_enumTypes[4]
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[6]
 }
 
 func (x ExitVerdict) Number() protoreflect.EnumNumber {
@@ -335,7 +453,7 @@ func (x ExitVerdict) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExitVerdict.Descriptor instead.
 func (ExitVerdict) EnumDescriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{4}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{6}
 }
 
 // EventType is an event's payload, part of its identity.
@@ -346,6 +464,7 @@ const (
 	EventType_EVENT_TYPE_OOM         EventType = 1
 	EventType_EVENT_TYPE_LOSS        EventType = 2
 	EventType_EVENT_TYPE_EXIT        EventType = 3
+	EventType_EVENT_TYPE_WARNING     EventType = 4
 )
 
 // Enum value maps for EventType.
@@ -355,12 +474,14 @@ var (
 		1: "EVENT_TYPE_OOM",
 		2: "EVENT_TYPE_LOSS",
 		3: "EVENT_TYPE_EXIT",
+		4: "EVENT_TYPE_WARNING",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED": 0,
 		"EVENT_TYPE_OOM":         1,
 		"EVENT_TYPE_LOSS":        2,
 		"EVENT_TYPE_EXIT":        3,
+		"EVENT_TYPE_WARNING":     4,
 	}
 )
 
@@ -375,11 +496,11 @@ func (x EventType) String() string {
 }
 
 func (EventType) Descriptor() protoreflect.EnumDescriptor {
-	return file_oomwatch_v1_oomwatch_proto_enumTypes[5].Descriptor()
+	return file_oomwatch_v1_oomwatch_proto_enumTypes[7].Descriptor()
 }
 
 func (EventType) Type() protoreflect.EnumType {
-	return &file_oomwatch_v1_oomwatch_proto_enumTypes[5]
+	return &file_oomwatch_v1_oomwatch_proto_enumTypes[7]
 }
 
 func (x EventType) Number() protoreflect.EnumNumber {
@@ -388,7 +509,7 @@ func (x EventType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventType.Descriptor instead.
 func (EventType) EnumDescriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{5}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{7}
 }
 
 // Resources are a container's or pod's memory figures: what Kubernetes asked
@@ -1015,9 +1136,13 @@ type OOMKill struct {
 	OomKind OOMKind `protobuf:"varint,45,opt,name=oom_kind,json=oomKind,proto3,enum=oomwatch.v1.OOMKind" json:"oom_kind,omitempty"`
 	// Whose limit a limit kill hit (agents before this field send only
 	// `limit_scope`).
-	Scope         LimitScope `protobuf:"varint,46,opt,name=scope,proto3,enum=oomwatch.v1.LimitScope" json:"scope,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Scope LimitScope `protobuf:"varint,46,opt,name=scope,proto3,enum=oomwatch.v1.LimitScope" json:"scope,omitempty"`
+	// The warnings that preceded the kill for its victim's container or pod,
+	// its culprit's, and the node: open at kill time or resolved shortly
+	// before. Empty from agents that do not sample (or before this field).
+	PrecedingWarnings []*PrecedingWarning `protobuf:"bytes,47,rep,name=preceding_warnings,json=precedingWarnings,proto3" json:"preceding_warnings,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *OOMKill) Reset() {
@@ -1232,6 +1357,462 @@ func (x *OOMKill) GetScope() LimitScope {
 	return LimitScope_LIMIT_SCOPE_UNSPECIFIED
 }
 
+func (x *OOMKill) GetPrecedingWarnings() []*PrecedingWarning {
+	if x != nil {
+		return x.PrecedingWarnings
+	}
+	return nil
+}
+
+// PrecedingWarning is a warning that came before a kill.
+type PrecedingWarning struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning event's ID ("<node>/<boot_id>/warning/<seq>").
+	EventId     string      `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	WarningKind WarningKind `protobuf:"varint,2,opt,name=warning_kind,json=warningKind,proto3,enum=oomwatch.v1.WarningKind" json:"warning_kind,omitempty"`
+	// victim, culprit or node: whose warning it was.
+	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// The cgroup warned of; empty for the node.
+	Cgroup string                 `protobuf:"bytes,4,opt,name=cgroup,proto3" json:"cgroup,omitempty"`
+	Since  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	// How long before the kill the warning opened.
+	Lead *durationpb.Duration `protobuf:"bytes,6,opt,name=lead,proto3" json:"lead,omitempty"`
+	// Set when it had resolved before the kill.
+	ResolvedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
+	// The figures when it opened, or last before the kill.
+	Figures       *WarningFigures `protobuf:"bytes,8,opt,name=figures,proto3" json:"figures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrecedingWarning) Reset() {
+	*x = PrecedingWarning{}
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrecedingWarning) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrecedingWarning) ProtoMessage() {}
+
+func (x *PrecedingWarning) ProtoReflect() protoreflect.Message {
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrecedingWarning.ProtoReflect.Descriptor instead.
+func (*PrecedingWarning) Descriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PrecedingWarning) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *PrecedingWarning) GetWarningKind() WarningKind {
+	if x != nil {
+		return x.WarningKind
+	}
+	return WarningKind_WARNING_KIND_UNSPECIFIED
+}
+
+func (x *PrecedingWarning) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *PrecedingWarning) GetCgroup() string {
+	if x != nil {
+		return x.Cgroup
+	}
+	return ""
+}
+
+func (x *PrecedingWarning) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *PrecedingWarning) GetLead() *durationpb.Duration {
+	if x != nil {
+		return x.Lead
+	}
+	return nil
+}
+
+func (x *PrecedingWarning) GetResolvedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolvedAt
+	}
+	return nil
+}
+
+func (x *PrecedingWarning) GetFigures() *WarningFigures {
+	if x != nil {
+		return x.Figures
+	}
+	return nil
+}
+
+// MemoryWarning is a warning before a kill: one cgroup's or the node's
+// memory heading for an OOM kill. One warning per cgroup and kind is an
+// event opened once, updated (same identity, higher Event.revision) as its
+// figures move and then resolved.
+type MemoryWarning struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	WarningKind WarningKind            `protobuf:"varint,1,opt,name=warning_kind,json=warningKind,proto3,enum=oomwatch.v1.WarningKind" json:"warning_kind,omitempty"`
+	State       WarningState           `protobuf:"varint,2,opt,name=state,proto3,enum=oomwatch.v1.WarningState" json:"state,omitempty"`
+	// Why a resolved warning resolved: cleared (the condition cleared past
+	// its hysteresis band), gone (the cgroup is gone), reset (a new cgroup
+	// took its path).
+	Resolution string `protobuf:"bytes,3,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	// The cgroup and who it belongs to; empty cgroup and workload for the
+	// node (node-low, and pressure of the node).
+	Workload *Workload `protobuf:"bytes,4,opt,name=workload,proto3" json:"workload,omitempty"`
+	// When the warning opened; Event.time is when this revision was made.
+	Since      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	Figures    *WarningFigures        `protobuf:"bytes,6,opt,name=figures,proto3" json:"figures,omitempty"`
+	Thresholds *WarningThresholds     `protobuf:"bytes,7,opt,name=thresholds,proto3" json:"thresholds,omitempty"`
+	// A sentence for people ("api (pod shop/cart-7d9) will reach its 512.0
+	// MiB limit in about 4m: working set 401.0 MiB growing 0.5 MiB/s").
+	Summary       string `protobuf:"bytes,8,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemoryWarning) Reset() {
+	*x = MemoryWarning{}
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemoryWarning) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemoryWarning) ProtoMessage() {}
+
+func (x *MemoryWarning) ProtoReflect() protoreflect.Message {
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemoryWarning.ProtoReflect.Descriptor instead.
+func (*MemoryWarning) Descriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *MemoryWarning) GetWarningKind() WarningKind {
+	if x != nil {
+		return x.WarningKind
+	}
+	return WarningKind_WARNING_KIND_UNSPECIFIED
+}
+
+func (x *MemoryWarning) GetState() WarningState {
+	if x != nil {
+		return x.State
+	}
+	return WarningState_WARNING_STATE_UNSPECIFIED
+}
+
+func (x *MemoryWarning) GetResolution() string {
+	if x != nil {
+		return x.Resolution
+	}
+	return ""
+}
+
+func (x *MemoryWarning) GetWorkload() *Workload {
+	if x != nil {
+		return x.Workload
+	}
+	return nil
+}
+
+func (x *MemoryWarning) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *MemoryWarning) GetFigures() *WarningFigures {
+	if x != nil {
+		return x.Figures
+	}
+	return nil
+}
+
+func (x *MemoryWarning) GetThresholds() *WarningThresholds {
+	if x != nil {
+		return x.Thresholds
+	}
+	return nil
+}
+
+func (x *MemoryWarning) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+// WarningFigures are the measurements behind a warning; fields that do not
+// apply to its kind are zero.
+type WarningFigures struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	WorkingSetBytes int64                  `protobuf:"varint,1,opt,name=working_set_bytes,json=workingSetBytes,proto3" json:"working_set_bytes,omitempty"`
+	UsageBytes      int64                  `protobuf:"varint,2,opt,name=usage_bytes,json=usageBytes,proto3" json:"usage_bytes,omitempty"`
+	LimitBytes      int64                  `protobuf:"varint,3,opt,name=limit_bytes,json=limitBytes,proto3" json:"limit_bytes,omitempty"`
+	// working_set_bytes / limit_bytes.
+	Ratio float64 `protobuf:"fixed64,4,opt,name=ratio,proto3" json:"ratio,omitempty"`
+	// Working set growth, bytes per second, from a least-squares fit over
+	// fit_window (fit_points samples, fit_r2 its quality).
+	GrowthBytesPerSecond float64 `protobuf:"fixed64,5,opt,name=growth_bytes_per_second,json=growthBytesPerSecond,proto3" json:"growth_bytes_per_second,omitempty"`
+	// At that rate, until the limit.
+	TimeLeft  *durationpb.Duration `protobuf:"bytes,6,opt,name=time_left,json=timeLeft,proto3" json:"time_left,omitempty"`
+	FitWindow *durationpb.Duration `protobuf:"bytes,7,opt,name=fit_window,json=fitWindow,proto3" json:"fit_window,omitempty"`
+	FitPoints int32                `protobuf:"varint,8,opt,name=fit_points,json=fitPoints,proto3" json:"fit_points,omitempty"`
+	FitR2     float64              `protobuf:"fixed64,9,opt,name=fit_r2,json=fitR2,proto3" json:"fit_r2,omitempty"`
+	// How much the max event counter rose, and per second (limit-reclaim).
+	MaxEventsDelta     int64   `protobuf:"varint,10,opt,name=max_events_delta,json=maxEventsDelta,proto3" json:"max_events_delta,omitempty"`
+	MaxEventsPerSecond float64 `protobuf:"fixed64,11,opt,name=max_events_per_second,json=maxEventsPerSecond,proto3" json:"max_events_per_second,omitempty"`
+	// PSI memory full avg10, percent (pressure).
+	PsiFullAvg10 float64 `protobuf:"fixed64,12,opt,name=psi_full_avg10,json=psiFullAvg10,proto3" json:"psi_full_avg10,omitempty"`
+	// The node's memory (node-low).
+	MemAvailableBytes      int64 `protobuf:"varint,13,opt,name=mem_available_bytes,json=memAvailableBytes,proto3" json:"mem_available_bytes,omitempty"`
+	MemTotalBytes          int64 `protobuf:"varint,14,opt,name=mem_total_bytes,json=memTotalBytes,proto3" json:"mem_total_bytes,omitempty"`
+	EvictionThresholdBytes int64 `protobuf:"varint,15,opt,name=eviction_threshold_bytes,json=evictionThresholdBytes,proto3" json:"eviction_threshold_bytes,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *WarningFigures) Reset() {
+	*x = WarningFigures{}
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WarningFigures) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WarningFigures) ProtoMessage() {}
+
+func (x *WarningFigures) ProtoReflect() protoreflect.Message {
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WarningFigures.ProtoReflect.Descriptor instead.
+func (*WarningFigures) Descriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WarningFigures) GetWorkingSetBytes() int64 {
+	if x != nil {
+		return x.WorkingSetBytes
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetUsageBytes() int64 {
+	if x != nil {
+		return x.UsageBytes
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetLimitBytes() int64 {
+	if x != nil {
+		return x.LimitBytes
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetRatio() float64 {
+	if x != nil {
+		return x.Ratio
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetGrowthBytesPerSecond() float64 {
+	if x != nil {
+		return x.GrowthBytesPerSecond
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetTimeLeft() *durationpb.Duration {
+	if x != nil {
+		return x.TimeLeft
+	}
+	return nil
+}
+
+func (x *WarningFigures) GetFitWindow() *durationpb.Duration {
+	if x != nil {
+		return x.FitWindow
+	}
+	return nil
+}
+
+func (x *WarningFigures) GetFitPoints() int32 {
+	if x != nil {
+		return x.FitPoints
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetFitR2() float64 {
+	if x != nil {
+		return x.FitR2
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetMaxEventsDelta() int64 {
+	if x != nil {
+		return x.MaxEventsDelta
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetMaxEventsPerSecond() float64 {
+	if x != nil {
+		return x.MaxEventsPerSecond
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetPsiFullAvg10() float64 {
+	if x != nil {
+		return x.PsiFullAvg10
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetMemAvailableBytes() int64 {
+	if x != nil {
+		return x.MemAvailableBytes
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetMemTotalBytes() int64 {
+	if x != nil {
+		return x.MemTotalBytes
+	}
+	return 0
+}
+
+func (x *WarningFigures) GetEvictionThresholdBytes() int64 {
+	if x != nil {
+		return x.EvictionThresholdBytes
+	}
+	return 0
+}
+
+// WarningThresholds are the bounds a warning was judged by (see the agent's
+// flags); fields that do not apply to its kind are zero.
+type WarningThresholds struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where the condition opens and where it clears: ratios of the limit
+	// (near-limit), percent (pressure), bytes of MemAvailable (node-low),
+	// seconds left (forecast), minimum ratio of the limit (limit-reclaim).
+	Open          float64              `protobuf:"fixed64,1,opt,name=open,proto3" json:"open,omitempty"`
+	Resolve       float64              `protobuf:"fixed64,2,opt,name=resolve,proto3" json:"resolve,omitempty"`
+	Hold          *durationpb.Duration `protobuf:"bytes,3,opt,name=hold,proto3" json:"hold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WarningThresholds) Reset() {
+	*x = WarningThresholds{}
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WarningThresholds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WarningThresholds) ProtoMessage() {}
+
+func (x *WarningThresholds) ProtoReflect() protoreflect.Message {
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WarningThresholds.ProtoReflect.Descriptor instead.
+func (*WarningThresholds) Descriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *WarningThresholds) GetOpen() float64 {
+	if x != nil {
+		return x.Open
+	}
+	return 0
+}
+
+func (x *WarningThresholds) GetResolve() float64 {
+	if x != nil {
+		return x.Resolve
+	}
+	return 0
+}
+
+func (x *WarningThresholds) GetHold() *durationpb.Duration {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
 // Loss reports records or events that were lost, and how many.
 type Loss struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1253,7 +1834,7 @@ type Loss struct {
 
 func (x *Loss) Reset() {
 	*x = Loss{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[6]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1846,7 @@ func (x *Loss) String() string {
 func (*Loss) ProtoMessage() {}
 
 func (x *Loss) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[6]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1859,7 @@ func (x *Loss) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Loss.ProtoReflect.Descriptor instead.
 func (*Loss) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{6}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Loss) GetCause() string {
@@ -1375,7 +1956,7 @@ type ContainerExit struct {
 
 func (x *ContainerExit) Reset() {
 	*x = ContainerExit{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[7]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1968,7 @@ func (x *ContainerExit) String() string {
 func (*ContainerExit) ProtoMessage() {}
 
 func (x *ContainerExit) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[7]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1981,7 @@ func (x *ContainerExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerExit.ProtoReflect.Descriptor instead.
 func (*ContainerExit) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{7}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ContainerExit) GetWorkload() *Workload {
@@ -1551,7 +2132,7 @@ type ChildKill struct {
 
 func (x *ChildKill) Reset() {
 	*x = ChildKill{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[8]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +2144,7 @@ func (x *ChildKill) String() string {
 func (*ChildKill) ProtoMessage() {}
 
 func (x *ChildKill) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[8]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +2157,7 @@ func (x *ChildKill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChildKill.ProtoReflect.Descriptor instead.
 func (*ChildKill) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{8}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ChildKill) GetPid() int32 {
@@ -1641,6 +2222,7 @@ type Event struct {
 	//	*Event_Oom
 	//	*Event_Loss
 	//	*Event_Exit
+	//	*Event_Warning
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1648,7 +2230,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[9]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +2242,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[9]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +2255,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{9}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Event) GetId() string {
@@ -1766,6 +2348,15 @@ func (x *Event) GetExit() *ContainerExit {
 	return nil
 }
 
+func (x *Event) GetWarning() *MemoryWarning {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_Warning); ok {
+			return x.Warning
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -1782,11 +2373,17 @@ type Event_Exit struct {
 	Exit *ContainerExit `protobuf:"bytes,12,opt,name=exit,proto3,oneof"`
 }
 
+type Event_Warning struct {
+	Warning *MemoryWarning `protobuf:"bytes,13,opt,name=warning,proto3,oneof"`
+}
+
 func (*Event_Oom) isEvent_Payload() {}
 
 func (*Event_Loss) isEvent_Payload() {}
 
 func (*Event_Exit) isEvent_Payload() {}
+
+func (*Event_Warning) isEvent_Payload() {}
 
 // StreamRequest is one message of the agent's stream: a Hello first, then events.
 type StreamRequest struct {
@@ -1802,7 +2399,7 @@ type StreamRequest struct {
 
 func (x *StreamRequest) Reset() {
 	*x = StreamRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[10]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +2411,7 @@ func (x *StreamRequest) String() string {
 func (*StreamRequest) ProtoMessage() {}
 
 func (x *StreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[10]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +2424,7 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{10}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StreamRequest) GetMsg() isStreamRequest_Msg {
@@ -1883,7 +2480,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[11]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2492,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[11]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2505,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{11}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Hello) GetNode() string {
@@ -1936,8 +2533,8 @@ func (x *Hello) GetAgentVersion() string {
 type StreamResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	BootId string                 `protobuf:"bytes,1,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
-	// oom, loss or exit. Superseded by event_type; set for agents of
-	// earlier releases.
+	// oom, loss, exit or warning. Superseded by event_type; set for agents
+	// of earlier releases.
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	Seq  int64  `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The event was already stored (a replay).
@@ -1949,7 +2546,7 @@ type StreamResponse struct {
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[12]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2558,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[12]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2571,7 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{12}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StreamResponse) GetBootId() string {
@@ -2024,7 +2621,8 @@ type EventFilter struct {
 	// node, limit, ... (OOM kills only). Superseded by oom_kind (either matches).
 	Kind           string `protobuf:"bytes,6,opt,name=kind,proto3" json:"kind,omitempty"`
 	CollateralOnly bool   `protobuf:"varint,7,opt,name=collateral_only,json=collateralOnly,proto3" json:"collateral_only,omitempty"`
-	// oom, loss, exit; empty = all. Superseded by event_types (either matches).
+	// oom, loss, exit, warning; empty = all. Superseded by event_types
+	// (either matches).
 	Types []string `protobuf:"bytes,8,rep,name=types,proto3" json:"types,omitempty"`
 	// Exit verdicts (oom-limit, not-oom, ...). Superseded by exit_verdicts
 	// (either matches).
@@ -2035,14 +2633,19 @@ type EventFilter struct {
 	// These types only; empty (and `types` empty) = all.
 	EventTypes []EventType `protobuf:"varint,12,rep,packed,name=event_types,json=eventTypes,proto3,enum=oomwatch.v1.EventType" json:"event_types,omitempty"`
 	// Exits with these verdicts only (added to `verdicts`).
-	ExitVerdicts  []ExitVerdict `protobuf:"varint,13,rep,packed,name=exit_verdicts,json=exitVerdicts,proto3,enum=oomwatch.v1.ExitVerdict" json:"exit_verdicts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ExitVerdicts []ExitVerdict `protobuf:"varint,13,rep,packed,name=exit_verdicts,json=exitVerdicts,proto3,enum=oomwatch.v1.ExitVerdict" json:"exit_verdicts,omitempty"`
+	// Warnings of these kinds only (implies the warning type).
+	WarningKinds []WarningKind `protobuf:"varint,14,rep,packed,name=warning_kinds,json=warningKinds,proto3,enum=oomwatch.v1.WarningKind" json:"warning_kinds,omitempty"`
+	// Warnings open now only (implies the warning type): not resolved, and
+	// refreshed by their agent recently enough to be current.
+	OpenWarningsOnly bool `protobuf:"varint,15,opt,name=open_warnings_only,json=openWarningsOnly,proto3" json:"open_warnings_only,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *EventFilter) Reset() {
 	*x = EventFilter{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[13]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2657,7 @@ func (x *EventFilter) String() string {
 func (*EventFilter) ProtoMessage() {}
 
 func (x *EventFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[13]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2670,7 @@ func (x *EventFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventFilter.ProtoReflect.Descriptor instead.
 func (*EventFilter) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{13}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EventFilter) GetSince() *timestamppb.Timestamp {
@@ -2161,6 +2764,20 @@ func (x *EventFilter) GetExitVerdicts() []ExitVerdict {
 	return nil
 }
 
+func (x *EventFilter) GetWarningKinds() []WarningKind {
+	if x != nil {
+		return x.WarningKinds
+	}
+	return nil
+}
+
+func (x *EventFilter) GetOpenWarningsOnly() bool {
+	if x != nil {
+		return x.OpenWarningsOnly
+	}
+	return false
+}
+
 type ListEventsRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Filter *EventFilter           `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
@@ -2173,7 +2790,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[14]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2802,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[14]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2815,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{14}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListEventsRequest) GetFilter() *EventFilter {
@@ -2233,7 +2850,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[15]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2245,7 +2862,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[15]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2258,7 +2875,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{15}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -2284,7 +2901,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[16]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2913,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[16]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2926,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{16}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetEventRequest) GetId() string {
@@ -2328,7 +2945,7 @@ type GetEventResponse struct {
 
 func (x *GetEventResponse) Reset() {
 	*x = GetEventResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +2957,7 @@ func (x *GetEventResponse) String() string {
 func (*GetEventResponse) ProtoMessage() {}
 
 func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +2970,7 @@ func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
 func (*GetEventResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{17}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetEventResponse) GetEvent() *Event {
@@ -2372,7 +2989,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +3001,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +3014,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{18}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchRequest) GetFilter() *EventFilter {
@@ -2417,7 +3034,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2429,7 +3046,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2442,7 +3059,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{19}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchResponse) GetEvent() *Event {
@@ -2483,7 +3100,7 @@ type Incident struct {
 
 func (x *Incident) Reset() {
 	*x = Incident{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2495,7 +3112,7 @@ func (x *Incident) String() string {
 func (*Incident) ProtoMessage() {}
 
 func (x *Incident) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2508,7 +3125,7 @@ func (x *Incident) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incident.ProtoReflect.Descriptor instead.
 func (*Incident) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{20}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Incident) GetId() string {
@@ -2629,7 +3246,7 @@ type ListIncidentsRequest struct {
 
 func (x *ListIncidentsRequest) Reset() {
 	*x = ListIncidentsRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +3258,7 @@ func (x *ListIncidentsRequest) String() string {
 func (*ListIncidentsRequest) ProtoMessage() {}
 
 func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +3271,7 @@ func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*ListIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{21}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListIncidentsRequest) GetFilter() *EventFilter {
@@ -2695,7 +3312,7 @@ type ListIncidentsResponse struct {
 
 func (x *ListIncidentsResponse) Reset() {
 	*x = ListIncidentsResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[22]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +3324,7 @@ func (x *ListIncidentsResponse) String() string {
 func (*ListIncidentsResponse) ProtoMessage() {}
 
 func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[22]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +3337,7 @@ func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsResponse.ProtoReflect.Descriptor instead.
 func (*ListIncidentsResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{22}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListIncidentsResponse) GetIncidents() []*Incident {
@@ -2745,7 +3362,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[23]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2757,7 +3374,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[23]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2770,7 +3387,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{23}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{27}
 }
 
 type GetInfoResponse struct {
@@ -2783,7 +3400,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[24]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +3412,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[24]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +3425,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{24}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetInfoResponse) GetVersion() string {
@@ -2886,7 +3503,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\n" +
 	"NodeMemory\x12&\n" +
 	"\x0fmem_total_bytes\x18\x01 \x01(\x03R\rmemTotalBytes\x12.\n" +
-	"\x13mem_available_bytes\x18\x02 \x01(\x03R\x11memAvailableBytes\"\xf9\b\n" +
+	"\x13mem_available_bytes\x18\x02 \x01(\x03R\x11memAvailableBytes\"\xc7\t\n" +
 	"\aOOMKill\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1f\n" +
 	"\vlimit_scope\x18\x02 \x01(\tR\n" +
@@ -2921,9 +3538,58 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\n" +
 	"limit_from\x18, \x01(\tR\tlimitFrom\x12/\n" +
 	"\boom_kind\x18- \x01(\x0e2\x14.oomwatch.v1.OOMKindR\aoomKind\x12-\n" +
-	"\x05scope\x18. \x01(\x0e2\x17.oomwatch.v1.LimitScopeR\x05scopeB\x14\n" +
+	"\x05scope\x18. \x01(\x0e2\x17.oomwatch.v1.LimitScopeR\x05scope\x12L\n" +
+	"\x12preceding_warnings\x18/ \x03(\v2\x1d.oomwatch.v1.PrecedingWarningR\x11precedingWarningsB\x14\n" +
 	"\x12_memcg_usage_bytesB\x14\n" +
-	"\x12_memcg_limit_bytes\"\xdc\x01\n" +
+	"\x12_memcg_limit_bytes\"\xeb\x02\n" +
+	"\x10PrecedingWarning\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12;\n" +
+	"\fwarning_kind\x18\x02 \x01(\x0e2\x18.oomwatch.v1.WarningKindR\vwarningKind\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x16\n" +
+	"\x06cgroup\x18\x04 \x01(\tR\x06cgroup\x120\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12-\n" +
+	"\x04lead\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04lead\x12;\n" +
+	"\vresolved_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"resolvedAt\x125\n" +
+	"\afigures\x18\b \x01(\v2\x1b.oomwatch.v1.WarningFiguresR\afigures\"\x93\x03\n" +
+	"\rMemoryWarning\x12;\n" +
+	"\fwarning_kind\x18\x01 \x01(\x0e2\x18.oomwatch.v1.WarningKindR\vwarningKind\x12/\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x19.oomwatch.v1.WarningStateR\x05state\x12\x1e\n" +
+	"\n" +
+	"resolution\x18\x03 \x01(\tR\n" +
+	"resolution\x121\n" +
+	"\bworkload\x18\x04 \x01(\v2\x15.oomwatch.v1.WorkloadR\bworkload\x120\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x125\n" +
+	"\afigures\x18\x06 \x01(\v2\x1b.oomwatch.v1.WarningFiguresR\afigures\x12>\n" +
+	"\n" +
+	"thresholds\x18\a \x01(\v2\x1e.oomwatch.v1.WarningThresholdsR\n" +
+	"thresholds\x12\x18\n" +
+	"\asummary\x18\b \x01(\tR\asummary\"\x88\x05\n" +
+	"\x0eWarningFigures\x12*\n" +
+	"\x11working_set_bytes\x18\x01 \x01(\x03R\x0fworkingSetBytes\x12\x1f\n" +
+	"\vusage_bytes\x18\x02 \x01(\x03R\n" +
+	"usageBytes\x12\x1f\n" +
+	"\vlimit_bytes\x18\x03 \x01(\x03R\n" +
+	"limitBytes\x12\x14\n" +
+	"\x05ratio\x18\x04 \x01(\x01R\x05ratio\x125\n" +
+	"\x17growth_bytes_per_second\x18\x05 \x01(\x01R\x14growthBytesPerSecond\x126\n" +
+	"\ttime_left\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\btimeLeft\x128\n" +
+	"\n" +
+	"fit_window\x18\a \x01(\v2\x19.google.protobuf.DurationR\tfitWindow\x12\x1d\n" +
+	"\n" +
+	"fit_points\x18\b \x01(\x05R\tfitPoints\x12\x15\n" +
+	"\x06fit_r2\x18\t \x01(\x01R\x05fitR2\x12(\n" +
+	"\x10max_events_delta\x18\n" +
+	" \x01(\x03R\x0emaxEventsDelta\x121\n" +
+	"\x15max_events_per_second\x18\v \x01(\x01R\x12maxEventsPerSecond\x12$\n" +
+	"\x0epsi_full_avg10\x18\f \x01(\x01R\fpsiFullAvg10\x12.\n" +
+	"\x13mem_available_bytes\x18\r \x01(\x03R\x11memAvailableBytes\x12&\n" +
+	"\x0fmem_total_bytes\x18\x0e \x01(\x03R\rmemTotalBytes\x128\n" +
+	"\x18eviction_threshold_bytes\x18\x0f \x01(\x03R\x16evictionThresholdBytes\"p\n" +
+	"\x11WarningThresholds\x12\x12\n" +
+	"\x04open\x18\x01 \x01(\x01R\x04open\x12\x18\n" +
+	"\aresolve\x18\x02 \x01(\x01R\aresolve\x12-\n" +
+	"\x04hold\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04hold\"\xdc\x01\n" +
 	"\x04Loss\x12\x14\n" +
 	"\x05cause\x18\x01 \x01(\tR\x05cause\x12\x12\n" +
 	"\x04lost\x18\x02 \x01(\x03R\x04lost\x12\x1b\n" +
@@ -2967,7 +3633,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\foom_event_id\x18\x05 \x01(\tR\n" +
 	"oomEventIdB\f\n" +
 	"\n" +
-	"_rss_bytes\"\xa3\x03\n" +
+	"_rss_bytes\"\xdb\x03\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x17\n" +
@@ -2980,7 +3646,8 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x03oom\x18\n" +
 	" \x01(\v2\x14.oomwatch.v1.OOMKillH\x00R\x03oom\x12'\n" +
 	"\x04loss\x18\v \x01(\v2\x11.oomwatch.v1.LossH\x00R\x04loss\x120\n" +
-	"\x04exit\x18\f \x01(\v2\x1a.oomwatch.v1.ContainerExitH\x00R\x04exitB\t\n" +
+	"\x04exit\x18\f \x01(\v2\x1a.oomwatch.v1.ContainerExitH\x00R\x04exit\x126\n" +
+	"\awarning\x18\r \x01(\v2\x1a.oomwatch.v1.MemoryWarningH\x00R\awarningB\t\n" +
 	"\apayload\"n\n" +
 	"\rStreamRequest\x12*\n" +
 	"\x05hello\x18\x01 \x01(\v2\x12.oomwatch.v1.HelloH\x00R\x05hello\x12*\n" +
@@ -2996,7 +3663,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x03seq\x18\x03 \x01(\x03R\x03seq\x12\x1c\n" +
 	"\tduplicate\x18\x04 \x01(\bR\tduplicate\x125\n" +
 	"\n" +
-	"event_type\x18\x05 \x01(\x0e2\x16.oomwatch.v1.EventTypeR\teventType\"\xeb\x03\n" +
+	"event_type\x18\x05 \x01(\x0e2\x16.oomwatch.v1.EventTypeR\teventType\"\xd8\x04\n" +
 	"\vEventFilter\x120\n" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
 	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x12\n" +
@@ -3012,7 +3679,9 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\boom_kind\x18\v \x01(\x0e2\x14.oomwatch.v1.OOMKindR\aoomKind\x127\n" +
 	"\vevent_types\x18\f \x03(\x0e2\x16.oomwatch.v1.EventTypeR\n" +
 	"eventTypes\x12=\n" +
-	"\rexit_verdicts\x18\r \x03(\x0e2\x18.oomwatch.v1.ExitVerdictR\fexitVerdicts\"\x81\x01\n" +
+	"\rexit_verdicts\x18\r \x03(\x0e2\x18.oomwatch.v1.ExitVerdictR\fexitVerdicts\x12=\n" +
+	"\rwarning_kinds\x18\x0e \x03(\x0e2\x18.oomwatch.v1.WarningKindR\fwarningKinds\x12,\n" +
+	"\x12open_warnings_only\x18\x0f \x01(\bR\x10openWarningsOnly\"\x81\x01\n" +
 	"\x11ListEventsRequest\x120\n" +
 	"\x06filter\x18\x01 \x01(\v2\x18.oomwatch.v1.EventFilterR\x06filter\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -3065,7 +3734,18 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x18CULPRIT_SOURCE_TASK_DUMP\x10\x01\x12\x1a\n" +
 	"\x16CULPRIT_SOURCE_VICTIMS\x10\x02\x12\x1a\n" +
 	"\x16CULPRIT_SOURCE_TRIGGER\x10\x03\x12\x1b\n" +
-	"\x17CULPRIT_SOURCE_INCIDENT\x10\x04*\x8d\x01\n" +
+	"\x17CULPRIT_SOURCE_INCIDENT\x10\x04*\xb9\x01\n" +
+	"\vWarningKind\x12\x1c\n" +
+	"\x18WARNING_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17WARNING_KIND_NEAR_LIMIT\x10\x01\x12\x1e\n" +
+	"\x1aWARNING_KIND_LIMIT_RECLAIM\x10\x02\x12\x19\n" +
+	"\x15WARNING_KIND_PRESSURE\x10\x03\x12\x19\n" +
+	"\x15WARNING_KIND_NODE_LOW\x10\x04\x12\x19\n" +
+	"\x15WARNING_KIND_FORECAST\x10\x05*a\n" +
+	"\fWarningState\x12\x1d\n" +
+	"\x19WARNING_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12WARNING_STATE_OPEN\x10\x01\x12\x1a\n" +
+	"\x16WARNING_STATE_RESOLVED\x10\x02*\x8d\x01\n" +
 	"\aOOMKind\x12\x18\n" +
 	"\x14OOM_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOOM_KIND_NODE\x10\x01\x12\x12\n" +
@@ -3091,12 +3771,13 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x15EXIT_VERDICT_OOM_NODE\x10\x03\x12\x1a\n" +
 	"\x16EXIT_VERDICT_OOM_CHILD\x10\x04\x12\x18\n" +
 	"\x14EXIT_VERDICT_NOT_OOM\x10\x05\x12\x19\n" +
-	"\x15EXIT_VERDICT_GRACEFUL\x10\x06*e\n" +
+	"\x15EXIT_VERDICT_GRACEFUL\x10\x06*}\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eEVENT_TYPE_OOM\x10\x01\x12\x13\n" +
 	"\x0fEVENT_TYPE_LOSS\x10\x02\x12\x13\n" +
-	"\x0fEVENT_TYPE_EXIT\x10\x032V\n" +
+	"\x0fEVENT_TYPE_EXIT\x10\x03\x12\x16\n" +
+	"\x12EVENT_TYPE_WARNING\x10\x042V\n" +
 	"\rIngestService\x12E\n" +
 	"\x06Stream\x12\x1a.oomwatch.v1.StreamRequest\x1a\x1b.oomwatch.v1.StreamResponse(\x010\x012\x86\x03\n" +
 	"\fQueryService\x12M\n" +
@@ -3119,118 +3800,141 @@ func file_oomwatch_v1_oomwatch_proto_rawDescGZIP() []byte {
 	return file_oomwatch_v1_oomwatch_proto_rawDescData
 }
 
-var file_oomwatch_v1_oomwatch_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_oomwatch_v1_oomwatch_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_oomwatch_v1_oomwatch_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_oomwatch_v1_oomwatch_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_oomwatch_v1_oomwatch_proto_goTypes = []any{
 	(CulpritSource)(0),            // 0: oomwatch.v1.CulpritSource
-	(OOMKind)(0),                  // 1: oomwatch.v1.OOMKind
-	(LimitScope)(0),               // 2: oomwatch.v1.LimitScope
-	(CollateralVerdict)(0),        // 3: oomwatch.v1.CollateralVerdict
-	(ExitVerdict)(0),              // 4: oomwatch.v1.ExitVerdict
-	(EventType)(0),                // 5: oomwatch.v1.EventType
-	(*Resources)(nil),             // 6: oomwatch.v1.Resources
-	(*Workload)(nil),              // 7: oomwatch.v1.Workload
-	(*Process)(nil),               // 8: oomwatch.v1.Process
-	(*Culprit)(nil),               // 9: oomwatch.v1.Culprit
-	(*NodeMemory)(nil),            // 10: oomwatch.v1.NodeMemory
-	(*OOMKill)(nil),               // 11: oomwatch.v1.OOMKill
-	(*Loss)(nil),                  // 12: oomwatch.v1.Loss
-	(*ContainerExit)(nil),         // 13: oomwatch.v1.ContainerExit
-	(*ChildKill)(nil),             // 14: oomwatch.v1.ChildKill
-	(*Event)(nil),                 // 15: oomwatch.v1.Event
-	(*StreamRequest)(nil),         // 16: oomwatch.v1.StreamRequest
-	(*Hello)(nil),                 // 17: oomwatch.v1.Hello
-	(*StreamResponse)(nil),        // 18: oomwatch.v1.StreamResponse
-	(*EventFilter)(nil),           // 19: oomwatch.v1.EventFilter
-	(*ListEventsRequest)(nil),     // 20: oomwatch.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),    // 21: oomwatch.v1.ListEventsResponse
-	(*GetEventRequest)(nil),       // 22: oomwatch.v1.GetEventRequest
-	(*GetEventResponse)(nil),      // 23: oomwatch.v1.GetEventResponse
-	(*WatchRequest)(nil),          // 24: oomwatch.v1.WatchRequest
-	(*WatchResponse)(nil),         // 25: oomwatch.v1.WatchResponse
-	(*Incident)(nil),              // 26: oomwatch.v1.Incident
-	(*ListIncidentsRequest)(nil),  // 27: oomwatch.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil), // 28: oomwatch.v1.ListIncidentsResponse
-	(*GetInfoRequest)(nil),        // 29: oomwatch.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),       // 30: oomwatch.v1.GetInfoResponse
-	nil,                           // 31: oomwatch.v1.Workload.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 33: google.protobuf.Duration
+	(WarningKind)(0),              // 1: oomwatch.v1.WarningKind
+	(WarningState)(0),             // 2: oomwatch.v1.WarningState
+	(OOMKind)(0),                  // 3: oomwatch.v1.OOMKind
+	(LimitScope)(0),               // 4: oomwatch.v1.LimitScope
+	(CollateralVerdict)(0),        // 5: oomwatch.v1.CollateralVerdict
+	(ExitVerdict)(0),              // 6: oomwatch.v1.ExitVerdict
+	(EventType)(0),                // 7: oomwatch.v1.EventType
+	(*Resources)(nil),             // 8: oomwatch.v1.Resources
+	(*Workload)(nil),              // 9: oomwatch.v1.Workload
+	(*Process)(nil),               // 10: oomwatch.v1.Process
+	(*Culprit)(nil),               // 11: oomwatch.v1.Culprit
+	(*NodeMemory)(nil),            // 12: oomwatch.v1.NodeMemory
+	(*OOMKill)(nil),               // 13: oomwatch.v1.OOMKill
+	(*PrecedingWarning)(nil),      // 14: oomwatch.v1.PrecedingWarning
+	(*MemoryWarning)(nil),         // 15: oomwatch.v1.MemoryWarning
+	(*WarningFigures)(nil),        // 16: oomwatch.v1.WarningFigures
+	(*WarningThresholds)(nil),     // 17: oomwatch.v1.WarningThresholds
+	(*Loss)(nil),                  // 18: oomwatch.v1.Loss
+	(*ContainerExit)(nil),         // 19: oomwatch.v1.ContainerExit
+	(*ChildKill)(nil),             // 20: oomwatch.v1.ChildKill
+	(*Event)(nil),                 // 21: oomwatch.v1.Event
+	(*StreamRequest)(nil),         // 22: oomwatch.v1.StreamRequest
+	(*Hello)(nil),                 // 23: oomwatch.v1.Hello
+	(*StreamResponse)(nil),        // 24: oomwatch.v1.StreamResponse
+	(*EventFilter)(nil),           // 25: oomwatch.v1.EventFilter
+	(*ListEventsRequest)(nil),     // 26: oomwatch.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 27: oomwatch.v1.ListEventsResponse
+	(*GetEventRequest)(nil),       // 28: oomwatch.v1.GetEventRequest
+	(*GetEventResponse)(nil),      // 29: oomwatch.v1.GetEventResponse
+	(*WatchRequest)(nil),          // 30: oomwatch.v1.WatchRequest
+	(*WatchResponse)(nil),         // 31: oomwatch.v1.WatchResponse
+	(*Incident)(nil),              // 32: oomwatch.v1.Incident
+	(*ListIncidentsRequest)(nil),  // 33: oomwatch.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil), // 34: oomwatch.v1.ListIncidentsResponse
+	(*GetInfoRequest)(nil),        // 35: oomwatch.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),       // 36: oomwatch.v1.GetInfoResponse
+	nil,                           // 37: oomwatch.v1.Workload.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
 }
 var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
-	31, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
-	6,  // 1: oomwatch.v1.Workload.container_resources:type_name -> oomwatch.v1.Resources
-	6,  // 2: oomwatch.v1.Workload.pod_resources:type_name -> oomwatch.v1.Resources
-	7,  // 3: oomwatch.v1.Process.workload:type_name -> oomwatch.v1.Workload
-	7,  // 4: oomwatch.v1.Culprit.workload:type_name -> oomwatch.v1.Workload
+	37, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
+	8,  // 1: oomwatch.v1.Workload.container_resources:type_name -> oomwatch.v1.Resources
+	8,  // 2: oomwatch.v1.Workload.pod_resources:type_name -> oomwatch.v1.Resources
+	9,  // 3: oomwatch.v1.Process.workload:type_name -> oomwatch.v1.Workload
+	9,  // 4: oomwatch.v1.Culprit.workload:type_name -> oomwatch.v1.Workload
 	0,  // 5: oomwatch.v1.Culprit.culprit_source:type_name -> oomwatch.v1.CulpritSource
-	8,  // 6: oomwatch.v1.OOMKill.victims:type_name -> oomwatch.v1.Process
-	8,  // 7: oomwatch.v1.OOMKill.trigger:type_name -> oomwatch.v1.Process
-	8,  // 8: oomwatch.v1.OOMKill.top_consumers:type_name -> oomwatch.v1.Process
-	9,  // 9: oomwatch.v1.OOMKill.culprit:type_name -> oomwatch.v1.Culprit
-	10, // 10: oomwatch.v1.OOMKill.node_memory:type_name -> oomwatch.v1.NodeMemory
-	3,  // 11: oomwatch.v1.OOMKill.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
-	6,  // 12: oomwatch.v1.OOMKill.limited_resources:type_name -> oomwatch.v1.Resources
-	1,  // 13: oomwatch.v1.OOMKill.oom_kind:type_name -> oomwatch.v1.OOMKind
-	2,  // 14: oomwatch.v1.OOMKill.scope:type_name -> oomwatch.v1.LimitScope
-	32, // 15: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
-	32, // 16: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
-	7,  // 17: oomwatch.v1.ContainerExit.workload:type_name -> oomwatch.v1.Workload
-	32, // 18: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
-	9,  // 19: oomwatch.v1.ContainerExit.culprit:type_name -> oomwatch.v1.Culprit
-	32, // 20: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
-	14, // 21: oomwatch.v1.ContainerExit.largest:type_name -> oomwatch.v1.ChildKill
-	32, // 22: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
-	32, // 23: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
-	14, // 24: oomwatch.v1.ContainerExit.victims:type_name -> oomwatch.v1.ChildKill
-	3,  // 25: oomwatch.v1.ContainerExit.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
-	4,  // 26: oomwatch.v1.ContainerExit.exit_verdict:type_name -> oomwatch.v1.ExitVerdict
-	32, // 27: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
-	32, // 28: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
-	33, // 29: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
-	32, // 30: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
-	11, // 31: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
-	12, // 32: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
-	13, // 33: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
-	17, // 34: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
-	15, // 35: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
-	5,  // 36: oomwatch.v1.StreamResponse.event_type:type_name -> oomwatch.v1.EventType
-	32, // 37: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
-	32, // 38: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
-	1,  // 39: oomwatch.v1.EventFilter.oom_kind:type_name -> oomwatch.v1.OOMKind
-	5,  // 40: oomwatch.v1.EventFilter.event_types:type_name -> oomwatch.v1.EventType
-	4,  // 41: oomwatch.v1.EventFilter.exit_verdicts:type_name -> oomwatch.v1.ExitVerdict
-	19, // 42: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	15, // 43: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
-	15, // 44: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
-	19, // 45: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
-	15, // 46: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
-	32, // 47: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
-	32, // 48: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
-	9,  // 49: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
-	8,  // 50: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
-	8,  // 51: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
-	1,  // 52: oomwatch.v1.Incident.oom_kind:type_name -> oomwatch.v1.OOMKind
-	19, // 53: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	33, // 54: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
-	26, // 55: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
-	16, // 56: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
-	20, // 57: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
-	22, // 58: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
-	24, // 59: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
-	27, // 60: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
-	29, // 61: oomwatch.v1.QueryService.GetInfo:input_type -> oomwatch.v1.GetInfoRequest
-	18, // 62: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
-	21, // 63: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
-	23, // 64: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
-	25, // 65: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
-	28, // 66: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
-	30, // 67: oomwatch.v1.QueryService.GetInfo:output_type -> oomwatch.v1.GetInfoResponse
-	62, // [62:68] is the sub-list for method output_type
-	56, // [56:62] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	10, // 6: oomwatch.v1.OOMKill.victims:type_name -> oomwatch.v1.Process
+	10, // 7: oomwatch.v1.OOMKill.trigger:type_name -> oomwatch.v1.Process
+	10, // 8: oomwatch.v1.OOMKill.top_consumers:type_name -> oomwatch.v1.Process
+	11, // 9: oomwatch.v1.OOMKill.culprit:type_name -> oomwatch.v1.Culprit
+	12, // 10: oomwatch.v1.OOMKill.node_memory:type_name -> oomwatch.v1.NodeMemory
+	5,  // 11: oomwatch.v1.OOMKill.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
+	8,  // 12: oomwatch.v1.OOMKill.limited_resources:type_name -> oomwatch.v1.Resources
+	3,  // 13: oomwatch.v1.OOMKill.oom_kind:type_name -> oomwatch.v1.OOMKind
+	4,  // 14: oomwatch.v1.OOMKill.scope:type_name -> oomwatch.v1.LimitScope
+	14, // 15: oomwatch.v1.OOMKill.preceding_warnings:type_name -> oomwatch.v1.PrecedingWarning
+	1,  // 16: oomwatch.v1.PrecedingWarning.warning_kind:type_name -> oomwatch.v1.WarningKind
+	38, // 17: oomwatch.v1.PrecedingWarning.since:type_name -> google.protobuf.Timestamp
+	39, // 18: oomwatch.v1.PrecedingWarning.lead:type_name -> google.protobuf.Duration
+	38, // 19: oomwatch.v1.PrecedingWarning.resolved_at:type_name -> google.protobuf.Timestamp
+	16, // 20: oomwatch.v1.PrecedingWarning.figures:type_name -> oomwatch.v1.WarningFigures
+	1,  // 21: oomwatch.v1.MemoryWarning.warning_kind:type_name -> oomwatch.v1.WarningKind
+	2,  // 22: oomwatch.v1.MemoryWarning.state:type_name -> oomwatch.v1.WarningState
+	9,  // 23: oomwatch.v1.MemoryWarning.workload:type_name -> oomwatch.v1.Workload
+	38, // 24: oomwatch.v1.MemoryWarning.since:type_name -> google.protobuf.Timestamp
+	16, // 25: oomwatch.v1.MemoryWarning.figures:type_name -> oomwatch.v1.WarningFigures
+	17, // 26: oomwatch.v1.MemoryWarning.thresholds:type_name -> oomwatch.v1.WarningThresholds
+	39, // 27: oomwatch.v1.WarningFigures.time_left:type_name -> google.protobuf.Duration
+	39, // 28: oomwatch.v1.WarningFigures.fit_window:type_name -> google.protobuf.Duration
+	39, // 29: oomwatch.v1.WarningThresholds.hold:type_name -> google.protobuf.Duration
+	38, // 30: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
+	38, // 31: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
+	9,  // 32: oomwatch.v1.ContainerExit.workload:type_name -> oomwatch.v1.Workload
+	38, // 33: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
+	11, // 34: oomwatch.v1.ContainerExit.culprit:type_name -> oomwatch.v1.Culprit
+	38, // 35: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
+	20, // 36: oomwatch.v1.ContainerExit.largest:type_name -> oomwatch.v1.ChildKill
+	38, // 37: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
+	38, // 38: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
+	20, // 39: oomwatch.v1.ContainerExit.victims:type_name -> oomwatch.v1.ChildKill
+	5,  // 40: oomwatch.v1.ContainerExit.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
+	6,  // 41: oomwatch.v1.ContainerExit.exit_verdict:type_name -> oomwatch.v1.ExitVerdict
+	38, // 42: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
+	38, // 43: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
+	39, // 44: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
+	38, // 45: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
+	13, // 46: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
+	18, // 47: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
+	19, // 48: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
+	15, // 49: oomwatch.v1.Event.warning:type_name -> oomwatch.v1.MemoryWarning
+	23, // 50: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
+	21, // 51: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
+	7,  // 52: oomwatch.v1.StreamResponse.event_type:type_name -> oomwatch.v1.EventType
+	38, // 53: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
+	38, // 54: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
+	3,  // 55: oomwatch.v1.EventFilter.oom_kind:type_name -> oomwatch.v1.OOMKind
+	7,  // 56: oomwatch.v1.EventFilter.event_types:type_name -> oomwatch.v1.EventType
+	6,  // 57: oomwatch.v1.EventFilter.exit_verdicts:type_name -> oomwatch.v1.ExitVerdict
+	1,  // 58: oomwatch.v1.EventFilter.warning_kinds:type_name -> oomwatch.v1.WarningKind
+	25, // 59: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	21, // 60: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
+	21, // 61: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
+	25, // 62: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
+	21, // 63: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
+	38, // 64: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
+	38, // 65: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
+	11, // 66: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
+	10, // 67: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
+	10, // 68: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
+	3,  // 69: oomwatch.v1.Incident.oom_kind:type_name -> oomwatch.v1.OOMKind
+	25, // 70: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	39, // 71: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
+	32, // 72: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
+	22, // 73: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
+	26, // 74: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
+	28, // 75: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
+	30, // 76: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
+	33, // 77: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
+	35, // 78: oomwatch.v1.QueryService.GetInfo:input_type -> oomwatch.v1.GetInfoRequest
+	24, // 79: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
+	27, // 80: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
+	29, // 81: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
+	31, // 82: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
+	34, // 83: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
+	36, // 84: oomwatch.v1.QueryService.GetInfo:output_type -> oomwatch.v1.GetInfoResponse
+	79, // [79:85] is the sub-list for method output_type
+	73, // [73:79] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_oomwatch_v1_oomwatch_proto_init() }
@@ -3241,13 +3945,14 @@ func file_oomwatch_v1_oomwatch_proto_init() {
 	file_oomwatch_v1_oomwatch_proto_msgTypes[2].OneofWrappers = []any{}
 	file_oomwatch_v1_oomwatch_proto_msgTypes[3].OneofWrappers = []any{}
 	file_oomwatch_v1_oomwatch_proto_msgTypes[5].OneofWrappers = []any{}
-	file_oomwatch_v1_oomwatch_proto_msgTypes[8].OneofWrappers = []any{}
-	file_oomwatch_v1_oomwatch_proto_msgTypes[9].OneofWrappers = []any{
+	file_oomwatch_v1_oomwatch_proto_msgTypes[12].OneofWrappers = []any{}
+	file_oomwatch_v1_oomwatch_proto_msgTypes[13].OneofWrappers = []any{
 		(*Event_Oom)(nil),
 		(*Event_Loss)(nil),
 		(*Event_Exit)(nil),
+		(*Event_Warning)(nil),
 	}
-	file_oomwatch_v1_oomwatch_proto_msgTypes[10].OneofWrappers = []any{
+	file_oomwatch_v1_oomwatch_proto_msgTypes[14].OneofWrappers = []any{
 		(*StreamRequest_Hello)(nil),
 		(*StreamRequest_Event)(nil),
 	}
@@ -3256,8 +3961,8 @@ func file_oomwatch_v1_oomwatch_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_oomwatch_v1_oomwatch_proto_rawDesc), len(file_oomwatch_v1_oomwatch_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   26,
+			NumEnums:      8,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

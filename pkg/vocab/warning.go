@@ -1,0 +1,152 @@
+package vocab
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// Bytes formats a size with binary units: "512 B", "24.0 MiB".
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// warningKinds are the words of the warning kinds, as issue #17 and the
+// agent's flags name them.
+var warningKinds = map[pb.WarningKind]string{
+	pb.WarningKind_WARNING_KIND_NEAR_LIMIT:    "near-limit",
+	pb.WarningKind_WARNING_KIND_LIMIT_RECLAIM: "limit-reclaim",
+	pb.WarningKind_WARNING_KIND_PRESSURE:      "pressure",
+	pb.WarningKind_WARNING_KIND_NODE_LOW:      "node-low",
+	pb.WarningKind_WARNING_KIND_FORECAST:      "forecast",
+}
+
+// WarningKind is a warning kind's word ("near-limit", ...), "unknown" for
+// a value outside the API.
+func WarningKind(k pb.WarningKind) string {
+	if w, ok := warningKinds[k]; ok {
+		return w
+	}
+	return "unknown"
+}
+
+// WarningKindOf is the kind of a word, UNSPECIFIED for an unknown one.
+func WarningKindOf(word string) pb.WarningKind {
+	for k, w := range warningKinds {
+		if w == word {
+			return k
+		}
+	}
+	return pb.WarningKind_WARNING_KIND_UNSPECIFIED
+}
+
+// Duration is a duration as people say it: "38s", "4m12s", "2h5m".
+func Duration(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + Duration(-d)
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+}
+
+// Warning is the sentence of a warning: who, what and the figures.
+//
+//	container api (pod shop/cart-7d9) will reach its 64.0 MiB limit in
+//	about 38s: working set 40.1 MiB (63%), growing 1.0 MiB/s
+func Warning(m *pb.MemoryWarning) string {
+	who := "the node"
+	if w := m.GetWorkload(); w.GetCgroup() != "" {
+		who = Subject(OfPB(w))
+	}
+	f := m.GetFigures()
+	var s string
+	switch m.GetWarningKind() {
+	case pb.WarningKind_WARNING_KIND_FORECAST:
+		s = fmt.Sprintf("%s will reach its %s limit in about %s: working set %s (%s), growing %s/s",
+			who, Bytes(f.GetLimitBytes()), Duration(f.GetTimeLeft().AsDuration()), Bytes(f.GetWorkingSetBytes()),
+			percent(f.GetRatio()), Bytes(int64(f.GetGrowthBytesPerSecond())))
+	case pb.WarningKind_WARNING_KIND_NEAR_LIMIT:
+		s = fmt.Sprintf("%s is near its %s limit: working set %s (%s)", who, Bytes(f.GetLimitBytes()),
+			Bytes(f.GetWorkingSetBytes()), percent(f.GetRatio()))
+		if r := f.GetGrowthBytesPerSecond(); r > 0 && f.GetTimeLeft() != nil {
+			s += fmt.Sprintf(", growing %s/s, about %s left", Bytes(int64(r)), Duration(f.GetTimeLeft().AsDuration()))
+		}
+	case pb.WarningKind_WARNING_KIND_LIMIT_RECLAIM:
+		s = fmt.Sprintf("%s is being reclaimed at its %s limit: usage hit the limit %d more times (%.1f/s) with the working set at %s",
+			who, Bytes(f.GetLimitBytes()), f.GetMaxEventsDelta(), f.GetMaxEventsPerSecond(), percent(f.GetRatio()))
+	case pb.WarningKind_WARNING_KIND_PRESSURE:
+		s = fmt.Sprintf("%s is stalled on memory: all its tasks waited %.1f%% of the last 10 s (PSI full avg10)",
+			who, f.GetPsiFullAvg10())
+	case pb.WarningKind_WARNING_KIND_NODE_LOW:
+		s = fmt.Sprintf("the node is low on memory: %s available of %s", Bytes(f.GetMemAvailableBytes()), Bytes(f.GetMemTotalBytes()))
+		if t := f.GetEvictionThresholdBytes(); t > 0 {
+			s += fmt.Sprintf(", kubelet evicts below %s", Bytes(t))
+		}
+	default:
+		s = who + ": " + WarningKind(m.GetWarningKind())
+	}
+	if m.GetState() == pb.WarningState_WARNING_STATE_RESOLVED {
+		why := m.GetResolution()
+		if why == "" {
+			why = "resolved"
+		}
+		s = "resolved (" + why + "): " + s
+	}
+	return s
+}
+
+// Subject names a workload as the subject of a sentence: "container api
+// (pod shop/cart-7d9)", "pod shop/cart-7d9", or Host's words.
+func Subject(n Names) string {
+	p, c := Pod(n), Container(n)
+	switch {
+	case p != "" && c != "":
+		return c + " (" + p + ")"
+	case p != "":
+		return p
+	}
+	return Host(n)
+}
+
+// Preceding says which warnings came before a kill: "warned 4m12s before:
+// forecast, near-limit 93%", "" when none did.
+func Preceding(ws []*pb.PrecedingWarning) string {
+	if len(ws) == 0 {
+		return ""
+	}
+	var lead time.Duration
+	parts := make([]string, 0, len(ws))
+	for _, w := range ws {
+		lead = max(lead, w.GetLead().AsDuration())
+		p := WarningKind(w.GetWarningKind())
+		f := w.GetFigures()
+		switch w.GetWarningKind() {
+		case pb.WarningKind_WARNING_KIND_NEAR_LIMIT, pb.WarningKind_WARNING_KIND_LIMIT_RECLAIM:
+			p += " " + percent(f.GetRatio())
+		case pb.WarningKind_WARNING_KIND_PRESSURE:
+			p += fmt.Sprintf(" %.0f%%", f.GetPsiFullAvg10())
+		}
+		if w.GetRole() != "" && w.GetRole() != "victim" {
+			p += " (" + w.GetRole() + ")"
+		}
+		parts = append(parts, p)
+	}
+	return "warned " + Duration(lead) + " before: " + strings.Join(parts, ", ")
+}
+
+func percent(r float64) string { return fmt.Sprintf("%.0f%%", r*100) }
