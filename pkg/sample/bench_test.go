@@ -36,7 +36,7 @@ func benchID(i, j int) string {
 // kubelet's driver makes (systemd on v2, cgroupfs on v1, as is usual).
 func benchTree(tb testing.TB, mode cgroupstat.Mode) *tree {
 	tr := newTree(tb, mode)
-	tr.extra = true
+	tr.Extra = true
 	paths, root := systemdPaths, "/kubepods.slice"
 	if mode == cgroupstat.ModeV1 {
 		paths, root = cgroupfsPaths, "/kubepods"
