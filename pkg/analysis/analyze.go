@@ -98,7 +98,7 @@ func Analyze(r *oom.Report, ctx Context) Event {
 			p.OOMScoreAdj = &adj
 		}
 		if t.PID != 0 {
-			p.Workload = workloadOf(cg(t.PID, ""))
+			p.Workload = WorkloadOf(cg(t.PID, ""))
 			if row := r.TaskByPID(t.PID); row != nil {
 				rss := row.RSSBytes
 				p.RSSBytes = &rss
@@ -110,7 +110,7 @@ func Analyze(r *oom.Report, ctx Context) Event {
 		// A limit kill is invoked by a task charging the limited cgroup:
 		// the trigger ran in it (or below it), even when it is gone before
 		// anyone could read /proc (a thread of the victim, say).
-		ev.Trigger.Workload = workloadOf(ev.OOMMemcg)
+		ev.Trigger.Workload = WorkloadOf(ev.OOMMemcg)
 	}
 	ev.TopConsumers = topConsumers(r, cg)
 	if len(ev.Victims) == 0 {
@@ -211,7 +211,7 @@ func limitScope(kind, memcg, victimCgroup string) string {
 }
 
 func processOf(t oom.Task, cgroup string) Process {
-	p := Process{PID: t.PID, Comm: t.Comm, Workload: workloadOf(cgroup)}
+	p := Process{PID: t.PID, Comm: t.Comm, Workload: WorkloadOf(cgroup)}
 	if t.HasUID {
 		uid := t.UID
 		p.UID = &uid

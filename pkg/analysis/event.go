@@ -99,8 +99,9 @@ func (w Workload) Names() vocab.Names {
 		Runtime: w.Runtime, QoS: w.QoS, Unit: w.Unit, Namespace: w.Namespace, PodName: w.PodName, ContainerName: w.ContainerName}
 }
 
-// workloadOf fills a Workload from a cgroup path.
-func workloadOf(cgroup string) Workload {
+// WorkloadOf fills a Workload from a cgroup path: what the path proves
+// (kind, pod UID, container ID, runtime, QoS class, unit), no names.
+func WorkloadOf(cgroup string) Workload {
 	if cgroup == "" {
 		return Workload{}
 	}

@@ -81,7 +81,7 @@ func sum(hs []Holder, scope string) (map[string]*unit, []string) {
 		k := unitKey(h, scope)
 		u := units[k]
 		if u == nil {
-			u = &unit{key: k, workload: workloadOf(h.Cgroup)}
+			u = &unit{key: k, workload: WorkloadOf(h.Cgroup)}
 			units[k] = u
 			order = append(order, k)
 		}
@@ -90,7 +90,7 @@ func sum(hs []Holder, scope string) (map[string]*unit, []string) {
 		if h.RSSBytes > u.top.RSSBytes || u.tasks == 1 {
 			// A pod's unit is named by its largest task's container, not
 			// by the first listed (the pause process, on a node).
-			u.top, u.workload = h, workloadOf(h.Cgroup)
+			u.top, u.workload = h, WorkloadOf(h.Cgroup)
 		}
 	}
 	return units, order

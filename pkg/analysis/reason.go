@@ -273,7 +273,7 @@ func cgroupLabel(path string) string {
 	if path == "" {
 		return "an unnamed cgroup"
 	}
-	if l := workloadLabel(workloadOf(path)); l != "" {
+	if l := workloadLabel(WorkloadOf(path)); l != "" {
 		return l
 	}
 	return path

@@ -14,7 +14,7 @@ func TestRefinePodLimitOfOneContainer(t *testing.T) {
 	const sibID = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d"
 	v1Pod := "/kubepods/burstable/pod" + uid
 	named := func(cgroup, name string) Workload {
-		w := workloadOf(cgroup)
+		w := WorkloadOf(cgroup)
 		w.ContainerName = name
 		return w
 	}
@@ -55,17 +55,17 @@ func TestRefinePodLimitOfOneContainer(t *testing.T) {
 			[]Process{{PID: 7, Comm: "indexer", Workload: named(v1Pod+"/"+sibID, "indexer")}}},
 		{"a sibling container, not resolved, among the holders", v1Pod, v1Pod + "/" + ctrID, 64 * mi,
 			&Resources{MemoryLimitBytes: 64 * mi}, nil, ScopePod,
-			[]Process{{PID: 42, Comm: "hog", Workload: workloadOf(v1Pod + "/" + ctrID)}, {PID: 7, Comm: "indexer", Workload: workloadOf(v1Pod + "/" + sibID)}}},
+			[]Process{{PID: 42, Comm: "hog", Workload: WorkloadOf(v1Pod + "/" + ctrID)}, {PID: 7, Comm: "indexer", Workload: WorkloadOf(v1Pod + "/" + sibID)}}},
 		{"the pause process among the holders", v1Pod, v1Pod + "/" + ctrID, 32 * mi,
 			&Resources{MemoryLimitBytes: 32 * mi}, nil, ScopeContainer,
-			[]Process{{PID: 42, Comm: "hog", Workload: workloadOf(v1Pod + "/" + ctrID)}, {PID: 3, Comm: "pause", Workload: named(v1Pod+"/"+sibID, "POD")}}},
+			[]Process{{PID: 42, Comm: "hog", Workload: WorkloadOf(v1Pod + "/" + ctrID)}, {PID: 3, Comm: "pause", Workload: named(v1Pod+"/"+sibID, "POD")}}},
 		{"the pause process, not resolved", v1Pod, v1Pod + "/" + ctrID, 32 * mi,
 			&Resources{MemoryLimitBytes: 32 * mi}, nil, ScopeContainer,
-			[]Process{{PID: 42, Comm: "hog", Workload: workloadOf(v1Pod + "/" + ctrID)}, {PID: 3, Comm: "pause", Workload: workloadOf(v1Pod + "/" + sibID)}}},
+			[]Process{{PID: 42, Comm: "hog", Workload: WorkloadOf(v1Pod + "/" + ctrID)}, {PID: 3, Comm: "pause", Workload: WorkloadOf(v1Pod + "/" + sibID)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rss := 30 * mi
-			victim := Process{PID: 42, Comm: "hog", RSSBytes: &rss, Workload: workloadOf(tc.victim)}
+			victim := Process{PID: 42, Comm: "hog", RSSBytes: &rss, Workload: WorkloadOf(tc.victim)}
 			victim.ContainerResources, victim.PodResources = tc.ctr, tc.pod
 			ev := Event{Kind: KindLimit, LimitScope: ScopePod, OOMMemcg: tc.memcg, Complete: true,
 				Victims: []Process{victim}, CollateralVerdict: CollateralNo,

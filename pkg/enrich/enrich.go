@@ -142,6 +142,14 @@ func (e *Enricher) Enrich(ctx context.Context, ev *analysis.Event) {
 	}
 }
 
+// Name fills a workload's names (namespace, pod, container, image, labels)
+// from the container runtime, as a kill's are: the agent names its memory
+// warnings' cgroups with it. It does not ask the Kubernetes API, which the
+// agent lists only when an OOM kill needs it.
+func (e *Enricher) Name(ctx context.Context, w *analysis.Workload) {
+	e.runtimeNames(ctx, w)
+}
+
 // names asks the runtime about a workload's container and pod, then the
 // Kubernetes API about the pod's spec.
 func (e *Enricher) names(ctx context.Context, w *analysis.Workload) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -20,6 +21,13 @@ import (
 // the event's seq, so that its updates and its resolution (higher
 // revisions) replace the one stored event, and a kill's PrecedingWarning
 // names the same event ID the agent sent.
+
+// WarningRefresh is how often the agent sends an open warning again, with
+// a new revision and its latest figures, even when they did not move: an
+// open warning not refreshed within 3*WarningRefresh is stale (its agent
+// stopped, or restarted and forgot it) and the aggregator may treat it as
+// over.
+const WarningRefresh = 5 * time.Minute
 
 // warningKinds pairs the engine's kinds with the API's.
 var warningKinds = [...]pb.WarningKind{

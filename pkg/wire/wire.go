@@ -72,7 +72,7 @@ func OOMKill(ev analysis.Event) *pb.OOMKill {
 	}
 	if c := ev.Culprit; c != nil {
 		k.Culprit = &pb.Culprit{Pid: int32(c.PID), Comm: c.Comm, RssBytes: c.RSSBytes, Tasks: int32(c.Tasks),
-			Source: c.Source, CulpritSource: SourceToPB(c.Source), RankedBy: c.RankedBy, Workload: workload(c.Workload)}
+			Source: c.Source, CulpritSource: SourceToPB(c.Source), RankedBy: c.RankedBy, Workload: Workload(c.Workload)}
 	}
 	if ev.Node != nil {
 		k.NodeMemory = &pb.NodeMemory{MemTotalBytes: ev.Node.MemTotalBytes, MemAvailableBytes: ev.Node.MemAvailableBytes}
@@ -82,7 +82,7 @@ func OOMKill(ev analysis.Event) *pb.OOMKill {
 
 func process(p analysis.Process) *pb.Process {
 	out := &pb.Process{Pid: int32(p.PID), Comm: p.Comm, RssBytes: p.RSSBytes, GroupMember: p.GroupMember,
-		Workload: workload(p.Workload)}
+		Workload: Workload(p.Workload)}
 	if p.UID != nil {
 		u := int32(*p.UID)
 		out.Uid = &u
@@ -94,7 +94,9 @@ func process(p analysis.Process) *pb.Process {
 	return out
 }
 
-func workload(w analysis.Workload) *pb.Workload {
+// Workload converts a workload: a kill's, or a warning's cgroup named as
+// kills are.
+func Workload(w analysis.Workload) *pb.Workload {
 	out := &pb.Workload{
 		Cgroup: w.Cgroup, WorkloadKind: w.WorkloadKind, PodUid: w.PodUID, ContainerId: w.ContainerID,
 		Runtime: w.Runtime, Qos: w.QoS, Unit: w.Unit, Namespace: w.Namespace, PodName: w.PodName,
