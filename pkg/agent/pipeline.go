@@ -17,6 +17,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/oomwatch/oomwatch/pkg/oom"
 	"github.com/oomwatch/oomwatch/pkg/proc"
+	"github.com/oomwatch/oomwatch/pkg/vocab"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -83,8 +84,16 @@ type PipelineConfig struct {
 	// container cgroups: a kill line the kernel printed without its report
 	// (rate-limited) goes to the only container whose counter rose.
 	Counters KillCounters
+	// Warnings, when set, names the memory warnings that preceded each
+	// kill in its preceding_warnings, before it is spooled.
+	Warnings KillWarnings
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+}
+
+// KillWarnings names the warnings that came before a kill (Warnings).
+type KillWarnings interface {
+	Preceding(ev *analysis.Event) []*pb.PrecedingWarning
 }
 
 // Prefetcher is an Enricher that wants to hear of a victim's cgroup as soon
@@ -378,6 +387,14 @@ func (p *Pipeline) flush(ctx context.Context) error {
 		}
 		if v.ContainerID != "" {
 			f["container_id"] = v.ContainerID
+		}
+		if p.cfg.Warnings != nil {
+			// The reason stays the kernel's story: readers render the
+			// warnings from the field (vocab.Preceding).
+			if pw := p.cfg.Warnings.Preceding(ev); len(pw) > 0 {
+				e.GetOom().PrecedingWarnings = pw
+				f["warned"] = vocab.Preceding(pw)
+			}
 		}
 		p.log.WithFields(f).Info(ev.Reason)
 	}
