@@ -42,6 +42,8 @@ func run(ctx context.Context, opts agent.Options, log *logrus.Entry) error {
 		return metrics.Durability{SpoolWritable: o.Writable, SpoolWriteErrors: o.WriteErrors, AckWriteErrors: sp.AckWriteErrors,
 			CheckpointWriteErrors: a.CheckpointErrors(), MemoryQueueEvents: o.Held, MemoryQueued: o.Direct, MemoryDropped: o.Lost}
 	})
+	sampling := m.RegisterSampling()
+	a.SampleRound = func(r agent.SampleRound) { sampling.Round(r.Took, r.Cgroups, r.Errors, r.Open) }
 	if opts.MetricsAddr != "" {
 		go func() {
 			if err := metrics.Serve(ctx, opts.MetricsAddr, m.Registry, nil, log.WithField("component", "metrics")); err != nil {

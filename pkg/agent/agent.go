@@ -18,6 +18,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/exits"
 	"github.com/oomwatch/oomwatch/pkg/kubepods"
 	"github.com/oomwatch/oomwatch/pkg/proc"
+	"github.com/oomwatch/oomwatch/pkg/sample"
 	"github.com/oomwatch/oomwatch/pkg/sender"
 	"github.com/oomwatch/oomwatch/pkg/spool"
 	"github.com/oomwatch/oomwatch/pkg/transport"
@@ -44,6 +45,8 @@ type Agent struct {
 	// Enricher adds runtime names and cgroup figures; nil leaves events as
 	// the kernel described them.
 	Enricher Enricher
+	// SampleRound, when set, is told of every sampling round (metrics).
+	SampleRound func(SampleRound)
 }
 
 // New prepares an agent: it reads the boot ID, the checkpoint and the
@@ -183,6 +186,10 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 			}
 		}
 	}
+	warnings := a.warnings(cfg)
+	if warnings != nil {
+		cfg.Warnings = warnings
+	}
 	pipe := NewPipeline(cfg, a.log.WithField("component", "pipeline"))
 
 	var wg sync.WaitGroup
@@ -225,6 +232,9 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 	if joiner != nil {
 		run("exits", func() error { return joiner.Run(ctx) })
 	}
+	if warnings != nil {
+		run("warnings", func() error { return warnings.Run(ctx) })
+	}
 	wg.Wait()
 	close(errs)
 	var first error
@@ -234,6 +244,35 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 		}
 	}
 	return first
+}
+
+// warnings returns the sampling loop of --sample-interval, nil when it is
+// off or cannot run (said once: kills are reported all the same).
+func (a *Agent) warnings(cfg PipelineConfig) *Warnings {
+	if a.opts.SampleInterval <= 0 {
+		return nil
+	}
+	log := a.log.WithField("component", "warnings")
+	// Options.Validate has checked both.
+	wc, err := a.opts.WarnConfig()
+	if err != nil {
+		log.WithError(err).Error("no memory warnings")
+		return nil
+	}
+	ev, err := a.opts.Eviction()
+	if err != nil {
+		log.WithError(err).Error("no memory warnings")
+		return nil
+	}
+	namer, _ := cfg.Enricher.(Namer)
+	w, err := NewWarnings(WarningsConfig{Node: a.opts.NodeName, BootID: a.bootID,
+		Sample: sample.Config{CgroupRoot: a.opts.CgroupRoot, ProcRoot: a.opts.Proc}, Warn: wc,
+		Interval: a.opts.SampleInterval, Eviction: ev, Sink: a.outbox, Namer: namer, Round: a.SampleRound}, log)
+	if err != nil {
+		log.WithError(err).Error("cannot sample the cgroups: no memory warnings (OOM kills are reported all the same)")
+		return nil
+	}
+	return w
 }
 
 // kubePods returns the cache of this node's pod specs, or nil when the

@@ -4,13 +4,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
 	"github.com/oomwatch/oomwatch/pkg/kubepods"
 	"github.com/oomwatch/oomwatch/pkg/transport"
+	"github.com/oomwatch/oomwatch/pkg/warn"
 )
 
 // Options are the agent's flags. Each is also read from OOMWATCH_<NAME>
@@ -50,6 +55,17 @@ type Options struct {
 	// OOM reports at SyntheticRate per second: for load and fault tests.
 	SyntheticKills int
 	SyntheticRate  float64
+	// SampleInterval is how often the pod and container cgroups are
+	// sampled for warnings; 0 turns sampling and warnings off.
+	SampleInterval time.Duration
+	// EvictionHardMemory is kubelet's --eviction-hard memory.available
+	// threshold: a quantity (100Mi) or a percentage of MemTotal (5%).
+	EvictionHardMemory string
+	// WarnNearLimit, WarnPressure and WarnForecastHorizon are the warning
+	// thresholds a user sets (WarnConfig derives their resolve bounds).
+	WarnNearLimit       float64
+	WarnPressure        float64
+	WarnForecastHorizon time.Duration
 }
 
 // AddFlags registers the options on fs.
@@ -75,7 +91,76 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Recent, "recent", time.Minute, "reports older than this (kernel time) do not have their PIDs looked up in /proc: they may have been reused")
 	fs.IntVar(&o.SyntheticKills, "synthetic-kills", 0, "testing: read this many synthetic OOM reports instead of /dev/kmsg")
 	fs.Float64Var(&o.SyntheticRate, "synthetic-rate", 0, "testing: synthetic OOM reports per second (0: as fast as possible)")
+	def := warn.DefaultConfig()
+	fs.DurationVar(&o.SampleInterval, "sample-interval", DefaultSampleInterval, "how often pod and container memory is sampled for warnings before OOM kills (0: no sampling, no warnings)")
+	fs.StringVar(&o.EvictionHardMemory, "eviction-hard-memory", "100Mi", "kubelet's hard eviction threshold of memory.available, a quantity (100Mi) or a percentage of the node's memory (5%); node-low warns near it (0: none, warn near exhaustion)")
+	fs.Float64Var(&o.WarnNearLimit, "warn-near-limit", def.NearLimitRatio, "near-limit warns when a working set stays at or above this share of its limit (0-1); it resolves 5 points below")
+	fs.Float64Var(&o.WarnPressure, "warn-pressure", def.PressureOpen, "pressure warns when PSI memory full avg10 is at or above this percentage; it resolves at half of it")
+	fs.DurationVar(&o.WarnForecastHorizon, "warn-forecast-horizon", def.ForecastHorizon, "forecast warns when a growing working set would reach its limit within this time; it resolves beyond 1.5 times it")
 	o.Transport.AddFlags(fs)
+}
+
+// Eviction parses --eviction-hard-memory.
+func (o *Options) Eviction() (EvictionThreshold, error) {
+	t, err := ParseEviction(o.EvictionHardMemory)
+	if err != nil {
+		return t, fmt.Errorf("--eviction-hard-memory: %w", err)
+	}
+	return t, nil
+}
+
+// ParseEviction parses a memory.available eviction threshold as kubelet
+// takes it: a quantity ("100Mi", "1G", "104857600") or a percentage of
+// the node's memory ("5%"); "" and "0" are none.
+func ParseEviction(s string) (EvictionThreshold, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return EvictionThreshold{}, nil
+	}
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || !(v >= 0 && v < 100) {
+			return EvictionThreshold{}, fmt.Errorf("%q is not a percentage from 0 to 100", s)
+		}
+		return EvictionThreshold{Percent: v}, nil
+	}
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return EvictionThreshold{}, fmt.Errorf("%q is neither a quantity (100Mi, 1Gi) nor a percentage (5%%)", s)
+	}
+	v, ok := q.AsInt64()
+	if !ok || v < 0 {
+		return EvictionThreshold{}, fmt.Errorf("%q is not a size in bytes from 0 to 8 EiB", s)
+	}
+	return EvictionThreshold{Bytes: v}, nil
+}
+
+// WarnConfig is the warn engine's configuration from the flags: the
+// defaults, with the thresholds set and their resolve bounds kept at the
+// defaults' distance (near-limit 5 points below, pressure at half,
+// forecast beyond 1.5 times the horizon).
+func (o *Options) WarnConfig() (warn.Config, error) {
+	def := warn.DefaultConfig()
+	c := def
+	switch {
+	case math.IsNaN(o.WarnNearLimit) || o.WarnNearLimit <= 0 || o.WarnNearLimit > 1:
+		return c, fmt.Errorf("--warn-near-limit %v: must be a share of the limit above 0 and at most 1", o.WarnNearLimit)
+	case math.IsNaN(o.WarnPressure) || o.WarnPressure <= 0 || o.WarnPressure > 100:
+		return c, fmt.Errorf("--warn-pressure %v: must be a percentage above 0 and at most 100", o.WarnPressure)
+	case o.WarnForecastHorizon <= 0:
+		return c, fmt.Errorf("--warn-forecast-horizon %v: must be positive", o.WarnForecastHorizon)
+	}
+	c.NearLimitRatio = o.WarnNearLimit
+	c.NearLimitResolveRatio = max(o.WarnNearLimit-(def.NearLimitRatio-def.NearLimitResolveRatio), 0)
+	c.NearLimitApproachRatio = min(def.NearLimitApproachRatio, o.WarnNearLimit)
+	c.PressureOpen = o.WarnPressure
+	c.PressureResolve = o.WarnPressure * def.PressureResolve / def.PressureOpen
+	c.ForecastHorizon = o.WarnForecastHorizon
+	c.ForecastResolveHorizon = o.WarnForecastHorizon * def.ForecastResolveHorizon / def.ForecastHorizon
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("warning thresholds: %w", err)
+	}
+	return c, nil
 }
 
 // Errors of Validate.
@@ -106,6 +191,15 @@ func (o *Options) Validate() error {
 	}
 	if o.MemoryQueueEvents < 1 || o.MemoryQueueBytes < 64<<10 {
 		return errors.New("--memory-queue-max-events must be >= 1 and --memory-queue-max-bytes >= 64 KiB")
+	}
+	if o.SampleInterval < 0 || (o.SampleInterval > 0 && o.SampleInterval < time.Second) {
+		return fmt.Errorf("--sample-interval %v: must be 0 (off) or at least 1s", o.SampleInterval)
+	}
+	if _, err := o.Eviction(); err != nil {
+		return err
+	}
+	if _, err := o.WarnConfig(); err != nil {
+		return err
 	}
 	if err := o.Transport.Validate(); err != nil {
 		return err
