@@ -193,7 +193,7 @@ func (a *Agent) Run(ctx context.Context, hooks PipelineConfig) error {
 	pipe := NewPipeline(cfg, a.log.WithField("component", "pipeline"))
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 8)
 	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {

@@ -156,7 +156,7 @@ func (o *Options) WarnConfig() (warn.Config, error) {
 	c.PressureOpen = o.WarnPressure
 	c.PressureResolve = o.WarnPressure * def.PressureResolve / def.PressureOpen
 	c.ForecastHorizon = o.WarnForecastHorizon
-	c.ForecastResolveHorizon = o.WarnForecastHorizon * def.ForecastResolveHorizon / def.ForecastHorizon
+	c.ForecastResolveHorizon = time.Duration(float64(o.WarnForecastHorizon) * (def.ForecastResolveHorizon.Seconds() / def.ForecastHorizon.Seconds()))
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("warning thresholds: %w", err)
 	}
