@@ -205,3 +205,30 @@ func TestEnrichLimitedCgroupAbovePod(t *testing.T) {
 		t.Fatalf("figures of the victim's own container repeated as the limited cgroup's: %+v", ev.Limited)
 	}
 }
+
+// TestName: a warning's cgroup is named from the runtime as a kill's
+// victim is, without the Kubernetes API.
+func TestName(t *testing.T) {
+	rt := fakeRuntime{
+		containers: map[string]cri.Container{ctrID: {ID: ctrID, Name: "api", Image: "shop/cart:1.2", PodUID: podUID,
+			PodNamespace: "shop", PodName: "cart-7d9"}},
+		pods: map[string]cri.Pod{podUID: {UID: podUID, Namespace: "shop", Name: "cart-7d9"}},
+	}
+	e := New(root, rt, nil)
+	w := analysis.WorkloadOf(ctr)
+	e.Name(context.Background(), &w)
+	if w.Namespace != "shop" || w.PodName != "cart-7d9" || w.ContainerName != "api" || w.ContainerID != ctrID {
+		t.Fatalf("container: %+v", w)
+	}
+	p := analysis.WorkloadOf(pod)
+	e.Name(context.Background(), &p)
+	if p.PodName != "cart-7d9" || p.ContainerName != "" {
+		t.Fatalf("pod: %+v", p)
+	}
+	// Without a runtime, IDs only.
+	bare := analysis.WorkloadOf(ctr)
+	New(root, nil, nil).Name(context.Background(), &bare)
+	if bare.PodName != "" || bare.PodUID != podUID {
+		t.Fatalf("without a runtime: %+v", bare)
+	}
+}
