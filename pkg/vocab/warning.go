@@ -150,3 +150,65 @@ func Preceding(ws []*pb.PrecedingWarning) string {
 }
 
 func percent(r float64) string { return fmt.Sprintf("%.0f%%", r*100) }
+
+// WarningFigures are a warning's figures in a table cell, by kind: "93% of
+// 64.0 MiB" (near-limit, limit-reclaim), "38s left at 1.0 MiB/s"
+// (forecast), "PSI 23%" (pressure), "180.0 MiB free of 2.0 GiB"
+// (node-low); "-" when none apply.
+func WarningFigures(k pb.WarningKind, f *pb.WarningFigures) string {
+	if f == nil {
+		return "-"
+	}
+	ofLimit := func() string {
+		if f.GetLimitBytes() <= 0 {
+			return Bytes(f.GetWorkingSetBytes())
+		}
+		return percent(f.GetRatio()) + " of " + Bytes(f.GetLimitBytes())
+	}
+	switch k {
+	case pb.WarningKind_WARNING_KIND_NEAR_LIMIT:
+		return ofLimit()
+	case pb.WarningKind_WARNING_KIND_LIMIT_RECLAIM:
+		s := ofLimit()
+		if n := f.GetMaxEventsDelta(); n > 0 {
+			s += fmt.Sprintf(", %d at the limit", n)
+		}
+		return s
+	case pb.WarningKind_WARNING_KIND_FORECAST:
+		if f.GetTimeLeft() == nil {
+			return ofLimit()
+		}
+		return fmt.Sprintf("%s left at %s/s", Duration(f.GetTimeLeft().AsDuration()), Bytes(int64(f.GetGrowthBytesPerSecond())))
+	case pb.WarningKind_WARNING_KIND_PRESSURE:
+		return fmt.Sprintf("PSI %.0f%%", f.GetPsiFullAvg10())
+	case pb.WarningKind_WARNING_KIND_NODE_LOW:
+		s := Bytes(f.GetMemAvailableBytes()) + " free"
+		if t := f.GetMemTotalBytes(); t > 0 {
+			s += " of " + Bytes(t)
+		}
+		return s
+	}
+	return "-"
+}
+
+// PrecedingSentence is the sentence of a warning that preceded a kill, as
+// Warning words it, its subject named by who (nil: by its cgroup, or the
+// node when it has none).
+//
+//	container api (pod shop/cart-7d9) will reach its 64.0 MiB limit in
+//	about 40s: working set 40.1 MiB (63%), growing 1.0 MiB/s
+func PrecedingSentence(w *pb.PrecedingWarning, who *pb.Workload) string {
+	if who == nil && w.GetCgroup() != "" {
+		who = &pb.Workload{Cgroup: w.GetCgroup()}
+	}
+	if who != nil && who.GetCgroup() == "" {
+		// Warning names a workload only when it has a cgroup.
+		c := *who
+		c.Cgroup = w.GetCgroup()
+		if c.Cgroup == "" {
+			c.Cgroup = "?"
+		}
+		who = &c
+	}
+	return Warning(&pb.MemoryWarning{WarningKind: w.GetWarningKind(), Workload: who, Figures: w.GetFigures()})
+}
