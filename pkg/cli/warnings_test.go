@@ -345,3 +345,80 @@ func TestEventsWithWarnings(t *testing.T) {
 		t.Errorf("types %q", lists[0].GetTypes())
 	}
 }
+
+// The warnings before a kill in explain's story: under the exit the kill
+// explains and under a kill with no exit record; a story's other entries
+// read as before.
+func TestExplainWarnings(t *testing.T) {
+	evs := storyEvents(t)
+	var apiExit *pb.Event
+	for _, e := range evs {
+		o := e.GetOom()
+		switch {
+		case o != nil && e.GetSeq() == 359:
+			cg := o.GetVictims()[0].GetWorkload().GetCgroup()
+			o.PrecedingWarnings = []*pb.PrecedingWarning{
+				{EventId: xNode + "/" + xBoot + "/warning/77", WarningKind: pb.WarningKind_WARNING_KIND_NEAR_LIMIT, Role: "victim", Cgroup: cg,
+					Since: timestamppb.New(t0.Add(-90 * time.Second)), Lead: durpb.New(90 * time.Second),
+					Figures: &pb.WarningFigures{WorkingSetBytes: 22 * mib, LimitBytes: 24 * mib, Ratio: 0.93}},
+				{EventId: xNode + "/" + xBoot + "/warning/76", WarningKind: pb.WarningKind_WARNING_KIND_FORECAST, Role: "victim", Cgroup: cg,
+					Since: timestamppb.New(t0.Add(-252 * time.Second)), Lead: durpb.New(252 * time.Second),
+					ResolvedAt: timestamppb.New(t0.Add(-20 * time.Second)),
+					Figures: &pb.WarningFigures{WorkingSetBytes: 12 * mib, LimitBytes: 24 * mib, Ratio: 0.5, GrowthBytesPerSecond: 48 << 10,
+						TimeLeft: durpb.New(4 * time.Minute)}},
+			}
+		case o != nil && e.GetSeq() == 600:
+			o.PrecedingWarnings = []*pb.PrecedingWarning{{WarningKind: pb.WarningKind_WARNING_KIND_NODE_LOW, Role: "node",
+				Lead: durpb.New(30 * time.Second), Figures: &pb.WarningFigures{MemAvailableBytes: 90 * mib, MemTotalBytes: 2048 * mib}}}
+		case e.GetExit().GetOomEventId() != "" && e.GetExit().GetWorkload().GetContainerName() == "api":
+			apiExit = e
+		}
+	}
+	addr := startAggregator(t, evs)
+	out, errOut, code := run(t, "", "explain", "cart-7d9", "-n", "shop", "--server", addr, "--insecure")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	t.Logf("\n%s", out)
+	want := []string{
+		"[oom limit/container]\n  The container's memory limit was hit",
+		"\n  Warned 30s before: node-low (node).\n" +
+			"      -30s     node-low      the node is low on memory: 90.0 MiB available of 2.0 GiB (opened)\n",
+		"[not-oom]\n  Container worker of pod shop/cart-7d9 exited with code 137 (Error): it was killed with SIGKILL, but the kernel logged no OOM kill",
+		"[oom-limit]\n  Container api of pod shop/cart-7d9 exited with code 137 (OOMKilled)",
+		"\n  Warned 4m12s before: near-limit 93%, forecast.\n" +
+			"      -4m12s   forecast      container api (pod shop/cart-7d9) will reach its 24.0 MiB limit in about 4m0s: working set 12.0 MiB (50%), growing 48.0 KiB/s (opened; resolved 20s before the kill)\n" +
+			"      -1m30s   near-limit    container api (pod shop/cart-7d9) is near its 24.0 MiB limit: working set 22.0 MiB (93%) (opened)\n" +
+			"  Kernel log (node-a/" + xBoot + "/oom/359):\n",
+	}
+	at := 0
+	for _, w := range want {
+		i := strings.Index(out[at:], w)
+		if i < 0 {
+			t.Fatalf("output lacks, after offset %d:\n%s", at, w)
+		}
+		at += i + len(w)
+	}
+	if strings.Count(out, "Warned") != 2 {
+		t.Errorf("warnings told %d times, want 2", strings.Count(out, "Warned"))
+	}
+
+	t.Run("by event ID", func(t *testing.T) {
+		out, errOut, code := run(t, "", "explain", apiExit.GetId(), "--server", addr, "--insecure")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		if !strings.HasPrefix(out, "Pod shop/cart-7d9 (uid "+xPodUID+"): 1 exit, newest first.") || !strings.Contains(out, "[oom-limit]") ||
+			!strings.Contains(out, "  Warned 4m12s before: near-limit 93%, forecast.\n") {
+			t.Errorf("explain %s:\n%s", apiExit.GetId(), out)
+		}
+		out, _, code = run(t, "", "explain", xNode+"/"+xBoot+"/oom/600", "--server", addr, "--insecure")
+		if code != 0 || !strings.Contains(out, "1 OOM kill with no exit record") || !strings.Contains(out, "Warned 30s before: node-low (node).") {
+			t.Errorf("explain the kill:\n%s", out)
+		}
+		_, errOut, code = run(t, "", "explain", xNode+"/"+xBoot+"/oom/999", "--server", addr, "--insecure")
+		if code != 1 || !strings.Contains(errOut, "get event") {
+			t.Errorf("an unknown event: exit %d: %s", code, errOut)
+		}
+	})
+}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -203,12 +205,12 @@ func PrecedingSentence(w *pb.PrecedingWarning, who *pb.Workload) string {
 	}
 	if who != nil && who.GetCgroup() == "" {
 		// Warning names a workload only when it has a cgroup.
-		c := *who
+		c := proto.Clone(who).(*pb.Workload)
 		c.Cgroup = w.GetCgroup()
 		if c.Cgroup == "" {
 			c.Cgroup = "?"
 		}
-		who = &c
+		who = c
 	}
 	return Warning(&pb.MemoryWarning{WarningKind: w.GetWarningKind(), Workload: who, Figures: w.GetFigures()})
 }
