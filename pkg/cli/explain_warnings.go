@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/vocab"
@@ -41,54 +40,10 @@ func (s *story) printWarnings(w io.Writer, kill *pb.Event) {
 	sorted := append([]*pb.PrecedingWarning(nil), ws...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].GetLead().AsDuration() > sorted[j].GetLead().AsDuration() })
 	for _, pw := range sorted {
-		state := "opened"
-		if r := pw.GetResolvedAt(); r != nil && kill.GetTime() != nil {
-			state += "; resolved " + vocab.Duration(kill.GetTime().AsTime().Sub(r.AsTime())) + " before the kill"
-		}
 		fmt.Fprintf(w, "      %-8s %-13s %s (%s)\n", "-"+vocab.Duration(pw.GetLead().AsDuration()),
-			vocab.WarningKind(pw.GetWarningKind()), oneLine(vocab.PrecedingSentence(pw, warnedWho(kill.GetOom(), pw))), state)
+			vocab.WarningKind(pw.GetWarningKind()), oneLine(vocab.PrecedingSentence(pw, vocab.PrecedingWho(kill.GetOom(), pw))),
+			vocab.PrecedingState(pw, kill.GetTime().AsTime()))
 	}
-}
-
-// warnedWho names the workload a warning of a kill was about, from the
-// kill's own workloads: the one with the warning's cgroup, else, for a
-// cgroup of the victim's or culprit's pod, that pod; nil when none is
-// known (the sentence then names the cgroup, or the node).
-func warnedWho(o *pb.OOMKill, pw *pb.PrecedingWarning) *pb.Workload {
-	cg := pw.GetCgroup()
-	if cg == "" {
-		return nil
-	}
-	var byRole *pb.Workload
-	var all []*pb.Workload
-	for i, v := range o.GetVictims() {
-		all = append(all, v.GetWorkload())
-		if i == 0 && pw.GetRole() == "victim" {
-			byRole = v.GetWorkload()
-		}
-	}
-	all = append(all, o.GetCulprit().GetWorkload(), o.GetTrigger().GetWorkload())
-	if pw.GetRole() == "culprit" {
-		byRole = o.GetCulprit().GetWorkload()
-	}
-	// The same cgroup may be named in one place and not another (the
-	// enricher names victims and the culprit): the named one wins.
-	var found *pb.Workload
-	for _, w := range all {
-		if w.GetCgroup() == cg && (found == nil || found.GetPodName() == "" && w.GetPodName() != "") {
-			found = w
-		}
-	}
-	if found != nil {
-		return found
-	}
-	// A pod's cgroup holds its UID, with "_" for "-" under systemd.
-	if uid := byRole.GetPodUid(); uid != "" &&
-		(strings.Contains(cg, uid) || strings.Contains(cg, strings.ReplaceAll(uid, "-", "_"))) {
-		return &pb.Workload{Cgroup: cg, WorkloadKind: "pod", PodUid: uid, Namespace: byRole.GetNamespace(), PodName: byRole.GetPodName(),
-			Qos: byRole.GetQos()}
-	}
-	return nil
 }
 
 // explainEvent tells the story of one event named by its ID: an exit (with

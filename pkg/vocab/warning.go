@@ -214,3 +214,53 @@ func PrecedingSentence(w *pb.PrecedingWarning, who *pb.Workload) string {
 	}
 	return Warning(&pb.MemoryWarning{WarningKind: w.GetWarningKind(), Workload: who, Figures: w.GetFigures()})
 }
+
+// PrecedingWho names the workload a warning of a kill was about, from the
+// kill's own workloads: the one with the warning's cgroup, else, for a
+// cgroup of the victim's or culprit's pod, that pod; nil when none is
+// known (the sentence then names the cgroup, or the node).
+func PrecedingWho(o *pb.OOMKill, pw *pb.PrecedingWarning) *pb.Workload {
+	cg := pw.GetCgroup()
+	if cg == "" {
+		return nil
+	}
+	var byRole *pb.Workload
+	var all []*pb.Workload
+	for i, v := range o.GetVictims() {
+		all = append(all, v.GetWorkload())
+		if i == 0 && pw.GetRole() == "victim" {
+			byRole = v.GetWorkload()
+		}
+	}
+	all = append(all, o.GetCulprit().GetWorkload(), o.GetTrigger().GetWorkload())
+	if pw.GetRole() == "culprit" {
+		byRole = o.GetCulprit().GetWorkload()
+	}
+	// The same cgroup may be named in one place and not another (the
+	// enricher names victims and the culprit): the named one wins.
+	var found *pb.Workload
+	for _, w := range all {
+		if w.GetCgroup() == cg && (found == nil || found.GetPodName() == "" && w.GetPodName() != "") {
+			found = w
+		}
+	}
+	if found != nil {
+		return found
+	}
+	// A pod's cgroup holds its UID, with "_" for "-" under systemd.
+	if uid := byRole.GetPodUid(); uid != "" &&
+		(strings.Contains(cg, uid) || strings.Contains(cg, strings.ReplaceAll(uid, "-", "_"))) {
+		return &pb.Workload{Cgroup: cg, WorkloadKind: "pod", PodUid: uid, Namespace: byRole.GetNamespace(), PodName: byRole.GetPodName(),
+			Qos: byRole.GetQos()}
+	}
+	return nil
+}
+
+// PrecedingState says where a warning was when the kill came: "opened",
+// or "opened; resolved 20s before the kill".
+func PrecedingState(w *pb.PrecedingWarning, kill time.Time) string {
+	if r := w.GetResolvedAt(); r != nil {
+		return "opened; resolved " + Duration(kill.Sub(r.AsTime())) + " before the kill"
+	}
+	return "opened"
+}
