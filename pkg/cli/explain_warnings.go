@@ -36,9 +36,9 @@ func (s *story) printWarnings(w io.Writer, kill *pb.Event) {
 	if len(ws) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "  %s.\n", capitalize(vocab.Preceding(ws)))
 	sorted := append([]*pb.PrecedingWarning(nil), ws...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].GetLead().AsDuration() > sorted[j].GetLead().AsDuration() })
+	fmt.Fprintf(w, "  %s.\n", capitalize(vocab.Preceding(sorted)))
 	for _, pw := range sorted {
 		fmt.Fprintf(w, "      %-8s %-13s %s (%s)\n", "-"+vocab.Duration(pw.GetLead().AsDuration()),
 			vocab.WarningKind(pw.GetWarningKind()), oneLine(vocab.PrecedingSentence(pw, vocab.PrecedingWho(kill.GetOom(), pw))),

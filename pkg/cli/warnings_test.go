@@ -386,7 +386,7 @@ func TestExplainWarnings(t *testing.T) {
 			"      -30s     node-low      the node is low on memory: 90.0 MiB available of 2.0 GiB (opened)\n",
 		"[not-oom]\n  Container worker of pod shop/cart-7d9 exited with code 137 (Error): it was killed with SIGKILL, but the kernel logged no OOM kill",
 		"[oom-limit]\n  Container api of pod shop/cart-7d9 exited with code 137 (OOMKilled)",
-		"\n  Warned 4m12s before: near-limit 93%, forecast.\n" +
+		"\n  Warned 4m12s before: forecast, near-limit 93%.\n" +
 			"      -4m12s   forecast      container api (pod shop/cart-7d9) will reach its 24.0 MiB limit in about 4m0s: working set 12.0 MiB (50%), growing 48.0 KiB/s (opened; resolved 20s before the kill)\n" +
 			"      -1m30s   near-limit    container api (pod shop/cart-7d9) is near its 24.0 MiB limit: working set 22.0 MiB (93%) (opened)\n" +
 			"  Kernel log (node-a/" + xBoot + "/oom/359):\n",
@@ -409,7 +409,7 @@ func TestExplainWarnings(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
 		if !strings.HasPrefix(out, "Pod shop/cart-7d9 (uid "+xPodUID+"): 1 exit, newest first.") || !strings.Contains(out, "[oom-limit]") ||
-			!strings.Contains(out, "  Warned 4m12s before: near-limit 93%, forecast.\n") {
+			!strings.Contains(out, "  Warned 4m12s before: forecast, near-limit 93%.\n") {
 			t.Errorf("explain %s:\n%s", apiExit.GetId(), out)
 		}
 		out, _, code = run(t, "", "explain", xNode+"/"+xBoot+"/oom/600", "--server", addr, "--insecure")
