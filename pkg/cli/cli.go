@@ -92,7 +92,7 @@ func newRoot(io IO) *cobra.Command {
 		Use:   "oomctl",
 		Short: "oomctl explains kernel OOM kills: offline from a kernel log, or from an oomwatch aggregator",
 		Long: "oomctl explains kernel OOM kills: offline from a kernel log (analyze), or from the events an\n" +
-			"oomwatch aggregator keeps (events, watch, incidents, explain).",
+			"oomwatch aggregator keeps (events, watch, incidents, explain), and what is at risk now (warnings).",
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		// Every flag not given on the line is read from its OOMWATCH_*
@@ -109,7 +109,7 @@ func newRoot(io IO) *cobra.Command {
 	g.transport.AddFlags(tfs)
 	pf.AddGoFlagSet(tfs)
 	pf.StringVarP(&g.output, "output", "o", "table", "output: table, wide (IDs in full) or json (one object per line)")
-	root.AddCommand(analyzeCmd(io, g), eventsCmd(io, g), watchCmd(io, g), incidentsCmd(io, g), explainCmd(io, g), versionCmd(io, g))
+	root.AddCommand(analyzeCmd(io, g), eventsCmd(io, g), watchCmd(io, g), incidentsCmd(io, g), explainCmd(io, g), warningsCmd(io, g), versionCmd(io, g))
 	root.CompletionOptions.HiddenDefaultCmd = false
 	return root
 }

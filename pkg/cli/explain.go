@@ -25,12 +25,13 @@ func explainCmd(io IO, g *globals) *cobra.Command {
 	var limit int
 	var all bool
 	cmd := &cobra.Command{
-		Use:   "explain POD [CONTAINER]",
+		Use:   "explain POD [CONTAINER] | explain EVENT-ID",
 		Short: "Tell the story of a pod's recent container exits: OOM kill or not, whose memory, kernel lines",
 		Long: "Tells the story of a pod's recent container exits that ended in a signal: for each, the verdict\n" +
 			"(oom-limit, oom-pod-limit, oom-node, oom-child, not-oom, graceful), why, and the kernel's lines.\n" +
 			"POD is a pod name or UID; CONTAINER a container name or ID (prefix). OOM kills in the pod with no\n" +
-			"exit record are shown too.",
+			"exit record are shown too, and the memory warnings that preceded each kill. EVENT-ID\n" +
+			"(<node>/<boot>/<type>/<seq>, as -o wide and the web UI show it) tells one event's story.",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, pos []string) error {
 			return runExplain(cmd.Context(), io, r, limit, all, pos)
@@ -43,6 +44,9 @@ func explainCmd(io IO, g *globals) *cobra.Command {
 }
 
 func runExplain(ctx context.Context, io IO, r *remote, limit int, all bool, pos []string) error {
+	if id, err := eventid.Parse(pos[0]); err == nil && len(pos) == 1 {
+		return explainEvent(ctx, io, r, id.String(), all)
+	}
 	pod, container := pos[0], strings.ToLower(r.filter.container)
 	if len(pos) == 2 {
 		container = strings.ToLower(pos[1])
@@ -117,6 +121,23 @@ type story struct {
 	spans []span
 	// all lists every victim of a story.
 	all bool
+	// kills are the OOM kills seen, by ID: an exit's kill tells the
+	// warnings that preceded it.
+	kills map[string]*pb.Event
+	// one is set when the story is of one event, named by its ID: every
+	// workload matches.
+	one bool
+}
+
+// keepKill keeps an OOM kill that has warnings, for the exit that names it.
+func (s *story) keepKill(e *pb.Event) {
+	if len(e.GetOom().GetPrecedingWarnings()) == 0 || len(s.kills) >= maxExplainScan {
+		return
+	}
+	if s.kills == nil {
+		s.kills = map[string]*pb.Event{}
+	}
+	s.kills[e.GetId()] = e
 }
 
 // span is an oom-child story's container and time.
@@ -172,6 +193,7 @@ func (s *story) add(e *pb.Event) {
 			return
 		}
 		s.learn(s.victimIn(e).GetWorkload())
+		s.keepKill(e)
 	default:
 		return
 	}
@@ -190,6 +212,9 @@ func (s *story) victimIn(e *pb.Event) *pb.Process {
 }
 
 func (s *story) matches(w *pb.Workload) bool {
+	if s.one {
+		return true
+	}
 	if w.GetPodName() != s.pod && w.GetPodUid() != s.pod {
 		return false
 	}
@@ -285,6 +310,7 @@ func (s *story) print(w io.Writer, entries []*pb.Event, wide bool) {
 			}
 			fmt.Fprintf(w, "%s on %s: %s [%s]\n", when, e.GetNode(), what, x.GetVerdict())
 			fmt.Fprintf(w, "  %s\n", x.GetExplanation())
+			s.printWarnings(w, s.killOf(x))
 			if x.GetChildKills() > 1 {
 				fmt.Fprintf(w, "  %s\n", storyVictims(x, s.all))
 			}
@@ -301,6 +327,7 @@ func (s *story) print(w io.Writer, entries []*pb.Event, wide bool) {
 			fmt.Fprintf(w, "%s on %s: OOM kill of %s (pid %d) in container %s, no exit recorded [oom %s]\n",
 				when, e.GetNode(), v.GetComm(), v.GetPid(), containerLabel(v.GetWorkload(), wide), kindLabel(o))
 			fmt.Fprintf(w, "  %s\n", o.GetReason())
+			s.printWarnings(w, e)
 			lines = exits.Evidence(o.GetLines())
 			if len(lines) > 0 {
 				fmt.Fprintf(w, "  Kernel log (%s):\n", e.GetId())

@@ -54,7 +54,7 @@ func (r *remote) addFilterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.container, "container", "", "only events touching this container (name or ID)")
 	fs.StringVar(&f.kind, "kind", "", "only OOM kills of this kind: node, limit, cpuset, mempolicy, unknown")
 	fs.BoolVar(&f.collateral, "collateral", false, "only collateral kills")
-	fs.StringVar(&f.types, "type", "", "only these event types, comma-separated: oom, loss, exit")
+	fs.StringVar(&f.types, "type", "", "only these event types, comma-separated: oom, loss, exit, warning")
 	fs.StringVar(&f.verdicts, "verdict", "", "only container exits with these verdicts, comma-separated (oom-limit, oom-pod-limit, oom-node, oom-child, not-oom, graceful)")
 }
 
@@ -157,8 +157,8 @@ func (f filterFlags) pbFilter(now time.Time) (*pb.EventFilter, error) {
 	out := &pb.EventFilter{Node: f.node, Namespace: f.namespace, Pod: f.pod, Container: f.container,
 		Kind: f.kind, CollateralOnly: f.collateral}
 	for _, t := range splitList(f.types) {
-		if t != eventid.TypeOOM && t != eventid.TypeLoss && t != eventid.TypeExit {
-			return nil, fmt.Errorf("-type %q: want oom, loss or exit", t)
+		if t != eventid.TypeOOM && t != eventid.TypeLoss && t != eventid.TypeExit && t != eventid.TypeWarning {
+			return nil, fmt.Errorf("-type %q: want oom, loss, exit or warning", t)
 		}
 		out.Types = append(out.Types, t)
 	}
@@ -396,6 +396,8 @@ func (p *printer) event(e *pb.Event) {
 		p.row(eventHeader, strings.Join([]string{when, e.GetNode(), kind,
 			processCell(0, what, w, wide), rss, requestLimit(w), wire.ExitVerdict(x),
 			x.GetExplanation()}, "\t"))
+	case e.GetWarning() != nil:
+		p.row(eventHeader, warningRow(e, wide, p.live))
 	}
 }
 

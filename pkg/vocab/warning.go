@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -150,3 +152,115 @@ func Preceding(ws []*pb.PrecedingWarning) string {
 }
 
 func percent(r float64) string { return fmt.Sprintf("%.0f%%", r*100) }
+
+// WarningFigures are a warning's figures in a table cell, by kind: "93% of
+// 64.0 MiB" (near-limit, limit-reclaim), "38s left at 1.0 MiB/s"
+// (forecast), "PSI 23%" (pressure), "180.0 MiB free of 2.0 GiB"
+// (node-low); "-" when none apply.
+func WarningFigures(k pb.WarningKind, f *pb.WarningFigures) string {
+	if f == nil {
+		return "-"
+	}
+	ofLimit := func() string {
+		if f.GetLimitBytes() <= 0 {
+			return Bytes(f.GetWorkingSetBytes())
+		}
+		return percent(f.GetRatio()) + " of " + Bytes(f.GetLimitBytes())
+	}
+	switch k {
+	case pb.WarningKind_WARNING_KIND_NEAR_LIMIT:
+		return ofLimit()
+	case pb.WarningKind_WARNING_KIND_LIMIT_RECLAIM:
+		s := ofLimit()
+		if n := f.GetMaxEventsDelta(); n > 0 {
+			s += fmt.Sprintf(", %d at the limit", n)
+		}
+		return s
+	case pb.WarningKind_WARNING_KIND_FORECAST:
+		if f.GetTimeLeft() == nil {
+			return ofLimit()
+		}
+		return fmt.Sprintf("%s left at %s/s", Duration(f.GetTimeLeft().AsDuration()), Bytes(int64(f.GetGrowthBytesPerSecond())))
+	case pb.WarningKind_WARNING_KIND_PRESSURE:
+		return fmt.Sprintf("PSI %.0f%%", f.GetPsiFullAvg10())
+	case pb.WarningKind_WARNING_KIND_NODE_LOW:
+		s := Bytes(f.GetMemAvailableBytes()) + " free"
+		if t := f.GetMemTotalBytes(); t > 0 {
+			s += " of " + Bytes(t)
+		}
+		return s
+	}
+	return "-"
+}
+
+// PrecedingSentence is the sentence of a warning that preceded a kill, as
+// Warning words it, its subject named by who (nil: by its cgroup, or the
+// node when it has none).
+//
+//	container api (pod shop/cart-7d9) will reach its 64.0 MiB limit in
+//	about 40s: working set 40.1 MiB (63%), growing 1.0 MiB/s
+func PrecedingSentence(w *pb.PrecedingWarning, who *pb.Workload) string {
+	if who == nil && w.GetCgroup() != "" {
+		who = &pb.Workload{Cgroup: w.GetCgroup()}
+	}
+	if who != nil && who.GetCgroup() == "" {
+		// Warning names a workload only when it has a cgroup.
+		c := proto.Clone(who).(*pb.Workload)
+		c.Cgroup = w.GetCgroup()
+		if c.Cgroup == "" {
+			c.Cgroup = "?"
+		}
+		who = c
+	}
+	return Warning(&pb.MemoryWarning{WarningKind: w.GetWarningKind(), Workload: who, Figures: w.GetFigures()})
+}
+
+// PrecedingWho names the workload a warning of a kill was about, from the
+// kill's own workloads: the one with the warning's cgroup, else, for a
+// cgroup of the victim's or culprit's pod, that pod; nil when none is
+// known (the sentence then names the cgroup, or the node).
+func PrecedingWho(o *pb.OOMKill, pw *pb.PrecedingWarning) *pb.Workload {
+	cg := pw.GetCgroup()
+	if cg == "" {
+		return nil
+	}
+	var byRole *pb.Workload
+	var all []*pb.Workload
+	for i, v := range o.GetVictims() {
+		all = append(all, v.GetWorkload())
+		if i == 0 && pw.GetRole() == "victim" {
+			byRole = v.GetWorkload()
+		}
+	}
+	all = append(all, o.GetCulprit().GetWorkload(), o.GetTrigger().GetWorkload())
+	if pw.GetRole() == "culprit" {
+		byRole = o.GetCulprit().GetWorkload()
+	}
+	// The same cgroup may be named in one place and not another (the
+	// enricher names victims and the culprit): the named one wins.
+	var found *pb.Workload
+	for _, w := range all {
+		if w.GetCgroup() == cg && (found == nil || found.GetPodName() == "" && w.GetPodName() != "") {
+			found = w
+		}
+	}
+	if found != nil {
+		return found
+	}
+	// A pod's cgroup holds its UID, with "_" for "-" under systemd.
+	if uid := byRole.GetPodUid(); uid != "" &&
+		(strings.Contains(cg, uid) || strings.Contains(cg, strings.ReplaceAll(uid, "-", "_"))) {
+		return &pb.Workload{Cgroup: cg, WorkloadKind: "pod", PodUid: uid, Namespace: byRole.GetNamespace(), PodName: byRole.GetPodName(),
+			Qos: byRole.GetQos()}
+	}
+	return nil
+}
+
+// PrecedingState says where a warning was when the kill came: "opened",
+// or "opened; resolved 20s before the kill".
+func PrecedingState(w *pb.PrecedingWarning, kill time.Time) string {
+	if r := w.GetResolvedAt(); r != nil {
+		return "opened; resolved " + Duration(kill.Sub(r.AsTime())) + " before the kill"
+	}
+	return "opened"
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/vocab"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -129,6 +130,12 @@ func liveOf(e *pb.Event) liveEvent {
 		out.Kind = "exit " + wire.Why(x)
 		out.Collateral = x.GetCollateral()
 		out.Victim = whoOf(x.GetWorkload()).Label + fmt.Sprintf(" exited with code %d", x.GetExitCode())
+	case e.GetWarning() != nil:
+		// Live pages ask for kills and exits; a warning that comes anyway
+		// reads as one.
+		m := e.GetWarning()
+		out.Kind = "warning " + vocab.WarningKind(m.GetWarningKind())
+		out.Victim = m.GetSummary()
 	}
 	if out.Victim == "" {
 		out.Victim = "a process"

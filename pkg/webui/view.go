@@ -93,6 +93,10 @@ type kill struct {
 	Roles []string
 	// X places the kill on the incident's timeline strip, 0 to 1000.
 	X int
+	// Warned says which warnings preceded the kill ("Warned 4m12s
+	// before: forecast, near-limit 93%"); Warnings are each, oldest first.
+	Warned   string
+	Warnings []warnedLine
 }
 
 // row is one incident of the incidents page.
@@ -327,7 +331,10 @@ func rowOf(in *pb.Incident, now time.Time) row {
 func killOf(e *pb.Event, start time.Time, now time.Time) kill {
 	k := e.GetOom()
 	t := e.GetTime().AsTime()
+	warned, warnings := warnedOf(e)
 	out := kill{
+		Warned:       warned,
+		Warnings:     warnings,
 		ID:           e.GetId(),
 		Anchor:       "kill-" + strconv.FormatInt(e.GetSeq(), 10),
 		URL:          killPath(e.GetId()),

@@ -137,7 +137,7 @@ type asset struct {
 }
 
 // Page templates: each is rendered inside layout.html.
-var pageNames = []string{"incidents", "incident", "pod", "error"}
+var pageNames = []string{"incidents", "incident", "pod", "warnings", "error"}
 
 // New returns the pages over st; feed may be nil (no live updates).
 func New(st Store, feed Feed, o Options, log *logrus.Entry) (*UI, error) {
@@ -162,6 +162,7 @@ func New(st Store, feed Feed, o Options, log *logrus.Entry) (*UI, error) {
 	mux.HandleFunc("GET /kills/{node}/{boot}/{seq}", u.kill)
 	mux.HandleFunc("GET /kills/{node}/{boot}/{seq}/kernel.txt", u.kernel)
 	mux.HandleFunc("GET /pods/{pod}", u.pod)
+	mux.HandleFunc("GET /warnings", u.warnings)
 	mux.HandleFunc("GET /live", u.serveLive)
 	mux.HandleFunc("GET /static/{name}", u.static)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
