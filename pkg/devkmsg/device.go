@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/euank/go-kmsg-parser/kmsgparser"
+
 	"github.com/oomwatch/oomwatch/pkg/kernlog"
 )
 

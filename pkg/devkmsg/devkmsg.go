@@ -33,8 +33,9 @@ import (
 	"time"
 
 	"github.com/euank/go-kmsg-parser/kmsgparser"
-	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/sirupsen/logrus"
+
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 )
 
 // DefaultReopenTimeout is how long Run keeps trying to reopen /dev/kmsg

@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/euank/go-kmsg-parser/kmsgparser"
-	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/sirupsen/logrus"
+
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 )
 
 // testBoot is the boot time the fake-kernel tests pass in Options.

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 
-	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"golang.org/x/sys/unix"
+
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 )
 
 // DevKmsg is the kernel log device's usual path, the default of

@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"golang.org/x/sys/unix"
+
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
 )
 
 // rawRecord is one record read directly from /dev/kmsg.

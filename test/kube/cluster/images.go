@@ -8,10 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oomwatch/oomwatch/test/containerd"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/oomwatch/oomwatch/test/containerd"
 )
 
 // Images the cluster imports (no registry is reachable; pods use

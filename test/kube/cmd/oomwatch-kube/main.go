@@ -22,9 +22,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/oomwatch/oomwatch/test/kube/cluster"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/oomwatch/oomwatch/test/kube/cluster"
 )
 
 func main() {
