@@ -15,6 +15,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/vocab"
 	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -27,7 +28,8 @@ type PutResult struct {
 	// revision was already stored (a replay); the stored one is kept.
 	Duplicate bool
 	// Updated: an event with the same identity and a lower revision was
-	// stored; this one replaced it (an oom-child story with more kills).
+	// stored; this one replaced it (an oom-child story with more kills, a
+	// warning's update or resolution).
 	Updated bool
 }
 
@@ -54,7 +56,7 @@ func (r ref) hash() int64 {
 
 // workloads returns the workloads an event touches: an OOM kill's
 // victims, trigger, top consumers and culprit; an exit's workload and
-// culprit.
+// culprit; a warning's workload (none for the node's).
 func workloads(e *pb.Event) []*pb.Workload {
 	var out []*pb.Workload
 	switch p := e.GetPayload().(type) {
@@ -69,6 +71,8 @@ func workloads(e *pb.Event) []*pb.Workload {
 		out = append(out, p.Oom.GetCulprit().GetWorkload())
 	case *pb.Event_Exit:
 		out = append(out, p.Exit.GetWorkload(), p.Exit.GetCulprit().GetWorkload())
+	case *pb.Event_Warning:
+		out = append(out, p.Warning.GetWorkload())
 	}
 	return out
 }
@@ -128,8 +132,37 @@ func columnsOf(e *pb.Event) columns {
 		return c
 	case *pb.Event_Exit:
 		return columns{collateral: wire.ExitVerdict(p.Exit) == analysis.CollateralYes, verdict: wire.Why(p.Exit)}
+	case *pb.Event_Warning:
+		// The kind column holds the warning's kind word, the verdict column
+		// its state: "open" or "resolved".
+		return columns{kind: vocab.WarningKind(p.Warning.GetWarningKind()), verdict: warningState(p.Warning)}
 	}
 	return columns{}
+}
+
+// Warning states as the verdict column holds them.
+const (
+	stateOpen     = "open"
+	stateResolved = "resolved"
+)
+
+func warningState(m *pb.MemoryWarning) string {
+	if m.GetState() == pb.WarningState_WARNING_STATE_OPEN {
+		return stateOpen
+	}
+	return stateResolved
+}
+
+// rowTime is an event's place in time, the events table's time column:
+// its Event.time, except for a warning, whose revisions each carry the
+// time they were made: a warning stays where it opened (since), so that a
+// revision replaces it in place and "newest first" lists warnings by when
+// they opened.
+func rowTime(e *pb.Event) time.Time {
+	if w := e.GetWarning(); w != nil && w.GetSince() != nil {
+		return w.GetSince().AsTime()
+	}
+	return e.GetTime().AsTime()
 }
 
 // stmtCache keeps the writer's prepared statements, keyed by their text:
@@ -190,6 +223,8 @@ type Record struct {
 	id, node, boot, typ string
 	seq, t, received    int64
 	rev                 int64
+	// seen is the event's own time, which for a warning differs from t.
+	seen int64
 	cols                columns
 	data                []byte
 	refs                []int64
@@ -211,7 +246,7 @@ func Encode(e *pb.Event, received time.Time) (*Record, error) {
 		return nil, fmt.Errorf("encode %s: %w", e.Id, err)
 	}
 	r := &Record{event: e, id: e.Id, node: e.GetNode(), boot: e.GetBootId(), typ: eventid.TypeOf(e), seq: e.GetSeq(), rev: e.GetRevision(),
-		t: nanos(e.GetTime().AsTime()), received: nanos(received), cols: columnsOf(e), data: data}
+		t: nanos(rowTime(e)), seen: nanos(e.GetTime().AsTime()), received: nanos(received), cols: columnsOf(e), data: data}
 	for _, rf := range refsOf(e) {
 		r.refs = append(r.refs, rf.hash())
 	}
@@ -236,9 +271,10 @@ func checkIdentity(e *pb.Event) error {
 // Put stores events in one transaction and returns what it did with each,
 // in order. It sets each event's Id and Received (now). An event whose
 // identity is already stored, by an earlier Put or earlier in events, is a
-// duplicate, unless it is an exit with a higher revision: it then replaces
-// the stored one (Updated), keeping its place in time. When Put returns nil the events are durably committed; when
-// it returns an error none is stored.
+// duplicate, unless it is an exit or a warning with a higher revision: it
+// then replaces the stored one (Updated), keeping its place in time (a
+// warning's is its opening time, see rowTime). When Put returns nil the
+// events are durably committed; when it returns an error none is stored.
 func (s *Store) Put(ctx context.Context, events []*pb.Event) ([]PutResult, error) {
 	now := time.Now()
 	recs := make([]*Record, len(events))
@@ -266,15 +302,15 @@ func (s *Store) PutRecords(ctx context.Context, recs []*Record) ([]PutResult, er
 		for lo := 0; lo < len(recs); lo += eventsPerInsert {
 			hi := min(lo+eventsPerInsert, len(recs))
 			st, err := s.stmts.get(ctx, insertSQL(`INSERT OR IGNORE INTO events
-				(id, node, boot_id, type, seq, time, received, kind, collateral, verdict, data, rev, memcg)`, 13, hi-lo,
+				(id, node, boot_id, type, seq, time, received, kind, collateral, verdict, data, rev, memcg, seen)`, 14, hi-lo,
 				` RETURNING rowid, id`))
 			if err != nil {
 				return err
 			}
-			args := make([]any, 0, 13*(hi-lo))
+			args := make([]any, 0, 14*(hi-lo))
 			for _, r := range recs[lo:hi] {
 				args = append(args, r.id, r.node, r.boot, r.typ, r.seq, r.t, r.received,
-					r.cols.kind, r.cols.collateral, r.cols.verdict, r.data, r.rev, r.cols.memcg)
+					r.cols.kind, r.cols.collateral, r.cols.verdict, r.data, r.rev, r.cols.memcg, r.seen)
 			}
 			res, err := st.QueryContext(ctx, args...)
 			if err != nil {
@@ -315,9 +351,10 @@ func (s *Store) PutRecords(ctx context.Context, recs []*Record) ([]PutResult, er
 			rowid, ok := inserted[r.id]
 			if !ok {
 				out[i] = PutResult{Duplicate: true}
-				// Only exits are updated (oom-child stories): a kernel
-				// report, once stored, is evidence and stays as it came.
-				if r.rev <= 0 || r.typ != eventid.TypeExit {
+				// Only exits (oom-child stories) and warnings (updates,
+				// resolutions) are updated: a kernel report, once stored,
+				// is evidence and stays as it came.
+				if r.rev <= 0 || (r.typ != eventid.TypeExit && r.typ != eventid.TypeWarning) {
 					continue
 				}
 				updated, err := s.update(ctx, r)
@@ -356,13 +393,13 @@ func (s *Store) PutRecords(ctx context.Context, recs []*Record) ([]PutResult, er
 // higher, and returns its rowid (0: the stored one is as new or newer).
 // The event keeps its time: its references stay valid, new ones are added.
 func (s *Store) update(ctx context.Context, r *Record) (int64, error) {
-	st, err := s.stmts.get(ctx, `UPDATE events SET received = ?, kind = ?, collateral = ?, verdict = ?, data = ?, rev = ?, memcg = ?
+	st, err := s.stmts.get(ctx, `UPDATE events SET received = ?, kind = ?, collateral = ?, verdict = ?, data = ?, rev = ?, memcg = ?, seen = ?
 		WHERE id = ? AND rev < ? AND time = ? RETURNING rowid`)
 	if err != nil {
 		return 0, err
 	}
 	var rowid int64
-	err = st.QueryRowContext(ctx, r.received, r.cols.kind, r.cols.collateral, r.cols.verdict, r.data, r.rev, r.cols.memcg,
+	err = st.QueryRowContext(ctx, r.received, r.cols.kind, r.cols.collateral, r.cols.verdict, r.data, r.rev, r.cols.memcg, r.seen,
 		r.id, r.rev, r.t).Scan(&rowid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil

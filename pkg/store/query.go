@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/vocab"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -27,7 +29,19 @@ const (
 )
 
 // knownTypes are the event types a filter may name.
-var knownTypes = []string{eventid.TypeOOM, eventid.TypeLoss, eventid.TypeExit}
+var knownTypes = []string{eventid.TypeOOM, eventid.TypeLoss, eventid.TypeExit, eventid.TypeWarning}
+
+// WarningStale is how long an open warning stays open now without a new
+// revision: its agent re-sends it every wire.WarningRefresh, so one not
+// refreshed for three of them lost its agent (stopped, or restarted and
+// forgot it). open_warnings_only leaves it out; it stays stored as it is.
+const WarningStale = 3 * wire.WarningRefresh
+
+// warningFilter reports whether f selects warnings only (warning_kinds or
+// open_warnings_only imply the warning type).
+func warningFilter(f *pb.EventFilter) bool {
+	return len(f.GetWarningKinds()) > 0 || f.GetOpenWarningsOnly()
+}
 
 // ValidateFilter reports a filter the store cannot answer
 // (ErrInvalidFilter). A nil filter matches everything.
@@ -48,7 +62,12 @@ func ValidateFilter(f *pb.EventFilter) error {
 	}
 	for _, t := range f.GetTypes() {
 		if !slices.Contains(knownTypes, t) {
-			return fmt.Errorf("%w: unknown type %q (want oom, loss or exit)", ErrInvalidFilter, t)
+			return fmt.Errorf("%w: unknown type %q (want oom, loss, exit or warning)", ErrInvalidFilter, t)
+		}
+	}
+	for _, k := range f.GetWarningKinds() {
+		if vocab.WarningKind(k) == "unknown" {
+			return fmt.Errorf("%w: unknown warning kind %d", ErrInvalidFilter, k)
 		}
 	}
 	for _, v := range f.GetVerdicts() {
@@ -59,15 +78,23 @@ func ValidateFilter(f *pb.EventFilter) error {
 	return nil
 }
 
-// Matches reports whether an event passes a filter, exactly as List
-// selects: since is inclusive, until exclusive; namespace, pod (name or
-// UID) and container each match any workload the event touches; kind
-// selects OOM kills, verdicts exits.
+// Matches is MatchesAt now.
 func Matches(f *pb.EventFilter, e *pb.Event) bool {
+	return MatchesAt(f, e, time.Now())
+}
+
+// MatchesAt reports whether an event passes a filter at time now, exactly
+// as List selects: since is inclusive, until exclusive, both of the event's
+// place in time (a warning's opening time, see rowTime); namespace, pod
+// (name or UID) and container each match any workload the event touches;
+// kind selects OOM kills, verdicts exits; warning_kinds selects warnings of
+// those kinds, open_warnings_only warnings open and refreshed within
+// WarningStale before now.
+func MatchesAt(f *pb.EventFilter, e *pb.Event, now time.Time) bool {
 	if f == nil {
 		return true
 	}
-	t := e.GetTime().AsTime()
+	t := rowTime(e)
 	if f.Since != nil && t.Before(f.Since.AsTime()) {
 		return false
 	}
@@ -87,7 +114,16 @@ func Matches(f *pb.EventFilter, e *pb.Event) bool {
 	if f.CollateralOnly && !c.collateral {
 		return false
 	}
-	if len(f.Verdicts) > 0 && !slices.Contains(f.Verdicts, c.verdict) {
+	if len(f.Verdicts) > 0 && (eventid.TypeOf(e) != eventid.TypeExit || !slices.Contains(f.Verdicts, c.verdict)) {
+		return false
+	}
+	if warningFilter(f) && eventid.TypeOf(e) != eventid.TypeWarning {
+		return false
+	}
+	if len(f.WarningKinds) > 0 && !slices.Contains(f.WarningKinds, e.GetWarning().GetWarningKind()) {
+		return false
+	}
+	if f.OpenWarningsOnly && (c.verdict != stateOpen || e.GetTime().AsTime().Before(now.Add(-WarningStale))) {
 		return false
 	}
 	if f.Namespace == "" && f.Pod == "" && f.Container == "" {
@@ -133,6 +169,8 @@ type scan struct {
 	onlyType string
 	// limit: 0 for none.
 	limit int
+	// now is when open_warnings_only is judged.
+	now time.Time
 }
 
 // sql builds the statement. empty reports a filter that matches nothing.
@@ -231,7 +269,25 @@ func (q scan) sql() (stmt string, args []any, empty bool) {
 		for i, v := range f.GetVerdicts() {
 			ph[i] = arg(v)
 		}
-		where = append(where, "e.verdict IN ("+strings.Join(ph, ",")+")")
+		// Warnings keep their state in the verdict column.
+		where = append(where, "e.type = 'exit'", "e.verdict IN ("+strings.Join(ph, ",")+")")
+	}
+	if warningFilter(f) {
+		where = append(where, "e.type = 'warning'")
+	}
+	if len(f.GetWarningKinds()) > 0 {
+		ph := make([]string, len(f.GetWarningKinds()))
+		for i, k := range f.GetWarningKinds() {
+			ph[i] = arg(vocab.WarningKind(k))
+		}
+		where = append(where, "e.kind IN ("+strings.Join(ph, ",")+")")
+	}
+	if f.GetOpenWarningsOnly() {
+		now := q.now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		where = append(where, "e.verdict = 'open'", "e.seen >= "+arg(nanos(now.Add(-WarningStale))))
 	}
 	for i, r := range refConds {
 		if i == drive || r.v == "" {
@@ -322,7 +378,8 @@ func (s *Store) List(ctx context.Context, f *pb.EventFilter, size int, pageToken
 	}
 	size = pageSize(size)
 	dig := digest(f, 0)
-	q := scan{f: f, cols: "e.rowid, e.time, e.data", limit: size + 1}
+	now := time.Now()
+	q := scan{f: f, cols: "e.rowid, e.time, e.data", limit: size + 1, now: now}
 	if pageToken != "" {
 		c, err := s.parseToken(tokenEvents, dig, pageToken)
 		if err != nil {
@@ -357,7 +414,7 @@ func (s *Store) List(ctx context.Context, f *pb.EventFilter, size int, pageToken
 			return nil, "", fmt.Errorf("list: %w", err)
 		}
 		// Only a hash collision in refs fails this.
-		if Matches(f, e) {
+		if MatchesAt(f, e, now) {
 			out = append(out, e)
 		}
 	}

@@ -264,6 +264,13 @@ CREATE TABLE refs (
 	// limited cgroups are separate incidents (stories) even when close in
 	// time. Rows stored before keep '' and group as they did.
 	`ALTER TABLE events ADD COLUMN memcg TEXT NOT NULL DEFAULT '';`,
+	// 4: warnings (issue #17). seen is the time of the stored revision
+	// (Event.time): a warning's row time is its opening time (since), which
+	// never changes, and seen tells an open warning still refreshed by its
+	// agent from a stale one. Rows stored before hold 0; only warnings read
+	// it. The partial index answers "open now" without a scan.
+	`ALTER TABLE events ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX events_open_warnings ON events(seen) WHERE type = 'warning' AND verdict = 'open';`,
 }
 
 // migrate creates the schema or brings it up to date.

@@ -118,6 +118,10 @@ var ErrFilter = errors.New("invalid filter")
 // the store reads them: a reader of this release may set either (oomctl
 // and the web UI of earlier releases set the strings). It fails on an
 // enum value outside the API, and on a kind given both ways, differently.
+// warning_kinds and open_warnings_only imply the warning type: the types
+// become [warning] when they are empty or name it, and the filter fails
+// when they name other types only. Warning kinds stay enums (the store
+// reads them).
 func FoldFilter(f *pb.EventFilter) error {
 	if f == nil {
 		return nil
@@ -149,6 +153,17 @@ func FoldFilter(f *pb.EventFilter) error {
 		if !slices.Contains(f.Verdicts, v) {
 			f.Verdicts = append(f.Verdicts, v)
 		}
+	}
+	for _, k := range f.GetWarningKinds() {
+		if _, ok := pb.WarningKind_name[int32(k)]; !ok || k == pb.WarningKind_WARNING_KIND_UNSPECIFIED {
+			return fmt.Errorf("%w: warning kind %d", ErrFilter, k)
+		}
+	}
+	if len(f.GetWarningKinds()) > 0 || f.GetOpenWarningsOnly() {
+		if len(f.Types) > 0 && !slices.Contains(f.Types, eventid.TypeWarning) {
+			return fmt.Errorf("%w: warning_kinds and open_warnings_only select warnings, types %v do not", ErrFilter, f.Types)
+		}
+		f.Types = []string{eventid.TypeWarning}
 	}
 	f.OomKind, f.EventTypes, f.ExitVerdicts = pb.OOMKind_OOM_KIND_UNSPECIFIED, nil, nil
 	return nil

@@ -100,6 +100,9 @@ func TestFoldFilter(t *testing.T) {
 	for _, bad := range []*pb.EventFilter{
 		{OomKind: 42}, {EventTypes: []pb.EventType{9}}, {ExitVerdicts: []pb.ExitVerdict{77}},
 		{Kind: "node", OomKind: pb.OOMKind_OOM_KIND_LIMIT},
+		{WarningKinds: []pb.WarningKind{0}}, {WarningKinds: []pb.WarningKind{99}},
+		{Types: []string{"oom"}, OpenWarningsOnly: true},
+		{EventTypes: []pb.EventType{pb.EventType_EVENT_TYPE_EXIT}, WarningKinds: []pb.WarningKind{pb.WarningKind_WARNING_KIND_FORECAST}},
 	} {
 		if err := FoldFilter(bad); !errors.Is(err, ErrFilter) {
 			t.Errorf("%v: %v, want ErrFilter", bad, err)
@@ -107,5 +110,16 @@ func TestFoldFilter(t *testing.T) {
 	}
 	if FoldFilter(nil) != nil {
 		t.Error("nil filter")
+	}
+	// warning_kinds and open_warnings_only imply the warning type.
+	for _, f := range []*pb.EventFilter{
+		{OpenWarningsOnly: true},
+		{WarningKinds: []pb.WarningKind{pb.WarningKind_WARNING_KIND_NODE_LOW}},
+		{Types: []string{"oom", "warning"}, OpenWarningsOnly: true},
+		{EventTypes: []pb.EventType{pb.EventType_EVENT_TYPE_WARNING}, WarningKinds: []pb.WarningKind{pb.WarningKind_WARNING_KIND_FORECAST}},
+	} {
+		if err := FoldFilter(f); err != nil || !slices.Equal(f.Types, []string{"warning"}) {
+			t.Errorf("%v: %v, want types [warning]", f, err)
+		}
 	}
 }
