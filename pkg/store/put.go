@@ -225,9 +225,9 @@ type Record struct {
 	rev                 int64
 	// seen is the event's own time, which for a warning differs from t.
 	seen int64
-	cols                columns
-	data                []byte
-	refs                []int64
+	cols columns
+	data []byte
+	refs []int64
 }
 
 // Event returns the event encoded (with Id and Received set).
