@@ -142,12 +142,12 @@ func ValidateEventAt(e *pb.Event, h *pb.Hello, now time.Time, skew time.Duration
 		return fmt.Errorf("%w: boot_id %.64q is not a boot ID", ErrInvalidEvent, e.GetBootId())
 	}
 	if eventid.TypeOf(e) == "" {
-		return fmt.Errorf("%w: no payload (oom, loss or exit)", ErrInvalidEvent)
+		return fmt.Errorf("%w: no payload (oom, loss, exit or warning)", ErrInvalidEvent)
 	}
 	if n := proto.Size(e); n > MaxEventBytes {
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidEvent, n, MaxEventBytes)
 	}
-	c := &checker{latest: now.Add(skew)}
+	c := &checker{latest: now.Add(skew), node: e.GetNode()}
 	c.int("seq", e.GetSeq(), 0, math.MaxInt64)
 	c.int("revision", e.GetRevision(), 0, math.MaxInt64)
 	c.time("time", e.GetTime(), true)
@@ -165,6 +165,8 @@ func ValidateEventAt(e *pb.Event, h *pb.Hello, now time.Time, skew time.Duration
 		c.loss("loss", p.Loss)
 	case *pb.Event_Exit:
 		c.exit("exit", p.Exit)
+	case *pb.Event_Warning:
+		c.warning("warning", p.Warning, e)
 	}
 	if c.err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidEvent, c.err)
@@ -175,7 +177,9 @@ func ValidateEventAt(e *pb.Event, h *pb.Hello, now time.Time, skew time.Duration
 // checker keeps the first problem found, naming its field.
 type checker struct {
 	latest time.Time
-	err    error
+	// node is the event's node: what it refers to must be of it.
+	node string
+	err  error
 }
 
 func (c *checker) fail(field, format string, args ...any) {
@@ -294,6 +298,7 @@ func (c *checker) oom(f string, k *pb.OOMKill) {
 		c.fail(f+".collateral", "%v contradicts collateral_verdict %s", k.GetCollateral(), v)
 	}
 	c.resources(f+".limited_resources", k.GetLimitedResources())
+	c.preceding(f+".preceding_warnings", k.GetPrecedingWarnings(), c.node)
 }
 
 func (c *checker) loss(f string, l *pb.Loss) {

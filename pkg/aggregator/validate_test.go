@@ -56,7 +56,7 @@ func seeds() []*pb.Event {
 			Verdict: "oom-limit", Evidence: []string{"memory.events oom_kill 1"}}}}
 	long := oom("node-a", 8, "shop", "cart-1")
 	long.GetOom().Lines = []string{strings.Repeat("x", MaxLineBytes)}
-	return []*pb.Event{full, loss, exit, long}
+	return []*pb.Event{full, loss, exit, long, agentWarning("node-a", 0, 3), killWarned(10, 2, "node-a")}
 }
 
 // checkLimits is the fuzz target's own reading of the limits, written
@@ -97,7 +97,8 @@ func walk(m protoreflect.Message) error {
 			})
 		case fd.IsList():
 			l := v.List()
-			limit := map[string]int{"victims": MaxVictims, "top_consumers": MaxTopConsumers, "lines": MaxLines, "evidence": MaxLines}[name]
+			limit := map[string]int{"victims": MaxVictims, "top_consumers": MaxTopConsumers, "lines": MaxLines, "evidence": MaxLines,
+				"preceding_warnings": MaxPrecedingWarnings}[name]
 			if limit == 0 || l.Len() > limit {
 				err = fmt.Errorf("%s: %d items (limit %d)", name, l.Len(), limit)
 				return false
