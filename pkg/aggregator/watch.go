@@ -6,6 +6,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 
 	"github.com/oomwatch/oomwatch/pkg/store"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -62,7 +65,7 @@ type hub struct {
 func newHub() *hub { return &hub{watchers: map[*watcher]struct{}{}} }
 
 func (h *hub) add(f *pb.EventFilter, max int) *watcher {
-	w := &watcher{filter: f, max: max, ready: make(chan struct{}, 1), behind: make(chan struct{})}
+	w := &watcher{filter: liveFilter(f), max: max, ready: make(chan struct{}, 1), behind: make(chan struct{})}
 	h.mu.Lock()
 	h.watchers[w] = struct{}{}
 	h.mu.Unlock()
@@ -73,6 +76,21 @@ func (h *hub) remove(w *watcher) {
 	h.mu.Lock()
 	delete(h.watchers, w)
 	h.mu.Unlock()
+}
+
+// liveFilter is the filter a watcher's events are matched by. A watcher of
+// open warnings (open_warnings_only) gets every revision of the warnings
+// its other fields select: the opening, the updates, and the resolution
+// too, so that a live view learns when to drop one. Staleness is for
+// listings: what is published was just sent by its agent.
+func liveFilter(f *pb.EventFilter) *pb.EventFilter {
+	if !f.GetOpenWarningsOnly() {
+		return f
+	}
+	f = proto.CloneOf(f)
+	f.OpenWarningsOnly = false
+	f.Types = []string{eventid.TypeWarning}
+	return f
 }
 
 // publish offers events to every watcher whose filter they match.
@@ -96,7 +114,8 @@ func (h *hub) publish(events []*pb.Event) {
 	}
 }
 
-// Watch streams the events committed from now on that match the filter.
+// Watch streams the events committed from now on that match the filter,
+// each revision of an updated event again (see liveFilter for warnings).
 // A watcher that cannot keep up (WatchBuffer events queued) is ended with
 // codes.ResourceExhausted; it should list what it missed and watch again.
 func (s *Server) Watch(req *pb.WatchRequest, st grpc.ServerStreamingServer[pb.WatchResponse]) error {
