@@ -206,6 +206,8 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 	a.metrics = metrics.NewAggregator(
 		func() float64 { return float64(a.srv.Stats().Watchers) },
 		func() float64 { return float64(a.srv.Stats().Streams) })
+	// The at-risk gauges read the store's open warnings when scraped.
+	a.metrics.Registry.MustRegister(metrics.NewAtRisk(st.OpenWarnings))
 	a.srv = New(st, Config{
 		MaxEventsPerSecond: o.MaxEventsPerSecond,
 		MaxEventsBurst:     o.MaxEventsBurst,

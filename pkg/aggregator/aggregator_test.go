@@ -6,9 +6,11 @@ import (
 	"flag"
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -136,11 +138,24 @@ func TestAggregator(t *testing.T) {
 	}
 	_ = st2.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Hello{Hello: &pb.Hello{Node: "node-a", BootId: boot}}})
 	_ = st2.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: fresh}})
-	if _, err := st2.Recv(); err != nil {
-		t.Fatal(err)
+	// An open warning, which the at-risk gauges read from the store.
+	warned := agentWarning("node-a", 0, 0)
+	warned.Time, warned.GetWarning().Since = timestamppb.Now(), timestamppb.New(time.Now().Add(-time.Minute))
+	_ = st2.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: warned}})
+	for range 2 {
+		if _, err := st2.Recv(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if agg.Server().Stats().Ingested != 1 {
+	if agg.Server().Stats().Ingested != 2 {
 		t.Fatalf("stats %+v", agg.Server().Stats())
+	}
+	if err := testutil.GatherAndCompare(agg.metrics.Registry, strings.NewReader(`
+# HELP oomwatch_at_risk 1 per open warning of the most urgent 100 (forecasts by time left, then by ratio of the limit).
+# TYPE oomwatch_at_risk gauge
+oomwatch_at_risk{container="api",kind="forecast",namespace="shop",node="node-a",pod="cart-1"} 1
+`), "oomwatch_at_risk"); err != nil {
+		t.Fatal(err)
 	}
 	cancel()
 	select {

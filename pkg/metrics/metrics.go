@@ -154,7 +154,7 @@ func NewAggregator(watchers, streams func() float64) *Aggregator {
 		Registry: reg,
 		Ingested: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oomwatch_events_ingested_total",
-			Help: "Events stored, by node and type (oom, loss, exit).",
+			Help: "Events stored, by node and type (oom, loss, exit, warning; a warning once, when first stored).",
 		}, []string{"node", "type"}),
 		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "oomwatch_events_duplicate_total",

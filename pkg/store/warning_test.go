@@ -196,3 +196,22 @@ func TestWarningQueryPlans(t *testing.T) {
 		rows.Close()
 	}
 }
+
+func TestOpenWarnings(t *testing.T) {
+	now := time.Now()
+	s, ids := warningFixture(t, now)
+	counts, evs, err := s.OpenWarnings(context.Background(), now, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != 2 || counts["forecast"] != 1 || counts["pressure"] != 1 {
+		t.Errorf("counts %v, want a forecast and a pressure", counts)
+	}
+	// Most recently refreshed first.
+	if len(evs) != 2 || evs[0].GetId() != ids["forecast"] || evs[1].GetId() != ids["pressure"] {
+		t.Errorf("open warnings %v", evs)
+	}
+	if _, evs, _ := s.OpenWarnings(context.Background(), now, 1); len(evs) != 1 {
+		t.Errorf("bounded to 1: %d", len(evs))
+	}
+}
