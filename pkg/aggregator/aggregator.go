@@ -71,7 +71,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.AgentIdentity, "agent-identity", "", "with mutual TLS: a client certificate name (CN or DNS SAN) that has the agent role and may send events for any node, for one certificate shared by every agent (default: each agent's certificate must name its node)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (plaintext; off when empty)")
 	fs.StringVar(&o.HTTPAddr, "http-addr", "", "serve the web UI on this address, with the gRPC listener's TLS and token (off when empty)")
-	fs.BoolVar(&o.KubeEvents, "kube-events", false, "write Kubernetes Events on the victim's Pod and, for node-level kills, on the Node (needs the RBAC in deploy/)")
+	fs.BoolVar(&o.KubeEvents, "kube-events", false, "write Kubernetes Events on the victim's Pod and, for node-level kills, on the Node, and for newly opened warnings MemoryNearLimit (Pod) and NodeMemoryLow (Node) (needs the RBAC in deploy/)")
 	fs.StringVar(&o.KubeConfig, "kubeconfig", "", "kubeconfig for --kube-events (default: in-cluster credentials)")
 	o.Transport.AddFlags(fs)
 	o.Transport.AddServerFlags(fs)

@@ -1,4 +1,5 @@
-// Package kubeevents records OOM kills as Kubernetes Events, so that
+// Package kubeevents records OOM kills, and warnings before them, as
+// Kubernetes Events, so that
 // `kubectl describe pod` and `kubectl describe node` show them. Only the
 // aggregator writes Events (one writer with RBAC, not every node). Writes
 // are rate-limited and deduplicated: an Event's name is derived from the
@@ -71,6 +72,9 @@ type Writer struct {
 	limiter  flowcontrol.RateLimiter
 	mu       sync.Mutex
 	lastNode map[string]time.Time
+	// lastWarn is when each object last got a warning's Event, by object
+	// and reason (bounded, see warnAllowed).
+	lastWarn map[string]time.Time
 	stats    Stats
 }
 
@@ -91,7 +95,7 @@ func New(client corev1client.EventsGetter, opts Options, log *logrus.Entry) *Wri
 	}
 	return &Writer{client: client, opts: opts, log: log,
 		limiter:  flowcontrol.NewTokenBucketRateLimiter(opts.QPS, opts.Burst),
-		lastNode: map[string]time.Time{}}
+		lastNode: map[string]time.Time{}, lastWarn: map[string]time.Time{}}
 }
 
 // Stats returns the counters so far.
@@ -109,8 +113,12 @@ func (w *Writer) count(f func(*Stats)) {
 
 // Handle writes the Events of one stored oomwatch event: on the victim's
 // Pod when its namespace and name are known, and on the Node for the first
-// node-level kill of an incident. Other event types are ignored.
+// node-level kill of an incident; for a newly opened warning, on its Pod
+// or Node (see handleWarning). Other event types are ignored.
 func (w *Writer) Handle(ctx context.Context, ev *pb.Event) error {
+	if m := ev.GetWarning(); m != nil {
+		return w.handleWarning(ctx, ev, m)
+	}
 	k := ev.GetOom()
 	if k == nil || len(k.GetVictims()) == 0 {
 		return nil
