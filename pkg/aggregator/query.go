@@ -26,8 +26,9 @@ func validateFilter(f *pb.EventFilter) error {
 	if f == nil {
 		return nil
 	}
-	if len(f.GetTypes())+len(f.GetEventTypes()) > MaxFilterValues || len(f.GetVerdicts())+len(f.GetExitVerdicts()) > MaxFilterValues {
-		return status.Errorf(codes.InvalidArgument, "filter: at most %d types and %d verdicts", MaxFilterValues, MaxFilterValues)
+	if len(f.GetTypes())+len(f.GetEventTypes()) > MaxFilterValues || len(f.GetVerdicts())+len(f.GetExitVerdicts()) > MaxFilterValues ||
+		len(f.GetWarningKinds()) > MaxFilterValues {
+		return status.Errorf(codes.InvalidArgument, "filter: at most %d types, %d verdicts and %d warning kinds", MaxFilterValues, MaxFilterValues, MaxFilterValues)
 	}
 	if err := wire.FoldFilter(f); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
