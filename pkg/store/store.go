@@ -349,7 +349,8 @@ func (s *Store) loadSecret(ctx context.Context) error {
 	return nil
 }
 
-// Prune deletes the events older than olderThan (by event time) and
+// Prune deletes the events older than olderThan (by event time; a
+// warning by its opening time and its latest revision's, both) and
 // returns how many. It deletes in small transactions so that ingest is
 // never blocked for long.
 func (s *Store) Prune(ctx context.Context, olderThan time.Time) (int64, error) {
@@ -359,7 +360,10 @@ func (s *Store) Prune(ctx context.Context, olderThan time.Time) (int64, error) {
 	for {
 		var n int64
 		err := s.inTx(ctx, func(c *sql.Conn) error {
-			rows, err := c.QueryContext(ctx, `SELECT rowid, time, data FROM events WHERE time < ? ORDER BY time LIMIT ?`, cut, batch)
+			// seen: a warning is kept while its latest revision is
+			// younger than the cut (a warning open for longer than the
+			// retention); for other events seen is their time, or 0.
+			rows, err := c.QueryContext(ctx, `SELECT rowid, time, data FROM events WHERE time < ?1 AND seen < ?1 ORDER BY time LIMIT ?2`, cut, batch)
 			if err != nil {
 				return err
 			}

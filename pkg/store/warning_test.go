@@ -215,3 +215,28 @@ func TestOpenWarnings(t *testing.T) {
 		t.Errorf("bounded to 1: %d", len(evs))
 	}
 }
+
+// Retention deletes a warning once its latest revision is older than the
+// cut, not while it is still refreshed.
+func TestPruneWarnings(t *testing.T) {
+	now := time.Now()
+	s, ids := warningFixture(t, now)
+	n, err := s.Prune(context.Background(), now.Add(-25*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stale near-limit (opened 2h ago, last revision 20m ago) stays;
+	// the node-low (opened 1h ago, resolved 30m ago) is pruned.
+	if n != 1 {
+		t.Errorf("pruned %d, want 1", n)
+	}
+	if _, err := s.Get(context.Background(), ids["stale"]); err != nil {
+		t.Errorf("a refreshed warning was pruned: %v", err)
+	}
+	if _, err := s.Get(context.Background(), ids["resolved"]); err == nil {
+		t.Error("the old resolved warning was kept")
+	}
+	if got := listAll(t, s, &pb.EventFilter{Types: []string{"warning"}, Namespace: "shop"}, 10); len(got) != 2 {
+		t.Errorf("shop's warnings after the prune: %v", got)
+	}
+}
