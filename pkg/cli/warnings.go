@@ -185,7 +185,7 @@ func (wp *warningPrinter) print(e *pb.Event, change bool) {
 		vocab.WarningFigures(m.GetWarningKind(), m.GetFigures()), warningSince(m, wp.now(), wide)}
 	if wp.states {
 		header += "\tSTATE"
-		cells = append(cells, warningState(e, change))
+		cells = append(cells, warningState(e, change, wp.now()))
 	}
 	if wide {
 		header += "\tSUMMARY"
@@ -221,16 +221,11 @@ func warningSince(m *pb.MemoryWarning, now time.Time, wide bool) string {
 }
 
 // warningState is a warning's state, or as a change of a watch.
-func warningState(e *pb.Event, change bool) string {
+func warningState(e *pb.Event, change bool, now time.Time) string {
 	m := e.GetWarning()
 	switch {
-	case m.GetState() == pb.WarningState_WARNING_STATE_RESOLVED:
-		if r := m.GetResolution(); r != "" {
-			return "resolved (" + r + ")"
-		}
-		return "resolved"
-	case !change:
-		return "open"
+	case !change || m.GetState() == pb.WarningState_WARNING_STATE_RESOLVED:
+		return vocab.WarningState(m, wire.IsStale(e, now))
 	case e.GetRevision() == 0:
 		return "opened"
 	}

@@ -55,7 +55,15 @@ func TestWarningsStore(t *testing.T) {
 			t.Errorf("oomctl warnings %v: %s, want %s", tc.args, got, tc.want)
 		}
 	}
-	out, _, _ := run(t, "", "warnings", "--server", addr, "--insecure", "--kind", "forecast", "-o", "json")
+	// --all says which are over: the one resolved, and the one its agent
+	// stopped refreshing.
+	out, _, _ := run(t, "", "warnings", "--server", addr, "--insecure", "--all", "--kind", "limit-reclaim,near-limit")
+	for _, want := range []string{"stale", "resolved"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--all: no %q state:\n%s", want, out)
+		}
+	}
+	out, _, _ = run(t, "", "warnings", "--server", addr, "--insecure", "--kind", "forecast", "-o", "json")
 	if !strings.Contains(out, `"revision":"3"`) {
 		t.Errorf("the forecast's latest revision not shown:\n%s", out)
 	}

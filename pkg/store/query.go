@@ -31,11 +31,9 @@ const (
 // knownTypes are the event types a filter may name.
 var knownTypes = []string{eventid.TypeOOM, eventid.TypeLoss, eventid.TypeExit, eventid.TypeWarning}
 
-// WarningStale is how long an open warning stays open now without a new
-// revision: its agent re-sends it every wire.WarningRefresh, so one not
-// refreshed for three of them lost its agent (stopped, or restarted and
-// forgot it). open_warnings_only leaves it out; it stays stored as it is.
-const WarningStale = 3 * wire.WarningRefresh
+// WarningStale is wire.WarningStale: open_warnings_only leaves out an open
+// warning not refreshed for that long.
+const WarningStale = wire.WarningStale
 
 // warningFilter reports whether f selects warnings only (warning_kinds or
 // open_warnings_only imply the warning type).

@@ -151,6 +151,22 @@ func Preceding(ws []*pb.PrecedingWarning) string {
 	return "warned " + Duration(lead) + " before: " + strings.Join(parts, ", ")
 }
 
+// WarningState is a warning's state in a table: "open", "stale" (open, but
+// its agent has not refreshed it: stopped, or restarted and forgot it),
+// "resolved" or "resolved (<why>)".
+func WarningState(m *pb.MemoryWarning, stale bool) string {
+	switch {
+	case m.GetState() == pb.WarningState_WARNING_STATE_RESOLVED:
+		if r := m.GetResolution(); r != "" {
+			return "resolved (" + r + ")"
+		}
+		return "resolved"
+	case stale:
+		return "stale"
+	}
+	return "open"
+}
+
 func percent(r float64) string { return fmt.Sprintf("%.0f%%", r*100) }
 
 // WarningFigures are a warning's figures in a table cell, by kind: "93% of

@@ -9,6 +9,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/vocab"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -100,7 +101,8 @@ func (u *UI) warnings(w http.ResponseWriter, r *http.Request) {
 func warningRowOf(e *pb.Event, now time.Time) warningRow {
 	m := e.GetWarning()
 	out := warningRow{ID: e.GetId(), Kind: vocab.WarningKind(m.GetWarningKind()), Node: e.GetNode(),
-		Figures: vocab.WarningFigures(m.GetWarningKind(), m.GetFigures()), State: "open", Summary: m.GetSummary()}
+		Figures: vocab.WarningFigures(m.GetWarningKind(), m.GetFigures()), State: vocab.WarningState(m, wire.IsStale(e, now)),
+		Summary: m.GetSummary()}
 	if out.Summary == "" {
 		out.Summary = vocab.Warning(m)
 	}
@@ -112,12 +114,6 @@ func warningRowOf(e *pb.Event, now time.Time) warningRow {
 	if s := m.GetSince(); s != nil {
 		out.Since = age(now, s.AsTime())
 		out.Datetime = s.AsTime().UTC().Format(time.RFC3339)
-	}
-	if m.GetState() == pb.WarningState_WARNING_STATE_RESOLVED {
-		out.State = "resolved"
-		if r := m.GetResolution(); r != "" {
-			out.State += " (" + r + ")"
-		}
 	}
 	return out
 }

@@ -29,6 +29,19 @@ import (
 // over.
 const WarningRefresh = 5 * time.Minute
 
+// WarningStale is how long an open warning stays open now without a new
+// revision: one not refreshed for three WarningRefresh lost its agent
+// (stopped, or restarted and forgot it). Listings of what is open now
+// leave it out; it stays stored as it is.
+const WarningStale = 3 * WarningRefresh
+
+// IsStale reports whether e is an open warning whose latest revision (its
+// time) is older than WarningStale at now.
+func IsStale(e *pb.Event, now time.Time) bool {
+	m := e.GetWarning()
+	return m != nil && m.GetState() == pb.WarningState_WARNING_STATE_OPEN && e.GetTime().AsTime().Before(now.Add(-WarningStale))
+}
+
 // warningKinds pairs the engine's kinds with the API's.
 var warningKinds = [...]pb.WarningKind{
 	warn.NearLimit:    pb.WarningKind_WARNING_KIND_NEAR_LIMIT,
