@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -252,22 +253,7 @@ func watchCmd(io IO, g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("watch: %w", err)
 			}
-			p := newPrinter(io.Stdout, g.output)
-			p.live = true
-			for {
-				resp, err := stream.Recv()
-				if err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return fmt.Errorf("watch: %w", err)
-				}
-				p.event(resp.GetEvent())
-				p.flush()
-				if p.err != nil {
-					return p.err
-				}
-			}
+			return follow(ctx, stream, newPrinter(io.Stdout, g.output), "watch", nil)
 		},
 	}
 	r.addFilterFlags(cmd.Flags())
@@ -467,4 +453,27 @@ func apiJSON(w io.Writer, m proto.Message) error {
 	line.WriteByte('\n')
 	_, err = w.Write(line.Bytes())
 	return err
+}
+
+// follow prints the events of a watch as they come, through print (p.event
+// when nil), until ctx ends (nil) or the stream fails (what: the error).
+func follow(ctx context.Context, stream grpc.ServerStreamingClient[pb.WatchResponse], p *printer, what string, print func(*pb.Event)) error {
+	if print == nil {
+		print = p.event
+	}
+	p.live = true
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		print(resp.GetEvent())
+		p.flush()
+		if p.err != nil {
+			return p.err
+		}
+	}
 }

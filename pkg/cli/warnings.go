@@ -140,21 +140,7 @@ func runWarnings(ctx context.Context, io IO, r *remote, f *warningFlags) error {
 	if stream == nil {
 		return nil
 	}
-	p.live = true
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("watch warnings: %w", err)
-		}
-		wp.print(resp.GetEvent(), true)
-		p.flush()
-		if p.err != nil {
-			return p.err
-		}
-	}
+	return follow(ctx, stream, p, "watch warnings", func(e *pb.Event) { wp.print(e, true) })
 }
 
 // warningPrinter writes warnings as a table or JSON lines.
