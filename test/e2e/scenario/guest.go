@@ -29,7 +29,8 @@ const Server = "127.0.0.1:7443"
 
 // GuestScript returns the whole guest script of a scenario: start the
 // aggregator and the agent, run the scenario, wait for its events, and
-// export what oomctl shows (events.json, events.txt, incidents.txt) and the
+// export what oomctl shows (events.json: kills, losses and exits;
+// warnings.json; events.txt, incidents.txt) and the
 // logs.
 func GuestScript(sc Scenario) string {
 	return PreludeFor(sc.Pods) + fmt.Sprintf("(\n%s\n)\n", sc.Script) + Epilogue(sc.Events)
@@ -89,17 +90,19 @@ until [ "$(oomctl events -o json -type oom -limit 0 | grep -c '"oom":{')" -ge %d
 # stays the same for 8 s (at most 180 s), then read back.
 last=-1; same=0; i=0
 while [ $same -lt 8 ] && [ $i -lt 180 ]; do
-	n=$(oomctl events -o json -limit 0 | grep -c '"id"')
+	n=$(oomctl events -o json -type oom,loss,exit -limit 0 | grep -c '"id"')
 	if [ "$n" = "$last" ]; then same=$((same+1)); else same=0; last=$n; fi
 	sleep 1; i=$((i+1))
 done
-oomctl events -o json -limit 0 > /tmp/events.json
+oomctl events -o json -type oom,loss,exit -limit 0 > /tmp/events.json
+oomctl warnings --all -o json -limit 0 > /tmp/warnings.json 2>/tmp/warnings.err || true
 wget -q -O /tmp/agent.metrics http://127.0.0.1:9101/metrics || true
 wget -q -O /tmp/aggregator.metrics http://127.0.0.1:9102/metrics || true
 oomctl events -limit 0 > /tmp/events.txt 2>&1
 oomctl incidents > /tmp/incidents.txt 2>&1
 hog -dump-kmsg /tmp/kmsg
 export_file events.json /tmp/events.json
+export_file warnings.json /tmp/warnings.json
 export_file events.txt /tmp/events.txt
 export_file incidents.txt /tmp/incidents.txt
 export_file kmsg /tmp/kmsg
