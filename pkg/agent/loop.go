@@ -195,7 +195,8 @@ func (p *Pipeline) onTick(ctx context.Context, now time.Time) error {
 	}
 	if idle := now.Sub(p.quietSince); idle >= p.cfg.Idle {
 		p.asm.Expire(idle)
-		p.stream.Release(idle)
+		// A quiet log has nothing more to say of the waiting reports.
+		p.stream.Flush()
 		if err := p.flush(ctx); err != nil {
 			return err
 		}
@@ -206,12 +207,18 @@ func (p *Pipeline) onTick(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// holding tells whether reports wait in the stream to be judged.
+func (p *Pipeline) holding() bool {
+	_, ok := p.stream.HeldFrom()
+	return ok
+}
+
 // retick sets the tick's mode from the pipeline's state. The caller holds
 // p.mu.
 func (p *Pipeline) retick() {
 	want := tickSlow
 	switch {
-	case p.asm.Open() || len(p.ready) > 0:
+	case p.asm.Open() || len(p.ready) > 0 || p.holding():
 		want = tickFast
 	case !p.checkpointBehind():
 		want = tickOff

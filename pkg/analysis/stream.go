@@ -83,6 +83,16 @@ func (s *Stream) Add(r *oom.Report) {
 	s.release(false)
 }
 
+// HeldFrom returns the sequence number of the first record of the oldest
+// report still waiting, if any: a reader that checkpoints its input must
+// not pass it.
+func (s *Stream) HeldFrom() (int64, bool) {
+	if len(s.held) == 0 {
+		return 0, false
+	}
+	return s.held[0].Seq, true
+}
+
 // Flush judges every waiting report. Call it at the end of the input.
 func (s *Stream) Flush() { s.release(true) }
 

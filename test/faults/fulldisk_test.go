@@ -115,7 +115,7 @@ func TestFaultFullDisk(t *testing.T) {
 	procDir := fakeProc(t, dir, "0f0f0f0f-1111-4222-8333-944455556666")
 	agentLog := filepath.Join(dir, "agent.log")
 	start(t, "agent", agentLog, "--node-name", "node-full", "--server", addr, "--insecure",
-		"--state-dir", state, "--proc", procDir, "--no-cri", "--synthetic-kills", fmt.Sprint(kills),
+		"--state-dir", state, "--proc", procDir, "--no-cri", "--sample-interval", "0", "--synthetic-kills", fmt.Sprint(kills),
 		"--synthetic-rate", fmt.Sprint(rate), "--metrics-addr", metricsAddr, "--memory-queue-max-events", fmt.Sprint(memCap))
 	m := func() map[string]float64 {
 		t.Helper()
@@ -264,7 +264,7 @@ func TestFaultFullSpoolRestart(t *testing.T) {
 	run := func() (*proc, string) {
 		metricsAddr := freePort(t)
 		p := start(t, "agent", agentLog, "--node-name", "node-spoolfull", "--server", addr, "--insecure",
-			"--state-dir", state, "--proc", procDir, "--no-cri", "--synthetic-kills", fmt.Sprint(kills),
+			"--state-dir", state, "--proc", procDir, "--no-cri", "--sample-interval", "0", "--synthetic-kills", fmt.Sprint(kills),
 			"--metrics-addr", metricsAddr)
 		return p, metricsAddr
 	}
@@ -311,7 +311,7 @@ func TestFaultReadOnlyStateDir(t *testing.T) {
 	procDir := fakeProc(t, dir, "0d0d0d0d-1111-4222-8333-944455556666")
 	agentLog := filepath.Join(dir, "agent.log")
 	start(t, "agent", agentLog, "--node-name", "node-ro", "--server", addr, "--insecure",
-		"--state-dir", state, "--proc", procDir, "--no-cri", "--synthetic-kills", fmt.Sprint(kills),
+		"--state-dir", state, "--proc", procDir, "--no-cri", "--sample-interval", "0", "--synthetic-kills", fmt.Sprint(kills),
 		"--synthetic-rate", fmt.Sprint(rate), "--metrics-addr", metricsAddr)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -39,7 +39,10 @@ type env struct {
 
 // startPortForward runs `kubectl -n oomwatch port-forward
 // svc/oomwatch-aggregator PORT:7443` until the test ends. kubectl binds
-// the Service's current pod: restart it after the aggregator pod changes.
+// the Service's current pod and exits when that pod's container goes (the
+// aggregator restarting, or the kernel's OOM killer taking it in a
+// node-allocatable scenario: it is a Burstable pod), so a supervisor starts
+// it again on the same port, as a user would rerun it.
 func (e *env) startPortForward(t *testing.T) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -52,14 +55,53 @@ func (e *env) startPortForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(e.c.KubectlPath(), "-n", "oomwatch", "port-forward", "svc/oomwatch-aggregator", fmt.Sprintf("%d:7443", e.port))
-	cmd.Env = e.c.Env()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	var (
+		mu      sync.Mutex
+		cur     *exec.Cmd
+		stopped bool
+	)
+	run := func() (*exec.Cmd, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return nil, errors.New("stopped")
+		}
+		cmd := exec.Command(e.c.KubectlPath(), "-n", "oomwatch", "port-forward", "svc/oomwatch-aggregator", fmt.Sprintf("%d:7443", e.port))
+		cmd.Env = e.c.Env()
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		cur = cmd
+		return cmd, nil
+	}
+	first, err := run()
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for cmd := first; ; {
+			_ = cmd.Wait()
+			time.Sleep(time.Second)
+			next, err := run()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(logf, "oomwatch test: port-forward exited; started again\n")
+			cmd = next
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		stopped = true
+		_ = cur.Process.Kill()
+		mu.Unlock()
+		<-done
+		logf.Close()
+	})
 	waitUntil(t, "port-forward listening", 30*time.Second, func() (bool, string) {
 		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", e.port), time.Second)
 		if err != nil {

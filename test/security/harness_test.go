@@ -366,7 +366,7 @@ func (a *aggregator) honestAgent(t *testing.T, node string, count int, rate floa
 	}
 	cmd := exec.Command(filepath.Join(binaries(t), "agent"), "--node-name", node, "--server", a.addr,
 		"--tls-cert", cert, "--tls-key", key, "--tls-ca", a.ca.CertFile,
-		"--state-dir", state, "--proc", procDir, "--no-cri", "--no-kube-api",
+		"--state-dir", state, "--proc", procDir, "--no-cri", "--sample-interval", "0", "--no-kube-api",
 		"--synthetic-kills", strconv.Itoa(count), "--synthetic-rate", fmt.Sprint(rate))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
