@@ -214,6 +214,16 @@ func TestOpenWarnings(t *testing.T) {
 	if _, evs, _ := s.OpenWarnings(context.Background(), now, 1); len(evs) != 1 {
 		t.Errorf("bounded to 1: %d", len(evs))
 	}
+	// Bounded, the most urgent kinds are read first: a near-limit
+	// refreshed just now comes after the forecast, before the pressure.
+	put(t, s, warning(15, pb.WarningKind_WARNING_KIND_NEAR_LIMIT, "shop", "cart-3", "api", now.Add(-3*time.Minute), now, 0, false))
+	_, evs, err = s.OpenWarnings(context.Background(), now, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].GetId() != ids["forecast"] || evs[1].GetSeq() != 15 {
+		t.Errorf("the 2 most urgent: %v", evs)
+	}
 }
 
 // Retention deletes a warning once its latest revision is older than the
