@@ -21,9 +21,9 @@ type watcher struct {
 	// openNow: the filter asked for open warnings only (see liveFilter).
 	openNow bool
 	max     int
-	mu     sync.Mutex
-	queue  []*pb.Event
-	late   bool
+	mu      sync.Mutex
+	queue   []*pb.Event
+	late    bool
 	// ready holds a token when the queue may not be empty.
 	ready chan struct{}
 	// behind is closed when the queue overflowed.
