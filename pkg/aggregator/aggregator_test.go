@@ -151,7 +151,7 @@ func TestAggregator(t *testing.T) {
 		t.Fatalf("stats %+v", agg.Server().Stats())
 	}
 	if err := testutil.GatherAndCompare(agg.metrics.Registry, strings.NewReader(`
-# HELP oomwatch_at_risk 1 per open warning of the most urgent 100 (forecasts by time left, then by ratio of the limit).
+# HELP oomwatch_at_risk 1 per open warning of the most urgent 100 (forecasts by time left, then near-limit and limit-reclaim by ratio of the limit, then the rest).
 # TYPE oomwatch_at_risk gauge
 oomwatch_at_risk{container="api",kind="forecast",namespace="shop",node="node-a",pod="cart-1"} 1
 `), "oomwatch_at_risk"); err != nil {

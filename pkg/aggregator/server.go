@@ -202,7 +202,7 @@ func New(st Store, cfg Config, log *logrus.Entry) *Server {
 		cfg:         cfg,
 		log:         log,
 		st:          st,
-		hub:         newHub(),
+		hub:         newHub(cfg.Now),
 		limiter:     newLimiter(cfg.MaxEventsPerSecond, cfg.MaxEventsBurst, cfg.Now),
 		idLimiter:   newLimiter(cfg.Limits.MaxEventsPerSecondPerIdentity, cfg.Limits.MaxEventsBurstPerIdentity, cfg.Now),
 		ingestQuota: newQuota(cfg.Limits.MaxIngestStreamsPerIdentity, cfg.Limits.MaxIngestStreams),

@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -9,18 +10,20 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
-
 	"github.com/oomwatch/oomwatch/pkg/store"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
 // watcher is one Watch call: its filter and a bounded queue.
 type watcher struct {
 	filter *pb.EventFilter
-	max    int
-	mu     sync.Mutex
-	queue  []*pb.Event
-	late   bool
+	// openNow: the filter asked for open warnings only (see liveFilter).
+	openNow bool
+	max     int
+	mu      sync.Mutex
+	queue   []*pb.Event
+	late    bool
 	// ready holds a token when the queue may not be empty.
 	ready chan struct{}
 	// behind is closed when the queue overflowed.
@@ -58,14 +61,16 @@ func (w *watcher) take() []*pb.Event {
 // hub hands committed events to the watchers. publish never blocks: a
 // watcher whose queue would overflow is marked behind and disconnected.
 type hub struct {
+	// now is the clock staleness is judged by.
+	now      func() time.Time
 	mu       sync.RWMutex
 	watchers map[*watcher]struct{}
 }
 
-func newHub() *hub { return &hub{watchers: map[*watcher]struct{}{}} }
+func newHub(now func() time.Time) *hub { return &hub{now: now, watchers: map[*watcher]struct{}{}} }
 
 func (h *hub) add(f *pb.EventFilter, max int) *watcher {
-	w := &watcher{filter: liveFilter(f), max: max, ready: make(chan struct{}, 1), behind: make(chan struct{})}
+	w := &watcher{filter: liveFilter(f), openNow: f.GetOpenWarningsOnly(), max: max, ready: make(chan struct{}, 1), behind: make(chan struct{})}
 	h.mu.Lock()
 	h.watchers[w] = struct{}{}
 	h.mu.Unlock()
@@ -81,8 +86,9 @@ func (h *hub) remove(w *watcher) {
 // liveFilter is the filter a watcher's events are matched by. A watcher of
 // open warnings (open_warnings_only) gets every revision of the warnings
 // its other fields select: the opening, the updates, and the resolution
-// too, so that a live view learns when to drop one. Staleness is for
-// listings: what is published was just sent by its agent.
+// too, so that a live view learns when to drop one; but not an open
+// revision already stale when it arrives (an agent's replay after a long
+// outage), which is not open now (see publish).
 func liveFilter(f *pb.EventFilter) *pb.EventFilter {
 	if !f.GetOpenWarningsOnly() {
 		return f
@@ -98,13 +104,14 @@ func (h *hub) publish(events []*pb.Event) {
 	if len(events) == 0 {
 		return
 	}
+	now := h.now()
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	var match []*pb.Event
 	for w := range h.watchers {
 		match = match[:0]
 		for _, e := range events {
-			if store.Matches(w.filter, e) {
+			if store.MatchesAt(w.filter, e, now) && (!w.openNow || !wire.IsStale(e, now)) {
 				match = append(match, e)
 			}
 		}

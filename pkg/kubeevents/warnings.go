@@ -7,6 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/oomwatch/oomwatch/pkg/vocab"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -32,12 +34,19 @@ const (
 	maxWarnedObjects = 10000
 )
 
-// handleWarning writes the Event of a newly opened warning (revision 0):
+// handleWarning writes the Event of a warning newly opened:
 // MemoryNearLimit on the Pod of a container's or pod's warning,
-// NodeMemoryLow on the Node of node-low and of the node's pressure. Its
-// updates and its resolution write nothing.
+// NodeMemoryLow on the Node of node-low and of the node's pressure.
+//
+// Handle sees each stored event once, when first stored: for a warning
+// that is its opening (revision 0), or its first revision to arrive when
+// the opening was lost on the way (a spool overflow): either way the
+// cluster learns of it now. Its updates and its resolution replace the
+// stored warning and write nothing; a warning first stored resolved, or
+// open but stale (its revision older than wire.WarningStale, a replay
+// after a long outage), writes nothing either.
 func (w *Writer) handleWarning(ctx context.Context, ev *pb.Event, m *pb.MemoryWarning) error {
-	if ev.GetRevision() != 0 || m.GetState() != pb.WarningState_WARNING_STATE_OPEN {
+	if m.GetState() != pb.WarningState_WARNING_STATE_OPEN || wire.IsStale(ev, w.opts.Now()) {
 		return nil
 	}
 	wl := m.GetWorkload()
@@ -67,7 +76,11 @@ func (w *Writer) handleWarning(ctx context.Context, ev *pb.Event, m *pb.MemoryWa
 		w.count(func(s *Stats) { s.RateLimited++ })
 		return nil
 	}
-	return w.write(ctx, ev, ref, reason, m.GetSummary())
+	msg := m.GetSummary()
+	if msg == "" {
+		msg = vocab.Warning(m)
+	}
+	return w.write(ctx, ev, ref, reason, msg)
 }
 
 // warnAllowed reports whether the object and reason of key may get an

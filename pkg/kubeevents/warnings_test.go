@@ -9,6 +9,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/oomwatch/oomwatch/pkg/vocab"
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -40,7 +42,20 @@ func TestWarningEvents(t *testing.T) {
 		{"pod pressure", warning(4, pb.WarningKind_WARNING_KIND_PRESSURE, true, 0, now), "shop", ReasonNearLimit, "Pod/cart-7d9"},
 		{"node-low", warning(5, pb.WarningKind_WARNING_KIND_NODE_LOW, false, 0, now), "default", ReasonNodeLow, "Node/node-a"},
 		{"node pressure", warning(6, pb.WarningKind_WARNING_KIND_PRESSURE, false, 0, now), "default", ReasonNodeLow, "Node/node-a"},
-		{"an update", warning(7, pb.WarningKind_WARNING_KIND_FORECAST, true, 3, now), "", "", ""},
+		// Handle sees a warning once, when first stored: a later revision
+		// first stored is one whose opening was lost on the way.
+		{"opening lost", warning(7, pb.WarningKind_WARNING_KIND_FORECAST, true, 3, now), "shop", ReasonNearLimit, "Pod/cart-7d9"},
+		{"stale", warning(9, pb.WarningKind_WARNING_KIND_FORECAST, true, 0, now.Add(-wire.WarningStale-time.Second)), "", "", ""},
+		{"no summary", func() *pb.Event {
+			e := warning(10, pb.WarningKind_WARNING_KIND_NODE_LOW, false, 0, now)
+			e.GetWarning().Summary = ""
+			return e
+		}(), "default", ReasonNodeLow, "Node/node-a"},
+		{"a system service's", func() *pb.Event {
+			e := warning(11, pb.WarningKind_WARNING_KIND_NEAR_LIMIT, false, 0, now)
+			e.GetWarning().Workload = &pb.Workload{Cgroup: "/system.slice/containerd.service"}
+			return e
+		}(), "", "", ""},
 		{"a resolution", func() *pb.Event {
 			e := warning(8, pb.WarningKind_WARNING_KIND_NODE_LOW, false, 0, now)
 			e.GetWarning().State = pb.WarningState_WARNING_STATE_RESOLVED
@@ -65,8 +80,13 @@ func TestWarningEvents(t *testing.T) {
 				t.Fatalf("%d Events, want 1", len(all))
 			}
 			e := all[0]
+			// The agent's summary, or the sentence made here when it sent none.
+			msg := tt.ev.GetWarning().GetSummary()
+			if msg == "" {
+				msg = vocab.Warning(tt.ev.GetWarning())
+			}
 			if e.Namespace != tt.ns || e.Reason != tt.reason || e.InvolvedObject.Kind+"/"+e.InvolvedObject.Name != tt.object ||
-				e.Type != "Warning" || e.Message != tt.ev.GetWarning().GetSummary() {
+				e.Type != "Warning" || msg == "" || e.Message != msg {
 				t.Fatalf("event %+v", e)
 			}
 			if tt.object == "Pod/cart-7d9" && e.InvolvedObject.FieldPath != "spec.containers{api}" {

@@ -35,8 +35,7 @@ type OpenWarnings func(ctx context.Context, now time.Time, max int) (map[string]
 // AtRisk is the collector of the open-warning gauges:
 // oomwatch_warnings_open{kind}, oomwatch_at_risk{node, namespace, pod,
 // container, kind} (1 per open warning, at most MaxAtRiskSeries, most
-// urgent first: forecasts by time left, then the rest by ratio of their
-// limit) and oomwatch_at_risk_overflow. Figures are computed at scrape
+// urgent first, see Rank) and oomwatch_at_risk_overflow. Figures are computed at scrape
 // time and cached AtRiskCache; a failed query serves the last figures and
 // counts oomwatch_at_risk_errors_total.
 type AtRisk struct {
@@ -56,7 +55,7 @@ func NewAtRisk(src OpenWarnings) *AtRisk {
 		src: src, now: time.Now,
 		open: prometheus.NewDesc("oomwatch_warnings_open", "Warnings open now (not resolved, refreshed by their agent within 15 minutes), by kind.",
 			[]string{"kind"}, nil),
-		atRisk: prometheus.NewDesc("oomwatch_at_risk", "1 per open warning of the most urgent 100 (forecasts by time left, then by ratio of the limit).",
+		atRisk: prometheus.NewDesc("oomwatch_at_risk", "1 per open warning of the most urgent 100 (forecasts by time left, then near-limit and limit-reclaim by ratio of the limit, then the rest).",
 			[]string{"node", "namespace", "pod", "container", "kind"}, nil),
 		overflow: prometheus.NewDesc("oomwatch_at_risk_overflow", "Open warnings past the 100 series of oomwatch_at_risk.", nil, nil),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "oomwatch_at_risk_errors_total",
@@ -119,7 +118,9 @@ func (a *AtRisk) compute(counts map[string]int64, open []*pb.Event) []prometheus
 	}
 	ranked := Rank(open)
 	seen := map[[5]string]bool{}
-	series := 0
+	// shown counts the warnings with a series, two of one label set
+	// included: the overflow is the warnings without one.
+	series, shown := 0, 0
 	for _, e := range ranked {
 		if series == MaxAtRiskSeries {
 			break
@@ -133,6 +134,7 @@ func (a *AtRisk) compute(counts map[string]int64, open []*pb.Event) []prometheus
 		// Two warnings with one label set (a pod's cgroup and an unnamed
 		// container's, say) are one series: a collector may not send a
 		// series twice.
+		shown++
 		if seen[l] {
 			continue
 		}
@@ -140,32 +142,28 @@ func (a *AtRisk) compute(counts map[string]int64, open []*pb.Event) []prometheus
 		series++
 		out = append(out, prometheus.MustNewConstMetric(a.atRisk, prometheus.GaugeValue, 1, l[:]...))
 	}
-	out = append(out, prometheus.MustNewConstMetric(a.overflow, prometheus.GaugeValue, float64(max(total-int64(series), 0))))
+	out = append(out, prometheus.MustNewConstMetric(a.overflow, prometheus.GaugeValue, float64(max(total-int64(shown), 0))))
 	return out
 }
 
 // Rank orders open warnings most urgent first: forecasts by time left
-// (shortest first), then every other warning by its ratio (of its limit
-// for near-limit and limit-reclaim; for node-low the share of the node's
-// memory in use, for pressure PSI full avg10 / 100), highest first; ties
-// by opening time (oldest first), then ID.
+// (shortest first); then near-limit and limit-reclaim by their ratio of
+// the limit, highest first; then the rest (pressure by PSI full avg10 /
+// 100, node-low by the share of the node's memory in use), highest first;
+// ties by opening time (oldest first), then ID.
 func Rank(evs []*pb.Event) []*pb.Event {
 	out := slices.Clone(evs)
 	slices.SortStableFunc(out, func(x, y *pb.Event) int {
-		fx, fy := isForecast(x), isForecast(y)
-		switch {
-		case fx && !fy:
-			return -1
-		case fy && !fx:
-			return 1
-		case fx && fy:
+		tx, ty := tier(x), tier(y)
+		if c := cmp.Compare(tx, ty); c != 0 {
+			return c
+		}
+		if tx == tierForecast {
 			if c := cmp.Compare(timeLeft(x), timeLeft(y)); c != 0 {
 				return c
 			}
-		default:
-			if c := cmp.Compare(ratio(y), ratio(x)); c != 0 {
-				return c
-			}
+		} else if c := cmp.Compare(ratio(y), ratio(x)); c != 0 {
+			return c
 		}
 		if c := x.GetWarning().GetSince().AsTime().Compare(y.GetWarning().GetSince().AsTime()); c != 0 {
 			return c
@@ -175,8 +173,21 @@ func Rank(evs []*pb.Event) []*pb.Event {
 	return out
 }
 
-func isForecast(e *pb.Event) bool {
-	return e.GetWarning().GetWarningKind() == pb.WarningKind_WARNING_KIND_FORECAST
+// Urgency tiers of Rank.
+const (
+	tierForecast = iota
+	tierLimit
+	tierOther
+)
+
+func tier(e *pb.Event) int {
+	switch e.GetWarning().GetWarningKind() {
+	case pb.WarningKind_WARNING_KIND_FORECAST:
+		return tierForecast
+	case pb.WarningKind_WARNING_KIND_NEAR_LIMIT, pb.WarningKind_WARNING_KIND_LIMIT_RECLAIM:
+		return tierLimit
+	}
+	return tierOther
 }
 
 func timeLeft(e *pb.Event) time.Duration {

@@ -84,9 +84,9 @@ oomwatch_warnings_open{kind="pressure"} 0
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "oomwatch_at_risk_overflow", "oomwatch_warnings_open"); err != nil {
 		t.Fatal(err)
 	}
-	// The most urgent: every forecast, the node (97% in use), then the
-	// near-limits from the highest ratio down to pod 51 (0.7275); pod 50
-	// and below are past the 100.
+	// The most urgent: every forecast, then the near-limits from the
+	// highest ratio down to pod 50 (0.725); pod 49 and below, and the node
+	// (97% in use, but of the last tier), are past the 100.
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -104,13 +104,15 @@ oomwatch_warnings_open{kind="pressure"} 0
 			got[l["kind"]+"/"+l["pod"]] = true
 		}
 	}
-	for _, k := range []string{"forecast/pod-140", "forecast/pod-149", "node-low/", "near-limit/pod-139", "near-limit/pod-051"} {
+	for _, k := range []string{"forecast/pod-140", "forecast/pod-149", "near-limit/pod-139", "near-limit/pod-050"} {
 		if !got[k] {
 			t.Errorf("%s has no series", k)
 		}
 	}
-	if got["near-limit/pod-050"] || got["near-limit/pod-000"] {
-		t.Errorf("less urgent warnings have series")
+	for _, k := range []string{"near-limit/pod-049", "near-limit/pod-000", "node-low/"} {
+		if got[k] {
+			t.Errorf("%s, less urgent, has a series", k)
+		}
 	}
 
 	// Cached for AtRiskCache; a failed query serves the figures before.
@@ -126,18 +128,48 @@ oomwatch_warnings_open{kind="pressure"} 0
 	}
 }
 
-func TestRankForecastsFirst(t *testing.T) {
+// Rank's tiers: forecasts by time left, then near-limit and
+// limit-reclaim by ratio, then the rest by theirs, whatever their figures.
+func TestRankTiers(t *testing.T) {
 	evs := Rank([]*pb.Event{
-		openWarning(1, pb.WarningKind_WARNING_KIND_NEAR_LIMIT, &pb.WarningFigures{Ratio: 0.99}),
+		openWarning(1, pb.WarningKind_WARNING_KIND_NEAR_LIMIT, &pb.WarningFigures{Ratio: 0.91}),
 		openWarning(2, pb.WarningKind_WARNING_KIND_FORECAST, &pb.WarningFigures{TimeLeft: durationpb.New(time.Hour)}),
 		openWarning(3, pb.WarningKind_WARNING_KIND_PRESSURE, &pb.WarningFigures{PsiFullAvg10: 40}),
 		openWarning(4, pb.WarningKind_WARNING_KIND_FORECAST, &pb.WarningFigures{TimeLeft: durationpb.New(time.Minute)}),
+		openWarning(5, pb.WarningKind_WARNING_KIND_NODE_LOW, &pb.WarningFigures{MemTotalBytes: 100, MemAvailableBytes: 1}),
+		openWarning(6, pb.WarningKind_WARNING_KIND_LIMIT_RECLAIM, &pb.WarningFigures{Ratio: 0.97}),
+		openWarning(7, pb.WarningKind_WARNING_KIND_PRESSURE, &pb.WarningFigures{PsiFullAvg10: 100}),
+		// A forecast without a time left comes last of the forecasts.
+		openWarning(8, pb.WarningKind_WARNING_KIND_FORECAST, &pb.WarningFigures{Ratio: 0.99}),
 	})
 	var order []string
 	for _, e := range evs {
 		order = append(order, e.GetId())
 	}
-	if fmt.Sprint(order) != "[4 2 1 3]" {
-		t.Errorf("order %v, want [4 2 1 3]", order)
+	if want := "[4 2 8 6 1 7 5 3]"; fmt.Sprint(order) != want {
+		t.Errorf("order %v, want %s", order, want)
+	}
+}
+
+// Two open warnings of one label set (a pod's cgroup and its unnamed
+// container's) are one series, and neither counts as overflow.
+func TestAtRiskSameLabels(t *testing.T) {
+	src := &fakeOpen{}
+	for i := range 3 {
+		e := openWarning(i, pb.WarningKind_WARNING_KIND_NEAR_LIMIT, &pb.WarningFigures{Ratio: 0.9})
+		e.GetWarning().Workload.PodName = "cart-1"
+		src.evs = append(src.evs, e)
+	}
+	a := NewAtRisk(src.get)
+	if n := testutil.CollectAndCount(a, "oomwatch_at_risk"); n != 1 {
+		t.Fatalf("%d series, want 1", n)
+	}
+	want := `
+# HELP oomwatch_at_risk_overflow Open warnings past the 100 series of oomwatch_at_risk.
+# TYPE oomwatch_at_risk_overflow gauge
+oomwatch_at_risk_overflow 0
+`
+	if err := testutil.CollectAndCompare(a, strings.NewReader(want), "oomwatch_at_risk_overflow"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -139,3 +139,34 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkListOpenWarnings lists what is open now (the first page, as
+// oomctl warnings and the At risk page ask) in a store of 100,000
+// warnings, 200 of them open, their openings spread over a week.
+func BenchmarkListOpenWarnings(b *testing.B) {
+	s, _ := open(b)
+	now := time.Now()
+	r := rand.New(rand.NewPCG(1, 2))
+	var evs []*pb.Event
+	for i := range 100_000 {
+		since := now.Add(-time.Duration(r.Int64N(int64(7 * 24 * time.Hour))))
+		pod := "pod-" + strconv.Itoa(r.IntN(5000))
+		at := since
+		if at.Before(now.Add(-time.Minute)) {
+			at = now.Add(-time.Minute)
+		}
+		evs = append(evs, warning(int64(i+1), pb.WarningKind(1+r.IntN(5)), "ns-"+strconv.Itoa(r.IntN(50)), pod, "app",
+			since, at, 0, i >= 200))
+		if len(evs) == 1000 {
+			put(b, s, evs...)
+			evs = evs[:0]
+		}
+	}
+	f := &pb.EventFilter{OpenWarningsOnly: true}
+	for b.Loop() {
+		got, _, err := s.List(context.Background(), f, 100, "")
+		if err != nil || len(got) != 100 {
+			b.Fatalf("%d, %v", len(got), err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,29 +172,44 @@ func TestWarningsNotIncidents(t *testing.T) {
 	}
 }
 
+// Queries of warnings read an index: open now the partial index of open
+// warnings (sorting those few), the others a workload's references or the
+// type index newest first, with no sort.
 func TestWarningQueryPlans(t *testing.T) {
 	s, _ := warningFixture(t, time.Now())
-	for _, f := range []*pb.EventFilter{
-		{Types: []string{"warning"}, OpenWarningsOnly: true},
-		{Types: []string{"warning"}, WarningKinds: []pb.WarningKind{pb.WarningKind_WARNING_KIND_FORECAST}, Namespace: "shop"},
-		{Types: []string{"warning"}, Node: "node-a", OpenWarningsOnly: true},
+	for _, tc := range []struct {
+		f     *pb.EventFilter
+		index string
+		sorts bool
+	}{
+		{&pb.EventFilter{Types: []string{"warning"}, OpenWarningsOnly: true}, "events_open_warnings", true},
+		{&pb.EventFilter{Types: []string{"warning"}, Node: "node-a", OpenWarningsOnly: true}, "events_open_warnings", true},
+		{&pb.EventFilter{Types: []string{"warning"}, WarningKinds: []pb.WarningKind{pb.WarningKind_WARNING_KIND_FORECAST}}, "events_type_time", false},
+		{&pb.EventFilter{Types: []string{"warning"}, WarningKinds: []pb.WarningKind{pb.WarningKind_WARNING_KIND_FORECAST}, Namespace: "shop"}, "", false},
+		{&pb.EventFilter{Types: []string{"warning"}, Pod: "cart-1", OpenWarningsOnly: true}, "", false},
 	} {
-		stmt, args, _ := scan{f: f, cols: "e.rowid, e.time, e.data", limit: 10, now: time.Now()}.sql()
+		stmt, args, _ := scan{f: tc.f, cols: "e.rowid, e.time, e.data", limit: 10, now: time.Now()}.sql()
 		rows, err := s.r.Query("EXPLAIN QUERY PLAN "+stmt, args...)
 		if err != nil {
-			t.Fatalf("%v: %v", f, err)
+			t.Fatalf("%v: %v", tc.f, err)
 		}
+		var plan []string
 		for rows.Next() {
 			var id, parent, unused int
 			var detail string
 			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
 				t.Fatal(err)
 			}
-			if detail == "USE TEMP B-TREE FOR ORDER BY" {
-				t.Errorf("filter %v sorts", f)
-			}
+			plan = append(plan, detail)
 		}
 		rows.Close()
+		joined := strings.Join(plan, "; ")
+		if sorts := strings.Contains(joined, "TEMP B-TREE"); sorts != tc.sorts {
+			t.Errorf("filter %v: sorts %v, want %v (%s)", tc.f, sorts, tc.sorts, joined)
+		}
+		if tc.index != "" && !strings.Contains(joined, "INDEX "+tc.index) {
+			t.Errorf("filter %v: plan %s, want index %s", tc.f, joined, tc.index)
+		}
 	}
 }
 
@@ -213,6 +229,16 @@ func TestOpenWarnings(t *testing.T) {
 	}
 	if _, evs, _ := s.OpenWarnings(context.Background(), now, 1); len(evs) != 1 {
 		t.Errorf("bounded to 1: %d", len(evs))
+	}
+	// Bounded, the most urgent kinds are read first: a near-limit
+	// refreshed just now comes after the forecast, before the pressure.
+	put(t, s, warning(15, pb.WarningKind_WARNING_KIND_NEAR_LIMIT, "shop", "cart-3", "api", now.Add(-3*time.Minute), now, 0, false))
+	_, evs, err = s.OpenWarnings(context.Background(), now, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].GetId() != ids["forecast"] || evs[1].GetSeq() != 15 {
+		t.Errorf("the 2 most urgent: %v", evs)
 	}
 }
 
