@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/oomwatch/oomwatch/pkg/cli/clitest"
+	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/vocab"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+	"github.com/oomwatch/oomwatch/test/e2e/scenario"
+	"github.com/oomwatch/oomwatch/test/e2e/vm"
+)
+
+// checkWarnings asserts a warnings scenario (issue 17): the warnings its
+// first kill names (kinds, role, lead, IDs of stored warnings), and the
+// pods that must have raised none. It logs the lead times as
+// "lead time forecast=31s near-limit=25s" and the kill's `oomctl explain`.
+func checkWarnings(t *testing.T, want scenario.WarnExpect, res *vm.Result) {
+	t.Helper()
+	warnings := readEvents(t, res, "warnings.json")
+	stored := map[string]*pb.MemoryWarning{}
+	for _, e := range warnings {
+		w := e.GetWarning()
+		if w == nil {
+			t.Errorf("oomctl warnings listed a non-warning event %s", e.GetId())
+			continue
+		}
+		stored[e.GetId()] = w
+		t.Logf("warning %s: %s %s on %q (pod %s), since %s: %s", e.GetId(), vocab.WarningKind(w.GetWarningKind()),
+			w.GetState(), w.GetWorkload().GetCgroup(), w.GetWorkload().GetPodUid(),
+			w.GetSince().AsTime().Format("15:04:05"), w.GetSummary())
+	}
+	t.Logf("%d warnings stored (sample interval %s)", len(stored), scenario.WarnSampleInterval)
+
+	for _, uid := range want.QuietPods {
+		n := 0
+		for id, w := range stored {
+			if w.GetWorkload().GetPodUid() == uid {
+				n++
+				t.Errorf("false alarm for pod %s: %s %s", uid, id, w.GetSummary())
+			}
+		}
+		t.Logf("false alarms for pod %s: %d", uid, n)
+	}
+	if len(want.QuietPods) > 0 {
+		for _, name := range []string{"steady.memory", "cache.memory"} {
+			if b, err := res.File(name); err == nil {
+				t.Logf("%s at the end: %s", name, memorySummary(string(b)))
+			}
+		}
+		if b, err := res.File("mounts.txt"); err == nil {
+			t.Logf("page cache filesystem: %s", strings.TrimSpace(string(b)))
+		}
+	}
+
+	kinds := slices.Clone(want.Preceding)
+	if want.PressureIfPSI {
+		psi, err := res.File("psi.txt")
+		switch {
+		case err != nil:
+			t.Errorf("psi.txt: %v", err)
+		case strings.HasPrefix(string(psi), "absent"):
+			t.Logf("the guest kernel has no PSI (/proc/pressure/memory absent): node pressure not asserted")
+		default:
+			t.Logf("guest PSI at the end: %s", strings.ReplaceAll(strings.TrimSpace(string(psi)), "\n", "; "))
+			kinds = append(kinds, "pressure")
+		}
+	}
+	if len(kinds) == 0 {
+		return
+	}
+	var kill *pb.Event
+	for _, e := range readEvents(t, res, "events.json") {
+		if eventid.TypeOf(e) == eventid.TypeOOM && (kill == nil || e.GetSeq() < kill.GetSeq()) {
+			kill = e
+		}
+	}
+	if kill == nil {
+		t.Fatalf("no OOM kill to check warnings against")
+	}
+	if k := clitest.Flatten(kill).Kind; want.KillKind != "" && k != want.KillKind {
+		t.Errorf("first kill's kind %q, want %q", k, want.KillKind)
+	}
+	leads := map[string]string{}
+	var line []string
+	for _, kind := range kinds {
+		var best *pb.PrecedingWarning
+		for _, pw := range kill.GetOom().GetPrecedingWarnings() {
+			if vocab.WarningKind(pw.GetWarningKind()) != kind || pw.GetRole() != want.Role {
+				continue
+			}
+			if best == nil || pw.GetLead().AsDuration() > best.GetLead().AsDuration() {
+				best = pw
+			}
+		}
+		if best == nil {
+			t.Errorf("the kill %s names no %s warning with role %s; it names: %s", kill.GetId(), kind, want.Role, precedingList(kill))
+			continue
+		}
+		lead := best.GetLead().AsDuration()
+		leads[kind] = fmt.Sprintf("%.0fs", lead.Seconds())
+		line = append(line, kind+"="+leads[kind])
+		if lead < want.MinLead {
+			t.Errorf("%s warning %s opened %v before the kill, want at least %v", kind, best.GetEventId(), lead, want.MinLead)
+		}
+		w, ok := stored[best.GetEventId()]
+		switch {
+		case !ok:
+			t.Errorf("the kill names %s warning %s, which the aggregator does not hold", kind, best.GetEventId())
+		case vocab.WarningKind(w.GetWarningKind()) != kind:
+			t.Errorf("the kill's %s warning %s is stored as %s", kind, best.GetEventId(), vocab.WarningKind(w.GetWarningKind()))
+		}
+	}
+	t.Logf("lead time %s (role %s, kill %s)", strings.Join(line, " "), want.Role, kill.GetId())
+	if b, err := res.File("explain.txt"); err == nil {
+		t.Logf("oomctl explain of the kill:\n%s", b)
+		if !strings.Contains(string(b), "Warned") {
+			t.Errorf("oomctl explain does not say the kill was warned of:\n%s", b)
+		}
+	}
+}
+
+// readEvents reads one of the guest's `oomctl ... -o json` exports.
+func readEvents(t *testing.T, res *vm.Result, name string) []*pb.Event {
+	t.Helper()
+	raw, err := res.File(name)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	evs, err := clitest.ReadEvents(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return evs
+}
+
+// precedingList says which warnings a kill names, for failure messages.
+func precedingList(kill *pb.Event) string {
+	var s []string
+	for _, pw := range kill.GetOom().GetPrecedingWarnings() {
+		s = append(s, fmt.Sprintf("%s/%s lead %v", vocab.WarningKind(pw.GetWarningKind()), pw.GetRole(), pw.GetLead().AsDuration()))
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+// memorySummary picks the figures of a cgroup's exported memory files that
+// say what its usage was made of.
+func memorySummary(text string) string {
+	var s []string
+	for _, l := range strings.Split(text, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 2 && slices.Contains([]string{"memory.current", "memory.max", "anon", "file", "active_file", "inactive_file", "max", "oom_kill"}, f[0]) {
+			s = append(s, f[0]+"="+f[1])
+		}
+	}
+	return strings.Join(s, " ")
+}
