@@ -73,6 +73,9 @@ echo 64M > $CG%[1]s/memory.max
 pause %[3]s
 hog -mb 0 -step 1 -rate 1 -oom-score-adj 937 -cgroup $CG%[1]s || true
 `, ctr, pod, systemdPause(pod, uidW1)),
+		// 768 MiB: a node far from low, so the kill's warnings are the
+		// container's and its pod's alone.
+		MemoryMB:   768,
 		AgentFlags: warnAgentFlags,
 		ReadBack: `
 oomctl explain cart-leak-0 -n shop > /tmp/explain.txt 2>&1
