@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -47,11 +48,7 @@ func checkWarnings(t *testing.T, want scenario.WarnExpect, res *vm.Result) {
 		t.Logf("false alarms for pod %s: %d", uid, n)
 	}
 	if len(want.QuietPods) > 0 {
-		for _, name := range []string{"steady.memory", "cache.memory"} {
-			if b, err := res.File(name); err == nil {
-				t.Logf("%s at the end: %s", name, memorySummary(string(b)))
-			}
-		}
+		checkQuietShape(t, res)
 		if b, err := res.File("mounts.txt"); err == nil {
 			t.Logf("page cache filesystem: %s", strings.TrimSpace(string(b)))
 		}
@@ -148,6 +145,53 @@ func precedingList(kill *pb.Event) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+// checkQuietShape asserts that the quiet containers were what they claim
+// at the end of the scenario: the steady one at about 80% of its limit,
+// the page-cache one near its limit with most of its usage inactive file.
+// (A quiet result from containers that never got there would prove
+// nothing.)
+func checkQuietShape(t *testing.T, res *vm.Result) {
+	t.Helper()
+	for _, name := range []string{"steady.memory", "cache.memory"} {
+		b, err := res.File(name)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		m := memoryFigures(string(b))
+		t.Logf("%s at the end: %s", name, memorySummary(string(b)))
+		usage, limit := float64(m["memory.current"]), float64(m["memory.max"])
+		if limit == 0 {
+			t.Errorf("%s: no limit read", name)
+			continue
+		}
+		switch name {
+		case "steady.memory":
+			if r := float64(m["anon"]) / limit; r < 0.77 || r > 0.85 {
+				t.Errorf("the steady container's anonymous memory is %.0f%% of its limit, want about 80%%", 100*r)
+			}
+		case "cache.memory":
+			if usage < 0.8*limit || float64(m["inactive_file"]) < 0.7*usage {
+				t.Errorf("the page-cache container uses %.0f%% of its limit, %.0f%% of it inactive file: want >= 80%%, mostly inactive file",
+					100*usage/limit, 100*float64(m["inactive_file"])/usage)
+			}
+		}
+	}
+}
+
+// memoryFigures reads "name value" lines of a cgroup's memory files.
+func memoryFigures(text string) map[string]int64 {
+	m := map[string]int64{}
+	for _, l := range strings.Split(text, "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			if v, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				m[f[0]] = v
+			}
+		}
+	}
+	return m
 }
 
 // memorySummary picks the figures of a cgroup's exported memory files that
