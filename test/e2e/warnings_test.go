@@ -63,7 +63,14 @@ func checkWarnings(t *testing.T, want scenario.WarnExpect, res *vm.Result) {
 		case strings.HasPrefix(string(psi), "absent"):
 			t.Logf("the guest kernel has no PSI (/proc/pressure/memory absent): node pressure not asserted")
 		default:
-			t.Logf("guest PSI at the end: %s", strings.ReplaceAll(strings.TrimSpace(string(psi)), "\n", "; "))
+			for _, name := range []string{"psi.before", "psi.kill", "psi.txt"} {
+				if b, err := res.File(name); err == nil {
+					t.Logf("guest /proc/pressure/memory (%s): %s", name, strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "; "))
+				}
+			}
+			if b, err := res.File("meminfo.before"); err == nil {
+				t.Logf("before the growth: %s", strings.TrimSpace(string(b)))
+			}
 			kinds = append(kinds, "pressure")
 		}
 	}

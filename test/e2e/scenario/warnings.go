@@ -40,6 +40,8 @@ const (
 	ctrW5 = "c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8"
 	uidW6 = "192ab4d5-6f70-4081-a293-a4b5c6d7e8f9"
 	ctrW6 = "d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8d8"
+	uidW7 = "2a3bc5e6-7081-4192-b3a4-b5c6d7e8f90a"
+	ctrW7 = "e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8e8"
 )
 
 // WarnSampleInterval is the agents' --sample-interval in the warnings
@@ -96,33 +98,54 @@ export_file explain.txt /tmp/explain.txt
 
 // warnNodeLow is pods growing until the node runs out: node-low (and the
 // node's pressure, where the kernel has PSI) opens before the node-level
-// kill, which names it.
+// kill, which names it. Memory pressure needs something to reclaim: with no
+// swap, anonymous growth alone goes straight to the OOM killer without a
+// stall, so a third pod keeps re-reading a 96 MiB file on the guest's disk,
+// whose page cache the growth squeezes out and the reads fault back in.
 func warnNodeLow() Scenario {
 	be := systemdPod("besteffort", uidW2) + "/cri-containerd-" + ctrW2 + ".scope"
 	g1 := systemdPod("burstable", uidW3) + "/cri-containerd-" + ctrW3 + ".scope"
 	g2 := systemdPod("burstable", uidW4) + "/cri-containerd-" + ctrW4 + ".scope"
+	rd := systemdPod("burstable", uidW7) + "/cri-containerd-" + ctrW7 + ".scope"
 	return Scenario{
 		Name: "warning-node-low",
-		Description: "two pods without limits grow 6 MiB/s each until the node runs out: node-low opens before " +
-			"the node-level kill, which names it",
-		// 768 MiB of guest: MemAvailable starts well above node-low's
-		// threshold (the 100Mi eviction default plus a 256 MiB margin), so
-		// the warning opens during the growth, not at boot.
-		Script: fmt.Sprintf(`mkcg %[1]s
+		Description: "two pods without limits grow 10 MiB/s each beside a pod re-reading a file, until the node runs " +
+			"out: node-low (and the node's memory pressure) opens before the node-level kill, which names it",
+		// 640 MiB of guest: MemAvailable starts above node-low's threshold
+		// (the 100Mi eviction default plus a 256 MiB margin), so the
+		// warning opens during the growth, not at boot. Once the kernel has
+		// killed its first victim (the BestEffort pod) the growers are
+		// stopped: the later kills would add nothing but time.
+		Script: fmt.Sprintf(`mke2fs -q /dev/nvme0n1 && mkdir -p /mnt && mount /dev/nvme0n1 /mnt
+mkcg %[1]s
 mkcg %[2]s
 mkcg %[3]s
+mkcg %[4]s
 { cat /proc/pressure/memory || echo absent; } > /tmp/psi.before 2>/dev/null
+hog -mb 1 -cache-file /mnt/data -cache-mb 96 -oom-score-adj 500 -cgroup $CG%[4]s -ready /tmp/data.ready &
+rdhog=$!
+waitfile /tmp/data.ready
+sh -c 'echo $$ > '$CG%[4]s'/cgroup.procs; echo 500 > /proc/self/oom_score_adj; while :; do cat /mnt/data > /dev/null; done' &
+reader=$!
 grep MemAvailable /proc/meminfo > /tmp/meminfo.before
 hog -mb 10 -oom-score-adj 1000 -cgroup $CG%[1]s -ready /tmp/be.ready &
+be=$!
 waitfile /tmp/be.ready
-hog -mb 0 -step 2 -rate 6 -oom-score-adj 100 -cgroup $CG%[2]s &
-hog -mb 0 -step 2 -rate 6 -oom-score-adj 100 -cgroup $CG%[3]s || true
+hog -mb 0 -step 2 -rate 10 -oom-score-adj 100 -cgroup $CG%[2]s &
+g1=$!
+hog -mb 0 -step 2 -rate 10 -oom-score-adj 100 -cgroup $CG%[3]s &
+g2=$!
+wait $be
+{ cat /proc/pressure/memory || echo absent; } > /tmp/psi.kill 2>/dev/null
+kill -9 $g1 $g2 $reader $rdhog 2>/dev/null
 wait
-`, be, g1, g2),
-		MemoryMB:   768,
+`, be, g1, g2, rd),
+		MemoryMB:   640,
+		DiskMB:     256,
 		AgentFlags: warnAgentFlags,
 		ReadBack: psiReadBack + `
 export_file psi.before /tmp/psi.before
+export_file psi.kill /tmp/psi.kill
 export_file meminfo.before /tmp/meminfo.before
 `,
 		Events: 1,
@@ -133,6 +156,8 @@ export_file meminfo.before /tmp/meminfo.before
 				{ID: ctrW3, Name: "ingest", Image: "registry.example/batch/ingest:2", RequestMiB: 128}}},
 			{UID: uidW4, Namespace: "batch", Name: "ingest-1", Containers: []Container{
 				{ID: ctrW4, Name: "ingest", Image: "registry.example/batch/ingest:2", RequestMiB: 128}}},
+			{UID: uidW7, Namespace: "data", Name: "scanner-0", Containers: []Container{
+				{ID: ctrW7, Name: "scan", Image: "registry.example/data/scanner:1", RequestMiB: 16}}},
 		},
 		Expect: Expect{Warnings: &WarnExpect{Preceding: []string{"node-low"}, Role: "node", PressureIfPSI: true,
 			KillKind: "node"}},
