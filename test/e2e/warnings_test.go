@@ -49,7 +49,9 @@ func checkWarnings(t *testing.T, want scenario.WarnExpect, res *vm.Result) {
 	}
 	if len(want.QuietPods) > 0 {
 		checkQuietShape(t, res)
-		if b, err := res.File("mounts.txt"); err == nil {
+		if b, err := res.File("mounts.txt"); err != nil || !strings.HasPrefix(string(b), "/dev/nvme0n1 /mnt ") {
+			t.Errorf("the page cache's file is not on the guest's disk: mounts %q, %v", b, err)
+		} else {
 			t.Logf("page cache filesystem: %s", strings.TrimSpace(string(b)))
 		}
 	}

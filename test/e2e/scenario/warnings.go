@@ -100,7 +100,7 @@ export_file explain.txt /tmp/explain.txt
 // node's pressure, where the kernel has PSI) opens before the node-level
 // kill, which names it. Memory pressure needs something to reclaim: with no
 // swap, anonymous growth alone goes straight to the OOM killer without a
-// stall, so a third pod keeps re-reading a 96 MiB file on the guest's disk,
+// stall, so a third pod keeps re-reading a 192 MiB file on the guest's disk,
 // whose page cache the growth squeezes out and the reads fault back in.
 func warnNodeLow() Scenario {
 	be := systemdPod("besteffort", uidW2) + "/cri-containerd-" + ctrW2 + ".scope"
@@ -109,9 +109,9 @@ func warnNodeLow() Scenario {
 	rd := systemdPod("burstable", uidW7) + "/cri-containerd-" + ctrW7 + ".scope"
 	return Scenario{
 		Name: "warning-node-low",
-		Description: "two pods without limits grow 10 MiB/s each beside a pod re-reading a file, until the node runs " +
+		Description: "two pods without limits grow 8 MiB/s each beside a pod re-reading a file, until the node runs " +
 			"out: node-low (and the node's memory pressure) opens before the node-level kill, which names it",
-		// 640 MiB of guest: MemAvailable starts above node-low's threshold
+		// 768 MiB of guest: MemAvailable starts above node-low's threshold
 		// (the 100Mi eviction default plus a 256 MiB margin), so the
 		// warning opens during the growth, not at boot. Once the kernel has
 		// killed its first victim (the BestEffort pod) the growers are
@@ -122,7 +122,7 @@ mkcg %[2]s
 mkcg %[3]s
 mkcg %[4]s
 { cat /proc/pressure/memory || echo absent; } > /tmp/psi.before 2>/dev/null
-hog -mb 1 -cache-file /mnt/data -cache-mb 96 -oom-score-adj 500 -cgroup $CG%[4]s -ready /tmp/data.ready &
+hog -mb 1 -cache-file /mnt/data -cache-mb 192 -oom-score-adj 500 -cgroup $CG%[4]s -ready /tmp/data.ready &
 rdhog=$!
 waitfile /tmp/data.ready
 sh -c 'echo $$ > '$CG%[4]s'/cgroup.procs; echo 500 > /proc/self/oom_score_adj; while :; do cat /mnt/data > /dev/null; done' &
@@ -131,16 +131,16 @@ grep MemAvailable /proc/meminfo > /tmp/meminfo.before
 hog -mb 10 -oom-score-adj 1000 -cgroup $CG%[1]s -ready /tmp/be.ready &
 be=$!
 waitfile /tmp/be.ready
-hog -mb 0 -step 2 -rate 10 -oom-score-adj 100 -cgroup $CG%[2]s &
+hog -mb 0 -step 2 -rate 8 -oom-score-adj 100 -cgroup $CG%[2]s &
 g1=$!
-hog -mb 0 -step 2 -rate 10 -oom-score-adj 100 -cgroup $CG%[3]s &
+hog -mb 0 -step 2 -rate 8 -oom-score-adj 100 -cgroup $CG%[3]s &
 g2=$!
 wait $be
 { cat /proc/pressure/memory || echo absent; } > /tmp/psi.kill 2>/dev/null
 kill -9 $g1 $g2 $reader $rdhog 2>/dev/null
 wait
 `, be, g1, g2, rd),
-		MemoryMB:   640,
+		MemoryMB:   768,
 		DiskMB:     256,
 		AgentFlags: warnAgentFlags,
 		ReadBack: psiReadBack + `
