@@ -21,6 +21,9 @@ type WarnExpect struct {
 	PressureIfPSI bool
 	// KillKind is the first kill's kind (limit, node).
 	KillKind string
+	// Explain: the scenario exports explain.txt, `oomctl explain` of the
+	// kill's pod, which must say the kill was warned of ("Warned ...").
+	Explain bool
 	// QuietPods are pod UIDs for which no warning of any kind may have
 	// been stored (`oomctl warnings --all`), over the scenario's whole run.
 	QuietPods []string
@@ -92,7 +95,7 @@ export_file explain.txt /tmp/explain.txt
 			VictimPod: "shop/cart-leak-0", VictimContainerName: "api", VictimRequestMiB: 32, VictimLimitMiB: 64,
 			CulpritPod: "shop/cart-leak-0",
 			Warnings: &WarnExpect{Preceding: []string{"forecast", "near-limit"}, Role: "victim", MinLead: 15 * time.Second,
-				KillKind: "limit"}},
+				KillKind: "limit", Explain: true}},
 	}
 }
 
