@@ -74,7 +74,7 @@ func runScenario(t *testing.T, sc scenario.Scenario) ([]event, *vm.Result) {
 		mem = 384
 	}
 	res, err := vm.Run(t.Context(), vm.Config{Assets: as, Files: files, Script: scenario.GuestScript(sc),
-		Cmdline: sc.Cmdline, MemoryMB: mem, CPUs: 2, Timeout: 5 * time.Minute})
+		Cmdline: sc.Cmdline, MemoryMB: mem, DiskMB: sc.DiskMB, CPUs: 2, Timeout: 5 * time.Minute})
 	art := artifacts(t, sc.Name, res)
 	if err != nil {
 		t.Fatalf("guest: %v (artifacts in %s)", err, art)
@@ -144,6 +144,12 @@ func TestScenarios(t *testing.T) {
 				checkForged(t, sc, ooms, res)
 			}
 			recordLatency(t, res, ooms, sc.Expect.Storm)
+			if w := sc.Expect.Warnings; w != nil {
+				checkWarnings(t, *w, res)
+				if sc.Expect.Kind == "" {
+					return
+				}
+			}
 			if sc.Expect.Storm {
 				checkStorm(t, sc, ooms, losses, res)
 				return

@@ -61,7 +61,7 @@ func run(ctx context.Context, only string) error {
 		}
 		start := time.Now()
 		res, err := vm.Run(ctx, vm.Config{Assets: assets, Files: files, Script: scenario.GuestScript(sc),
-			Cmdline: sc.Cmdline, MemoryMB: mem, CPUs: 2, Timeout: 5 * time.Minute})
+			Cmdline: sc.Cmdline, MemoryMB: mem, DiskMB: sc.DiskMB, CPUs: 2, Timeout: 5 * time.Minute})
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.Name, err)
 		}

@@ -5,7 +5,14 @@
 // It allocates anonymous memory a step at a time and writes one byte per
 // page so that every page is really backed and counted in RSS and in its
 // cgroup's memory.current. It can first set its own oom_score_adj and move
-// itself into a cgroup, so a scenario places it with flags alone.
+// itself into a cgroup, so a scenario places it with flags alone. Its modes:
+//
+//   - grow: -mb 0 grows until killed, as fast as it can or, with -rate, at
+//     a steady number of MiB per second of wall time (a leak);
+//   - steady level: -mb N holds N MiB (for -hold, or forever);
+//   - page cache: -cache-file F -cache-mb N first writes N MiB to F and
+//     reads it back, so the cgroup is charged N MiB of page cache, then
+//     allocates -mb and holds as above.
 //
 // With -dump-kmsg FILE it instead copies every record in the kernel log
 // buffer from /dev/kmsg to FILE, raw, and exits: the way the tests read the
@@ -18,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,6 +44,9 @@ type options struct {
 	cgroup      string
 	ready       string
 	dumpKmsg    string
+	rate        float64 // MiB per second of wall time; 0: no pacing
+	cacheFile   string
+	cacheMB     int
 }
 
 // addFlags registers the flags on fs.
@@ -48,6 +59,9 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.cgroup, "cgroup", "", "cgroup v2 directory to move into (via its cgroup.procs) before allocating")
 	fs.StringVar(&o.ready, "ready", "", "file to create once -mb is reached")
 	fs.StringVar(&o.dumpKmsg, "dump-kmsg", "", "copy the kernel log from /dev/kmsg to this file, raw, and exit")
+	fs.Float64Var(&o.rate, "rate", 0, "grow at this many MiB per second of wall time (steps of -step); 0: as fast as -interval allows")
+	fs.StringVar(&o.cacheFile, "cache-file", "", "before allocating, write -cache-mb MiB to this file and read it back (page cache charged to the cgroup)")
+	fs.IntVar(&o.cacheMB, "cache-mb", 0, "MiB of page cache to make with -cache-file")
 }
 
 // validate checks the flag values.
@@ -61,21 +75,43 @@ func (o *options) validate() error {
 		return errors.New("-interval must be >= 0")
 	case o.setScore && (o.oomScoreAdj < -1000 || o.oomScoreAdj > 1000):
 		return errors.New("-oom-score-adj must be in [-1000, 1000]")
+	case o.rate < 0:
+		return errors.New("-rate must be >= 0")
+	case o.rate > 0 && o.interval > 0:
+		return errors.New("-rate and -interval are exclusive: -rate paces the steps itself")
+	case o.cacheMB < 0:
+		return errors.New("-cache-mb must be >= 0")
+	case (o.cacheFile == "") != (o.cacheMB == 0):
+		return errors.New("-cache-file and -cache-mb go together")
 	}
 	return nil
 }
 
-func main() {
+// parse reads hog's command line (without the program name) and validates it.
+func parse(args []string) (options, error) {
 	var o options
-	fs := flag.NewFlagSet("hog", flag.ExitOnError)
+	fs := flag.NewFlagSet("hog", flag.ContinueOnError)
 	o.addFlags(fs)
-	_ = fs.Parse(os.Args[1:]) // ExitOnError: Parse exits itself on error
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "oom-score-adj" {
 			o.setScore = true
 		}
 	})
-	if err := o.validate(); err != nil {
+	return o, o.validate()
+}
+
+func main() {
+	o, err := parse(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "hog:", err)
 		os.Exit(2)
 	}
@@ -104,9 +140,26 @@ func hog(o options) error {
 			return fmt.Errorf("join cgroup: %w", err)
 		}
 	}
+	if o.cacheFile != "" {
+		if err := pageCache(o.cacheFile, o.cacheMB); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "hog: pid %d wrote and read back %d MiB of %s\n", os.Getpid(), o.cacheMB, o.cacheFile)
+	}
 	pageSize := os.Getpagesize()
 	total := 0
+	start := time.Now()
 	for o.mb == 0 || total < o.mb {
+		if o.rate > 0 {
+			// Wall-clock pacing: the next step is due when the rate
+			// allows total+step MiB, however long the steps took so far
+			// (a slow TCG guest then grows late, never in bursts).
+			n := o.step
+			if o.mb > 0 {
+				n = min(n, o.mb-total)
+			}
+			time.Sleep(time.Until(start.Add(dueAfter(total+n, o.rate))))
+		}
 		n := o.step
 		if o.mb > 0 {
 			n = min(n, o.mb-total)
@@ -143,6 +196,48 @@ func hog(o options) error {
 	}
 	time.Sleep(o.hold)
 	return nil
+}
+
+// dueAfter is when, from the start, a growth at rate MiB/s reaches mb MiB.
+func dueAfter(mb int, rate float64) time.Duration {
+	return time.Duration(float64(mb) / rate * float64(time.Second))
+}
+
+// pageCache writes mb MiB to the file at path, syncs it, and reads it back,
+// so that the calling process's cgroup is charged mb MiB of clean page
+// cache (on a filesystem with a backing device; tmpfs would charge shmem,
+// which is not reclaimable without swap).
+func pageCache(path string, mb int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("page cache: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	for range mb {
+		if _, err := f.Write(buf); err != nil {
+			return fmt.Errorf("page cache: write %s: %w", path, err)
+		}
+	}
+	// Clean pages: written back, so the kernel can drop them at once.
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("page cache: sync %s: %w", path, err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		return fmt.Errorf("page cache: %w", err)
+	}
+	for {
+		_, err := f.Read(buf)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("page cache: read %s: %w", path, err)
+		}
+	}
 }
 
 // dumpKmsg copies every record currently in the kernel log buffer from the

@@ -33,7 +33,7 @@ const Server = "127.0.0.1:7443"
 // warnings.json; events.txt, incidents.txt) and the
 // logs.
 func GuestScript(sc Scenario) string {
-	return PreludeFor(sc.Pods) + fmt.Sprintf("(\n%s\n)\n", sc.Script) + Epilogue(sc.Events)
+	return prelude(sc.Pods, sc.AgentFlags) + fmt.Sprintf("(\n%s\n)\n", sc.Script) + Epilogue(sc.Events) + sc.ReadBack
 }
 
 // Prelude starts the aggregator and the agent (its PID in /tmp/agent.pid),
@@ -43,7 +43,10 @@ func Prelude() string { return PreludeFor(nil) }
 // PreludeFor starts the aggregator, fakenode serving pods (when there are
 // any) and the agent, which then resolves names, requests and limits
 // through the CRI and the pod list fakenode serves.
-func PreludeFor(pods []Pod) string {
+func PreludeFor(pods []Pod) string { return prelude(pods, "") }
+
+// prelude is PreludeFor with more flags for the agent.
+func prelude(pods []Pod, agentFlags string) string {
 	var b strings.Builder
 	b.WriteString(Helpers)
 	node := "--no-cri --no-kube-api"
@@ -59,10 +62,10 @@ mkdir -p /tmp/state /tmp/db
 export OOMWATCH_SERVER=%[1]s OOMWATCH_INSECURE=true
 aggregator --listen %[1]s --db /tmp/db/oomwatch.db --insecure --metrics-addr 127.0.0.1:9102 >/tmp/aggregator.log 2>&1 &
 i=0; until oomctl events >/dev/null 2>&1 || [ $i -gt 300 ]; do sleep 0.1; i=$((i+1)); done
-agent --node-name e2e-node --server %[1]s --insecure --state-dir /tmp/state %[2]s --metrics-addr 127.0.0.1:9101 >/tmp/agent.log 2>&1 &
+agent --node-name e2e-node --server %[1]s --insecure --state-dir /tmp/state %[2]s --metrics-addr 127.0.0.1:9101 %[3]s>/tmp/agent.log 2>&1 &
 echo $! > /tmp/agent.pid
 sleep 1
-`, Server, node)
+`, Server, node, agentFlags)
 	return b.String()
 }
 

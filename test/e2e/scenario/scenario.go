@@ -56,6 +56,8 @@ type Expect struct {
 	// an OOM report to /dev/kmsg from userspace; the scenario's OOM events
 	// must be exactly Events, and the agent must have counted them.
 	ForgedRecords int
+	// Warnings, when set, is what the scenario's warnings must show.
+	Warnings *WarnExpect
 }
 
 // Scenario is one guest run.
@@ -68,6 +70,14 @@ type Scenario struct {
 	// Cmdline adds kernel parameters.
 	Cmdline  []string
 	MemoryMB int
+	// DiskMB attaches an empty disk of that size (/dev/nvme0n1; see
+	// vm.Config.DiskMB).
+	DiskMB int
+	// AgentFlags are more flags for the agent, each followed by a space.
+	AgentFlags string
+	// ReadBack runs after the epilogue has exported oomctl's view: more
+	// commands whose output the script exports (export_file).
+	ReadBack string
 	// Events is how many OOM events to wait for before reading back.
 	Events int
 	// Pods are what the node's runtime and API server know of the
@@ -248,6 +258,9 @@ cat $CG%[1]s/memory.events > /tmp/memory.events
 		rateLimitedJobs(),
 		stormOtherPod(),
 		kubepodsLimit(),
+		warnLeak(),
+		warnNodeLow(),
+		warnQuiet(),
 	}
 }
 

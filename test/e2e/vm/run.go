@@ -83,6 +83,13 @@ type Config struct {
 	CPUs int
 	// Timeout bounds the whole run, boot included; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// DiskMB, when set, attaches an empty sparse raw disk of that many MiB
+	// as an NVMe drive: /dev/nvme0n1 in the guest, whose kernel (Debian's
+	// cloud kernel) has NVMe and ext4 built in, where every other block
+	// driver is a module the initramfs does not carry. A guest filesystem
+	// with a backing device is what makes page cache reclaimable: /tmp and
+	// the initramfs are tmpfs and rootfs, whose pages are shmem.
+	DiskMB int
 	// Console, when set, receives a live copy of the serial console.
 	Console io.Writer
 	// Dir, when set, is where the initramfs and the raw export channel are
@@ -254,6 +261,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		"-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
 		// ttyS1: the export channel, a file read after the run.
 		"-chardev", "file,id=export,path=" + exportPath, "-serial", "chardev:export",
+	}
+	if cfg.DiskMB > 0 {
+		disk := filepath.Join(dir, "disk.img")
+		if err := os.WriteFile(disk, nil, 0o600); err != nil {
+			return nil, fmt.Errorf("vm: disk: %w", err)
+		}
+		if err := os.Truncate(disk, int64(cfg.DiskMB)<<20); err != nil {
+			return nil, fmt.Errorf("vm: disk: %w", err)
+		}
+		args = append(args, "-drive", "file="+disk+",if=none,id=disk0,format=raw",
+			"-device", "nvme,drive=disk0,serial=oomwatch-e2e")
 	}
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
