@@ -271,7 +271,7 @@ func (e *Engine) step(s *subject, k Kind, v verdict, now time.Time, out []Warnin
 		}
 		w := Warning{
 			Kind: k, State: Opened, Cgroup: s.cgroup, Workload: s.workload,
-			Since: now, At: now, Figures: v.figures, Thresholds: v.thresholds,
+			Since: now, At: now, Figures: v.figures, Opening: v.figures, Thresholds: v.thresholds,
 		}
 		s.open[k] = &tracked{sent: w, key: v.key, latest: v.figures}
 		return append(out, w)

@@ -40,6 +40,16 @@ func TestPreceding(t *testing.T) {
 	if got := precursors(e.Preceding(c1, pod1, t0.Add(kill))); got != want {
 		t.Errorf("while sampled:\n\t%s\nwant\n\t%s", got, want)
 	}
+	// Each keeps the figures it opened with beside its latest: the forecast
+	// opened 32 s before the kill, at 32 MiB, and was updated since.
+	for _, p := range e.Preceding(c1, pod1, t0.Add(kill)) {
+		if p.Cgroup == c1 && p.Kind == Forecast {
+			if p.Opening.WorkingSet != 32*MiB || p.Figures.WorkingSet <= p.Opening.WorkingSet {
+				t.Errorf("forecast: opening working set %d, latest %d; want 32 MiB and more since",
+					p.Opening.WorkingSet, p.Figures.WorkingSet)
+			}
+		}
+	}
 	// The container's cgroup goes; its warnings resolve as gone, and still count.
 	for el := kill; el < kill+time.Minute; el += 2 * time.Second {
 		observe(e, el, true, named(pod1, at(0.1)), named(c2, at(0.95)))

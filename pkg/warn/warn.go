@@ -181,6 +181,9 @@ type Warning struct {
 	Since, At time.Time
 	// Figures are what triggered or last held the warning.
 	Figures Figures
+	// Opening are the figures it opened with, kept through its revisions:
+	// what a kill's preceding warnings show, as of their lead time.
+	Opening Figures
 	// Thresholds are the bounds in force for this kind.
 	Thresholds Thresholds
 }

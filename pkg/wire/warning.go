@@ -149,7 +149,9 @@ func Preceding(node, bootID string, ps []warn.Precursor, role func(warn.Warning)
 			Cgroup:      p.Cgroup,
 			Since:       timestamppb.New(p.Since),
 			Lead:        durationpb.New(p.Lead),
-			Figures:     WarningFigures(p.Figures),
+			// As of the lead: the figures it opened with, not the ones
+			// just before the kill.
+			Figures: WarningFigures(p.Opening),
 		}
 		if p.State == warn.Resolved {
 			w.ResolvedAt = timestamppb.New(p.At)

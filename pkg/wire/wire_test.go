@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/warn"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -67,5 +69,18 @@ func TestVerdictOfOldAgents(t *testing.T) {
 		if got := Verdict(tc.k); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}
+	}
+}
+
+// A kill's preceding warning carries the figures the warning opened with:
+// its lead is from then, and the latest figures are the kill's own story.
+func TestPrecedingFiguresAreTheOpening(t *testing.T) {
+	since := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	w := warn.Warning{Kind: warn.Forecast, State: warn.Updated, Cgroup: "/kubepods/pod1/c1", Since: since, At: since.Add(28 * time.Second),
+		Opening: warn.Figures{WorkingSet: 32 << 20, Limit: 64 << 20, Ratio: 0.5, TimeLeft: 30 * time.Second},
+		Figures: warn.Figures{WorkingSet: 63 << 20, Limit: 64 << 20, Ratio: 0.98, TimeLeft: time.Second}}
+	got := Preceding("n", "b", []warn.Precursor{{Warning: w, Lead: 30 * time.Second}}, func(warn.Warning) string { return "victim" })
+	if len(got) != 1 || got[0].GetFigures().GetWorkingSetBytes() != 32<<20 || got[0].GetLead().AsDuration() != 30*time.Second {
+		t.Fatalf("preceding %v: want the opening figures (32 MiB) and a 30 s lead", got)
 	}
 }

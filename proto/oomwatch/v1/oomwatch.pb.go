@@ -1379,7 +1379,7 @@ type PrecedingWarning struct {
 	Lead *durationpb.Duration `protobuf:"bytes,6,opt,name=lead,proto3" json:"lead,omitempty"`
 	// Set when it had resolved before the kill.
 	ResolvedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
-	// The figures when it opened, or last before the kill.
+	// The figures it opened with (as of lead before the kill).
 	Figures       *WarningFigures `protobuf:"bytes,8,opt,name=figures,proto3" json:"figures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
