@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -146,6 +147,12 @@ func (s *Server) Watch(req *pb.WatchRequest, st grpc.ServerStreamingServer[pb.Wa
 	defer s.watchQuota.release(id)
 	w := s.hub.add(req.GetFilter(), s.cfg.WatchBuffer)
 	defer s.hub.remove(w)
+	// The aggregator's time once the watcher is added: every event stored
+	// from then on reaches it. A client that loses the watch lists what
+	// was stored since (EventFilter.received_since) when it watches again.
+	if err := st.SendHeader(metadata.Pairs(wire.WatchStartHeader, s.cfg.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		return err
+	}
 	s.watchers.Add(1)
 	defer s.watchers.Add(-1)
 

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	durpb "google.golang.org/protobuf/types/known/durationpb"
@@ -79,6 +79,10 @@ func (r *remote) dial() (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A watch that lost the aggregator connects again within seconds of
+	// its return (gRPC's default backoff grows to 2 minutes).
+	opts = append(opts, grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff: backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: watchRetryMax}}))
 	conn, err := grpc.NewClient(r.g.server, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", r.g.server, err)
@@ -249,11 +253,12 @@ func watchCmd(io IO, g *globals) *cobra.Command {
 				return err
 			}
 			defer conn.Close()
-			stream, err := client.Watch(ctx, &pb.WatchRequest{Filter: filter})
+			w := newWatch(client, filter, "watch", io.Stderr, newPrinter(io.Stdout, g.output), nil)
+			stream, err := w.start(ctx)
 			if err != nil {
-				return fmt.Errorf("watch: %w", err)
+				return err
 			}
-			return follow(ctx, stream, newPrinter(io.Stdout, g.output), "watch", nil)
+			return w.follow(ctx, stream)
 		},
 	}
 	r.addFilterFlags(cmd.Flags())
@@ -453,27 +458,4 @@ func apiJSON(w io.Writer, m proto.Message) error {
 	line.WriteByte('\n')
 	_, err = w.Write(line.Bytes())
 	return err
-}
-
-// follow prints the events of a watch as they come, through print (p.event
-// when nil), until ctx ends (nil) or the stream fails (what: the error).
-func follow(ctx context.Context, stream grpc.ServerStreamingClient[pb.WatchResponse], p *printer, what string, print func(*pb.Event)) error {
-	if print == nil {
-		print = p.event
-	}
-	p.live = true
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		print(resp.GetEvent())
-		p.flush()
-		if p.err != nil {
-			return p.err
-		}
-	}
 }

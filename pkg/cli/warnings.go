@@ -105,15 +105,19 @@ func runWarnings(ctx context.Context, io IO, r *remote, f *warningFlags) error {
 	p := newPrinter(io.Stdout, r.g.output)
 	wp := &warningPrinter{p: p, states: f.all || f.watch, now: time.Now}
 
-	var stream pb.QueryService_WatchClient
+	var (
+		w      *watch
+		stream pb.QueryService_WatchClient
+	)
 	if f.watch {
 		// Opened before the list, so that no change falls between the
 		// two. Resolutions must come through: the live filter does not
 		// ask for open warnings only.
 		live := &pb.EventFilter{Types: filter.Types, Node: filter.Node, Namespace: filter.Namespace, Pod: filter.Pod,
 			Container: filter.Container, WarningKinds: filter.WarningKinds}
-		if stream, err = client.Watch(ctx, &pb.WatchRequest{Filter: live}); err != nil {
-			return fmt.Errorf("watch warnings: %w", err)
+		w = newWatch(client, live, "watch warnings", io.Stderr, p, func(e *pb.Event) { wp.print(e, true) })
+		if stream, err = w.start(ctx); err != nil {
+			return err
 		}
 	}
 	n, err := pages(f.limit, 500, func(size int32, token string) (int, string, error) {
@@ -140,7 +144,7 @@ func runWarnings(ctx context.Context, io IO, r *remote, f *warningFlags) error {
 	if stream == nil {
 		return nil
 	}
-	return follow(ctx, stream, p, "watch warnings", func(e *pb.Event) { wp.print(e, true) })
+	return w.follow(ctx, stream)
 }
 
 // warningPrinter writes warnings as a table or JSON lines.

@@ -269,3 +269,9 @@ func fromResources(r *pb.Resources) *analysis.Resources {
 		PodOverheadBytes: r.GetPodOverheadBytes(), CgroupRead: r.GetCgroupRead(), SpecRead: r.GetSpecRead(),
 	}
 }
+
+// WatchStartHeader is the response header of Watch that holds the
+// aggregator's time (RFC 3339) once the watcher was added: a client that
+// loses its watch lists the events stored since then, or since the last
+// it received (EventFilter.received_since), when it watches again.
+const WatchStartHeader = "oomwatch-watch-start"

@@ -2639,8 +2639,13 @@ type EventFilter struct {
 	// Warnings open now only (implies the warning type): not resolved, and
 	// refreshed by their agent recently enough to be current.
 	OpenWarningsOnly bool `protobuf:"varint,15,opt,name=open_warnings_only,json=openWarningsOnly,proto3" json:"open_warnings_only,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Events stored (Event.received, the aggregator's clock) at or after
+	// this time only, a warning by its latest revision: what a watcher
+	// missed while it was disconnected (Watch sends the aggregator's time
+	// in its header "oomwatch-watch-start").
+	ReceivedSince *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=received_since,json=receivedSince,proto3" json:"received_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EventFilter) Reset() {
@@ -2776,6 +2781,13 @@ func (x *EventFilter) GetOpenWarningsOnly() bool {
 		return x.OpenWarningsOnly
 	}
 	return false
+}
+
+func (x *EventFilter) GetReceivedSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedSince
+	}
+	return nil
 }
 
 type ListEventsRequest struct {
@@ -3663,7 +3675,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x03seq\x18\x03 \x01(\x03R\x03seq\x12\x1c\n" +
 	"\tduplicate\x18\x04 \x01(\bR\tduplicate\x125\n" +
 	"\n" +
-	"event_type\x18\x05 \x01(\x0e2\x16.oomwatch.v1.EventTypeR\teventType\"\xd8\x04\n" +
+	"event_type\x18\x05 \x01(\x0e2\x16.oomwatch.v1.EventTypeR\teventType\"\x9b\x05\n" +
 	"\vEventFilter\x120\n" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
 	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x12\n" +
@@ -3681,7 +3693,8 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"eventTypes\x12=\n" +
 	"\rexit_verdicts\x18\r \x03(\x0e2\x18.oomwatch.v1.ExitVerdictR\fexitVerdicts\x12=\n" +
 	"\rwarning_kinds\x18\x0e \x03(\x0e2\x18.oomwatch.v1.WarningKindR\fwarningKinds\x12,\n" +
-	"\x12open_warnings_only\x18\x0f \x01(\bR\x10openWarningsOnly\"\x81\x01\n" +
+	"\x12open_warnings_only\x18\x0f \x01(\bR\x10openWarningsOnly\x12A\n" +
+	"\x0ereceived_since\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\rreceivedSince\"\x81\x01\n" +
 	"\x11ListEventsRequest\x120\n" +
 	"\x06filter\x18\x01 \x01(\v2\x18.oomwatch.v1.EventFilterR\x06filter\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -3904,37 +3917,38 @@ var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
 	7,  // 56: oomwatch.v1.EventFilter.event_types:type_name -> oomwatch.v1.EventType
 	6,  // 57: oomwatch.v1.EventFilter.exit_verdicts:type_name -> oomwatch.v1.ExitVerdict
 	1,  // 58: oomwatch.v1.EventFilter.warning_kinds:type_name -> oomwatch.v1.WarningKind
-	25, // 59: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	21, // 60: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
-	21, // 61: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
-	25, // 62: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
-	21, // 63: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
-	38, // 64: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
-	38, // 65: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
-	11, // 66: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
-	10, // 67: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
-	10, // 68: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
-	3,  // 69: oomwatch.v1.Incident.oom_kind:type_name -> oomwatch.v1.OOMKind
-	25, // 70: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	39, // 71: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
-	32, // 72: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
-	22, // 73: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
-	26, // 74: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
-	28, // 75: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
-	30, // 76: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
-	33, // 77: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
-	35, // 78: oomwatch.v1.QueryService.GetInfo:input_type -> oomwatch.v1.GetInfoRequest
-	24, // 79: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
-	27, // 80: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
-	29, // 81: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
-	31, // 82: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
-	34, // 83: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
-	36, // 84: oomwatch.v1.QueryService.GetInfo:output_type -> oomwatch.v1.GetInfoResponse
-	79, // [79:85] is the sub-list for method output_type
-	73, // [73:79] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	38, // 59: oomwatch.v1.EventFilter.received_since:type_name -> google.protobuf.Timestamp
+	25, // 60: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	21, // 61: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
+	21, // 62: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
+	25, // 63: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
+	21, // 64: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
+	38, // 65: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
+	38, // 66: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
+	11, // 67: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
+	10, // 68: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
+	10, // 69: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
+	3,  // 70: oomwatch.v1.Incident.oom_kind:type_name -> oomwatch.v1.OOMKind
+	25, // 71: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	39, // 72: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
+	32, // 73: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
+	22, // 74: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
+	26, // 75: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
+	28, // 76: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
+	30, // 77: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
+	33, // 78: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
+	35, // 79: oomwatch.v1.QueryService.GetInfo:input_type -> oomwatch.v1.GetInfoRequest
+	24, // 80: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
+	27, // 81: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
+	29, // 82: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
+	31, // 83: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
+	34, // 84: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
+	36, // 85: oomwatch.v1.QueryService.GetInfo:output_type -> oomwatch.v1.GetInfoResponse
+	80, // [80:86] is the sub-list for method output_type
+	74, // [74:80] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_oomwatch_v1_oomwatch_proto_init() }
