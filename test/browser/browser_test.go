@@ -107,11 +107,11 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("%d incident rows, want %d: %v", len(ids), len(scenarios), ids)
 		}
 		// The collateral scenario ran last: its incident is the newest.
-		if !strings.Contains(ids[0], "b6bdad9f") {
+		if !strings.Contains(ids[0], "c561ffad") {
 			t.Errorf("first row %s, want the node-besteffort-collateral incident", ids[0])
 		}
 		text := eval[string](t, ctx, `document.querySelector('#live tbody tr').innerText`)
-		for _, want := range []string{"e2e-node", "node-level", "2", "1 collateral", "pod 4d5e6f70", "Burstable", "233.8 MiB"} {
+		for _, want := range []string{"e2e-node", "node-level", "2", "1 collateral", "pod batch/etl-2 › etl", "Burstable", "211.0 MiB"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("first row %q: no %q", text, want)
 			}
@@ -204,7 +204,7 @@ func TestBrowser(t *testing.T) {
 		do(t, ctx, chromedp.Navigate(f.base+"/"), chromedp.SetValue(chromedp.ID("f-kind"), "node"), chromedp.Click(chromedp.CSS(`button[type=submit]`)))
 		submitted("kind node", "?node=&namespace=&kind=node", 2, func(ids []string) string {
 			for _, id := range ids {
-				if !strings.Contains(id, "b6bdad9f") && !strings.Contains(id, "56a661f9") {
+				if !strings.Contains(id, "c561ffad") && !strings.Contains(id, "56a661f9") {
 					return "row " + id + " is not a node-level scenario"
 				}
 			}
@@ -251,29 +251,29 @@ func TestBrowser(t *testing.T) {
 		// Burstable pod grew.
 		do(t, ctx, chromedp.Navigate(f.base+f.incidents["node-besteffort-collateral"]))
 		page := f.base + eval[string](t, ctx, `location.pathname`)
-		if !strings.HasPrefix(page, f.base+"/incidents/e2e-node/b6bdad9f-") {
+		if !strings.HasPrefix(page, f.base+"/incidents/e2e-node/c561ffad-") {
 			t.Fatalf("the kill's address led to %s", page)
 		}
 		text := eval[string](t, ctx, `document.querySelector('main').innerText`)
 		for _, want := range []string{
 			"Node e2e-node ran out of memory",
-			"2 kills in 93 ms, 1 collateral",
-			"The collateral victim was hog (pid 212) in pod 3c4d5e6f-7081-4c3d-8e4f-5a6b7c8d9e0f › c1c1c1c1c1c1 (BestEffort)",
-			"Collateral: victim of pod 4d5e6f70-8192-4d4e-9f50-6b7c8d9e0f1a › c2c2c2c2c2c2",
+			"2 kills in 143 ms, 1 collateral",
+			"The collateral victim was hog (pid 231) in pod tools/debug-shell › shell (BestEffort)",
+			"Collateral: victim of pod batch/etl-2 › etl",
 			"chosen for its oom_score_adj rather than its size",
-			"no request, no limit (BestEffort)",
+			"container shell (no request, no limit)",
 		} {
 			if !strings.Contains(text, want) {
-				t.Errorf("incident page: no %q", want)
+				t.Errorf("incident page: no %q in\n%s", want, text)
 			}
 		}
 		// Kill 1's chart: the culprit's pod (also the trigger) first, the
 		// victim marked, each with its size in words.
-		bars := eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#kill-340 li.bar')).map(b => b.innerText.replace(/\s+/g, ' '))`)
+		bars := eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#kill-342 li.bar')).map(b => b.innerText.replace(/\s+/g, ' '))`)
 		if len(bars) != 3 {
 			t.Fatalf("kill 1 chart: %d bars %v, want 3", len(bars), bars)
 		}
-		for i, want := range [][]string{{"pod 4d5e6f70", "Burstable", "TRIGGER", "CULPRIT", "223.7 MiB"}, {"the root cgroup", "49.0 MiB"}, {"pod 3c4d5e6f", "BestEffort", "VICTIM", "11.9 MiB"}} {
+		for i, want := range [][]string{{"pod batch/etl-2", "Burstable", "TRIGGER", "CULPRIT", "200.4 MiB"}, {"the root cgroup", "65.2 MiB"}, {"pod tools/debug-shell", "BestEffort", "VICTIM", "11.9 MiB"}} {
 			for _, w := range want {
 				if !strings.Contains(bars[i], w) {
 					t.Errorf("bar %d %q: no %q", i+1, bars[i], w)
@@ -281,17 +281,17 @@ func TestBrowser(t *testing.T) {
 			}
 		}
 		// The victim's bar is drawn shorter than the culprit's.
-		widths := eval[[]float64](t, ctx, `Array.from(document.querySelectorAll('#kill-340 rect.bar-fill')).map(r => r.getBoundingClientRect().width)`)
+		widths := eval[[]float64](t, ctx, `Array.from(document.querySelectorAll('#kill-342 rect.bar-fill')).map(r => r.getBoundingClientRect().width)`)
 		if len(widths) != 3 || !(widths[0] > widths[1] && widths[1] > widths[2] && widths[2] > 0) {
 			t.Errorf("bar widths %v: want decreasing, all drawn", widths)
 		}
 		// The kernel log's link opens it.
-		if eval[bool](t, ctx, `document.getElementById('kill-340-kernel').open`) {
+		if eval[bool](t, ctx, `document.getElementById('kill-342-kernel').open`) {
 			t.Error("the kernel log is open before it is asked for")
 		}
-		do(t, ctx, chromedp.Navigate(page+"#kill-340-kernel"))
-		waitFor(t, ctx, "the kernel log to open", `document.getElementById('kill-340-kernel').open`, 5*time.Second)
-		if pre := eval[string](t, ctx, `document.querySelector('#kill-340-kernel pre').textContent`); !strings.Contains(pre, "Out of memory: Killed process 212 (hog)") {
+		do(t, ctx, chromedp.Navigate(page+"#kill-342-kernel"))
+		waitFor(t, ctx, "the kernel log to open", `document.getElementById('kill-342-kernel').open`, 5*time.Second)
+		if pre := eval[string](t, ctx, `document.querySelector('#kill-342-kernel pre').textContent`); !strings.Contains(pre, "Out of memory: Killed process 231 (hog)") {
 			t.Errorf("kernel lines: %.200q", pre)
 		}
 
@@ -324,7 +324,7 @@ func TestBrowser(t *testing.T) {
 			roles     []string
 		}{
 			{pod: bestEffortPod, name: "pod-besteffort", roles: []string{"VICTIM"}},
-			{pod: burstablePod, name: "pod-burstable", roles: []string{"VICTIM TRIGGER CULPRIT", "TRIGGER CULPRIT"}},
+			{pod: burstablePod, name: "pod-burstable", roles: []string{"VICTIM CULPRIT", "TRIGGER CULPRIT"}},
 		} {
 			do(t, ctx, chromedp.Navigate(f.base+"/pods/"+tc.pod))
 			roles := eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#live tbody tr td:nth-child(3)')).map(td => td.innerText.trim().replace(/\s+/g, ' '))`)
@@ -336,7 +336,7 @@ func TestBrowser(t *testing.T) {
 		}
 		// From the pod page to the kill on its incident page.
 		do(t, ctx, chromedp.Navigate(f.base+"/pods/"+bestEffortPod), chromedp.Click(chromedp.CSS(`#live tbody tr a[href^="/kills/"]`)))
-		waitFor(t, ctx, "the incident page", `location.pathname.startsWith('/incidents/') && location.hash === '#kill-340' && document.readyState === 'complete'`, 10*time.Second)
+		waitFor(t, ctx, "the incident page", `location.pathname.startsWith('/incidents/') && location.hash === '#kill-342' && document.readyState === 'complete'`, 10*time.Second)
 	})
 
 	t.Run("errors", func(t *testing.T) {
