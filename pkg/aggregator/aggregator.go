@@ -153,7 +153,7 @@ const PruneInterval = time.Hour
 type Aggregator struct {
 	opts    Options
 	log     *logrus.Entry
-	st      *store.Store
+	st      store.Backend
 	srv     *Server
 	lis     net.Listener
 	metrics *metrics.Aggregator
