@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -128,6 +129,19 @@ func binDir() (dir, skip string, err error) {
 	if os.Geteuid() != 0 {
 		return "", "PostgreSQL is not installed (" + binGlob + ") and installing it needs root: apt-get install postgresql", nil
 	}
+	// Test binaries of several packages start at once: one installs, the
+	// others wait for it and find the server.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "oomwatch-pgtest-install.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", "", fmt.Errorf("install lock: %w", err)
+	}
+	if d := find(); d != "" {
+		return d, "", nil
+	}
 	if err := aptInstall(); err != nil {
 		return "", "", err
 	}
@@ -185,8 +199,36 @@ func start() *server {
 	return s
 }
 
+// dirPrefix names the servers' directories in the temporary directory.
+const dirPrefix = "oomwatch-pg-"
+
+// sweep removes the directories of servers whose test binary was killed
+// (the server died with it, see Pdeathsig): no postmaster.pid of a live
+// process, and untouched for a while, so that a server being set up by
+// another test binary is left alone.
+func sweep() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < 10*time.Minute {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid")); err == nil {
+			line, _, _ := strings.Cut(string(b), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil {
+				// EPERM: alive, another user's.
+				if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+					continue
+				}
+			}
+		}
+		_ = os.RemoveAll(d)
+	}
+}
+
 func (s *server) run(bin string) error {
-	dir, err := os.MkdirTemp("", "oomwatch-pg-")
+	sweep()
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return err
 	}
