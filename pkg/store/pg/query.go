@@ -334,9 +334,10 @@ func (s *Store) IncidentOf(ctx context.Context, id string, gap time.Duration) (*
 // store.Store.OpenWarnings does.
 func (s *Store) OpenWarnings(ctx context.Context, now time.Time, max int) (map[string]int64, []*pb.Event, error) {
 	cut := store.Nanos(now.Add(-store.WarningStale))
-	counts := map[string]int64{}
+	var counts map[string]int64
 	var out []*pb.Event
 	err := s.inTx(ctx, snapshot, func(tx pgx.Tx) error {
+		counts, out = map[string]int64{}, nil
 		rows, err := tx.Query(ctx, `SELECT kind, count(*) FROM events
 			WHERE type = 'warning' AND verdict = 'open' AND seen >= $1 GROUP BY kind`, cut)
 		if err != nil {
