@@ -4,6 +4,11 @@
 // it touches, so that the queries oomctl asks are index lookups. Events are
 // deduplicated by (node, boot_id, type, seq); once Put returns nil they
 // survive a crash of the process and of the machine.
+//
+// Backend is what an event database does, and what the aggregator holds;
+// package store/pg is the PostgreSQL one, built on this package's encoding,
+// filters, page tokens and incident grouping, and package store/storetest
+// the conformance suite both pass.
 package store
 
 import (
