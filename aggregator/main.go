@@ -1,5 +1,5 @@
 // Command aggregator is oomwatch's central service: it takes the OOM
-// events every node agent streams, keeps them in SQLite and answers oomctl.
+// events every node agent streams, keeps them in SQLite (or PostgreSQL) and answers oomctl.
 package main
 
 import (

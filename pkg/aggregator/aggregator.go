@@ -23,6 +23,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/kubeevents"
 	"github.com/oomwatch/oomwatch/pkg/metrics"
 	"github.com/oomwatch/oomwatch/pkg/store"
+	"github.com/oomwatch/oomwatch/pkg/store/pg"
 	"github.com/oomwatch/oomwatch/pkg/transport"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -61,7 +62,7 @@ type Options struct {
 // AddFlags registers the options on fs, with their defaults.
 func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", ":7443", "gRPC listen address")
-	fs.StringVar(&o.DB, "db", "/var/lib/oomwatch/oomwatch.db", "SQLite database file (created when missing)")
+	fs.StringVar(&o.DB, "db", "/var/lib/oomwatch/oomwatch.db", "SQLite database file (created when missing), or a PostgreSQL database URL (postgres://user:password@host:5432/database?sslmode=verify-full)")
 	o.Retention = 30 * 24 * time.Hour
 	fs.Var((*days)(&o.Retention), "retention", "how long events are kept, e.g. 30d or 72h; 0 keeps them forever")
 	fs.Float64Var(&o.MaxEventsPerSecond, "max-events-per-second", 100, "events per second each authenticated identity may send (a certificate or token; one shared by every agent is one identity; without authentication, each node) (0: no limit); a sender over it is told to back off")
@@ -90,6 +91,11 @@ func (o *Options) Validate() error {
 	}
 	if o.DB == "" {
 		return errors.New("--db must not be empty")
+	}
+	if pg.IsURL(o.DB) {
+		if err := pg.CheckURL(o.DB); err != nil {
+			return fmt.Errorf("--db: %w", err)
+		}
 	}
 	if o.Retention < 0 {
 		return errors.New("--retention must not be negative")
@@ -153,7 +159,7 @@ const PruneInterval = time.Hour
 type Aggregator struct {
 	opts    Options
 	log     *logrus.Entry
-	st      *store.Store
+	st      store.Backend
 	srv     *Server
 	lis     net.Listener
 	metrics *metrics.Aggregator
@@ -175,7 +181,7 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
-	st, err := store.Open(ctx, o.DB, log.WithField("component", "store"))
+	st, err := OpenStore(ctx, o.DB, log.WithField("component", "store"))
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +249,24 @@ func (a *Aggregator) stored(ev *pb.Event) {
 			a.metrics.Rejected.WithLabelValues("kube-events-queue-full").Inc()
 		}
 	}
+}
+
+// OpenStore opens the event database --db names: PostgreSQL for a
+// postgres:// or postgresql:// URL, else the SQLite file at that path.
+func OpenStore(ctx context.Context, db string, log *logrus.Entry) (store.Backend, error) {
+	// Never a nil *Store in a non-nil Backend.
+	if pg.IsURL(db) {
+		st, err := pg.Open(ctx, db, log)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	st, err := store.Open(ctx, db, log)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // kubeClient builds a Kubernetes client from a kubeconfig, or in-cluster.

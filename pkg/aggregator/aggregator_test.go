@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/envflag"
 	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/store"
+	"github.com/oomwatch/oomwatch/pkg/store/pg/pgtest"
 	"github.com/oomwatch/oomwatch/pkg/transport"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -57,6 +59,12 @@ func TestOptions(t *testing.T) {
 		{name: "bad retention", args: []string{"--insecure", "--retention=3x"}},
 		{name: "bad listen", args: []string{"--insecure", "--listen=7443"}},
 		{name: "empty db", args: []string{"--insecure", "--db="}},
+		{name: "postgres db", args: []string{"--insecure", "--db=postgresql://oomwatch@db.example:5432/oomwatch?sslmode=verify-full"}, ok: true,
+			check: func(o Options) bool {
+				return o.DB == "postgresql://oomwatch@db.example:5432/oomwatch?sslmode=verify-full"
+			}},
+		{name: "bad postgres url", args: []string{"--insecure", "--db=postgres://oomwatch@db.example:port/oomwatch"}},
+		{name: "bad postgres option", args: []string{"--insecure", "--db=postgres://oomwatch@db.example/oomwatch?sslmode=maybe"}},
 		{name: "negative rate", args: []string{"--insecure", "--max-events-per-second=-1"}},
 		{name: "bad log level", args: []string{"--insecure", "--log-level=loud"}},
 		{name: "limit defaults", args: []string{"--insecure"}, ok: true, check: func(o Options) bool { return o.Limits == DefaultLimits }},
@@ -92,11 +100,18 @@ func TestOptions(t *testing.T) {
 	}
 }
 
-// TestAggregator runs the whole process: expired events are pruned at
-// start, agents are served, and cancelling stops it cleanly.
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// TestAggregator runs the whole process, on SQLite and on PostgreSQL:
+// expired events are pruned at start, agents are served, and cancelling
+// stops it cleanly.
 func TestAggregator(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "oomwatch.db")
-	st, err := store.Open(context.Background(), db, quietLog())
+	t.Run("sqlite", func(t *testing.T) { testAggregator(t, filepath.Join(t.TempDir(), "oomwatch.db")) })
+	t.Run("postgres", func(t *testing.T) { testAggregator(t, pgtest.DB(t)) })
+}
+
+func testAggregator(t *testing.T, db string) {
+	st, err := OpenStore(context.Background(), db, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +182,7 @@ oomwatch_at_risk{container="api",kind="forecast",namespace="shop",node="node-a",
 		t.Fatal("Run did not return")
 	}
 	// The store was closed and kept the fresh event.
-	st, err = store.Open(context.Background(), db, quietLog())
+	st, err = OpenStore(context.Background(), db, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}

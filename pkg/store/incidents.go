@@ -42,8 +42,8 @@ func (k kill) story() string {
 // cgroup was stored, reports cut short): they group per node, as before.
 func (k kill) nodeStory() string { return k.node + "\x00" + k.boot }
 
-// building is an incident being assembled by the scan, newest kill first.
-type building struct {
+// KillGroup is an incident found by GroupKills: its kills, newest first.
+type KillGroup struct {
 	key    string
 	kills  []kill
 	closed bool
@@ -52,8 +52,21 @@ type building struct {
 	unknownOnly bool
 }
 
-func (b *building) earliest() int64 { return b.kills[len(b.kills)-1].t }
-func (b *building) end() cursor     { return cursor{t: b.kills[0].t, id: b.kills[0].rowid} }
+func (b *KillGroup) earliest() int64 { return b.kills[len(b.kills)-1].t }
+func (b *KillGroup) end() cursor     { return cursor{t: b.kills[0].t, id: b.kills[0].rowid} }
+
+// End is the position of the group's last kill: the position of the
+// incident in a listing, which a page token of Incidents holds.
+func (b *KillGroup) End() Cursor { return exported(b.end()) }
+
+// IDs are the row IDs of the group's kills.
+func (b *KillGroup) IDs() []int64 {
+	out := make([]int64, len(b.kills))
+	for i, k := range b.kills {
+		out[i] = k.rowid
+	}
+	return out
+}
 
 // Incidents groups the OOM kills matching f into incidents: per node and
 // boot, ordered by time, a kill more than gap (0: DefaultGap) after the
@@ -80,15 +93,12 @@ func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Durat
 	q := scan{f: f, cols: "e.rowid, e.time, e.node, e.boot_id, e.kind, e.collateral, e.memcg", onlyType: eventid.TypeOOM}
 	var after *cursor
 	if pageToken != "" {
-		c, err := s.parseToken(tokenIncidents, dig, pageToken)
+		c, err := s.tok.parseToken(tokenIncidents, dig, pageToken)
 		if err != nil {
 			return nil, "", err
 		}
 		after = &c
-		top := c.t
-		if top < maxTime.UnixNano()-int64(gap) {
-			top += int64(gap)
-		}
+		top := ResumeAt(exported(c), gap)
 		q.notAfter = &top
 	}
 	stmt, args, empty := q.sql()
@@ -102,7 +112,12 @@ func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Durat
 		return nil, "", fmt.Errorf("incidents: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	page, more, err := group(ctx, tx, stmt, args, int64(gap), size, after)
+	rows, err := tx.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("incidents: %w", err)
+	}
+	page, more, err := group(rows, int64(gap), size, after)
+	rows.Close()
 	if err != nil {
 		return nil, "", fmt.Errorf("incidents: %w", err)
 	}
@@ -112,23 +127,42 @@ func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Durat
 	}
 	next := ""
 	if more {
-		next = s.token(tokenIncidents, dig, page[len(page)-1].end())
+		next = s.tok.token(tokenIncidents, dig, page[len(page)-1].end())
 	}
 	return out, next, nil
 }
 
-// group runs the scan and returns up to size incidents ending before
-// after, and whether more follow.
-func group(ctx context.Context, tx *sql.Tx, stmt string, args []any, gap int64, size int, after *cursor) ([]*building, bool, error) {
-	rows, err := tx.QueryContext(ctx, stmt, args...)
-	if err != nil {
-		return nil, false, err
+// Rows is a result set being read: *sql.Rows, or a PostgreSQL driver's
+// rows.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// GroupKills groups OOM kills into incidents as Incidents does. rows holds
+// the kills newest first, by (time, row ID), each row being (row ID, time
+// in Unix ns, node, boot ID, kind, collateral, limited cgroup); when a
+// page token was given (after, from ParseIncidents), only kills at or
+// below the after position plus gap. It returns up to size incidents
+// ending before after, newest first, and whether more follow. The caller
+// closes rows.
+func GroupKills(rows Rows, gap time.Duration, size int, after *Cursor) ([]*KillGroup, bool, error) {
+	var a *cursor
+	if after != nil {
+		c := after.internal()
+		a = &c
 	}
-	defer rows.Close()
-	open := map[string]*building{}
+	return group(rows, int64(gap), size, a)
+}
+
+// group returns up to size incidents of the kills of rows ending before
+// after, and whether more follow.
+func group(rows Rows, gap int64, size int, after *cursor) ([]*KillGroup, bool, error) {
+	open := map[string]*KillGroup{}
 	// lastLimit is, per node and boot, the limit story a kill last joined.
-	lastLimit := map[string]*building{}
-	var queue, page []*building
+	lastLimit := map[string]*KillGroup{}
+	var queue, page []*KillGroup
 	// release hands out the oldest-discovered incident (whose end is the
 	// newest) when nothing older can join it; it reports a full page.
 	release := func(now int64, all bool) bool {
@@ -196,7 +230,7 @@ func group(ctx context.Context, tx *sql.Tx, stmt string, args []any, gap int64, 
 			}
 			b.closed = true
 		}
-		b = &building{key: key, kills: []kill{k}, unknownOnly: unknown}
+		b = &KillGroup{key: key, kills: []kill{k}, unknownOnly: unknown}
 		open[key] = b
 		if k.kind == "limit" && key != nb {
 			lastLimit[nb] = b
@@ -213,7 +247,7 @@ func group(ctx context.Context, tx *sql.Tx, stmt string, args []any, gap int64, 
 }
 
 // assemble reads the events of the incidents and builds them.
-func (s *Store) assemble(ctx context.Context, tx *sql.Tx, page []*building) ([]*pb.Incident, error) {
+func (s *Store) assemble(ctx context.Context, tx *sql.Tx, page []*KillGroup) ([]*pb.Incident, error) {
 	var ids []int64
 	for _, b := range page {
 		for _, k := range b.kills {
@@ -253,6 +287,12 @@ func (s *Store) assemble(ctx context.Context, tx *sql.Tx, page []*building) ([]*
 			return nil, err
 		}
 	}
+	return BuildIncidents(page, events), nil
+}
+
+// BuildIncidents builds the incidents of groups from their kills' events
+// by row ID.
+func BuildIncidents(page []*KillGroup, events map[int64]*pb.Event) []*pb.Incident {
 	out := make([]*pb.Incident, 0, len(page))
 	for _, b := range page {
 		// Oldest kill first.
@@ -272,7 +312,7 @@ func (s *Store) assemble(ctx context.Context, tx *sql.Tx, page []*building) ([]*
 		}
 		out = append(out, incident(evs, kind))
 	}
-	return out, nil
+	return out
 }
 
 // incident builds an incident from its kills, oldest first.

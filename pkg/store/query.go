@@ -340,26 +340,26 @@ func digest(f *pb.EventFilter, extra int64) []byte {
 
 // token encodes a position, signed with the store's secret so that a
 // client can neither forge one nor reuse it for another query.
-func (s *Store) token(kind byte, dig []byte, c cursor) string {
+func (k Tokens) token(kind byte, dig []byte, c cursor) string {
 	buf := make([]byte, 0, 2+8+16+16)
 	buf = append(buf, tokenVersion, kind)
 	buf = append(buf, dig...)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(c.t))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(c.id))
-	m := hmac.New(sha256.New, s.secret)
+	m := hmac.New(sha256.New, k.secret)
 	m.Write(buf)
 	buf = m.Sum(buf)[:len(buf)+16]
 	return base64.RawURLEncoding.EncodeToString(buf)
 }
 
 // parseToken decodes a token made by token for the same kind and digest.
-func (s *Store) parseToken(kind byte, dig []byte, tok string) (cursor, error) {
+func (k Tokens) parseToken(kind byte, dig []byte, tok string) (cursor, error) {
 	buf, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil || len(buf) != 2+8+16+16 {
 		return cursor{}, ErrBadPageToken
 	}
 	body, sig := buf[:len(buf)-16], buf[len(buf)-16:]
-	m := hmac.New(sha256.New, s.secret)
+	m := hmac.New(sha256.New, k.secret)
 	m.Write(body)
 	if !hmac.Equal(m.Sum(nil)[:16], sig) {
 		return cursor{}, ErrBadPageToken
@@ -395,7 +395,7 @@ func (s *Store) List(ctx context.Context, f *pb.EventFilter, size int, pageToken
 	now := time.Now()
 	q := scan{f: f, cols: "e.rowid, e.time, e.data", limit: size + 1, now: now}
 	if pageToken != "" {
-		c, err := s.parseToken(tokenEvents, dig, pageToken)
+		c, err := s.tok.parseToken(tokenEvents, dig, pageToken)
 		if err != nil {
 			return nil, "", err
 		}
@@ -438,5 +438,5 @@ func (s *Store) List(ctx context.Context, f *pb.EventFilter, size int, pageToken
 	if !more {
 		return out, "", nil
 	}
-	return out, s.token(tokenEvents, dig, last), nil
+	return out, s.tok.token(tokenEvents, dig, last), nil
 }

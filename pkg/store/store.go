@@ -4,6 +4,11 @@
 // it touches, so that the queries oomctl asks are index lookups. Events are
 // deduplicated by (node, boot_id, type, seq); once Put returns nil they
 // survive a crash of the process and of the machine.
+//
+// Backend is what an event database does, and what the aggregator holds;
+// package store/pg is the PostgreSQL one, built on this package's encoding,
+// filters, page tokens and incident grouping, and package store/storetest
+// the conformance suite both pass.
 package store
 
 import (
@@ -55,10 +60,10 @@ type Store struct {
 	wmu sync.Mutex
 	// r answers queries.
 	r *sql.DB
-	// secret signs page tokens; it lives in the database so tokens stay
-	// valid across restarts.
-	secret []byte
-	stmts  stmtCache
+	// tok signs page tokens with a secret that lives in the database, so
+	// that tokens stay valid across restarts.
+	tok   Tokens
+	stmts stmtCache
 	// ck checkpoints the WAL into the database in the background, so that
 	// commits do not (see checkpoints).
 	ck       *sql.DB
@@ -332,20 +337,23 @@ func (s *Store) inTx(ctx context.Context, f func(*sql.Conn) error) error {
 
 // loadSecret reads the page-token key, creating it on first use.
 func (s *Store) loadSecret(ctx context.Context) error {
-	err := s.wc.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'page_token_key'`).Scan(&s.secret)
-	if err == nil && len(s.secret) >= 16 {
+	var secret []byte
+	err := s.wc.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'page_token_key'`).Scan(&secret)
+	if err == nil && len(secret) >= minSecret {
+		s.tok = Tokens{secret: secret}
 		return nil
 	}
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("page token key: %w", err)
 	}
-	s.secret = make([]byte, 32)
-	if _, err := rand.Read(s.secret); err != nil {
+	secret = make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
 		return fmt.Errorf("page token key: %w", err)
 	}
-	if _, err := s.wc.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES ('page_token_key', ?)`, s.secret); err != nil {
+	if _, err := s.wc.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES ('page_token_key', ?)`, secret); err != nil {
 		return fmt.Errorf("page token key: %w", err)
 	}
+	s.tok = Tokens{secret: secret}
 	return nil
 }
 

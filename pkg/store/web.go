@@ -57,26 +57,50 @@ func (s *Store) IncidentOf(ctx context.Context, id string, gap time.Duration) (*
 	case typ != eventid.TypeOOM:
 		return nil, fmt.Errorf("%q is not an OOM kill: %w", id, ErrNotFound)
 	}
-	start, err := incidentStart(ctx, tx, node, boot, at, int64(gap))
+	rows, err := tx.QueryContext(ctx, `SELECT rowid, time FROM events INDEXED BY events_node_time
+		WHERE node = ?1 AND boot_id = ?2 AND type = 'oom' AND (time, rowid) < (?3, ?4)
+		ORDER BY time DESC, rowid DESC`, node, boot, at.t, at.id)
 	if err != nil {
 		return nil, fmt.Errorf("incident of %q: %w", id, err)
 	}
-	out, err := incidentFrom(ctx, tx, node, boot, start, int64(gap))
+	start, err := incidentStart(rows, at, int64(gap))
+	rows.Close()
+	if err != nil {
+		return nil, fmt.Errorf("incident of %q: %w", id, err)
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT time, data FROM events INDEXED BY events_node_time
+		WHERE node = ?1 AND boot_id = ?2 AND type = 'oom' AND (time, rowid) >= (?3, ?4)
+		ORDER BY time, rowid`, node, boot, start.t, start.id)
+	if err != nil {
+		return nil, fmt.Errorf("incident of %q: %w", id, err)
+	}
+	defer rows.Close()
+	out, err := incidentFrom(rows, start, int64(gap))
 	if err != nil {
 		return nil, fmt.Errorf("incident of %q: %w", id, err)
 	}
 	return out, nil
 }
 
+// IncidentStart walks back from the kill at to the first kill of its
+// incident, as IncidentOf does: rows holds the earlier kills of at's node
+// and boot, newest first by (time, row ID), each row being (row ID, time
+// in Unix ns). The caller closes rows.
+func IncidentStart(rows Rows, at Cursor, gap time.Duration) (Cursor, error) {
+	c, err := incidentStart(rows, at.internal(), int64(gap))
+	return exported(c), err
+}
+
+// IncidentFrom reads the kills of the incident that starts at start, as
+// IncidentOf does: rows holds the kills of its node and boot from start
+// on, oldest first by (time, row ID), each row being (time in Unix ns,
+// event protobuf). The caller closes rows.
+func IncidentFrom(rows Rows, start Cursor, gap time.Duration) (*IncidentKills, error) {
+	return incidentFrom(rows, start.internal(), int64(gap))
+}
+
 // incidentStart walks back from a kill to the first kill of its incident.
-func incidentStart(ctx context.Context, tx *sql.Tx, node, boot string, at cursor, gap int64) (cursor, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT rowid, time FROM events INDEXED BY events_node_time
-		WHERE node = ?1 AND boot_id = ?2 AND type = 'oom' AND (time, rowid) < (?3, ?4)
-		ORDER BY time DESC, rowid DESC`, node, boot, at.t, at.id)
-	if err != nil {
-		return cursor{}, err
-	}
-	defer rows.Close()
+func incidentStart(rows Rows, at cursor, gap int64) (cursor, error) {
 	for rows.Next() {
 		var c cursor
 		if err := rows.Scan(&c.id, &c.t); err != nil {
@@ -91,14 +115,7 @@ func incidentStart(ctx context.Context, tx *sql.Tx, node, boot string, at cursor
 }
 
 // incidentFrom reads the kills of the incident that starts at start.
-func incidentFrom(ctx context.Context, tx *sql.Tx, node, boot string, start cursor, gap int64) (*IncidentKills, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT time, data FROM events INDEXED BY events_node_time
-		WHERE node = ?1 AND boot_id = ?2 AND type = 'oom' AND (time, rowid) >= (?3, ?4)
-		ORDER BY time, rowid`, node, boot, start.t, start.id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+func incidentFrom(rows Rows, start cursor, gap int64) (*IncidentKills, error) {
 	out := &IncidentKills{}
 	kind := "limit"
 	last := start.t

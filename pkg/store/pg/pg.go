@@ -1,0 +1,278 @@
+// Package pg keeps the aggregator's events in PostgreSQL (github.com/jackc/pgx/v5),
+// with the behaviour of the embedded SQLite store of package store: the same
+// tables (events, with their protobuf bytes and indexed columns, and refs, the
+// workload references they are found by), the same deduplication by event ID
+// under a unique constraint, revisions that replace a stored exit or warning
+// only when higher, one transaction per batch (group commit), the same
+// filters, keyset pages and page tokens, and retention. The conformance suite
+// of package store/storetest runs against both.
+//
+// The schema is versioned and migrated on start under an advisory lock, so
+// that several aggregators starting at once on one database are safe.
+package pg
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sirupsen/logrus"
+
+	"github.com/oomwatch/oomwatch/pkg/store"
+)
+
+// ErrBadURL: the database URL cannot be parsed.
+var ErrBadURL = errors.New("invalid PostgreSQL URL")
+
+// IsURL reports whether a --db value names a PostgreSQL database
+// (postgres:// or postgresql://) rather than an SQLite file.
+func IsURL(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
+// CheckURL reports a database URL that cannot be parsed (ErrBadURL).
+func CheckURL(url string) error {
+	_, err := parseURL(url)
+	return err
+}
+
+func parseURL(url string) (*pgxpool.Config, error) {
+	if !IsURL(url) {
+		return nil, fmt.Errorf("%w: want postgres://user@host/database", ErrBadURL)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's message holds the URL with its password redacted.
+		return nil, fmt.Errorf("%w: %w", ErrBadURL, err)
+	}
+	return cfg, nil
+}
+
+// ConnectTimeout bounds the first connection of Open when the context has
+// no deadline: an unreachable database is reported, not waited for.
+const ConnectTimeout = 15 * time.Second
+
+// Store is the PostgreSQL event database. Its methods are safe for
+// concurrent use, and several Stores (replicas) may share one database.
+type Store struct {
+	log    *logrus.Entry
+	pool   *pgxpool.Pool
+	tok    store.Tokens
+	closed atomic.Bool
+}
+
+var _ store.Backend = (*Store)(nil)
+
+// Open connects to the database at url (postgres://...), creates or
+// migrates its schema, and reads the page-token key, creating it on the
+// first start.
+func Open(ctx context.Context, url string, log *logrus.Entry) (*Store, error) {
+	cfg, err := parseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	where := cfg.ConnConfig.Host
+	if cfg.ConnConfig.Database != "" {
+		where += "/" + cfg.ConnConfig.Database
+	}
+	pctx, cancel := ctx, context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		pctx, cancel = context.WithTimeout(ctx, ConnectTimeout)
+	}
+	err = pool.Ping(pctx)
+	cancel()
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store: connect to PostgreSQL at %s: %w", where, err)
+	}
+	s := &Store{log: log, pool: pool}
+	secret, err := s.migrate(ctx)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store at %s: %w", where, err)
+	}
+	if s.tok, err = store.NewTokens(secret); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store at %s: %w", where, err)
+	}
+	return s, nil
+}
+
+// Close closes the connections. Puts committed before stay stored.
+func (s *Store) Close() error {
+	if s.closed.CompareAndSwap(false, true) {
+		s.pool.Close()
+	}
+	return nil
+}
+
+// migrationLock is the advisory lock key that serialises migrations of
+// aggregators starting at once: "oomwatch" in ASCII.
+const migrationLock = 0x6f6f6d7761746368
+
+// migrations are applied in order; schema_version is how many have been.
+// Append only: never edit one that has shipped.
+var migrations = []string{
+	// 1: events, their references to workloads, settings: the SQLite
+	// schema at its version 4.
+	`
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value BYTEA NOT NULL
+);
+
+-- One row per event. rowid orders events stored at the same time; (time,
+-- rowid) is the keyset of every listing.
+CREATE TABLE events (
+	rowid      BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	id         TEXT    NOT NULL,        -- node/boot_id/type/seq
+	node       TEXT    NOT NULL,
+	boot_id    TEXT    NOT NULL,
+	type       TEXT    NOT NULL,        -- oom, loss, exit, warning
+	seq        BIGINT  NOT NULL,
+	time       BIGINT  NOT NULL,        -- Unix ns; a warning's opening time
+	received   BIGINT  NOT NULL,        -- Unix ns
+	kind       TEXT    NOT NULL,        -- OOM kills: node, limit; warnings: their kind
+	collateral BOOLEAN NOT NULL,
+	verdict    TEXT    NOT NULL,        -- exits: oom-limit, ...; warnings: open, resolved
+	memcg      TEXT    NOT NULL,        -- a limit kill's limited cgroup
+	rev        BIGINT  NOT NULL,        -- a higher one replaces the row
+	seen       BIGINT  NOT NULL,        -- Unix ns of the stored revision
+	refs       BIGINT[] NOT NULL,       -- hashes of the refs rows of every revision, for retention
+	data       BYTEA   NOT NULL,        -- the Event, protobuf
+	CONSTRAINT events_id UNIQUE (id)
+);
+CREATE INDEX events_time ON events (time, rowid);
+CREATE INDEX events_node_time ON events (node, time, rowid);
+CREATE INDEX events_type_time ON events (type, time, rowid) WHERE type <> 'oom';
+CREATE INDEX events_open_warnings ON events (seen) WHERE type = 'warning' AND verdict = 'open';
+
+-- The namespaces, pods and containers an event touches, as hashes of
+-- (kind, value) (store.RefHashes) with the event's time, so that
+-- "namespace X, newest first" is one range of the primary key.
+CREATE TABLE refs (
+	h     BIGINT NOT NULL,
+	time  BIGINT NOT NULL,
+	event BIGINT NOT NULL,
+	PRIMARY KEY (h, time, event)
+);
+`,
+}
+
+// migrate creates the schema or brings it up to date, in one transaction
+// under the migration lock, and returns the page-token key.
+func (s *Store) migrate(ctx context.Context) ([]byte, error) {
+	var secret []byte
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Held until the transaction ends: a replica starting meanwhile
+		// waits, then finds the schema up to date.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+			return fmt.Errorf("migration lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+			return fmt.Errorf("schema_version: %w", err)
+		}
+		var version int
+		err := tx.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&version)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+				return fmt.Errorf("schema_version: %w", err)
+			}
+		case err != nil:
+			return fmt.Errorf("schema_version: %w", err)
+		}
+		if version > len(migrations) {
+			return fmt.Errorf("%w: version %d, this binary knows %d", store.ErrSchemaTooNew, version, len(migrations))
+		}
+		for v := version; v < len(migrations); v++ {
+			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("migration %d: %w", v+1, err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE schema_version SET version = $1`, v+1); err != nil {
+				return fmt.Errorf("migration %d: %w", v+1, err)
+			}
+			s.log.WithField("version", v+1).Info("database schema migrated")
+		}
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return fmt.Errorf("page token key: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ('page_token_key', $1) ON CONFLICT (key) DO NOTHING`, key); err != nil {
+			return fmt.Errorf("page token key: %w", err)
+		}
+		if err := tx.QueryRow(ctx, `SELECT value FROM meta WHERE key = 'page_token_key'`).Scan(&secret); err != nil {
+			return fmt.Errorf("page token key: %w", err)
+		}
+		return nil
+	})
+	return secret, err
+}
+
+// retryable reports a transaction PostgreSQL aborted to break a deadlock
+// or a serialization conflict: run again, it succeeds.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
+// inTx runs f in a transaction, again when PostgreSQL aborted it for a
+// deadlock or a conflict.
+func (s *Store) inTx(ctx context.Context, opts pgx.TxOptions, f func(pgx.Tx) error) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	const attempts = 5
+	var err error
+	for range attempts {
+		err = pgx.BeginTxFunc(ctx, s.pool, opts, f)
+		if !retryable(err) {
+			return err
+		}
+		s.log.WithError(err).Debug("transaction retried")
+	}
+	return err
+}
+
+// Prune deletes the events older than olderThan (by event time; a warning
+// by its opening time and its latest revision's, both) with their
+// references, and returns how many. It deletes in small transactions so
+// that ingest is never blocked for long.
+func (s *Store) Prune(ctx context.Context, olderThan time.Time) (int64, error) {
+	const batch = 1000
+	cut := store.Nanos(olderThan)
+	var total int64
+	for {
+		var n int64
+		err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, `
+WITH old AS (
+	DELETE FROM events WHERE rowid IN (
+		SELECT rowid FROM events WHERE time < $1 AND seen < $1 ORDER BY time LIMIT $2 FOR UPDATE SKIP LOCKED)
+	RETURNING rowid, time, refs
+), gone AS (
+	DELETE FROM refs USING (SELECT rowid, time, unnest(refs) AS h FROM old) o
+	WHERE refs.h = o.h AND refs.time = o.time AND refs.event = o.rowid
+)
+SELECT count(*) FROM old`, cut, batch).Scan(&n)
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune: %w", err)
+		}
+		total += n
+		if n < batch {
+			return total, nil
+		}
+	}
+}

@@ -1,0 +1,308 @@
+// Package pgtest runs a real PostgreSQL server for tests: Debian's, found
+// under /usr/lib/postgresql (installed with apt-get when missing and the
+// test runs as root), initialised into a temporary directory, started on a
+// Unix socket of its own with fsync on, one database per test.
+//
+// A test package calls Main from its TestMain, so that the server is
+// stopped when its tests end, and DB from each test that needs a database.
+// Without a server and without root to install one, DB skips the test and
+// says why; as root it never skips: a server that cannot be installed or
+// started fails the test.
+package pgtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Debian's server binaries: /usr/lib/postgresql/<major>/bin.
+const binGlob = "/usr/lib/postgresql/*/bin/initdb"
+
+// startTimeout bounds the server's start.
+const startTimeout = 60 * time.Second
+
+// server is the test binary's PostgreSQL, started by the first DB.
+type server struct {
+	dir  string // data directory and socket
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	done chan struct{}
+	// skip is why DB skips (no server, not root); err why it fails.
+	skip string
+	err  error
+}
+
+var (
+	once sync.Once
+	srv  *server
+	dbs  atomic.Int64
+)
+
+// Main runs the tests of m and stops the server if one was started. Call
+// it from TestMain: os.Exit(pgtest.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	if srv != nil {
+		srv.stop()
+	}
+	return code
+}
+
+// DB returns the URL of a new, empty database on the test binary's
+// server (starting it first), dropped when the test ends. It skips the
+// test when no server is installed and it cannot install one (not root).
+func DB(t testing.TB) string {
+	t.Helper()
+	once.Do(func() { srv = start() })
+	if srv.skip != "" {
+		t.Skip(srv.skip)
+	}
+	if srv.err != nil {
+		t.Fatalf("PostgreSQL: %v", srv.err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbs.Add(1))
+	admin, err := pgx.Connect(ctx, srv.url("postgres"))
+	if err != nil {
+		t.Fatalf("PostgreSQL: %v", err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, srv.url("postgres"))
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	return srv.url(name)
+}
+
+// url is the URL of database name over the server's socket.
+func (s *server) url(name string) string {
+	q := url.Values{}
+	q.Set("host", s.dir)
+	q.Set("sslmode", "disable")
+	return "postgres://postgres@/" + name + "?" + q.Encode()
+}
+
+// binDir returns the newest installed server's bin directory, installing
+// Debian's package first when none is and the test runs as root.
+func binDir() (dir, skip string, err error) {
+	find := func() string {
+		m, _ := filepath.Glob(binGlob)
+		sort.Slice(m, func(i, j int) bool { return major(m[i]) > major(m[j]) })
+		if len(m) == 0 {
+			return ""
+		}
+		return filepath.Dir(m[0])
+	}
+	if d := find(); d != "" {
+		return d, "", nil
+	}
+	if os.Geteuid() != 0 {
+		return "", "PostgreSQL is not installed (" + binGlob + ") and installing it needs root: apt-get install postgresql", nil
+	}
+	// Test binaries of several packages start at once: one installs, the
+	// others wait for it and find the server.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "oomwatch-pgtest-install.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", "", fmt.Errorf("install lock: %w", err)
+	}
+	if d := find(); d != "" {
+		return d, "", nil
+	}
+	if err := aptInstall(); err != nil {
+		return "", "", err
+	}
+	if d := find(); d != "" {
+		return d, "", nil
+	}
+	return "", "", fmt.Errorf("apt-get installed postgresql but %s is missing", binGlob)
+}
+
+// major is the version directory of a server binary's path.
+func major(path string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
+	return n
+}
+
+// aptInstall installs Debian's server, updating the package lists when
+// the first attempt fails (a fresh machine has none).
+func aptInstall() error {
+	install := func() ([]byte, error) {
+		cmd := exec.Command("apt-get", "install", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300", "postgresql")
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		return cmd.CombinedOutput()
+	}
+	if _, err := install(); err == nil {
+		return nil
+	}
+	if out, err := exec.Command("apt-get", "update", "-o", "DPkg::Lock::Timeout=300").CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get update: %w: %s", err, tail(out))
+	}
+	if out, err := install(); err != nil {
+		return fmt.Errorf("apt-get install postgresql: %w: %s", err, tail(out))
+	}
+	return nil
+}
+
+func tail(b []byte) string {
+	const n = 2000
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// start initialises and starts the server; its skip or err say why not.
+func start() *server {
+	s := &server{log: &bytes.Buffer{}, done: make(chan struct{})}
+	bin, skip, err := binDir()
+	if skip != "" || err != nil {
+		s.skip, s.err = skip, err
+		return s
+	}
+	if s.err = s.run(bin); s.err != nil {
+		s.stop()
+	}
+	return s
+}
+
+// dirPrefix names the servers' directories in the temporary directory.
+const dirPrefix = "oomwatch-pg-"
+
+// sweep removes the directories of servers whose test binary was killed
+// (the server died with it, see Pdeathsig): no postmaster.pid of a live
+// process, and untouched for a while, so that a server being set up by
+// another test binary is left alone.
+func sweep() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < 10*time.Minute {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid")); err == nil {
+			line, _, _ := strings.Cut(string(b), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil {
+				// EPERM: alive, another user's.
+				if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+					continue
+				}
+			}
+		}
+		_ = os.RemoveAll(d)
+	}
+}
+
+func (s *server) run(bin string) error {
+	sweep()
+	dir, err := os.MkdirTemp("", dirPrefix)
+	if err != nil {
+		return err
+	}
+	s.dir = dir
+	// initdb and postgres refuse to run as root: as root, they run as
+	// Debian's postgres user, who owns the directory.
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return fmt.Errorf("running as root needs the postgres user of Debian's package: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return err
+		}
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	data := filepath.Join(dir, "data")
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.Dir = dir
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return fmt.Errorf("initdb: %w: %s", err, tail(out))
+	}
+	// Only the socket in dir: no TCP port to collide with another test
+	// binary's server. fsync and synchronous commits stay on, as in
+	// production: an acknowledged commit is on disk.
+	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-c", "listen_addresses=",
+		"-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "shared_buffers=32MB", "-c", "max_connections=200")
+	// The server dies with the test binary, even when it is killed.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	s.cmd.Dir = dir
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- s.cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c, err := pgx.Connect(ctx, s.url("postgres"))
+		cancel()
+		if err == nil {
+			c.Close(context.Background())
+			return nil
+		}
+		select {
+		case werr := <-exited:
+			return fmt.Errorf("postgres exited: %v: %s", werr, tail(s.log.Bytes()))
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("postgres did not accept connections within %v: %v: %s", startTimeout, err, tail(s.log.Bytes()))
+		}
+	}
+}
+
+// stop shuts the server down (fast shutdown) and removes its directory.
+func (s *server) stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	}
+	if s.dir != "" {
+		if err := os.RemoveAll(s.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
+		}
+	}
+}

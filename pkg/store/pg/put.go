@@ -1,0 +1,227 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/oomwatch/oomwatch/pkg/store"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// Put stores events in one transaction and returns what it did with each,
+// in order, as store.Store.Put does: it sets each event's Id and Received
+// (now); an identity already stored is a duplicate, unless the event is an
+// exit or a warning of a higher revision at the same place in time, which
+// replaces the stored one (Updated). When Put returns nil the events are
+// committed; when it returns an error none is stored.
+func (s *Store) Put(ctx context.Context, events []*pb.Event) ([]store.PutResult, error) {
+	now := time.Now()
+	recs := make([]*store.Record, len(events))
+	for i, e := range events {
+		r, err := store.Encode(e, now)
+		if err != nil {
+			return nil, fmt.Errorf("put event %d: %w", i, err)
+		}
+		recs[i] = r
+	}
+	return s.PutRecords(ctx, recs)
+}
+
+// PutRecords is Put of encoded events: one transaction for the batch
+// (group commit), committed (and so flushed to PostgreSQL's WAL) before it
+// returns nil.
+func (s *Store) PutRecords(ctx context.Context, recs []*store.Record) ([]store.PutResult, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	rows := make([]store.Row, len(recs))
+	for i, r := range recs {
+		rows[i] = r.Row()
+	}
+	// Rows are written in ID order (stable: copies of one ID keep theirs),
+	// so that two batches racing for the same IDs wait on each other's
+	// rows in one order and never deadlock.
+	order := make([]int, len(rows))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(rows[a].ID, rows[b].ID) })
+
+	var out []store.PutResult
+	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		out = make([]store.PutResult, len(rows))
+		inserted, err := insertEvents(ctx, tx, rows, order)
+		if err != nil {
+			return err
+		}
+		// The later copies of an ID inserted by this batch, and those
+		// stored before, are duplicates or, by a higher revision, updates:
+		// in batch order per ID, so that the highest revision wins.
+		var updates []int
+		stored := make([]int64, len(rows))
+		for _, i := range order {
+			r := rows[i]
+			if rowid, ok := inserted[r.ID]; ok {
+				delete(inserted, r.ID)
+				out[i], stored[i] = store.PutResult{Stored: true}, rowid
+				continue
+			}
+			out[i] = store.PutResult{Duplicate: true}
+			if r.Updatable() {
+				updates = append(updates, i)
+			}
+		}
+		if err := updateEvents(ctx, tx, rows, updates, out, stored); err != nil {
+			return err
+		}
+		return insertRefs(ctx, tx, rows, stored)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("put: %w", err)
+	}
+	return out, nil
+}
+
+// insertEvents inserts the rows in order, one statement for the batch, and
+// returns the row IDs of those inserted by their event ID: the first copy
+// of each ID not stored before.
+func insertEvents(ctx context.Context, tx pgx.Tx, rows []store.Row, order []int) (map[string]int64, error) {
+	n := len(order)
+	var (
+		ids, nodes, boots, types, kinds, verdicts, memcgs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		seqs, times, received, revs, seen                 = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		collateral                                        = make([]bool, n)
+		data                                              = make([][]byte, n)
+		refs                                              = make([]string, n)
+	)
+	for j, i := range order {
+		r := rows[i]
+		ids[j], nodes[j], boots[j], types[j], kinds[j], verdicts[j], memcgs[j] = r.ID, r.Node, r.BootID, r.Type, r.Kind, r.Verdict, r.Memcg
+		seqs[j], times[j], received[j], revs[j], seen[j] = r.Seq, r.Time, r.Received, r.Revision, r.Seen
+		collateral[j], data[j], refs[j] = r.Collateral, r.Data, intArray(r.Refs)
+	}
+	// ON CONFLICT DO NOTHING skips both an ID stored before and a second
+	// copy in this statement; RETURNING names the rows inserted.
+	res, err := tx.Query(ctx, `
+INSERT INTO events (id, node, boot_id, type, seq, time, received, kind, collateral, verdict, memcg, rev, seen, refs, data)
+SELECT id, node, boot_id, type, seq, time, received, kind, collateral, verdict, memcg, rev, seen, refs::bigint[], data
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[],
+	$9::boolean[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::text[], $15::bytea[])
+	WITH ORDINALITY AS u(id, node, boot_id, type, seq, time, received, kind, collateral, verdict, memcg, rev, seen, refs, data, n)
+ORDER BY n
+ON CONFLICT (id) DO NOTHING
+RETURNING rowid, id`,
+		ids, nodes, boots, types, seqs, times, received, kinds, collateral, verdicts, memcgs, revs, seen, refs, data)
+	if err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
+	defer res.Close()
+	inserted := make(map[string]int64, n)
+	for res.Next() {
+		var rowid int64
+		var id string
+		if err := res.Scan(&rowid, &id); err != nil {
+			return nil, fmt.Errorf("insert events: %w", err)
+		}
+		inserted[id] = rowid
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
+	return inserted, nil
+}
+
+// intArray is a PostgreSQL array literal of integers: the refs of one row
+// travel as text, since a column of arrays of varying length cannot be one
+// unnest argument.
+func intArray(v []int64) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, x := range v {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprint(&b, x)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// updateEvents replaces the stored event of each row of updates whose
+// revision is higher and whose place in time is the same, marking it
+// Updated in out and its row ID in stored. The event keeps its time: its
+// references stay valid; those of the new revision are added.
+func updateEvents(ctx context.Context, tx pgx.Tx, rows []store.Row, updates []int, out []store.PutResult, stored []int64) error {
+	if len(updates) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, i := range updates {
+		r := rows[i]
+		b.Queue(`UPDATE events SET received = $1, kind = $2, collateral = $3, verdict = $4, data = $5, rev = $6, memcg = $7, seen = $8,
+	refs = ARRAY(SELECT DISTINCT unnest(refs || $9::bigint[]))
+	WHERE id = $10 AND rev < $6 AND time = $11 RETURNING rowid`,
+			r.Received, r.Kind, r.Collateral, r.Verdict, r.Data, r.Revision, r.Memcg, r.Seen, r.Refs, r.ID, r.Time)
+	}
+	res := tx.SendBatch(ctx, b)
+	for _, i := range updates {
+		var rowid int64
+		err := res.QueryRow().Scan(&rowid)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			continue
+		case err != nil:
+			res.Close()
+			return fmt.Errorf("update event %s: %w", rows[i].ID, err)
+		}
+		out[i], stored[i] = store.PutResult{Updated: true}, rowid
+	}
+	if err := res.Close(); err != nil {
+		return fmt.Errorf("update events: %w", err)
+	}
+	return nil
+}
+
+// insertRefs inserts the references of the rows stored or updated
+// (stored[i] their row ID, 0 for the others).
+func insertRefs(ctx context.Context, tx pgx.Tx, rows []store.Row, stored []int64) error {
+	var hs, times, events []int64
+	for i, r := range rows {
+		if stored[i] == 0 {
+			continue
+		}
+		for _, h := range r.Refs {
+			hs, times, events = append(hs, h), append(times, r.Time), append(events, stored[i])
+		}
+	}
+	if len(hs) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO refs (h, time, event) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])
+		ON CONFLICT DO NOTHING`, hs, times, events); err != nil {
+		return fmt.Errorf("insert refs: %w", err)
+	}
+	return nil
+}
+
+// Get returns the event with this ID, or store.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (*pb.Event, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	var data []byte
+	err := s.pool.QueryRow(ctx, `SELECT data FROM events WHERE id = $1`, id).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %q: %w", id, err)
+	}
+	return store.Decode(data)
+}
