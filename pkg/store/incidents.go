@@ -250,10 +250,17 @@ func group(rows Rows, gap int64, size int, after *cursor) ([]*KillGroup, bool, e
 func (s *Store) assemble(ctx context.Context, tx *sql.Tx, page []*KillGroup) ([]*pb.Incident, error) {
 	var ids []int64
 	for _, b := range page {
-		for _, k := range b.kills {
-			ids = append(ids, k.rowid)
-		}
+		ids = append(ids, b.IDs()...)
 	}
+	events, err := eventsByRowID(ctx, tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	return BuildIncidents(page, events), nil
+}
+
+// eventsByRowID reads events by row ID.
+func eventsByRowID(ctx context.Context, tx *sql.Tx, ids []int64) (map[int64]*pb.Event, error) {
 	events := make(map[int64]*pb.Event, len(ids))
 	const chunk = 500
 	for len(ids) > 0 {
@@ -287,7 +294,7 @@ func (s *Store) assemble(ctx context.Context, tx *sql.Tx, page []*KillGroup) ([]
 			return nil, err
 		}
 	}
-	return BuildIncidents(page, events), nil
+	return events, nil
 }
 
 // BuildIncidents builds the incidents of groups from their kills' events

@@ -299,26 +299,44 @@ func (s *Store) IncidentOf(ctx context.Context, id string, gap time.Duration) (*
 		case typ != eventid.TypeOOM:
 			return fmt.Errorf("%q is not an OOM kill: %w", id, store.ErrNotFound)
 		}
-		rows, err := tx.Query(ctx, `SELECT rowid, time FROM events
+		chain := store.NewKillChain(at, gap)
+		rows, err := tx.Query(ctx, `SELECT rowid, time, node, boot_id, kind, collateral, memcg FROM events
 			WHERE node = $1 AND boot_id = $2 AND type = 'oom' AND (time, rowid) < ($3, $4)
 			ORDER BY time DESC, rowid DESC`, node, boot, at.Time, at.ID)
 		if err != nil {
 			return err
 		}
-		start, err := store.IncidentStart(rows, at, gap)
+		err = chain.ReadBefore(rows)
 		rows.Close()
 		if err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, `SELECT time, data FROM events
-			WHERE node = $1 AND boot_id = $2 AND type = 'oom' AND (time, rowid) >= ($3, $4)
-			ORDER BY time, rowid`, node, boot, start.Time, start.ID)
+		if !chain.Full() {
+			rows, err = tx.Query(ctx, `SELECT rowid, time, node, boot_id, kind, collateral, memcg FROM events
+				WHERE node = $1 AND boot_id = $2 AND type = 'oom' AND (time, rowid) >= ($3, $4)
+				ORDER BY time, rowid LIMIT $5`, node, boot, at.Time, at.ID, store.MaxIncidentChain+1)
+			if err != nil {
+				return err
+			}
+			err = chain.ReadFrom(rows)
+			rows.Close()
+			if err != nil {
+				return err
+			}
+		}
+		g, truncated, err := chain.Group()
+		if err != nil {
+			return fmt.Errorf("%q: %w", id, err)
+		}
+		events, err := eventsByRowID(ctx, tx, g.IDs())
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		out, err = store.IncidentFrom(rows, start, gap)
-		return err
+		out, err = store.IncidentOfGroup(g, truncated, events)
+		if err != nil {
+			return fmt.Errorf("%q: %w", id, err)
+		}
+		return nil
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {

@@ -1076,6 +1076,75 @@ func testIncidentOfTruncated(t *testing.T, open Opener) {
 	}
 }
 
+// testIncidentOfStories checks that the incident of every kill is the
+// incident Incidents lists holding it when kills group by story, not only
+// by node and boot: limit kills of two limited cgroups a second apart, a
+// storm whose bare kill lines of unknown limit come before and after its
+// report, a node-level kill between limit kills, kills of two boots.
+func testIncidentOfStories(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	lim := func(e *pb.Event, memcg string) *pb.Event { e.GetOom().OomMemcg = memcg; return e }
+	booted := func(e *pb.Event, b string) *pb.Event { e.BootId = b; return e }
+	const c1, c2 = "/kubepods/burstable/pod1/c1", "/kubepods/burstable/pod2/c2"
+	put(t, s,
+		// Two limits a second apart.
+		lim(oom("node-two", 1, 0, "limit", "batch", "job-1", "job"), c1),
+		lim(oom("node-two", 2, time.Second, "limit", "batch", "job-2", "job"), c2),
+		// A storm: bare kill lines before and after its reports, and
+		// another limit's kill in the middle.
+		lim(oom("node-storm", 1, 0, "limit", "ci", "bomb", "runner"), ""),
+		lim(oom("node-storm", 2, time.Second, "limit", "ci", "bomb", "runner"), ""),
+		lim(oom("node-storm", 3, 2*time.Second, "limit", "ci", "bomb", "runner"), c1),
+		lim(oom("node-storm", 4, 3*time.Second, "limit", "web", "front", "nginx"), c2),
+		lim(oom("node-storm", 5, 4*time.Second, "limit", "ci", "bomb", "runner"), ""),
+		lim(oom("node-storm", 6, 5*time.Second, "limit", "ci", "bomb", "runner"), c1),
+		lim(oom("node-storm", 7, 6*time.Second, "limit", "ci", "bomb", "runner"), ""),
+		// A node-level kill between limit kills.
+		lim(oom("node-mixed", 1, 0, "limit", "batch", "job-1", "job"), c1),
+		oom("node-mixed", 2, time.Second, "node", "shop", "cart", "api"),
+		lim(oom("node-mixed", 3, 2*time.Second, "limit", "batch", "job-2", "job"), c2),
+		lim(oom("node-mixed", 4, 3*time.Second, "limit", "batch", "job-1", "job"), c1),
+		oom("node-mixed", 5, 4*time.Second, "node", "shop", "cart", "api"),
+		// Two boots, their kills a second apart.
+		lim(oom("node-boots", 1, 0, "limit", "batch", "job-1", "job"), c1),
+		lim(booted(oom("node-boots", 1, time.Second, "limit", "batch", "job-1", "job"), "boot-2"), c1),
+		booted(oom("node-boots", 2, 2*time.Second, "node", "shop", "cart", "api"), "boot-2"),
+	)
+	all, next, err := s.Incidents(ctx, nil, 0, store.MaxPageSize, "")
+	if err != nil || next != "" {
+		t.Fatalf("incidents: %v %q", err, next)
+	}
+	seen := 0
+	for _, want := range all {
+		for _, id := range want.EventIds {
+			seen++
+			got, err := s.IncidentOf(ctx, id, 0)
+			if err != nil {
+				t.Fatalf("IncidentOf(%s): %v", id, err)
+			}
+			if !proto.Equal(got.Incident, want) {
+				t.Errorf("IncidentOf(%s): incident %s of %d kills %v, want %s of %d kills %v",
+					id, got.Incident.GetId(), got.Incident.GetKills(), got.Incident.GetEventIds(), want.GetId(), want.GetKills(), want.GetEventIds())
+				continue
+			}
+			var ids []string
+			for _, k := range got.Kills {
+				ids = append(ids, k.GetId())
+			}
+			if got.Truncated || !slices.Equal(ids, want.EventIds) {
+				t.Errorf("IncidentOf(%s): kills %v (truncated %v), want %v", id, ids, got.Truncated, want.EventIds)
+			}
+		}
+	}
+	// Two limits, the storm and the other limit's kill, the node's
+	// kills and two limits, a kill of the first boot and two stories of
+	// the second.
+	if len(all) != 10 || seen != 17 {
+		t.Fatalf("Incidents lists %d incidents of %d kills, want 10 of 17", len(all), seen)
+	}
+}
+
 // testAcknowledgedOnlyCommitted: a Put that fails stores none of its
 // events, so that the server acknowledges only what Put committed.
 func testAcknowledgedOnlyCommitted(t *testing.T, open Opener) {

@@ -33,6 +33,7 @@ var cases = []struct {
 	{"IncidentsPlacedVictimsOfUnknownLimits", testIncidentsPlacedVictimsOfUnknownLimits},
 	{"IncidentOf", testIncidentOf},
 	{"IncidentOfTruncated", testIncidentOfTruncated},
+	{"IncidentOfStories", testIncidentOfStories},
 	{"Warnings", testWarnings},
 	{"WarningRevisions", testWarningRevisions},
 	{"WarningsNotIncidents", testWarningsNotIncidents},
