@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -109,8 +110,12 @@ func TestRealContainerdRateLimitedStorm(t *testing.T) {
 	}
 
 	// The pods and their containers are made first, then started one after
-	// another: each hog reaches the limit within milliseconds of its start.
+	// another; each hog waits for the go file (a host directory mounted in
+	// every container), made once all have started, then reaches its limit
+	// within milliseconds: however slowly a loaded machine starts
+	// containers, the 20 kills come at once.
 	rt := h.Runtime()
+	goDir := t.TempDir()
 	type job struct {
 		name, uid, sandbox, container string
 		config                        *runtimeapi.PodSandboxConfig
@@ -143,7 +148,8 @@ func TestRealContainerdRateLimitedStorm(t *testing.T) {
 				Metadata: &runtimeapi.ContainerMetadata{Name: "job"},
 				Image:    &runtimeapi.ImageSpec{Image: HogRef},
 				Command:  []string{"/hog"},
-				Args:     []string{"-mb", "64", "-step", "4"},
+				Args:     []string{"-mb", "64", "-step", "4", "-wait-file", "/storm/go"},
+				Mounts:   []*runtimeapi.Mount{{ContainerPath: "/storm", HostPath: goDir, Readonly: true}},
 				LogPath:  "job/0.log",
 				Labels: map[string]string{"io.kubernetes.container.name": "job", "io.kubernetes.pod.name": j.name,
 					"io.kubernetes.pod.namespace": stormNS, "io.kubernetes.pod.uid": j.uid},
@@ -193,6 +199,9 @@ func TestRealContainerdRateLimitedStorm(t *testing.T) {
 		}
 	}
 	t.Logf("20 containers started in %v", time.Since(started).Round(time.Millisecond))
+	if err := os.WriteFile(filepath.Join(goDir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	// One OOM event per Job, its victim the hog. Other tests may kill hogs
 	// on this host at the same time: the events placed in other pods are

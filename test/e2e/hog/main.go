@@ -47,6 +47,7 @@ type options struct {
 	rate        float64 // MiB per second of wall time; 0: no pacing
 	cacheFile   string
 	cacheMB     int
+	waitFile    string
 }
 
 // addFlags registers the flags on fs.
@@ -62,6 +63,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.rate, "rate", 0, "grow at this many MiB per second of wall time (steps of -step); 0: as fast as -interval allows")
 	fs.StringVar(&o.cacheFile, "cache-file", "", "before allocating, write -cache-mb MiB to this file and read it back (page cache charged to the cgroup)")
 	fs.IntVar(&o.cacheMB, "cache-mb", 0, "MiB of page cache to make with -cache-file")
+	fs.StringVar(&o.waitFile, "wait-file", "", "before allocating, wait until this file exists (many hogs then start growing at once)")
 }
 
 // validate checks the flag values.
@@ -145,6 +147,14 @@ func hog(o options) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "hog: pid %d wrote and read back %d MiB of %s\n", os.Getpid(), o.cacheMB, o.cacheFile)
+	}
+	if o.waitFile != "" {
+		for {
+			if _, err := os.Stat(o.waitFile); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	pageSize := os.Getpagesize()
 	total := 0
