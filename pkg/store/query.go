@@ -191,17 +191,9 @@ func (q scan) sql() (stmt string, args []any, empty bool) {
 	if f == nil {
 		f = &pb.EventFilter{}
 	}
-	types := slices.Clone(f.GetTypes())
-	if q.onlyType != "" {
-		if len(types) > 0 && !slices.Contains(types, q.onlyType) {
-			return "", nil, true
-		}
-		types = []string{q.onlyType}
-	}
-	slices.Sort(types)
-	types = slices.Compact(types)
-	if len(types) == len(knownTypes) {
-		types = nil
+	types, empty := FilterTypes(f, q.onlyType)
+	if empty {
+		return "", nil, true
 	}
 
 	var where []string
@@ -211,20 +203,12 @@ func (q scan) sql() (stmt string, args []any, empty bool) {
 	}
 	var b strings.Builder
 	var tcol, idcol string
-	refConds := []ref{{refPod, f.GetPod()}, {refContainer, f.GetContainer()}, {refNamespace, f.GetNamespace()}}
-	drive := -1
-	for i, r := range refConds {
-		if r.v != "" {
-			drive = i
-			break
-		}
-	}
-	if drive >= 0 {
-		r := refConds[drive]
+	refs := RefHashes(f) // the most selective first
+	if len(refs) > 0 {
 		tcol, idcol = "r.time", "r.event"
 		// CROSS JOIN makes SQLite keep refs as the outer loop.
 		fmt.Fprintf(&b, "SELECT %s FROM refs r CROSS JOIN events e ON e.rowid = r.event AND e.time = r.time", q.cols)
-		where = append(where, "r.h = "+arg(r.hash()))
+		where = append(where, "r.h = "+arg(refs[0]))
 	} else {
 		tcol, idcol = "e.time", "e.rowid"
 		index := "events_time"
@@ -303,11 +287,8 @@ func (q scan) sql() (stmt string, args []any, empty bool) {
 		}
 		where = append(where, "e.verdict = 'open'", "e.seen >= "+arg(nanos(now.Add(-WarningStale))))
 	}
-	for i, r := range refConds {
-		if i == drive || r.v == "" {
-			continue
-		}
-		where = append(where, fmt.Sprintf("EXISTS (SELECT 1 FROM refs x WHERE x.h = %s AND x.time = e.time AND x.event = e.rowid)", arg(r.hash())))
+	for _, h := range refs[min(1, len(refs)):] {
+		where = append(where, fmt.Sprintf("EXISTS (SELECT 1 FROM refs x WHERE x.h = %s AND x.time = e.time AND x.event = e.rowid)", arg(h)))
 	}
 	if len(where) > 0 {
 		b.WriteString(" WHERE ")
