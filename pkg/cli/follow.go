@@ -27,6 +27,13 @@ const (
 	// watchSeenMax bounds the events remembered as printed, so that one
 	// both listed and watched is printed once.
 	watchSeenMax = 4 * watchCatchUpMax
+	// catchUpOverlap is how far before the cursor a catch-up lists. With
+	// replicas on one PostgreSQL database, a watch gets the other
+	// replicas' events a moment after they commit, stamped received by
+	// their clocks: one received before the last event printed may still
+	// have been on its way when the watch ended. What is listed again is
+	// printed once (seen).
+	catchUpOverlap = 10 * time.Second
 )
 
 // watch is one live view of the aggregator's events. When the aggregator
@@ -179,7 +186,8 @@ func watchAgain(err error) bool {
 	return false
 }
 
-// catchUp prints what the aggregator stored from the cursor on (the new
+// catchUp prints what the aggregator stored from a little before the
+// cursor on (catchUpOverlap; the new
 // Watch is already open: nothing falls between), in the order stored.
 func (w *watch) catchUp(ctx context.Context) error {
 	if w.cursor.IsZero() {
@@ -187,7 +195,7 @@ func (w *watch) catchUp(ctx context.Context) error {
 		return nil
 	}
 	f := proto.Clone(w.filter).(*pb.EventFilter)
-	f.ReceivedSince = timestamppb.New(w.cursor)
+	f.ReceivedSince = timestamppb.New(w.cursor.Add(-catchUpOverlap))
 	var missed []*pb.Event
 	_, err := pages(watchCatchUpMax, 500, func(size int32, token string) (int, string, error) {
 		resp, err := w.client.ListEvents(ctx, &pb.ListEventsRequest{Filter: f, PageSize: size, PageToken: token})
