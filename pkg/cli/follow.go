@@ -51,7 +51,10 @@ type watch struct {
 	print  func(*pb.Event)
 	// cursor is the aggregator's time from which nothing was missed.
 	cursor time.Time
-	seen   *recent.Map[string, struct{}]
+	// began is when the first Watch began: a catch-up never lists from
+	// before it.
+	began time.Time
+	seen  *recent.Map[string, struct{}]
 	// cancel ends the current Watch.
 	cancel context.CancelFunc
 }
@@ -93,7 +96,7 @@ func (w *watch) start(ctx context.Context) (pb.QueryService_WatchClient, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", w.what, err)
 	}
-	w.cursor = start
+	w.cursor, w.began = start, start
 	return stream, nil
 }
 
@@ -187,7 +190,7 @@ func watchAgain(err error) bool {
 }
 
 // catchUp prints what the aggregator stored from a little before the
-// cursor on (catchUpOverlap; the new
+// cursor on (catchUpOverlap, never before the first Watch began; the new
 // Watch is already open: nothing falls between), in the order stored.
 func (w *watch) catchUp(ctx context.Context) error {
 	if w.cursor.IsZero() {
@@ -195,7 +198,11 @@ func (w *watch) catchUp(ctx context.Context) error {
 		return nil
 	}
 	f := proto.Clone(w.filter).(*pb.EventFilter)
-	f.ReceivedSince = timestamppb.New(w.cursor.Add(-catchUpOverlap))
+	since := w.cursor.Add(-catchUpOverlap)
+	if since.Before(w.began) {
+		since = w.began
+	}
+	f.ReceivedSince = timestamppb.New(since)
 	var missed []*pb.Event
 	_, err := pages(watchCatchUpMax, 500, func(size int32, token string) (int, string, error) {
 		resp, err := w.client.ListEvents(ctx, &pb.ListEventsRequest{Filter: f, PageSize: size, PageToken: token})

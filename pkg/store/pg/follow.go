@@ -56,12 +56,13 @@ func newWriter() (string, error) {
 // announce records a commit as its writer's last and notifies the
 // listeners; both take effect when the transaction commits.
 func announce(ctx context.Context, tx pgx.Tx, w writerSeq) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO writers (writer, seq, updated) VALUES ($1, $2, $3)
-		ON CONFLICT (writer) DO UPDATE SET seq = excluded.seq, updated = excluded.updated`,
-		w.writer, w.seq, time.Now().UnixNano()); err != nil {
-		return fmt.Errorf("announce commit: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, w.writer+" "+strconv.FormatInt(w.seq, 10)); err != nil {
+	// One round trip: the commit waits for it.
+	if _, err := tx.Exec(ctx, `WITH up AS (
+	INSERT INTO writers (writer, seq, updated) VALUES ($1, $2, $3)
+	ON CONFLICT (writer) DO UPDATE SET seq = excluded.seq, updated = excluded.updated
+	RETURNING 1)
+SELECT pg_notify($4, $5) FROM up`,
+		w.writer, w.seq, time.Now().UnixNano(), Channel, w.writer+" "+strconv.FormatInt(w.seq, 10)); err != nil {
 		return fmt.Errorf("announce commit: %w", err)
 	}
 	return nil

@@ -233,3 +233,107 @@ func TestFollowUpdates(t *testing.T) {
 		t.Fatalf("revisions of different events: %s, %s", got[0].GetId(), got[1].GetId())
 	}
 }
+
+// sql runs statements on the database directly.
+func sql(t *testing.T, url string, stmts ...string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, s := range stmts {
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// TestMigrateToWriters: a database of schema 1 with events gains the
+// writer columns; its old events stay found and are not handed on as
+// new; what is committed after is.
+func TestMigrateToWriters(t *testing.T) {
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	old := open(t, url)
+	if _, err := old.Put(ctx, []*pb.Event{oom(1, 0), oom(2, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	// Back to schema 1, as an older oomwatch left it.
+	sql(t, url, `DROP TABLE writers`, `ALTER TABLE events DROP COLUMN writer, DROP COLUMN wseq, DROP COLUMN wpos`,
+		`UPDATE schema_version SET version = 1`)
+	a, b := open(t, url), open(t, url)
+	if _, err := b.Get(ctx, "node-a/boot-1/oom/1"); err != nil {
+		t.Fatalf("an event stored before the migration: %v", err)
+	}
+	f := follow(t, b)
+	if _, err := a.Put(ctx, []*pb.Event{oom(2, 0), oom(3, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, f, 1)
+	time.Sleep(200 * time.Millisecond)
+	evs, _ := f.snapshot()
+	checkOnceInOrder(t, evs, []int64{3})
+}
+
+// TestPruneWriters: retention forgets a writer silent since its cut once
+// none of its rows is left (not one with rows, not itself); should it
+// commit again, a follower that started meanwhile hands on its new rows
+// only.
+func TestPruneWriters(t *testing.T) {
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	a, b, c := open(t, url), open(t, url), open(t, url)
+	// a's event is old, c's new; b prunes.
+	if _, err := a.Put(ctx, []*pb.Event{oom(1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	base := oom(0, 0).GetTime().AsTime()
+	if _, err := c.Put(ctx, []*pb.Event{oom(2, time.Since(base))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Put(ctx, []*pb.Event{oom(3, time.Since(base))}); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM writers`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// a's event goes; every commit is newer than the cut: no writer is
+	// forgotten.
+	n, err := b.Prune(ctx, time.Now().Add(-time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want 1", n, err)
+	}
+	if w := count(); w != 3 {
+		t.Fatalf("%d writers after a prune of an old event, want 3", w)
+	}
+	// Every writer silent since the cut: a, without rows, is forgotten;
+	// c keeps a row, b prunes.
+	sql(t, url, `UPDATE writers SET updated = 0`)
+	if _, err := b.Prune(ctx, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if w := count(); w != 2 {
+		t.Fatalf("%d writers after a prune past their commits, want 2 (b's and c's)", w)
+	}
+	f := follow(t, open(t, url))
+	if _, err := a.Put(ctx, []*pb.Event{oom(4, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, f, 1)
+	time.Sleep(200 * time.Millisecond)
+	evs, _ := f.snapshot()
+	checkOnceInOrder(t, evs, []int64{4})
+}
