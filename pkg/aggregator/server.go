@@ -36,6 +36,21 @@ type Store interface {
 	Incidents(ctx context.Context, f *pb.EventFilter, gap time.Duration, pageSize int, pageToken string) ([]*pb.Incident, string, error)
 }
 
+// Follower is a store that other replicas write to as well (package
+// store/pg): Follow hands publish the events they commit, in each one's
+// commit order, until ctx ends, and calls ready once every commit from then
+// on is sure to be handed on. A Server over a Follower feeds those events
+// to its watchers and live pages as it does its own; a store that is not
+// one (SQLite) has this Server as its only writer.
+type Follower interface {
+	Follow(ctx context.Context, ready func(), publish func([]*pb.Event)) error
+}
+
+// FollowStartTimeout bounds how long Serve waits for a Follower to be
+// ready before it serves anyway (watchers then miss other replicas'
+// commits until it is, and say so in the log).
+const FollowStartTimeout = 15 * time.Second
+
 // Config tunes a Server. Zero values take the defaults.
 type Config struct {
 	// MaxEventsPerSecond is the sustained event rate of each
@@ -327,6 +342,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		s.commit.run()
 		close(commitDone)
 	}()
+	stopFollow, followDone := s.follow(ctx)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
 	s.log.WithField("addr", lis.Addr().String()).Info("serving")
@@ -353,12 +369,49 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		gs.Stop()
 		<-stopped
 	}
+	// Every watcher has ended: other replicas' commits have no reader.
+	stopFollow()
+	<-followDone
 	// Every handler has returned; the readers follow as their streams end.
 	s.readers.Wait()
 	s.commit.stop()
 	<-commitDone
 	s.log.WithFields(logrus.Fields{"ingested": s.ingested.Load(), "duplicates": s.duplicates.Load()}).Info("stopped")
 	return serveErr
+}
+
+// follow starts feeding the watchers the commits of the other replicas
+// when the store is a Follower, and waits (at most FollowStartTimeout)
+// until it is ready, so that a watcher's start (wire.WatchStartHeader)
+// holds for every replica's commits. Calling stop ends it; done is closed
+// once it has.
+func (s *Server) follow(ctx context.Context) (stop context.CancelFunc, done <-chan struct{}) {
+	fl, ok := s.st.(Follower)
+	finished := make(chan struct{})
+	if !ok {
+		close(finished)
+		return func() {}, finished
+	}
+	// Not ctx: watchers are served until the gRPC server has stopped.
+	fctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	var once sync.Once
+	go func() {
+		defer close(finished)
+		if err := fl.Follow(fctx, func() { once.Do(func() { close(ready) }) }, s.hub.publish); err != nil {
+			s.log.WithError(err).Error("stopped following the other replicas' commits: watchers see this replica's only")
+		}
+	}()
+	timer := time.NewTimer(FollowStartTimeout)
+	defer timer.Stop()
+	select {
+	case <-ready:
+	case <-finished:
+	case <-ctx.Done():
+	case <-timer.C:
+		s.log.Warn("not yet following the other replicas' commits; serving anyway")
+	}
+	return cancel, finished
 }
 
 // isDraining reports whether shutdown has begun.

@@ -27,6 +27,13 @@ const (
 	// watchSeenMax bounds the events remembered as printed, so that one
 	// both listed and watched is printed once.
 	watchSeenMax = 4 * watchCatchUpMax
+	// catchUpOverlap is how far before the cursor a catch-up lists. With
+	// replicas on one PostgreSQL database, a watch gets the other
+	// replicas' events a moment after they commit, stamped received by
+	// their clocks: one received before the last event printed may still
+	// have been on its way when the watch ended. What is listed again is
+	// printed once (seen).
+	catchUpOverlap = 10 * time.Second
 )
 
 // watch is one live view of the aggregator's events. When the aggregator
@@ -44,7 +51,10 @@ type watch struct {
 	print  func(*pb.Event)
 	// cursor is the aggregator's time from which nothing was missed.
 	cursor time.Time
-	seen   *recent.Map[string, struct{}]
+	// began is when the first Watch began: a catch-up never lists from
+	// before it.
+	began time.Time
+	seen  *recent.Map[string, struct{}]
 	// cancel ends the current Watch.
 	cancel context.CancelFunc
 }
@@ -86,7 +96,7 @@ func (w *watch) start(ctx context.Context) (pb.QueryService_WatchClient, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", w.what, err)
 	}
-	w.cursor = start
+	w.cursor, w.began = start, start
 	return stream, nil
 }
 
@@ -179,7 +189,8 @@ func watchAgain(err error) bool {
 	return false
 }
 
-// catchUp prints what the aggregator stored from the cursor on (the new
+// catchUp prints what the aggregator stored from a little before the
+// cursor on (catchUpOverlap, never before the first Watch began; the new
 // Watch is already open: nothing falls between), in the order stored.
 func (w *watch) catchUp(ctx context.Context) error {
 	if w.cursor.IsZero() {
@@ -187,7 +198,11 @@ func (w *watch) catchUp(ctx context.Context) error {
 		return nil
 	}
 	f := proto.Clone(w.filter).(*pb.EventFilter)
-	f.ReceivedSince = timestamppb.New(w.cursor)
+	since := w.cursor.Add(-catchUpOverlap)
+	if since.Before(w.began) {
+		since = w.began
+	}
+	f.ReceivedSince = timestamppb.New(since)
 	var missed []*pb.Event
 	_, err := pages(watchCatchUpMax, 500, func(size int32, token string) (int, string, error) {
 		resp, err := w.client.ListEvents(ctx, &pb.ListEventsRequest{Filter: f, PageSize: size, PageToken: token})

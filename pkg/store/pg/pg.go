@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +67,13 @@ type Store struct {
 	pool   *pgxpool.Pool
 	tok    store.Tokens
 	closed atomic.Bool
+	// connCfg is what Follow's listening connection is made of.
+	connCfg *pgx.ConnConfig
+	// writer names this Store's commits, random per Open; wseq numbers
+	// them. wmu serialises commits, so that they commit in wseq order.
+	writer string
+	wmu    sync.Mutex
+	wseq   int64
 }
 
 var _ store.Backend = (*Store)(nil)
@@ -96,7 +104,12 @@ func Open(ctx context.Context, url string, log *logrus.Entry) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open store: connect to PostgreSQL at %s: %w", where, err)
 	}
-	s := &Store{log: log, pool: pool}
+	writer, err := newWriter()
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := &Store{log: log, pool: pool, connCfg: cfg.ConnConfig.Copy(), writer: writer}
 	secret, err := s.migrate(ctx)
 	if err != nil {
 		pool.Close()
@@ -166,6 +179,21 @@ CREATE TABLE refs (
 	time  BIGINT NOT NULL,
 	event BIGINT NOT NULL,
 	PRIMARY KEY (h, time, event)
+);
+`,
+	// 2: the writer of each row (a Store, that is one replica's run), the
+	// number of its commit that stored or last updated the row and the
+	// row's place in that commit's batch, so that other replicas find
+	// what it committed, in order (see Follow); writers holds each
+	// writer's last commit.
+	`
+ALTER TABLE events ADD COLUMN writer TEXT NOT NULL DEFAULT '', ADD COLUMN wseq BIGINT NOT NULL DEFAULT 0,
+	ADD COLUMN wpos INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX events_writer ON events (writer, wseq, wpos);
+CREATE TABLE writers (
+	writer  TEXT PRIMARY KEY,
+	seq     BIGINT NOT NULL,
+	updated BIGINT NOT NULL   -- Unix ns of its last commit, for retention
 );
 `,
 }
@@ -272,6 +300,13 @@ SELECT count(*) FROM old`, cut, batch).Scan(&n)
 		}
 		total += n
 		if n < batch {
+			// Writers silent since the cut and whose rows are all gone:
+			// should one commit again, a follower that does not know it
+			// reads its rows from the first, and finds only new ones.
+			if _, err := s.pool.Exec(ctx, `DELETE FROM writers w WHERE updated < $1 AND writer <> $2
+				AND NOT EXISTS (SELECT 1 FROM events e WHERE e.writer = w.writer)`, cut, s.writer); err != nil {
+				return total, fmt.Errorf("prune writers: %w", err)
+			}
 			return total, nil
 		}
 	}

@@ -53,10 +53,17 @@ func (s *Store) PutRecords(ctx context.Context, recs []*store.Record) ([]store.P
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(rows[a].ID, rows[b].ID) })
 
+	// One commit at a time, numbered: another replica that has read
+	// this writer's commit n has read every commit before it.
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.wseq++
+	w := writerSeq{writer: s.writer, seq: s.wseq}
+
 	var out []store.PutResult
 	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		out = make([]store.PutResult, len(rows))
-		inserted, err := insertEvents(ctx, tx, rows, order)
+		inserted, err := insertEvents(ctx, tx, rows, order, w)
 		if err != nil {
 			return err
 		}
@@ -77,10 +84,16 @@ func (s *Store) PutRecords(ctx context.Context, recs []*store.Record) ([]store.P
 				updates = append(updates, i)
 			}
 		}
-		if err := updateEvents(ctx, tx, rows, updates, out, stored); err != nil {
+		if err := updateEvents(ctx, tx, rows, updates, out, stored, w); err != nil {
 			return err
 		}
-		return insertRefs(ctx, tx, rows, stored)
+		if err := insertRefs(ctx, tx, rows, stored); err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(stored, func(id int64) bool { return id != 0 }) {
+			return nil
+		}
+		return announce(ctx, tx, w)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("put: %w", err)
@@ -91,7 +104,7 @@ func (s *Store) PutRecords(ctx context.Context, recs []*store.Record) ([]store.P
 // insertEvents inserts the rows in order, one statement for the batch, and
 // returns the row IDs of those inserted by their event ID: the first copy
 // of each ID not stored before.
-func insertEvents(ctx context.Context, tx pgx.Tx, rows []store.Row, order []int) (map[string]int64, error) {
+func insertEvents(ctx context.Context, tx pgx.Tx, rows []store.Row, order []int, w writerSeq) (map[string]int64, error) {
 	n := len(order)
 	var (
 		ids, nodes, boots, types, kinds, verdicts, memcgs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -99,25 +112,26 @@ func insertEvents(ctx context.Context, tx pgx.Tx, rows []store.Row, order []int)
 		collateral                                        = make([]bool, n)
 		data                                              = make([][]byte, n)
 		refs                                              = make([]string, n)
+		pos                                               = make([]int32, n)
 	)
 	for j, i := range order {
 		r := rows[i]
 		ids[j], nodes[j], boots[j], types[j], kinds[j], verdicts[j], memcgs[j] = r.ID, r.Node, r.BootID, r.Type, r.Kind, r.Verdict, r.Memcg
 		seqs[j], times[j], received[j], revs[j], seen[j] = r.Seq, r.Time, r.Received, r.Revision, r.Seen
-		collateral[j], data[j], refs[j] = r.Collateral, r.Data, intArray(r.Refs)
+		collateral[j], data[j], refs[j], pos[j] = r.Collateral, r.Data, intArray(r.Refs), int32(i)
 	}
 	// ON CONFLICT DO NOTHING skips both an ID stored before and a second
 	// copy in this statement; RETURNING names the rows inserted.
 	res, err := tx.Query(ctx, `
-INSERT INTO events (id, node, boot_id, type, seq, time, received, kind, collateral, verdict, memcg, rev, seen, refs, data)
-SELECT id, node, boot_id, type, seq, time, received, kind, collateral, verdict, memcg, rev, seen, refs::bigint[], data
+INSERT INTO events (id, node, boot_id, type, seq, time, received, kind, collateral, verdict, memcg, rev, seen, refs, data, writer, wseq, wpos)
+SELECT id, node, boot_id, type, seq, time, received, kind, collateral, verdict, memcg, rev, seen, refs::bigint[], data, $16, $17, wpos
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[],
-	$9::boolean[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::text[], $15::bytea[])
-	WITH ORDINALITY AS u(id, node, boot_id, type, seq, time, received, kind, collateral, verdict, memcg, rev, seen, refs, data, n)
+	$9::boolean[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::text[], $15::bytea[], $18::integer[])
+	WITH ORDINALITY AS u(id, node, boot_id, type, seq, time, received, kind, collateral, verdict, memcg, rev, seen, refs, data, wpos, n)
 ORDER BY n
 ON CONFLICT (id) DO NOTHING
 RETURNING rowid, id`,
-		ids, nodes, boots, types, seqs, times, received, kinds, collateral, verdicts, memcgs, revs, seen, refs, data)
+		ids, nodes, boots, types, seqs, times, received, kinds, collateral, verdicts, memcgs, revs, seen, refs, data, w.writer, w.seq, pos)
 	if err != nil {
 		return nil, fmt.Errorf("insert events: %w", err)
 	}
@@ -157,7 +171,7 @@ func intArray(v []int64) string {
 // revision is higher and whose place in time is the same, marking it
 // Updated in out and its row ID in stored. The event keeps its time: its
 // references stay valid; those of the new revision are added.
-func updateEvents(ctx context.Context, tx pgx.Tx, rows []store.Row, updates []int, out []store.PutResult, stored []int64) error {
+func updateEvents(ctx context.Context, tx pgx.Tx, rows []store.Row, updates []int, out []store.PutResult, stored []int64, w writerSeq) error {
 	if len(updates) == 0 {
 		return nil
 	}
@@ -165,9 +179,9 @@ func updateEvents(ctx context.Context, tx pgx.Tx, rows []store.Row, updates []in
 	for _, i := range updates {
 		r := rows[i]
 		b.Queue(`UPDATE events SET received = $1, kind = $2, collateral = $3, verdict = $4, data = $5, rev = $6, memcg = $7, seen = $8,
-	refs = ARRAY(SELECT DISTINCT unnest(refs || $9::bigint[]))
+	refs = ARRAY(SELECT DISTINCT unnest(refs || $9::bigint[])), writer = $12, wseq = $13, wpos = $14
 	WHERE id = $10 AND rev < $6 AND time = $11 RETURNING rowid`,
-			r.Received, r.Kind, r.Collateral, r.Verdict, r.Data, r.Revision, r.Memcg, r.Seen, r.Refs, r.ID, r.Time)
+			r.Received, r.Kind, r.Collateral, r.Verdict, r.Data, r.Revision, r.Memcg, r.Seen, r.Refs, r.ID, r.Time, w.writer, w.seq, int32(i))
 	}
 	res := tx.SendBatch(ctx, b)
 	for _, i := range updates {
