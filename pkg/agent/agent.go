@@ -80,7 +80,7 @@ func New(opts Options, log *logrus.Entry) (*Agent, error) {
 		sp.Close()
 		return nil, err
 	}
-	a.conn, err = grpc.NewClient(opts.Server, dial...)
+	a.conn, err = transport.NewClient(opts.Server, dial...)
 	if err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("aggregator %s: %w", opts.Server, err)

@@ -71,7 +71,7 @@ type Options struct {
 // AddFlags registers the options on fs.
 func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", "", "this node's name (default: $NODE_NAME)")
-	fs.StringVar(&o.Server, "server", "", "aggregator address host:port")
+	fs.StringVar(&o.Server, "server", "", "aggregator address host:port, or several replicas' addresses separated by commas (one connection at a time, to a random one, moving to another when it goes away)")
 	fs.StringVar(&o.StateDir, "state-dir", "/var/lib/oomwatch", "directory for the spool and the checkpoint (a hostPath, so they survive restarts)")
 	fs.StringVar(&o.KmsgDevice, "kmsg-device", devkmsg.DevKmsg, "the kernel log device (the host's /dev/kmsg, wherever it is mounted)")
 	fs.StringVar(&o.Proc, "proc", "/proc", "the host's /proc")
@@ -176,6 +176,11 @@ func (o *Options) Validate() error {
 	}
 	if o.Server == "" {
 		return ErrNoServer
+	}
+	if strings.Contains(o.Server, ",") {
+		if _, err := transport.ParseServers(o.Server); err != nil {
+			return err
+		}
 	}
 	if o.StateDir == "" {
 		return errors.New("--state-dir must not be empty")

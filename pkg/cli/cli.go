@@ -104,7 +104,7 @@ func newRoot(io IO) *cobra.Command {
 	root.SetErr(io.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.server, "server", "", "aggregator address host:port")
+	pf.StringVar(&g.server, "server", "", "aggregator address host:port, or several replicas' addresses separated by commas")
 	tfs := flag.NewFlagSet("transport", flag.ContinueOnError)
 	g.transport.AddFlags(tfs)
 	pf.AddGoFlagSet(tfs)

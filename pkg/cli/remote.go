@@ -65,6 +65,11 @@ func (r *remote) check() error {
 	if r.g.server == "" {
 		return usageError{errors.New("no aggregator: set --server or OOMWATCH_SERVER")}
 	}
+	if strings.Contains(r.g.server, ",") {
+		if _, err := transport.ParseServers(r.g.server); err != nil {
+			return usageError{err}
+		}
+	}
 	if err := r.g.checkOutput(); err != nil {
 		return err
 	}
@@ -83,7 +88,7 @@ func (r *remote) dial() (*grpc.ClientConn, error) {
 	// its return (gRPC's default backoff grows to 2 minutes).
 	opts = append(opts, grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff: backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: watchRetryMax}}))
-	conn, err := grpc.NewClient(r.g.server, opts...)
+	conn, err := transport.NewClient(r.g.server, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", r.g.server, err)
 	}
@@ -150,6 +155,10 @@ func pages(limit, max int, fetch func(size int32, token string) (int, string, er
 }
 
 func (r *remote) serverName() string {
+	if strings.Contains(r.g.server, ",") {
+		// Replicas: each verified as its own host (transport.NewClient).
+		return ""
+	}
 	host := r.g.server
 	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
 		host = host[:i]
