@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -170,6 +171,12 @@ type Aggregator struct {
 	webLis net.Listener
 	// grpcLis, webCap and metricsLis cap their listeners' connections.
 	grpcLis, webCap, metricsLis *connlimit.Listener
+	// lead is this replica's part in the leader lease over a store that
+	// several share; nil (always leading) over one that is not.
+	lead *leadership
+	// followed counts the events other replicas stored or updated that
+	// this one handed to its watchers.
+	followed atomic.Int64
 }
 
 // NewAggregator opens the store and the listener of valid options.
@@ -199,6 +206,9 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 		return nil, fmt.Errorf("--max-connections: %w", err)
 	}
 	a := &Aggregator{opts: o, log: log, st: st, lis: lis, grpcLis: lis}
+	if ls, ok := st.(Leaser); ok {
+		a.lead = &leadership{ls: ls, log: log.WithField("component", "leader"), elected: a.catchUpKubeEvents}
+	}
 	if o.KubeEvents {
 		client, err := kubeClient(o.KubeConfig)
 		if err != nil {
@@ -222,6 +232,7 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 		AgentIdentity:      o.AgentIdentity,
 		Limits:             o.Limits,
 		OnStored:           a.stored,
+		OnFollowed:         a.followedEvents,
 		OnDuplicate:        a.metrics.Duplicates.Inc,
 		OnReject:           func(reason string) { a.metrics.Rejected.WithLabelValues(reason).Inc() },
 		OnPanic:            func(where string) { a.metrics.Panics.WithLabelValues(where).Inc() },
@@ -234,20 +245,40 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 		}
 	}
 	a.registerLimitMetrics()
+	a.registerReplicaMetrics()
 	return a, nil
 }
 
-// stored counts a stored event and queues it for the Kubernetes Events
-// writer (dropping, counted, when the writer is far behind: the API server
-// must never slow ingest).
+// stored counts a stored event and, on the leader, queues it for the
+// Kubernetes Events writer.
 func (a *Aggregator) stored(ev *pb.Event) {
 	a.metrics.Stored(ev, eventid.TypeOf(ev), time.Now())
-	if a.kubeq != nil {
-		select {
-		case a.kubeq <- ev:
-		default:
-			a.metrics.Rejected.WithLabelValues("kube-events-queue-full").Inc()
-		}
+	if a.kubeq != nil && a.lead.Leading() {
+		a.queueKubeEvent(ev)
+	}
+}
+
+// followedEvents takes the events other replicas stored or updated: the
+// leader writes their Kubernetes Events (an update's again, refused by
+// name as existing).
+func (a *Aggregator) followedEvents(evs []*pb.Event) {
+	a.followed.Add(int64(len(evs)))
+	if a.kubeq == nil || !a.lead.Leading() {
+		return
+	}
+	for _, ev := range evs {
+		a.queueKubeEvent(ev)
+	}
+}
+
+// queueKubeEvent queues an event for the Kubernetes Events writer,
+// dropping it (counted) when the writer is far behind: the API server
+// must never slow ingest.
+func (a *Aggregator) queueKubeEvent(ev *pb.Event) {
+	select {
+	case a.kubeq <- ev:
+	default:
+		a.metrics.Rejected.WithLabelValues("kube-events-queue-full").Inc()
 	}
 }
 
@@ -295,6 +326,13 @@ func (a *Aggregator) Addr() net.Addr { return a.lis.Addr() }
 func (a *Aggregator) Run(ctx context.Context) error {
 	pruneCtx, stopPrune := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	if a.lead != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.lead.run(pruneCtx)
+		}()
+	}
 	if a.opts.Retention > 0 {
 		wg.Add(1)
 		go func() {
@@ -364,6 +402,15 @@ func (a *Aggregator) pruneLoop(ctx context.Context) {
 	t := time.NewTicker(PruneInterval)
 	defer t.Stop()
 	for {
+		if !a.lead.Leading() {
+			// Another replica holds the lease and prunes for all.
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				continue
+			}
+		}
 		cut := time.Now().Add(-a.opts.Retention)
 		n, err := a.st.Prune(ctx, cut)
 		switch {

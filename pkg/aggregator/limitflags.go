@@ -120,3 +120,23 @@ func (a *Aggregator) registerLimitMetrics() {
 		}))
 	}
 }
+
+// registerReplicaMetrics registers what replicas on one database do
+// together: whether this one holds the leader lease, and how many events
+// the others stored that it handed to its watchers.
+func (a *Aggregator) registerReplicaMetrics() {
+	reg := a.metrics.Registry
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "oomwatch_aggregator_leader",
+		Help: "1 when this replica does the once-only work (retention, Kubernetes Events): it holds the leader lease, or it is the only one.",
+	}, func() float64 {
+		if a.lead.Leading() {
+			return 1
+		}
+		return 0
+	}))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "oomwatch_events_followed_total",
+		Help: "Events other replicas stored or updated on the shared database that this one handed to its watchers.",
+	}, func() float64 { return float64(a.followed.Load()) }))
+}

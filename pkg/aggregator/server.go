@@ -97,6 +97,9 @@ type Config struct {
 	// commit (metrics, Kubernetes Events). It must not block for long; a
 	// panic in it is caught and counted (PanicCommit).
 	OnStored func(ev *pb.Event)
+	// OnFollowed, when set, is told of the events other replicas stored
+	// or updated (a Follower store), once each is handed to the watchers.
+	OnFollowed func(evs []*pb.Event)
 	// OnDuplicate and OnReject, when set, are told of every event
 	// acknowledged as a duplicate and every refused event or stream (by
 	// reason, one of the Reject* constants); OnPanic of every panic caught.
@@ -398,7 +401,13 @@ func (s *Server) follow(ctx context.Context) (stop context.CancelFunc, done <-ch
 	var once sync.Once
 	go func() {
 		defer close(finished)
-		if err := fl.Follow(fctx, func() { once.Do(func() { close(ready) }) }, s.hub.publish); err != nil {
+		publish := func(evs []*pb.Event) {
+			s.hub.publish(evs)
+			if s.cfg.OnFollowed != nil {
+				s.cfg.OnFollowed(evs)
+			}
+		}
+		if err := fl.Follow(fctx, func() { once.Do(func() { close(ready) }) }, publish); err != nil {
 			s.log.WithError(err).Error("stopped following the other replicas' commits: watchers see this replica's only")
 		}
 	}()

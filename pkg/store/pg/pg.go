@@ -196,6 +196,15 @@ CREATE TABLE writers (
 	updated BIGINT NOT NULL   -- Unix ns of its last commit, for retention
 );
 `,
+	// 3: leases on work that one replica does for all (see Lease).
+	`
+CREATE TABLE leases (
+	name    TEXT PRIMARY KEY,
+	holder  TEXT NOT NULL,
+	renewed BIGINT NOT NULL,  -- Unix ns (the database's clock) of the holder's last renewal
+	expires BIGINT NOT NULL   -- Unix ns (the database's clock); a release sets it to 0
+);
+`,
 }
 
 // migrate creates the schema or brings it up to date, in one transaction

@@ -1,0 +1,118 @@
+package pg_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/store/pg"
+	"github.com/oomwatch/oomwatch/pkg/store/pg/pgtest"
+)
+
+// TestLease: one holder at a time; it renews; another takes the lease once
+// it has lapsed, or at once when released, and learns the last renewal.
+func TestLease(t *testing.T) {
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	a, b := open(t, url), open(t, url)
+	const ttl = 400 * time.Millisecond
+	lease := func(s *pg.Store) pg.LeaseState {
+		t.Helper()
+		st, err := s.Lease(ctx, "retention", ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := lease(a); !st.Held || !st.Taken || !st.PreviousRenewal.IsZero() {
+		t.Fatalf("first lease: %+v", st)
+	}
+	if st := lease(b); st.Held {
+		t.Fatalf("b took a held lease: %+v", st)
+	}
+	if st := lease(a); !st.Held || st.Taken {
+		t.Fatalf("renewal: %+v", st)
+	}
+	if st, err := b.Lease(ctx, "other", ttl); err != nil || !st.Held {
+		t.Fatalf("another lease's name: %+v %v", st, err)
+	}
+	renewedAt := time.Now()
+	time.Sleep(ttl + 200*time.Millisecond)
+	st := lease(b)
+	if !st.Held || !st.Taken {
+		t.Fatalf("b after a's lease lapsed: %+v", st)
+	}
+	if d := st.PreviousRenewal.Sub(renewedAt); d < -5*time.Second || d > 5*time.Second {
+		t.Fatalf("previous renewal %v, a renewed at about %v", st.PreviousRenewal, renewedAt)
+	}
+	if st := lease(a); st.Held {
+		t.Fatalf("a kept a lease b took: %+v", st)
+	}
+	if err := b.Release(ctx, "retention"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release(ctx, "retention"); err != nil { // not its: no effect
+		t.Fatal(err)
+	}
+	if st := lease(a); !st.Held || !st.Taken || st.PreviousRenewal.IsZero() {
+		t.Fatalf("a after b released: %+v", st)
+	}
+	if _, err := a.Lease(ctx, "x", 0); err == nil {
+		t.Fatal("a zero TTL was taken")
+	}
+}
+
+// TestLeaseContended: eight replicas asking at once, over and over: never
+// two holders at one time.
+func TestLeaseContended(t *testing.T) {
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	var stores []*pg.Store
+	for range 8 {
+		stores = append(stores, open(t, url))
+	}
+	const ttl = 150 * time.Millisecond
+	var (
+		holding  atomic.Int32
+		overlaps atomic.Int32
+		held     atomic.Int32
+		wg       sync.WaitGroup
+	)
+	deadline := time.Now().Add(2 * time.Second)
+	for _, s := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				st, err := s.Lease(ctx, "kube-events", ttl)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if st.Held {
+					held.Add(1)
+					if holding.Add(1) > 1 {
+						overlaps.Add(1)
+					}
+					// Work well inside the TTL, then give it up.
+					time.Sleep(ttl / 5)
+					holding.Add(-1)
+					if err := s.Release(ctx, "kube-events"); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	if overlaps.Load() > 0 {
+		t.Fatalf("%d times two replicas held the lease at once", overlaps.Load())
+	}
+	if held.Load() < 5 {
+		t.Fatalf("the lease was held only %d times", held.Load())
+	}
+}
