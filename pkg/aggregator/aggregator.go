@@ -207,7 +207,7 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 	}
 	a := &Aggregator{opts: o, log: log, st: st, lis: lis, grpcLis: lis}
 	if ls, ok := st.(Leaser); ok {
-		a.lead = &leadership{ls: ls, log: log.WithField("component", "leader"), elected: a.catchUpKubeEvents}
+		a.lead = newLeadership(ls, log.WithField("component", "leader"), a.catchUpKubeEvents)
 	}
 	if o.KubeEvents {
 		client, err := kubeClient(o.KubeConfig)
@@ -403,13 +403,15 @@ func (a *Aggregator) pruneLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if !a.lead.Leading() {
-			// Another replica holds the lease and prunes for all.
+			// Another replica holds the lease and prunes for all; this
+			// one prunes once it takes the lease.
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				continue
+			case <-a.lead.Won():
 			}
+			continue
 		}
 		cut := time.Now().Add(-a.opts.Retention)
 		n, err := a.st.Prune(ctx, cut)
@@ -425,6 +427,7 @@ func (a *Aggregator) pruneLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-a.lead.Won():
 		}
 	}
 }

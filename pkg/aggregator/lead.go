@@ -51,6 +51,22 @@ type leadership struct {
 	leading atomic.Bool
 	// lastRenewal is this replica's last successful renewal (its clock).
 	lastRenewal time.Time
+	// won is signalled when this replica becomes the leader.
+	won chan struct{}
+}
+
+// newLeadership returns this replica's part in the lease of ls.
+func newLeadership(ls Leaser, log *logrus.Entry, elected func(context.Context, time.Time)) *leadership {
+	return &leadership{ls: ls, log: log, elected: elected, won: make(chan struct{}, 1)}
+}
+
+// Won is signalled when this replica becomes the leader (nil, never, for
+// the only aggregator: it always leads).
+func (l *leadership) Won() <-chan struct{} {
+	if l == nil {
+		return nil
+	}
+	return l.won
 }
 
 // Leading reports whether this replica does the once-only work now.
@@ -101,6 +117,10 @@ func (l *leadership) try(ctx context.Context) {
 		l.log.WithField("previous_renewal", since).Info("leader: this replica does retention and Kubernetes Events")
 		if l.elected != nil {
 			l.elected(ctx, since)
+		}
+		select {
+		case l.won <- struct{}{}:
+		default:
 		}
 	case !st.Held && was:
 		l.log.Info("no longer the leader: another replica holds the lease")
