@@ -9,6 +9,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/store/pg"
 	"github.com/oomwatch/oomwatch/pkg/store/pg/pgtest"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
 // TestLease: one holder at a time; it renews; another takes the lease once
@@ -114,5 +115,34 @@ func TestLeaseContended(t *testing.T) {
 	}
 	if held.Load() < 5 {
 		t.Fatalf("the lease was held only %d times", held.Load())
+	}
+}
+
+// TestRestartedServer: a Store outlives its server crashing and starting
+// again: what was committed before is there, and once the server is back
+// puts succeed again (a put may fail while its connection is found dead).
+func TestRestartedServer(t *testing.T) {
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	s := open(t, url)
+	if _, err := s.Put(ctx, []*pb.Event{oom(1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Restart(t, 500*time.Millisecond)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := s.Put(ctx, []*pb.Event{oom(2, 0)})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("put after the restart: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, id := range []string{"node-a/boot-1/oom/1", "node-a/boot-1/oom/2"} {
+		if _, err := s.Get(ctx, id); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
 	}
 }

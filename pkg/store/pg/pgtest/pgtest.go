@@ -41,6 +41,10 @@ const startTimeout = 60 * time.Second
 // server is the test binary's PostgreSQL, started by the first DB.
 type server struct {
 	dir  string // data directory and socket
+	bin  string // the server's bin directory
+	cred *syscall.Credential
+	// mu guards cmd and done across Restart.
+	mu   sync.Mutex
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
 	done chan struct{}
@@ -248,6 +252,7 @@ func (s *server) run(bin string) error {
 		}
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
+	s.bin, s.cred = bin, cred
 	data := filepath.Join(dir, "data")
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
@@ -255,20 +260,30 @@ func (s *server) run(bin string) error {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %w: %s", err, tail(out))
 	}
+	return s.launch()
+}
+
+// launch starts the server on the initialised data directory and waits
+// until it accepts connections.
+func (s *server) launch() error {
 	// Only the socket in dir: no TCP port to collide with another test
 	// binary's server. fsync and synchronous commits stay on, as in
 	// production: an acknowledged commit is on disk.
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-c", "listen_addresses=",
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"), "-k", s.dir, "-c", "listen_addresses=",
 		"-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "shared_buffers=32MB", "-c", "max_connections=200")
 	// The server dies with the test binary, even when it is killed.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
-	s.cmd.Dir = dir
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
 	exited := make(chan error, 1)
-	go func() { exited <- s.cmd.Wait(); close(s.done) }()
+	go func() { exited <- cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(startTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -291,18 +306,46 @@ func (s *server) run(bin string) error {
 
 // stop shuts the server down (fast shutdown) and removes its directory.
 func (s *server) stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGINT)
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		_ = cmd.Process.Signal(syscall.SIGINT)
 		select {
-		case <-s.done:
+		case <-done:
 		case <-time.After(30 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
+			_ = cmd.Process.Kill()
+			<-done
 		}
 	}
 	if s.dir != "" {
 		if err := os.RemoveAll(s.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		}
+	}
+}
+
+// Restart stops the test binary's server as a crash would (an immediate
+// shutdown: no checkpoint, crash recovery at the next start), leaves it
+// down for down, then starts it again on the same data and socket: every
+// URL DB returned works again. Every test's databases go down with it.
+func Restart(t testing.TB, down time.Duration) {
+	t.Helper()
+	if srv == nil || srv.err != nil || srv.skip != "" {
+		t.Fatal("pgtest.Restart: no server running (call DB first)")
+	}
+	srv.mu.Lock()
+	cmd, done := srv.cmd, srv.done
+	srv.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	time.Sleep(down)
+	if err := srv.launch(); err != nil {
+		t.Fatalf("PostgreSQL restart: %v", err)
 	}
 }
