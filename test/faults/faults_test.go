@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/oomwatch/oomwatch/pkg/cli/clitest"
+	"github.com/oomwatch/oomwatch/pkg/store/pg/pgtest"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 	"github.com/oomwatch/oomwatch/test/e2e/scenario"
 	"github.com/oomwatch/oomwatch/test/e2e/vm"
@@ -47,16 +49,17 @@ func record(r row) {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	// The replica tests' PostgreSQL server is stopped when the tests end.
+	code := pgtest.Main(m)
 	tableMu.Lock()
 	if len(table) > 0 {
 		sort.SliceStable(table, func(i, j int) bool { return table[i].scenario < table[j].scenario })
 		fmt.Println("FAULTS TABLE")
-		fmt.Printf("| %-34s | %6s | %6s | %10s | %5s | %16s |\n", "scenario", "sent", "stored", "duplicates", "lost", "reported as lost")
-		fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 36), strings.Repeat("-", 8), strings.Repeat("-", 8),
+		fmt.Printf("| %-40s | %6s | %6s | %10s | %5s | %16s |\n", "scenario", "sent", "stored", "duplicates", "lost", "reported as lost")
+		fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 42), strings.Repeat("-", 8), strings.Repeat("-", 8),
 			strings.Repeat("-", 12), strings.Repeat("-", 7), strings.Repeat("-", 18))
 		for _, r := range table {
-			fmt.Printf("| %-34s | %6d | %6d | %10d | %5d | %16d |\n", r.scenario, r.sent, r.stored, r.duplicates, r.lost, r.report)
+			fmt.Printf("| %-40s | %6d | %6d | %10d | %5d | %16d |\n", r.scenario, r.sent, r.stored, r.duplicates, r.lost, r.report)
 		}
 	}
 	tableMu.Unlock()
@@ -69,7 +72,7 @@ var (
 	buildErr  error
 )
 
-// binaries builds the agent and the aggregator once.
+// binaries builds the agent, the aggregator and oomctl once.
 func binaries(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -77,7 +80,7 @@ func binaries(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		for _, name := range []string{"agent", "aggregator"} {
+		for _, name := range []string{"agent", "aggregator", "oomctl"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), "github.com/oomwatch/oomwatch/"+name)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("build %s: %v: %s", name, err, out)
@@ -110,12 +113,21 @@ type proc struct {
 
 func start(t *testing.T, name string, logPath string, args ...string) *proc {
 	t.Helper()
+	return startOut(t, name, logPath, nil, args...)
+}
+
+// startOut is start with standard output to stdout (nil: the log).
+func startOut(t *testing.T, name string, logPath string, stdout io.Writer, args ...string) *proc {
+	t.Helper()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(binaries(t), name), args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
