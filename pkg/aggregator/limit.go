@@ -33,6 +33,9 @@ type limiter struct {
 type bucket struct {
 	tokens float64
 	last   time.Time
+	// used counts the tokens taken since the bucket began (shared with
+	// other replicas, see shareUse).
+	used int64
 }
 
 // maxBuckets bounds the nodes tracked; past it, full (idle) buckets are
@@ -54,23 +57,60 @@ func (l *limiter) allow(node string) bool {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[node]
+	b := l.bucketLocked(node, now)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	b.used++
+	return true
+}
+
+// bucketLocked returns key's bucket, refilled to now, making it.
+func (l *limiter) bucketLocked(key string, now time.Time) *bucket {
+	b := l.buckets[key]
 	if b == nil {
 		if len(l.buckets) >= maxBuckets {
 			l.forgetIdle(now)
 		}
 		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[node] = b
+		l.buckets[key] = b
 	}
 	if d := now.Sub(b.last); d > 0 {
 		b.tokens = min(l.burst, b.tokens+d.Seconds()*l.rate)
 		b.last = now
 	}
-	if b.tokens < 1 {
-		return false
+	return b
+}
+
+// used returns each bucket's tokens taken since it began.
+func (l *limiter) used() map[string]int64 {
+	if l == nil || l.rate <= 0 {
+		return nil
 	}
-	b.tokens--
-	return true
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]int64, len(l.buckets))
+	for k, b := range l.buckets {
+		if b.used > 0 {
+			out[k] = b.used
+		}
+	}
+	return out
+}
+
+// charge takes n tokens from key's bucket for events other replicas
+// admitted under it, down to -burst (so that a key is never refused for
+// longer than two bursts' refill).
+func (l *limiter) charge(key string, n int64) {
+	if l == nil || l.rate <= 0 || n <= 0 {
+		return
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucketLocked(key, now)
+	b.tokens = max(-l.burst, b.tokens-float64(n))
 }
 
 func (l *limiter) forgetIdle(now time.Time) {

@@ -346,6 +346,14 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		close(commitDone)
 	}()
 	stopFollow, followDone := s.follow(ctx)
+	shareCtx, stopShare := context.WithCancel(ctx)
+	shareDone := make(chan struct{})
+	go func() {
+		defer close(shareDone)
+		if sh, ok := s.st.(UseSharer); ok && (s.limiter.rate > 0 || s.idLimiter.rate > 0) {
+			s.shareUse(shareCtx, sh)
+		}
+	}()
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
 	s.log.WithField("addr", lis.Addr().String()).Info("serving")
@@ -375,6 +383,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	// Every watcher has ended: other replicas' commits have no reader.
 	stopFollow()
 	<-followDone
+	stopShare()
+	<-shareDone
 	// Every handler has returned; the readers follow as their streams end.
 	s.readers.Wait()
 	s.commit.stop()

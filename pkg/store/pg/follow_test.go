@@ -262,7 +262,7 @@ func TestMigrateToWriters(t *testing.T) {
 	}
 	old.Close()
 	// Back to schema 1, as an older oomwatch left it.
-	sql(t, url, `DROP TABLE leases`, `DROP TABLE writers`, `ALTER TABLE events DROP COLUMN writer, DROP COLUMN wseq, DROP COLUMN wpos`,
+	sql(t, url, `DROP TABLE rate_use`, `DROP TABLE leases`, `DROP TABLE writers`, `ALTER TABLE events DROP COLUMN writer, DROP COLUMN wseq, DROP COLUMN wpos`,
 		`UPDATE schema_version SET version = 1`)
 	a, b := open(t, url), open(t, url)
 	if _, err := b.Get(ctx, "node-a/boot-1/oom/1"); err != nil {

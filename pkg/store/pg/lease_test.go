@@ -2,6 +2,7 @@ package pg_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -144,5 +145,41 @@ func TestRestartedServer(t *testing.T) {
 		if _, err := s.Get(ctx, id); err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}
+	}
+}
+
+// TestShareUse: each replica sees the others' totals, not its own, the
+// latest of each; too many keys at once are refused.
+func TestShareUse(t *testing.T) {
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	a, b := open(t, url), open(t, url)
+	if got, err := a.ShareUse(ctx, map[string]int64{"e:node:x": 5, "i:agent": 7}); err != nil || len(got) != 0 {
+		t.Fatalf("a alone: %v %v", got, err)
+	}
+	if _, err := a.ShareUse(ctx, map[string]int64{"e:node:x": 9}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.ShareUse(ctx, map[string]int64{"e:node:x": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	totals := map[string]int64{}
+	for _, u := range got {
+		totals[u.Key] = u.Total
+	}
+	if len(got) != 2 || totals["e:node:x"] != 9 || totals["i:agent"] != 7 {
+		t.Fatalf("b sees %+v, want a's totals 9 and 7", got)
+	}
+	got, err = a.ShareUse(ctx, nil)
+	if err != nil || len(got) != 1 || got[0].Total != 1 {
+		t.Fatalf("a sees %+v %v, want b's 1", got, err)
+	}
+	many := map[string]int64{}
+	for i := range pg.MaxUseKeys + 1 {
+		many[fmt.Sprint(i)] = 1
+	}
+	if _, err := a.ShareUse(ctx, many); err == nil {
+		t.Fatal("too many keys were taken")
 	}
 }

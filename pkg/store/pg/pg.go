@@ -74,6 +74,8 @@ type Store struct {
 	writer string
 	wmu    sync.Mutex
 	wseq   int64
+	// useCalls counts ShareUse calls, to forget old totals now and then.
+	useCalls atomic.Int64
 }
 
 var _ store.Backend = (*Store)(nil)
@@ -204,6 +206,18 @@ CREATE TABLE leases (
 	renewed BIGINT NOT NULL,  -- Unix ns (the database's clock) of the holder's last renewal
 	expires BIGINT NOT NULL   -- Unix ns (the database's clock); a release sets it to 0
 );
+`,
+	// 4: each replica's use of the event rates, for limits that hold
+	// across replicas (see ShareUse).
+	`
+CREATE TABLE rate_use (
+	key     TEXT NOT NULL,
+	writer  TEXT NOT NULL,
+	total   BIGINT NOT NULL,  -- events admitted under key by writer since it opened
+	updated BIGINT NOT NULL,  -- Unix ns (the database's clock)
+	PRIMARY KEY (key, writer)
+);
+CREATE INDEX rate_use_updated ON rate_use (updated);
 `,
 }
 
