@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oomwatch/oomwatch/pkg/quantity"
+
 	"github.com/sirupsen/logrus"
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
 	"github.com/oomwatch/oomwatch/pkg/kubepods"
@@ -124,12 +125,11 @@ func ParseEviction(s string) (EvictionThreshold, error) {
 		}
 		return EvictionThreshold{Percent: v}, nil
 	}
-	q, err := resource.ParseQuantity(s)
-	if err != nil {
+	v, err := quantity.Parse(s)
+	if errors.Is(err, quantity.ErrSyntax) {
 		return EvictionThreshold{}, fmt.Errorf("%q is neither a quantity (100Mi, 1Gi) nor a percentage (5%%)", s)
 	}
-	v, ok := q.AsInt64()
-	if !ok || v < 0 {
+	if err != nil || v < 0 {
 		return EvictionThreshold{}, fmt.Errorf("%q is not a size in bytes from 0 to 8 EiB", s)
 	}
 	return EvictionThreshold{Bytes: v}, nil

@@ -23,8 +23,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oomwatch/oomwatch/pkg/quantity"
+
 	"github.com/sirupsen/logrus"
-	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // In-cluster defaults: the service account's files and the API server's
@@ -241,11 +242,11 @@ func memory(m map[string]string) int64 {
 	if !ok {
 		return 0
 	}
-	q, err := resource.ParseQuantity(s)
+	v, err := quantity.Parse(s)
 	if err != nil {
 		return 0
 	}
-	return max(q.Value(), 0)
+	return max(v, 0)
 }
 
 func podOf(it podJSON) Pod {
