@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -45,8 +46,8 @@ type Options struct {
 	Transport    transport.Options
 	// AgentIdentity accepts a client certificate shared by all agents.
 	AgentIdentity string
-	// MetricsAddr serves Prometheus /metrics and /healthz (plaintext, for
-	// probes) when set.
+	// MetricsAddr serves Prometheus /metrics, /healthz and /readyz
+	// (plaintext, for probes) when set.
 	MetricsAddr string
 	// HTTPAddr serves the web UI when set, with the same TLS and token as
 	// gRPC.
@@ -70,7 +71,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", DefaultMaxClockSkew, "how far past the aggregator's clock an event's time may be; an event further in the future is refused")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.AgentIdentity, "agent-identity", "", "with mutual TLS: a client certificate name (CN or DNS SAN) that has the agent role and may send events for any node, for one certificate shared by every agent (default: each agent's certificate must name its node)")
-	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (plaintext; off when empty)")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness: the database answers) on this address (plaintext; off when empty)")
 	fs.StringVar(&o.HTTPAddr, "http-addr", "", "serve the web UI on this address, with the gRPC listener's TLS and token (off when empty)")
 	fs.BoolVar(&o.KubeEvents, "kube-events", false, "write Kubernetes Events on the victim's Pod and, for node-level kills, on the Node, and for newly opened warnings MemoryNearLimit (Pod) and NodeMemoryLow (Node) (needs the RBAC in deploy/)")
 	fs.StringVar(&o.KubeConfig, "kubeconfig", "", "kubeconfig for --kube-events (default: in-cluster credentials)")
@@ -170,6 +171,8 @@ type Aggregator struct {
 	webLis net.Listener
 	// grpcLis, webCap and metricsLis cap their listeners' connections.
 	grpcLis, webCap, metricsLis *connlimit.Listener
+	// dbDown is the readiness probe's last answer about the database.
+	dbDown atomic.Bool
 }
 
 // NewAggregator opens the store and the listener of valid options.
@@ -321,7 +324,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 				}
 				return nil
 			}
-			if err := metrics.ServeListener(pruneCtx, a.metricsLis, a.metrics.Registry, healthy, a.log.WithField("component", "metrics")); err != nil {
+			if err := metrics.ServeProbes(pruneCtx, a.metricsLis, a.metrics.Registry, metrics.Probes{Live: healthy, Ready: a.ready}, a.log.WithField("component", "metrics")); err != nil {
 				a.log.WithError(err).Error("metrics server stopped")
 			}
 		}()
