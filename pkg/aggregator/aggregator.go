@@ -63,7 +63,7 @@ type Options struct {
 // AddFlags registers the options on fs, with their defaults.
 func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", ":7443", "gRPC listen address")
-	fs.StringVar(&o.DB, "db", "/var/lib/oomwatch/oomwatch.db", "SQLite database file (created when missing), or a PostgreSQL database URL (postgres://user:password@host:5432/database?sslmode=verify-full)")
+	fs.StringVar(&o.DB, "db", "/var/lib/oomwatch/oomwatch.db", "SQLite database file (created when missing), or a PostgreSQL database URL (postgres://user:password@host:5432/database?sslmode=verify-full) (aggregator migrate -h: how to copy an SQLite history into PostgreSQL)")
 	o.Retention = 30 * 24 * time.Hour
 	fs.Var((*days)(&o.Retention), "retention", "how long events are kept, e.g. 30d or 72h; 0 keeps them forever")
 	fs.Float64Var(&o.MaxEventsPerSecond, "max-events-per-second", 100, "events per second each authenticated identity may send (a certificate or token; one shared by every agent is one identity; without authentication, each node) (0: no limit); a sender over it is told to back off")

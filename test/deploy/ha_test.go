@@ -2,12 +2,15 @@ package deploy
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"flag"
 	"io"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -294,5 +297,44 @@ func TestMigrateJob(t *testing.T) {
 	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
 		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 		t.Errorf("security context %+v: want a read-only root and no escalation", sc)
+	}
+}
+
+// checkMigrate runs the built aggregator's migrate subcommand: -h lists
+// exactly migration.Options' flags, and a --to that is not a PostgreSQL
+// URL is refused as a usage error (exit 2), saying so.
+func checkMigrate(t *testing.T, bin string) {
+	t.Helper()
+	run := func(args ...string) (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	code, usage := run("migrate", "-h")
+	var printed []string
+	for _, m := range flagLine.FindAllStringSubmatch(usage, -1) {
+		printed = append(printed, m[1])
+	}
+	var o migration.Options
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	o.AddFlags(fs)
+	var defined []string
+	fs.VisitAll(func(f *flag.Flag) { defined = append(defined, f.Name) })
+	slices.Sort(printed)
+	if code != 0 || !slices.Equal(printed, defined) {
+		t.Errorf("aggregator migrate -h: exit %d, flags %v; want 0 and %v", code, printed, defined)
+	}
+	code, out := run("migrate", "--from=/nonexistent/oomwatch.db", "--to=/tmp/oomwatch.db")
+	if code != 2 || !strings.Contains(out, "must be a PostgreSQL URL") {
+		t.Errorf("aggregator migrate --to=<a file>: exit %d, %q; want 2 and why", code, out)
 	}
 }
