@@ -114,7 +114,7 @@ func Copy(ctx context.Context, src Source, dst Importer, batch int, progress fun
 	for {
 		recs, next, err := src.Next(ctx, after, batch)
 		if err != nil {
-			return c, stopped(c, err)
+			return c, fmt.Errorf("copy stopped reading the SQLite history (%s, all committed): %w", c, err)
 		}
 		if len(recs) == 0 {
 			return c, nil
@@ -123,7 +123,7 @@ func Copy(ctx context.Context, src Source, dst Importer, batch int, progress fun
 			n := distinctTimes(recs)
 			res, err := dst.Import(ctx, recs[:n])
 			if err != nil {
-				return c, stopped(c, err)
+				return c, fmt.Errorf("copy stopped (%s, all committed: run it again to copy the rest): %w", c, err)
 			}
 			for i, r := range res {
 				switch {
@@ -146,11 +146,6 @@ func Copy(ctx context.Context, src Source, dst Importer, batch int, progress fun
 		}
 		after = next
 	}
-}
-
-// stopped is the error of a copy that stopped on err.
-func stopped(c Counts, err error) error {
-	return fmt.Errorf("copy stopped (%s, all committed: run it again to copy the rest): %w", c, err)
 }
 
 // distinctTimes is the length of the longest prefix of recs whose times

@@ -474,3 +474,50 @@ func TestRunRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestRunDamagedHistory: an SQLite file cut short (a copy taken while it
+// was written, a full disk) or with pages overwritten is reported, never
+// copied in part silently; what was copied before the damage was found is
+// committed.
+func TestRunDamagedHistory(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, path string, size int64)
+	}{
+		{"truncated", func(t *testing.T, path string, size int64) {
+			if err := os.Truncate(path, size*2/3); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"pages overwritten", func(t *testing.T, path string, size int64) {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt(bytes.Repeat([]byte{0xa5}, int(size/3)), size*2/3-4096); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := history(t, 400)
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.damage(t, path, fi.Size())
+			url := pgtest.DB(t)
+			c, err := Run(context.Background(), Options{From: path, To: url, Batch: 10}, io.Discard, quietLog())
+			t.Logf("Run = %v, %v", c, err)
+			if err == nil || !errors.Is(err, store.ErrNotStore) && !strings.Contains(err.Error(), "reading the SQLite history") {
+				t.Fatalf("Run = %v, want an error that says the SQLite history is damaged", err)
+			}
+			if c.Copied > 0 {
+				if n := int64(len(listAll(t, openPG(t, url), nil))); n != c.Copied {
+					t.Errorf("PostgreSQL holds %d events, the copy said %d", n, c.Copied)
+				}
+			}
+		})
+	}
+}
