@@ -49,7 +49,7 @@ func (s *Store) Import(ctx context.Context, recs []*store.Record) ([]store.PutRe
 	return s.put(ctx, recs, false)
 }
 
-// put stores recs in one transaction; with announce, as this Store's next
+// put stores recs in one transaction; when announced, as this Store's next
 // commit, announced to the followers.
 func (s *Store) put(ctx context.Context, recs []*store.Record, announced bool) ([]store.PutResult, error) {
 	if len(recs) == 0 {
