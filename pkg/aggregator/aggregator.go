@@ -46,8 +46,8 @@ type Options struct {
 	Transport    transport.Options
 	// AgentIdentity accepts a client certificate shared by all agents.
 	AgentIdentity string
-	// MetricsAddr serves Prometheus /metrics and /healthz (plaintext, for
-	// probes) when set.
+	// MetricsAddr serves Prometheus /metrics, /healthz and /readyz
+	// (plaintext, for probes) when set.
 	MetricsAddr string
 	// HTTPAddr serves the web UI when set, with the same TLS and token as
 	// gRPC.
@@ -63,7 +63,7 @@ type Options struct {
 // AddFlags registers the options on fs, with their defaults.
 func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", ":7443", "gRPC listen address")
-	fs.StringVar(&o.DB, "db", "/var/lib/oomwatch/oomwatch.db", "SQLite database file (created when missing), or a PostgreSQL database URL (postgres://user:password@host:5432/database?sslmode=verify-full)")
+	fs.StringVar(&o.DB, "db", "/var/lib/oomwatch/oomwatch.db", "SQLite database file (created when missing), or a PostgreSQL database URL (postgres://user:password@host:5432/database?sslmode=verify-full) (aggregator migrate -h: how to copy an SQLite history into PostgreSQL)")
 	o.Retention = 30 * 24 * time.Hour
 	fs.Var((*days)(&o.Retention), "retention", "how long events are kept, e.g. 30d or 72h; 0 keeps them forever")
 	fs.Float64Var(&o.MaxEventsPerSecond, "max-events-per-second", 100, "events per second each authenticated identity may send (a certificate or token; one shared by every agent is one identity; without authentication, each node) (0: no limit); a sender over it is told to back off")
@@ -71,7 +71,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", DefaultMaxClockSkew, "how far past the aggregator's clock an event's time may be; an event further in the future is refused")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.AgentIdentity, "agent-identity", "", "with mutual TLS: a client certificate name (CN or DNS SAN) that has the agent role and may send events for any node, for one certificate shared by every agent (default: each agent's certificate must name its node)")
-	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (plaintext; off when empty)")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness: the database answers) on this address (plaintext; off when empty)")
 	fs.StringVar(&o.HTTPAddr, "http-addr", "", "serve the web UI on this address, with the gRPC listener's TLS and token (off when empty)")
 	fs.BoolVar(&o.KubeEvents, "kube-events", false, "write Kubernetes Events on the victim's Pod and, for node-level kills, on the Node, and for newly opened warnings MemoryNearLimit (Pod) and NodeMemoryLow (Node) (needs the RBAC in deploy/)")
 	fs.StringVar(&o.KubeConfig, "kubeconfig", "", "kubeconfig for --kube-events (default: in-cluster credentials)")
@@ -177,6 +177,8 @@ type Aggregator struct {
 	// followed counts the events other replicas stored or updated that
 	// this one handed to its watchers.
 	followed atomic.Int64
+	// dbDown is the readiness probe's last answer about the database.
+	dbDown atomic.Bool
 }
 
 // NewAggregator opens the store and the listener of valid options.
@@ -359,7 +361,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 				}
 				return nil
 			}
-			if err := metrics.ServeListener(pruneCtx, a.metricsLis, a.metrics.Registry, healthy, a.log.WithField("component", "metrics")); err != nil {
+			if err := metrics.ServeProbes(pruneCtx, a.metricsLis, a.metrics.Registry, metrics.Probes{Live: healthy, Ready: a.ready}, a.log.WithField("component", "metrics")); err != nil {
 				a.log.WithError(err).Error("metrics server stopped")
 			}
 		}()

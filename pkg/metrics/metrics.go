@@ -224,8 +224,8 @@ func (m *Aggregator) Stored(ev *pb.Event, typ string, now time.Time) {
 	}
 }
 
-// Serve serves /metrics and /healthz on addr until ctx ends. healthy, when
-// set, decides /healthz.
+// Serve serves /metrics, /healthz and /readyz (the same as /healthz) on
+// addr until ctx ends. healthy, when set, decides them.
 func Serve(ctx context.Context, addr string, reg *prometheus.Registry, healthy func() error, log *logrus.Entry) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -236,17 +236,49 @@ func Serve(ctx context.Context, addr string, reg *prometheus.Registry, healthy f
 
 // ServeListener is Serve on an open listener.
 func ServeListener(ctx context.Context, ln net.Listener, reg *prometheus.Registry, healthy func() error, log *logrus.Entry) error {
+	return ServeProbes(ctx, ln, reg, Probes{Live: healthy}, log)
+}
+
+// ReadyTimeout bounds one readiness check: a database that does not answer
+// within it is not ready.
+const ReadyTimeout = 2 * time.Second
+
+// Probes decide the kubelet's probes. Liveness and readiness differ: a
+// process that cannot reach its database is alive (restarting it would not
+// bring the database back, and would restart every replica at once) but
+// not ready (the Service sends its clients elsewhere).
+type Probes struct {
+	// Live decides /healthz; nil is always live.
+	Live func() error
+	// Ready decides /readyz, within ReadyTimeout; nil makes /readyz the
+	// same as /healthz.
+	Ready func(ctx context.Context) error
+}
+
+// ServeProbes serves /metrics, /healthz and /readyz on ln until ctx ends.
+// A failing probe answers 503 with its error's text.
+func ServeProbes(ctx context.Context, ln net.Listener, reg *prometheus.Registry, p Probes, log *logrus.Entry) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if healthy != nil {
-			if err := healthy(); err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
-			}
+	live := func(context.Context) error {
+		if p.Live == nil {
+			return nil
 		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
+		return p.Live()
+	}
+	ready := live
+	if p.Ready != nil {
+		ready = func(ctx context.Context) error {
+			if err := live(ctx); err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+			defer cancel()
+			return p.Ready(ctx)
+		}
+	}
+	mux.Handle("/healthz", probe(live))
+	mux.Handle("/readyz", probe(ready))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -259,4 +291,15 @@ func ServeListener(ctx context.Context, ln net.Listener, reg *prometheus.Registr
 		return err
 	}
 	return nil
+}
+
+// probe answers "ok" when check passes, else 503 with its error.
+func probe(check func(context.Context) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := check(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 }

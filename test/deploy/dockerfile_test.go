@@ -270,6 +270,9 @@ func TestDockerfileBuild(t *testing.T) {
 				t.Errorf("the binary holds the build path %s (-trimpath)", root)
 			}
 			checkHelp(t, name, bin)
+			if name == "aggregator" {
+				checkMigrate(t, bin)
+			}
 		})
 	}
 }

@@ -124,6 +124,19 @@ func Open(ctx context.Context, url string, log *logrus.Entry) (*Store, error) {
 	return s, nil
 }
 
+// Ping reports whether the database answers, through the pool (a dead
+// pooled connection is found and replaced): what the aggregator's
+// readiness probe asks, within its own deadline.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping PostgreSQL: %w", err)
+	}
+	return nil
+}
+
 // Close closes the connections. Puts committed before stay stored.
 func (s *Store) Close() error {
 	if s.closed.CompareAndSwap(false, true) {

@@ -37,6 +37,21 @@ func (s *Store) Put(ctx context.Context, events []*pb.Event) ([]store.PutResult,
 // (group commit), committed (and so flushed to PostgreSQL's WAL) before it
 // returns nil.
 func (s *Store) PutRecords(ctx context.Context, recs []*store.Record) ([]store.PutResult, error) {
+	return s.put(ctx, recs, true)
+}
+
+// Import is PutRecords of events copied from another database (an SQLite
+// history, see package migration), announcing nothing: they are history,
+// not news, so the replicas following this database (Follow) do not hand
+// them to their watchers. Like the rows of an oomwatch that predates
+// Follow, they have no writer.
+func (s *Store) Import(ctx context.Context, recs []*store.Record) ([]store.PutResult, error) {
+	return s.put(ctx, recs, false)
+}
+
+// put stores recs in one transaction; when announced, as this Store's next
+// commit, announced to the followers.
+func (s *Store) put(ctx context.Context, recs []*store.Record, announced bool) ([]store.PutResult, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -57,8 +72,11 @@ func (s *Store) PutRecords(ctx context.Context, recs []*store.Record) ([]store.P
 	// this writer's commit n has read every commit before it.
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.wseq++
-	w := writerSeq{writer: s.writer, seq: s.wseq}
+	var w writerSeq
+	if announced {
+		s.wseq++
+		w = writerSeq{writer: s.writer, seq: s.wseq}
+	}
 
 	var out []store.PutResult
 	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
@@ -90,7 +108,7 @@ func (s *Store) PutRecords(ctx context.Context, recs []*store.Record) ([]store.P
 		if err := insertRefs(ctx, tx, rows, stored); err != nil {
 			return err
 		}
-		if !slices.ContainsFunc(stored, func(id int64) bool { return id != 0 }) {
+		if !announced || !slices.ContainsFunc(stored, func(id int64) bool { return id != 0 }) {
 			return nil
 		}
 		return announce(ctx, tx, w)
