@@ -1,7 +1,7 @@
 // Package migration copies an aggregator's SQLite event history into a
 // PostgreSQL database: `aggregator migrate --from oomwatch.db --to
 // postgres://...`, for moving a single-replica install to the replicated
-// one (deploy/ha). Every stored event is copied as it is stored (its
+// one (deploy-ha/). Every stored event is copied as it is stored (its
 // latest revision, its received time, its bytes) in the order it was
 // stored, in batches of one transaction each. PostgreSQL deduplicates by
 // event ID, so a copy run again stores nothing twice, and one that
