@@ -1,8 +1,8 @@
 package analysis
 
 import (
-	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -266,7 +266,8 @@ type unit struct {
 // known.
 func unitKey(h Holder, scope string) string {
 	if h.Cgroup == "" {
-		return fmt.Sprintf("pid:%d", h.PID)
+		// Not fmt.Sprintf: a node's report may list 10,000 such tasks.
+		return "pid:" + strconv.Itoa(h.PID)
 	}
 	w := workload.FromCgroup(h.Cgroup)
 	if scope == ScopePod || scope == ScopeContainer {
