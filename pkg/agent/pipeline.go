@@ -35,8 +35,12 @@ type Enricher interface {
 	Enrich(ctx context.Context, ev *analysis.Event)
 }
 
-// Observer sees every kernel record as it is read (cheaply: it runs on the
-// hot path).
+// Observer sees the kernel records that may be part of an OOM report as
+// they are read, before the Assembler takes them: every record while a
+// report is open, and outside one those the Assembler does not skip (see
+// oom.Assembler.Skip: a report's first line, a summary, a kill line, a line
+// that names the OOM killer). The other records, nearly all of them, are not
+// shown: the hot path stays the Assembler's test.
 type Observer interface {
 	Observe(msg []byte)
 }
@@ -141,8 +145,16 @@ type Pipeline struct {
 	// were read; lastMono is the kernel time of the last record.
 	seen     map[int]string
 	lastMono time.Duration
+	// up is the uptime read from /proc at upAt (see uptime).
+	up   time.Duration
+	upAt time.Time
 	// attr places the kills the kernel names only by PID.
 	attr *attributor
+	// observer is the Enricher when it is an Observer.
+	observer Observer
+	// idle is set by take when no report is open and no event is ready or
+	// held: an ordinary record then takes the short path (skipped).
+	idle bool
 	// forged counts userspace records that imitate OOM report lines;
 	// forgedLogged is when one was last logged, forgedQuiet how many were
 	// not logged since.
@@ -192,6 +204,7 @@ func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 	if pf, ok := cfg.Enricher.(Prefetcher); ok {
 		p.attr.onFound = pf.Prefetch
 	}
+	p.observer, _ = cfg.Enricher.(Observer)
 	p.asm = oom.NewAssembler(oom.Options{TaskSeen: p.taskSeen, KillSeen: p.killSeen, Forged: p.forgedRecord}, p.stream.Add)
 	p.seen = map[int]string{}
 	return p
@@ -241,7 +254,7 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 		return
 	}
 	if p.lastMono > 0 {
-		if up, err := p.cfg.Proc.Uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
+		if up, err := p.uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
 			return
 		}
 	}
@@ -258,12 +271,33 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 	p.attr.remember(pid, cg)
 }
 
+// uptimeEvery is how long an uptime read from /proc serves, moved on by
+// Go's monotonic clock (Proc.Uptime's resolution is 10 ms anyway).
+const uptimeEvery = 100 * time.Millisecond
+
+// uptime returns the node's uptime, reading /proc/uptime at most every
+// uptimeEvery: a report's task dump asks on every large task's row, and a
+// dump of 10,000 tasks is printed within milliseconds.
+func (p *Pipeline) uptime() (time.Duration, error) {
+	now := time.Now()
+	if since := now.Sub(p.upAt); !p.upAt.IsZero() && since >= 0 && since < uptimeEvery {
+		return p.up + since, nil
+	}
+	up, err := p.cfg.Proc.Uptime()
+	if err != nil {
+		p.upAt = time.Time{}
+		return 0, err
+	}
+	p.up, p.upAt = up, now
+	return up, nil
+}
+
 // killSeen attributes a kill as its line is read, when it is recent: the
 // kernel log read at start holds kills whose PIDs may name other processes
 // by now.
 func (p *Pipeline) killSeen(pid int, cgroup string) {
 	if cgroup == "" && p.lastMono > 0 {
-		if up, err := p.cfg.Proc.Uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
+		if up, err := p.uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
 			return
 		}
 	}
@@ -320,6 +354,10 @@ func (p *Pipeline) handleGap(ctx context.Context, g *devkmsg.Gap) error {
 
 // handleRecord feeds one record to the Assembler.
 func (p *Pipeline) handleRecord(rec *kernlog.Record) {
+	if p.asm.Skip(rec) {
+		p.count(rec)
+		return
+	}
 	if p.cfg.Records != nil {
 		p.cfg.Records()
 	}
@@ -327,8 +365,8 @@ func (p *Pipeline) handleRecord(rec *kernlog.Record) {
 		p.lastMono = rec.Mono
 	}
 	p.nread++
-	if o, ok := p.cfg.Enricher.(Observer); ok {
-		o.Observe(rec.Message)
+	if p.observer != nil {
+		p.observer.Observe(rec.Message)
 	}
 	open := p.asm.Open()
 	p.asm.Feed(rec)
@@ -339,6 +377,19 @@ func (p *Pipeline) handleRecord(rec *kernlog.Record) {
 		p.reads[p.nreads%len(p.reads)] = readAt{seq: rec.Seq, at: time.Now()}
 		p.nreads++
 	}
+	p.lastSeq = rec.Seq
+}
+
+// count is handleRecord for a record the Assembler skipped: neither the
+// Observer nor the read times need it.
+func (p *Pipeline) count(rec *kernlog.Record) {
+	if p.cfg.Records != nil {
+		p.cfg.Records()
+	}
+	if rec.HasMono {
+		p.lastMono = rec.Mono
+	}
+	p.nread++
 	p.lastSeq = rec.Seq
 }
 
