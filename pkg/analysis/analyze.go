@@ -266,8 +266,10 @@ type unit struct {
 // known.
 func unitKey(h Holder, scope string) string {
 	if h.Cgroup == "" {
-		// Not fmt.Sprintf: a node's report may list 10,000 such tasks.
-		return "pid:" + strconv.Itoa(h.PID)
+		// One allocation, not fmt.Sprintf's: a node's report may list
+		// 10,000 such tasks.
+		var b [24]byte
+		return string(strconv.AppendInt(append(b[:0], "pid:"...), int64(h.PID), 10))
 	}
 	w := workload.FromCgroup(h.Cgroup)
 	if scope == ScopePod || scope == ScopeContainer {
