@@ -151,6 +151,7 @@ func (p *Pipeline) Drain(ctx context.Context) error {
 // end handles the end of the source: every open report is closed and sent.
 // The caller holds p.mu.
 func (p *Pipeline) end(ctx context.Context) error {
+	p.publish()
 	p.asm.Flush()
 	p.stream.Flush()
 	if err := p.flush(ctx); err != nil {
@@ -213,6 +214,7 @@ func (t *ticker) stop() {
 	p := t.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.publish()
 	p.saveCheckpoint(true)
 }
 
@@ -229,6 +231,7 @@ func (p *Pipeline) onTick(ctx context.Context, now time.Time) error {
 	// Quiet means no record handled since quietSince: however long the
 	// last one took to handle (a slow lookup holds p.mu), the tick comes
 	// after it, so it must not cut a report before its kill line.
+	p.publish()
 	if p.nread != p.tickRead {
 		p.tickRead, p.quietSince = p.nread, now
 	}

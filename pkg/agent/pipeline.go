@@ -85,8 +85,11 @@ type PipelineConfig struct {
 	CheckpointEvery time.Duration
 	// Observe, when set, is told of every event put (for metrics).
 	Observe func(ev *pb.Event)
-	// Records, when set, is told of every kernel record read.
-	Records func()
+	// Records, when set, is told of the kernel records read: n since its
+	// last call. It is called for every recordsBatch records at most, when
+	// a report's record is read, on every tick and when the pipeline stops:
+	// a counter per record would cost the hot path an atomic add.
+	Records func(n int)
 	// Forged, when set, is told of every record written by userspace that
 	// reads like part of an OOM report (and was left out of every report).
 	Forged func()
@@ -132,8 +135,10 @@ type Pipeline struct {
 	// line can say when its report's last record came in.
 	reads  [256]readAt
 	nreads int
-	// nread counts the records read.
-	nread int
+	// nread counts the records read; published is nread when Records was
+	// last told.
+	nread     int
+	published int
 	// mu serialises the reader and the tick; tick is the ticker, in mode;
 	// quietSince is when the tick last saw nread at tickRead.
 	mu         sync.Mutex
@@ -358,13 +363,11 @@ func (p *Pipeline) handleRecord(rec *kernlog.Record) {
 		p.count(rec)
 		return
 	}
-	if p.cfg.Records != nil {
-		p.cfg.Records()
-	}
 	if rec.HasMono {
 		p.lastMono = rec.Mono
 	}
 	p.nread++
+	p.publish()
 	if p.observer != nil {
 		p.observer.Observe(rec.Message)
 	}
@@ -383,14 +386,25 @@ func (p *Pipeline) handleRecord(rec *kernlog.Record) {
 // count is handleRecord for a record the Assembler skipped: neither the
 // Observer nor the read times need it.
 func (p *Pipeline) count(rec *kernlog.Record) {
-	if p.cfg.Records != nil {
-		p.cfg.Records()
-	}
 	if rec.HasMono {
 		p.lastMono = rec.Mono
 	}
 	p.nread++
+	if p.nread-p.published >= recordsBatch {
+		p.publish()
+	}
 	p.lastSeq = rec.Seq
+}
+
+// recordsBatch bounds how many records are read before Records is told.
+const recordsBatch = 1024
+
+// publish tells Records of the records read since it was last told.
+func (p *Pipeline) publish() {
+	if n := p.nread - p.published; n > 0 && p.cfg.Records != nil {
+		p.cfg.Records(n)
+	}
+	p.published = p.nread
 }
 
 // advance moves the checkpoint up to the last record read, or to just

@@ -181,7 +181,8 @@ func TestPipelineGapBecomesLossAndCheckpointWaitsForOpenReport(t *testing.T) {
 // wait in the channel: the log was never quiet.
 func TestPipelineSlowHandlingDoesNotSplitReports(t *testing.T) {
 	items := records(t, "../analysis/testdata/debian-6.1-kmsg-v2-systemd-container-limit.kmsg")
-	slow := func() { time.Sleep(3 * time.Millisecond) }
+	// Records is told of every report record as it is read.
+	slow := func(int) { time.Sleep(3 * time.Millisecond) }
 	sink := runPipeline(t, PipelineConfig{Proc: fakeProc(t, "3.0", nil), Idle: time.Millisecond, Records: slow}, items)
 	var ooms []*pb.Event
 	for _, e := range sink.events {
@@ -282,7 +283,7 @@ func TestPipelineObservesReportRecords(t *testing.T) {
 	check := &fakeCheck{}
 	n := 0
 	sink := runPipeline(t, PipelineConfig{Proc: fakeProc(t, "5.0", nil), Check: check, Enricher: obs,
-		Records: func() { n++ }}, first)
+		Records: func(k int) { n += k }}, first)
 	if len(sink.events) != 1 || n != len(first) {
 		t.Fatalf("%d events, %d records counted of %d", len(sink.events), n, len(first))
 	}

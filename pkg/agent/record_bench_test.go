@@ -47,7 +47,7 @@ func BenchmarkRunReaderOrdinary(b *testing.B) {
 	defer r.Close()
 	var n int64
 	p := NewPipeline(PipelineConfig{Node: "node-a", BootID: "boot-1", Sink: &fakeSink{}, Check: &fakeCheck{},
-		Proc: fakeProc(b, "5.0", nil), Records: func() { n++ }}, logrus.NewEntry(logrus.New()))
+		Proc: fakeProc(b, "5.0", nil), Records: func(k int) { n += int64(k) }}, logrus.NewEntry(logrus.New()))
 	msgs := make([]kmsgparser.Message, 1024)
 	for i := range msgs {
 		msgs[i] = kmsgparser.Message{Priority: 6, Message: ordinaryLines[i%len(ordinaryLines)]}
