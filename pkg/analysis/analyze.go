@@ -286,8 +286,12 @@ func unitKey(h Holder, scope string) string {
 // holders lists the report's tasks with known sizes: the task dump, and the
 // killed processes that the dump does not show.
 func holders(r *oom.Report, cg func(int, string) string) []Holder {
+	// Sized once: a node's dump may list 10,000 tasks.
 	var out []Holder
-	seen := map[int]bool{}
+	if n := len(r.Tasks) + len(r.Victims); n > 0 {
+		out = make([]Holder, 0, n)
+	}
+	seen := make(map[int]bool, len(r.Tasks))
 	for _, t := range r.Tasks {
 		own := ""
 		for _, v := range r.Victims {
