@@ -1,7 +1,6 @@
 package analysis
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -231,14 +230,28 @@ func topConsumers(r *oom.Report, cg func(int, string) string) []Process {
 	if len(r.Tasks) == 0 {
 		return nil
 	}
-	idx := make([]int, len(r.Tasks))
-	for i := range idx {
-		idx[i] = i
+	// The n largest, the first listed among equals (what a stable sort by
+	// size would put first), picked in one pass: a node's dump may list
+	// 10,000 tasks, and sorting them all cost more than judging them.
+	n := min(TopConsumers, len(r.Tasks))
+	idx := make([]int, 0, n)
+	for i := range r.Tasks {
+		rss := r.Tasks[i].RSSBytes
+		if len(idx) == n && rss <= r.Tasks[idx[n-1]].RSSBytes {
+			continue
+		}
+		j := len(idx)
+		for j > 0 && r.Tasks[idx[j-1]].RSSBytes < rss {
+			j--
+		}
+		if len(idx) < n {
+			idx = append(idx, 0)
+		}
+		copy(idx[j+1:], idx[j:len(idx)-1])
+		idx[j] = i
 	}
-	sort.SliceStable(idx, func(a, b int) bool { return r.Tasks[idx[a]].RSSBytes > r.Tasks[idx[b]].RSSBytes })
-	n := min(TopConsumers, len(idx))
 	out := make([]Process, 0, n)
-	for _, i := range idx[:n] {
+	for _, i := range idx {
 		t := r.Tasks[i]
 		own := ""
 		for _, v := range r.Victims {
