@@ -51,5 +51,5 @@ func run(ctx context.Context, opts agent.Options, log *logrus.Entry) error {
 			}
 		}()
 	}
-	return a.Run(ctx, agent.PipelineConfig{Observe: m.Observe, Records: m.RecordsRead.Inc, Forged: m.RecordsForged.Inc})
+	return a.Run(ctx, agent.PipelineConfig{Observe: m.Observe, Records: func(n int) { m.RecordsRead.Add(float64(n)) }, Forged: m.RecordsForged.Inc})
 }

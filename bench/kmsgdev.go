@@ -32,16 +32,23 @@ type memDevice struct {
 	block  bool
 	closed chan struct{}
 	once   sync.Once
+	// drained is closed when a blocking device is first read past its
+	// last record: its reader has delivered every record.
+	drained chan struct{}
 }
 
 func newMemDevice(in *Input, block bool) *memDevice {
-	return &memDevice{in: in, block: block, closed: make(chan struct{})}
+	return &memDevice{in: in, block: block, closed: make(chan struct{}), drained: make(chan struct{})}
 }
 
 // Read implements io.Reader.
 func (d *memDevice) Read(p []byte) (int, error) {
 	if d.next >= d.in.Records() {
 		if d.block {
+			if d.next == d.in.Records() {
+				d.next++
+				close(d.drained)
+			}
 			<-d.closed
 		}
 		return 0, io.EOF

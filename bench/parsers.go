@@ -3,11 +3,15 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/euank/go-kmsg-parser/kmsgparser"
@@ -16,10 +20,13 @@ import (
 	"github.com/sirupsen/logrus"
 	"k8s.io/klog/v2"
 
+	"github.com/oomwatch/oomwatch/pkg/agent"
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
 	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/oomwatch/oomwatch/pkg/oom"
+	"github.com/oomwatch/oomwatch/pkg/proc"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
 // CAdvisorVersion is the cAdvisor module version bench/go.mod pins; the
@@ -116,9 +123,15 @@ func (o oomwatchOutput) Findings() []Finding {
 	return f
 }
 
-// OomwatchLive is oomwatch's live path: a devkmsg.Reader (kmsgparser over
-// the device, sequence and clock checks, on kmsgparser's channel) feeding
-// oom.Assembler in the same goroutine, as the agent's pipeline runs them.
+// OomwatchLive is oomwatch's live path as the agent runs it: a
+// devkmsg.Reader (kmsgparser over the device, sequence and clock checks, on
+// kmsgparser's channel) read by agent.Pipeline.RunReader, which feeds
+// oom.Assembler, judges the reports and spools the events. Everything the
+// agent does per record is in it: the pipeline's lock and bookkeeping, the
+// records counter (the agent's is a Prometheus counter, told in batches),
+// the checkpoint's (into a Checkpointer that keeps nothing: the agent's
+// writes at most every 2 s); and what it does per report: judging it and
+// making its event.
 type OomwatchLive struct{}
 
 // Name implements Parser.
@@ -126,53 +139,128 @@ func (OomwatchLive) Name() string { return "oomwatch live: devkmsg+Assembler" }
 
 // Parse implements Parser.
 func (OomwatchLive) Parse(in *Input) (Output, error) {
+	var out eventOutput
+	if in.Records() == 0 {
+		return out, nil
+	}
 	last, err := lastSeq(in)
 	if err != nil {
 		return nil, err
 	}
-	var out oomwatchOutput
-	a := oom.NewAssembler(oom.Options{}, func(r *oom.Report) { out = append(out, r) })
-	if in.Records() == 0 {
-		return out, nil
+	root, err := procFixture()
+	if err != nil {
+		return nil, err
 	}
 	logger := logrus.New()
 	logger.SetOutput(io.Discard)
-	src := devkmsg.New(logrus.NewEntry(logger), devkmsg.Options{
+	log := logrus.NewEntry(logger)
+	dev := newMemDevice(in, true)
+	src := devkmsg.New(log, devkmsg.Options{
 		After:    -1,
 		BootTime: bootTime,
 		NewParser: func() (kmsgparser.Parser, error) {
-			// The device blocks at the end, as /dev/kmsg does; the
-			// consumer stops once the last record is in.
-			p, _ := newFrontEnd(newMemDevice(in, true), bootTime)
+			// The device blocks at the end, as /dev/kmsg does.
+			p, _ := newFrontEnd(dev, bootTime)
 			return p, nil
 		},
 		Oldest: func() (int64, int64, error) { return firstRecord(in) },
 		Newest: func() (int64, error) { return last, nil },
 	})
-	ctx := context.Background()
+	sink := &eventSink{}
+	var records atomic.Int64
+	pipe := agent.NewPipeline(agent.PipelineConfig{
+		Node: "bench", BootID: "bench", Proc: proc.New(root), Sink: sink, Check: nopCheck{},
+		Records: func(n int) { records.Add(int64(n)) },
+	}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	r, err := src.Open(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	// The wait of agent.Pipeline.RunReader: a plain receive on kmsgparser's
-	// channel (the pipeline's ticker runs on its own goroutine).
-	for done := false; !done; {
-		m, ok := <-r.C()
-		gap, rec, err := r.Take(ctx, m, ok)
-		if err != nil {
-			return nil, err
+	// Once kmsgparser asks for the record after the last, every record is
+	// on its channel or handled: the end of ctx then stops the reader, and
+	// RunReader returns once it has handled them.
+	go func() {
+		<-dev.drained
+		cancel()
+	}()
+	if err := pipe.RunReader(ctx, r); !errors.Is(err, context.Canceled) {
+		return nil, fmt.Errorf("RunReader: %w", err)
+	}
+	if n := records.Load(); n != int64(in.Records()) {
+		return nil, fmt.Errorf("the pipeline read %d records of %d", n, in.Records())
+	}
+	if err := pipe.Drain(context.Background()); err != nil {
+		return nil, err
+	}
+	return eventOutput(sink.events), nil
+}
+
+// eventSink keeps the events the pipeline spools.
+type eventSink struct {
+	mu     sync.Mutex
+	events []*pb.Event
+}
+
+// Put implements agent.Sink.
+func (s *eventSink) Put(_ context.Context, evs ...*pb.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, evs...)
+	return nil
+}
+
+// nopCheck is a checkpoint that keeps nothing.
+type nopCheck struct{}
+
+// Save implements agent.Checkpointer.
+func (nopCheck) Save(int64) error { return nil }
+
+var (
+	procOnce sync.Once
+	procRoot string
+	procErr  error
+)
+
+// procFixture returns a /proc for the live row: an uptime, far past every
+// input's records, and nothing else. The pipeline then judges every report
+// as one read from the backlog, as the agent does at its start: it checks
+// the uptime but looks no task up in /proc (a live agent reads the cgroups
+// of a report's large tasks, at most 2,000 a report, which cAdvisor does
+// not). The real /proc would name the bench's processes, not the input's.
+func procFixture() (string, error) {
+	procOnce.Do(func() {
+		procRoot = filepath.Join(os.TempDir(), "oomwatch-bench-proc")
+		if procErr = os.MkdirAll(procRoot, 0o755); procErr != nil {
+			return
 		}
-		if gap != nil {
-			return nil, fmt.Errorf("devkmsg reported a gap reading memory: %+v", *gap)
+		procErr = os.WriteFile(filepath.Join(procRoot, "uptime"), []byte("1000000000.00 1.00\n"), 0o644)
+	})
+	return procRoot, procErr
+}
+
+// eventOutput is the events the pipeline spooled.
+type eventOutput []*pb.Event
+
+// Findings implements Output, from each OOM event's victims.
+func (o eventOutput) Findings() []Finding {
+	var f []Finding
+	for _, e := range o {
+		k := e.GetOom()
+		if k == nil {
+			continue
 		}
-		if rec != nil {
-			a.Feed(rec)
-			done = rec.Seq == last
+		kind := ""
+		if k.GetKind() == analysis.KindNode || k.GetKind() == analysis.KindLimit {
+			kind = k.GetKind()
+		}
+		for _, v := range k.GetVictims() {
+			f = append(f, Finding{PID: int(v.GetPid()), Cgroup: v.GetWorkload().GetCgroup(), Kind: kind})
 		}
 	}
-	a.Flush()
-	return out, nil
+	return f
 }
 
 var quietKlog sync.Once

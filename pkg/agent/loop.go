@@ -91,6 +91,13 @@ func (p *Pipeline) RunReader(ctx context.Context, r *devkmsg.Reader) error {
 // in batches while records queue up (an OOM storm): one fsync for many
 // kills; the checkpoint follows them. The caller holds p.mu.
 func (p *Pipeline) take(ctx context.Context, gap *devkmsg.Gap, rec *kernlog.Record, waiting int) error {
+	if p.idle && gap == nil && rec != nil && p.asm.Skip(rec) {
+		p.skipped(rec, waiting)
+		return nil
+	}
+	// Until this record is handled the state is unknown: an error below
+	// leaves the slow path on.
+	p.idle = false
 	if gap != nil {
 		if err := p.handleGap(ctx, gap); err != nil {
 			return err
@@ -106,12 +113,45 @@ func (p *Pipeline) take(ctx context.Context, gap *devkmsg.Gap, rec *kernlog.Reco
 		p.advance()
 	}
 	p.retick()
+	p.idle = !p.asm.Open() && len(p.ready) == 0 && !p.holding()
 	return nil
+}
+
+// skipped is take for an ordinary record (the Assembler skipped it) while
+// the pipeline is idle: no report open, no event ready, none held. Most
+// kernel records take this path, so it does only what take would do for
+// them in that state: count the record, move the checkpoint up to it when
+// no record waits, and wake the tick if the checkpoint is newly behind.
+// Only take makes the pipeline idle, and nothing else makes it busy (the
+// tick only closes reports and sends events), so idle is never stale in
+// the direction that matters. The caller holds p.mu.
+func (p *Pipeline) skipped(rec *kernlog.Record, waiting int) {
+	p.count(rec)
+	if waiting == 0 && p.lastSeq > p.safe {
+		p.safe = p.lastSeq
+	}
+	// The tick's mode only changes here when the checkpoint falls behind:
+	// once behind, reading more records keeps it behind.
+	if p.mode != tickSlow || !p.checkpointBehind() {
+		p.retick()
+	}
+}
+
+// Drain closes the open report, judges the reports waiting and sends their
+// events, as Run does when its channel closes: for a caller whose source
+// has ended for good after RunReader returned (a replay of a recorded log,
+// a benchmark). The agent does not call it when it stops: it leaves an
+// open report to the next start, which reads it again from the checkpoint.
+func (p *Pipeline) Drain(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.end(ctx)
 }
 
 // end handles the end of the source: every open report is closed and sent.
 // The caller holds p.mu.
 func (p *Pipeline) end(ctx context.Context) error {
+	p.publish()
 	p.asm.Flush()
 	p.stream.Flush()
 	if err := p.flush(ctx); err != nil {
@@ -174,6 +214,7 @@ func (t *ticker) stop() {
 	p := t.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.publish()
 	p.saveCheckpoint(true)
 }
 
@@ -190,6 +231,7 @@ func (p *Pipeline) onTick(ctx context.Context, now time.Time) error {
 	// Quiet means no record handled since quietSince: however long the
 	// last one took to handle (a slow lookup holds p.mu), the tick comes
 	// after it, so it must not cut a report before its kill line.
+	p.publish()
 	if p.nread != p.tickRead {
 		p.tickRead, p.quietSince = p.nread, now
 	}

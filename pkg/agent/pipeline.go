@@ -35,8 +35,12 @@ type Enricher interface {
 	Enrich(ctx context.Context, ev *analysis.Event)
 }
 
-// Observer sees every kernel record as it is read (cheaply: it runs on the
-// hot path).
+// Observer sees the kernel records that may be part of an OOM report as
+// they are read, before the Assembler takes them: every record while a
+// report is open, and outside one those the Assembler does not skip (see
+// oom.Assembler.Skip: a report's first line, a summary, a kill line, a line
+// that names the OOM killer). The other records, nearly all of them, are not
+// shown: the hot path stays the Assembler's test.
 type Observer interface {
 	Observe(msg []byte)
 }
@@ -81,8 +85,11 @@ type PipelineConfig struct {
 	CheckpointEvery time.Duration
 	// Observe, when set, is told of every event put (for metrics).
 	Observe func(ev *pb.Event)
-	// Records, when set, is told of every kernel record read.
-	Records func()
+	// Records, when set, is told of the kernel records read: n since its
+	// last call. It is called for every recordsBatch records at most, when
+	// a report's record is read, on every tick and when the pipeline stops:
+	// a counter per record would cost the hot path an atomic add.
+	Records func(n int)
 	// Forged, when set, is told of every record written by userspace that
 	// reads like part of an OOM report (and was left out of every report).
 	Forged func()
@@ -128,8 +135,10 @@ type Pipeline struct {
 	// line can say when its report's last record came in.
 	reads  [256]readAt
 	nreads int
-	// nread counts the records read.
-	nread int
+	// nread counts the records read; published is nread when Records was
+	// last told.
+	nread     int
+	published int
 	// mu serialises the reader and the tick; tick is the ticker, in mode;
 	// quietSince is when the tick last saw nread at tickRead.
 	mu         sync.Mutex
@@ -141,8 +150,16 @@ type Pipeline struct {
 	// were read; lastMono is the kernel time of the last record.
 	seen     map[int]string
 	lastMono time.Duration
+	// up is the uptime read from /proc at upAt (see uptime).
+	up   time.Duration
+	upAt time.Time
 	// attr places the kills the kernel names only by PID.
 	attr *attributor
+	// observer is the Enricher when it is an Observer.
+	observer Observer
+	// idle is set by take when no report is open and no event is ready or
+	// held: an ordinary record then takes the short path (skipped).
+	idle bool
 	// forged counts userspace records that imitate OOM report lines;
 	// forgedLogged is when one was last logged, forgedQuiet how many were
 	// not logged since.
@@ -192,6 +209,7 @@ func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 	if pf, ok := cfg.Enricher.(Prefetcher); ok {
 		p.attr.onFound = pf.Prefetch
 	}
+	p.observer, _ = cfg.Enricher.(Observer)
 	p.asm = oom.NewAssembler(oom.Options{TaskSeen: p.taskSeen, KillSeen: p.killSeen, Forged: p.forgedRecord}, p.stream.Add)
 	p.seen = map[int]string{}
 	return p
@@ -241,7 +259,7 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 		return
 	}
 	if p.lastMono > 0 {
-		if up, err := p.cfg.Proc.Uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
+		if up, err := p.uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
 			return
 		}
 	}
@@ -258,12 +276,33 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 	p.attr.remember(pid, cg)
 }
 
+// uptimeEvery is how long an uptime read from /proc serves, moved on by
+// Go's monotonic clock (Proc.Uptime's resolution is 10 ms anyway).
+const uptimeEvery = 100 * time.Millisecond
+
+// uptime returns the node's uptime, reading /proc/uptime at most every
+// uptimeEvery: a report's task dump asks on every large task's row, and a
+// dump of 10,000 tasks is printed within milliseconds.
+func (p *Pipeline) uptime() (time.Duration, error) {
+	now := time.Now()
+	if since := now.Sub(p.upAt); !p.upAt.IsZero() && since >= 0 && since < uptimeEvery {
+		return p.up + since, nil
+	}
+	up, err := p.cfg.Proc.Uptime()
+	if err != nil {
+		p.upAt = time.Time{}
+		return 0, err
+	}
+	p.up, p.upAt = up, now
+	return up, nil
+}
+
 // killSeen attributes a kill as its line is read, when it is recent: the
 // kernel log read at start holds kills whose PIDs may name other processes
 // by now.
 func (p *Pipeline) killSeen(pid int, cgroup string) {
 	if cgroup == "" && p.lastMono > 0 {
-		if up, err := p.cfg.Proc.Uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
+		if up, err := p.uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
 			return
 		}
 	}
@@ -320,15 +359,17 @@ func (p *Pipeline) handleGap(ctx context.Context, g *devkmsg.Gap) error {
 
 // handleRecord feeds one record to the Assembler.
 func (p *Pipeline) handleRecord(rec *kernlog.Record) {
-	if p.cfg.Records != nil {
-		p.cfg.Records()
+	if p.asm.Skip(rec) {
+		p.count(rec)
+		return
 	}
 	if rec.HasMono {
 		p.lastMono = rec.Mono
 	}
 	p.nread++
-	if o, ok := p.cfg.Enricher.(Observer); ok {
-		o.Observe(rec.Message)
+	p.publish()
+	if p.observer != nil {
+		p.observer.Observe(rec.Message)
 	}
 	open := p.asm.Open()
 	p.asm.Feed(rec)
@@ -340,6 +381,30 @@ func (p *Pipeline) handleRecord(rec *kernlog.Record) {
 		p.nreads++
 	}
 	p.lastSeq = rec.Seq
+}
+
+// count is handleRecord for a record the Assembler skipped: neither the
+// Observer nor the read times need it.
+func (p *Pipeline) count(rec *kernlog.Record) {
+	if rec.HasMono {
+		p.lastMono = rec.Mono
+	}
+	p.nread++
+	if p.nread-p.published >= recordsBatch {
+		p.publish()
+	}
+	p.lastSeq = rec.Seq
+}
+
+// recordsBatch bounds how many records are read before Records is told.
+const recordsBatch = 1024
+
+// publish tells Records of the records read since it was last told.
+func (p *Pipeline) publish() {
+	if n := p.nread - p.published; n > 0 && p.cfg.Records != nil {
+		p.cfg.Records(n)
+	}
+	p.published = p.nread
 }
 
 // advance moves the checkpoint up to the last record read, or to just

@@ -12,8 +12,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
 	"github.com/oomwatch/oomwatch/pkg/kernlog"
+	"github.com/oomwatch/oomwatch/pkg/oom"
 	"github.com/oomwatch/oomwatch/pkg/proc"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -36,7 +38,7 @@ func (c *fakeCheck) Save(seq int64) error { c.saved = append(c.saved, seq); retu
 
 // fakeProc is a /proc fixture: boot id, uptime, meminfo, and the cgroup of
 // one live process.
-func fakeProc(t *testing.T, uptime string, cgroups map[int]string) proc.FS {
+func fakeProc(t testing.TB, uptime string, cgroups map[int]string) proc.FS {
 	dir := t.TempDir()
 	write := func(p, s string) {
 		t.Helper()
@@ -179,7 +181,8 @@ func TestPipelineGapBecomesLossAndCheckpointWaitsForOpenReport(t *testing.T) {
 // wait in the channel: the log was never quiet.
 func TestPipelineSlowHandlingDoesNotSplitReports(t *testing.T) {
 	items := records(t, "../analysis/testdata/debian-6.1-kmsg-v2-systemd-container-limit.kmsg")
-	slow := func() { time.Sleep(3 * time.Millisecond) }
+	// Records is told of every report record as it is read.
+	slow := func(int) { time.Sleep(3 * time.Millisecond) }
 	sink := runPipeline(t, PipelineConfig{Proc: fakeProc(t, "3.0", nil), Idle: time.Millisecond, Records: slow}, items)
 	var ooms []*pb.Event
 	for _, e := range sink.events {
@@ -255,5 +258,61 @@ func TestPipelineCheckpointWaitsForHeldReport(t *testing.T) {
 	}
 	if p.safe < 380 || len(sink.events) != 1 {
 		t.Fatalf("after the end: checkpoint at %d with %d events, want at least 380 and 1 (the second report was cut short)", p.safe, len(sink.events))
+	}
+}
+
+// observingEnricher records what the pipeline shows an Observer.
+type observingEnricher struct{ seen []string }
+
+func (o *observingEnricher) Enrich(context.Context, *analysis.Event) {}
+func (o *observingEnricher) Observe(msg []byte)                      { o.seen = append(o.seen, string(msg)) }
+
+// TestPipelineObservesReportRecords checks what an Observer is shown:
+// every record of a report, from its first line, and no ordinary record
+// (one the Assembler skips) read while no report is open; and that every record is counted and the
+// checkpoint reaches the last one.
+func TestPipelineObservesReportRecords(t *testing.T) {
+	items := records(t, "../analysis/testdata/debian-6.1-kmsg-v2-systemd-global-besteffort-victim.kmsg")
+	var first []devkmsg.Item
+	for _, it := range items {
+		if it.Record.Seq <= 410 {
+			first = append(first, it)
+		}
+	}
+	obs := &observingEnricher{}
+	check := &fakeCheck{}
+	n := 0
+	sink := runPipeline(t, PipelineConfig{Proc: fakeProc(t, "5.0", nil), Check: check, Enricher: obs,
+		Records: func(k int) { n += k }}, first)
+	if len(sink.events) != 1 || n != len(first) {
+		t.Fatalf("%d events, %d records counted of %d", len(sink.events), n, len(first))
+	}
+	seen := map[string]bool{}
+	for _, m := range obs.seen {
+		seen[m] = true
+	}
+	var observed, before int
+	for _, it := range first {
+		msg := string(it.Record.Message)
+		switch {
+		case it.Record.Seq >= 359 && it.Record.Seq <= 410:
+			// The report: its trigger line (seq 359) to the end.
+			if !seen[msg] {
+				t.Errorf("report record %d not observed: %q", it.Record.Seq, msg)
+			}
+			observed++
+		case oom.NewAssembler(oom.Options{}, nil).Skip(&it.Record):
+			// Outside the report, what the Assembler skips.
+			if seen[msg] {
+				t.Errorf("ordinary record %d observed: %q", it.Record.Seq, msg)
+			}
+			before++
+		}
+	}
+	if observed == 0 || before == 0 {
+		t.Fatalf("%d report records, %d others", observed, before)
+	}
+	if len(check.saved) == 0 || check.saved[len(check.saved)-1] != 410 {
+		t.Fatalf("checkpoint saves %v, want the last at 410", check.saved)
 	}
 }

@@ -1,8 +1,7 @@
 package analysis
 
 import (
-	"fmt"
-	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -231,14 +230,28 @@ func topConsumers(r *oom.Report, cg func(int, string) string) []Process {
 	if len(r.Tasks) == 0 {
 		return nil
 	}
-	idx := make([]int, len(r.Tasks))
-	for i := range idx {
-		idx[i] = i
+	// The n largest, the first listed among equals (what a stable sort by
+	// size would put first), picked in one pass: a node's dump may list
+	// 10,000 tasks, and sorting them all cost more than judging them.
+	n := min(TopConsumers, len(r.Tasks))
+	idx := make([]int, 0, n)
+	for i := range r.Tasks {
+		rss := r.Tasks[i].RSSBytes
+		if len(idx) == n && rss <= r.Tasks[idx[n-1]].RSSBytes {
+			continue
+		}
+		j := len(idx)
+		for j > 0 && r.Tasks[idx[j-1]].RSSBytes < rss {
+			j--
+		}
+		if len(idx) < n {
+			idx = append(idx, 0)
+		}
+		copy(idx[j+1:], idx[j:len(idx)-1])
+		idx[j] = i
 	}
-	sort.SliceStable(idx, func(a, b int) bool { return r.Tasks[idx[a]].RSSBytes > r.Tasks[idx[b]].RSSBytes })
-	n := min(TopConsumers, len(idx))
 	out := make([]Process, 0, n)
-	for _, i := range idx[:n] {
+	for _, i := range idx {
 		t := r.Tasks[i]
 		own := ""
 		for _, v := range r.Victims {
@@ -266,7 +279,10 @@ type unit struct {
 // known.
 func unitKey(h Holder, scope string) string {
 	if h.Cgroup == "" {
-		return fmt.Sprintf("pid:%d", h.PID)
+		// One allocation, not fmt.Sprintf's: a node's report may list
+		// 10,000 such tasks.
+		var b [24]byte
+		return string(strconv.AppendInt(append(b[:0], "pid:"...), int64(h.PID), 10))
 	}
 	w := workload.FromCgroup(h.Cgroup)
 	if scope == ScopePod || scope == ScopeContainer {
@@ -283,8 +299,12 @@ func unitKey(h Holder, scope string) string {
 // holders lists the report's tasks with known sizes: the task dump, and the
 // killed processes that the dump does not show.
 func holders(r *oom.Report, cg func(int, string) string) []Holder {
+	// Sized once: a node's dump may list 10,000 tasks.
 	var out []Holder
-	seen := map[int]bool{}
+	if n := len(r.Tasks) + len(r.Victims); n > 0 {
+		out = make([]Holder, 0, n)
+	}
+	seen := make(map[int]bool, len(r.Tasks))
 	for _, t := range r.Tasks {
 		own := ""
 		for _, v := range r.Victims {

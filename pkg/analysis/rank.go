@@ -77,11 +77,18 @@ func culpritUnit(hs []Holder, scope, victimKey string, reqs Requests) (unit, boo
 func sum(hs []Holder, scope string) (map[string]*unit, []string) {
 	units := map[string]*unit{}
 	var order []string
+	// Units are allocated 64 at a time: on a node's dump every task whose
+	// cgroup is unknown is a unit of its own.
+	var chunk []unit
 	for _, h := range hs {
 		k := unitKey(h, scope)
 		u := units[k]
 		if u == nil {
-			u = &unit{key: k, workload: WorkloadOf(h.Cgroup)}
+			if len(chunk) == cap(chunk) {
+				chunk = make([]unit, 0, 64)
+			}
+			chunk = append(chunk, unit{key: k, workload: WorkloadOf(h.Cgroup)})
+			u = &chunk[len(chunk)-1]
 			units[k] = u
 			order = append(order, k)
 		}

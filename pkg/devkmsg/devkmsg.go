@@ -31,6 +31,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/euank/go-kmsg-parser/kmsgparser"
 	"github.com/sirupsen/logrus"
@@ -182,9 +183,8 @@ type Reader struct {
 	// failingSince and backoff pace reopening while it fails.
 	failingSince time.Time
 	backoff      time.Duration
-	// rec is the record Take returns; its Message aliases buf.
+	// rec is the record Take returns.
 	rec kernlog.Record
-	buf []byte
 	// mu guards sess against Stop; stopped is set by Stop.
 	mu      sync.Mutex
 	stopped bool
@@ -194,7 +194,7 @@ type Reader struct {
 // as Take does (see Run) until ReopenTimeout. Each call starts again from
 // Options.After. Close the Reader when done.
 func (s *Source) Open(ctx context.Context) (*Reader, error) {
-	r := &Reader{s: s, last: s.opts.After, backoff: minBackoff, buf: make([]byte, 0, 256)}
+	r := &Reader{s: s, last: s.opts.After, backoff: minBackoff}
 	if r.last >= 0 {
 		r.last = s.checkAfter(r.last)
 	}
@@ -211,9 +211,10 @@ func (r *Reader) C() <-chan kmsgparser.Message { return r.sess.ch }
 // Take interprets what a receive from C gave: m, and ok false if C was
 // closed. It returns the records lost before this message (gap) and the
 // record it carries (rec); either or both may be nil: a message already
-// delivered before a reopen gives neither. rec and its Message are valid
-// until the next call of Take or Close; the Message is the text without the
-// kernel's dictionary lines.
+// delivered before a reopen gives neither. rec is valid until the next call
+// of Take or Close; its Message is the text without the kernel's dictionary
+// lines, and shares m's memory: it must not be modified (copy it to keep
+// it).
 //
 // When C was closed (kmsgparser stops at an overflow of the kernel log),
 // Take reopens the log, waiting with a backoff while that fails; it returns
@@ -254,16 +255,33 @@ func (r *Reader) Take(ctx context.Context, m kmsgparser.Message, ok bool) (gap *
 			Warn("kernel log records lost")
 	}
 	mono := sess.clk.mono(m.Timestamp)
-	r.buf = appendBody(r.buf[:0], m.Message)
 	// Field by field: cheaper than a composite literal here.
 	r.rec.Seq = seq
 	r.rec.Mono = mono
 	r.rec.HasMono = true
 	r.rec.Wall = sess.boot.Add(mono)
 	r.rec.Priority = m.Priority
-	r.rec.Message = r.buf
+	r.rec.Message = body(m.Message)
 	r.last = seq
 	return gap, &r.rec, nil
+}
+
+// body returns the text of a kmsgparser Message, without the dictionary
+// lines ("\n SUBSYSTEM=...") and the trailing newline the kernel appends
+// (it escapes a newline inside the text as \x0a, so the first '\n' ends
+// it), as bytes that share the string's memory. kmsgparser makes a new
+// string for every record and keeps none, so nothing else sees them; not
+// copying them saves a copy of every record on the hot path, and the
+// Record's Message is read-only (see Take).
+func body(msg string) []byte {
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	if msg == "" {
+		// Empty, not nil, as a copy into a buffer was.
+		return []byte{}
+	}
+	return unsafe.Slice(unsafe.StringData(msg), len(msg))
 }
 
 // Stop closes the parser, so that C closes once the messages it holds are
@@ -481,16 +499,6 @@ func (s *Source) shutdown(sess *session) {
 			return
 		}
 	}
-}
-
-// appendBody appends to dst the text of a kmsgparser Message: without the
-// dictionary lines ("\n SUBSYSTEM=...") and trailing newline the kernel
-// appends.
-func appendBody(dst []byte, msg string) []byte {
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
-	}
-	return append(dst, msg...)
 }
 
 // send sends it to out unless ctx ends first.

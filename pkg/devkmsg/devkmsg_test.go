@@ -530,8 +530,12 @@ func TestBody(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			if got := string(appendBody(nil, tt.in)); got != tt.want {
-				t.Errorf("appendBody(nil, %q) = %q, want %q", tt.in, got, tt.want)
+			got := body(tt.in)
+			if string(got) != tt.want {
+				t.Errorf("body(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if got == nil {
+				t.Errorf("body(%q) = nil, want a slice", tt.in)
 			}
 		})
 	}

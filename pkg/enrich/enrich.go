@@ -70,8 +70,9 @@ var summaryPrefix = []byte("oom-kill:")
 // runtime list its containers; on the "oom-kill:" summary line, printed
 // just before the kill, it reads the victim's container and pod cgroup files
 // and looks the container up, while they still exist (in the background:
-// the reader never waits for the runtime). Other records cost a prefix test
-// and a substring search.
+// the reader never waits for the runtime). The agent's pipeline shows it
+// only the records that may be part of an OOM report (agent.Observer); the
+// others among those cost a prefix test and a substring search.
 func (e *Enricher) Observe(msg []byte) {
 	if !bytes.HasPrefix(msg, summaryPrefix) {
 		e.early(msg)

@@ -119,6 +119,20 @@ func (a *Assembler) OpenSeq() (int64, bool) {
 	return a.cur.Seq, true
 }
 
+// Skip takes rec if it is an ordinary record, outside a report and unable
+// to start one (mayBeReport's test, as Feed makes it), and reports whether
+// it did: Feed would only have counted it. Otherwise it does nothing, and
+// the caller feeds rec. A live reader calls it first, so that everything it
+// does for a report's records (the Observer, the read time) costs an
+// ordinary record nothing.
+func (a *Assembler) Skip(rec *kernlog.Record) bool {
+	if a.cur != nil || mayBeReport(rec.Message) {
+		return false
+	}
+	a.stats.Records++
+	return true
+}
+
 // Feed takes one record. It does not allocate for records outside a report
 // that cannot start one.
 func (a *Assembler) Feed(rec *kernlog.Record) {

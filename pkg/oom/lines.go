@@ -104,7 +104,10 @@ func hasInvoked(msg []byte) bool {
 			return false
 		}
 		at := i + k - invokedK
-		if at >= 0 && bytes.HasPrefix(msg[at:], bInvoked) {
+		// The 'k' of "invoked" follows an 'o': the other 'k's of ordinary
+		// lines ("blocking", "link", "mask") mostly fail that before any
+		// comparison.
+		if at >= 0 && msg[at+invokedK-1] == 'o' && bytes.HasPrefix(msg[at:], bInvoked) {
 			return true
 		}
 		i += k + 1
