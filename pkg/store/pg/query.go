@@ -221,7 +221,7 @@ func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Durat
 	var out []*pb.Incident
 	next := ""
 	err := s.inTx(ctx, snapshot, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, stmt, args...)
+		rows, err := openCursor(ctx, tx, "incident_kills", stmt, args)
 		if err != nil {
 			return err
 		}
@@ -248,6 +248,85 @@ func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Durat
 		return nil, "", fmt.Errorf("incidents: %w", err)
 	}
 	return out, next, nil
+}
+
+// Cursor fetches: the first reads a few more kills than a page of
+// incidents usually holds, each next one twice as many, up to the most.
+const (
+	cursorFirstFetch = 128
+	cursorMaxFetch   = 4096
+)
+
+// cursorRows reads a query's rows through a cursor of the transaction, in
+// growing fetches: the server computes only the rows read (and a fetch
+// ahead). A plain query of an unlimited statement is computed to its end
+// however few rows the reader takes: Incidents stops once its page is
+// full, often after a fraction of the kills of the filter.
+type cursorRows struct {
+	ctx   context.Context
+	tx    pgx.Tx
+	name  string
+	fetch int
+	rows  pgx.Rows
+	// n counts the rows of the current fetch.
+	n   int
+	err error
+}
+
+// openCursor declares the cursor name over stmt in tx.
+func openCursor(ctx context.Context, tx pgx.Tx, name, stmt string, args []any) (*cursorRows, error) {
+	if _, err := tx.Exec(ctx, "DECLARE "+name+" NO SCROLL CURSOR FOR "+stmt, args...); err != nil {
+		return nil, fmt.Errorf("declare cursor: %w", err)
+	}
+	return &cursorRows{ctx: ctx, tx: tx, name: name, fetch: cursorFirstFetch}, nil
+}
+
+// Next implements store.Rows.
+func (c *cursorRows) Next() bool {
+	for c.err == nil {
+		if c.rows != nil {
+			if c.rows.Next() {
+				c.n++
+				return true
+			}
+			c.rows.Close()
+			if c.err = c.rows.Err(); c.err != nil {
+				return false
+			}
+			c.rows = nil
+			if c.n < c.fetch {
+				return false // the last fetch
+			}
+			c.fetch = min(2*c.fetch, cursorMaxFetch)
+		}
+		c.n = 0
+		c.rows, c.err = c.tx.Query(c.ctx, fmt.Sprintf("FETCH %d FROM %s", c.fetch, c.name))
+	}
+	return false
+}
+
+// Scan implements store.Rows.
+func (c *cursorRows) Scan(dest ...any) error {
+	return c.rows.Scan(dest...)
+}
+
+// Err implements store.Rows.
+func (c *cursorRows) Err() error {
+	if c.err != nil {
+		return fmt.Errorf("fetch: %w", c.err)
+	}
+	return nil
+}
+
+// Close ends the current fetch and closes the cursor.
+func (c *cursorRows) Close() {
+	if c.rows != nil {
+		c.rows.Close()
+		c.rows = nil
+	}
+	if c.err == nil {
+		_, c.err = c.tx.Exec(c.ctx, "CLOSE "+c.name)
+	}
 }
 
 // eventsByRowID reads events by row ID.
