@@ -41,7 +41,7 @@ type IngestConfig struct {
 // The full and the short (CI) configurations.
 var (
 	IngestFull  = IngestConfig{Streams: 1000, Warmup: 10 * time.Second, Window: 20 * time.Second, PodsPerNode: 8}
-	IngestShort = IngestConfig{Streams: 20, Warmup: time.Second, Window: 2 * time.Second, PodsPerNode: 2}
+	IngestShort = IngestConfig{Streams: 20, Warmup: 3 * time.Second, Window: 4 * time.Second, PodsPerNode: 2}
 )
 
 // IngestTarget is the events/s the aggregator must take from 1,000
