@@ -240,9 +240,17 @@ func QueryEvents(repoRoot string, qc QueryConfig, start time.Time, batch int, pu
 // runFill runs fillstore (cmd/fillstore) to store qc's events, the last at
 // end, in a new database at db, and returns the database's size in bytes.
 func runFill(ctx context.Context, fill, repoRoot, db string, qc QueryConfig, end time.Time) (int64, error) {
+	// SQLite takes 20,000 events a transaction; PostgreSQL about what the
+	// aggregator commits at once under load (its bind message of 20,000
+	// events is 110 MB, which it copies several times).
+	batch := 20_000
+	if strings.Contains(db, "://") {
+		batch = 2_000
+	}
 	cmd := exec.CommandContext(ctx, fill, "-repo-root", repoRoot, "-db", db, "-events", strconv.Itoa(qc.Events),
 		"-nodes", strconv.Itoa(qc.Cluster.Nodes), "-namespaces", strconv.Itoa(qc.Cluster.Namespaces),
-		"-pods", strconv.Itoa(qc.Cluster.Pods), "-span", qc.Span.String(), "-end", end.Format(time.RFC3339Nano))
+		"-pods", strconv.Itoa(qc.Cluster.Pods), "-span", qc.Span.String(), "-end", end.Format(time.RFC3339Nano),
+		"-batch", strconv.Itoa(batch))
 	cmd.Env = childEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -36,14 +36,15 @@ func main() {
 	fs.IntVar(&qc.Cluster.Pods, "pods", qc.Cluster.Pods, "pods")
 	fs.DurationVar(&qc.Span, "span", qc.Span, "time the events span")
 	end := fs.String("end", "", "time of the last event, RFC 3339 (default now)")
+	batch := fs.Int("batch", 20_000, "events per transaction")
 	_ = fs.Parse(os.Args[1:])
-	if err := run(*repoRoot, *db, *end, qc); err != nil {
+	if err := run(*repoRoot, *db, *end, *batch, qc); err != nil {
 		fmt.Fprintln(os.Stderr, "fillstore:", err)
 		os.Exit(1)
 	}
 }
 
-func run(repoRoot, db, end string, qc bench.QueryConfig) error {
+func run(repoRoot, db, end string, batch int, qc bench.QueryConfig) error {
 	if db == "" {
 		return errors.New("-db is required")
 	}
@@ -87,7 +88,7 @@ func run(repoRoot, db, end string, qc bench.QueryConfig) error {
 		done <- err
 	}()
 	now := time.Now()
-	genErr := bench.QueryEvents(repoRoot, qc, last.Add(-qc.Span), 20_000, func(evs []*pb.Event) error {
+	genErr := bench.QueryEvents(repoRoot, qc, last.Add(-qc.Span), batch, func(evs []*pb.Event) error {
 		recs := make([]*store.Record, len(evs))
 		for i, e := range evs {
 			r, err := store.Encode(e, now)
