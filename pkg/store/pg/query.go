@@ -214,17 +214,13 @@ func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Durat
 		top := store.ResumeAt(c, gap)
 		q.notAfter = &top
 	}
-	stmt, args, empty := q.sql()
-	if empty {
+	if _, _, empty := q.sql(); empty {
 		return nil, "", nil
 	}
 	var out []*pb.Incident
 	next := ""
 	err := s.inTx(ctx, snapshot, func(tx pgx.Tx) error {
-		rows, err := openCursor(ctx, tx, "incident_kills", stmt, args)
-		if err != nil {
-			return err
-		}
+		rows := readKeyset(ctx, tx, q)
 		page, more, err := store.GroupKills(rows, gap, size, after)
 		rows.Close()
 		if err != nil {
@@ -250,82 +246,93 @@ func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Durat
 	return out, next, nil
 }
 
-// Cursor fetches: the first reads a few more kills than a page of
-// incidents usually holds, each next one twice as many, up to the most.
+// Keyset reads of Incidents: the first reads a few more kills than a page
+// of incidents usually holds, each next one twice as many, up to the most.
 const (
-	cursorFirstFetch = 128
-	cursorMaxFetch   = 4096
+	firstRead = 128
+	maxRead   = 4096
 )
 
-// cursorRows reads a query's rows through a cursor of the transaction, in
-// growing fetches: the server computes only the rows read (and a fetch
-// ahead). A plain query of an unlimited statement is computed to its end
-// however few rows the reader takes: Incidents stops once its page is
-// full, often after a fraction of the kills of the filter.
-type cursorRows struct {
-	ctx   context.Context
-	tx    pgx.Tx
-	name  string
-	fetch int
-	rows  pgx.Rows
-	// n counts the rows of the current fetch.
-	n   int
-	err error
+// keysetRows reads the rows of a scan in growing reads, each a query
+// with a LIMIT that goes on below the last row read (keyset): the server
+// computes only about the rows read, in one round trip for most pages.
+// A plain query of an unlimited statement is computed to its end however
+// few rows the reader takes: Incidents stops once its page is full, often
+// after a fraction of the kills of the filter. The scan's first two
+// columns are the row ID and the time, the keyset.
+type keysetRows struct {
+	ctx  context.Context
+	tx   pgx.Tx
+	q    scan
+	rows pgx.Rows
+	// n counts the rows of the current read; last is the last one's
+	// position.
+	n    int
+	last store.Cursor
+	err  error
 }
 
-// openCursor declares the cursor name over stmt in tx.
-func openCursor(ctx context.Context, tx pgx.Tx, name, stmt string, args []any) (*cursorRows, error) {
-	if _, err := tx.Exec(ctx, "DECLARE "+name+" NO SCROLL CURSOR FOR "+stmt, args...); err != nil {
-		return nil, fmt.Errorf("declare cursor: %w", err)
-	}
-	return &cursorRows{ctx: ctx, tx: tx, name: name, fetch: cursorFirstFetch}, nil
+// readKeyset starts reading q in tx.
+func readKeyset(ctx context.Context, tx pgx.Tx, q scan) *keysetRows {
+	q.limit = firstRead
+	return &keysetRows{ctx: ctx, tx: tx, q: q}
 }
 
 // Next implements store.Rows.
-func (c *cursorRows) Next() bool {
-	for c.err == nil {
-		if c.rows != nil {
-			if c.rows.Next() {
-				c.n++
+func (k *keysetRows) Next() bool {
+	for k.err == nil {
+		if k.rows != nil {
+			if k.rows.Next() {
+				k.n++
 				return true
 			}
-			c.rows.Close()
-			if c.err = c.rows.Err(); c.err != nil {
+			k.rows.Close()
+			if k.err = k.rows.Err(); k.err != nil {
 				return false
 			}
-			c.rows = nil
-			if c.n < c.fetch {
-				return false // the last fetch
+			k.rows = nil
+			if k.n < k.q.limit {
+				return false // the last read
 			}
-			c.fetch = min(2*c.fetch, cursorMaxFetch)
+			before := k.last
+			k.q.before = &before
+			k.q.limit = min(2*k.q.limit, maxRead)
 		}
-		c.n = 0
-		c.rows, c.err = c.tx.Query(c.ctx, fmt.Sprintf("FETCH %d FROM %s", c.fetch, c.name))
+		stmt, args, empty := k.q.sql()
+		if empty {
+			return false
+		}
+		k.n = 0
+		k.rows, k.err = k.tx.Query(k.ctx, stmt, args...)
 	}
 	return false
 }
 
-// Scan implements store.Rows.
-func (c *cursorRows) Scan(dest ...any) error {
-	return c.rows.Scan(dest...)
-}
-
-// Err implements store.Rows.
-func (c *cursorRows) Err() error {
-	if c.err != nil {
-		return fmt.Errorf("fetch: %w", c.err)
+// Scan implements store.Rows; the first two of dest are *int64 (row ID,
+// time).
+func (k *keysetRows) Scan(dest ...any) error {
+	if err := k.rows.Scan(dest...); err != nil {
+		return err
 	}
+	id, ok1 := dest[0].(*int64)
+	t, ok2 := dest[1].(*int64)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("keyset scan: want *int64 row ID and time, got %T, %T", dest[0], dest[1])
+	}
+	k.last = store.Cursor{ID: *id, Time: *t}
 	return nil
 }
 
-// Close ends the current fetch and closes the cursor.
-func (c *cursorRows) Close() {
-	if c.rows != nil {
-		c.rows.Close()
-		c.rows = nil
-	}
-	if c.err == nil {
-		_, c.err = c.tx.Exec(c.ctx, "CLOSE "+c.name)
+// Err implements store.Rows.
+func (k *keysetRows) Err() error {
+	return k.err
+}
+
+// Close ends the current read.
+func (k *keysetRows) Close() {
+	if k.rows != nil {
+		k.rows.Close()
+		k.rows = nil
 	}
 }
 
