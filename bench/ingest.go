@@ -77,6 +77,19 @@ type IngestResult struct {
 	Stored, AckedTotal int64
 	// EventBytes is the size of one event on the wire.
 	EventBytes int
+	// Reconnects counts the agents' streams that ended during the
+	// warm-up and the window (refused, reset) and were opened again: a
+	// figure lower for a reason other than the aggregator's speed, which
+	// the rows report.
+	Reconnects int64
+}
+
+// reconnected is what the rows add when streams ended.
+func (r *IngestResult) reconnected() string {
+	if r.Reconnects == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d agent stream(s) ended and reconnected during the run", r.Reconnects)
 }
 
 // CPUPerEvent is the CPU time the aggregators and the database server
@@ -158,7 +171,7 @@ func AggregatorIngest(ctx context.Context, cfg HookConfig) ([]Measurement, error
 			Name: fmt.Sprintf("aggregator ingest, SQLite, %d agent streams, %s (%d B)", r.Streams, what, r.EventBytes),
 			Value: fmt.Sprintf("%.0f events/s acknowledged over %.0f s; CPU per event: aggregator %.0f µs, the agents %.0f µs (on the same 2 cores); %.0f events/commit; the aggregator wrote %.1f kB/event, peak RSS %.0f MiB",
 				r.Rate, r.Window.Seconds(), float64(r.AggregatorCPU.Microseconds())/float64(r.Acked),
-				float64(r.ClientCPU.Microseconds())/float64(r.Acked), r.PerCommit, float64(r.Written)/float64(r.Acked)/1000, float64(r.PeakRSS)/(1<<20)),
+				float64(r.ClientCPU.Microseconds())/float64(r.Acked), r.PerCommit, float64(r.Written)/float64(r.Acked)/1000, float64(r.PeakRSS)/(1<<20)) + r.reconnected(),
 			Target: fmt.Sprintf(">= %d events/s with 1,000 streams", IngestTarget)}
 		switch {
 		case r.Streams != 1000:
@@ -204,7 +217,7 @@ func pgIngestRow(r, sqlite *IngestResult) Measurement {
 		Name: fmt.Sprintf("aggregator ingest, PostgreSQL, %d aggregator(s) on one database, %d agent streams, the real 6.1 kill (%d B)", r.Replicas, r.Streams, r.EventBytes),
 		Value: fmt.Sprintf("%.0f events/s acknowledged over %.0f s; CPU per event: %.0f µs = aggregator(s) %.0f µs + PostgreSQL server %.0f µs; the agents %.0f µs (all on the same 2 cores); %.0f events/commit; peak RSS %.0f MiB (largest aggregator)",
 			r.Rate, r.Window.Seconds(), r.CPUPerEvent(), perEvent(r.AggregatorCPU), perEvent(r.ServerCPU), perEvent(r.ClientCPU),
-			r.PerCommit, float64(r.PeakRSS)/(1<<20)),
+			r.PerCommit, float64(r.PeakRSS)/(1<<20)) + r.reconnected(),
 		Target: "CPU per event (aggregators + PostgreSQL) <= SQLite's aggregator's in this run"}
 	switch {
 	case sqlite == nil:
@@ -387,8 +400,8 @@ func RunIngest(ctx context.Context, repoRoot, bin, dir string, be IngestBackend,
 	if err != nil {
 		return nil, err
 	}
-	// A stream that ended (refused, reset) would make the figure lower for
-	// a reason other than the aggregator's speed.
+	// A stream that ended (refused, reset) makes the figure lower for a
+	// reason other than the aggregator's speed: the rows say so.
 	var reconnects int64
 	for _, s := range senders {
 		reconnects += s.Stats().Reconnects
@@ -399,7 +412,7 @@ func RunIngest(ctx context.Context, repoRoot, bin, dir string, be IngestBackend,
 	for err := range errs {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	res := &IngestResult{Streams: ic.Streams, Backend: be.Name, Replicas: len(aggs), Acked: a1 - a0, Window: t1.Sub(t0),
+	res := &IngestResult{Streams: ic.Streams, Backend: be.Name, Replicas: len(aggs), Acked: a1 - a0, Window: t1.Sub(t0), Reconnects: reconnects,
 		AggregatorCPU: ag1 - ag0, ClientCPU: c1 - c0, ServerCPU: s1 - s0, Written: w1 - w0, AckedTotal: acked.Load(), EventBytes: eventBytes}
 	res.Rate = float64(res.Acked) / res.Window.Seconds()
 	for _, a := range aggs {
@@ -426,9 +439,6 @@ func RunIngest(ctx context.Context, repoRoot, bin, dir string, be IngestBackend,
 	res.PerCommit = float64(events) / float64(commits)
 	if res.Acked == 0 {
 		return nil, fmt.Errorf("no event acknowledged in %s: %s", ic.Window, aggs[0].tail())
-	}
-	if reconnects > 0 {
-		return nil, fmt.Errorf("%d agent streams ended during the run: %s", reconnects, aggs[0].tail())
 	}
 	if res.Stored < res.AckedTotal {
 		return nil, fmt.Errorf("the aggregators stored %d events but acknowledged %d", res.Stored, res.AckedTotal)
