@@ -8,6 +8,9 @@
 // Without a server and without root to install one, DB skips the test and
 // says why; as root it never skips: a server that cannot be installed or
 // started fails the test.
+//
+// Programs that are not tests (the benchmarks of bench/) start a server
+// of their own with Start and create its databases with NewDB.
 package pgtest
 
 import (
