@@ -50,11 +50,11 @@ func childEnv() []string {
 	return env
 }
 
-// startAggregator runs bin (…/aggregator) over the database db, listening
-// on a free loopback port, plaintext, with its metrics on another, logging
-// to a file beside db; args are added to the command line. It returns once
-// the aggregator accepts connections.
-func startAggregator(ctx context.Context, bin, db string, args ...string) (*aggregatorProc, error) {
+// startAggregator runs bin (…/aggregator) over the database db (an SQLite
+// file or a PostgreSQL URL), listening on a free loopback port, plaintext,
+// with its metrics on another, logging to the file logPath; args are added
+// to the command line. It returns once the aggregator accepts connections.
+func startAggregator(ctx context.Context, bin, db, logPath string, args ...string) (*aggregatorProc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -63,10 +63,15 @@ func startAggregator(ctx context.Context, bin, db string, args ...string) (*aggr
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(db), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o750); err != nil {
 		return nil, err
 	}
-	p := &aggregatorProc{addr: addr, metrics: maddr, log: filepath.Join(filepath.Dir(db), "aggregator.log"), done: make(chan struct{})}
+	if !strings.Contains(db, "://") {
+		if err := os.MkdirAll(filepath.Dir(db), 0o750); err != nil {
+			return nil, err
+		}
+	}
+	p := &aggregatorProc{addr: addr, metrics: maddr, log: logPath, done: make(chan struct{})}
 	logFile, err := os.Create(p.log)
 	if err != nil {
 		return nil, err

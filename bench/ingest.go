@@ -41,7 +41,7 @@ type IngestConfig struct {
 // The full and the short (CI) configurations.
 var (
 	IngestFull  = IngestConfig{Streams: 1000, Warmup: 10 * time.Second, Window: 20 * time.Second, PodsPerNode: 8}
-	IngestShort = IngestConfig{Streams: 20, Warmup: time.Second, Window: 2 * time.Second, PodsPerNode: 2}
+	IngestShort = IngestConfig{Streams: 20, Warmup: 3 * time.Second, Window: 4 * time.Second, PodsPerNode: 2}
 )
 
 // IngestTarget is the events/s the aggregator must take from 1,000
@@ -51,25 +51,64 @@ const IngestTarget = 20000
 // IngestResult is what RunIngest measured.
 type IngestResult struct {
 	Streams int
+	// Backend and Replicas: where the aggregators stored the events, and
+	// how many aggregators shared the streams.
+	Backend  string
+	Replicas int
 	// Acked events over the window, and the rate.
 	Acked  int64
 	Window time.Duration
 	Rate   float64
 	// AggregatorCPU and ClientCPU are the CPU time of the aggregator
-	// process and of the 1,000 agents (this process) over the window.
-	AggregatorCPU, ClientCPU time.Duration
+	// processes (all replicas) and of the 1,000 agents (this process)
+	// over the window. ServerCPU is the database server's (PostgreSQL's
+	// processes), 0 for SQLite, which runs inside the aggregator.
+	AggregatorCPU, ClientCPU, ServerCPU time.Duration
 	// PerCommit is the mean events per commit over the whole run.
 	PerCommit float64
-	// PeakRSS is the aggregator's peak resident memory.
+	// PeakRSS is the largest peak resident memory of the aggregators.
 	PeakRSS int64
-	// Written is what the aggregator wrote (write(2) and its kin: the
-	// database, its WAL and the acknowledgements) over the window.
+	// Written is what the aggregators wrote (write(2) and its kin: the
+	// database, its WAL and the acknowledgements; on PostgreSQL, what
+	// they send the server) over the window.
 	Written int64
-	// Stored is the aggregator's oomwatch_events_ingested_total at the end,
+	// Stored is the aggregators' oomwatch_events_ingested_total at the end,
 	// AckedTotal the acknowledgements received in all: Stored >= AckedTotal.
 	Stored, AckedTotal int64
 	// EventBytes is the size of one event on the wire.
 	EventBytes int
+	// Reconnects counts the agents' streams that ended during the
+	// warm-up and the window (refused, reset) and were opened again: a
+	// figure lower for a reason other than the aggregator's speed, which
+	// the rows report.
+	Reconnects int64
+}
+
+// reconnected is what the rows add when streams ended.
+func (r *IngestResult) reconnected() string {
+	if r.Reconnects == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d agent stream(s) ended and reconnected during the run", r.Reconnects)
+}
+
+// CPUPerEvent is the CPU time the aggregators and the database server
+// spent per acknowledged event, µs.
+func (r *IngestResult) CPUPerEvent() float64 {
+	return float64((r.AggregatorCPU + r.ServerCPU).Microseconds()) / float64(r.Acked)
+}
+
+// IngestBackend is where the aggregators of an ingest run keep their
+// events.
+type IngestBackend struct {
+	// Name names it in the rows: SQLite or PostgreSQL.
+	Name string
+	// DBs holds each replica's --db: one SQLite file for one aggregator,
+	// or one PostgreSQL URL per replica, the same database for all.
+	DBs []string
+	// ServerPid, when not 0, is the database server's main process: its
+	// CPU and its children's is measured.
+	ServerPid int
 }
 
 // AggregatorIngest measures the aggregator's ingest rate: the aggregator
@@ -80,6 +119,10 @@ type IngestResult struct {
 // moved into its pods. The figure is events acknowledged per second (an
 // acknowledgement comes only after the commit) over a steady window. The
 // full run measures again with the kernel lines left out of the events.
+// Then the same on PostgreSQL (a server of package pgtest): one
+// aggregator, and three sharing one database with the streams spread over
+// them, judged by their CPU per event, the server's included, against
+// SQLite's in this run.
 func AggregatorIngest(ctx context.Context, cfg HookConfig) ([]Measurement, error) {
 	ic := IngestFull
 	if cfg.Short {
@@ -91,32 +134,50 @@ func AggregatorIngest(ctx context.Context, cfg HookConfig) ([]Measurement, error
 	}
 	defer os.RemoveAll(dir)
 	var ms []Measurement
-	configs := []IngestConfig{ic}
+	type run struct {
+		c        IngestConfig
+		pg       bool
+		replicas int
+	}
+	runs := []run{{c: ic, replicas: 1}}
 	if !cfg.Short {
 		noLines := ic
 		noLines.NoLines = true
-		configs = append(configs, noLines)
+		runs = append(runs, run{c: noLines, replicas: 1})
 	}
-	for i, c := range configs {
-		r, err := RunIngest(ctx, cfg.RepoRoot, bin, filepath.Join(dir, fmt.Sprintf("db%d", i), "oomwatch.db"), c, cfg.Log)
+	runs = append(runs, run{c: ic, pg: true, replicas: 1}, run{c: ic, pg: true, replicas: 3})
+	var sqlite *IngestResult
+	for i, rn := range runs {
+		be := IngestBackend{Name: "SQLite", DBs: []string{filepath.Join(dir, fmt.Sprintf("db%d", i), "oomwatch.db")}}
+		if rn.pg {
+			r, err := ingestPostgres(ctx, cfg, bin, filepath.Join(dir, fmt.Sprintf("db%d", i)), rn.c, rn.replicas)
+			if err != nil {
+				return nil, fmt.Errorf("PostgreSQL, %d replicas: %w", rn.replicas, err)
+			}
+			ms = append(ms, pgIngestRow(r, sqlite))
+			continue
+		}
+		r, err := RunIngest(ctx, cfg.RepoRoot, bin, filepath.Join(dir, fmt.Sprintf("db%d", i)), be, rn.c, cfg.Log)
 		if err != nil {
 			return nil, err
 		}
 		what := "the real 6.1 kill"
-		if c.NoLines {
+		if rn.c.NoLines {
 			what = "the same kill without its kernel lines"
+		} else {
+			sqlite = r
 		}
 		m := Measurement{
-			Name: fmt.Sprintf("aggregator ingest, %d agent streams, %s (%d B)", r.Streams, what, r.EventBytes),
+			Name: fmt.Sprintf("aggregator ingest, SQLite, %d agent streams, %s (%d B)", r.Streams, what, r.EventBytes),
 			Value: fmt.Sprintf("%.0f events/s acknowledged over %.0f s; CPU per event: aggregator %.0f µs, the agents %.0f µs (on the same 2 cores); %.0f events/commit; the aggregator wrote %.1f kB/event, peak RSS %.0f MiB",
 				r.Rate, r.Window.Seconds(), float64(r.AggregatorCPU.Microseconds())/float64(r.Acked),
-				float64(r.ClientCPU.Microseconds())/float64(r.Acked), r.PerCommit, float64(r.Written)/float64(r.Acked)/1000, float64(r.PeakRSS)/(1<<20)),
+				float64(r.ClientCPU.Microseconds())/float64(r.Acked), r.PerCommit, float64(r.Written)/float64(r.Acked)/1000, float64(r.PeakRSS)/(1<<20)) + r.reconnected(),
 			Target: fmt.Sprintf(">= %d events/s with 1,000 streams", IngestTarget)}
 		switch {
 		case r.Streams != 1000:
 			m.Verdict = VerdictNotMeasured
 			m.Value += " (short run: not the target's configuration)"
-		case c.NoLines:
+		case rn.c.NoLines:
 			// Not the target's event: it shows what the size costs.
 			m.Verdict = VerdictMeasured
 		default:
@@ -125,6 +186,53 @@ func AggregatorIngest(ctx context.Context, cfg HookConfig) ([]Measurement, error
 		ms = append(ms, m)
 	}
 	return ms, nil
+}
+
+// ingestPostgres runs RunIngest with replicas aggregators on a new
+// database of a PostgreSQL server of its own, started for the run and
+// stopped after it, so that the server's processes are the run's alone.
+func ingestPostgres(ctx context.Context, cfg HookConfig, bin, dir string, ic IngestConfig, replicas int) (*IngestResult, error) {
+	srv, err := startPostgres(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+	url, err := newPostgresDB(ctx, srv, "ingest")
+	if err != nil {
+		return nil, err
+	}
+	be := IngestBackend{Name: "PostgreSQL", ServerPid: srv.Pid()}
+	for range replicas {
+		be.DBs = append(be.DBs, url)
+	}
+	return RunIngest(ctx, cfg.RepoRoot, bin, dir, be, ic, cfg.Log)
+}
+
+// pgIngestRow is the row of a PostgreSQL run, judged against the SQLite
+// run sqlite (nil when it did not run): no more CPU per event, the
+// aggregators' and the server's, than SQLite's aggregator.
+func pgIngestRow(r, sqlite *IngestResult) Measurement {
+	perEvent := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(r.Acked) }
+	m := Measurement{
+		Name: fmt.Sprintf("aggregator ingest, PostgreSQL, %d aggregator(s) on one database, %d agent streams, the real 6.1 kill (%d B)", r.Replicas, r.Streams, r.EventBytes),
+		Value: fmt.Sprintf("%.0f events/s acknowledged over %.0f s; CPU per event: %.0f µs = aggregator(s) %.0f µs + PostgreSQL server %.0f µs; the agents %.0f µs (all on the same 2 cores); %.0f events/commit; peak RSS %.0f MiB (largest aggregator)",
+			r.Rate, r.Window.Seconds(), r.CPUPerEvent(), perEvent(r.AggregatorCPU), perEvent(r.ServerCPU), perEvent(r.ClientCPU),
+			r.PerCommit, float64(r.PeakRSS)/(1<<20)) + r.reconnected(),
+		Target: "CPU per event (aggregators + PostgreSQL) <= SQLite's aggregator's in this run"}
+	switch {
+	case sqlite == nil:
+		m.Verdict = VerdictNotMeasured
+		m.Value += " (no SQLite run to compare with)"
+	default:
+		m.Value += fmt.Sprintf("; SQLite: %.0f events/s, %.0f µs per event: %.2fx (aggregator(s) alone %.2fx)", sqlite.Rate, sqlite.CPUPerEvent(),
+			r.CPUPerEvent()/sqlite.CPUPerEvent(), perEvent(r.AggregatorCPU)/sqlite.CPUPerEvent())
+		m.Verdict = verdict(r.CPUPerEvent() <= sqlite.CPUPerEvent())
+		if r.Streams != 1000 {
+			m.Verdict = VerdictNotMeasured
+			m.Value += " (short run: not the target's configuration)"
+		}
+	}
+	return m
 }
 
 // buildAggregator builds …/aggregator into a new temporary directory,
@@ -145,9 +253,9 @@ func buildAggregator(ctx context.Context, cfg HookConfig) (bin, dir string, err 
 	return bin, dir, nil
 }
 
-// RunIngest starts the aggregator bin over db and measures it with
-// ic.Streams agents.
-func RunIngest(ctx context.Context, repoRoot, bin, db string, ic IngestConfig, progress io.Writer) (*IngestResult, error) {
+// RunIngest starts an aggregator bin per database of be (logging into
+// dir) and measures them with ic.Streams agents, spread evenly over them.
+func RunIngest(ctx context.Context, repoRoot, bin, dir string, be IngestBackend, ic IngestConfig, progress io.Writer) (*IngestResult, error) {
 	logf := func(format string, args ...any) {
 		if progress != nil {
 			fmt.Fprintf(progress, "ingest: "+format+"\n", args...)
@@ -157,17 +265,54 @@ func RunIngest(ctx context.Context, repoRoot, bin, db string, ic IngestConfig, p
 	if err != nil {
 		return nil, err
 	}
-	// Debug: the aggregator logs each commit's size, and nothing per event.
-	agg, err := startAggregator(ctx, bin, db, "--max-events-per-second", "0", "--max-events-per-second-per-identity", "0", "--log-level", "debug")
-	if err != nil {
-		return nil, err
-	}
+	var aggs []*aggregatorProc
 	stopped := false
-	defer func() {
+	stopAll := func() {
 		if !stopped {
-			agg.stop()
+			for _, a := range aggs {
+				a.stop()
+			}
+			stopped = true
 		}
-	}()
+	}
+	defer stopAll()
+	for i, db := range be.DBs {
+		// Debug: the aggregator logs each commit's size, and nothing per
+		// event.
+		agg, err := startAggregator(ctx, bin, db, filepath.Join(dir, fmt.Sprintf("aggregator-%d.log", i)),
+			"--max-events-per-second", "0", "--max-events-per-second-per-identity", "0", "--log-level", "debug")
+		if err != nil {
+			return nil, err
+		}
+		aggs = append(aggs, agg)
+	}
+	serverCPU := func() (time.Duration, error) {
+		if be.ServerPid == 0 {
+			return 0, nil
+		}
+		return treeCPU(be.ServerPid)
+	}
+	// The sums over the aggregators.
+	aggCPU := func() (total time.Duration, err error) {
+		for _, a := range aggs {
+			c, err := a.cpu()
+			if err != nil {
+				return 0, err
+			}
+			total += c
+		}
+		return total, nil
+	}
+	aggWritten := func() (total int64, err error) {
+		for _, a := range aggs {
+			w, err := a.written()
+			if err != nil {
+				return 0, err
+			}
+			total += w
+		}
+		return total, nil
+	}
 
 	cluster := Cluster{Nodes: ic.Streams, Namespaces: 50, Pods: 50 * 100}
 	kills := newPodKills(tmpl, cluster)
@@ -187,9 +332,9 @@ func RunIngest(ctx context.Context, repoRoot, bin, db string, ic IngestConfig, p
 	rng := rand.New(rand.NewPCG(7, 11))
 	var eventBytes int
 	var senders []*sender.Sender
-	logf("%d agents streaming to %s", ic.Streams, agg.addr)
+	logf("%d agents streaming to %d aggregator(s) on %s", ic.Streams, len(aggs), be.Name)
 	for i := range ic.Streams {
-		conn, err := grpc.NewClient(agg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(aggs[i%len(aggs)].addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return nil, err
 		}
@@ -227,11 +372,15 @@ func RunIngest(ctx context.Context, repoRoot, bin, db string, ic IngestConfig, p
 		return nil, err
 	}
 	a0, t0, c0 := acked.Load(), time.Now(), cpuTime()
-	ag0, err := agg.cpu()
+	ag0, err := aggCPU()
 	if err != nil {
 		return nil, err
 	}
-	w0, err := agg.written()
+	s0, err := serverCPU()
+	if err != nil {
+		return nil, err
+	}
+	w0, err := aggWritten()
 	if err != nil {
 		return nil, err
 	}
@@ -239,16 +388,20 @@ func RunIngest(ctx context.Context, repoRoot, bin, db string, ic IngestConfig, p
 		return nil, err
 	}
 	a1, t1, c1 := acked.Load(), time.Now(), cpuTime()
-	ag1, err := agg.cpu()
+	ag1, err := aggCPU()
 	if err != nil {
 		return nil, err
 	}
-	w1, err := agg.written()
+	s1, err := serverCPU()
 	if err != nil {
 		return nil, err
 	}
-	// A stream that ended (refused, reset) would make the figure lower for
-	// a reason other than the aggregator's speed.
+	w1, err := aggWritten()
+	if err != nil {
+		return nil, err
+	}
+	// A stream that ended (refused, reset) makes the figure lower for a
+	// reason other than the aggregator's speed: the rows say so.
 	var reconnects int64
 	for _, s := range senders {
 		reconnects += s.Stats().Reconnects
@@ -259,44 +412,49 @@ func RunIngest(ctx context.Context, repoRoot, bin, db string, ic IngestConfig, p
 	for err := range errs {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	res := &IngestResult{Streams: ic.Streams, Acked: a1 - a0, Window: t1.Sub(t0), AggregatorCPU: ag1 - ag0,
-		ClientCPU: c1 - c0, Written: w1 - w0, AckedTotal: acked.Load(), EventBytes: eventBytes}
+	res := &IngestResult{Streams: ic.Streams, Backend: be.Name, Replicas: len(aggs), Acked: a1 - a0, Window: t1.Sub(t0), Reconnects: reconnects,
+		AggregatorCPU: ag1 - ag0, ClientCPU: c1 - c0, ServerCPU: s1 - s0, Written: w1 - w0, AckedTotal: acked.Load(), EventBytes: eventBytes}
 	res.Rate = float64(res.Acked) / res.Window.Seconds()
-	if res.PeakRSS, err = agg.peakRSS(); err != nil {
-		return nil, err
+	for _, a := range aggs {
+		rss, err := a.peakRSS()
+		if err != nil {
+			return nil, err
+		}
+		res.PeakRSS = max(res.PeakRSS, rss)
+		stored, err := a.metric(ctx, "oomwatch_events_ingested_total")
+		if err != nil {
+			return nil, err
+		}
+		res.Stored += int64(stored)
 	}
-	stored, err := agg.metric(ctx, "oomwatch_events_ingested_total")
-	if err != nil {
-		return nil, err
+	stopAll()
+	var commits, events int64
+	for _, a := range aggs {
+		c, e, err := commitSize(a.log)
+		if err != nil {
+			return nil, err
+		}
+		commits, events = commits+c, events+e
 	}
-	res.Stored = int64(stored)
-	agg.stop()
-	stopped = true
-	if res.PerCommit, err = commitSize(agg.log); err != nil {
-		return nil, err
-	}
+	res.PerCommit = float64(events) / float64(commits)
 	if res.Acked == 0 {
-		return nil, fmt.Errorf("no event acknowledged in %s: %s", ic.Window, agg.tail())
-	}
-	if reconnects > 0 {
-		return nil, fmt.Errorf("%d agent streams ended during the run: %s", reconnects, agg.tail())
+		return nil, fmt.Errorf("no event acknowledged in %s: %s", ic.Window, aggs[0].tail())
 	}
 	if res.Stored < res.AckedTotal {
-		return nil, fmt.Errorf("the aggregator stored %d events but acknowledged %d", res.Stored, res.AckedTotal)
+		return nil, fmt.Errorf("the aggregators stored %d events but acknowledged %d", res.Stored, res.AckedTotal)
 	}
 	logf("%.0f events/s", res.Rate)
 	return res, nil
 }
 
-// commitSize returns the mean events per commit from the aggregator's
-// debug log (a "committed" line per commit).
-func commitSize(logPath string) (float64, error) {
+// commitSize returns the commits and the events they stored from an
+// aggregator's debug log (a "committed" line per commit).
+func commitSize(logPath string) (commits, events int64, err error) {
 	f, err := os.Open(logPath)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer f.Close()
-	var commits, events int64
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -310,9 +468,9 @@ func commitSize(logPath string) (float64, error) {
 		}
 	}
 	if commits == 0 {
-		return 0, errors.New("no commit in the aggregator's log")
+		return 0, 0, errors.New("no commit in the aggregator's log")
 	}
-	return float64(events) / float64(commits), sc.Err()
+	return commits, events, sc.Err()
 }
 
 // eventSize is an event's size in a StreamRequest.

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -62,7 +64,9 @@ type QueryResult struct {
 // over it, and times, through the gRPC API on loopback, `oomctl events -n
 // NS --since T --until T+24h` (ListEvents, one page of 100, oomctl's
 // default) and `oomctl incidents` with such a filter (ListIncidents, a
-// page of 50, gap 1 m), each for a random namespace and day.
+// page of 50, gap 1 m), each for a random namespace and day. It does so on
+// SQLite, then on PostgreSQL (a server of package pgtest), with the same
+// events and the same queries.
 func QueryLatency(ctx context.Context, cfg HookConfig) ([]Measurement, error) {
 	qc := QueryFull
 	if cfg.Short {
@@ -77,13 +81,38 @@ func QueryLatency(ctx context.Context, cfg HookConfig) ([]Measurement, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := RunQuery(ctx, cfg.RepoRoot, bin, fill, filepath.Join(dir, "db", "oomwatch.db"), qc, cfg.Log)
+	var ms []Measurement
+	sqliteDir := filepath.Join(dir, "db")
+	r, err := RunQuery(ctx, cfg.RepoRoot, bin, fill, filepath.Join(sqliteDir, "oomwatch.db"), sqliteDir, qc, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
+	ms = append(ms, queryRows("SQLite", r)...)
+	// Its gigabytes are not needed any more.
+	if err := os.RemoveAll(sqliteDir); err != nil {
+		return nil, err
+	}
+	srv, err := startPostgres(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL: %w", err)
+	}
+	defer srv.Stop()
+	url, err := newPostgresDB(ctx, srv, "query")
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL: %w", err)
+	}
+	r, err = RunQuery(ctx, cfg.RepoRoot, bin, fill, url, filepath.Join(dir, "pg"), qc, cfg.Log)
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL: %w", err)
+	}
+	return append(ms, queryRows("PostgreSQL", r)...), nil
+}
+
+// queryRows are the rows of one backend's RunQuery.
+func queryRows(backend string, r *QueryResult) []Measurement {
 	where := fmt.Sprintf("%s events (%.1f GiB database, filled in %.0f s)", human(float64(r.Events)), float64(r.DBBytes)/(1<<30), r.Fill.Seconds())
 	row := func(what string, lat []time.Duration, perPage float64, unit string) Measurement {
-		m := Measurement{Name: fmt.Sprintf("query latency, %s, over %s", what, where),
+		m := Measurement{Name: fmt.Sprintf("query latency, %s, %s, over %s", backend, what, where),
 			Value: fmt.Sprintf("p50 %s, p99 %s, max %s over %d queries (%.0f %s per page)",
 				ms(quantile(lat, 0.5)), ms(quantile(lat, 0.99)), ms(lat[len(lat)-1]), len(lat), perPage, unit),
 			Target: "p99 < " + ms(QueryTarget)}
@@ -98,12 +127,13 @@ func QueryLatency(ctx context.Context, cfg HookConfig) ([]Measurement, error) {
 	return []Measurement{
 		row("ListEvents by namespace and a 24 h window, a page of 100", r.List, r.ListedPerPage, "events"),
 		row("ListIncidents by namespace and a 24 h window, a page of 50", r.Incidents, r.IncidentsPage, "incidents"),
-	}, nil
+	}
 }
 
-// RunQuery fills db with qc.Events events (fill is …/bench/cmd/fillstore),
-// starts the aggregator bin over it and times the queries.
-func RunQuery(ctx context.Context, repoRoot, bin, fill, db string, qc QueryConfig, progress io.Writer) (*QueryResult, error) {
+// RunQuery fills db (an SQLite file, or a PostgreSQL URL of an empty
+// database) with qc.Events events (fill is …/bench/cmd/fillstore), starts
+// the aggregator bin over it (logging into dir) and times the queries.
+func RunQuery(ctx context.Context, repoRoot, bin, fill, db, dir string, qc QueryConfig, progress io.Writer) (*QueryResult, error) {
 	logf := func(format string, args ...any) {
 		if progress != nil {
 			fmt.Fprintf(progress, "query: "+format+"\n", args...)
@@ -113,19 +143,15 @@ func RunQuery(ctx context.Context, repoRoot, bin, fill, db string, qc QueryConfi
 	start := end.Add(-qc.Span)
 	logf("storing %d events", qc.Events)
 	t0 := time.Now()
-	if err := runFill(ctx, fill, repoRoot, db, qc, end); err != nil {
+	size, err := runFill(ctx, fill, repoRoot, db, qc, end)
+	if err != nil {
 		return nil, err
 	}
-	res := &QueryResult{Events: qc.Events, Fill: time.Since(t0)}
-	for _, suffix := range []string{"", "-wal"} {
-		if fi, err := os.Stat(db + suffix); err == nil {
-			res.DBBytes += fi.Size()
-		}
-	}
+	res := &QueryResult{Events: qc.Events, Fill: time.Since(t0), DBBytes: size}
 	logf("stored in %s", res.Fill.Round(time.Second))
 
 	// Retention off: the oldest events must not be pruned at start.
-	agg, err := startAggregator(ctx, bin, db, "--retention", "0", "--log-level", "warn")
+	agg, err := startAggregator(ctx, bin, db, filepath.Join(dir, "aggregator.log"), "--retention", "0", "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
@@ -212,14 +238,30 @@ func QueryEvents(repoRoot string, qc QueryConfig, start time.Time, batch int, pu
 }
 
 // runFill runs fillstore (cmd/fillstore) to store qc's events, the last at
-// end, in a new database at db.
-func runFill(ctx context.Context, fill, repoRoot, db string, qc QueryConfig, end time.Time) error {
+// end, in a new database at db, and returns the database's size in bytes.
+func runFill(ctx context.Context, fill, repoRoot, db string, qc QueryConfig, end time.Time) (int64, error) {
+	// SQLite takes 20,000 events a transaction; PostgreSQL about what the
+	// aggregator commits at once under load (its bind message of 20,000
+	// events is 110 MB, which it copies several times).
+	batch := 20_000
+	if strings.Contains(db, "://") {
+		batch = 2_000
+	}
 	cmd := exec.CommandContext(ctx, fill, "-repo-root", repoRoot, "-db", db, "-events", strconv.Itoa(qc.Events),
 		"-nodes", strconv.Itoa(qc.Cluster.Nodes), "-namespaces", strconv.Itoa(qc.Cluster.Namespaces),
-		"-pods", strconv.Itoa(qc.Cluster.Pods), "-span", qc.Span.String(), "-end", end.Format(time.RFC3339Nano))
+		"-pods", strconv.Itoa(qc.Cluster.Pods), "-span", qc.Span.String(), "-end", end.Format(time.RFC3339Nano),
+		"-batch", strconv.Itoa(batch))
 	cmd.Env = childEnv()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("fillstore: %w: %s", err, b)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("fillstore: %w: %s", err, stderr.Bytes())
 	}
-	return nil
+	// Its output is the size.
+	size, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("fillstore's size: %w", err)
+	}
+	return size, nil
 }

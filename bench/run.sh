@@ -5,14 +5,18 @@
 #
 #   BENCH_SHORT=1 ./bench/run.sh   small inputs, one round, no VM, the
 #                                  aggregator's ingest and query hooks in a
-#                                  tiny configuration: only proves it runs
-#                                  (the CI smoke test, about a minute)
+#                                  tiny configuration, on SQLite and on
+#                                  PostgreSQL: only proves they run, and
+#                                  fails when a hook fails (the CI smoke
+#                                  test, about 1.5 minutes; PostgreSQL is
+#                                  installed with apt-get when missing)
 #   ./bench/run.sh                 the full comparison: 1M-record inputs, three
 #                                  rounds, the real-kernel rows, the agent
 #                                  footprint and the end-to-end latency in
 #                                  qemu, the aggregator's ingest (1,000
-#                                  streams) and query (1M events) hooks
-#                                  (root; ~15 minutes)
+#                                  streams; SQLite, PostgreSQL with 1 and 3
+#                                  aggregators) and query (1M events, on
+#                                  both) hooks (root; ~25 minutes)
 #
 # Extra arguments go to cmd/benchtable (-rounds, -benchtime, -hooks, -out,
 # ...); each flag can also be set as OOMWATCH_<FLAG>, e.g. OOMWATCH_HOOKS=none.

@@ -119,6 +119,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 
 	selected := o.selectedHooks()
+	// In a short run (CI's smoke test) a hook that fails fails the run,
+	// once the table is printed: its rows must not rot unseen.
+	var hookErrs []error
 	cfg := bench.HookConfig{Short: o.short, RepoRoot: root, ArtifactDir: o.artifacts, Log: stderr}
 	if slices.Contains(selected, "detect-vm") {
 		if err := bench.DetectVM(ctx, cfg, t); err != nil {
@@ -138,6 +141,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 		ms, err := h.Run(ctx, cfg)
 		if err != nil {
+			hookErrs = append(hookErrs, fmt.Errorf("hook %s: %w", h.Name, err))
 			t.Targets = append(t.Targets, bench.Measurement{Name: h.Name, Value: err.Error(), Target: h.Target, Verdict: bench.VerdictNotMeasured})
 			continue
 		}
@@ -155,5 +159,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		w = io.MultiWriter(stdout, f)
 	}
 	t.Print(w)
+	if o.short {
+		return errors.Join(hookErrs...)
+	}
 	return nil
 }

@@ -1,8 +1,10 @@
-// Command fillstore fills a new oomwatch database through pkg/store with
+// Command fillstore fills a new oomwatch database through pkg/store (an
+// SQLite file) or pkg/store/pg (a PostgreSQL URL, an empty database) with
 // the events of the query hook (bench.QueryEvents), in large batches, the
-// next batch encoded while the last one commits. It is built static and
-// run by bench.QueryLatency, so that the bench module itself does not
-// build SQLite.
+// next batch encoded while the last one commits, and prints the
+// database's size in bytes. It is built static and run by
+// bench.QueryLatency, so that the bench module itself does not build
+// SQLite.
 package main
 
 import (
@@ -14,10 +16,12 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/sirupsen/logrus"
 
 	"github.com/oomwatch/oomwatch/bench"
 	"github.com/oomwatch/oomwatch/pkg/store"
+	"github.com/oomwatch/oomwatch/pkg/store/pg"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -25,26 +29,24 @@ func main() {
 	qc := bench.QueryFull
 	fs := flag.NewFlagSet("fillstore", flag.ExitOnError)
 	repoRoot := fs.String("repo-root", "..", "the oomwatch repository root (for bench.KillCapture)")
-	db := fs.String("db", "", "database to create")
+	db := fs.String("db", "", "database to create (a file), or to fill (postgres://...)")
 	fs.IntVar(&qc.Events, "events", qc.Events, "events to store")
 	fs.IntVar(&qc.Cluster.Nodes, "nodes", qc.Cluster.Nodes, "nodes")
 	fs.IntVar(&qc.Cluster.Namespaces, "namespaces", qc.Cluster.Namespaces, "namespaces")
 	fs.IntVar(&qc.Cluster.Pods, "pods", qc.Cluster.Pods, "pods")
 	fs.DurationVar(&qc.Span, "span", qc.Span, "time the events span")
 	end := fs.String("end", "", "time of the last event, RFC 3339 (default now)")
+	batch := fs.Int("batch", 20_000, "events per transaction")
 	_ = fs.Parse(os.Args[1:])
-	if err := run(*repoRoot, *db, *end, qc); err != nil {
+	if err := run(*repoRoot, *db, *end, *batch, qc); err != nil {
 		fmt.Fprintln(os.Stderr, "fillstore:", err)
 		os.Exit(1)
 	}
 }
 
-func run(repoRoot, db, end string, qc bench.QueryConfig) error {
+func run(repoRoot, db, end string, batch int, qc bench.QueryConfig) error {
 	if db == "" {
 		return errors.New("-db is required")
-	}
-	if _, err := os.Stat(db); err == nil {
-		return fmt.Errorf("%s exists", db)
 	}
 	last := time.Now()
 	if end != "" {
@@ -56,9 +58,22 @@ func run(repoRoot, db, end string, qc bench.QueryConfig) error {
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
 	ctx := context.Background()
-	st, err := store.Open(ctx, db, logrus.NewEntry(quiet))
-	if err != nil {
-		return err
+	var st putter
+	if pg.IsURL(db) {
+		s, err := pg.Open(ctx, db, logrus.NewEntry(quiet))
+		if err != nil {
+			return err
+		}
+		st = s
+	} else {
+		if _, err := os.Stat(db); err == nil {
+			return fmt.Errorf("%s exists", db)
+		}
+		s, err := store.Open(ctx, db, logrus.NewEntry(quiet))
+		if err != nil {
+			return err
+		}
+		st = s
 	}
 	// Encoding (protobuf) on this goroutine, committing on the other.
 	batches := make(chan []*store.Record, 1)
@@ -73,7 +88,7 @@ func run(repoRoot, db, end string, qc bench.QueryConfig) error {
 		done <- err
 	}()
 	now := time.Now()
-	genErr := bench.QueryEvents(repoRoot, qc, last.Add(-qc.Span), 20_000, func(evs []*pb.Event) error {
+	genErr := bench.QueryEvents(repoRoot, qc, last.Add(-qc.Span), batch, func(evs []*pb.Event) error {
 		recs := make([]*store.Record, len(evs))
 		for i, e := range evs {
 			r, err := store.Encode(e, now)
@@ -86,5 +101,48 @@ func run(repoRoot, db, end string, qc bench.QueryConfig) error {
 		return nil
 	})
 	close(batches)
-	return errors.Join(genErr, <-done, st.Close())
+	if err := errors.Join(genErr, <-done, st.Close()); err != nil {
+		return err
+	}
+	size, err := dbSize(ctx, db)
+	if err != nil {
+		return err
+	}
+	fmt.Println(size)
+	return nil
+}
+
+// putter is what fillstore needs of a store.
+type putter interface {
+	PutRecords(ctx context.Context, recs []*store.Record) ([]store.PutResult, error)
+	Close() error
+}
+
+// dbSize returns the size of the database: its files (SQLite: the
+// database and its WAL), or what PostgreSQL reports, after a VACUUM
+// ANALYZE, which the server's autovacuum would run on its own after so
+// many inserts.
+func dbSize(ctx context.Context, db string) (int64, error) {
+	if !pg.IsURL(db) {
+		var size int64
+		for _, suffix := range []string{"", "-wal"} {
+			if fi, err := os.Stat(db + suffix); err == nil {
+				size += fi.Size()
+			}
+		}
+		return size, nil
+	}
+	c, err := pgx.Connect(ctx, db)
+	if err != nil {
+		return 0, fmt.Errorf("size: %w", err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "VACUUM ANALYZE"); err != nil {
+		return 0, fmt.Errorf("vacuum: %w", err)
+	}
+	var size int64
+	if err := c.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&size); err != nil {
+		return 0, fmt.Errorf("size: %w", err)
+	}
+	return size, nil
 }

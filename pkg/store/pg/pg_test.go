@@ -5,11 +5,15 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sirupsen/logrus"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/store"
@@ -180,4 +184,88 @@ func containsSecret(s string) bool {
 		}
 	}
 	return false
+}
+
+// Events' bytes stay in the row up to a page, and larger ones are
+// compressed with LZ4 (migration 3): pgtest's server, Debian's, is built
+// with it.
+func TestDataStorage(t *testing.T) {
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	s := open(t, url)
+	defer s.Close()
+	if _, err := s.Put(ctx, []*pb.Event{oom(1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var method string
+	if err := c.QueryRow(ctx, `SELECT attcompression::text FROM pg_attribute
+		WHERE attrelid = 'events'::regclass AND attname = 'data'`).Scan(&method); err != nil {
+		t.Fatal(err)
+	}
+	if method != "l" {
+		t.Errorf("events.data compression = %q, want l (LZ4)", method)
+	}
+	var opts []string
+	if err := c.QueryRow(ctx, `SELECT reloptions FROM pg_class WHERE oid = 'events'::regclass`).Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(opts, "toast_tuple_target=8160") {
+		t.Errorf("events' options = %v, want toast_tuple_target=8160", opts)
+	}
+}
+
+// Incidents reads kills through a cursor, in growing fetches: a filter
+// with thousands of kills gives, page after page, exactly the incidents
+// of the SQLite store over the same events, across fetch boundaries.
+func TestIncidentsAcrossFetches(t *testing.T) {
+	ctx := context.Background()
+	p := open(t, pgtest.DB(t))
+	lite, err := store.Open(ctx, filepath.Join(t.TempDir(), "oomwatch.db"), quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lite.Close()
+	// 3,000 kills on 7 nodes, 25 s apart: incidents of several kills,
+	// whose groups straddle the fetches.
+	var evs []*pb.Event
+	for i := range 3000 {
+		e := oom(int64(i), time.Duration(i)*25*time.Second)
+		e.Node = "node-" + strconv.Itoa(i%7)
+		evs = append(evs, e)
+	}
+	for _, put := range []func(context.Context, []*pb.Event) ([]store.PutResult, error){p.Put, lite.Put} {
+		if _, err := put(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, size := range []int{50, 1000} {
+		var ptok, ltok string
+		for page := 0; ; page++ {
+			pi, pnext, err := p.Incidents(ctx, nil, time.Minute, size, ptok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			li, lnext, err := lite.Incidents(ctx, nil, time.Minute, size, ltok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pi) != len(li) || (pnext == "") != (lnext == "") {
+				t.Fatalf("size %d, page %d: %d incidents (more %v), SQLite %d (more %v)", size, page, len(pi), pnext != "", len(li), lnext != "")
+			}
+			for i := range pi {
+				if !proto.Equal(pi[i], li[i]) {
+					t.Fatalf("size %d, page %d, incident %d:\n%v\nSQLite:\n%v", size, page, i, pi[i], li[i])
+				}
+			}
+			if pnext == "" {
+				break
+			}
+			ptok, ltok = pnext, lnext
+		}
+	}
 }

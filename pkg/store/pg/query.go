@@ -214,17 +214,13 @@ func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Durat
 		top := store.ResumeAt(c, gap)
 		q.notAfter = &top
 	}
-	stmt, args, empty := q.sql()
-	if empty {
+	if _, _, empty := q.sql(); empty {
 		return nil, "", nil
 	}
 	var out []*pb.Incident
 	next := ""
 	err := s.inTx(ctx, snapshot, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, stmt, args...)
-		if err != nil {
-			return err
-		}
+		rows := readKeyset(ctx, tx, q)
 		page, more, err := store.GroupKills(rows, gap, size, after)
 		rows.Close()
 		if err != nil {
@@ -248,6 +244,96 @@ func (s *Store) Incidents(ctx context.Context, f *pb.EventFilter, gap time.Durat
 		return nil, "", fmt.Errorf("incidents: %w", err)
 	}
 	return out, next, nil
+}
+
+// Keyset reads of Incidents: the first reads a few more kills than a page
+// of incidents usually holds, each next one twice as many, up to the most.
+const (
+	firstRead = 128
+	maxRead   = 4096
+)
+
+// keysetRows reads the rows of a scan in growing reads, each a query
+// with a LIMIT that goes on below the last row read (keyset): the server
+// computes only about the rows read, in one round trip for most pages.
+// A plain query of an unlimited statement is computed to its end however
+// few rows the reader takes: Incidents stops once its page is full, often
+// after a fraction of the kills of the filter. The scan's first two
+// columns are the row ID and the time, the keyset.
+type keysetRows struct {
+	ctx  context.Context
+	tx   pgx.Tx
+	q    scan
+	rows pgx.Rows
+	// n counts the rows of the current read; last is the last one's
+	// position.
+	n    int
+	last store.Cursor
+	err  error
+}
+
+// readKeyset starts reading q in tx.
+func readKeyset(ctx context.Context, tx pgx.Tx, q scan) *keysetRows {
+	q.limit = firstRead
+	return &keysetRows{ctx: ctx, tx: tx, q: q}
+}
+
+// Next implements store.Rows.
+func (k *keysetRows) Next() bool {
+	for k.err == nil {
+		if k.rows != nil {
+			if k.rows.Next() {
+				k.n++
+				return true
+			}
+			k.rows.Close()
+			if k.err = k.rows.Err(); k.err != nil {
+				return false
+			}
+			k.rows = nil
+			if k.n < k.q.limit {
+				return false // the last read
+			}
+			before := k.last
+			k.q.before = &before
+			k.q.limit = min(2*k.q.limit, maxRead)
+		}
+		stmt, args, empty := k.q.sql()
+		if empty {
+			return false
+		}
+		k.n = 0
+		k.rows, k.err = k.tx.Query(k.ctx, stmt, args...)
+	}
+	return false
+}
+
+// Scan implements store.Rows; the first two of dest are *int64 (row ID,
+// time).
+func (k *keysetRows) Scan(dest ...any) error {
+	if err := k.rows.Scan(dest...); err != nil {
+		return err
+	}
+	id, ok1 := dest[0].(*int64)
+	t, ok2 := dest[1].(*int64)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("keyset scan: want *int64 row ID and time, got %T, %T", dest[0], dest[1])
+	}
+	k.last = store.Cursor{ID: *id, Time: *t}
+	return nil
+}
+
+// Err implements store.Rows.
+func (k *keysetRows) Err() error {
+	return k.err
+}
+
+// Close ends the current read.
+func (k *keysetRows) Close() {
+	if k.rows != nil {
+		k.rows.Close()
+		k.rows = nil
+	}
 }
 
 // eventsByRowID reads events by row ID.

@@ -8,6 +8,9 @@
 // Without a server and without root to install one, DB skips the test and
 // says why; as root it never skips: a server that cannot be installed or
 // started fails the test.
+//
+// Programs that are not tests (the benchmarks of bench/) start a server
+// of their own with Start and create its databases with NewDB.
 package pgtest
 
 import (
@@ -40,9 +43,11 @@ const startTimeout = 60 * time.Second
 
 // server is the test binary's PostgreSQL, started by the first DB.
 type server struct {
-	dir  string // data directory and socket
-	bin  string // the server's bin directory
-	cred *syscall.Credential
+	dir string // data directory and socket
+	bin string // the server's bin directory
+	// settings are the server's "name=value" settings besides the tests'.
+	settings []string
+	cred     *syscall.Credential
 	// mu guards cmd and done across Restart.
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -84,13 +89,9 @@ func DB(t testing.TB) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbs.Add(1))
-	admin, err := pgx.Connect(ctx, srv.url("postgres"))
+	url, err := srv.createDB(ctx, name)
 	if err != nil {
 		t.Fatalf("PostgreSQL: %v", err)
-	}
-	defer admin.Close(context.Background())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -105,7 +106,63 @@ func DB(t testing.TB) string {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
-	return srv.url(name)
+	return url
+}
+
+// createDB creates the database name and returns its URL.
+func (s *server) createDB(ctx context.Context, name string) (string, error) {
+	admin, err := pgx.Connect(ctx, s.url("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", fmt.Errorf("create database: %w", err)
+	}
+	return s.url(name), nil
+}
+
+// Server is a PostgreSQL server started outside a test, for benchmarks
+// that run as programs (bench/): the same server DB uses, with settings of
+// the caller's on top.
+type Server struct {
+	s *server
+}
+
+// Start installs (as root, when missing), initialises and starts a
+// server in a new temporary directory. settings are "name=value"
+// parameters, applied after pgtest's own (shared_buffers=32MB, ...), so
+// that they override them. Stop it with Stop.
+func Start(settings ...string) (*Server, error) {
+	s := &server{log: &bytes.Buffer{}, done: make(chan struct{})}
+	bin, skip, err := binDir()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("PostgreSQL: %w", err)
+	case skip != "":
+		return nil, errors.New(skip)
+	}
+	if err := s.run(bin, settings...); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("PostgreSQL: %w", err)
+	}
+	return &Server{s: s}, nil
+}
+
+// NewDB creates the database name (a lower-case identifier) and returns its URL.
+func (s *Server) NewDB(ctx context.Context, name string) (string, error) {
+	return s.s.createDB(ctx, name)
+}
+
+// Pid is the postmaster's process ID: the server's other processes are
+// its children.
+func (s *Server) Pid() int {
+	return s.s.cmd.Process.Pid
+}
+
+// Stop shuts the server down and removes its directory.
+func (s *Server) Stop() {
+	s.s.stop()
 }
 
 // url is the URL of database name over the server's socket.
@@ -230,7 +287,7 @@ func sweep() {
 	}
 }
 
-func (s *server) run(bin string) error {
+func (s *server) run(bin string, settings ...string) error {
 	sweep()
 	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
@@ -252,7 +309,7 @@ func (s *server) run(bin string) error {
 		}
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	s.bin, s.cred = bin, cred
+	s.bin, s.cred, s.settings = bin, cred, settings
 	data := filepath.Join(dir, "data")
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
@@ -269,8 +326,12 @@ func (s *server) launch() error {
 	// Only the socket in dir: no TCP port to collide with another test
 	// binary's server. fsync and synchronous commits stay on, as in
 	// production: an acknowledged commit is on disk.
-	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"), "-k", s.dir, "-c", "listen_addresses=",
-		"-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "shared_buffers=32MB", "-c", "max_connections=200")
+	args := []string{"-D", filepath.Join(s.dir, "data"), "-k", s.dir, "-c", "listen_addresses=",
+		"-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "shared_buffers=32MB", "-c", "max_connections=200"}
+	for _, set := range s.settings {
+		args = append(args, "-c", set)
+	}
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
 	// The server dies with the test binary, even when it is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
 	cmd.Dir = s.dir
