@@ -70,14 +70,6 @@ func Parsers() []Parser {
 	return []Parser{OomwatchReader{}, OomwatchLive{}, CAdvisor{}, NPD{LastLineShortcut: false}, NPD{LastLineShortcut: true}}
 }
 
-// frontEndNote marks row names read through the stand-in kmsgparser.
-func frontEndNote(emulated bool) string {
-	if emulated {
-		return " [kmsgparser emulated]"
-	}
-	return ""
-}
-
 // bootTime is the boot time the memory-backed kmsgparser dates records from.
 var bootTime = time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
 

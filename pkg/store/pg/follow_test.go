@@ -118,9 +118,9 @@ func TestFollowOtherWriters(t *testing.T) {
 	if _, err := c.Put(ctx, []*pb.Event{oom(31, 0)}); err != nil {
 		t.Fatal(err)
 	}
-	evs := waitEvents(t, f, 31)
+	waitEvents(t, f, 31)
 	time.Sleep(200 * time.Millisecond)
-	evs, _ = f.snapshot()
+	evs, _ := f.snapshot()
 	checkOnceInOrder(t, evs, seqs(1, 32))
 	for _, e := range evs {
 		if e.GetId() == "" || e.GetReceived() == nil {
