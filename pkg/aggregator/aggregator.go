@@ -235,6 +235,7 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 		Limits:             o.Limits,
 		OnStored:           a.stored,
 		OnFollowed:         a.followedEvents,
+		FollowWanted:       func() bool { return a.kubeq != nil && a.lead.Leading() },
 		OnDuplicate:        a.metrics.Duplicates.Inc,
 		OnReject:           func(reason string) { a.metrics.Rejected.WithLabelValues(reason).Inc() },
 		OnPanic:            func(where string) { a.metrics.Panics.WithLabelValues(where).Inc() },

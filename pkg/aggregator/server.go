@@ -39,11 +39,13 @@ type Store interface {
 // Follower is a store that other replicas write to as well (package
 // store/pg): Follow hands publish the events they commit, in each one's
 // commit order, until ctx ends, and calls ready once every commit from then
-// on is sure to be handed on. A Server over a Follower feeds those events
-// to its watchers and live pages as it does its own; a store that is not
-// one (SQLite) has this Server as its only writer.
+// on is sure to be handed on; while wanted says no, it skips the commits
+// notified meanwhile without reading them. A Server over a Follower feeds
+// those events to its watchers and live pages as it does its own, and
+// reads them only while it has watchers or OnFollowed wants them; a store
+// that is not one (SQLite) has this Server as its only writer.
 type Follower interface {
-	Follow(ctx context.Context, ready func(), publish func([]*pb.Event)) error
+	Follow(ctx context.Context, ready func(), wanted func() bool, publish func([]*pb.Event)) error
 }
 
 // FollowStartTimeout bounds how long Serve waits for a Follower to be
@@ -100,6 +102,9 @@ type Config struct {
 	// OnFollowed, when set, is told of the events other replicas stored
 	// or updated (a Follower store), once each is handed to the watchers.
 	OnFollowed func(evs []*pb.Event)
+	// FollowWanted, when set, says whether OnFollowed wants other
+	// replicas' events now, watchers aside (see Follower).
+	FollowWanted func() bool
 	// OnDuplicate and OnReject, when set, are told of every event
 	// acknowledged as a duplicate and every refused event or stream (by
 	// reason, one of the Reject* constants); OnPanic of every panic caught.
@@ -417,7 +422,12 @@ func (s *Server) follow(ctx context.Context) (stop context.CancelFunc, done <-ch
 				s.cfg.OnFollowed(evs)
 			}
 		}
-		if err := fl.Follow(fctx, func() { once.Do(func() { close(ready) }) }, publish); err != nil {
+		// Another replica's commit costs this one a read and a decode of
+		// every event: only while someone is to see them.
+		wanted := func() bool {
+			return s.hub.watched() || (s.cfg.FollowWanted != nil && s.cfg.FollowWanted())
+		}
+		if err := fl.Follow(fctx, func() { once.Do(func() { close(ready) }) }, wanted, publish); err != nil {
 			s.log.WithError(err).Error("stopped following the other replicas' commits: watchers see this replica's only")
 		}
 	}()

@@ -84,6 +84,13 @@ func (h *hub) remove(w *watcher) {
 	h.mu.Unlock()
 }
 
+// watched reports whether any watcher is registered.
+func (h *hub) watched() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.watchers) > 0
+}
+
 // liveFilter is the filter a watcher's events are matched by. A watcher of
 // open warnings (open_warnings_only) gets every revision of the warnings
 // its other fields select: the opening, the updates, and the resolution

@@ -80,6 +80,8 @@ type position struct {
 type follower struct {
 	s       *Store
 	publish func([]*pb.Event)
+	// wanted says whether the events are to be read (nil: always).
+	wanted func() bool
 	// seen is owned by fetch once it runs.
 	seen map[string]position
 	mu   sync.Mutex
@@ -97,17 +99,20 @@ type follower struct {
 // (a revision replaced before Follow read it is skipped: the newer one
 // comes), at most FollowPage at a time; publish must not block. ready is
 // called once, when every commit from then on is sure to be handed on.
+// While wanted (nil: always) says no, the commits notified are passed
+// over unread: a commit notified after it says yes again is read, and one
+// notified before may be.
 //
 // Follow LISTENs on its own connection for the commits' notifications
 // (Channel) and reads the events they announce by their writer's position
 // (see position), through the pool. When the listening connection is
 // lost it connects again (with a growing delay) and reads every writer's
 // rows past where it was: nothing committed meanwhile is lost.
-func (s *Store) Follow(ctx context.Context, ready func(), publish func([]*pb.Event)) error {
+func (s *Store) Follow(ctx context.Context, ready func(), wanted func() bool, publish func([]*pb.Event)) error {
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
-	f := &follower{s: s, publish: publish, seen: map[string]position{}, pending: map[string]int64{}, wake: make(chan struct{}, 1)}
+	f := &follower{s: s, publish: publish, wanted: wanted, seen: map[string]position{}, pending: map[string]int64{}, wake: make(chan struct{}, 1)}
 	conn, heads, err := f.listenRetry(ctx)
 	if conn == nil {
 		return err
@@ -247,6 +252,12 @@ func (f *follower) fetch(ctx context.Context) {
 		for w, seq := range f.take() {
 			if f.seen[w].seq > seq {
 				// Read past it already (a commit after it was).
+				continue
+			}
+			if f.wanted != nil && !f.wanted() {
+				// Nobody to hand them to: every commit up to seq was
+				// notified before now, and is passed over unread.
+				f.seen[w] = position{seq: seq, pos: math.MaxInt32}
 				continue
 			}
 			if err := f.catchUp(ctx, w); err != nil {

@@ -3,6 +3,7 @@ package pg_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,11 +38,17 @@ func (f *followed) snapshot() ([]*pb.Event, int) {
 // follow runs st.Follow until the test ends and waits until it is ready.
 func follow(t *testing.T, st *pg.Store) *followed {
 	t.Helper()
+	return followWanted(t, st, nil)
+}
+
+// followWanted is follow with Follow's wanted.
+func followWanted(t *testing.T, st *pg.Store, wanted func() bool) *followed {
+	t.Helper()
 	f := &followed{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- st.Follow(ctx, func() { close(ready) }, f.publish) }()
+	go func() { done <- st.Follow(ctx, func() { close(ready) }, wanted, f.publish) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -336,4 +343,36 @@ func TestPruneWriters(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	evs, _ := f.snapshot()
 	checkOnceInOrder(t, evs, []int64{4})
+}
+
+// TestFollowUnwanted: while nobody wants them, other writers' commits are
+// passed over unread; once wanted again, the commits after are read, and
+// none before.
+func TestFollowUnwanted(t *testing.T) {
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	a, b := open(t, url), open(t, url)
+	var wanted atomic.Bool
+	f := followWanted(t, b, wanted.Load)
+	for i := int64(1); i <= 5; i++ {
+		if _, err := a.Put(ctx, []*pb.Event{oom(i, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The notifications are passed over: wait until the follower is
+	// past them (a page of nothing read), then want the next ones.
+	time.Sleep(500 * time.Millisecond)
+	if evs, _ := f.snapshot(); len(evs) != 0 {
+		t.Fatalf("%d events read while unwanted", len(evs))
+	}
+	wanted.Store(true)
+	for i := int64(6); i <= 8; i++ {
+		if _, err := a.Put(ctx, []*pb.Event{oom(i, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitEvents(t, f, 3)
+	time.Sleep(200 * time.Millisecond)
+	evs, _ := f.snapshot()
+	checkOnceInOrder(t, evs, seqs(6, 9))
 }

@@ -183,3 +183,43 @@ func TestShareUse(t *testing.T) {
 		t.Fatal("too many keys were taken")
 	}
 }
+
+// TestPutChunks: a batch larger than one INSERT's chunk, with copies of
+// one ID on both sides of a chunk's end, stores each ID once and tells the
+// first copy Stored, the others Duplicate.
+func TestPutChunks(t *testing.T) {
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	s := open(t, url)
+	// IDs sort as strings: seq 1000..1300, each twice, then 1000 thrice.
+	var evs []*pb.Event
+	for i := int64(1000); i <= 1300; i++ {
+		evs = append(evs, oom(i, 0), oom(i, 0))
+	}
+	evs = append(evs, oom(1000, 0))
+	res, err := s.Put(ctx, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[int64]int{}
+	for i, r := range res {
+		seq := evs[i].GetSeq()
+		if r.Stored {
+			stored[seq]++
+		} else if !r.Duplicate {
+			t.Fatalf("event %d (seq %d): %+v", i, seq, r)
+		}
+	}
+	if len(stored) != 301 {
+		t.Fatalf("%d IDs stored, want 301", len(stored))
+	}
+	for seq, n := range stored {
+		if n != 1 {
+			t.Fatalf("seq %d stored %d times", seq, n)
+		}
+	}
+	evsOut, _, err := s.List(ctx, nil, 1000, "")
+	if err != nil || len(evsOut) != 301 {
+		t.Fatalf("listed %d (%v), want 301", len(evsOut), err)
+	}
+}
