@@ -309,10 +309,17 @@ func missedDetail(t *testing.T, db string, all []string, printed map[string]int)
 			continue
 		}
 		ev, _, _ := strings.Cut(id, "@")
-		var received int64
+		var received, wseq, rev int64
 		var writer string
-		_ = c.QueryRow(ctx, `SELECT received, writer FROM events WHERE id = $1`, ev).Scan(&received, &writer)
-		out = append(out, fmt.Sprintf("%s received %s by %s", ev, time.Unix(0, received).UTC().Format("15:04:05.000"), writer))
+		_ = c.QueryRow(ctx, `SELECT received, writer, wseq, rev FROM events WHERE id = $1`, ev).Scan(&received, &writer, &wseq, &rev)
+		var revs []string
+		for p := range printed {
+			if strings.HasPrefix(p, ev+"@") {
+				revs = append(revs, p)
+			}
+		}
+		out = append(out, fmt.Sprintf("%s (revision %d) received %s by %s in its commit %d; printed: %v", ev, rev,
+			time.Unix(0, received).UTC().Format("15:04:05.000"), writer, wseq, revs))
 	}
 	return strings.Join(out, "; ")
 }

@@ -247,6 +247,11 @@ func (f *follower) fetch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-f.wake:
+		case <-f.s.recheck:
+			if err := f.readUnsure(ctx); err != nil && ctx.Err() == nil {
+				f.s.log.WithError(err).Warn("cannot read this replica's commits of unknown outcome; watchers may miss their events")
+			}
+			continue
 		}
 		failed := false
 		for w, seq := range f.take() {
@@ -277,6 +282,41 @@ func (f *follower) fetch(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// readUnsure hands on the events of this writer's commits that failed as
+// far as it knew but that the database committed (see Store.unsure): the
+// commit was lost with its connection, so neither this replica's watchers
+// nor, when they come again, their copies (duplicates now) showed them;
+// the other replicas read them as they read every commit.
+func (f *follower) readUnsure(ctx context.Context) error {
+	seqs := f.s.takeUnsure()
+	if len(seqs) == 0 || (f.wanted != nil && !f.wanted()) {
+		return nil
+	}
+	rows, err := f.s.pool.Query(ctx, `SELECT data FROM events WHERE writer = $1 AND wseq = ANY($2) ORDER BY wseq, wpos`, f.s.writer, seqs)
+	if err != nil {
+		f.s.giveBackUnsure(seqs)
+		return fmt.Errorf("read commits of unknown outcome: %w", err)
+	}
+	var evs []*pb.Event
+	var data []byte
+	_, err = pgx.ForEachRow(rows, []any{&data}, func() error {
+		if ev, err := store.Decode(data); err == nil {
+			evs = append(evs, ev)
+		}
+		return nil
+	})
+	if err != nil {
+		f.s.giveBackUnsure(seqs)
+		return fmt.Errorf("read commits of unknown outcome: %w", err)
+	}
+	for len(evs) > 0 {
+		n := min(len(evs), FollowPage)
+		f.publish(evs[:n])
+		evs = evs[n:]
+	}
+	return nil
 }
 
 // catchUp hands on writer w's rows past seen, a page at a time. A writer

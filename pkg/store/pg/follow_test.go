@@ -376,3 +376,25 @@ func TestFollowUnwanted(t *testing.T) {
 	evs, _ := f.snapshot()
 	checkOnceInOrder(t, evs, seqs(6, 9))
 }
+
+// TestFollowUnsureCommits: the events of a commit this writer took for
+// failed, but that the database committed, reach its own follower (its
+// watchers) once a later commit succeeds; other commits of its own do not.
+func TestFollowUnsureCommits(t *testing.T) {
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	s := open(t, url)
+	f := follow(t, s)
+	// Commit 1 stored events 1 and 2; say its outcome was lost.
+	if _, err := s.Put(ctx, []*pb.Event{oom(1, 0), oom(2, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	pg.MarkUnsure(s, 1)
+	if _, err := s.Put(ctx, []*pb.Event{oom(3, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, f, 2)
+	time.Sleep(200 * time.Millisecond)
+	evs, _ := f.snapshot()
+	checkOnceInOrder(t, evs, seqs(1, 3))
+}

@@ -74,6 +74,14 @@ type Store struct {
 	writer string
 	wmu    sync.Mutex
 	wseq   int64
+	// unsure are this writer's commits that failed as far as it knows,
+	// which the database may have committed all the same (the connection
+	// lost during COMMIT, a crash after it): their events were not handed
+	// to this replica's watchers, and a copy sent again is a duplicate.
+	// Follow reads them once a later commit succeeds (recheck). Guarded
+	// by wmu.
+	unsure  []int64
+	recheck chan struct{}
 	// useCalls counts ShareUse calls, to forget old totals now and then.
 	useCalls atomic.Int64
 }
@@ -111,7 +119,8 @@ func Open(ctx context.Context, url string, log *logrus.Entry) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{log: log, pool: pool, connCfg: cfg.ConnConfig.Copy(), writer: writer}
+	s := &Store{log: log, pool: pool, connCfg: cfg.ConnConfig.Copy(), writer: writer,
+		recheck: make(chan struct{}, 1)}
 	secret, err := s.migrate(ctx)
 	if err != nil {
 		pool.Close()

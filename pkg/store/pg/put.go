@@ -114,9 +114,43 @@ func (s *Store) put(ctx context.Context, recs []*store.Record, announced bool) (
 		return announce(ctx, tx, w)
 	})
 	if err != nil {
+		if announced && len(s.unsure) < maxUnsure {
+			s.unsure = append(s.unsure, w.seq)
+		}
 		return nil, fmt.Errorf("put: %w", err)
 	}
+	if len(s.unsure) > 0 {
+		// The database answers again: the outcome of the failed commits
+		// is settled.
+		select {
+		case s.recheck <- struct{}{}:
+		default:
+		}
+	}
 	return out, nil
+}
+
+// maxUnsure bounds the failed commits remembered for Follow to read again
+// (a database down for long fails every commit; beyond it, a watcher of
+// this replica may miss events a lost COMMIT stored, and say nothing).
+const maxUnsure = 1024
+
+// giveBackUnsure remembers again commits takeUnsure returned, which could
+// not be read; the next successful commit has them read again.
+func (s *Store) giveBackUnsure(seqs []int64) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.unsure = append(s.unsure, seqs[:min(len(seqs), maxUnsure-len(s.unsure))]...)
+}
+
+// takeUnsure returns the commits that failed as far as this writer knows,
+// and forgets them.
+func (s *Store) takeUnsure() []int64 {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	out := s.unsure
+	s.unsure = nil
+	return out
 }
 
 // insertChunk is how many rows one INSERT statement of insertEvents takes.
