@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -246,24 +245,6 @@ func TestWatchAcrossReplicas(t *testing.T) {
 	}
 }
 
-// killListeners terminates every replica's listening connection.
-func killListeners(t *testing.T, url string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	var n int
-	if err := c.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE application_name = $1 AND datname = current_database()`, pg.ListenerName).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // TestWatchAcrossReplicasListenerKilled: the replicas' listening
 // connections are killed (pg_terminate_backend) again and again while
 // events are ingested through A: B's watcher still gets every one once,
@@ -285,7 +266,7 @@ func TestWatchAcrossReplicasListenerKilled(t *testing.T) {
 	ag := a.agent(t, ctx, connA, "node-a")
 	for r := range rounds {
 		if r%4 == 1 {
-			killed += killListeners(t, url)
+			killed += pgtest.Terminate(t, url, pg.ListenerName)
 		}
 		for i := range per {
 			if err := ag.send(oom("node-a", int64(r*per+i), "shop", "cart")); err != nil {

@@ -136,25 +136,6 @@ func TestFollowOtherWriters(t *testing.T) {
 	}
 }
 
-// terminateListeners kills the listening connections of every Follow on
-// the database and returns how many.
-func terminateListeners(t *testing.T, url string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	var n int
-	if err := c.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE application_name = $1 AND datname = current_database()`, pg.ListenerName).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // TestFollowListenerKilled: the listening connection killed again and
 // again while the other writer commits (some commits land while no
 // connection listens): every event is still handed on once, in order.
@@ -167,7 +148,7 @@ func TestFollowListenerKilled(t *testing.T) {
 	killed := 0
 	for i := range commits {
 		if i%5 == 2 {
-			killed += terminateListeners(t, url)
+			killed += pgtest.Terminate(t, url, pg.ListenerName)
 		}
 		var evs []*pb.Event
 		for j := range per {

@@ -410,3 +410,23 @@ func Restart(t testing.TB, down time.Duration) {
 		t.Fatalf("PostgreSQL restart: %v", err)
 	}
 }
+
+// Terminate ends (pg_terminate_backend) every connection to url's
+// database whose application_name is app, and returns how many: a test's
+// way of cutting a client's connection from the server's side.
+func Terminate(t testing.TB, url, app string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1 AND datname = current_database()`, app).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
