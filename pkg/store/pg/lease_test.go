@@ -186,7 +186,8 @@ func TestShareUse(t *testing.T) {
 
 // TestPutChunks: a batch larger than one INSERT's chunk, with copies of
 // one ID on both sides of a chunk's end, stores each ID once and tells the
-// first copy Stored, the others Duplicate.
+// first copy Stored, the others Duplicate. It goes in by COPY; the insert
+// takes such a batch in TestPutRacedByAnotherWriter.
 func TestPutChunks(t *testing.T) {
 	url := pgtest.DB(t)
 	ctx := context.Background()
