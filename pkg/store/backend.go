@@ -65,7 +65,8 @@ type Row struct {
 	Collateral bool
 	Verdict    string
 	Memcg      string
-	// Data is the event, protobuf.
+	// Data is the event as the data column keeps it: protobuf, compressed
+	// when large (see pack); Decode reads it.
 	Data []byte
 	// Refs are the hashes of the namespaces, pods and containers the event
 	// touches (see RefHashes).

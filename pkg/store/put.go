@@ -246,7 +246,7 @@ func Encode(e *pb.Event, received time.Time) (*Record, error) {
 		return nil, fmt.Errorf("encode %s: %w", e.Id, err)
 	}
 	r := &Record{event: e, id: e.Id, node: e.GetNode(), boot: e.GetBootId(), typ: eventid.TypeOf(e), seq: e.GetSeq(), rev: e.GetRevision(),
-		t: nanos(rowTime(e)), seen: nanos(e.GetTime().AsTime()), received: nanos(received), cols: columnsOf(e), data: data}
+		t: nanos(rowTime(e)), seen: nanos(e.GetTime().AsTime()), received: nanos(received), cols: columnsOf(e), data: pack(data)}
 	for _, rf := range refsOf(e) {
 		r.refs = append(r.refs, rf.hash())
 	}
@@ -424,6 +424,10 @@ func (s *Store) Get(ctx context.Context, id string) (*pb.Event, error) {
 }
 
 func decode(data []byte) (*pb.Event, error) {
+	data, err := unpack(data)
+	if err != nil {
+		return nil, fmt.Errorf("decode stored event: %w", err)
+	}
 	e := &pb.Event{}
 	if err := proto.Unmarshal(data, e); err != nil {
 		return nil, fmt.Errorf("decode stored event: %w", err)

@@ -276,6 +276,11 @@ CREATE TABLE refs (
 	// it. The partial index answers "open now" without a scan.
 	`ALTER TABLE events ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX events_open_warnings ON events(seen) WHERE type = 'warning' AND verdict = 'open';`,
+	// 5: events' data may be compressed (see pack); the schema is
+	// unchanged, but an older oomwatch, which cannot read such rows,
+	// must refuse the database (ErrSchemaTooNew) rather than fail on
+	// them.
+	`SELECT 1;`,
 }
 
 // migrate creates the schema or brings it up to date.
