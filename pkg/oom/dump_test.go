@@ -2,6 +2,7 @@ package oom
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -342,6 +343,55 @@ func TestRawLinesAcrossChunks(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("line %d = %.40q..., want %.40q...", i, got[i], want[i])
+		}
+	}
+}
+
+// variedRows renders n 6.1 dump rows whose numbers have the spread of a
+// real node's (pids of 3-7 digits, sizes of 2-9, most swapents 0), so that
+// the ends of their runs of digits and spaces are as hard to predict as in
+// a real dump.
+func variedRows(n int) [][]byte {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	num := func(maxDigits int) int64 {
+		d := 1 + rnd.IntN(maxDigits)
+		return rnd.Int64N(pow10(d))
+	}
+	names := []string{"node", "redis-server", "php-fpm", "containerd", "kworker/0:1", "java", "x", "envoy"}
+	rows := make([][]byte, n)
+	for i := range rows {
+		pid := 100 + num(7)
+		uid := int64(0)
+		if rnd.IntN(4) == 0 {
+			uid = 1000 + rnd.Int64N(64000)
+		}
+		swap := int64(0)
+		if rnd.IntN(8) == 0 {
+			swap = num(6)
+		}
+		rows[i] = fmt.Appendf(nil, "[%7d] %5d %5d %8d %8d %8d %8d         %5d %s", pid, uid, pid, num(8), num(7),
+			num(9), swap, rnd.IntN(2001)-1000, names[rnd.IntN(len(names))])
+	}
+	return rows
+}
+
+func pow10(d int) int64 {
+	p := int64(1)
+	for range d {
+		p *= 10
+	}
+	return p
+}
+
+// BenchmarkDumpRowScanVaried scans rows of varied widths: the benchmark
+// above repeats four rows, whose runs the CPU learns.
+func BenchmarkDumpRowScanVaried(b *testing.B) {
+	rows := variedRows(8192)
+	var row dumpRow
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if !row.scan(rows[i%len(rows)]) {
+			b.Fatalf("not a row: %q", rows[i%len(rows)])
 		}
 	}
 }
