@@ -3,6 +3,7 @@ package oom
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -255,6 +256,84 @@ func parseDumpRow(msg []byte, numeric int) (Task, bool) {
 	return t, true
 }
 
+// shapeRows are rows of several kernels' shapes, scanned before the row
+// under test: what scan keeps from one row must not change how it reads the
+// next.
+var shapeRows = []string{
+	"",
+	"[   1234]     0  1234   530382     5191   110592        0          -999 containerd",
+	"[ 1532]  1020  1532   410347   398810     788        0             0 badsysprogram",
+	"[  20351]     0 20351     1130      935    91248        0          -804 node",
+	"[    512]     0   512     9001      120      321      245       15   61440        0           100 sshd",
+	"[1] 0 1 2 3 4 5 6 init",
+}
+
+// checkScan scans msg after each of shapeRows (and after itself) and
+// checks the result against parseDumpRow, the plain reading.
+func checkScan(t *testing.T, msg []byte) {
+	t.Helper()
+	for _, before := range append(shapeRows, string(msg)) {
+		var row dumpRow
+		if before != "" {
+			row.scan([]byte(before))
+		}
+		scanned := row.scan(msg)
+		if _, want := parseDumpRow(msg, 0); scanned != want {
+			t.Fatalf("scan(%q) after %q = %v, want %v", msg, before, scanned, want)
+		}
+		for numeric := 0; numeric <= maxDumpColumns+1; numeric++ {
+			want, wantOK := parseDumpRow(msg, numeric)
+			c, ok := row.columns(msg, numeric)
+			if ok != wantOK {
+				t.Fatalf("%q after %q under %d columns: %v, want %v", msg, before, numeric, ok, wantOK)
+			}
+			if !ok {
+				continue
+			}
+			got := Task{PID: row.pid, UID: int(row.nums[0]), RSSPages: row.nums[3], OOMScoreAdj: int(row.nums[c-1]),
+				Comm: string(row.name(msg, c))}
+			if got != want {
+				t.Fatalf("%q after %q under %d columns: %+v, want %+v", msg, before, numeric, got, want)
+			}
+		}
+		// Every column and where each starts, not only what a Task keeps:
+		// as read by a fresh dumpRow.
+		// (What lies past the columns read is left from earlier rows.)
+		var plain dumpRow
+		plain.scan(msg)
+		n := row.count
+		if row.count != plain.count || !slices.Equal(row.nums[:n], plain.nums[:n]) ||
+			scanned && (row.pid != plain.pid || !slices.Equal(row.starts[:n+1], plain.starts[:n+1])) {
+			t.Fatalf("%q after %q: %d %d %v %v, read alone %d %d %v %v", msg, before, row.pid, row.count, row.nums,
+				row.starts, plain.pid, plain.count, plain.nums, plain.starts)
+		}
+	}
+}
+
+// TestScanMalformedRows reads rows of several kernels, truncated at every
+// length and with each byte replaced by others, after rows of each shape:
+// scan must find what the plain reading does.
+func TestScanMalformedRows(t *testing.T) {
+	rows := append(shapeRows[1:],
+		"[  20856]     0 20856     2329     2134    74950        0           850 redis-server",
+		"[ 145839]     0 145839     2448     2253    66128        0           456 envoy",
+		"[12345678] 65534 12345678 123456789 12345678 1234567890 12345678         -1000 x",
+		"[   1234]     0  1234   530382     5191   110592        0          -999 1234",
+	)
+	for _, r := range rows {
+		for n := 1; n <= len(r); n++ {
+			checkScan(t, []byte("["+r[1:n]))
+		}
+		for i := 1; i < len(r); i++ {
+			for _, c := range []byte{' ', '-', '0', '9', 'x', ']', '\xff', '/', ':'} {
+				msg := []byte(r)
+				msg[i] = c
+				checkScan(t, msg)
+			}
+		}
+	}
+}
+
 func FuzzDumpRowScan(f *testing.F) {
 	for _, s := range []string{
 		"[   1234]     0  1234   530382     5191   110592        0          -999 containerd",
@@ -263,6 +342,9 @@ func FuzzDumpRowScan(f *testing.F) {
 		"[ 12] 0 12 1 7 1 0 -3 -",
 		"[ 12] 0 12 1 7 1 0 3 1234",
 		"[ 1]\xff0 1 2 3 4 5 6 z",
+		"[  20351]     0 20351     1130      935    91248        0          -804 node",
+		"[  20351]     0 20351    -1130      935    91248        0          --804 node",
+		"[ 1532]  1020  1532   410347   398810     788        0             0 badsysprogram",
 	} {
 		f.Add([]byte(s))
 	}
@@ -270,26 +352,7 @@ func FuzzDumpRowScan(f *testing.F) {
 		if len(msg) == 0 || msg[0] != '[' {
 			msg = append([]byte("["), msg...)
 		}
-		var row dumpRow
-		scanned := row.scan(msg)
-		if _, want := parseDumpRow(msg, 0); scanned != want {
-			t.Fatalf("scan(%q) = %v, want %v", msg, scanned, want)
-		}
-		for numeric := 0; numeric <= maxDumpColumns+1; numeric++ {
-			want, wantOK := parseDumpRow(msg, numeric)
-			c, ok := row.columns(msg, numeric)
-			if ok != wantOK {
-				t.Fatalf("%q under %d columns: %v, want %v", msg, numeric, ok, wantOK)
-			}
-			if !ok {
-				continue
-			}
-			got := Task{PID: row.pid, UID: int(row.nums[0]), RSSPages: row.nums[3], OOMScoreAdj: int(row.nums[c-1]),
-				Comm: string(row.name(msg, c))}
-			if got != want {
-				t.Fatalf("%q under %d columns: %+v, want %+v", msg, numeric, got, want)
-			}
-		}
+		checkScan(t, msg)
 	})
 }
 
@@ -395,3 +458,4 @@ func BenchmarkDumpRowScanVaried(b *testing.B) {
 		}
 	}
 }
+
