@@ -459,3 +459,41 @@ func BenchmarkDumpRowScanVaried(b *testing.B) {
 	}
 }
 
+// The comms of a dump are staged in chunks of growing size: rows whose
+// comms fill chunks to the byte, spill into the next one, or are longer
+// than a whole chunk must come out as they were printed, in every report.
+func TestCommsAcrossChunks(t *testing.T) {
+	var lines []string
+	var want [][]string
+	for ri, lens := range [][]int{
+		{255, 1, 1, 1023, 3000, 1000, 95, 20000, 7, commChunkMax, 1, commChunkMax - 1, 2},
+		{3, 300, 5},
+	} {
+		seq := int64(1 + 1000*ri)
+		lines = append(lines, fmt.Sprintf("4,%d,%d,-;stress invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0", seq, seq))
+		var comms []string
+		for i, n := range lens {
+			comm := strings.Repeat(string(rune('a'+i%26)), n)
+			comms = append(comms, comm)
+			s := seq + 1 + int64(i)
+			lines = append(lines, fmt.Sprintf("6,%d,%d,-;[%7d] %5d %5d %8d %8d %8d %8d %13d %s", s, s, 1000+i, 0, 1000+i, 200, 100, 61440, 0, 0, comm))
+		}
+		s := seq + 1 + int64(len(lens))
+		lines = append(lines, fmt.Sprintf("3,%d,%d,-;Out of memory: Killed process 1000 (a) total-vm:1000kB, anon-rss:400kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:60kB oom_score_adj:0", s, s))
+		want = append(want, comms)
+	}
+	reps, _ := feed(t, Options{}, lines...)
+	if len(reps) != len(want) {
+		t.Fatalf("%d reports, want %d", len(reps), len(want))
+	}
+	for ri, r := range reps {
+		if len(r.Tasks) != len(want[ri]) {
+			t.Fatalf("report %d: %d tasks, want %d", ri, len(r.Tasks), len(want[ri]))
+		}
+		for i, task := range r.Tasks {
+			if task.Comm != want[ri][i] || task.PID != 1000+i {
+				t.Fatalf("report %d, row %d: pid %d, comm of %d bytes, want %d", ri, i, task.PID, len(task.Comm), len(want[ri][i]))
+			}
+		}
+	}
+}
