@@ -17,7 +17,9 @@ const commChunkMax = 16 << 10
 // taskRow is a task dump row as the Assembler stages it while the report is
 // open: its numeric columns, and where its comm is in the comm chunks of
 // taskDump: in chunk chunk, ending at commEnd, starting where the previous
-// row's ends when that is in the same chunk, else at 0.
+// row's ends when that is in the same chunk, else at 0. (A chunk holds
+// at most commChunkMax bytes or one comm, a part of one record: int32
+// is ample.)
 type taskRow struct {
 	pid, uid, adj  int
 	rssPages       int64
@@ -33,9 +35,9 @@ type taskRow struct {
 // to commChunkMax. tasks then builds the Report's Tasks with one allocation
 // for the rows, their comms substrings of those chunks: no comm is copied
 // after it is staged (a buffer grown by doubling and copied into one
-// string at the end had copied and allocated the comms about four times
-// over, large allocations the garbage collector then had to return). The
-// first block is kept for the next report.
+// string at the end allocated about three times the comms' bytes, in
+// large allocations the garbage collector then had to return). The first
+// block is kept for the next report.
 //
 // Rows are written by index into memory allocated at full length: they
 // hold no pointers, so staging a row costs no write barrier while the
