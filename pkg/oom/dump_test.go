@@ -2,6 +2,8 @@ package oom
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -254,6 +256,84 @@ func parseDumpRow(msg []byte, numeric int) (Task, bool) {
 	return t, true
 }
 
+// shapeRows are rows of several kernels' shapes, scanned before the row
+// under test: what scan keeps from one row must not change how it reads the
+// next.
+var shapeRows = []string{
+	"",
+	"[   1234]     0  1234   530382     5191   110592        0          -999 containerd",
+	"[ 1532]  1020  1532   410347   398810     788        0             0 badsysprogram",
+	"[  20351]     0 20351     1130      935    91248        0          -804 node",
+	"[    512]     0   512     9001      120      321      245       15   61440        0           100 sshd",
+	"[1] 0 1 2 3 4 5 6 init",
+}
+
+// checkScan scans msg after each of shapeRows (and after itself) and
+// checks the result against parseDumpRow, the plain reading.
+func checkScan(t *testing.T, msg []byte) {
+	t.Helper()
+	for _, before := range append(shapeRows, string(msg)) {
+		var row dumpRow
+		if before != "" {
+			row.scan([]byte(before))
+		}
+		scanned := row.scan(msg)
+		if _, want := parseDumpRow(msg, 0); scanned != want {
+			t.Fatalf("scan(%q) after %q = %v, want %v", msg, before, scanned, want)
+		}
+		for numeric := 0; numeric <= maxDumpColumns+1; numeric++ {
+			want, wantOK := parseDumpRow(msg, numeric)
+			c, ok := row.columns(msg, numeric)
+			if ok != wantOK {
+				t.Fatalf("%q after %q under %d columns: %v, want %v", msg, before, numeric, ok, wantOK)
+			}
+			if !ok {
+				continue
+			}
+			got := Task{PID: row.pid, UID: int(row.nums[0]), RSSPages: row.nums[3], OOMScoreAdj: int(row.nums[c-1]),
+				Comm: string(row.name(msg, c))}
+			if got != want {
+				t.Fatalf("%q after %q under %d columns: %+v, want %+v", msg, before, numeric, got, want)
+			}
+		}
+		// Every column and where each starts, not only what a Task keeps:
+		// as read by a fresh dumpRow.
+		// (What lies past the columns read is left from earlier rows.)
+		var plain dumpRow
+		plain.scan(msg)
+		n := row.count
+		if row.count != plain.count || !slices.Equal(row.nums[:n], plain.nums[:n]) ||
+			scanned && (row.pid != plain.pid || !slices.Equal(row.starts[:n+1], plain.starts[:n+1])) {
+			t.Fatalf("%q after %q: %d %d %v %v, read alone %d %d %v %v", msg, before, row.pid, row.count, row.nums,
+				row.starts, plain.pid, plain.count, plain.nums, plain.starts)
+		}
+	}
+}
+
+// TestScanMalformedRows reads rows of several kernels, truncated at every
+// length and with each byte replaced by others, after rows of each shape:
+// scan must find what the plain reading does.
+func TestScanMalformedRows(t *testing.T) {
+	rows := append(shapeRows[1:],
+		"[  20856]     0 20856     2329     2134    74950        0           850 redis-server",
+		"[ 145839]     0 145839     2448     2253    66128        0           456 envoy",
+		"[12345678] 65534 12345678 123456789 12345678 1234567890 12345678         -1000 x",
+		"[   1234]     0  1234   530382     5191   110592        0          -999 1234",
+	)
+	for _, r := range rows {
+		for n := 1; n <= len(r); n++ {
+			checkScan(t, []byte("["+r[1:n]))
+		}
+		for i := 1; i < len(r); i++ {
+			for _, c := range []byte{' ', '-', '0', '9', 'x', ']', '\xff', '/', ':'} {
+				msg := []byte(r)
+				msg[i] = c
+				checkScan(t, msg)
+			}
+		}
+	}
+}
+
 func FuzzDumpRowScan(f *testing.F) {
 	for _, s := range []string{
 		"[   1234]     0  1234   530382     5191   110592        0          -999 containerd",
@@ -262,6 +342,9 @@ func FuzzDumpRowScan(f *testing.F) {
 		"[ 12] 0 12 1 7 1 0 -3 -",
 		"[ 12] 0 12 1 7 1 0 3 1234",
 		"[ 1]\xff0 1 2 3 4 5 6 z",
+		"[  20351]     0 20351     1130      935    91248        0          -804 node",
+		"[  20351]     0 20351    -1130      935    91248        0          --804 node",
+		"[ 1532]  1020  1532   410347   398810     788        0             0 badsysprogram",
 	} {
 		f.Add([]byte(s))
 	}
@@ -269,26 +352,7 @@ func FuzzDumpRowScan(f *testing.F) {
 		if len(msg) == 0 || msg[0] != '[' {
 			msg = append([]byte("["), msg...)
 		}
-		var row dumpRow
-		scanned := row.scan(msg)
-		if _, want := parseDumpRow(msg, 0); scanned != want {
-			t.Fatalf("scan(%q) = %v, want %v", msg, scanned, want)
-		}
-		for numeric := 0; numeric <= maxDumpColumns+1; numeric++ {
-			want, wantOK := parseDumpRow(msg, numeric)
-			c, ok := row.columns(msg, numeric)
-			if ok != wantOK {
-				t.Fatalf("%q under %d columns: %v, want %v", msg, numeric, ok, wantOK)
-			}
-			if !ok {
-				continue
-			}
-			got := Task{PID: row.pid, UID: int(row.nums[0]), RSSPages: row.nums[3], OOMScoreAdj: int(row.nums[c-1]),
-				Comm: string(row.name(msg, c))}
-			if got != want {
-				t.Fatalf("%q under %d columns: %+v, want %+v", msg, numeric, got, want)
-			}
-		}
+		checkScan(t, msg)
 	})
 }
 
@@ -342,6 +406,94 @@ func TestRawLinesAcrossChunks(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("line %d = %.40q..., want %.40q...", i, got[i], want[i])
+		}
+	}
+}
+
+// variedRows renders n 6.1 dump rows whose numbers have the spread of a
+// real node's (pids of 3-7 digits, sizes of 2-9, most swapents 0), so that
+// the ends of their runs of digits and spaces are as hard to predict as in
+// a real dump.
+func variedRows(n int) [][]byte {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	num := func(maxDigits int) int64 {
+		d := 1 + rnd.IntN(maxDigits)
+		return rnd.Int64N(pow10(d))
+	}
+	names := []string{"node", "redis-server", "php-fpm", "containerd", "kworker/0:1", "java", "x", "envoy"}
+	rows := make([][]byte, n)
+	for i := range rows {
+		pid := 100 + num(7)
+		uid := int64(0)
+		if rnd.IntN(4) == 0 {
+			uid = 1000 + rnd.Int64N(64000)
+		}
+		swap := int64(0)
+		if rnd.IntN(8) == 0 {
+			swap = num(6)
+		}
+		rows[i] = fmt.Appendf(nil, "[%7d] %5d %5d %8d %8d %8d %8d         %5d %s", pid, uid, pid, num(8), num(7),
+			num(9), swap, rnd.IntN(2001)-1000, names[rnd.IntN(len(names))])
+	}
+	return rows
+}
+
+func pow10(d int) int64 {
+	p := int64(1)
+	for range d {
+		p *= 10
+	}
+	return p
+}
+
+// BenchmarkDumpRowScanVaried scans rows of varied widths: the benchmark
+// above repeats four rows, whose runs the CPU learns.
+func BenchmarkDumpRowScanVaried(b *testing.B) {
+	rows := variedRows(8192)
+	var row dumpRow
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if !row.scan(rows[i%len(rows)]) {
+			b.Fatalf("not a row: %q", rows[i%len(rows)])
+		}
+	}
+}
+
+// The comms of a dump are staged in chunks of growing size: rows whose
+// comms fill chunks to the byte, spill into the next one, or are longer
+// than a whole chunk must come out as they were printed, in every report.
+func TestCommsAcrossChunks(t *testing.T) {
+	var lines []string
+	var want [][]string
+	for ri, lens := range [][]int{
+		{255, 1, 1, 1023, 3000, 1000, 95, 20000, 7, commChunkMax, 1, commChunkMax - 1, 2},
+		{3, 300, 5},
+	} {
+		seq := int64(1 + 1000*ri)
+		lines = append(lines, fmt.Sprintf("4,%d,%d,-;stress invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0", seq, seq))
+		var comms []string
+		for i, n := range lens {
+			comm := strings.Repeat(string(rune('a'+i%26)), n)
+			comms = append(comms, comm)
+			s := seq + 1 + int64(i)
+			lines = append(lines, fmt.Sprintf("6,%d,%d,-;[%7d] %5d %5d %8d %8d %8d %8d %13d %s", s, s, 1000+i, 0, 1000+i, 200, 100, 61440, 0, 0, comm))
+		}
+		s := seq + 1 + int64(len(lens))
+		lines = append(lines, fmt.Sprintf("3,%d,%d,-;Out of memory: Killed process 1000 (a) total-vm:1000kB, anon-rss:400kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:60kB oom_score_adj:0", s, s))
+		want = append(want, comms)
+	}
+	reps, _ := feed(t, Options{}, lines...)
+	if len(reps) != len(want) {
+		t.Fatalf("%d reports, want %d", len(reps), len(want))
+	}
+	for ri, r := range reps {
+		if len(r.Tasks) != len(want[ri]) {
+			t.Fatalf("report %d: %d tasks, want %d", ri, len(r.Tasks), len(want[ri]))
+		}
+		for i, task := range r.Tasks {
+			if task.Comm != want[ri][i] || task.PID != 1000+i {
+				t.Fatalf("report %d, row %d: pid %d, comm of %d bytes, want %d", ri, i, task.PID, len(task.Comm), len(want[ri][i]))
+			}
 		}
 	}
 }

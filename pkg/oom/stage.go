@@ -10,35 +10,43 @@ import "strings"
 // dumpBlock is how many rows one block of a taskDump holds.
 const dumpBlock = 256
 
-// keepComms is the largest comm buffer a taskDump keeps for the next report.
-const keepComms = 4 << 10
+// commChunkMax is the largest chunk of comms a taskDump fills: its chunks
+// start at 256 bytes and grow fourfold up to this size.
+const commChunkMax = 16 << 10
 
 // taskRow is a task dump row as the Assembler stages it while the report is
-// open: its numeric columns, and where its comm ends in taskDump.comms (it
-// starts where the previous row's ends).
+// open: its numeric columns, and where its comm is in the comm chunks of
+// taskDump: in chunk chunk, ending at commEnd, starting where the previous
+// row's ends when that is in the same chunk, else at 0. (A chunk holds
+// at most commChunkMax bytes or one comm, a part of one record: int32
+// is ample.)
 type taskRow struct {
-	pid, uid, adj int
-	rssPages      int64
-	commEnd       int
+	pid, uid, adj  int
+	rssPages       int64
+	chunk, commEnd int32
 }
 
 // taskDump stages the task dump of the open report. A dump can have tens
 // of thousands of rows, so they are kept compact until the report is
 // finished, without an allocation per row: the rows go to fixed-size
 // blocks, never copied as the dump grows, and the comms back to back into
-// one buffer. tasks then builds the Report's Tasks with one allocation for
-// the rows and one string for all the comms, which the Tasks' Comm fields
-// share. The first block and a small comm buffer are kept for the next
-// report.
+// strings filled through a strings.Builder (which turns its buffer into the
+// string without a copy), each four times the size of the one before up
+// to commChunkMax. tasks then builds the Report's Tasks with one allocation
+// for the rows, their comms substrings of those chunks: no comm is copied
+// after it is staged (a buffer grown by doubling and copied into one
+// string at the end allocated about three times the comms' bytes, in
+// large allocations the garbage collector then had to return). The first
+// block is kept for the next report.
 //
-// Rows and comms are written by index into memory allocated at full
-// length: they hold no pointers, so staging a row costs no write barrier
-// while the garbage collector runs.
+// Rows are written by index into memory allocated at full length: they
+// hold no pointers, so staging a row costs no write barrier while the
+// garbage collector runs.
 type taskDump struct {
 	blocks [][]taskRow
-	n      int // rows staged
-	comms  []byte
-	nComms int // bytes of comms used
+	n      int             // rows staged
+	comm   strings.Builder // the comm chunk being filled
+	chunks []string        // the comm chunks filled
 }
 
 // add stages one row.
@@ -47,31 +55,50 @@ func (d *taskDump) add(pid, uid int, rssPages int64, adj int, comm []byte) {
 	if b == len(d.blocks) {
 		d.blocks = append(d.blocks, make([]taskRow, dumpBlock))
 	}
-	if d.nComms+len(comm) > len(d.comms) {
-		// Double the buffer rather than let append grow it by a quarter
-		// at a time: a 10,000-row dump would copy it a dozen times.
-		grown := make([]byte, max(2*len(d.comms), d.nComms+len(comm), 256))
-		copy(grown, d.comms[:d.nComms])
-		d.comms = grown
+	if d.comm.Cap() == 0 || d.comm.Len()+len(comm) > d.comm.Cap() {
+		d.nextChunk(len(comm))
 	}
-	d.nComms += copy(d.comms[d.nComms:], comm)
-	d.blocks[b][i] = taskRow{pid: pid, uid: uid, adj: adj, rssPages: rssPages, commEnd: d.nComms}
+	d.comm.Write(comm)
+	d.blocks[b][i] = taskRow{pid: pid, uid: uid, adj: adj, rssPages: rssPages,
+		chunk: int32(len(d.chunks)), commEnd: int32(d.comm.Len())}
 	d.n++
 }
 
-// tasks returns the staged rows as Tasks, their comms substrings of one
-// string.
+// nextChunk ends the comm chunk being filled, if one was started, and
+// starts one that holds at least need bytes.
+func (d *taskDump) nextChunk(need int) {
+	size := 256
+	if c := d.comm.Cap(); c > 0 {
+		if d.chunks == nil {
+			// Room for the chunks of a dump of ~10,000 rows.
+			d.chunks = make([]string, 0, 8)
+		}
+		d.chunks = append(d.chunks, d.comm.String())
+		size = min(4*c, commChunkMax)
+	}
+	d.comm = strings.Builder{}
+	d.comm.Grow(max(size, need))
+}
+
+// tasks returns the staged rows as Tasks, their comms substrings of the
+// comm chunks.
 func (d *taskDump) tasks() []Task {
 	if d.n == 0 {
 		return nil
 	}
+	// The chunk being filled ends here, as a string of what it holds.
+	d.chunks = append(d.chunks, d.comm.String())
+	d.comm = strings.Builder{}
+	chunks := d.chunks
 	out := make([]Task, d.n)
-	comms := string(d.comms[:d.nComms])
-	start := 0
+	chunk, start := int32(0), int32(0)
 	for i := range out {
 		row := &d.blocks[i/dumpBlock][i%dumpBlock]
+		if row.chunk != chunk {
+			chunk, start = row.chunk, 0
+		}
 		t := &out[i]
-		t.PID, t.Comm = row.pid, comms[start:row.commEnd]
+		t.PID, t.Comm = row.pid, chunks[chunk][start:row.commEnd]
 		t.UID, t.RSSPages, t.OOMScoreAdj = row.uid, row.rssPages, row.adj
 		t.HasUID, t.HasRSS, t.HasAdj = true, true, true
 		start = row.commEnd
@@ -79,17 +106,14 @@ func (d *taskDump) tasks() []Task {
 	return out
 }
 
-// reset empties the dump for the next report, keeping the first block and
-// a small comm buffer.
+// reset empties the dump for the next report, keeping the first block.
 func (d *taskDump) reset() {
 	if len(d.blocks) > 1 {
 		clear(d.blocks[1:])
 		d.blocks = d.blocks[:1]
 	}
-	if len(d.comms) > keepComms {
-		d.comms = nil
-	}
-	d.n, d.nComms = 0, 0
+	clear(d.chunks)
+	d.comm, d.chunks, d.n = strings.Builder{}, d.chunks[:0], 0
 }
 
 // lineChunk is the size of the strings a rawLines fills with lines.
