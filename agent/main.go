@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"os"
+	"runtime/debug"
 
 	"github.com/sirupsen/logrus"
 
@@ -59,5 +60,10 @@ func run(ctx context.Context, opts agent.Options, log *logrus.Entry) error {
 			}
 		}()
 	}
-	return a.Run(ctx, agent.PipelineConfig{Observe: m.Observe, Records: func(n int) { m.RecordsRead.Add(float64(n)) }, Forged: m.RecordsForged.Inc})
+	// Quiet gives back to the system, at once, the memory the start's
+	// backlog or a report took (a 10,000-task report takes several MiB);
+	// the runtime would otherwise keep it for minutes, counted against
+	// the agent's memory limit.
+	return a.Run(ctx, agent.PipelineConfig{Observe: m.Observe, Records: func(n int) { m.RecordsRead.Add(float64(n)) }, Forged: m.RecordsForged.Inc,
+		Quiet: debug.FreeOSMemory})
 }
