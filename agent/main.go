@@ -11,7 +11,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/agent"
 	"github.com/oomwatch/oomwatch/pkg/command"
-	"github.com/oomwatch/oomwatch/pkg/metrics"
+	"github.com/oomwatch/oomwatch/pkg/nodemetrics"
 )
 
 // gcPercent is the agent's GOGC unless the environment sets one. Its live
@@ -42,20 +42,22 @@ func run(ctx context.Context, opts agent.Options, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
-	m := metrics.NewAgent(
+	// The process metrics are the agent's own, from its own /proc (opts.Proc
+	// is the host's, for other processes).
+	m := nodemetrics.NewAgent("/proc",
 		func() float64 { return float64(a.Spool().Len()) },
 		func() float64 { return float64(a.Sender().Stats().SendErrors) },
 		func() float64 { return float64(a.Sender().Stats().Reconnects) })
-	m.RegisterDurability(func() metrics.Durability {
+	m.RegisterDurability(func() nodemetrics.Durability {
 		o, sp := a.Outbox().Stats(), a.Spool().Stats()
-		return metrics.Durability{SpoolWritable: o.Writable, SpoolWriteErrors: o.WriteErrors, AckWriteErrors: sp.AckWriteErrors,
+		return nodemetrics.Durability{SpoolWritable: o.Writable, SpoolWriteErrors: o.WriteErrors, AckWriteErrors: sp.AckWriteErrors,
 			CheckpointWriteErrors: a.CheckpointErrors(), MemoryQueueEvents: o.Held, MemoryQueued: o.Direct, MemoryDropped: o.Lost}
 	})
 	sampling := m.RegisterSampling()
 	a.SampleRound = func(r agent.SampleRound) { sampling.Round(r.Took, r.Cgroups, r.Errors, r.Open) }
 	if opts.MetricsAddr != "" {
 		go func() {
-			if err := metrics.Serve(ctx, opts.MetricsAddr, m.Registry, nil, log.WithField("component", "metrics")); err != nil {
+			if err := nodemetrics.Serve(ctx, opts.MetricsAddr, m.Registry, log.WithField("component", "metrics")); err != nil {
 				log.WithError(err).Error("metrics server stopped")
 			}
 		}()
