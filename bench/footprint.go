@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -61,10 +62,12 @@ sample burst-reported
 sleep 5
 sample burst-end
 cat /proc/$A/status > /tmp/status.end
+cat $CG/bench/agent/memory.stat > /tmp/memory.stat.end
 hog -dump-kmsg /tmp/kmsg
 echo "task dump rows in the kernel log: $(grep -c ';\[ *[0-9][0-9]*\] ' /tmp/kmsg)" >> /tmp/sleepers.log
 export_file samples /tmp/samples
 export_file status.end /tmp/status.end
+export_file memory.stat.end /tmp/memory.stat.end
 export_file agent.log /tmp/agent.log
 export_file sleepers.log /tmp/sleepers.log
 `, scenario.Server, int(idle.Seconds()), tasks)
@@ -202,6 +205,13 @@ func AgentFootprint(ctx context.Context, cfg HookConfig) ([]Measurement, error) 
 			return nil, fmt.Errorf("no %s sample", l)
 		}
 	}
+	// What the agent's cgroup holds after the report, by kind.
+	var after string
+	if b, err := res.File("memory.stat.end"); err == nil {
+		if st, err := parseMemoryStat(bytes.NewReader(b)); err == nil {
+			after = "; after it: " + cgroupBreakdown(st)
+		}
+	}
 	agentLog, _ := res.File("agent.log")
 	reported := strings.Contains(string(agentLog), `"victim_comm":"hog"`)
 	mib := func(kb int64) float64 { return float64(kb) / 1024 }
@@ -226,7 +236,7 @@ func AgentFootprint(ctx context.Context, cfg HookConfig) ([]Measurement, error) 
 			Value:  fmt.Sprintf("%.1f MiB (RSS after: %.1f MiB)", mib(b1.hwmKB), mib(b1.rssKB)),
 			Target: "< 24 MiB", Verdict: verdict(mib(b1.hwmKB) < 24)},
 		Measurement{Name: fmt.Sprintf("agent cgroup memory peak through the %d-task OOM report (TCG guest, cgroup2 memory.peak)", tasks),
-			Value:  fmt.Sprintf("%.1f MiB (memory.current after: %.1f MiB)", mib(b1.cgPeakKB), mib(b1.cgKB)),
+			Value:  fmt.Sprintf("%.1f MiB (memory.current after: %.1f MiB%s)", mib(b1.cgPeakKB), mib(b1.cgKB), after),
 			Target: "< 24 MiB", Verdict: verdict(b1.cgPeakKB > 0 && mib(b1.cgPeakKB) < 24)})
 	burst := Measurement{Name: fmt.Sprintf("agent CPU through the %d-task OOM report (TCG)", tasks), Target: "report the kill",
 		Value: fmt.Sprintf("%.2f s of CPU; kill logged %.1f s after the hog started (hog growth included)",
@@ -405,4 +415,13 @@ func binarySize(name, path string) Measurement {
 	}
 	m.Value = fmt.Sprintf("%.2f MB (%d bytes)", float64(fi.Size())/1e6, fi.Size())
 	return m
+}
+
+// cgroupBreakdown says what a cgroup2 memory.stat counts, in MiB: anonymous
+// memory, page cache, and kernel memory (slab, of it reclaimable, and the
+// rest: stacks, page tables, sockets).
+func cgroupBreakdown(st map[string]int64) string {
+	m := func(k string) float64 { return float64(st[k]) / (1 << 20) }
+	return fmt.Sprintf("anon %.1f MiB, file %.1f MiB, slab %.1f MiB (reclaimable %.1f MiB), kernel stacks %.2f MiB, page tables %.2f MiB, sockets %.2f MiB",
+		m("anon"), m("file"), m("slab"), m("slab_reclaimable"), m("kernel_stack"), m("pagetables"), m("sock"))
 }

@@ -117,3 +117,14 @@ func TestParseSamples(t *testing.T) {
 		t.Error("a sample without the cgroup's figures parsed")
 	}
 }
+
+func TestCgroupBreakdown(t *testing.T) {
+	st, err := parseMemoryStat(bytes.NewReader([]byte("anon 12582912\nfile 1048576\nkernel_stack 262144\npagetables 131072\nsock 0\nslab 18874368\nslab_reclaimable 17825792\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "anon 12.0 MiB, file 1.0 MiB, slab 18.0 MiB (reclaimable 17.0 MiB), kernel stacks 0.25 MiB, page tables 0.12 MiB, sockets 0.00 MiB"
+	if got := cgroupBreakdown(st); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
