@@ -11,6 +11,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/agent"
 	"github.com/oomwatch/oomwatch/pkg/command"
+	"github.com/oomwatch/oomwatch/pkg/hugepage"
 	"github.com/oomwatch/oomwatch/pkg/nodemetrics"
 )
 
@@ -33,6 +34,9 @@ func main() {
 		os.Exit(command.ExitCode(err))
 	}
 	log := logrus.NewEntry(command.Logger(opts.LogLevel)).WithField("node", opts.NodeName)
+	if hugepage.Err != nil {
+		log.WithError(hugepage.Err).Warn("transparent huge pages left on: the agent's memory may grow by 2 MiB pages")
+	}
 	opts.Transport.Describe(log)
 	os.Exit(command.Run(log, "agent", func(ctx context.Context) error { return run(ctx, opts, log) }))
 }
