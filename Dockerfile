@@ -17,7 +17,7 @@ COPY . .
 # build paths or symbol tables in them, and no gRPC tracing (grpcnotrace,
 # see the Makefile's TAGS): the same flags as `make build`.
 ENV CGO_ENABLED=0
-RUN go build -tags grpcnotrace -trimpath -ldflags='-s -w' -o /out/ ./agent ./aggregator ./oomctl
+RUN go build -tags=grpcnotrace -trimpath -ldflags='-s -w' -o /out/ ./agent ./aggregator ./oomctl
 
 # The node agent runs as root (distroless's :latest, uid 0): it reads
 # /dev/kmsg and other users' /proc/<pid>/cgroup; see deploy/README.md.
