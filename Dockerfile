@@ -14,9 +14,10 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 # Static binaries (SQLite is modernc.org/sqlite, pure Go, so no cgo), no
-# build paths or symbol tables in them: the same flags as `make build`.
+# build paths or symbol tables in them, and no gRPC tracing (grpcnotrace,
+# see the Makefile's TAGS): the same flags as `make build`.
 ENV CGO_ENABLED=0
-RUN go build -trimpath -ldflags='-s -w' -o /out/ ./agent ./aggregator ./oomctl
+RUN go build -tags=grpcnotrace -trimpath -ldflags='-s -w' -o /out/ ./agent ./aggregator ./oomctl
 
 # The node agent runs as root (distroless's :latest, uid 0): it reads
 # /dev/kmsg and other users' /proc/<pid>/cgroup; see deploy/README.md.

@@ -10,6 +10,11 @@ export PATH  := $(BIN):$(PATH)
 include tools/versions.mk
 
 BINARIES := agent aggregator oomctl
+# grpcnotrace leaves out gRPC's golang.org/x/net/trace, which oomwatch never
+# turns on: it imports html/template, whose reflection keeps every exported
+# method of every linked type in the binary (3.5 MB of the agent's 18 MB, and
+# 2.7 MiB of its RSS). The Dockerfile and the test builds use the same tag.
+TAGS     := grpcnotrace
 PKGS     := ./...
 
 .PHONY: all build test test-unit lint fmt vet proto proto-check tools demo run bench faults security clean kube-bins kube-up kube-down test-kube
@@ -18,7 +23,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ $(addprefix ./,$(BINARIES))
+	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags='-s -w' -o $(BIN)/ $(addprefix ./,$(BINARIES))
 
 # Every test, with the race detector. The e2e tests boot a real kernel in
 # qemu, the runtime tests start a real containerd and test/kube a real

@@ -135,10 +135,10 @@ export_file peerwatch.log /tmp/peerwatch.log
 }
 
 // buildStatic builds the main package pkg of the module in moduleDir as a
-// static binary into outDir.
+// static binary into outDir, with oomwatch's build tags.
 func buildStatic(ctx context.Context, moduleDir, outDir, pkg string) (string, error) {
 	out := filepath.Join(outDir, filepath.Base(pkg))
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", vm.BuildTags, "-trimpath", "-o", out, pkg)
 	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {

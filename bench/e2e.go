@@ -197,7 +197,7 @@ exit $status
 // which a 384 MiB guest needs to unpack five binaries.
 func buildStripped(ctx context.Context, moduleDir, outDir, pkg string) (string, error) {
 	out := filepath.Join(outDir, filepath.Base(pkg))
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", vm.BuildTags, "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
 	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -265,8 +265,19 @@ func (p *Pipeline) retick() {
 	case !p.checkpointBehind():
 		want = tickOff
 	}
+	if want == tickFast {
+		p.busy = true
+	}
 	if want == p.mode {
 		return
+	}
+	if want == tickOff && p.busy {
+		p.busy = false
+		if p.cfg.Quiet != nil {
+			// Its own goroutine: Quiet may collect garbage, which must
+			// not hold up the reader waiting for p.mu.
+			go p.cfg.Quiet()
+		}
 	}
 	if p.mode == tickOff {
 		// The log was quiet until the record that woke the tick.

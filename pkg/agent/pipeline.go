@@ -100,6 +100,12 @@ type PipelineConfig struct {
 	// Warnings, when set, names the memory warnings that preceded each
 	// kill in its preceding_warnings, before it is spooled.
 	Warnings KillWarnings
+	// Quiet, when set, is called on a goroutine of its own when the
+	// pipeline goes idle (no report open, no event waiting, the checkpoint
+	// saved) for the first time after the start (the backlog read) or after
+	// a report: the agent then gives the memory the report took back to
+	// the system. Ordinary records do not call it.
+	Quiet func()
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -160,6 +166,9 @@ type Pipeline struct {
 	// idle is set by take when no report is open and no event is ready or
 	// held: an ordinary record then takes the short path (skipped).
 	idle bool
+	// busy is set while the tick is fast (a report open or events
+	// waiting), and from the start: Quiet is due when the tick stops.
+	busy bool
 	// forged counts userspace records that imitate OOM report lines;
 	// forgedLogged is when one was last logged, forgedQuiet how many were
 	// not logged since.
@@ -201,7 +210,7 @@ func NewPipeline(cfg PipelineConfig, log *logrus.Entry) *Pipeline {
 	if cfg.Recent <= 0 {
 		cfg.Recent = time.Minute
 	}
-	p := &Pipeline{cfg: cfg, log: log, safe: -1, lastSeq: -1, savedSafe: -1}
+	p := &Pipeline{cfg: cfg, log: log, safe: -1, lastSeq: -1, savedSafe: -1, busy: true}
 	p.stream = analysis.NewStream(analysis.StreamOptions{Cgroups: p.lookup, Requests: cfg.Requests, Hold: cfg.Hold}, func(e analysis.Event) {
 		p.ready = append(p.ready, e)
 	})

@@ -316,3 +316,66 @@ func TestPipelineObservesReportRecords(t *testing.T) {
 		t.Fatalf("checkpoint saves %v, want the last at 410", check.saved)
 	}
 }
+
+// TestPipelineQuiet: Quiet is called once the start's backlog is handled
+// and once after each report, when the pipeline goes idle; ordinary
+// records do not call it.
+func TestPipelineQuiet(t *testing.T) {
+	items := records(t, "../analysis/testdata/debian-6.1-kmsg-v2-systemd-global-besteffort-victim.kmsg")
+	var ordinary, report []devkmsg.Item
+	for _, it := range items {
+		if it.Record.Seq <= 410 && it.Record.Seq >= 359 {
+			report = append(report, it)
+		} else if it.Record.Seq < 359 {
+			ordinary = append(ordinary, it)
+		}
+	}
+	if len(ordinary) == 0 || len(report) == 0 {
+		t.Fatalf("%d ordinary records, %d of the report", len(ordinary), len(report))
+	}
+	quiet := make(chan struct{}, 10)
+	sink := &fakeSink{}
+	p := NewPipeline(PipelineConfig{Node: "n", BootID: "b", Sink: sink, Check: &fakeCheck{}, Proc: fakeProc(t, "5.0", nil),
+		Idle: 5 * time.Millisecond, CheckpointEvery: 5 * time.Millisecond, Quiet: func() { quiet <- struct{}{} }},
+		logrus.NewEntry(logrus.New()))
+	ch := make(chan devkmsg.Item)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, ch) }()
+	calls := func(want int, within time.Duration) {
+		t.Helper()
+		got := 0
+		deadline := time.After(within)
+		for {
+			select {
+			case <-quiet:
+				got++
+				if got > want {
+					t.Fatalf("Quiet called %d times, want %d", got, want)
+				}
+			case <-deadline:
+				if got != want {
+					t.Fatalf("Quiet called %d times, want %d", got, want)
+				}
+				return
+			}
+		}
+	}
+	calls(1, 300*time.Millisecond) // the start
+	for _, it := range ordinary {
+		ch <- it
+	}
+	calls(0, 300*time.Millisecond)
+	for _, it := range report {
+		ch <- it
+	}
+	calls(1, 500*time.Millisecond)
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.events) != 1 {
+		t.Fatalf("%d events, want the report's 1", len(sink.events))
+	}
+}

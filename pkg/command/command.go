@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -90,4 +91,18 @@ func Run(log *logrus.Entry, name string, fn func(ctx context.Context) error) int
 		return ExitError
 	}
 	return ExitOK
+}
+
+// GCPercent sets the garbage collector's target (the heap's growth, in
+// percent of what the last collection kept, before the next one) unless
+// the GOGC variable, read through getenv, sets it already: an operator's
+// GOGC wins. It returns the target now in force (-1: collection off).
+func GCPercent(getenv func(string) string, percent int) int {
+	if getenv("GOGC") != "" {
+		cur := debug.SetGCPercent(100)
+		debug.SetGCPercent(cur)
+		return cur
+	}
+	debug.SetGCPercent(percent)
+	return percent
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -72,5 +73,33 @@ func TestLogger(t *testing.T) {
 	}
 	if Logger("nonsense").GetLevel().String() != "info" {
 		t.Error("an unknown level is not info")
+	}
+}
+
+func TestGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, tc := range []struct {
+		name, gogc string
+		want       int
+	}{
+		{name: "unset", gogc: "", want: 50},
+		{name: "GOGC wins", gogc: "200", want: 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// GOGC as the runtime read it at start.
+			debug.SetGCPercent(200)
+			got := GCPercent(func(k string) string {
+				if k == "GOGC" {
+					return tc.gogc
+				}
+				return ""
+			}, 50)
+			if got != tc.want {
+				t.Errorf("GCPercent = %d, want %d", got, tc.want)
+			}
+			if now := debug.SetGCPercent(100); now != tc.want {
+				t.Errorf("the collector's target is %d, want %d", now, tc.want)
+			}
+		})
 	}
 }

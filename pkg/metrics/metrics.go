@@ -1,6 +1,7 @@
-// Package metrics defines oomwatch's Prometheus metrics, named in the style
-// of kube-state-metrics and cAdvisor (oomwatch_<noun>_<unit>_total), and
-// serves them with a health endpoint.
+// Package metrics defines the aggregator's Prometheus metrics, named in the
+// style of kube-state-metrics and cAdvisor (oomwatch_<noun>_<unit>_total),
+// and serves them with health endpoints. The node agent's are in
+// pkg/nodemetrics, written without client_golang.
 package metrics
 
 import (
@@ -19,113 +20,9 @@ import (
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
-// Agent holds the node agent's metrics.
-type Agent struct {
-	Registry        *prometheus.Registry
-	OOMKills        *prometheus.CounterVec
-	CollateralKills *prometheus.CounterVec
-	RecordsRead     prometheus.Counter
-	RecordsLost     prometheus.Counter
-	// RecordsForged counts records userspace wrote to /dev/kmsg that
-	// imitate an OOM report (never taken as one).
-	RecordsForged prometheus.Counter
-	SpoolDropped  prometheus.Counter
-	// Attributions counts OOM kills by how their victim was placed.
-	Attributions *prometheus.CounterVec
-	// Verdicts counts OOM kills by collateral verdict.
-	Verdicts *prometheus.CounterVec
-}
-
 // KillLabels returns the labels of an OOM kill: kind, scope, the victim's
 // namespace and QoS class ("" when unknown).
-func KillLabels(k *pb.OOMKill) (kind, scope, namespace, qos string) {
-	kind, scope = wire.Kind(k), wire.Scope(k)
-	if v := k.GetVictims(); len(v) > 0 {
-		w := v[0].GetWorkload()
-		namespace, qos = w.GetNamespace(), w.GetQos()
-	}
-	return
-}
-
-// NewAgent registers the agent's metrics. spoolDepth, sendErrors and
-// reconnects are read when scraped.
-func NewAgent(spoolDepth func() float64, sendErrors, reconnects func() float64) *Agent {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := &Agent{
-		Registry: reg,
-		OOMKills: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "oomwatch_oom_kills_total",
-			Help: "OOM kills seen in the kernel log, by kind (node, limit, ...), limit scope, victim namespace and QoS class.",
-		}, []string{"kind", "scope", "namespace", "qos"}),
-		CollateralKills: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "oomwatch_collateral_kills_total",
-			Help: "OOM kills whose victim was not the workload that held the memory, by victim namespace.",
-		}, []string{"namespace"}),
-		RecordsRead: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "oomwatch_kernel_records_read_total",
-			Help: "Kernel log records read from /dev/kmsg.",
-		}),
-		RecordsLost: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "oomwatch_kernel_records_lost_total",
-			Help: "Kernel log records overwritten before they were read (log buffer overflow).",
-		}),
-		RecordsForged: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "oomwatch_kernel_records_forged_total",
-			Help: "Kernel log records written by userspace (facility other than the kernel's) that imitate an OOM report; they are ignored.",
-		}),
-		SpoolDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "oomwatch_spool_dropped_events_total",
-			Help: "Events dropped because the spool was full while the aggregator was unreachable.",
-		}),
-	}
-	reg.MustRegister(m.OOMKills, m.CollateralKills, m.RecordsRead, m.RecordsLost, m.RecordsForged, m.SpoolDropped,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "oomwatch_spool_events",
-			Help: "Events spooled on disk and not yet acknowledged by the aggregator.",
-		}, spoolDepth),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "oomwatch_send_errors_total",
-			Help: "Streams to the aggregator that ended in an error.",
-		}, sendErrors),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "oomwatch_stream_reconnects_total",
-			Help: "Reconnections of the stream to the aggregator.",
-		}, reconnects),
-	)
-	m.Attributions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "oomwatch_kill_attributions_total",
-		Help: "OOM kills by how the victim's workload was found: report, proc, pid-cache, oom-kill-counter, unattributed " +
-			"(the kernel rate-limits its reports; a rising unattributed count means kills nobody can place).",
-	}, []string{"by"})
-	reg.MustRegister(m.Attributions)
-	m.Verdicts = newVerdicts(reg)
-	return m
-}
-
-// Observe counts one event the agent produced.
-func (m *Agent) Observe(ev *pb.Event) {
-	switch {
-	case ev.GetOom() != nil:
-		k := ev.GetOom()
-		kind, scope, ns, qos := KillLabels(k)
-		m.OOMKills.WithLabelValues(kind, scope, ns, qos).Inc()
-		if by := k.GetAttributedBy(); by != "" {
-			m.Attributions.WithLabelValues(by).Inc()
-		}
-		if k.GetCollateral() {
-			m.CollateralKills.WithLabelValues(ns).Inc()
-		}
-		countVerdict(m.Verdicts, k)
-	case ev.GetLoss() != nil:
-		l := ev.GetLoss()
-		if l.GetCause() == "kernel-gap" {
-			m.RecordsLost.Add(float64(l.GetLost()))
-		} else {
-			m.SpoolDropped.Add(float64(l.GetLost()))
-		}
-	}
-}
+func KillLabels(k *pb.OOMKill) (kind, scope, namespace, qos string) { return wire.KillLabels(k) }
 
 // Aggregator holds the aggregator's metrics.
 type Aggregator struct {

@@ -275,3 +275,15 @@ func fromResources(r *pb.Resources) *analysis.Resources {
 // loses its watch lists the events stored since then, or since the last
 // it received (EventFilter.received_since), when it watches again.
 const WatchStartHeader = "oomwatch-watch-start"
+
+// KillLabels returns the labels an OOM kill is counted under in the
+// agent's and the aggregator's metrics: kind, scope, the victim's namespace
+// and QoS class ("" when unknown).
+func KillLabels(k *pb.OOMKill) (kind, scope, namespace, qos string) {
+	kind, scope = Kind(k), Scope(k)
+	if v := k.GetVictims(); len(v) > 0 {
+		w := v[0].GetWorkload()
+		namespace, qos = w.GetNamespace(), w.GetQos()
+	}
+	return
+}

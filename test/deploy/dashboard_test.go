@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,9 +12,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/oomwatch/oomwatch/pkg/metrics"
+	"github.com/oomwatch/oomwatch/pkg/nodemetrics"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -46,7 +51,7 @@ var (
 	selectRE  = regexp.MustCompile(`\{([^}]*)\}`)
 )
 
-// exportedMetrics returns the oomwatch metrics pkg/metrics registers, by
+// exportedMetrics returns the oomwatch metrics pkg/nodemetrics (the agent) and pkg/metrics (the aggregator) register, by
 // name, with their label names: the agent's and the aggregator's
 // registries, each metric given a sample first (a vector without children
 // is not gathered).
@@ -57,7 +62,7 @@ func exportedMetrics(t *testing.T) map[string][]string {
 	gap := &pb.Event{Node: "node-a", Payload: &pb.Event_Loss{Loss: &pb.Loss{Cause: "kernel-gap", Lost: 1}}}
 	dropped := &pb.Event{Node: "node-a", Payload: &pb.Event_Loss{Loss: &pb.Loss{Cause: "spool-full", Lost: 1}}}
 
-	a := metrics.NewAgent(zero, zero, zero)
+	a := nodemetrics.NewAgent("/proc", zero, zero, zero)
 	a.RecordsRead.Inc()
 	for _, ev := range []*pb.Event{oom, gap, dropped} {
 		a.Observe(ev)
@@ -69,7 +74,21 @@ func exportedMetrics(t *testing.T) map[string][]string {
 	g.Rejected.WithLabelValues("test").Inc()
 
 	out := map[string][]string{}
-	for _, reg := range []prometheus.Gatherer{a.Registry, g.Registry} {
+	// The agent's registry is read as Prometheus reads it, from its text.
+	agent := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		var b bytes.Buffer
+		if _, err := a.Registry.WriteTo(&b); err != nil {
+			return nil, err
+		}
+		p := expfmt.NewTextParser(model.LegacyValidation)
+		fams, err := p.TextToMetricFamilies(&b)
+		out := make([]*dto.MetricFamily, 0, len(fams))
+		for _, f := range fams {
+			out = append(out, f)
+		}
+		return out, err
+	})
+	for _, reg := range []prometheus.Gatherer{agent, g.Registry} {
 		fams, err := reg.Gather()
 		if err != nil {
 			t.Fatal(err)

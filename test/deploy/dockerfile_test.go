@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oomwatch/oomwatch/test/e2e/vm"
 )
 
 // components are the binaries, each built from ./<name> and shipped in
@@ -163,6 +165,10 @@ func TestDockerfileStages(t *testing.T) {
 	}
 	if !slices.Contains(b.Args, "-trimpath") {
 		t.Errorf("go build %v: no -trimpath", b.Args)
+	}
+	// The Makefile's build tags (grpcnotrace keeps 3.5 MB out of the agent).
+	if !slices.Contains(b.Args, "-tags="+vm.BuildTags) {
+		t.Errorf("go build %v: no -tags=%s, the Makefile's", b.Args, vm.BuildTags)
 	}
 	if !strings.HasSuffix(b.OutDir, "/") {
 		t.Errorf("go build -o %q: want a directory (ending in /) for several packages", b.OutDir)

@@ -34,6 +34,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/oomwatch/oomwatch/test/e2e/vm"
 )
 
 // The cluster's fixed addresses and names. The ranges are private and
@@ -226,7 +228,7 @@ func (c *Cluster) up(ctx context.Context) error {
 // buildOwn builds the static binaries the images and the tests need.
 func (c *Cluster) buildOwn(ctx context.Context) error {
 	build := func(out string, pkgs ...string) error {
-		args := append([]string{"build", "-trimpath", "-ldflags=-s -w", "-o", out}, pkgs...)
+		args := append([]string{"build", "-tags", vm.BuildTags, "-trimpath", "-ldflags=-s -w", "-o", out}, pkgs...)
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = c.Repo
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
