@@ -6,10 +6,11 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/command"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -176,18 +177,7 @@ func ServeProbes(ctx context.Context, ln net.Listener, reg *prometheus.Registry,
 	}
 	mux.Handle("/healthz", probe(live))
 	mux.Handle("/readyz", probe(ready))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	log.WithField("addr", ln.Addr().String()).Info("serving metrics")
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return command.ServeHTTP(ctx, ln, mux, log)
 }
 
 // probe answers "ok" when check passes, else 503 with its error.

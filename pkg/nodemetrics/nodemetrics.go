@@ -10,10 +10,10 @@ package nodemetrics
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
-	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/command"
 
 	"github.com/sirupsen/logrus"
 
@@ -113,16 +113,5 @@ func ServeListener(ctx context.Context, ln net.Listener, reg *promtext.Registry,
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.Handle("/healthz", ok)
 	mux.Handle("/readyz", ok)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	log.WithField("addr", ln.Addr().String()).Info("serving metrics")
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return command.ServeHTTP(ctx, ln, mux, log)
 }
