@@ -202,23 +202,20 @@ var eventColumns = []string{"rowid", "id", "node", "boot_id", "type", "seq", "ti
 // rows stored at the same time are listed in that order, as an INSERT
 // would number them.
 func copyEvents(ctx context.Context, tx pgx.Tx, rows []store.Row, order []int, w writerSeq) (map[int]int64, error) {
-	// order sorts the copies of an ID together.
+	// order sorts the copies of an ID together: the first of each run
+	// is the ID's first copy.
+	var firsts []int
 	ids := make([]string, 0, len(order))
 	for j, i := range order {
 		if j == 0 || rows[i].ID != rows[order[j-1]].ID {
-			ids = append(ids, rows[i].ID)
+			firsts, ids = append(firsts, i), append(ids, rows[i].ID)
 		}
 	}
 	have, err := storedIDs(ctx, tx, ids)
 	if err != nil {
 		return nil, err
 	}
-	var fresh []int
-	for j, i := range order {
-		if (j == 0 || rows[i].ID != rows[order[j-1]].ID) && !have[rows[i].ID] {
-			fresh = append(fresh, i)
-		}
-	}
+	fresh := slices.DeleteFunc(firsts, func(i int) bool { return have[rows[i].ID] })
 	if len(fresh) == 0 {
 		return nil, nil
 	}
@@ -255,17 +252,13 @@ func storedIDs(ctx context.Context, tx pgx.Tx, ids []string) (map[string]bool, e
 	if err != nil {
 		return nil, fmt.Errorf("look up events: %w", err)
 	}
-	defer res.Close()
-	have := make(map[string]bool)
-	for res.Next() {
-		var id string
-		if err := res.Scan(&id); err != nil {
-			return nil, fmt.Errorf("look up events: %w", err)
-		}
-		have[id] = true
-	}
-	if err := res.Err(); err != nil {
+	stored, err := pgx.CollectRows(res, pgx.RowTo[string])
+	if err != nil {
 		return nil, fmt.Errorf("look up events: %w", err)
+	}
+	have := make(map[string]bool, len(stored))
+	for _, id := range stored {
+		have[id] = true
 	}
 	return have, nil
 }
