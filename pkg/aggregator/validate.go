@@ -230,20 +230,35 @@ func (c *checker) time(field string, ts *timestamppb.Timestamp, required bool) {
 // str checks a string's length and characters: valid UTF-8 and no
 // control characters but tab, so that it prints on one line.
 func (c *checker) str(field, s string, max int) {
-	if len(s) > max {
-		c.fail(field, "%d bytes, more than %d", len(s), max)
+	if c.err != nil {
 		return
 	}
-	if !utf8.ValidString(s) {
-		c.fail(field, "not valid UTF-8")
-		return
+	if why := badString(s, max); why != "" {
+		c.fail(field, "%s", why)
+	}
+}
+
+// badString says what is wrong with s for str, or "" when nothing is: in
+// one pass, ASCII bytes checked in place and only the others decoded.
+func badString(s string, max int) string {
+	if len(s) > max {
+		return fmt.Sprintf("%d bytes, more than %d", len(s), max)
 	}
 	for i := 0; i < len(s); i++ {
-		if b := s[i]; (b < 0x20 && b != '\t') || b == 0x7f {
-			c.fail(field, "control character %#02x at byte %d", b, i)
-			return
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if (b < 0x20 && b != '\t') || b == 0x7f {
+				return fmt.Sprintf("control character %#02x at byte %d", b, i)
+			}
+			continue
 		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			return "not valid UTF-8"
+		}
+		i += size - 1
 	}
+	return ""
 }
 
 func (c *checker) lines(field string, lines []string) {
@@ -252,7 +267,10 @@ func (c *checker) lines(field string, lines []string) {
 		return
 	}
 	for i, l := range lines {
-		c.str(fmt.Sprintf("%s[%d]", field, i), l, MaxLineBytes)
+		// The line's name is made only for an error: a kill has dozens.
+		if why := badString(l, MaxLineBytes); why != "" && c.err == nil {
+			c.fail(fmt.Sprintf("%s[%d]", field, i), "%s", why)
+		}
 	}
 }
 

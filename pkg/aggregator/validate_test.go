@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -300,6 +301,25 @@ func FuzzIngestValidate(f *testing.F) {
 		}
 		if err := checkLimits(e); err != nil {
 			t.Fatalf("accepted an event past the limits: %v", err)
+		}
+	})
+}
+
+// FuzzBadString: the one-pass check refuses exactly what checking UTF-8
+// and then each byte refuses.
+func FuzzBadString(f *testing.F) {
+	for _, s := range []string{"", "ok\tline", "a\nb", "\x7f", "caf\xc3\xa9", "\xc3", "\xed\xa0\x80", "\xef\xbf\xbd", "é\x01"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := !utf8.ValidString(s)
+		for i := 0; i < len(s); i++ {
+			if b := s[i]; (b < 0x20 && b != '\t') || b == 0x7f {
+				want = true
+			}
+		}
+		if got := badString(s, MaxLineBytes) != ""; got != (want || len(s) > MaxLineBytes) {
+			t.Fatalf("badString(%q) refused = %v, want %v", s, got, want)
 		}
 	})
 }
