@@ -6,7 +6,10 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
 // gRPC answers a message it cannot decode with codes.Internal, which
@@ -52,10 +55,65 @@ func (s decodingStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(&f); err != nil {
 		return err
 	}
-	if err := (proto.UnmarshalOptions{}).Unmarshal(f.b, msg); err != nil {
+	return decodeFrame(f.b, msg)
+}
+
+func decodeFrame(b []byte, msg proto.Message) error {
+	if err := (proto.UnmarshalOptions{}).Unmarshal(b, msg); err != nil {
 		return status.Errorf(codes.InvalidArgument, "malformed message: %v", err)
 	}
 	return nil
+}
+
+// recvRequest receives an ingest stream's next message and, when it holds
+// an event, that event's encoding as received (see eventWire), which the
+// store keeps instead of encoding the event again. It needs the server's
+// decodeOptions.
+func recvRequest(st grpc.ServerStream) (*pb.StreamRequest, []byte, error) {
+	var f rawFrame
+	if err := st.RecvMsg(&f); err != nil {
+		return nil, nil, err
+	}
+	req := &pb.StreamRequest{}
+	if err := decodeFrame(f.b, req); err != nil {
+		return nil, nil, err
+	}
+	return req, eventWire(f.b), nil
+}
+
+// requestEvent is the number of StreamRequest's event field.
+var requestEvent = (&pb.StreamRequest{}).ProtoReflect().Descriptor().Fields().ByName("event").Number()
+
+// eventWire returns the bytes of a StreamRequest's event field when the
+// message holds exactly one: the decoded event is then exactly their
+// decoding. Several (merged by decoding) or none give nil.
+func eventWire(b []byte) []byte {
+	var ev []byte
+	n := 0
+	for len(b) > 0 {
+		num, typ, k := protowire.ConsumeTag(b)
+		if k < 0 {
+			return nil
+		}
+		b = b[k:]
+		if num == requestEvent && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil
+			}
+			ev, n, b = v, n+1, b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return nil
+		}
+		b = b[m:]
+	}
+	if n != 1 {
+		return nil
+	}
+	return ev
 }
 
 // decodeOptions are the server options that make streams answer

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/store"
@@ -165,7 +166,7 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamResponse], hello *pb.Hello, id string, g *gate, pending chan<- *ticket, log *logrus.Entry) error {
 	ctx := st.Context()
 	for {
-		req, err := st.Recv()
+		req, wire, err := recvRequest(st)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -186,7 +187,11 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 				return status.Error(codes.PermissionDenied, err.Error())
 			}
 		}
-		if err := ValidateEventAt(ev, hello, s.cfg.Now(), s.cfg.MaxClockSkew); err != nil {
+		size := len(wire)
+		if wire == nil {
+			size = proto.Size(ev)
+		}
+		if err := validateEvent(ev, size, hello, s.cfg.Now(), s.cfg.MaxClockSkew); err != nil {
 			reason := RejectInvalid
 			if errors.Is(err, ErrWrongNode) {
 				reason = RejectWrongNode
@@ -218,7 +223,7 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 		}
 		// Encoding here, on each stream's goroutine, keeps it off the
 		// single committer.
-		rec, err := store.Encode(ev, s.cfg.Now())
+		rec, err := store.EncodeWire(ev, wire, s.cfg.Now())
 		if err != nil {
 			s.reject(RejectInvalid)
 			return status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)

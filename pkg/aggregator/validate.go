@@ -129,6 +129,12 @@ func ValidateEvent(e *pb.Event, h *pb.Hello) error {
 // (no control characters but tab: every string is shown on one line). The
 // error names the field. It never panics, whatever the event holds.
 func ValidateEventAt(e *pb.Event, h *pb.Hello, now time.Time, skew time.Duration) error {
+	return validateEvent(e, proto.Size(e), h, now, skew)
+}
+
+// validateEvent is ValidateEventAt of an event whose encoding is size
+// bytes long.
+func validateEvent(e *pb.Event, size int, h *pb.Hello, now time.Time, skew time.Duration) error {
 	if e == nil {
 		return fmt.Errorf("%w: empty event", ErrInvalidEvent)
 	}
@@ -144,8 +150,8 @@ func ValidateEventAt(e *pb.Event, h *pb.Hello, now time.Time, skew time.Duration
 	if eventid.TypeOf(e) == "" {
 		return fmt.Errorf("%w: no payload (oom, loss, exit or warning)", ErrInvalidEvent)
 	}
-	if n := proto.Size(e); n > MaxEventBytes {
-		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidEvent, n, MaxEventBytes)
+	if size > MaxEventBytes {
+		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidEvent, size, MaxEventBytes)
 	}
 	c := &checker{latest: now.Add(skew), node: e.GetNode()}
 	c.int("seq", e.GetSeq(), 0, math.MaxInt64)

@@ -236,14 +236,29 @@ func (r *Record) Event() *pb.Event { return r.event }
 // Encode prepares an event for PutRecords. It sets the event's Id and
 // Received; the event must not change afterwards.
 func Encode(e *pb.Event, received time.Time) (*Record, error) {
+	return EncodeWire(e, nil, received)
+}
+
+// EncodeWire is Encode of an event decoded from wire, its protobuf
+// encoding as received: the stored bytes are wire with Id and Received
+// appended, which saves encoding the event again. An encoding that holds
+// either field already (a later occurrence of a message field is merged
+// into an earlier one, not put in its place), or nil wire, is encoded
+// anew from e.
+func EncodeWire(e *pb.Event, wire []byte, received time.Time) (*Record, error) {
 	if err := checkIdentity(e); err != nil {
 		return nil, err
 	}
 	e.Id = eventid.String(e)
 	e.Received = timestamppb.New(received)
-	data, err := proto.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", e.Id, err)
+	var data []byte
+	if wire != nil && !hasIDOrReceived(wire) {
+		data = appendIDReceived(make([]byte, 0, len(wire)+len(e.Id)+32), wire, e.Id, received)
+	} else {
+		var err error
+		if data, err = proto.Marshal(e); err != nil {
+			return nil, fmt.Errorf("encode %s: %w", e.Id, err)
+		}
 	}
 	r := &Record{event: e, id: e.Id, node: e.GetNode(), boot: e.GetBootId(), typ: eventid.TypeOf(e), seq: e.GetSeq(), rev: e.GetRevision(),
 		t: nanos(rowTime(e)), seen: nanos(e.GetTime().AsTime()), received: nanos(received), cols: columnsOf(e), data: pack(data)}

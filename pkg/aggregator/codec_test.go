@@ -1,0 +1,122 @@
+package aggregator
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/oomwatch/oomwatch/pkg/eventid"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+func marshal(t testing.TB, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestEventWire(t *testing.T) {
+	ev := marshal(t, oom("node-a", 1, "shop", "cart"))
+	one := marshal(t, &pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: oom("node-a", 1, "shop", "cart")}})
+	hello := marshal(t, &pb.StreamRequest{Msg: &pb.StreamRequest_Hello{Hello: &pb.Hello{Node: "node-a"}}})
+	unknown := protowire.AppendString(protowire.AppendTag(append([]byte(nil), one...), 99, protowire.BytesType), "x")
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		want  []byte
+	}{
+		{"one event", one, ev},
+		{"and an unknown field", unknown, ev},
+		{"hello", hello, nil},
+		{"empty", nil, nil},
+		{"two events, merged by decoding", append(append([]byte(nil), one...), one...), nil},
+		{"truncated", one[:len(one)-1], nil},
+		{"bad tag", []byte{0x80}, nil},
+	} {
+		if got := eventWire(c.frame); string(got) != string(c.want) || (got == nil) != (c.want == nil) {
+			t.Errorf("%s: eventWire = %d bytes, want %d", c.name, len(got), len(c.want))
+		}
+	}
+}
+
+// rawMsg is a message sent as the bytes it holds (rawCodec).
+type rawMsg struct{ b []byte }
+
+// rawCodec lets a test agent send frames no protobuf library would write.
+type rawCodec struct{ proto encoding.CodecV2 }
+
+func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(*rawMsg); ok {
+		return mem.BufferSlice{mem.SliceBuffer(m.b)}, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+
+func (rawCodec) Name() string { return "proto" }
+
+// TestIngestStoresWhatItDecoded plays an agent that sends frames built to
+// make the stored bytes differ from the event the aggregator checked: an
+// event field sent twice (decoding merges them: the second's seq wins),
+// and an event carrying its own id and received time (a Timestamp sent
+// again is merged into the first, which would keep the forged
+// nanoseconds). What is stored is the event as decoded and validated,
+// under the aggregator's id and received time.
+func TestIngestStoresWhatItDecoded(t *testing.T) {
+	now := time.Date(2026, 3, 1, 13, 0, 0, 0, time.UTC) // no nanoseconds
+	e := start(t, Config{Now: func() time.Time { return now }})
+	conn := e.dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := pb.NewIngestServiceClient(conn).Stream(ctx, grpc.ForceCodecV2(rawCodec{proto: encoding.GetCodecV2("proto")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Hello{Hello: &pb.Hello{Node: "node-a", BootId: boot, AgentVersion: "test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	first := marshal(t, &pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: oom("node-a", 1, "shop", "cart")}})
+	second := marshal(t, &pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: &pb.Event{Seq: 2}}})
+	forged := oom("node-a", 3, "shop", "cart")
+	forged.Id = "node-a/" + boot + "/oom/999"
+	forged.Received = timestamppb.New(time.Date(2001, 1, 1, 0, 0, 1, 5, time.UTC))
+	for _, f := range [][]byte{append(first, second...), marshal(t, &pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: forged}})} {
+		if err := st.SendMsg(&rawMsg{b: f}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, seq := range []int64{2, 3} {
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetSeq() != seq || r.GetDuplicate() {
+			t.Fatalf("ack %v, want seq %d stored", r, seq)
+		}
+	}
+	for _, seq := range []int64{2, 3} {
+		want := oom("node-a", seq, "shop", "cart")
+		id := eventid.String(want)
+		got, err := e.st.Get(ctx, id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if got.GetSeq() != seq || got.GetId() != id || !got.GetReceived().AsTime().Equal(now) || got.GetReceived().GetNanos() != 0 {
+			t.Errorf("stored seq %d id %q received %v, want seq %d id %q received %v", got.GetSeq(), got.GetId(), got.GetReceived().AsTime(), seq, id, now)
+		}
+	}
+	if ids := e.stored(t); len(ids) != 2 {
+		t.Errorf("stored %v, want 2 events", ids)
+	}
+}

@@ -1,0 +1,62 @@
+package store
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+)
+
+// The numbers of the Event fields that the store sets.
+var (
+	fieldID       = eventField("id")
+	fieldReceived = eventField("received")
+)
+
+func eventField(name protoreflect.Name) protowire.Number {
+	return (&pb.Event{}).ProtoReflect().Descriptor().Fields().ByName(name).Number()
+}
+
+// hasIDOrReceived reports whether an Event's encoding holds an id or a
+// received field at its top level, or cannot be walked (then it is
+// encoded anew, as if it held them).
+func hasIDOrReceived(b []byte) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return true
+		}
+		if num == fieldID || num == fieldReceived {
+			return true
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return true
+		}
+		b = b[m:]
+	}
+	return false
+}
+
+// appendIDReceived appends to dst the Event encoding wire followed by its
+// id and received fields, received as a google.protobuf.Timestamp
+// (seconds 1, nanos 2; zero values left out, as proto.Marshal does).
+func appendIDReceived(dst, wire []byte, id string, received time.Time) []byte {
+	dst = append(dst, wire...)
+	dst = protowire.AppendTag(dst, fieldID, protowire.BytesType)
+	dst = protowire.AppendString(dst, id)
+	var ts []byte
+	if s := received.Unix(); s != 0 {
+		ts = protowire.AppendTag(ts, 1, protowire.VarintType)
+		ts = protowire.AppendVarint(ts, uint64(s))
+	}
+	if ns := received.Nanosecond(); ns != 0 {
+		ts = protowire.AppendTag(ts, 2, protowire.VarintType)
+		ts = protowire.AppendVarint(ts, uint64(ns))
+	}
+	dst = protowire.AppendTag(dst, fieldReceived, protowire.BytesType)
+	return protowire.AppendBytes(dst, ts)
+}
