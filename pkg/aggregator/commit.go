@@ -10,6 +10,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/store"
+	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
 // errCommitterStopped: an event arrived after the last commit.
@@ -30,6 +31,15 @@ type ticket struct {
 type ackKey struct {
 	bootID, typ string
 	seq         int64
+}
+
+// maxAcksPerResponse bounds the acknowledgements of one StreamResponse
+// (about 60 bytes each).
+const maxAcksPerResponse = 256
+
+// ack is the acknowledgement of a committed ticket.
+func (t *ticket) ack() *pb.Ack {
+	return &pb.Ack{BootId: t.key.bootID, EventType: eventid.TypeToPB(t.key.typ), Seq: t.key.seq, Duplicate: t.res.Duplicate}
 }
 
 func newTicket(rec *store.Record) *ticket {

@@ -113,6 +113,9 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 	}()
 
 	taken := 0
+	// held is a ticket taken from pending while acknowledgements were
+	// gathered, not yet committed: the next to acknowledge.
+	var held *ticket
 	ack := func(t *ticket) error {
 		select {
 		case <-t.done:
@@ -122,10 +125,47 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 		if t.err != nil {
 			return status.Errorf(codes.Unavailable, "store: %v", t.err)
 		}
-		return st.Send(&pb.StreamResponse{BootId: t.key.bootID, Type: t.key.typ, EventType: eventid.TypeToPB(t.key.typ), Seq: t.key.seq,
-			Duplicate: t.res.Duplicate})
+		if !hello.GetBatchAcks() {
+			return st.Send(&pb.StreamResponse{BootId: t.key.bootID, Type: t.key.typ, EventType: eventid.TypeToPB(t.key.typ), Seq: t.key.seq,
+				Duplicate: t.res.Duplicate})
+		}
+		// The events committed with t that follow it go in the same
+		// response.
+		acks := []*pb.Ack{t.ack()}
+	gather:
+		for len(acks) < maxAcksPerResponse {
+			select {
+			case next, ok := <-pending:
+				if !ok {
+					break gather
+				}
+				taken++
+				select {
+				case <-next.done:
+				default:
+					held = next
+					break gather
+				}
+				if next.err != nil {
+					held = next
+					break gather
+				}
+				acks = append(acks, next.ack())
+			default:
+				break gather
+			}
+		}
+		return st.Send(&pb.StreamResponse{Acks: acks})
 	}
 	for {
+		if held != nil {
+			t := held
+			held = nil
+			if err := ack(t); err != nil {
+				return err
+			}
+			continue
+		}
 		select {
 		case t, ok := <-pending:
 			if !ok {
@@ -142,12 +182,16 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 			}
 		case <-s.draining:
 			// Acknowledge what was admitted, then let the agent go.
-			for n := g.close(); taken < n; {
-				t, ok := <-pending
-				if !ok {
-					break
+			for n := g.close(); held != nil || taken < n; {
+				t := held
+				held = nil
+				if t == nil {
+					var ok bool
+					if t, ok = <-pending; !ok {
+						break
+					}
+					taken++
 				}
-				taken++
 				if err := ack(t); err != nil {
 					return err
 				}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/store"
 	"github.com/oomwatch/oomwatch/pkg/transport"
 	"github.com/oomwatch/oomwatch/pkg/transport/transporttest"
@@ -183,6 +184,67 @@ func (e *env) stored(t *testing.T) []string {
 			return ids
 		}
 		tok = next
+	}
+}
+
+// TestBatchAcks: an agent whose Hello asks for batch_acks gets the
+// events committed together acknowledged together, at most
+// maxAcksPerResponse per response, each event once and in order, and
+// nothing in the single-event fields; a replay is acknowledged as
+// duplicate the same way.
+func TestBatchAcks(t *testing.T) {
+	e := start(t, Config{BatchWait: 200 * time.Millisecond})
+	conn := e.dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := pb.NewIngestServiceClient(conn).Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Hello{Hello: &pb.Hello{Node: "node-a", BootId: boot, BatchAcks: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: oom("node-a", int64(i), "shop", "cart-1")}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	recv := func(want int, duplicate bool) (largest int) {
+		next := 0
+		for next < want {
+			r, err := st.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.GetSeq() != 0 || r.GetBootId() != "" || r.GetType() != "" || len(r.GetAcks()) == 0 || len(r.GetAcks()) > maxAcksPerResponse {
+				t.Fatalf("response %v", r)
+			}
+			largest = max(largest, len(r.GetAcks()))
+			for _, a := range r.GetAcks() {
+				want := &pb.Ack{BootId: boot, EventType: pb.EventType_EVENT_TYPE_OOM, Seq: int64(next), Duplicate: duplicate}
+				if !proto.Equal(a, want) {
+					t.Fatalf("ack %v, want %v", a, want)
+				}
+				if _, err := e.st.Get(ctx, fmt.Sprintf("node-a/%s/oom/%d", boot, next)); err != nil {
+					t.Fatalf("acknowledged %d not stored: %v", next, err)
+				}
+				next++
+			}
+		}
+		return largest
+	}
+	send(0, n)
+	if largest := recv(n, false); largest < 2 {
+		t.Fatalf("%d events sent at once were acknowledged one per response", n)
+	}
+	// A replay on the same stream: duplicates.
+	send(0, 10)
+	recv(10, true)
+	if got := len(e.stored(t)); got != n {
+		t.Fatalf("stored %d, want %d", got, n)
 	}
 }
 
@@ -697,7 +759,9 @@ func TestGracefulShutdown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Hello{Hello: &pb.Hello{Node: node, BootId: boot}}}); err != nil {
+		// Half the agents ask for several acknowledgements per response.
+		batch := i%2 == 1
+		if err := st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Hello{Hello: &pb.Hello{Node: node, BootId: boot, BatchAcks: batch}}}); err != nil {
 			t.Fatal(err)
 		}
 		go func() {
@@ -717,10 +781,17 @@ func TestGracefulShutdown(t *testing.T) {
 					ends <- err
 					return
 				}
+				ids := []string{fmt.Sprintf("%s/%s/%s/%d", node, r.GetBootId(), r.GetType(), r.GetSeq())}
+				if batch {
+					ids = ids[:0]
+					for _, a := range r.GetAcks() {
+						ids = append(ids, fmt.Sprintf("%s/%s/%s/%d", node, a.GetBootId(), eventid.TypeFromPB(a.GetEventType(), ""), a.GetSeq()))
+					}
+				}
 				mu.Lock()
-				acked = append(acked, fmt.Sprintf("%s/%s/%s/%d", node, r.GetBootId(), r.GetType(), r.GetSeq()))
+				acked = append(acked, ids...)
 				if stopped {
-					ackedAfterStop++
+					ackedAfterStop += len(ids)
 				}
 				mu.Unlock()
 			}

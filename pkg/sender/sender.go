@@ -164,7 +164,7 @@ func (s *Sender) stream(ctx context.Context, window int) (pending []key, err err
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
 	if err := st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Hello{Hello: &pb.Hello{
-		Node: s.cfg.Node, BootId: s.cfg.BootID, AgentVersion: s.cfg.Version}}}); err != nil {
+		Node: s.cfg.Node, BootId: s.cfg.BootID, AgentVersion: s.cfg.Version, BatchAcks: true}}}); err != nil {
 		return nil, fmt.Errorf("send hello: %w", err)
 	}
 	if s.Connected != nil {
@@ -183,31 +183,50 @@ func (s *Sender) stream(ctx context.Context, window int) (pending []key, err err
 	}()
 	acked := make(chan struct{}, 1)
 	recvErr := make(chan error, 1)
+	// take removes an acknowledged event from the spool.
+	take := func(k key, duplicate bool) error {
+		mu.Lock()
+		known := inflight[k]
+		delete(inflight, k)
+		mu.Unlock()
+		if !known {
+			return nil
+		}
+		if err := s.q.Ack(k.boot, k.typ, k.seq); err != nil {
+			return fmt.Errorf("ack spool: %w", err)
+		}
+		s.count(func(st *Stats) {
+			st.Acked++
+			if duplicate {
+				st.Duplicates++
+			}
+		})
+		return nil
+	}
 	go func() {
 		for {
-			ack, err := st.Recv()
+			resp, err := st.Recv()
 			if err != nil {
 				recvErr <- err
 				return
 			}
-			k := key{ack.GetBootId(), eventid.TypeFromPB(ack.GetEventType(), ack.GetType()), ack.GetSeq()}
-			mu.Lock()
-			known := inflight[k]
-			delete(inflight, k)
-			mu.Unlock()
-			if !known {
-				continue
+			// An aggregator of an earlier release acknowledges one event
+			// per response, in its own fields; a newer one, asked by the
+			// Hello, any number in acks.
+			if acks := resp.GetAcks(); len(acks) > 0 {
+				for _, a := range acks {
+					err = take(key{a.GetBootId(), eventid.TypeFromPB(a.GetEventType(), ""), a.GetSeq()}, a.GetDuplicate())
+					if err != nil {
+						break
+					}
+				}
+			} else {
+				err = take(key{resp.GetBootId(), eventid.TypeFromPB(resp.GetEventType(), resp.GetType()), resp.GetSeq()}, resp.GetDuplicate())
 			}
-			if err := s.q.Ack(k.boot, k.typ, k.seq); err != nil {
-				recvErr <- fmt.Errorf("ack spool: %w", err)
+			if err != nil {
+				recvErr <- err
 				return
 			}
-			s.count(func(st *Stats) {
-				st.Acked++
-				if ack.GetDuplicate() {
-					st.Duplicates++
-				}
-			})
 			select {
 			case acked <- struct{}{}:
 			default:

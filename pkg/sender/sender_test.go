@@ -27,6 +27,10 @@ type fakeIngest struct {
 	poison   int64
 	hangupAt int
 	streams  int
+	// batch > 0 acknowledges that many events per response, in acks, as
+	// an aggregator does for a Hello that asks for batch_acks; last is
+	// the seq after which the rest are acknowledged.
+	batch, last int64
 }
 
 func (f *fakeIngest) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamResponse]) error {
@@ -37,6 +41,10 @@ func (f *fakeIngest) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.Str
 	if err != nil || first.GetHello().GetNode() != "node-a" {
 		return status.Error(codes.InvalidArgument, "hello first")
 	}
+	if f.batch > 0 && !first.GetHello().GetBatchAcks() {
+		return status.Error(codes.InvalidArgument, "the agent does not ask for batch_acks")
+	}
+	var acks []*pb.Ack
 	for {
 		req, err := st.Recv()
 		if err != nil {
@@ -59,6 +67,17 @@ func (f *fakeIngest) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.Str
 		f.mu.Unlock()
 		if hang {
 			return status.Error(codes.Unavailable, "going away")
+		}
+		if f.batch > 0 {
+			acks = append(acks, &pb.Ack{BootId: ev.GetBootId(), EventType: eventid.TypeToPB(eventid.TypeOf(ev)), Seq: ev.GetSeq()})
+			if int64(len(acks)) < f.batch && ev.GetSeq() < f.last {
+				continue
+			}
+			if err := st.Send(&pb.StreamResponse{Acks: acks}); err != nil {
+				return err
+			}
+			acks = nil
+			continue
 		}
 		if err := st.Send(&pb.StreamResponse{BootId: ev.GetBootId(), Type: eventid.TypeOf(ev), Seq: ev.GetSeq()}); err != nil {
 			return err
@@ -123,6 +142,18 @@ func TestDeliversAllAndEmptiesSpool(t *testing.T) {
 	runUntil(t, s, func() bool { return sp.Len() == 0 })
 	if len(f.got) != 200 || s.Stats().Acked != 200 {
 		t.Fatalf("server got %d distinct, acked %d", len(f.got), s.Stats().Acked)
+	}
+}
+
+// TestBatchAcks: acknowledgements several to a response (an aggregator
+// of this release) empty the spool as single ones do (one of an earlier
+// release, TestDeliversAllAndEmptiesSpool).
+func TestBatchAcks(t *testing.T) {
+	f := &fakeIngest{got: map[int64]int{}, batch: 5, last: 200}
+	s, sp := setup(t, f, 200)
+	runUntil(t, s, func() bool { return sp.Len() == 0 })
+	if len(f.got) != 200 || s.Stats().Acked != 200 || f.streams != 1 {
+		t.Fatalf("server got %d distinct over %d streams, acked %d", len(f.got), f.streams, s.Stats().Acked)
 	}
 }
 

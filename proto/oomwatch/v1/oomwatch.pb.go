@@ -2470,10 +2470,14 @@ func (*StreamRequest_Event) isStreamRequest_Msg() {}
 
 // Hello names the agent's node and boot.
 type Hello struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	BootId        string                 `protobuf:"bytes,2,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
-	AgentVersion  string                 `protobuf:"bytes,3,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Node         string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	BootId       string                 `protobuf:"bytes,2,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	AgentVersion string                 `protobuf:"bytes,3,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	// The agent reads the acks field of StreamResponse: the aggregator may
+	// then acknowledge several events in one response. Agents of earlier
+	// releases leave it false and get one response per event.
+	BatchAcks     bool `protobuf:"varint,4,opt,name=batch_acks,json=batchAcks,proto3" json:"batch_acks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2529,7 +2533,16 @@ func (x *Hello) GetAgentVersion() string {
 	return ""
 }
 
-// StreamResponse acknowledges one event once it is durably stored.
+func (x *Hello) GetBatchAcks() bool {
+	if x != nil {
+		return x.BatchAcks
+	}
+	return false
+}
+
+// StreamResponse acknowledges one event once it is durably stored, or,
+// when the Hello asked for batch_acks, any number of them in acks (the
+// fields above acks then name no event and are left empty).
 type StreamResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	BootId string                 `protobuf:"bytes,1,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
@@ -2538,8 +2551,10 @@ type StreamResponse struct {
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	Seq  int64  `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The event was already stored (a replay).
-	Duplicate     bool      `protobuf:"varint,4,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
-	EventType     EventType `protobuf:"varint,5,opt,name=event_type,json=eventType,proto3,enum=oomwatch.v1.EventType" json:"event_type,omitempty"`
+	Duplicate bool      `protobuf:"varint,4,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	EventType EventType `protobuf:"varint,5,opt,name=event_type,json=eventType,proto3,enum=oomwatch.v1.EventType" json:"event_type,omitempty"`
+	// Events stored, in the order they were received.
+	Acks          []*Ack `protobuf:"bytes,6,rep,name=acks,proto3" json:"acks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2609,6 +2624,83 @@ func (x *StreamResponse) GetEventType() EventType {
 	return EventType_EVENT_TYPE_UNSPECIFIED
 }
 
+func (x *StreamResponse) GetAcks() []*Ack {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+// Ack acknowledges one stored event.
+type Ack struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	BootId    string                 `protobuf:"bytes,1,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	EventType EventType              `protobuf:"varint,2,opt,name=event_type,json=eventType,proto3,enum=oomwatch.v1.EventType" json:"event_type,omitempty"`
+	Seq       int64                  `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The event was already stored (a replay).
+	Duplicate     bool `protobuf:"varint,4,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ack) Reset() {
+	*x = Ack{}
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ack) ProtoMessage() {}
+
+func (x *Ack) ProtoReflect() protoreflect.Message {
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ack.ProtoReflect.Descriptor instead.
+func (*Ack) Descriptor() ([]byte, []int) {
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Ack) GetBootId() string {
+	if x != nil {
+		return x.BootId
+	}
+	return ""
+}
+
+func (x *Ack) GetEventType() EventType {
+	if x != nil {
+		return x.EventType
+	}
+	return EventType_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *Ack) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Ack) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 // EventFilter selects events. Empty fields match everything.
 type EventFilter struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -2650,7 +2742,7 @@ type EventFilter struct {
 
 func (x *EventFilter) Reset() {
 	*x = EventFilter{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2662,7 +2754,7 @@ func (x *EventFilter) String() string {
 func (*EventFilter) ProtoMessage() {}
 
 func (x *EventFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[17]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2675,7 +2767,7 @@ func (x *EventFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventFilter.ProtoReflect.Descriptor instead.
 func (*EventFilter) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{17}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EventFilter) GetSince() *timestamppb.Timestamp {
@@ -2802,7 +2894,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +2906,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[18]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +2919,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{18}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListEventsRequest) GetFilter() *EventFilter {
@@ -2862,7 +2954,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2874,7 +2966,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[19]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2887,7 +2979,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{19}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -2913,7 +3005,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3017,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[20]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3030,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{20}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetEventRequest) GetId() string {
@@ -2957,7 +3049,7 @@ type GetEventResponse struct {
 
 func (x *GetEventResponse) Reset() {
 	*x = GetEventResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3061,7 @@ func (x *GetEventResponse) String() string {
 func (*GetEventResponse) ProtoMessage() {}
 
 func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[21]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2982,7 +3074,7 @@ func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
 func (*GetEventResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{21}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetEventResponse) GetEvent() *Event {
@@ -3001,7 +3093,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[22]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3105,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[22]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3118,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{22}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchRequest) GetFilter() *EventFilter {
@@ -3046,7 +3138,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[23]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3058,7 +3150,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[23]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3071,7 +3163,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{23}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchResponse) GetEvent() *Event {
@@ -3112,7 +3204,7 @@ type Incident struct {
 
 func (x *Incident) Reset() {
 	*x = Incident{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[24]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +3216,7 @@ func (x *Incident) String() string {
 func (*Incident) ProtoMessage() {}
 
 func (x *Incident) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[24]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +3229,7 @@ func (x *Incident) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incident.ProtoReflect.Descriptor instead.
 func (*Incident) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{24}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Incident) GetId() string {
@@ -3258,7 +3350,7 @@ type ListIncidentsRequest struct {
 
 func (x *ListIncidentsRequest) Reset() {
 	*x = ListIncidentsRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[25]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3270,7 +3362,7 @@ func (x *ListIncidentsRequest) String() string {
 func (*ListIncidentsRequest) ProtoMessage() {}
 
 func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[25]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3283,7 +3375,7 @@ func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*ListIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{25}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListIncidentsRequest) GetFilter() *EventFilter {
@@ -3324,7 +3416,7 @@ type ListIncidentsResponse struct {
 
 func (x *ListIncidentsResponse) Reset() {
 	*x = ListIncidentsResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[26]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3336,7 +3428,7 @@ func (x *ListIncidentsResponse) String() string {
 func (*ListIncidentsResponse) ProtoMessage() {}
 
 func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[26]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3349,7 +3441,7 @@ func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsResponse.ProtoReflect.Descriptor instead.
 func (*ListIncidentsResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{26}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListIncidentsResponse) GetIncidents() []*Incident {
@@ -3374,7 +3466,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[27]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +3478,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[27]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +3491,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{27}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{28}
 }
 
 type GetInfoResponse struct {
@@ -3412,7 +3504,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[28]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3424,7 +3516,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[28]
+	mi := &file_oomwatch_v1_oomwatch_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3437,7 +3529,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{28}
+	return file_oomwatch_v1_oomwatch_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetInfoResponse) GetVersion() string {
@@ -3664,18 +3756,27 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\rStreamRequest\x12*\n" +
 	"\x05hello\x18\x01 \x01(\v2\x12.oomwatch.v1.HelloH\x00R\x05hello\x12*\n" +
 	"\x05event\x18\x02 \x01(\v2\x12.oomwatch.v1.EventH\x00R\x05eventB\x05\n" +
-	"\x03msg\"Y\n" +
+	"\x03msg\"x\n" +
 	"\x05Hello\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x17\n" +
 	"\aboot_id\x18\x02 \x01(\tR\x06bootId\x12#\n" +
-	"\ragent_version\x18\x03 \x01(\tR\fagentVersion\"\xa4\x01\n" +
+	"\ragent_version\x18\x03 \x01(\tR\fagentVersion\x12\x1d\n" +
+	"\n" +
+	"batch_acks\x18\x04 \x01(\bR\tbatchAcks\"\xca\x01\n" +
 	"\x0eStreamResponse\x12\x17\n" +
 	"\aboot_id\x18\x01 \x01(\tR\x06bootId\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x03R\x03seq\x12\x1c\n" +
 	"\tduplicate\x18\x04 \x01(\bR\tduplicate\x125\n" +
 	"\n" +
-	"event_type\x18\x05 \x01(\x0e2\x16.oomwatch.v1.EventTypeR\teventType\"\x9b\x05\n" +
+	"event_type\x18\x05 \x01(\x0e2\x16.oomwatch.v1.EventTypeR\teventType\x12$\n" +
+	"\x04acks\x18\x06 \x03(\v2\x10.oomwatch.v1.AckR\x04acks\"\x85\x01\n" +
+	"\x03Ack\x12\x17\n" +
+	"\aboot_id\x18\x01 \x01(\tR\x06bootId\x125\n" +
+	"\n" +
+	"event_type\x18\x02 \x01(\x0e2\x16.oomwatch.v1.EventTypeR\teventType\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x03R\x03seq\x12\x1c\n" +
+	"\tduplicate\x18\x04 \x01(\bR\tduplicate\"\x9b\x05\n" +
 	"\vEventFilter\x120\n" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
 	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x12\n" +
@@ -3814,7 +3915,7 @@ func file_oomwatch_v1_oomwatch_proto_rawDescGZIP() []byte {
 }
 
 var file_oomwatch_v1_oomwatch_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_oomwatch_v1_oomwatch_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_oomwatch_v1_oomwatch_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_oomwatch_v1_oomwatch_proto_goTypes = []any{
 	(CulpritSource)(0),            // 0: oomwatch.v1.CulpritSource
 	(WarningKind)(0),              // 1: oomwatch.v1.WarningKind
@@ -3841,24 +3942,25 @@ var file_oomwatch_v1_oomwatch_proto_goTypes = []any{
 	(*StreamRequest)(nil),         // 22: oomwatch.v1.StreamRequest
 	(*Hello)(nil),                 // 23: oomwatch.v1.Hello
 	(*StreamResponse)(nil),        // 24: oomwatch.v1.StreamResponse
-	(*EventFilter)(nil),           // 25: oomwatch.v1.EventFilter
-	(*ListEventsRequest)(nil),     // 26: oomwatch.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),    // 27: oomwatch.v1.ListEventsResponse
-	(*GetEventRequest)(nil),       // 28: oomwatch.v1.GetEventRequest
-	(*GetEventResponse)(nil),      // 29: oomwatch.v1.GetEventResponse
-	(*WatchRequest)(nil),          // 30: oomwatch.v1.WatchRequest
-	(*WatchResponse)(nil),         // 31: oomwatch.v1.WatchResponse
-	(*Incident)(nil),              // 32: oomwatch.v1.Incident
-	(*ListIncidentsRequest)(nil),  // 33: oomwatch.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil), // 34: oomwatch.v1.ListIncidentsResponse
-	(*GetInfoRequest)(nil),        // 35: oomwatch.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),       // 36: oomwatch.v1.GetInfoResponse
-	nil,                           // 37: oomwatch.v1.Workload.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
+	(*Ack)(nil),                   // 25: oomwatch.v1.Ack
+	(*EventFilter)(nil),           // 26: oomwatch.v1.EventFilter
+	(*ListEventsRequest)(nil),     // 27: oomwatch.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 28: oomwatch.v1.ListEventsResponse
+	(*GetEventRequest)(nil),       // 29: oomwatch.v1.GetEventRequest
+	(*GetEventResponse)(nil),      // 30: oomwatch.v1.GetEventResponse
+	(*WatchRequest)(nil),          // 31: oomwatch.v1.WatchRequest
+	(*WatchResponse)(nil),         // 32: oomwatch.v1.WatchResponse
+	(*Incident)(nil),              // 33: oomwatch.v1.Incident
+	(*ListIncidentsRequest)(nil),  // 34: oomwatch.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil), // 35: oomwatch.v1.ListIncidentsResponse
+	(*GetInfoRequest)(nil),        // 36: oomwatch.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),       // 37: oomwatch.v1.GetInfoResponse
+	nil,                           // 38: oomwatch.v1.Workload.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
 }
 var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
-	37, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
+	38, // 0: oomwatch.v1.Workload.labels:type_name -> oomwatch.v1.Workload.LabelsEntry
 	8,  // 1: oomwatch.v1.Workload.container_resources:type_name -> oomwatch.v1.Resources
 	8,  // 2: oomwatch.v1.Workload.pod_resources:type_name -> oomwatch.v1.Resources
 	9,  // 3: oomwatch.v1.Process.workload:type_name -> oomwatch.v1.Workload
@@ -3875,35 +3977,35 @@ var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
 	4,  // 14: oomwatch.v1.OOMKill.scope:type_name -> oomwatch.v1.LimitScope
 	14, // 15: oomwatch.v1.OOMKill.preceding_warnings:type_name -> oomwatch.v1.PrecedingWarning
 	1,  // 16: oomwatch.v1.PrecedingWarning.warning_kind:type_name -> oomwatch.v1.WarningKind
-	38, // 17: oomwatch.v1.PrecedingWarning.since:type_name -> google.protobuf.Timestamp
-	39, // 18: oomwatch.v1.PrecedingWarning.lead:type_name -> google.protobuf.Duration
-	38, // 19: oomwatch.v1.PrecedingWarning.resolved_at:type_name -> google.protobuf.Timestamp
+	39, // 17: oomwatch.v1.PrecedingWarning.since:type_name -> google.protobuf.Timestamp
+	40, // 18: oomwatch.v1.PrecedingWarning.lead:type_name -> google.protobuf.Duration
+	39, // 19: oomwatch.v1.PrecedingWarning.resolved_at:type_name -> google.protobuf.Timestamp
 	16, // 20: oomwatch.v1.PrecedingWarning.figures:type_name -> oomwatch.v1.WarningFigures
 	1,  // 21: oomwatch.v1.MemoryWarning.warning_kind:type_name -> oomwatch.v1.WarningKind
 	2,  // 22: oomwatch.v1.MemoryWarning.state:type_name -> oomwatch.v1.WarningState
 	9,  // 23: oomwatch.v1.MemoryWarning.workload:type_name -> oomwatch.v1.Workload
-	38, // 24: oomwatch.v1.MemoryWarning.since:type_name -> google.protobuf.Timestamp
+	39, // 24: oomwatch.v1.MemoryWarning.since:type_name -> google.protobuf.Timestamp
 	16, // 25: oomwatch.v1.MemoryWarning.figures:type_name -> oomwatch.v1.WarningFigures
 	17, // 26: oomwatch.v1.MemoryWarning.thresholds:type_name -> oomwatch.v1.WarningThresholds
-	39, // 27: oomwatch.v1.WarningFigures.time_left:type_name -> google.protobuf.Duration
-	39, // 28: oomwatch.v1.WarningFigures.fit_window:type_name -> google.protobuf.Duration
-	39, // 29: oomwatch.v1.WarningThresholds.hold:type_name -> google.protobuf.Duration
-	38, // 30: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
-	38, // 31: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
+	40, // 27: oomwatch.v1.WarningFigures.time_left:type_name -> google.protobuf.Duration
+	40, // 28: oomwatch.v1.WarningFigures.fit_window:type_name -> google.protobuf.Duration
+	40, // 29: oomwatch.v1.WarningThresholds.hold:type_name -> google.protobuf.Duration
+	39, // 30: oomwatch.v1.Loss.from:type_name -> google.protobuf.Timestamp
+	39, // 31: oomwatch.v1.Loss.to:type_name -> google.protobuf.Timestamp
 	9,  // 32: oomwatch.v1.ContainerExit.workload:type_name -> oomwatch.v1.Workload
-	38, // 33: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
+	39, // 33: oomwatch.v1.ContainerExit.finished_at:type_name -> google.protobuf.Timestamp
 	11, // 34: oomwatch.v1.ContainerExit.culprit:type_name -> oomwatch.v1.Culprit
-	38, // 35: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
+	39, // 35: oomwatch.v1.ContainerExit.stop_requested_at:type_name -> google.protobuf.Timestamp
 	20, // 36: oomwatch.v1.ContainerExit.largest:type_name -> oomwatch.v1.ChildKill
-	38, // 37: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
-	38, // 38: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
+	39, // 37: oomwatch.v1.ContainerExit.first_kill_at:type_name -> google.protobuf.Timestamp
+	39, // 38: oomwatch.v1.ContainerExit.last_kill_at:type_name -> google.protobuf.Timestamp
 	20, // 39: oomwatch.v1.ContainerExit.victims:type_name -> oomwatch.v1.ChildKill
 	5,  // 40: oomwatch.v1.ContainerExit.collateral_verdict:type_name -> oomwatch.v1.CollateralVerdict
 	6,  // 41: oomwatch.v1.ContainerExit.exit_verdict:type_name -> oomwatch.v1.ExitVerdict
-	38, // 42: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
-	38, // 43: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
-	39, // 44: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
-	38, // 45: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
+	39, // 42: oomwatch.v1.ChildKill.at:type_name -> google.protobuf.Timestamp
+	39, // 43: oomwatch.v1.Event.time:type_name -> google.protobuf.Timestamp
+	40, // 44: oomwatch.v1.Event.monotonic:type_name -> google.protobuf.Duration
+	39, // 45: oomwatch.v1.Event.received:type_name -> google.protobuf.Timestamp
 	13, // 46: oomwatch.v1.Event.oom:type_name -> oomwatch.v1.OOMKill
 	18, // 47: oomwatch.v1.Event.loss:type_name -> oomwatch.v1.Loss
 	19, // 48: oomwatch.v1.Event.exit:type_name -> oomwatch.v1.ContainerExit
@@ -3911,44 +4013,46 @@ var file_oomwatch_v1_oomwatch_proto_depIdxs = []int32{
 	23, // 50: oomwatch.v1.StreamRequest.hello:type_name -> oomwatch.v1.Hello
 	21, // 51: oomwatch.v1.StreamRequest.event:type_name -> oomwatch.v1.Event
 	7,  // 52: oomwatch.v1.StreamResponse.event_type:type_name -> oomwatch.v1.EventType
-	38, // 53: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
-	38, // 54: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
-	3,  // 55: oomwatch.v1.EventFilter.oom_kind:type_name -> oomwatch.v1.OOMKind
-	7,  // 56: oomwatch.v1.EventFilter.event_types:type_name -> oomwatch.v1.EventType
-	6,  // 57: oomwatch.v1.EventFilter.exit_verdicts:type_name -> oomwatch.v1.ExitVerdict
-	1,  // 58: oomwatch.v1.EventFilter.warning_kinds:type_name -> oomwatch.v1.WarningKind
-	38, // 59: oomwatch.v1.EventFilter.received_since:type_name -> google.protobuf.Timestamp
-	25, // 60: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	21, // 61: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
-	21, // 62: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
-	25, // 63: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
-	21, // 64: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
-	38, // 65: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
-	38, // 66: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
-	11, // 67: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
-	10, // 68: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
-	10, // 69: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
-	3,  // 70: oomwatch.v1.Incident.oom_kind:type_name -> oomwatch.v1.OOMKind
-	25, // 71: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
-	39, // 72: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
-	32, // 73: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
-	22, // 74: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
-	26, // 75: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
-	28, // 76: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
-	30, // 77: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
-	33, // 78: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
-	35, // 79: oomwatch.v1.QueryService.GetInfo:input_type -> oomwatch.v1.GetInfoRequest
-	24, // 80: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
-	27, // 81: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
-	29, // 82: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
-	31, // 83: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
-	34, // 84: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
-	36, // 85: oomwatch.v1.QueryService.GetInfo:output_type -> oomwatch.v1.GetInfoResponse
-	80, // [80:86] is the sub-list for method output_type
-	74, // [74:80] is the sub-list for method input_type
-	74, // [74:74] is the sub-list for extension type_name
-	74, // [74:74] is the sub-list for extension extendee
-	0,  // [0:74] is the sub-list for field type_name
+	25, // 53: oomwatch.v1.StreamResponse.acks:type_name -> oomwatch.v1.Ack
+	7,  // 54: oomwatch.v1.Ack.event_type:type_name -> oomwatch.v1.EventType
+	39, // 55: oomwatch.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
+	39, // 56: oomwatch.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
+	3,  // 57: oomwatch.v1.EventFilter.oom_kind:type_name -> oomwatch.v1.OOMKind
+	7,  // 58: oomwatch.v1.EventFilter.event_types:type_name -> oomwatch.v1.EventType
+	6,  // 59: oomwatch.v1.EventFilter.exit_verdicts:type_name -> oomwatch.v1.ExitVerdict
+	1,  // 60: oomwatch.v1.EventFilter.warning_kinds:type_name -> oomwatch.v1.WarningKind
+	39, // 61: oomwatch.v1.EventFilter.received_since:type_name -> google.protobuf.Timestamp
+	26, // 62: oomwatch.v1.ListEventsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	21, // 63: oomwatch.v1.ListEventsResponse.events:type_name -> oomwatch.v1.Event
+	21, // 64: oomwatch.v1.GetEventResponse.event:type_name -> oomwatch.v1.Event
+	26, // 65: oomwatch.v1.WatchRequest.filter:type_name -> oomwatch.v1.EventFilter
+	21, // 66: oomwatch.v1.WatchResponse.event:type_name -> oomwatch.v1.Event
+	39, // 67: oomwatch.v1.Incident.start:type_name -> google.protobuf.Timestamp
+	39, // 68: oomwatch.v1.Incident.end:type_name -> google.protobuf.Timestamp
+	11, // 69: oomwatch.v1.Incident.culprit:type_name -> oomwatch.v1.Culprit
+	10, // 70: oomwatch.v1.Incident.trigger:type_name -> oomwatch.v1.Process
+	10, // 71: oomwatch.v1.Incident.victims:type_name -> oomwatch.v1.Process
+	3,  // 72: oomwatch.v1.Incident.oom_kind:type_name -> oomwatch.v1.OOMKind
+	26, // 73: oomwatch.v1.ListIncidentsRequest.filter:type_name -> oomwatch.v1.EventFilter
+	40, // 74: oomwatch.v1.ListIncidentsRequest.gap:type_name -> google.protobuf.Duration
+	33, // 75: oomwatch.v1.ListIncidentsResponse.incidents:type_name -> oomwatch.v1.Incident
+	22, // 76: oomwatch.v1.IngestService.Stream:input_type -> oomwatch.v1.StreamRequest
+	27, // 77: oomwatch.v1.QueryService.ListEvents:input_type -> oomwatch.v1.ListEventsRequest
+	29, // 78: oomwatch.v1.QueryService.GetEvent:input_type -> oomwatch.v1.GetEventRequest
+	31, // 79: oomwatch.v1.QueryService.Watch:input_type -> oomwatch.v1.WatchRequest
+	34, // 80: oomwatch.v1.QueryService.ListIncidents:input_type -> oomwatch.v1.ListIncidentsRequest
+	36, // 81: oomwatch.v1.QueryService.GetInfo:input_type -> oomwatch.v1.GetInfoRequest
+	24, // 82: oomwatch.v1.IngestService.Stream:output_type -> oomwatch.v1.StreamResponse
+	28, // 83: oomwatch.v1.QueryService.ListEvents:output_type -> oomwatch.v1.ListEventsResponse
+	30, // 84: oomwatch.v1.QueryService.GetEvent:output_type -> oomwatch.v1.GetEventResponse
+	32, // 85: oomwatch.v1.QueryService.Watch:output_type -> oomwatch.v1.WatchResponse
+	35, // 86: oomwatch.v1.QueryService.ListIncidents:output_type -> oomwatch.v1.ListIncidentsResponse
+	37, // 87: oomwatch.v1.QueryService.GetInfo:output_type -> oomwatch.v1.GetInfoResponse
+	82, // [82:88] is the sub-list for method output_type
+	76, // [76:82] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_oomwatch_v1_oomwatch_proto_init() }
@@ -3976,7 +4080,7 @@ func file_oomwatch_v1_oomwatch_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_oomwatch_v1_oomwatch_proto_rawDesc), len(file_oomwatch_v1_oomwatch_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

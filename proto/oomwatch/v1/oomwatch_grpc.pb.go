@@ -32,7 +32,8 @@ const (
 // IngestService takes events from node agents.
 type IngestServiceClient interface {
 	// Stream sends events and receives one acknowledgement per event, after
-	// it is committed. Delivery is at least once; the aggregator deduplicates.
+	// it is committed (several per response when the Hello asks for
+	// batch_acks). Delivery is at least once; the aggregator deduplicates.
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 }
 
@@ -64,7 +65,8 @@ type IngestService_StreamClient = grpc.BidiStreamingClient[StreamRequest, Stream
 // IngestService takes events from node agents.
 type IngestServiceServer interface {
 	// Stream sends events and receives one acknowledgement per event, after
-	// it is committed. Delivery is at least once; the aggregator deduplicates.
+	// it is committed (several per response when the Hello asks for
+	// batch_acks). Delivery is at least once; the aggregator deduplicates.
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	mustEmbedUnimplementedIngestServiceServer()
 }
