@@ -396,6 +396,10 @@ func TestPipelineLookupReadsCgroupProcs(t *testing.T) {
 	)
 	fs := fakeProc(t, "5.0", map[int]string{1000: ctr1})
 	fs.CgroupRoot = t.TempDir()
+	// The agent runs in the fake /proc's PID namespace (hostPID).
+	if err := os.Symlink(strconv.Itoa(os.Getpid()), filepath.Join(fs.Root, "self")); err != nil {
+		t.Fatal(err)
+	}
 	where := map[int]string{}
 	write := func(p, s string) {
 		t.Helper()

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 
 	"github.com/oomwatch/oomwatch/pkg/cgroupstat"
 )
@@ -51,10 +52,13 @@ const (
 // threads (cgroup.procs lists thread group leaders), processes in the root
 // cgroup (an exiting task reads as "/"), processes that moved or exited,
 // those past the walk's bounds (MaxCgroupDirs, MaxCgroupBytes, 32 levels),
-// and those listed by two cgroups. Every PID is when the walk's answers
+// and those listed by two cgroups. Every PID is when the agent runs in a
+// PID namespace other than the /proc tree's (a pod without hostPID: the
+// kernel writes cgroup.procs in the reader's namespace, 0 for the
+// processes it cannot see), or when the walk's answers
 // for the first PIDs it found disagree with /proc: the mount is not the
 // hierarchy /proc's paths are relative to (another mount, a cgroup
-// namespace, another PID namespace).
+// namespace).
 func (fs FS) CgroupsUnder(under string, pids []int) map[int]string {
 	out := make(map[int]string, len(pids))
 	buf := make([]byte, 4096)
@@ -62,7 +66,7 @@ func (fs FS) CgroupsUnder(under string, pids []int) map[int]string {
 		if under == "" {
 			under = "/"
 		}
-		if under != "/" || len(pids) >= minNodeWalk {
+		if (under != "/" || len(pids) >= minNodeWalk) && fs.ownPIDNamespace() {
 			fs.walkProcs(under, pids, out)
 			if !fs.agrees(out, pids, buf) {
 				clear(out)
@@ -71,6 +75,14 @@ func (fs FS) CgroupsUnder(under string, pids []int) map[int]string {
 	}
 	fs.cgroupsInto(out, pids, buf)
 	return out
+}
+
+// ownPIDNamespace tells whether the /proc tree is of the reader's own PID
+// namespace: its "self" names the reader's PID. A container's PID in the
+// host's /proc (mounted at /host/proc) is another number.
+func (fs FS) ownPIDNamespace() bool {
+	self, err := os.Readlink(fs.Root + "/self")
+	return err == nil && self == strconv.Itoa(os.Getpid())
 }
 
 // procsWalk is one walk of a cgroup subtree's cgroup.procs files.

@@ -37,6 +37,13 @@ func newFakeHost(t *testing.T, v1 bool) *fakeHost {
 		h.write(filepath.Join(h.mem, "cgroup.controllers"), "cpuset cpu io memory pids\n")
 	}
 	h.write(filepath.Join(h.mem, "cgroup.procs"), "1\n")
+	// The test's PID namespace is the fake /proc's.
+	if err := os.MkdirAll(h.proc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(strconv.Itoa(os.Getpid()), filepath.Join(h.proc, "self")); err != nil {
+		t.Fatal(err)
+	}
 	return h
 }
 
@@ -218,6 +225,30 @@ func TestCgroupsUnder(t *testing.T) {
 				want := map[int]string{600: "/ctr", 601: "/ctr"}
 				if !maps.Equal(got, want) {
 					t.Fatalf("%v", diff(got, want))
+				}
+			})
+			t.Run("another PID namespace", func(t *testing.T) {
+				// A pod without hostPID reading the host's /proc: its
+				// cgroup.procs would not be in the same PIDs. Not walked.
+				h := newFakeHost(t, v1)
+				h.group("/lim", 900, 901)
+				h.task(900, "/lim")
+				self := filepath.Join(h.proc, "self")
+				if err := os.Remove(self); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(strconv.Itoa(os.Getpid()+1), self); err != nil {
+					t.Fatal(err)
+				}
+				want := map[int]string{900: "/lim"}
+				if got := h.fs().CgroupsUnder("/lim", []int{900, 901}); !maps.Equal(got, want) {
+					t.Fatalf("%v", diff(got, want))
+				}
+				if err := os.Remove(self); err != nil {
+					t.Fatal(err)
+				}
+				if got := h.fs().CgroupsUnder("/lim", []int{900, 901}); !maps.Equal(got, want) {
+					t.Fatalf("without self: %v", diff(got, want))
 				}
 			})
 			t.Run("nothing to check against", func(t *testing.T) {
