@@ -52,13 +52,13 @@ const (
 // threads (cgroup.procs lists thread group leaders), processes in the root
 // cgroup (an exiting task reads as "/"), processes that moved or exited,
 // those past the walk's bounds (MaxCgroupDirs, MaxCgroupBytes, 32 levels),
-// and those listed by two cgroups. Every PID is when the agent runs in a
-// PID namespace other than the /proc tree's (a pod without hostPID: the
-// kernel writes cgroup.procs in the reader's namespace, 0 for the
-// processes it cannot see), or when the walk's answers
-// for the first PIDs it found disagree with /proc: the mount is not the
-// hierarchy /proc's paths are relative to (another mount, a cgroup
-// namespace).
+// and those listed by two cgroups. Every PID is read from /proc when there
+// is no walk: fewer than 64 PIDs anywhere; the agent in a PID namespace
+// other than the /proc tree's (a pod without hostPID: the kernel writes
+// cgroup.procs in the reader's namespace, 0 for the processes it cannot
+// see); or the walk's answers for the first PIDs it found disagree with
+// /proc (the mount is not the hierarchy /proc's paths are relative to:
+// another mount, a cgroup namespace).
 func (fs FS) CgroupsUnder(under string, pids []int) map[int]string {
 	out := make(map[int]string, len(pids))
 	buf := make([]byte, 4096)
