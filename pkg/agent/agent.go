@@ -54,6 +54,7 @@ type Agent struct {
 // and what is readable kept.
 func New(opts Options, log *logrus.Entry) (*Agent, error) {
 	a := &Agent{opts: opts, log: log, proc: proc.New(opts.Proc)}
+	a.proc.CgroupRoot = opts.CgroupRoot
 	var err error
 	if a.bootID, err = a.proc.BootID(); err != nil {
 		return nil, err

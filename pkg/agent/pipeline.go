@@ -318,8 +318,12 @@ func (p *Pipeline) killSeen(pid int, cgroup string) {
 	p.attr.killSeen(pid, cgroup)
 }
 
-// lookup reads the cgroups of a report's live tasks from /proc, for reports
-// recent enough that their PIDs still name the same processes.
+// lookup reads the cgroups of a report's live tasks, for reports recent
+// enough that their PIDs still name the same processes: from the
+// cgroup.procs files of the limited cgroup's subtree for a memory cgroup
+// OOM (of the whole hierarchy for a node-wide one), then /proc (see
+// proc.FS.CgroupsUnder). One /proc/<pid>/cgroup per task of a 10,000-task
+// dump costs the agent's memory cgroup ~17 MiB of kernel slab.
 func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
 	out := map[int]string{}
 	var rest []int
@@ -341,7 +345,7 @@ func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
 	if err != nil || up-r.Mono > p.cfg.Recent {
 		return out
 	}
-	for pid, cg := range p.cfg.Proc.Cgroups(rest) {
+	for pid, cg := range p.cfg.Proc.CgroupsUnder(analysis.LimitOf(r), rest) {
 		out[pid] = cg
 		p.attr.remember(pid, cg)
 	}

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -377,5 +379,80 @@ func TestPipelineQuiet(t *testing.T) {
 	}
 	if len(sink.events) != 1 {
 		t.Fatalf("%d events, want the report's 1", len(sink.events))
+	}
+}
+
+// TestPipelineLookupReadsCgroupProcs: the tasks of a recent report are
+// placed from the cgroup.procs files of the report's limited cgroup (of
+// the whole hierarchy for a node-wide report); /proc knows only one of
+// them, which confirms the mount is the hierarchy /proc names.
+func TestPipelineLookupReadsCgroupProcs(t *testing.T) {
+	const (
+		pod    = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-poda.slice"
+		ctr1   = pod + "/cri-containerd-1.scope"
+		ctr2   = pod + "/cri-containerd-2.scope"
+		other  = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podb.slice/cri-containerd-3.scope"
+		system = "/system.slice/sshd.service"
+	)
+	fs := fakeProc(t, "5.0", map[int]string{1000: ctr1})
+	fs.CgroupRoot = t.TempDir()
+	// The agent runs in the fake /proc's PID namespace (hostPID).
+	if err := os.Symlink(strconv.Itoa(os.Getpid()), filepath.Join(fs.Root, "self")); err != nil {
+		t.Fatal(err)
+	}
+	where := map[int]string{}
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(fs.CgroupRoot, "cgroup.controllers"), "cpu io memory pids\n")
+	pid := 1000
+	for _, cg := range []string{ctr1, ctr2, other, system} {
+		var procs strings.Builder
+		for range 40 {
+			where[pid] = cg
+			procs.WriteString(strconv.Itoa(pid) + "\n")
+			pid++
+		}
+		write(filepath.Join(fs.CgroupRoot, cg, "cgroup.procs"), procs.String())
+	}
+	// In the order of the dump: the first is checked against /proc.
+	all := slices.Sorted(maps.Keys(where))
+	limit := &oom.Report{HasMono: true, Mono: 4 * time.Second,
+		Summary: &oom.Summary{Constraint: "CONSTRAINT_MEMCG", OOMMemcg: pod}}
+	node := &oom.Report{HasMono: true, Mono: 4 * time.Second,
+		Summary: &oom.Summary{Constraint: "CONSTRAINT_NONE"}}
+	tests := []struct {
+		name string
+		r    *oom.Report
+		want func(cg string) bool
+	}{
+		// Only the limited pod's tasks are in its dump, and read.
+		{"limit", limit, func(cg string) bool { return strings.HasPrefix(cg, pod+"/") }},
+		{"node-wide", node, func(string) bool { return true }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := NewPipeline(PipelineConfig{Node: "n", BootID: "b", Sink: &fakeSink{}, Proc: fs}, logrus.NewEntry(logrus.New()))
+			got := p.lookup(tt.r, all)
+			n := 0
+			for pid, cg := range where {
+				if !tt.want(cg) {
+					continue
+				}
+				n++
+				if got[pid] != cg {
+					t.Errorf("pid %d in %q, want %q", pid, got[pid], cg)
+				}
+			}
+			if len(got) != n {
+				t.Errorf("%d PIDs placed, want %d", len(got), n)
+			}
+		})
 	}
 }

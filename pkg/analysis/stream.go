@@ -189,8 +189,10 @@ func (s *Stream) incident(r *oom.Report) []Holder {
 	return out
 }
 
-// limitOf returns the limited cgroup a report names itself, or "".
-func limitOf(r *oom.Report) string {
+// LimitOf returns the limited cgroup a report names itself (a memory
+// cgroup OOM: every task of its dump runs in that cgroup or below), or ""
+// (a node-wide OOM, or a report that does not say).
+func LimitOf(r *oom.Report) string {
 	if kind, _, memcg := classify(r); kind == KindLimit {
 		return memcg
 	}
@@ -215,7 +217,7 @@ func (s *Stream) incidentLimits(r *oom.Report) []string {
 		if o == r || !o.HasMono || o.Mono.Seconds() < at-win || o.Mono.Seconds() > at+win {
 			continue
 		}
-		if m := limitOf(o); m != "" {
+		if m := LimitOf(o); m != "" {
 			out = append(out, m)
 		}
 	}
@@ -227,7 +229,7 @@ func (s *Stream) remember(r *oom.Report) {
 	if !r.HasMono {
 		return
 	}
-	if m := limitOf(r); m != "" {
+	if m := LimitOf(r); m != "" {
 		if n := len(s.limits); n == 0 || s.limits[n-1].memcg != m {
 			s.limits = append(s.limits, limitSeen{memcg: m, seconds: r.Mono.Seconds()})
 		} else {

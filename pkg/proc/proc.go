@@ -30,6 +30,13 @@ var ErrExited = errors.New("process has exited")
 // FS reads a /proc tree.
 type FS struct {
 	Root string
+	// CgroupRoot, when set, is the host's cgroup mount (/sys/fs/cgroup):
+	// CgroupsUnder reads its cgroup.procs files before /proc/<pid>/cgroup.
+	CgroupRoot string
+	// MaxCgroupDirs and MaxCgroupBytes bound one walk of CgroupsUnder
+	// (DefaultMaxCgroupDirs and DefaultMaxCgroupBytes when 0).
+	MaxCgroupDirs  int
+	MaxCgroupBytes int64
 }
 
 // New returns an FS rooted at root ("/proc" when empty).
@@ -186,9 +193,18 @@ func (fs FS) exited(pid int) bool {
 // for thousands of PIDs in a handful of cgroups.
 func (fs FS) Cgroups(pids []int) map[int]string {
 	out := make(map[int]string, len(pids))
+	fs.cgroupsInto(out, pids, make([]byte, 4096))
+	return out
+}
+
+// cgroupsInto adds to out the cgroups of those pids that out lacks, from
+// /proc/<pid>/cgroup; buf is the read buffer.
+func (fs FS) cgroupsInto(out map[int]string, pids []int, buf []byte) {
 	seen := map[string]string{}
-	buf := make([]byte, 4096)
 	for _, pid := range pids {
+		if _, ok := out[pid]; ok {
+			continue
+		}
 		p, err := fs.cgroup(pid, buf)
 		if err != nil || len(p) == 0 {
 			continue
@@ -200,5 +216,4 @@ func (fs FS) Cgroups(pids []int) map[int]string {
 		}
 		out[pid] = cg
 	}
-	return out
 }

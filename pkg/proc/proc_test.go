@@ -100,7 +100,16 @@ func TestRealProc(t *testing.T) {
 	if _, err := fs.MemInfo(); err != nil {
 		t.Fatal(err)
 	}
-	if cg, err := fs.Cgroup(os.Getpid()); err != nil || cg == "" {
+	cg, err := fs.Cgroup(os.Getpid())
+	if err != nil || cg == "" {
 		t.Fatalf("own cgroup %q %v", cg, err)
+	}
+	// This host's cgroup mount says the same, whether the walk or /proc
+	// answers.
+	fs.CgroupRoot = "/sys/fs/cgroup"
+	for _, under := range []string{cg, "/"} {
+		if got := fs.CgroupsUnder(under, []int{os.Getpid()}); got[os.Getpid()] != cg {
+			t.Errorf("CgroupsUnder(%q) %v, want %q", under, got, cg)
+		}
 	}
 }
