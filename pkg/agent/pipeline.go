@@ -321,24 +321,30 @@ func (p *Pipeline) killSeen(pid int, cgroup string) {
 // lookup reads the cgroups of a report's live tasks from /proc, for reports
 // recent enough that their PIDs still name the same processes.
 func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
+	fresh := false
+	if r.HasMono {
+		up, err := p.cfg.Proc.Uptime()
+		fresh = err == nil && up-r.Mono <= p.cfg.Recent
+	}
 	out := map[int]string{}
+	// The PIDs left to read from /proc: none for an old report, whose
+	// dump (of up to 10,000 tasks) is not listed again.
 	var rest []int
+	if fresh {
+		rest = make([]int, 0, len(pids))
+	}
 	for _, pid := range pids {
 		if cg, ok := p.attr.lookup(pid); ok {
 			out[pid] = cg
 		} else if cg := p.seen[pid]; cg != "" {
 			out[pid] = cg
-		} else {
+		} else if fresh {
 			rest = append(rest, pid)
 		}
 	}
 	// The tasks looked up while the report was read are forgotten with it.
 	clear(p.seen)
-	if !r.HasMono {
-		return out
-	}
-	up, err := p.cfg.Proc.Uptime()
-	if err != nil || up-r.Mono > p.cfg.Recent {
+	if !fresh {
 		return out
 	}
 	for pid, cg := range p.cfg.Proc.Cgroups(rest) {

@@ -114,7 +114,8 @@ func (s *Stream) learn(r *oom.Report) {
 	if s.opts.Cgroups == nil {
 		return
 	}
-	var ask []int
+	// Sized once: a node's dump may list 10,000 tasks.
+	ask := make([]int, 0, len(r.Victims)+1+len(r.Tasks))
 	add := func(pid int) {
 		if _, ok := s.pids[pid]; !ok && pid > 0 {
 			ask = append(ask, pid)
@@ -152,7 +153,14 @@ func (s *Stream) release(all bool) {
 		n++
 	}
 	for _, r := range s.held[:n] {
-		s.emit(Analyze(r, Context{Cgroups: s.pids, BootTime: s.opts.BootTime, Incident: s.incident(r),
+		var incident []Holder
+		if len(r.Tasks) == 0 {
+			// Only a report without a task dump is judged by its
+			// incident's holders (judgeWithoutDump), and a held report's
+			// may be a dump of 10,000 tasks.
+			incident = s.incident(r)
+		}
+		s.emit(Analyze(r, Context{Cgroups: s.pids, BootTime: s.opts.BootTime, Incident: incident,
 			Requests: s.opts.Requests, Limits: s.incidentLimits(r)}))
 	}
 	for _, r := range s.held[:n] {
@@ -222,6 +230,12 @@ func (s *Stream) incidentLimits(r *oom.Report) []string {
 	return out
 }
 
+// sized is a holder's size and its place in a holderList.
+type sized struct {
+	rss int64
+	i   int
+}
+
 // remember keeps the largest holders of a judged report for later incidents.
 func (s *Stream) remember(r *oom.Report) {
 	if !r.HasMono {
@@ -237,22 +251,31 @@ func (s *Stream) remember(r *oom.Report) {
 			s.limits = s.limits[len(s.limits)-maxLimits:]
 		}
 	}
-	hs := holders(r, func(pid int, own string) string {
+	hs := newReportHolders(r, func(pid int, own string) string {
 		if own != "" {
 			return own
 		}
 		return s.pids[pid]
 	})
-	// Keep the few largest: enough to name an incident's culprit.
-	for i := 0; i < len(hs) && i < TopConsumers; i++ {
-		m := i
-		for j := i + 1; j < len(hs); j++ {
-			if hs[j].RSSBytes > hs[m].RSSBytes {
-				m = j
-			}
+	// Keep the few largest: enough to name an incident's culprit. They are
+	// picked as a selection sort would put them first, swaps included
+	// (which order equals), over the holders' sizes and places alone: the
+	// holders themselves are made only for those kept.
+	if n := hs.Len(); n > 0 {
+		at := make([]sized, n)
+		for i := range at {
+			at[i] = sized{rss: hs.rss(i), i: i}
 		}
-		hs[i], hs[m] = hs[m], hs[i]
-		s.recent = append(s.recent, hs[i])
+		for i := 0; i < n && i < TopConsumers; i++ {
+			m := i
+			for j := i + 1; j < n; j++ {
+				if at[j].rss > at[m].rss {
+					m = j
+				}
+			}
+			at[i], at[m] = at[m], at[i]
+			s.recent = append(s.recent, hs.At(at[i].i))
+		}
 	}
 	cut := r.Mono.Seconds() - s.opts.IncidentWindow.Seconds()
 	k := 0
