@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -64,7 +65,7 @@ func culpritOf(hs holderList, scope, victimKey string, reqs Requests) (unit, boo
 			continue
 		}
 		larger = true
-		if t.key == "" {
+		if t.key < 0 {
 			continue // a task of unknown cgroup: no request
 		}
 		u := us.unit(hs, i)
@@ -98,21 +99,23 @@ type unit struct {
 
 // tally is a unit as sum adds it up: its largest task is held by its
 // place in the holder list, and its workload is made only for the units
-// asked for.
+// asked for. It holds no pointer: a node's dump may make 10,000 of them,
+// which the garbage collector then need not scan.
 type tally struct {
-	// key is the unit's key; "" for a task whose cgroup is not known,
-	// a unit of its own PID ("pid:<pid>").
-	key    string
 	pid    int
 	rss    int64
-	tasks  int
-	top    int // the largest task's place in the holder list
 	topRSS int64
+	tasks  int32
+	top    int32 // the largest task's place in the holder list
+	// key is the unit's key in units.keys; -1 for a task whose cgroup is
+	// not known, a unit of its own PID ("pid:<pid>").
+	key int32
 }
 
 // units are a report's holders summed per unit, in the order first seen.
 type units struct {
 	list []tally
+	keys []string
 	// byKey finds the units of known cgroups; byCgroup remembers the unit
 	// of each cgroup seen, so that a cgroup's key is made once.
 	byKey    map[string]int
@@ -150,7 +153,7 @@ func sum(hs holderList, scope string) *units {
 		if h.RSSBytes > t.topRSS || t.tasks == 1 {
 			// A pod's unit is named by its largest task's container, not
 			// by the first listed (the pause process, on a node).
-			t.top, t.topRSS = i, h.RSSBytes
+			t.top, t.topRSS = int32(i), h.RSSBytes
 		}
 	}
 	return us
@@ -168,7 +171,8 @@ func (us *units) keyUnit(h Holder, scope string) int {
 	u, ok := us.byKey[k]
 	if !ok {
 		u = len(us.list)
-		us.list = append(us.list, tally{key: k})
+		us.list = append(us.list, tally{key: int32(len(us.keys))})
+		us.keys = append(us.keys, k)
 		us.byKey[k] = u
 	}
 	us.byCgroup[h.Cgroup] = u
@@ -178,9 +182,14 @@ func (us *units) keyUnit(h Holder, scope string) int {
 // pidUnit returns the unit of a task of unknown cgroup, added if new; n
 // bounds how many there may be.
 func (us *units) pidUnit(pid, n int) int {
+	if us.pids == 0 {
+		// Room for every holder, once: where one task's cgroup is not
+		// known, most are not (a dump read from the backlog).
+		us.list = slices.Grow(us.list, n)
+	}
 	if us.byPID == nil && (us.pids == 0 || pid > us.maxPID) {
 		us.maxPID, us.pids = pid, us.pids+1
-		us.list = append(us.list, tally{pid: pid})
+		us.list = append(us.list, tally{pid: pid, key: -1})
 		return len(us.list) - 1
 	}
 	if us.byPID == nil {
@@ -192,7 +201,7 @@ func (us *units) pidUnit(pid, n int) int {
 		}
 		us.byPID = make([]int32, size)
 		for u := range us.list {
-			if us.list[u].key == "" {
+			if us.list[u].key < 0 {
 				*us.slot(us.list[u].pid) = int32(u + 1)
 			}
 		}
@@ -201,7 +210,7 @@ func (us *units) pidUnit(pid, n int) int {
 	if *s == 0 {
 		*s = int32(len(us.list) + 1)
 		us.pids++
-		us.list = append(us.list, tally{pid: pid})
+		us.list = append(us.list, tally{pid: pid, key: -1})
 	}
 	return int(*s - 1)
 }
@@ -243,7 +252,7 @@ func (us *units) find(key string) int {
 			return -1
 		}
 		for u := range us.list {
-			if us.list[u].key == "" && us.list[u].pid == pid {
+			if us.list[u].key < 0 && us.list[u].pid == pid {
 				return u
 			}
 		}
@@ -261,10 +270,12 @@ func (us *units) unit(hs holderList, u int) unit {
 		return unit{}
 	}
 	t := &us.list[u]
-	top := hs.At(t.top)
-	k := t.key
-	if k == "" {
+	top := hs.At(int(t.top))
+	k := ""
+	if t.key >= 0 {
+		k = us.keys[t.key]
+	} else {
 		k = unitKey(top, "")
 	}
-	return unit{key: k, rss: t.rss, tasks: t.tasks, top: top, workload: WorkloadOf(top.Cgroup)}
+	return unit{key: k, rss: t.rss, tasks: int(t.tasks), top: top, workload: WorkloadOf(top.Cgroup)}
 }
