@@ -23,9 +23,11 @@ import (
 type awkward struct {
 	rng     *rand.Rand
 	cgroups []string
-	// pidCgroup places a PID: known to the reader for some, not others.
-	seq  int64
-	mono time.Duration
+	seq     int64
+	mono    time.Duration
+	// rising makes the dump's PIDs rise, each printed once, as they
+	// mostly do.
+	rising bool
 }
 
 func newAwkward(seed uint64) *awkward {
@@ -81,6 +83,8 @@ func (g *awkward) report(n int) *oom.Report {
 	pid := 1000 + r.IntN(1000)
 	for i := 0; i < n; i++ {
 		switch k := r.IntN(100); {
+		case g.rising:
+			pid += 1 + r.IntN(30)
 		case k < 3 && i > 0:
 			pid = rep.Tasks[r.IntN(i)].PID // printed twice
 		case k < 5:
@@ -178,7 +182,12 @@ func TestJudgeAwkwardReports(t *testing.T) {
 	for _, tc := range []struct {
 		sizes    []int
 		requests bool
+		rising   bool
 	}{
+		{sizes: []int{10000, 0, 10000, 3, 0}, rising: true},
+		{sizes: []int{10000, 10000, 0}, requests: true, rising: true},
+		{sizes: []int{1, 2, 5, 6, 0, 7, 40, 0, 200, 0}, rising: true},
+		{sizes: []int{2000, 0, 0, 1, 3000}, requests: true, rising: true},
 		{sizes: []int{10000, 0, 10000, 3, 0}},
 		{sizes: []int{10000, 10000, 0}, requests: true},
 		{sizes: []int{1, 2, 5, 6, 0, 7, 40, 0, 200, 0}},
@@ -188,6 +197,7 @@ func TestJudgeAwkwardReports(t *testing.T) {
 	} {
 		for seed := uint64(1); seed <= 4; seed++ {
 			g := newAwkward(seed)
+			g.rising = tc.rising
 			opts := StreamOptions{Hold: 30 * time.Second, MaxHeld: 3, Cgroups: func(_ *oom.Report, pids []int) map[int]string {
 				out := map[int]string{}
 				for _, pid := range pids {
@@ -200,7 +210,7 @@ func TestJudgeAwkwardReports(t *testing.T) {
 			if tc.requests {
 				opts.Requests = awkwardRequests{}
 			}
-			fmt.Fprintf(&buf, "# sizes %v, requests %v, seed %d\n", tc.sizes, tc.requests, seed)
+			fmt.Fprintf(&buf, "# sizes %v, requests %v, rising %v, seed %d\n", tc.sizes, tc.requests, tc.rising, seed)
 			s := NewStream(opts, func(e Event) {
 				b, err := json.Marshal(e)
 				if err != nil {
