@@ -289,6 +289,8 @@ func unitKey(h Holder, scope string) string {
 type holderList interface {
 	Len() int
 	At(i int) Holder
+	// pid is At(i).PID.
+	pid(i int) int
 }
 
 // holderSlice is a holderList of holders already made (an incident's).
@@ -296,6 +298,7 @@ type holderSlice []Holder
 
 func (s holderSlice) Len() int        { return len(s) }
 func (s holderSlice) At(i int) Holder { return s[i] }
+func (s holderSlice) pid(i int) int   { return s[i].PID }
 
 // reportHolders are a report's holders (see holders) read in place, not
 // copied: a node's dump may list 10,000 tasks.
@@ -337,6 +340,13 @@ func (hs *reportHolders) At(i int) Holder {
 		HasAdj: v.HasAdj, Cgroup: hs.cg(v.PID, v.Cgroup), Seconds: v.Mono.Seconds()}
 }
 
+func (hs *reportHolders) pid(i int) int {
+	if i < len(hs.r.Tasks) {
+		return hs.r.Tasks[i].PID
+	}
+	return hs.r.Victims[hs.extra[i-len(hs.r.Tasks)]].PID
+}
+
 // rss returns the size of holder i, as At(i).RSSBytes without its cgroup.
 func (hs *reportHolders) rss(i int) int64 {
 	if i < len(hs.r.Tasks) {
@@ -364,7 +374,7 @@ func holders(r *oom.Report, cg func(int, string) string) []Holder {
 func largest(hs []Holder, scope string) (unit, bool) {
 	us := sum(holderSlice(hs), scope)
 	best := us.largest()
-	return us.unit(holderSlice(hs), best), best >= 0
+	return us.unit(holderSlice(hs), best), best != none
 }
 
 // judge finds the culprit, decides collateral and writes the reason.

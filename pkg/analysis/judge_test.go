@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -272,4 +273,118 @@ func BenchmarkJudgeNodeReport10k(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestCulpritUnitAsBefore compares culpritUnit with the way it summed
+// units before it was made cheaper per task (a key string and a map entry
+// per unit, refCulpritUnit), on many small holder lists full of ties:
+// PIDs rising or not, printed twice, cgroups known or not.
+func TestCulpritUnitAsBefore(t *testing.T) {
+	g := newAwkward(3)
+	cgroups := append([]string{"", "", ""}, g.cgroups[:12]...)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for round := 0; round < 20000; round++ {
+		n := rng.IntN(12)
+		var hs []Holder
+		pid := 100
+		rising := rng.IntN(2) == 0
+		for i := 0; i < n; i++ {
+			switch {
+			case !rising && i > 0 && rng.IntN(4) == 0:
+				pid = hs[rng.IntN(i)].PID
+			case !rising && rng.IntN(5) == 0:
+				pid = 1 + rng.IntN(100)
+			default:
+				pid += 1 + rng.IntN(3)
+			}
+			cg := cgroups[rng.IntN(len(cgroups))]
+			for _, h := range hs {
+				if h.PID == pid && rng.IntN(3) != 0 {
+					cg = h.Cgroup // mostly one cgroup per PID
+				}
+			}
+			hs = append(hs, Holder{PID: pid, Comm: fmt.Sprint("c", i), Cgroup: cg, RSSBytes: int64(rng.IntN(4)) << 20})
+		}
+		scope := [...]string{"", ScopePod, ScopeContainer, ScopeOther}[rng.IntN(4)]
+		victim := Holder{PID: 50 + rng.IntN(100), Cgroup: cgroups[rng.IntN(len(cgroups))]}
+		if n > 0 && rng.IntN(3) != 0 {
+			victim = hs[rng.IntN(n)]
+		}
+		victimKey := unitKey(victim, scope)
+		var reqs Requests
+		if rng.IntN(2) == 0 {
+			reqs = awkwardRequests{}
+		}
+		got, gotOK, gotBy := culpritUnit(hs, scope, victimKey, reqs)
+		want, wantOK, wantBy := refCulpritUnit(hs, scope, victimKey, reqs)
+		if !reflect.DeepEqual(got, want) || gotOK != wantOK || gotBy != wantBy {
+			t.Fatalf("round %d: holders %+v, scope %q, victim %q:\ngot  %+v %v %v\nwant %+v %v %v",
+				round, hs, scope, victimKey, got, gotOK, gotBy, want, wantOK, wantBy)
+		}
+		if u, ok := largest(hs, scope); ok != wantOK || (ok && reqs == nil && !reflect.DeepEqual(u, want)) {
+			t.Fatalf("round %d: largest %+v %v, want %+v %v", round, u, ok, want, wantOK)
+		}
+	}
+}
+
+// refCulpritUnit is culpritUnit as it was (64c8630).
+func refCulpritUnit(hs []Holder, scope, victimKey string, reqs Requests) (unit, bool, bool) {
+	units := map[string]*unit{}
+	var order []string
+	for _, h := range hs {
+		k := unitKey(h, scope)
+		u := units[k]
+		if u == nil {
+			u = &unit{key: k, workload: WorkloadOf(h.Cgroup)}
+			units[k] = u
+			order = append(order, k)
+		}
+		u.rss += h.RSSBytes
+		u.tasks++
+		if h.RSSBytes > u.top.RSSBytes || u.tasks == 1 {
+			u.top, u.workload = h, WorkloadOf(h.Cgroup)
+		}
+	}
+	var best *unit
+	for _, k := range order {
+		if u := units[k]; best == nil || u.rss > best.rss {
+			best = u
+		}
+	}
+	if best == nil {
+		return unit{}, false, false
+	}
+	if reqs == nil {
+		return *best, true, false
+	}
+	var victimRSS int64
+	if v := units[victimKey]; v != nil {
+		victimRSS = v.rss
+	}
+	var over *unit
+	var overBy int64
+	larger := false
+	for _, k := range order {
+		u := units[k]
+		if k == victimKey || u.rss <= victimRSS {
+			continue
+		}
+		larger = true
+		req, known := request(u, reqs)
+		if !known {
+			continue
+		}
+		if by := u.rss - req; by > 0 && (over == nil || by > overBy) {
+			over, overBy = u, by
+		}
+	}
+	switch {
+	case !larger:
+		if v := units[victimKey]; v != nil {
+			return *v, true, false
+		}
+	case over != nil && over.key != best.key:
+		return *over, true, true
+	}
+	return *best, true, false
 }

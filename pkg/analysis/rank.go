@@ -1,7 +1,6 @@
 package analysis
 
 import (
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -48,17 +47,19 @@ func culpritUnit(hs []Holder, scope, victimKey string, reqs Requests) (unit, boo
 func culpritOf(hs holderList, scope, victimKey string, reqs Requests) (unit, bool, bool) {
 	us := sum(hs, scope)
 	best := us.largest()
-	if best < 0 || reqs == nil {
-		return us.unit(hs, best), best >= 0, false
+	if best == none || reqs == nil {
+		return us.unit(hs, best), best != none, false
 	}
 	var victimRSS int64
-	vi := us.find(victimKey)
-	if vi >= 0 {
-		victimRSS = us.list[vi].rss
+	vi := us.find(hs, victimKey)
+	if vi != none {
+		victimRSS = us.tally(hs, vi).rss
 	}
-	over := -1
+	over := none
 	var overBy int64
-	larger := false
+	// The largest unit that is not listed held more than the victim's
+	// own only if it is another (the victim's may be it, or equal to it).
+	larger := us.lone.tasks > 0 && us.lone.rss > victimRSS
 	for i := range us.list {
 		t := &us.list[i]
 		if i == vi || t.rss <= victimRSS {
@@ -73,16 +74,16 @@ func culpritOf(hs holderList, scope, victimKey string, reqs Requests) (unit, boo
 		if !known {
 			continue
 		}
-		if by := t.rss - req; by > 0 && (over < 0 || by > overBy) {
+		if by := t.rss - req; by > 0 && (over == none || by > overBy) {
 			over, overBy = i, by
 		}
 	}
 	switch {
 	case !larger:
-		if vi >= 0 {
+		if vi != none {
 			return us.unit(hs, vi), true, false
 		}
-	case over >= 0 && over != best:
+	case over != none && over != best:
 		return us.unit(hs, over), true, true
 	}
 	return us.unit(hs, best), true, false
@@ -99,49 +100,93 @@ type unit struct {
 
 // tally is a unit as sum adds it up: its largest task is held by its
 // place in the holder list, and its workload is made only for the units
-// asked for. It holds no pointer: a node's dump may make 10,000 of them,
-// which the garbage collector then need not scan.
+// asked for. It holds no pointer.
 type tally struct {
 	pid    int
 	rss    int64
 	topRSS int64
 	tasks  int32
 	top    int32 // the largest task's place in the holder list
+	first  int32 // the unit's place in the order first seen
 	// key is the unit's key in units.keys; -1 for a task whose cgroup is
 	// not known, a unit of its own PID ("pid:<pid>").
 	key int32
 }
 
 // units are a report's holders summed per unit, in the order first seen.
+//
+// A unit is named by an int: its index in list, none, lone, or, for a
+// task of unknown cgroup that is a unit of its own while PIDs rise,
+// single(its place in the holder list).
 type units struct {
+	// list holds the units of known cgroups in the order first seen, and
+	// with full those of tasks of unknown cgroup too.
 	list []tally
 	keys []string
 	// byKey finds the units of known cgroups; byCgroup remembers the unit
 	// of each cgroup seen, so that a cgroup's key is made once.
 	byKey    map[string]int
 	byCgroup map[string]int
-	// The units of tasks of unknown cgroups (one per PID): while their
-	// PIDs rise, as a dump's do, a new PID is a new unit; byPID (open
-	// addressing, unit index + 1) is built once one does not.
+	// seen counts the units seen so far.
+	seen int32
+	// Without full, the PIDs of the tasks of unknown cgroup have risen,
+	// as a dump's do: each is a unit of its own, and they are not listed
+	// (a node's dump read from the backlog has 10,000). Only the largest,
+	// the first seen among equals, is kept (lone). With full, they are
+	// listed and byPID (open addressing, list index + 1) finds them.
+	full   bool
 	maxPID int
-	pids   int
+	lone   tally
 	byPID  []int32
 }
+
+// Names of units that are not in units.list.
+const (
+	none = -1
+	lone = -2
+)
+
+// single names the unit of the task at place i of the holder list, a
+// unit of its own (see units).
+func single(i int) int { return -3 - i }
 
 // sum adds the holders up per unit, in the order first seen. It allocates
 // per unit of a known cgroup, not per task: a node's dump may list 10,000
 // tasks, most of them, before the agent looks them up, of unknown cgroup.
 func sum(hs holderList, scope string) *units {
 	us := &units{}
+	if !us.add(hs, scope) {
+		// A task of unknown cgroup whose PID is not above those before
+		// (printed twice, or PIDs wrapped): they are all listed.
+		us = &units{full: true}
+		us.add(hs, scope)
+	}
+	return us
+}
+
+// add sums the holders into us; without full, it stops and returns false
+// at the first task of unknown cgroup whose PID does not rise.
+func (us *units) add(hs holderList, scope string) bool {
 	n := hs.Len()
-	lastCgroup, last := "", -1
+	lastCgroup, last := "", none
 	for i := 0; i < n; i++ {
 		h := hs.At(i)
 		var u int
 		switch {
+		case h.Cgroup == "" && !us.full:
+			if us.lone.tasks > 0 && h.PID <= us.maxPID {
+				return false
+			}
+			us.maxPID = h.PID
+			if us.lone.tasks == 0 || h.RSSBytes > us.lone.rss {
+				us.lone = tally{pid: h.PID, rss: h.RSSBytes, topRSS: h.RSSBytes, tasks: 1, top: int32(i),
+					first: us.seen, key: -1}
+			}
+			us.seen++
+			continue
 		case h.Cgroup == "":
 			u = us.pidUnit(h.PID, n)
-		case last >= 0 && h.Cgroup == lastCgroup:
+		case last != none && h.Cgroup == lastCgroup:
 			u = last
 		default:
 			u = us.keyUnit(h, scope)
@@ -156,7 +201,7 @@ func sum(hs holderList, scope string) *units {
 			t.top, t.topRSS = int32(i), h.RSSBytes
 		}
 	}
-	return us
+	return true
 }
 
 // keyUnit returns the unit of a holder of known cgroup, added if new.
@@ -171,7 +216,8 @@ func (us *units) keyUnit(h Holder, scope string) int {
 	u, ok := us.byKey[k]
 	if !ok {
 		u = len(us.list)
-		us.list = append(us.list, tally{key: int32(len(us.keys))})
+		us.list = append(us.list, tally{first: us.seen, key: int32(len(us.keys))})
+		us.seen++
 		us.keys = append(us.keys, k)
 		us.byKey[k] = u
 	}
@@ -179,38 +225,21 @@ func (us *units) keyUnit(h Holder, scope string) int {
 	return u
 }
 
-// pidUnit returns the unit of a task of unknown cgroup, added if new; n
-// bounds how many there may be.
+// pidUnit returns the listed unit of a task of unknown cgroup, added if
+// new; n bounds how many there may be.
 func (us *units) pidUnit(pid, n int) int {
-	if us.pids == 0 {
-		// Room for every holder, once: where one task's cgroup is not
-		// known, most are not (a dump read from the backlog).
-		us.list = slices.Grow(us.list, n)
-	}
-	if us.byPID == nil && (us.pids == 0 || pid > us.maxPID) {
-		us.maxPID, us.pids = pid, us.pids+1
-		us.list = append(us.list, tally{pid: pid, key: -1})
-		return len(us.list) - 1
-	}
 	if us.byPID == nil {
-		// A PID lower than one before (printed twice, or the PIDs
-		// wrapped): from now on they are looked up.
 		size := 16
 		for size < 2*n {
 			size <<= 1
 		}
 		us.byPID = make([]int32, size)
-		for u := range us.list {
-			if us.list[u].key < 0 {
-				*us.slot(us.list[u].pid) = int32(u + 1)
-			}
-		}
 	}
 	s := us.slot(pid)
 	if *s == 0 {
 		*s = int32(len(us.list) + 1)
-		us.pids++
-		us.list = append(us.list, tally{pid: pid, key: -1})
+		us.list = append(us.list, tally{pid: pid, first: us.seen, key: -1})
+		us.seen++
 	}
 	return int(*s - 1)
 }
@@ -226,50 +255,71 @@ func (us *units) slot(pid int) *int32 {
 	}
 }
 
-// largest returns the largest unit, the first seen among equals; -1 when
-// there is none.
+// largest returns the largest unit, the first seen among equals, or none.
 func (us *units) largest() int {
-	best := -1
+	best := none
 	for i := range us.list {
-		if best < 0 || us.list[i].rss > us.list[best].rss {
+		if best == none || us.list[i].rss > us.list[best].rss {
 			best = i
+		}
+	}
+	if l := &us.lone; l.tasks > 0 {
+		if best == none || l.rss > us.list[best].rss || l.rss == us.list[best].rss && l.first < us.list[best].first {
+			return lone
 		}
 	}
 	return best
 }
 
-// find returns the unit of key (unitKey's), or -1.
-func (us *units) find(key string) int {
-	if p, ok := strings.CutPrefix(key, "pid:"); ok {
-		pid, err := strconv.Atoi(p)
-		if err != nil {
-			return -1
+// find returns the unit of key (unitKey's), or none.
+func (us *units) find(hs holderList, key string) int {
+	p, ok := strings.CutPrefix(key, "pid:")
+	if !ok {
+		if u, ok := us.byKey[key]; ok {
+			return u
 		}
+		return none
+	}
+	pid, err := strconv.Atoi(p)
+	if err != nil {
+		return none
+	}
+	if us.full {
 		if us.byPID != nil {
 			if u := *us.slot(pid); u != 0 {
 				return int(u - 1)
 			}
-			return -1
 		}
-		for u := range us.list {
-			if us.list[u].key < 0 && us.list[u].pid == pid {
-				return u
-			}
+		return none
+	}
+	// Not listed: each such PID is one task.
+	for i, n := 0, hs.Len(); i < n; i++ {
+		if hs.pid(i) == pid && hs.At(i).Cgroup == "" {
+			return single(i)
 		}
-		return -1
 	}
-	if u, ok := us.byKey[key]; ok {
-		return u
+	return none
+}
+
+// tally returns the tally of unit u (not none).
+func (us *units) tally(hs holderList, u int) tally {
+	switch {
+	case u >= 0:
+		return us.list[u]
+	case u == lone:
+		return us.lone
 	}
-	return -1
+	i := -3 - u
+	h := hs.At(i)
+	return tally{pid: h.PID, rss: h.RSSBytes, topRSS: h.RSSBytes, tasks: 1, top: int32(i), key: -1}
 }
 
 // unit returns unit u as a unit, with its largest task and workload.
 func (us *units) unit(hs holderList, u int) unit {
-	if u < 0 {
+	if u == none {
 		return unit{}
 	}
-	t := &us.list[u]
+	t := us.tally(hs, u)
 	top := hs.At(int(t.top))
 	k := ""
 	if t.key >= 0 {
