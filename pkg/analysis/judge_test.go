@@ -388,3 +388,44 @@ func refCulpritUnit(hs []Holder, scope, victimKey string, reqs Requests) (unit, 
 	}
 	return *best, true, false
 }
+
+// TestLargestHoldersAsBefore compares the holders remember keeps with
+// those it kept when it sorted copies of them (a selection sort with
+// swaps, 64c8630), on reports full of equal sizes, small and large.
+func TestLargestHoldersAsBefore(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for round := 0; round < 20000; round++ {
+		n := rng.IntN(12)
+		if round%100 == 0 {
+			n = 200 + rng.IntN(200)
+		}
+		r := &oom.Report{}
+		for i := 0; i < n; i++ {
+			r.Tasks = append(r.Tasks, oom.Task{PID: 100 + i, RSSBytes: int64(rng.IntN(1 + rng.IntN(6)))})
+		}
+		for i := 0; i < rng.IntN(3); i++ {
+			r.Victims = append(r.Victims, oom.Victim{Task: oom.Task{PID: 1000 + i, RSSBytes: int64(rng.IntN(6)), HasRSS: true}})
+		}
+		cg := func(int, string) string { return "" }
+		hs := holders(r, cg)
+		var want []int
+		for i := 0; i < len(hs) && i < TopConsumers; i++ {
+			m := i
+			for j := i + 1; j < len(hs); j++ {
+				if hs[j].RSSBytes > hs[m].RSSBytes {
+					m = j
+				}
+			}
+			hs[i], hs[m] = hs[m], hs[i]
+			want = append(want, hs[i].PID)
+		}
+		var got []int
+		l := newReportHolders(r, cg)
+		for _, i := range largestHolders(l, nil) {
+			got = append(got, l.At(i).PID)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d: kept %v, want %v", round, got, want)
+		}
+	}
+}

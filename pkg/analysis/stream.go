@@ -230,10 +230,66 @@ func (s *Stream) incidentLimits(r *oom.Report) []string {
 	return out
 }
 
-// sized is a holder's size and its place in a holderList.
-type sized struct {
-	rss int64
-	i   int
+// largestHolders appends to dst the places of the TopConsumers largest of
+// hs, in the order (among equals too) that a selection sort with swaps
+// puts them first, as remember picked them when it copied the holders.
+// It reads their sizes alone: a node's dump may list 10,000 tasks.
+//
+// Only the holders at least as large as the TopConsumers-th largest can
+// be picked (candidates); the swaps move the others, never picked, and
+// the candidates, whose places are followed.
+func largestHolders(hs *reportHolders, dst []int) []int {
+	n := hs.Len()
+	k := min(n, TopConsumers)
+	if k == 0 {
+		return dst
+	}
+	// The k largest sizes, largest first: the last is the threshold.
+	var top [TopConsumers]int64
+	for i := 0; i < n; i++ {
+		rss := hs.rss(i)
+		j := min(i, k)
+		if j == k && rss <= top[k-1] {
+			continue
+		}
+		for j > 0 && top[j-1] < rss {
+			if j < k {
+				top[j] = top[j-1]
+			}
+			j--
+		}
+		top[j] = rss
+	}
+	type candidate struct {
+		rss int64
+		at  int // its place as the sort goes
+		i   int // its place in hs
+	}
+	var buf [64]candidate
+	cands := buf[:0]
+	for i := 0; i < n; i++ {
+		if rss := hs.rss(i); rss >= top[k-1] {
+			cands = append(cands, candidate{rss: rss, at: i, i: i})
+		}
+	}
+	for r := 0; r < k; r++ {
+		// The largest at place r or after, the first placed among equals.
+		m := -1
+		for c := range cands {
+			if cd := &cands[c]; cd.at >= r && (m < 0 || cd.rss > cands[m].rss || cd.rss == cands[m].rss && cd.at < cands[m].at) {
+				m = c
+			}
+		}
+		// The swap: what stood at place r goes where the pick stood.
+		for c := range cands {
+			if cands[c].at == r {
+				cands[c].at = cands[m].at
+			}
+		}
+		cands[m].at = r
+		dst = append(dst, cands[m].i)
+	}
+	return dst
 }
 
 // remember keeps the largest holders of a judged report for later incidents.
@@ -257,25 +313,10 @@ func (s *Stream) remember(r *oom.Report) {
 		}
 		return s.pids[pid]
 	})
-	// Keep the few largest: enough to name an incident's culprit. They are
-	// picked as a selection sort would put them first, swaps included
-	// (which order equals), over the holders' sizes and places alone: the
-	// holders themselves are made only for those kept.
-	if n := hs.Len(); n > 0 {
-		at := make([]sized, n)
-		for i := range at {
-			at[i] = sized{rss: hs.rss(i), i: i}
-		}
-		for i := 0; i < n && i < TopConsumers; i++ {
-			m := i
-			for j := i + 1; j < n; j++ {
-				if at[j].rss > at[m].rss {
-					m = j
-				}
-			}
-			at[i], at[m] = at[m], at[i]
-			s.recent = append(s.recent, hs.At(at[i].i))
-		}
+	// Keep the few largest: enough to name an incident's culprit.
+	var kept [TopConsumers]int
+	for _, i := range largestHolders(hs, kept[:0]) {
+		s.recent = append(s.recent, hs.At(i))
 	}
 	cut := r.Mono.Seconds() - s.opts.IncidentWindow.Seconds()
 	k := 0
