@@ -268,6 +268,11 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 		return
 	}
 	if p.lastMono > 0 {
+		if p.oldAt(p.lastMono) {
+			// Read from the backlog: the clock need not be read again
+			// for each of the dump's (up to 10,000) tasks.
+			return
+		}
 		if up, err := p.uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
 			return
 		}
@@ -283,6 +288,13 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 	}
 	p.seen[pid] = cg
 	p.attr.remember(pid, cg)
+}
+
+// oldAt tells, without reading a clock, that a record of kernel time mono
+// is older than Recent: the uptime last read from /proc says so already,
+// and uptime never returns less (/proc/uptime only rises).
+func (p *Pipeline) oldAt(mono time.Duration) bool {
+	return !p.upAt.IsZero() && p.up-mono > p.cfg.Recent
 }
 
 // uptimeEvery is how long an uptime read from /proc serves, moved on by
