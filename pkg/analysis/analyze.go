@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -358,16 +359,55 @@ func (hs *reportHolders) rss(i int) int64 {
 // holders lists the report's tasks with known sizes: the task dump, and the
 // killed processes that the dump does not show.
 func holders(r *oom.Report, cg func(int, string) string) []Holder {
+	return appendHolders(nil, r, cg)
+}
+
+// appendHolders appends the report's holders (see holders) to dst.
+func appendHolders(dst []Holder, r *oom.Report, cg func(int, string) string) []Holder {
 	hs := newReportHolders(r, cg)
 	n := hs.Len()
-	if n == 0 {
-		return nil
+	dst = slices.Grow(dst, n)
+	for i := 0; i < n; i++ {
+		dst = append(dst, hs.At(i))
 	}
-	out := make([]Holder, n)
-	for i := range out {
-		out[i] = hs.At(i)
+	return dst
+}
+
+// victimUnit tells the holders summed under the victim's unit from the
+// others: unitKey(h, scope) == key, with each cgroup's key made once.
+type victimUnit struct {
+	key, scope string
+	// pid is the victim's PID when its unit is a task's of unknown
+	// cgroup (isPID).
+	pid   int
+	isPID bool
+	same  map[string]bool // by cgroup
+}
+
+func newVictimUnit(key, scope string) *victimUnit {
+	v := &victimUnit{key: key, scope: scope}
+	if p, ok := strings.CutPrefix(key, "pid:"); ok {
+		if pid, err := strconv.Atoi(p); err == nil {
+			v.pid, v.isPID = pid, true
+		}
 	}
-	return out
+	return v
+}
+
+// has tells whether h is summed under the victim's unit.
+func (v *victimUnit) has(h Holder) bool {
+	if h.Cgroup == "" {
+		return v.isPID && h.PID == v.pid
+	}
+	same, ok := v.same[h.Cgroup]
+	if !ok {
+		if v.same == nil {
+			v.same = map[string]bool{}
+		}
+		same = unitKey(h, v.scope) == v.key
+		v.same[h.Cgroup] = same
+	}
+	return same
 }
 
 // largest sums holders per unit and returns the largest unit.
@@ -459,8 +499,8 @@ func dedupe(hs []Holder) []Holder {
 	if len(hs) == 0 {
 		return nil
 	}
-	at := map[int]int{}
-	var out []Holder
+	at := make(map[int]int, len(hs))
+	out := make([]Holder, 0, len(hs))
 	for _, h := range hs {
 		if i, ok := at[h.PID]; ok {
 			if h.RSSBytes > out[i].RSSBytes {
@@ -491,14 +531,20 @@ func dedupe(hs []Holder) []Holder {
 //     another process, is named instead.
 func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victimKey string) *Culprit {
 	scope := ev.LimitScope
-	var others, inside []Holder
-	for _, h := range dedupe(ctx.Incident) {
+	// The incident may hold a node's dump of 10,000 tasks: its holders,
+	// a copy of ctx.Incident's, are sorted in place, and their units are
+	// told from the victim's without a key per holder.
+	hs := dedupe(ctx.Incident)
+	others := hs[:0]
+	var inside []Holder
+	victim := newVictimUnit(victimKey, scope)
+	for _, h := range hs {
 		if ev.Kind == KindLimit && !within(h.Cgroup, ev.OOMMemcg) {
 			// A limit kill's culprit can only be inside its limit: the
 			// other limit kills of the incident are other stories.
 			continue
 		}
-		if unitKey(h, scope) != victimKey {
+		if !victim.has(h) {
 			others = append(others, h)
 		} else {
 			inside = append(inside, h)

@@ -429,3 +429,23 @@ func TestLargestHoldersAsBefore(t *testing.T) {
 		}
 	}
 }
+
+// TestVictimUnit checks that victimUnit tells holders as their unit keys
+// do, for victims of known and unknown cgroups.
+func TestVictimUnit(t *testing.T) {
+	g := newAwkward(4)
+	cgroups := append([]string{"", "", ""}, g.cgroups[:20]...)
+	rng := rand.New(rand.NewPCG(9, 10))
+	h := func() Holder { return Holder{PID: 1 + rng.IntN(8), Cgroup: cgroups[rng.IntN(len(cgroups))]} }
+	for round := 0; round < 2000; round++ {
+		scope := [...]string{"", ScopePod, ScopeContainer, ScopeOther}[rng.IntN(4)]
+		key := unitKey(h(), scope)
+		v := newVictimUnit(key, scope)
+		for i := 0; i < 20; i++ {
+			x := h()
+			if got, want := v.has(x), unitKey(x, scope) == key; got != want {
+				t.Fatalf("victim %q, scope %q: holder %+v has %v, want %v", key, scope, x, got, want)
+			}
+		}
+	}
+}

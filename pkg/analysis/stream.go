@@ -187,12 +187,12 @@ func (s *Stream) incident(r *oom.Report) []Holder {
 		if o == r || !o.HasMono || o.Mono.Seconds() < at-win || o.Mono.Seconds() > at+win {
 			continue
 		}
-		out = append(out, holders(o, func(pid int, own string) string {
+		out = appendHolders(out, o, func(pid int, own string) string {
 			if own != "" {
 				return own
 			}
 			return s.pids[pid]
-		})...)
+		})
 	}
 	return out
 }
