@@ -271,6 +271,7 @@ func topConsumers(r *oom.Report, cg func(int, string) string) []Process {
 // known.
 func unitKey(h Holder, scope string) string {
 	if h.Cgroup == "" {
+		// One allocation, not fmt.Sprintf's.
 		var b [24]byte
 		return string(strconv.AppendInt(append(b[:0], "pid:"...), int64(h.PID), 10))
 	}
@@ -532,8 +533,8 @@ func dedupe(hs []Holder) []Holder {
 func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victimKey string) *Culprit {
 	scope := ev.LimitScope
 	// The incident may hold a node's dump of 10,000 tasks: its holders,
-	// a copy of ctx.Incident's, are sorted in place, and their units are
-	// told from the victim's without a key per holder.
+	// dedupe's copy of ctx.Incident, are split in place, and their units
+	// are told from the victim's without a key per holder.
 	hs := dedupe(ctx.Incident)
 	others := hs[:0]
 	var inside []Holder
