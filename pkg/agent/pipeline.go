@@ -268,6 +268,11 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 		return
 	}
 	if p.lastMono > 0 {
+		if p.oldAt(p.lastMono) {
+			// Read from the backlog: the clock need not be read again
+			// for each of the dump's (up to 10,000) tasks.
+			return
+		}
 		if up, err := p.uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
 			return
 		}
@@ -283,6 +288,13 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 	}
 	p.seen[pid] = cg
 	p.attr.remember(pid, cg)
+}
+
+// oldAt tells, without reading a clock, that a record of kernel time mono
+// is older than Recent: the uptime last read from /proc says so already,
+// and uptime never returns less (/proc/uptime only rises).
+func (p *Pipeline) oldAt(mono time.Duration) bool {
+	return !p.upAt.IsZero() && p.up-mono > p.cfg.Recent
 }
 
 // uptimeEvery is how long an uptime read from /proc serves, moved on by
@@ -325,24 +337,30 @@ func (p *Pipeline) killSeen(pid int, cgroup string) {
 // proc.FS.CgroupsUnder). One /proc/<pid>/cgroup per task of a 10,000-task
 // dump costs the agent's memory cgroup ~17 MiB of kernel slab.
 func (p *Pipeline) lookup(r *oom.Report, pids []int) map[int]string {
+	fresh := false
+	if r.HasMono {
+		up, err := p.cfg.Proc.Uptime()
+		fresh = err == nil && up-r.Mono <= p.cfg.Recent
+	}
 	out := map[int]string{}
+	// The PIDs left to read from /proc: none for an old report, whose
+	// dump (of up to 10,000 tasks) is not listed again.
 	var rest []int
+	if fresh {
+		rest = make([]int, 0, len(pids))
+	}
 	for _, pid := range pids {
 		if cg, ok := p.attr.lookup(pid); ok {
 			out[pid] = cg
 		} else if cg := p.seen[pid]; cg != "" {
 			out[pid] = cg
-		} else {
+		} else if fresh {
 			rest = append(rest, pid)
 		}
 	}
 	// The tasks looked up while the report was read are forgotten with it.
 	clear(p.seen)
-	if !r.HasMono {
-		return out
-	}
-	up, err := p.cfg.Proc.Uptime()
-	if err != nil || up-r.Mono > p.cfg.Recent {
+	if !fresh {
 		return out
 	}
 	for pid, cg := range p.cfg.Proc.CgroupsUnder(analysis.LimitOf(r), rest) {

@@ -456,3 +456,28 @@ func TestPipelineLookupReadsCgroupProcs(t *testing.T) {
 		})
 	}
 }
+
+// TestTaskSeenLooksUpRecentTasksOnly checks the look-ups made as a dump's
+// rows are read: every large task of a recent report, whatever uptime
+// the last row read; none of an old report's.
+func TestTaskSeenLooksUpRecentTasksOnly(t *testing.T) {
+	cgroups := map[int]string{101: "/system.slice/a.service", 102: "/system.slice/b.service", 103: "/system.slice/c.service"}
+	for _, tc := range []struct {
+		uptime string
+		want   int
+	}{{"5.0", 3}, {"3600.0", 0}} {
+		p := NewPipeline(PipelineConfig{Sink: &fakeSink{}, Proc: fakeProc(t, tc.uptime, cgroups)}, logrus.NewEntry(logrus.New()))
+		p.lastMono = 3 * time.Second
+		for pid := 101; pid <= 103; pid++ {
+			p.taskSeen(pid, lookupMinPages)
+		}
+		if len(p.seen) != tc.want {
+			t.Errorf("uptime %s: looked up %v, want %d tasks", tc.uptime, p.seen, tc.want)
+		}
+		for pid, cg := range p.seen {
+			if cg != cgroups[pid] {
+				t.Errorf("uptime %s: pid %d in %q, want %q", tc.uptime, pid, cg, cgroups[pid])
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -264,23 +265,13 @@ func topConsumers(r *oom.Report, cg func(int, string) string) []Process {
 	return out
 }
 
-// unit is one workload's share of a report's memory.
-type unit struct {
-	key      string
-	rss      int64
-	tasks    int
-	top      Holder
-	workload Workload
-}
-
 // unitKey names the workload a holder's memory is summed under: per
 // container under a pod's limit (the siblings compete), per pod otherwise
 // (the node, a QoS or other parent limit), per task when the cgroup is not
 // known.
 func unitKey(h Holder, scope string) string {
 	if h.Cgroup == "" {
-		// One allocation, not fmt.Sprintf's: a node's report may list
-		// 10,000 such tasks.
+		// One allocation, not fmt.Sprintf's.
 		var b [24]byte
 		return string(strconv.AppendInt(append(b[:0], "pid:"...), int64(h.PID), 10))
 	}
@@ -296,54 +287,135 @@ func unitKey(h Holder, scope string) string {
 	return "cgroup:" + h.Cgroup
 }
 
+// holderList is a list of memory holders, read in place.
+type holderList interface {
+	Len() int
+	At(i int) Holder
+	// pid is At(i).PID.
+	pid(i int) int
+}
+
+// holderSlice is a holderList of holders already made (an incident's).
+type holderSlice []Holder
+
+func (s holderSlice) Len() int        { return len(s) }
+func (s holderSlice) At(i int) Holder { return s[i] }
+func (s holderSlice) pid(i int) int   { return s[i].PID }
+
+// reportHolders are a report's holders (see holders) read in place, not
+// copied: a node's dump may list 10,000 tasks.
+type reportHolders struct {
+	r  *oom.Report
+	cg func(int, string) string
+	// extra are the killed processes, by index, that the dump does not
+	// show and whose sizes are known: the holders after the dump's.
+	extra []int
+}
+
+func newReportHolders(r *oom.Report, cg func(int, string) string) *reportHolders {
+	hs := &reportHolders{r: r, cg: cg}
+	for i := range r.Victims {
+		if v := &r.Victims[i]; v.HasRSS && r.TaskByPID(v.PID) == nil {
+			hs.extra = append(hs.extra, i)
+		}
+	}
+	return hs
+}
+
+func (hs *reportHolders) Len() int { return len(hs.r.Tasks) + len(hs.extra) }
+
+func (hs *reportHolders) At(i int) Holder {
+	r := hs.r
+	if i < len(r.Tasks) {
+		t := &r.Tasks[i]
+		own := ""
+		for k := range r.Victims {
+			if r.Victims[k].PID == t.PID {
+				own = r.Victims[k].Cgroup
+			}
+		}
+		return Holder{PID: t.PID, Comm: t.Comm, RSSBytes: t.RSSBytes, Adj: t.OOMScoreAdj,
+			HasAdj: t.HasAdj, Cgroup: hs.cg(t.PID, own), Seconds: r.Mono.Seconds()}
+	}
+	v := &r.Victims[hs.extra[i-len(r.Tasks)]]
+	return Holder{PID: v.PID, Comm: v.Comm, RSSBytes: v.RSSBytes, Adj: v.OOMScoreAdj,
+		HasAdj: v.HasAdj, Cgroup: hs.cg(v.PID, v.Cgroup), Seconds: v.Mono.Seconds()}
+}
+
+func (hs *reportHolders) pid(i int) int {
+	if i < len(hs.r.Tasks) {
+		return hs.r.Tasks[i].PID
+	}
+	return hs.r.Victims[hs.extra[i-len(hs.r.Tasks)]].PID
+}
+
+// rss returns the size of holder i, as At(i).RSSBytes without its cgroup.
+func (hs *reportHolders) rss(i int) int64 {
+	if i < len(hs.r.Tasks) {
+		return hs.r.Tasks[i].RSSBytes
+	}
+	return hs.r.Victims[hs.extra[i-len(hs.r.Tasks)]].RSSBytes
+}
+
 // holders lists the report's tasks with known sizes: the task dump, and the
 // killed processes that the dump does not show.
 func holders(r *oom.Report, cg func(int, string) string) []Holder {
-	// Sized once: a node's dump may list 10,000 tasks.
-	var out []Holder
-	if n := len(r.Tasks) + len(r.Victims); n > 0 {
-		out = make([]Holder, 0, n)
+	return appendHolders(nil, r, cg)
+}
+
+// appendHolders appends the report's holders (see holders) to dst.
+func appendHolders(dst []Holder, r *oom.Report, cg func(int, string) string) []Holder {
+	hs := newReportHolders(r, cg)
+	n := hs.Len()
+	dst = slices.Grow(dst, n)
+	for i := 0; i < n; i++ {
+		dst = append(dst, hs.At(i))
 	}
-	seen := make(map[int]bool, len(r.Tasks))
-	for _, t := range r.Tasks {
-		own := ""
-		for _, v := range r.Victims {
-			if v.PID == t.PID {
-				own = v.Cgroup
-			}
+	return dst
+}
+
+// victimUnit tells the holders summed under the victim's unit from the
+// others: unitKey(h, scope) == key, with each cgroup's key made once.
+type victimUnit struct {
+	key, scope string
+	// pid is the victim's PID when its unit is a task's of unknown
+	// cgroup (isPID).
+	pid   int
+	isPID bool
+	same  map[string]bool // by cgroup
+}
+
+func newVictimUnit(key, scope string) *victimUnit {
+	v := &victimUnit{key: key, scope: scope}
+	if p, ok := strings.CutPrefix(key, "pid:"); ok {
+		if pid, err := strconv.Atoi(p); err == nil {
+			v.pid, v.isPID = pid, true
 		}
-		out = append(out, Holder{PID: t.PID, Comm: t.Comm, RSSBytes: t.RSSBytes, Adj: t.OOMScoreAdj,
-			HasAdj: t.HasAdj, Cgroup: cg(t.PID, own), Seconds: r.Mono.Seconds()})
-		seen[t.PID] = true
 	}
-	for _, v := range r.Victims {
-		if seen[v.PID] || !v.HasRSS {
-			continue
+	return v
+}
+
+// has tells whether h is summed under the victim's unit.
+func (v *victimUnit) has(h Holder) bool {
+	if h.Cgroup == "" {
+		return v.isPID && h.PID == v.pid
+	}
+	same, ok := v.same[h.Cgroup]
+	if !ok {
+		if v.same == nil {
+			v.same = map[string]bool{}
 		}
-		out = append(out, Holder{PID: v.PID, Comm: v.Comm, RSSBytes: v.RSSBytes, Adj: v.OOMScoreAdj,
-			HasAdj: v.HasAdj, Cgroup: cg(v.PID, v.Cgroup), Seconds: v.Mono.Seconds()})
+		same = unitKey(h, v.scope) == v.key
+		v.same[h.Cgroup] = same
 	}
-	return out
+	return same
 }
 
 // largest sums holders per unit and returns the largest unit.
 func largest(hs []Holder, scope string) (unit, bool) {
-	return largestOf(sum(hs, scope))
-}
-
-// largestOf returns the largest of units summed by sum, the first seen
-// among equals.
-func largestOf(units map[string]*unit, order []string) (unit, bool) {
-	var best *unit
-	for _, k := range order {
-		if u := units[k]; best == nil || u.rss > best.rss {
-			best = u
-		}
-	}
-	if best == nil {
-		return unit{}, false
-	}
-	return *best, true
+	us := sum(holderSlice(hs), scope)
+	best := us.largest()
+	return us.unit(holderSlice(hs), best), best != none
 }
 
 // judge finds the culprit, decides collateral and writes the reason.
@@ -354,12 +426,11 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 	victimHolder := Holder{PID: victim.PID, Cgroup: victim.Cgroup}
 	victimKey := unitKey(victimHolder, scope)
 
-	hs := holders(r, cg)
 	source := SourceVictims
 	if len(r.Tasks) > 0 {
 		source = SourceTaskDump
 	}
-	best, ok, byRequest := culpritUnit(hs, scope, victimKey, ctx.Requests)
+	best, ok, byRequest := culpritOf(newReportHolders(r, cg), scope, victimKey, ctx.Requests)
 	var culprit *Culprit
 	if ok {
 		rss := best.rss
@@ -429,8 +500,8 @@ func dedupe(hs []Holder) []Holder {
 	if len(hs) == 0 {
 		return nil
 	}
-	at := map[int]int{}
-	var out []Holder
+	at := make(map[int]int, len(hs))
+	out := make([]Holder, 0, len(hs))
 	for _, h := range hs {
 		if i, ok := at[h.PID]; ok {
 			if h.RSSBytes > out[i].RSSBytes {
@@ -461,14 +532,20 @@ func dedupe(hs []Holder) []Holder {
 //     another process, is named instead.
 func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victimKey string) *Culprit {
 	scope := ev.LimitScope
-	var others, inside []Holder
-	for _, h := range dedupe(ctx.Incident) {
+	// The incident may hold a node's dump of 10,000 tasks: its holders,
+	// dedupe's copy of ctx.Incident, are split in place, and their units
+	// are told from the victim's without a key per holder.
+	hs := dedupe(ctx.Incident)
+	others := hs[:0]
+	var inside []Holder
+	victim := newVictimUnit(victimKey, scope)
+	for _, h := range hs {
 		if ev.Kind == KindLimit && !within(h.Cgroup, ev.OOMMemcg) {
 			// A limit kill's culprit can only be inside its limit: the
 			// other limit kills of the incident are other stories.
 			continue
 		}
-		if unitKey(h, scope) != victimKey {
+		if !victim.has(h) {
 			others = append(others, h)
 		} else {
 			inside = append(inside, h)

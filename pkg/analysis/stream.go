@@ -114,7 +114,8 @@ func (s *Stream) learn(r *oom.Report) {
 	if s.opts.Cgroups == nil {
 		return
 	}
-	var ask []int
+	// Sized once: a node's dump may list 10,000 tasks.
+	ask := make([]int, 0, len(r.Victims)+1+len(r.Tasks))
 	add := func(pid int) {
 		if _, ok := s.pids[pid]; !ok && pid > 0 {
 			ask = append(ask, pid)
@@ -152,7 +153,14 @@ func (s *Stream) release(all bool) {
 		n++
 	}
 	for _, r := range s.held[:n] {
-		s.emit(Analyze(r, Context{Cgroups: s.pids, BootTime: s.opts.BootTime, Incident: s.incident(r),
+		var incident []Holder
+		if len(r.Tasks) == 0 {
+			// Only a report without a task dump is judged by its
+			// incident's holders (judgeWithoutDump), and a held report's
+			// may be a dump of 10,000 tasks.
+			incident = s.incident(r)
+		}
+		s.emit(Analyze(r, Context{Cgroups: s.pids, BootTime: s.opts.BootTime, Incident: incident,
 			Requests: s.opts.Requests, Limits: s.incidentLimits(r)}))
 	}
 	for _, r := range s.held[:n] {
@@ -179,12 +187,12 @@ func (s *Stream) incident(r *oom.Report) []Holder {
 		if o == r || !o.HasMono || o.Mono.Seconds() < at-win || o.Mono.Seconds() > at+win {
 			continue
 		}
-		out = append(out, holders(o, func(pid int, own string) string {
+		out = appendHolders(out, o, func(pid int, own string) string {
 			if own != "" {
 				return own
 			}
 			return s.pids[pid]
-		})...)
+		})
 	}
 	return out
 }
@@ -224,6 +232,68 @@ func (s *Stream) incidentLimits(r *oom.Report) []string {
 	return out
 }
 
+// largestHolders appends to dst the places of the TopConsumers largest of
+// hs, in the order (among equals too) that a selection sort with swaps
+// puts them first, as remember picked them when it copied the holders.
+// It reads their sizes alone: a node's dump may list 10,000 tasks.
+//
+// Only the holders at least as large as the TopConsumers-th largest can
+// be picked (candidates); the swaps move the others, never picked, and
+// the candidates, whose places are followed.
+func largestHolders(hs *reportHolders, dst []int) []int {
+	n := hs.Len()
+	k := min(n, TopConsumers)
+	if k == 0 {
+		return dst
+	}
+	// The k largest sizes, largest first: the last is the threshold.
+	var top [TopConsumers]int64
+	for i := 0; i < n; i++ {
+		rss := hs.rss(i)
+		j := min(i, k)
+		if j == k && rss <= top[k-1] {
+			continue
+		}
+		for j > 0 && top[j-1] < rss {
+			if j < k {
+				top[j] = top[j-1]
+			}
+			j--
+		}
+		top[j] = rss
+	}
+	type candidate struct {
+		rss int64
+		at  int // its place as the sort goes
+		i   int // its place in hs
+	}
+	var buf [64]candidate
+	cands := buf[:0]
+	for i := 0; i < n; i++ {
+		if rss := hs.rss(i); rss >= top[k-1] {
+			cands = append(cands, candidate{rss: rss, at: i, i: i})
+		}
+	}
+	for r := 0; r < k; r++ {
+		// The largest at place r or after, the first placed among equals.
+		m := -1
+		for c := range cands {
+			if cd := &cands[c]; cd.at >= r && (m < 0 || cd.rss > cands[m].rss || cd.rss == cands[m].rss && cd.at < cands[m].at) {
+				m = c
+			}
+		}
+		// The swap: what stood at place r goes where the pick stood.
+		for c := range cands {
+			if cands[c].at == r {
+				cands[c].at = cands[m].at
+			}
+		}
+		cands[m].at = r
+		dst = append(dst, cands[m].i)
+	}
+	return dst
+}
+
 // remember keeps the largest holders of a judged report for later incidents.
 func (s *Stream) remember(r *oom.Report) {
 	if !r.HasMono {
@@ -239,22 +309,16 @@ func (s *Stream) remember(r *oom.Report) {
 			s.limits = s.limits[len(s.limits)-maxLimits:]
 		}
 	}
-	hs := holders(r, func(pid int, own string) string {
+	hs := newReportHolders(r, func(pid int, own string) string {
 		if own != "" {
 			return own
 		}
 		return s.pids[pid]
 	})
 	// Keep the few largest: enough to name an incident's culprit.
-	for i := 0; i < len(hs) && i < TopConsumers; i++ {
-		m := i
-		for j := i + 1; j < len(hs); j++ {
-			if hs[j].RSSBytes > hs[m].RSSBytes {
-				m = j
-			}
-		}
-		hs[i], hs[m] = hs[m], hs[i]
-		s.recent = append(s.recent, hs[i])
+	var kept [TopConsumers]int
+	for _, i := range largestHolders(hs, kept[:0]) {
+		s.recent = append(s.recent, hs.At(i))
 	}
 	cut := r.Mono.Seconds() - s.opts.IncidentWindow.Seconds()
 	k := 0
