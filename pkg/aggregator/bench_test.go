@@ -17,8 +17,19 @@ import (
 // loopback into a real store, each agent keeping up to 256 events
 // unacknowledged as the agent's sender does. OOMWATCH_BENCH_STREAMS sets
 // the number of agents (default 64), OOMWATCH_BENCH_BATCH the commit size
-// (default Config's). It reports acknowledged events/s.
+// (default Config's). It reports acknowledged events/s, with one response
+// per event (agents of earlier releases) and with batch acks.
 func BenchmarkIngest(b *testing.B) {
+	for _, batch := range []bool{false, true} {
+		name := "acks=one"
+		if batch {
+			name = "acks=batch"
+		}
+		b.Run(name, func(b *testing.B) { benchIngest(b, batch) })
+	}
+}
+
+func benchIngest(b *testing.B, batchAcks bool) {
 	streams := 64
 	if v := os.Getenv("OOMWATCH_BENCH_STREAMS"); v != "" {
 		var err error
@@ -43,7 +54,7 @@ func BenchmarkIngest(b *testing.B) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- benchAgent(ctx, clients[s%len(clients)], fmt.Sprintf("node-%d", s), per)
+			errs <- benchAgent(ctx, clients[s%len(clients)], fmt.Sprintf("node-%d", s), per, batchAcks)
 		}()
 	}
 	wg.Wait()
@@ -67,23 +78,28 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 // benchAgent sends n events as node with a window of 256.
-func benchAgent(ctx context.Context, c pb.IngestServiceClient, node string, n int) error {
+func benchAgent(ctx context.Context, c pb.IngestServiceClient, node string, n int, batchAcks bool) error {
 	st, err := c.Stream(ctx)
 	if err != nil {
 		return err
 	}
-	if err := st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Hello{Hello: &pb.Hello{Node: node, BootId: boot}}}); err != nil {
+	if err := st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Hello{Hello: &pb.Hello{Node: node, BootId: boot, BatchAcks: batchAcks}}}); err != nil {
 		return err
 	}
 	window := make(chan struct{}, 256)
 	recvErr := make(chan error, 1)
 	go func() {
-		for range n {
-			if _, err := st.Recv(); err != nil {
+		for acked := 0; acked < n; {
+			r, err := st.Recv()
+			if err != nil {
 				recvErr <- err
 				return
 			}
-			<-window
+			k := max(1, len(r.GetAcks()))
+			for range k {
+				<-window
+			}
+			acked += k
 		}
 		recvErr <- nil
 	}()
