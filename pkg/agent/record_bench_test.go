@@ -35,21 +35,8 @@ var ordinaryLines = []string{
 // the pipeline's bookkeeping. It is the part of the live path that
 // oomwatch owns (bench/ measures the whole path against cAdvisor's).
 func BenchmarkRunReaderOrdinary(b *testing.B) {
-	boot := time.Now().Add(-time.Hour).Truncate(time.Second)
-	parser := &itemParser{boot: boot, closed: make(chan struct{})}
-	src := devkmsg.New(logrus.NewEntry(logrus.New()), devkmsg.Options{
-		After:     -1,
-		BootTime:  boot,
-		NewParser: func() (kmsgparser.Parser, error) { return parser, nil },
-		Oldest:    func() (int64, int64, error) { return 0, 0, nil },
-		Newest:    func() (int64, error) { return -1, nil },
-	})
+	boot, r := benchReader(b)
 	ctx := context.Background()
-	r, err := src.Open(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
 	var n int64
 	p := NewPipeline(PipelineConfig{Node: "node-a", BootID: "boot-1", Sink: &fakeSink{}, Check: &fakeCheck{},
 		Proc: fakeProc(b, "5.0", nil), Records: func(k int) { n += int64(k) }}, logrus.NewEntry(logrus.New()))
@@ -76,6 +63,26 @@ func BenchmarkRunReaderOrdinary(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchReader returns a devkmsg.Reader over no kernel log, open until the
+// benchmark ends, and its boot time: records are handed to its Take.
+func benchReader(b *testing.B) (time.Time, *devkmsg.Reader) {
+	boot := time.Now().Add(-time.Hour).Truncate(time.Second)
+	parser := &itemParser{boot: boot, closed: make(chan struct{})}
+	src := devkmsg.New(logrus.NewEntry(logrus.New()), devkmsg.Options{
+		After:     -1,
+		BootTime:  boot,
+		NewParser: func() (kmsgparser.Parser, error) { return parser, nil },
+		Oldest:    func() (int64, int64, error) { return 0, 0, nil },
+		Newest:    func() (int64, error) { return -1, nil },
+	})
+	r, err := src.Open(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	return boot, r
 }
 
 // nodeReportMessages returns a 6.1 node-level OOM report whose task dump
@@ -132,21 +139,8 @@ func nodeReportMessages(tasks int) []kmsgparser.Message {
 // is the pipeline's own, kmsgparser's not included.
 func BenchmarkRunReaderNodeReport10k(b *testing.B) {
 	msgs := nodeReportMessages(10000)
-	boot := time.Now().Add(-time.Hour).Truncate(time.Second)
-	parser := &itemParser{boot: boot, closed: make(chan struct{})}
-	src := devkmsg.New(logrus.NewEntry(logrus.New()), devkmsg.Options{
-		After:     -1,
-		BootTime:  boot,
-		NewParser: func() (kmsgparser.Parser, error) { return parser, nil },
-		Oldest:    func() (int64, int64, error) { return 0, 0, nil },
-		Newest:    func() (int64, error) { return -1, nil },
-	})
+	boot, r := benchReader(b)
 	ctx := context.Background()
-	r, err := src.Open(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
 	logger := logrus.New()
 	logger.SetOutput(io.Discard)
 	sink := &firstSink{}
