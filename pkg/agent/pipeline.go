@@ -186,7 +186,13 @@ type readAt struct {
 	at  time.Time
 }
 
-// readTime returns when the record seq was read, or now.
+// taskRow tells a row of a report's task dump (and its header), which
+// the kernel prints as "[  pid  ] ..." and "[ 1234] ...": no record that
+// ends a report (a kill, the summary, the reaper) starts with '['.
+func taskRow(msg []byte) bool { return len(msg) > 0 && msg[0] == '[' }
+
+// readTime returns when the record seq was read, or now (a report that
+// ended inside its task dump, closed by the quiet: about when it did).
 func (p *Pipeline) readTime(seq int64) time.Time {
 	for i := 0; i < len(p.reads) && i < p.nreads; i++ {
 		if r := p.reads[(p.nreads-1-i)%len(p.reads)]; r.seq == seq {
@@ -404,10 +410,11 @@ func (p *Pipeline) handleRecord(rec *kernlog.Record) {
 	}
 	open := p.asm.Open()
 	p.asm.Feed(rec)
-	if open || p.asm.Open() {
+	if (open || p.asm.Open()) && !taskRow(rec.Message) {
 		// Only a report's records need their read time (its kill's log
-		// line says when its last record came in): the clock is not read
-		// for every record.
+		// line says when its last record came in), and of those not the
+		// task dump's rows, which never end a report: the clock is not
+		// read for each of a large dump's 10,000 rows.
 		p.reads[p.nreads%len(p.reads)] = readAt{seq: rec.Seq, at: time.Now()}
 		p.nreads++
 	}
