@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -226,20 +225,7 @@ func TestJudgeAwkwardReports(t *testing.T) {
 			s.Flush()
 		}
 	}
-	golden := filepath.Join("testdata", "judge-awkward.golden.jsonl")
-	if *update {
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := buf.String(); got != string(want) {
-		t.Fatalf("events differ from %s:\n%s", golden, firstDiff(got, string(want)))
-	}
+	checkGolden(t, filepath.Join("testdata", "judge-awkward.golden.jsonl"), buf.Bytes())
 }
 
 // BenchmarkJudgeNodeReport10k judges one node-level report of 10,000
