@@ -273,15 +273,8 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 	if _, ok := p.seen[pid]; ok || len(p.seen) >= lookupMax {
 		return
 	}
-	if p.lastMono > 0 {
-		if p.oldAt(p.lastMono) {
-			// Read from the backlog: the clock need not be read again
-			// for each of the dump's (up to 10,000) tasks.
-			return
-		}
-		if up, err := p.uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
-			return
-		}
+	if p.lastMono > 0 && !p.recent(p.lastMono) {
+		return
 	}
 	if rssPages < 0 {
 		// The trigger: a report starts. A storm's later victims still
@@ -296,11 +289,17 @@ func (p *Pipeline) taskSeen(pid int, rssPages int64) {
 	p.attr.remember(pid, cg)
 }
 
-// oldAt tells, without reading a clock, that a record of kernel time mono
-// is older than Recent: the uptime last read from /proc says so already,
-// and uptime never returns less (/proc/uptime only rises).
-func (p *Pipeline) oldAt(mono time.Duration) bool {
-	return !p.upAt.IsZero() && p.up-mono > p.cfg.Recent
+// recent tells whether a record of kernel time mono is at most Recent
+// old, so that the PIDs it names still name the same processes. A record
+// the uptime last read from /proc shows old already is old without a
+// clock read (uptime never returns less: /proc/uptime only rises): a
+// backlog's dump asks for each of its (up to 10,000) tasks.
+func (p *Pipeline) recent(mono time.Duration) bool {
+	if !p.upAt.IsZero() && p.up-mono > p.cfg.Recent {
+		return false
+	}
+	up, err := p.uptime()
+	return err == nil && up-mono <= p.cfg.Recent
 }
 
 // uptimeEvery is how long an uptime read from /proc serves, moved on by
@@ -328,10 +327,8 @@ func (p *Pipeline) uptime() (time.Duration, error) {
 // kernel log read at start holds kills whose PIDs may name other processes
 // by now.
 func (p *Pipeline) killSeen(pid int, cgroup string) {
-	if cgroup == "" && p.lastMono > 0 {
-		if up, err := p.uptime(); err != nil || up-p.lastMono > p.cfg.Recent {
-			return
-		}
+	if cgroup == "" && p.lastMono > 0 && !p.recent(p.lastMono) {
+		return
 	}
 	p.attr.killSeen(pid, cgroup)
 }
