@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -90,27 +91,12 @@ var requestEvent = (&pb.StreamRequest{}).ProtoReflect().Descriptor().Fields().By
 func eventWire(b []byte) []byte {
 	var ev []byte
 	n := 0
-	for len(b) > 0 {
-		num, typ, k := protowire.ConsumeTag(b)
-		if k < 0 {
-			return nil
-		}
-		b = b[k:]
+	ok := wire.Fields(b, func(num protowire.Number, typ protowire.Type, v []byte) {
 		if num == requestEvent && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return nil
-			}
-			ev, n, b = v, n+1, b[m:]
-			continue
+			ev, n = v, n+1
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return nil
-		}
-		b = b[m:]
-	}
-	if n != 1 {
+	})
+	if !ok || n != 1 {
 		return nil
 	}
 	return ev

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/oomwatch/oomwatch/pkg/wire"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
@@ -23,22 +24,11 @@ func eventField(name protoreflect.Name) protowire.Number {
 // received field at its top level, or cannot be walked (then it is
 // encoded anew, as if it held them).
 func hasIDOrReceived(b []byte) bool {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return true
-		}
-		if num == fieldID || num == fieldReceived {
-			return true
-		}
-		b = b[n:]
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return true
-		}
-		b = b[m:]
-	}
-	return false
+	has := false
+	ok := wire.Fields(b, func(num protowire.Number, _ protowire.Type, _ []byte) {
+		has = has || num == fieldID || num == fieldReceived
+	})
+	return !ok || has
 }
 
 // appendIDReceived appends to dst the Event encoding wire followed by its
