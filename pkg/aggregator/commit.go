@@ -37,6 +37,17 @@ type ackKey struct {
 // (about 60 bytes each).
 const maxAcksPerResponse = 256
 
+// committed tells, without waiting, whether the ticket's event is
+// committed without error.
+func (t *ticket) committed() bool {
+	select {
+	case <-t.done:
+		return t.err == nil
+	default:
+		return false
+	}
+}
+
 // ack is the acknowledgement of a committed ticket.
 func (t *ticket) ack() *pb.Ack {
 	return &pb.Ack{BootId: t.key.bootID, EventType: eventid.TypeToPB(t.key.typ), Seq: t.key.seq, Duplicate: t.res.Duplicate}

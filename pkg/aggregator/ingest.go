@@ -140,13 +140,9 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 					break gather
 				}
 				taken++
-				select {
-				case <-next.done:
-				default:
-					held = next
-					break gather
-				}
-				if next.err != nil {
+				if !next.committed() {
+					// Not yet, or failed: acknowledged (or its error
+					// returned) on its own, next.
 					held = next
 					break gather
 				}
