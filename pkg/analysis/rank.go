@@ -29,12 +29,6 @@ func request(u *unit, reqs Requests) (int64, bool) {
 	return 0, false
 }
 
-// culpritUnit picks the culprit among the memory holders hs, summed per
-// unit, and tells whether requests chose it (see culpritOf).
-func culpritUnit(hs []Holder, scope, victimKey string, reqs Requests) (unit, bool, bool) {
-	return culpritOf(holderSlice(hs), scope, victimKey, reqs)
-}
-
 // culpritOf picks the culprit among a report's memory holders, summed per
 // unit, and tells whether requests chose it. The culprit is the unit that
 // held the most, with one exception that follows kubelet, which evicts

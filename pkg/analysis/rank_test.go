@@ -5,6 +5,12 @@ import "testing"
 // fakeRequests answers MemoryRequest from a map keyed by "uid/container".
 type fakeRequests map[string]int64
 
+
+// culpritUnit is culpritOf of holders already made, as the tests give them.
+func culpritUnit(hs []Holder, scope, victimKey string, reqs Requests) (unit, bool, bool) {
+	return culpritOf(holderSlice(hs), scope, victimKey, reqs)
+}
+
 func (f fakeRequests) MemoryRequest(uid, ctr string) (int64, bool) {
 	n, ok := f[uid+"/"+ctr]
 	return n, ok
