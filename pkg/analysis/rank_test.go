@@ -5,7 +5,6 @@ import "testing"
 // fakeRequests answers MemoryRequest from a map keyed by "uid/container".
 type fakeRequests map[string]int64
 
-
 // culpritUnit is culpritOf of holders already made, as the tests give them.
 func culpritUnit(hs []Holder, scope, victimKey string, reqs Requests) (unit, bool, bool) {
 	return culpritOf(holderSlice(hs), scope, victimKey, reqs)
