@@ -17,6 +17,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/analysis"
 	"github.com/oomwatch/oomwatch/pkg/devkmsg"
 	"github.com/oomwatch/oomwatch/pkg/kernlog"
+	"github.com/oomwatch/oomwatch/pkg/kernlog/kernlogtest"
 	"github.com/oomwatch/oomwatch/pkg/oom"
 	"github.com/oomwatch/oomwatch/pkg/proc"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
@@ -486,26 +487,14 @@ func TestTaskSeenLooksUpRecentTasksOnly(t *testing.T) {
 // kept only for records that are not task dump rows (taskRow), so no
 // report of the fixture kernel logs may end on one.
 func TestReportsEndOnNoTaskRow(t *testing.T) {
-	var paths []string
-	for _, pat := range []string{"../analysis/testdata/*.txt", "../analysis/testdata/*.kmsg", "../kernlog/testdata/*.records"} {
-		m, err := filepath.Glob(pat)
-		if err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, m...)
-	}
+	logs := kernlogtest.Records(t)
 	reports, rows := 0, 0
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for name, recs := range logs {
 		msgs := map[int64]string{}
 		var ends []int64
 		a := oom.NewAssembler(oom.Options{}, func(r *oom.Report) { ends = append(ends, r.EndSeq) })
-		rd := kernlog.NewReader(f)
-		for rd.Next() {
-			r := rd.Record()
+		for i := range recs {
+			r := &recs[i]
 			msgs[r.Seq] = string(r.Message)
 			if taskRow(r.Message) {
 				rows++
@@ -513,19 +502,14 @@ func TestReportsEndOnNoTaskRow(t *testing.T) {
 			a.Feed(r)
 		}
 		a.Flush()
-		err = rd.Err()
-		f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
 		for _, seq := range ends {
 			reports++
 			if m := msgs[seq]; taskRow([]byte(m)) {
-				t.Errorf("%s: a report ends on task row %d %q", filepath.Base(p), seq, m)
+				t.Errorf("%s: a report ends on task row %d %q", name, seq, m)
 			}
 		}
 	}
 	if reports < 10 || rows < 40 {
-		t.Fatalf("%d reports and %d task rows in %d logs: the fixtures are not read", reports, rows, len(paths))
+		t.Fatalf("%d reports and %d task rows in %d logs: the fixtures are not read", reports, rows, len(logs))
 	}
 }

@@ -2,49 +2,12 @@ package oom
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/oomwatch/oomwatch/pkg/kernlog"
+	"github.com/oomwatch/oomwatch/pkg/kernlog/kernlogtest"
 )
-
-// fixtureRecords reads every record of the kernel logs the project keeps as
-// fixtures (the analysis package's golden logs, and a whole boot's records).
-func fixtureRecords(t *testing.T) map[string][]kernlog.Record {
-	t.Helper()
-	var paths []string
-	for _, pat := range []string{"../analysis/testdata/*.txt", "../analysis/testdata/*.kmsg", "../kernlog/testdata/*.records"} {
-		m, err := filepath.Glob(pat)
-		if err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, m...)
-	}
-	if len(paths) < 10 {
-		t.Fatalf("only %d fixture logs found", len(paths))
-	}
-	out := map[string][]kernlog.Record{}
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd := kernlog.NewReader(f)
-		for rd.Next() {
-			r := *rd.Record()
-			r.Message = append([]byte(nil), r.Message...)
-			out[filepath.Base(p)] = append(out[filepath.Base(p)], r)
-		}
-		err = rd.Err()
-		f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-	}
-	return out
-}
 
 // TestSkipKeepsEveryReportStart checks that Skip, the live reader's test of
 // an ordinary record, never skips a line that starts a report: the first
@@ -70,7 +33,7 @@ func TestSkipKeepsEveryReportStart(t *testing.T) {
 		}
 	}
 	firsts := 0
-	for name, recs := range fixtureRecords(t) {
+	for name, recs := range kernlogtest.Records(t) {
 		for i := range recs {
 			check(name, &recs[i])
 		}
@@ -112,7 +75,7 @@ func TestSkipKeepsEveryReportStart(t *testing.T) {
 // the same counts come out.
 func TestSkipThenFeedIsFeed(t *testing.T) {
 	reports := 0
-	for name, recs := range fixtureRecords(t) {
+	for name, recs := range kernlogtest.Records(t) {
 		t.Run(name, func(t *testing.T) {
 			var fed, skipped []*Report
 			a := NewAssembler(Options{}, func(r *Report) { fed = append(fed, r) })
