@@ -123,29 +123,27 @@ func (s *Store) put(ctx context.Context, recs []*store.Record, announced bool) (
 // (conflicted). Not copied, an INSERT that skips stored IDs does it.
 func putTx(ctx context.Context, tx pgx.Tx, rows []store.Row, order []int, w writerSeq, copied bool) ([]store.PutResult, error) {
 	out := make([]store.PutResult, len(rows))
+	// stored[i] is the row ID of row i when it is the first copy of its
+	// ID, and new (row IDs start at 1); 0 for the others.
 	stored := make([]int64, len(rows))
-	// first says whether row i is the first copy of its ID that is new.
-	var first func(i int) bool
 	if copied {
 		fresh, err := copyEvents(ctx, tx, rows, order, w)
 		if err != nil {
 			return nil, err
 		}
-		first = func(i int) bool {
-			id, ok := fresh[i]
+		for i, id := range fresh {
 			stored[i] = id
-			return ok
 		}
 	} else {
 		inserted, err := insertEvents(ctx, tx, rows, order, w)
 		if err != nil {
 			return nil, err
 		}
-		first = func(i int) bool {
-			id, ok := inserted[rows[i].ID]
-			delete(inserted, rows[i].ID)
-			stored[i] = id
-			return ok
+		for _, i := range order {
+			if id, ok := inserted[rows[i].ID]; ok {
+				delete(inserted, rows[i].ID)
+				stored[i] = id
+			}
 		}
 	}
 	// The later copies of an ID inserted by this batch, and those stored
@@ -153,7 +151,7 @@ func putTx(ctx context.Context, tx pgx.Tx, rows []store.Row, order []int, w writ
 	// order per ID, so that the highest revision wins.
 	var updates []int
 	for _, i := range order {
-		if first(i) {
+		if stored[i] != 0 {
 			out[i] = store.PutResult{Stored: true}
 			continue
 		}
