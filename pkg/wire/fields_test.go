@@ -18,7 +18,9 @@ func TestFields(t *testing.T) {
 		value string
 	}
 	var got []field
-	if !Fields(b, func(num protowire.Number, typ protowire.Type, v []byte) { got = append(got, field{num, typ, string(v)}) }) {
+	if !Fields(b, func(num protowire.Number, typ protowire.Type, v []byte) {
+		got = append(got, field{num, typ, string(v)})
+	}) {
 		t.Fatal("a well-formed encoding read as malformed")
 	}
 	want := []field{{1, protowire.BytesType, "node-a"}, {4, protowire.VarintType, string(protowire.AppendVarint(nil, 300))}}
