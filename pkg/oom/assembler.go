@@ -554,10 +554,11 @@ func (a *Assembler) settle(r *Report) {
 }
 
 // nearestPageSize rounds a measured bytes-per-page ratio to the page sizes
-// Linux uses (4, 16 or 64 KiB).
+// Linux uses: 4 KiB, 8 KiB (sparc64, alpha), 16 KiB (arm64, loongarch,
+// mips), 32 KiB (mips) or 64 KiB (arm64, ppc64).
 func nearestPageSize(ratio int64) int64 {
 	best := int64(4096)
-	for _, ps := range []int64{4096, 16384, 65536} {
+	for _, ps := range []int64{4096, 8192, 16384, 32768, 65536} {
 		if abs(ratio-ps) < abs(ratio-best) {
 			best = ps
 		}

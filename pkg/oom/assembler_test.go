@@ -84,16 +84,25 @@ func TestNodeReport(t *testing.T) {
 }
 
 func TestPageSizeFromVictim(t *testing.T) {
-	// A 64 KiB-page kernel: the victim's 10888 kB are 170 pages.
-	lines := nodeReport(1, 1, 3, 1002)
-	for i, l := range lines {
-		if strings.Contains(l, "[   1002]") {
-			lines[i] = strings.Replace(l, "    2722 ", "     170 ", 1)
+	// The victim's kill line says 10888 kB; its dump row says as many pages
+	// of the kernel's size: 8 KiB on sparc64, 16 or 64 KiB on arm64.
+	for _, tc := range []struct {
+		pages string
+		want  int64
+	}{{"    2722 ", 4096}, {"    1361 ", 8192}, {"     680 ", 16384}, {"     340 ", 32768}, {"     170 ", 65536}} {
+		lines := nodeReport(1, 1, 3, 1002)
+		for i, l := range lines {
+			if strings.Contains(l, "[   1002]") {
+				lines[i] = strings.Replace(l, "    2722 ", tc.pages, 1)
+			}
 		}
-	}
-	reps, _ := feed(t, Options{}, lines...)
-	if got := reps[0].PageSize; got != 65536 {
-		t.Fatalf("page size = %d, want 65536", got)
+		reps, _ := feed(t, Options{}, lines...)
+		if got := reps[0].PageSize; got != tc.want {
+			t.Errorf("%s pages: page size = %d, want %d", strings.TrimSpace(tc.pages), got, tc.want)
+		}
+		if got := reps[0].TaskByPID(1002).RSSBytes; got/1024 < 10800 || got/1024 > 10900 {
+			t.Errorf("%s pages: victim's dump row = %d kB, want ~10888", strings.TrimSpace(tc.pages), got/1024)
+		}
 	}
 }
 

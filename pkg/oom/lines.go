@@ -441,18 +441,26 @@ func parseProcRef(s string) (pid int, comm, rest string, ok bool) {
 
 // parseKilled reads "[Memory cgroup out of memory|Out of memory]: Killed
 // process N (x) total-vm:NkB, anon-rss:NkB, file-rss:NkB[, shmem-rss:NkB]
-// [, UID:N pgtables:NkB oom_score_adj:N]".
+// [, UID:N pgtables:NkB oom_score_adj:N]", and the forms of Red Hat's
+// kernels: "Killed process N, UID U, (x) total-vm:..." (2.6.32) and
+// "Killed process N (x), UID U, total-vm:..." (3.10).
 func parseKilled(msg string) (Victim, bool) {
 	var v Victim
 	i := strings.Index(msg, string(bKilledProc))
 	if i > 0 {
 		v.Message = strings.TrimSuffix(strings.TrimSpace(msg[:i]), ":")
 	}
-	pid, comm, rest, ok := parseProcRef(msg[i+len(bKilledProc):])
+	ref := msg[i+len(bKilledProc):]
+	uid, hasUID := 0, false
+	if s, u, ok := cutUIDBeforeComm(ref); ok {
+		ref, uid, hasUID = s, u, true
+	}
+	pid, comm, rest, ok := parseProcRef(ref)
 	if !ok {
 		return v, false
 	}
 	v.PID, v.Comm = pid, comm
+	v.UID, v.HasUID = uid, hasUID
 	v.TotalVMKB, _ = kbAfter(rest, "total-vm:")
 	v.AnonKB, _ = kbAfter(rest, "anon-rss:")
 	v.FileKB, _ = kbAfter(rest, "file-rss:")
@@ -463,11 +471,33 @@ func parseKilled(msg string) (Victim, bool) {
 	}
 	if uid, ok := intAfter(rest, "UID:"); ok {
 		v.UID, v.HasUID = uid, true
+	} else if uid, ok := intAfter(rest, ", UID "); ok {
+		v.UID, v.HasUID = uid, true
 	}
 	if adj, ok := intAfter(rest, "oom_score_adj:"); ok {
 		v.OOMScoreAdj, v.HasAdj = adj, true
 	}
 	return v, true
+}
+
+// cutUIDBeforeComm reads 2.6.32's "N, UID U, (x) ..." (after "Killed
+// process "), and returns it as "N (x) ..." with U.
+func cutUIDBeforeComm(s string) (string, int, bool) {
+	const uidSep = ", UID "
+	i := strings.Index(s, uidSep)
+	if i <= 0 || strings.IndexByte(s[:i], ' ') >= 0 {
+		return s, 0, false
+	}
+	rest := s[i+len(uidSep):]
+	j := strings.Index(rest, ", (")
+	if j <= 0 {
+		return s, 0, false
+	}
+	uid, err := strconv.Atoi(rest[:j])
+	if err != nil || uid < 0 {
+		return s, 0, false
+	}
+	return s[:i] + " " + rest[j+2:], uid, true
 }
 
 func intAfter(s, key string) (int, bool) {

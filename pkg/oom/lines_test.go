@@ -34,6 +34,35 @@ func TestKillLineAnyComm(t *testing.T) {
 	}
 }
 
+// TestKillLineRedHat reads the kill lines of Red Hat's 2.6.32 (RHEL 6:
+// the UID before the comm) and 3.10 (RHEL 7: the UID after it, with a
+// space) kernels, whatever the comm.
+func TestKillLineRedHat(t *testing.T) {
+	for _, comm := range nastyComms {
+		for _, form := range []string{
+			"Killed process 4242, UID 498, (%s) total-vm:1000kB, anon-rss:800kB, file-rss:4kB",
+			"Memory cgroup out of memory: Killed process 4242 (%s), UID 498, total-vm:1000kB, anon-rss:800kB, file-rss:4kB, shmem-rss:0kB",
+		} {
+			line := fmt.Sprintf(form, comm)
+			v, ok := parseKilled(line)
+			if !ok || v.PID != 4242 || v.Comm != comm || v.AnonKB != 800 || v.FileKB != 4 || v.TotalVMKB != 1000 ||
+				!v.HasUID || v.UID != 498 || !v.HasRSS || v.RSSBytes != 804*1024 {
+				t.Errorf("parseKilled(%q) = %+v, %v", line, v, ok)
+			}
+		}
+	}
+	// Not the 2.6.32 form: nothing made up.
+	for _, line := range []string{
+		"Killed process 4242, UID x, (a) total-vm:1kB, anon-rss:1kB, file-rss:0kB",
+		"Killed process 4242, UID 3 (a) total-vm:1kB, anon-rss:1kB, file-rss:0kB",
+		"Killed process 42 42, UID 3, (a) total-vm:1kB, anon-rss:1kB, file-rss:0kB",
+	} {
+		if v, ok := parseKilled(line); ok {
+			t.Errorf("parseKilled(%q) = %+v, want no kill", line, v)
+		}
+	}
+}
+
 // FuzzKillLine: whatever the comm, the kill line gives back the PID, the
 // comm and the figures printed after it.
 func FuzzKillLine(f *testing.F) {
