@@ -88,7 +88,7 @@ func Analyze(r *oom.Report, ctx Context) Event {
 	}
 	for _, vi := range r.Victims {
 		p := processOf(vi.Task, cg(vi.PID, vi.Cgroup))
-		p.GroupMember = vi.GroupMember
+		p.GroupMember, p.SelectionOnly = vi.GroupMember, vi.Selected
 		ev.Victims = append(ev.Victims, p)
 	}
 	if t := r.Trigger; t != nil {

@@ -128,6 +128,10 @@ type Process struct {
 	// GroupMember marks a victim killed because memory.oom.group was set,
 	// not chosen by the OOM killer.
 	GroupMember bool `json:"group_member,omitempty"`
+	// SelectionOnly marks a victim known only from an old kernel's
+	// selection line ("Kill process N (x) score S or sacrifice child"):
+	// its kill line was not in the log (oom.Victim.Selected).
+	SelectionOnly bool `json:"selection_only,omitempty"`
 }
 
 // Culprit is the largest memory holder of a report, summed per workload.

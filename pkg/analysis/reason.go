@@ -65,7 +65,11 @@ func reason(ev *Event) string {
 	default:
 		b.WriteString("The kernel killed a process for lack of memory without saying which limit ran out")
 	}
-	fmt.Fprintf(&b, "; the kernel killed %s", processLabel(v))
+	if v.SelectionOnly {
+		fmt.Fprintf(&b, "; the kernel chose %s to kill", processLabel(v))
+	} else {
+		fmt.Fprintf(&b, "; the kernel killed %s", processLabel(v))
+	}
 	if n := len(ev.Victims) - 1; n > 0 {
 		fmt.Fprintf(&b, " and %d more task(s) of %s (memory.oom.group)", n, cgroupLabel(groupOf(ev)))
 	}
@@ -116,6 +120,9 @@ func reason(ev *Event) string {
 	}
 	if !ev.Complete {
 		b.WriteString(" The report's start was not in the log (lost in an overflow or rate-limited by the kernel).")
+	}
+	if v.SelectionOnly {
+		b.WriteString(" The kill line was not in the log (filtered or cut off): the kernel kills a child of the process it chose instead when one scores higher, and none when the chosen process was already exiting.")
 	}
 	return b.String()
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,5 +68,33 @@ func TestReadLogStreams(t *testing.T) {
 	t.Logf("%d lines, %d events, peak live heap %.1f MiB", st.Lines, st.Events, float64(peak)/(1<<20))
 	if peak > 32<<20 {
 		t.Fatalf("live heap reached %d bytes reading a 200 MB log: not streaming", peak)
+	}
+}
+
+// TestSelectionOnlyKill: a log filtered with grep 'Out of memory' on an old
+// kernel keeps each kill's selection line and drops its bare kill line. The
+// kill is still reported, of the chosen process, and the event says that
+// its kill line was missing (the kernel may have killed a child instead).
+func TestSelectionOnlyKill(t *testing.T) {
+	log := "Mar  7 11:54:10 web-3 kernel: [259563.476003] Out of memory: Kill process 31490 (corerun) score 897 or sacrifice child\n" +
+		"Mar  7 11:56:10 web-3 kernel: [259683.000001] Out of memory: Kill process 31800 (corerun) score 880 or sacrifice child\n"
+	var events []Event
+	if _, err := ReadLog(strings.NewReader(log), StreamOptions{}, func(e Event) { events = append(events, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 2 {
+		t.Fatalf("%d events, want 2", len(events))
+	}
+	for i, pid := range []int{31490, 31800} {
+		ev := events[i]
+		v := ev.Victims[0]
+		if ev.Kind != KindNode || v.PID != pid || v.Comm != "corerun" || !v.SelectionOnly {
+			t.Errorf("event %d: kind %s, victim %+v", i, ev.Kind, v)
+		}
+		for _, want := range []string{"the kernel chose corerun (pid " + strconv.Itoa(pid) + ") to kill", "kill line was not in the log"} {
+			if !strings.Contains(ev.Reason, want) {
+				t.Errorf("event %d: reason %q lacks %q", i, ev.Reason, want)
+			}
+		}
 	}
 }

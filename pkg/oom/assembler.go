@@ -184,8 +184,10 @@ func (a *Assembler) Feed(rec *kernlog.Record) {
 			a.finish()
 			return
 		}
-	case kind == lineSummary && a.cur.Summary != nil:
-		// A second summary: the first report's kill line was not seen.
+	case kind == lineSummary && a.cur.Summary != nil,
+		kind == lineSelect && a.cur.SelectedPID > 0:
+		// A second summary or selection: the first report's kill line was
+		// not seen.
 		a.finish()
 		a.start(rec, true)
 	case a.killed && startsReport(kind):
@@ -332,8 +334,8 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		a.killed = true
 		a.tail = 0
 	case lineSelect:
-		if pid, score, memcg, global, ok := parseSelect(msg); ok {
-			r.SelectedPID, r.SelectedScore = pid, score
+		if pid, comm, score, memcg, global, ok := parseSelect(msg); ok {
+			r.SelectedPID, r.SelectedComm, r.SelectedScore = pid, comm, score
 			r.SelectedMemcg, r.SelectedGlobal = memcg, global
 		}
 	case lineKilled:
@@ -409,6 +411,18 @@ func (a *Assembler) finish() {
 		// summary names the victim.
 		v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall}
 		v.PID, v.Comm = r.Summary.PID, r.Summary.Task
+		r.Victims = append(r.Victims, v)
+	} else if len(r.Victims) == 0 && r.SelectedPID > 0 {
+		// Only an old kernel's selection line: the log was filtered
+		// ("grep 'Out of memory'" keeps it and drops the bare kill line
+		// after it) or cut off. The chosen process is the likely victim.
+		v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall, Selected: true}
+		v.PID, v.Comm = r.SelectedPID, r.SelectedComm
+		if r.SelectedMemcg {
+			v.Message = "Memory cgroup out of memory"
+		} else if r.SelectedGlobal {
+			v.Message = "Out of memory"
+		}
 		r.Victims = append(r.Victims, v)
 	}
 	if len(r.Victims) == 0 {

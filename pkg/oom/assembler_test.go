@@ -333,6 +333,37 @@ func TestLegacyKernels(t *testing.T) {
 	}
 }
 
+// TestSelectionWithoutKillLine: an old kernel's selection line whose kill
+// line is missing (a log filtered with grep 'Out of memory', or cut off)
+// still reports the kill, of the chosen process, marked as such; with its
+// kill line, the process killed (here a child) is the victim.
+func TestSelectionWithoutKillLine(t *testing.T) {
+	reps, a := feed(t, Options{},
+		"Mar  7 11:54:10 web-3 kernel: [259563.476003] Out of memory: Kill process 31490 (core run) score 897 or sacrifice child",
+		"Mar  7 11:54:11 web-3 kernel: [259564.000001] eth0: link up",
+		"Mar  7 11:55:10 web-3 kernel: [259623.476003] Memory cgroup out of memory: Kill process 4100 (java) score 1000 or sacrifice child",
+	)
+	if len(reps) != 2 || a.Stats().Abandoned != 0 {
+		t.Fatalf("got %d reports, stats %+v", len(reps), a.Stats())
+	}
+	for i, want := range []struct {
+		pid        int
+		comm, kind string
+	}{{31490, "core run", "Out of memory"}, {4100, "java", "Memory cgroup out of memory"}} {
+		v := reps[i].Victim()
+		if v == nil || v.PID != want.pid || v.Comm != want.comm || v.Message != want.kind || !v.Selected || !v.HasMono {
+			t.Errorf("report %d: victim %+v", i, v)
+		}
+	}
+	reps, _ = feed(t, Options{},
+		"[ 5.0] Out of memory: Kill process 31490 (corerun) score 897 or sacrifice child",
+		"[ 5.0] Killed process 31502 (worker) total-vm:1000kB, anon-rss:800kB, file-rss:4kB",
+	)
+	if len(reps) != 1 || len(reps[0].Victims) != 1 || reps[0].Victim().PID != 31502 || reps[0].Victim().Selected {
+		t.Fatalf("with its kill line: %+v", reps)
+	}
+}
+
 func TestCPULineWithUID(t *testing.T) {
 	reps, _ := feed(t, Options{},
 		"[ 1.0] hog invoked oom-killer: gfp_mask=0x0, order=0, oom_score_adj=0",

@@ -519,17 +519,17 @@ func intAfter(s, key string) (int, bool) {
 
 // parseSelect reads "[Memory cgroup out of memory|Out of memory]: Kill
 // process N (x) score S or sacrifice child".
-func parseSelect(msg string) (pid, score int, memcg, global, ok bool) {
+func parseSelect(msg string) (pid int, comm string, score int, memcg, global, ok bool) {
 	i := strings.Index(msg, string(bKillProc))
 	prefix := msg[:i]
 	memcg = strings.Contains(prefix, "Memory cgroup out of memory")
 	global = !memcg && strings.Contains(prefix, "Out of memory")
-	p, _, rest, ok := parseProcRef(msg[i+len(bKillProc):])
+	p, comm, rest, ok := parseProcRef(msg[i+len(bKillProc):])
 	if !ok {
-		return 0, 0, false, false, false
+		return 0, "", 0, false, false, false
 	}
 	score, _ = intAfter(rest, "score ")
-	return p, score, memcg, global, true
+	return p, comm, score, memcg, global, true
 }
 
 // parseSharing reads "Kill process N (x) sharing same memory".

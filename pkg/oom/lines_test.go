@@ -23,9 +23,9 @@ func TestKillLineAnyComm(t *testing.T) {
 				t.Fatalf("parseKilled = %+v, %v", v, ok)
 			}
 			sel := fmt.Sprintf("Memory cgroup out of memory: Kill process 4242 (%s) score 937 or sacrifice child", comm)
-			pid, score, memcg, _, ok := parseSelect(sel)
-			if !ok || pid != 4242 || score != 937 || !memcg {
-				t.Fatalf("parseSelect = %d %d %v %v", pid, score, memcg, ok)
+			pid, c, score, memcg, _, ok := parseSelect(sel)
+			if !ok || pid != 4242 || c != comm || score != 937 || !memcg {
+				t.Fatalf("parseSelect = %d %q %d %v %v", pid, c, score, memcg, ok)
 			}
 			if pid, ok := parseReaper(fmt.Sprintf("oom_reaper: reaped process 4242 (%s), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB", comm)); !ok || pid != 4242 {
 				t.Fatalf("parseReaper = %d %v", pid, ok)

@@ -50,6 +50,11 @@ type Victim struct {
 	// GroupMember reports a task killed because memory.oom.group was set
 	// on an ancestor cgroup, rather than chosen by the OOM killer.
 	GroupMember bool
+	// Selected reports a victim known only from an old kernel's selection
+	// line ("Kill process N (x) score S or sacrifice child"): its kill line
+	// was not in the log. The kernel then kills a child of N instead when
+	// one scores higher, and none when N was already exiting.
+	Selected bool
 	// line is the raw kill line, kept for the report a storm split gives
 	// this victim even when the report's raw lines were full.
 	line string
@@ -113,6 +118,7 @@ type Report struct {
 	Victims        []Victim
 	GroupCgroup    string // "Tasks in X are going to be killed due to memory.oom.group set"
 	SelectedPID    int    // old kernels' "Kill process N (x) score S or sacrifice child"
+	SelectedComm   string // ... x
 	SelectedScore  int
 	SelectedMemcg  bool // the selection line said "Memory cgroup out of memory"
 	SelectedGlobal bool // the selection line said "Out of memory"

@@ -82,7 +82,7 @@ func OOMKill(ev analysis.Event) *pb.OOMKill {
 
 func process(p analysis.Process) *pb.Process {
 	out := &pb.Process{Pid: int32(p.PID), Comm: p.Comm, RssBytes: p.RSSBytes, GroupMember: p.GroupMember,
-		Workload: Workload(p.Workload)}
+		SelectionOnly: p.SelectionOnly, Workload: Workload(p.Workload)}
 	if p.UID != nil {
 		u := int32(*p.UID)
 		out.Uid = &u
@@ -231,7 +231,7 @@ func ToAnalysis(e *pb.Event) analysis.Event {
 
 func fromProcess(p *pb.Process) analysis.Process {
 	out := analysis.Process{PID: int(p.GetPid()), Comm: p.GetComm(), RSSBytes: p.RssBytes,
-		GroupMember: p.GetGroupMember(), Workload: fromWorkload(p.GetWorkload())}
+		GroupMember: p.GetGroupMember(), SelectionOnly: p.GetSelectionOnly(), Workload: fromWorkload(p.GetWorkload())}
 	if p.Uid != nil {
 		u := int(*p.Uid)
 		out.UID = &u

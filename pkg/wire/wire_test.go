@@ -33,6 +33,7 @@ func TestRoundTrip(t *testing.T) {
 			limit := int64(32 << 20)
 			ev.Victims[0].ContainerResources = &analysis.Resources{MemoryLimitBytes: limit, CgroupRead: true, EventsOOMKill: 1}
 			ev.Victims[0].Labels = map[string]string{"app": "x"}
+			ev.Victims[0].SelectionOnly = true
 			ev.Node = &analysis.NodeMemory{MemTotalBytes: 1 << 30, MemAvailableBytes: 1 << 20}
 			pe := FromAnalysis("node-a", "boot-1", ev)
 			if eventid.TypeOf(pe) != eventid.TypeOOM || pe.Node != "node-a" || pe.BootId != "boot-1" || pe.Seq != ev.Seq {

@@ -836,7 +836,12 @@ type Process struct {
 	OomScoreAdj *int32                 `protobuf:"varint,5,opt,name=oom_score_adj,json=oomScoreAdj,proto3,oneof" json:"oom_score_adj,omitempty"`
 	Workload    *Workload              `protobuf:"bytes,6,opt,name=workload,proto3" json:"workload,omitempty"`
 	// Killed because memory.oom.group was set, not chosen by the OOM killer.
-	GroupMember   bool `protobuf:"varint,7,opt,name=group_member,json=groupMember,proto3" json:"group_member,omitempty"`
+	GroupMember bool `protobuf:"varint,7,opt,name=group_member,json=groupMember,proto3" json:"group_member,omitempty"`
+	// Known only from an old kernel's selection line ("Kill process N (x)
+	// score S or sacrifice child"): the kill line was not in the log
+	// (filtered or cut off). The kernel kills a child of the process it
+	// chose instead when one scores higher, and none when it was exiting.
+	SelectionOnly bool `protobuf:"varint,8,opt,name=selection_only,json=selectionOnly,proto3" json:"selection_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -916,6 +921,13 @@ func (x *Process) GetWorkload() *Workload {
 func (x *Process) GetGroupMember() bool {
 	if x != nil {
 		return x.GroupMember
+	}
+	return false
+}
+
+func (x *Process) GetSelectionOnly() bool {
+	if x != nil {
+		return x.SelectionOnly
 	}
 	return false
 }
@@ -3580,7 +3592,7 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\rpod_resources\x18\x0e \x01(\v2\x16.oomwatch.v1.ResourcesR\fpodResources\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8f\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\x02\n" +
 	"\aProcess\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
 	"\x04comm\x18\x02 \x01(\tR\x04comm\x12\x15\n" +
@@ -3588,7 +3600,8 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\trss_bytes\x18\x04 \x01(\x03H\x01R\brssBytes\x88\x01\x01\x12'\n" +
 	"\room_score_adj\x18\x05 \x01(\x05H\x02R\voomScoreAdj\x88\x01\x01\x121\n" +
 	"\bworkload\x18\x06 \x01(\v2\x15.oomwatch.v1.WorkloadR\bworkload\x12!\n" +
-	"\fgroup_member\x18\a \x01(\bR\vgroupMemberB\x06\n" +
+	"\fgroup_member\x18\a \x01(\bR\vgroupMember\x12%\n" +
+	"\x0eselection_only\x18\b \x01(\bR\rselectionOnlyB\x06\n" +
 	"\x04_uidB\f\n" +
 	"\n" +
 	"_rss_bytesB\x10\n" +
