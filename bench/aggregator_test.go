@@ -184,3 +184,24 @@ func TestParseE2E(t *testing.T) {
 		t.Error("a kill missing from the agent's log is not an error")
 	}
 }
+
+// TestCostRows: issue #19 item 4's rows judge CPU and bytes per event
+// against half of the figures at filing, and only on the full run.
+func TestCostRows(t *testing.T) {
+	for _, tc := range []struct {
+		streams     int
+		cpu         time.Duration
+		written     int64
+		cpuV, bytesV string
+	}{
+		{1000, 150 * time.Millisecond, 25_000_000, VerdictNotMet, VerdictNotMet},
+		{1000, 100 * time.Millisecond, 13_000_000, VerdictMet, VerdictMet},
+		{1000, 104 * time.Millisecond, 13_800_000, VerdictNotMet, VerdictMet},
+		{20, 10 * time.Millisecond, 1_000_000, VerdictNotMeasured, VerdictNotMeasured},
+	} {
+		rows := costRows(&IngestResult{Streams: tc.streams, Acked: 1000, AggregatorCPU: tc.cpu, Written: tc.written})
+		if len(rows) != 2 || rows[0].Verdict != tc.cpuV || rows[1].Verdict != tc.bytesV {
+			t.Errorf("%d streams, %v, %d B: %+v", tc.streams, tc.cpu, tc.written, rows)
+		}
+	}
+}
