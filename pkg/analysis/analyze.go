@@ -156,6 +156,12 @@ func classify(r *oom.Report) (kind, constraint, memcg string) {
 	if s := r.Summary; s != nil {
 		constraint = s.Constraint
 		switch {
+		case s.OOMMemcg != "":
+			// Only a memory cgroup OOM prints oom_memcg=. Kernels from
+			// 4.19 to 5.2 printed the constraint before computing it
+			// (fixed by "mm/oom_kill.c: fix uninitialized oc->constraint"):
+			// CONSTRAINT_NONE for every kill.
+			kind = KindLimit
 		case s.Constraint == "CONSTRAINT_NONE":
 			kind = KindNode
 		case s.Constraint == "CONSTRAINT_MEMCG":
@@ -166,8 +172,6 @@ func classify(r *oom.Report) (kind, constraint, memcg string) {
 			kind = KindMempolicy
 		case s.GlobalOOM:
 			kind = KindNode
-		case s.OOMMemcg != "":
-			kind = KindLimit
 		}
 		if kind == KindLimit {
 			memcg = s.OOMMemcg

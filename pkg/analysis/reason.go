@@ -236,18 +236,18 @@ func requestNote(c *Culprit, scope string) string {
 
 func culpritLabel(c *Culprit) string {
 	var b strings.Builder
+	pid := "pid unknown" // a trigger whose CPU line was not in the log
+	if c.PID != 0 {
+		pid = fmt.Sprintf("pid %d", c.PID)
+	}
 	if w := workloadLabel(c.Workload); w != "" {
 		b.WriteString(w)
-		fmt.Fprintf(&b, " (%s pid %d", c.Comm, c.PID)
+		fmt.Fprintf(&b, " (%s %s", c.Comm, pid)
 		if c.Tasks > 1 {
 			fmt.Fprintf(&b, " and %d more task(s)", c.Tasks-1)
 		}
 	} else {
-		fmt.Fprintf(&b, "%s (pid %d", c.Comm, c.PID)
-		if c.PID == 0 {
-			b.Reset()
-			fmt.Fprintf(&b, "%s (pid unknown", c.Comm)
-		}
+		fmt.Fprintf(&b, "%s (%s", c.Comm, pid)
 	}
 	if c.RSSBytes != nil {
 		fmt.Fprintf(&b, ", %s", Bytes(*c.RSSBytes))

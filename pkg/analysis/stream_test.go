@@ -98,3 +98,23 @@ func TestSelectionOnlyKill(t *testing.T) {
 		}
 	}
 }
+
+// TestMemcgSummaryWithConstraintNone: kernels 4.19 to 5.2 printed
+// constraint=CONSTRAINT_NONE for every kill, memory cgroup OOMs included;
+// the summary's oom_memcg= (printed only for those) says it was a limit.
+func TestMemcgSummaryWithConstraintNone(t *testing.T) {
+	log := strings.Join([]string{
+		"[   37.120000] a.out invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+		"[   37.120001] CPU: 1 PID: 9185 Comm: a.out Not tainted 5.0.0-rc1 #1",
+		"[   37.128100] memory: usage 51200kB, limit 51200kB, failcnt 70",
+		"[   37.128150] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/test1,task_memcg=/test1,task=a.out,pid=9188,uid=0",
+		"[   37.128158] Memory cgroup out of memory: Killed process 9188 (a.out) total-vm:4224kB, anon-rss:84kB, file-rss:0kB, shmem-rss:0kB",
+	}, "\n")
+	var events []Event
+	if _, err := ReadLog(strings.NewReader(log), StreamOptions{}, func(e Event) { events = append(events, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 || events[0].Kind != KindLimit || events[0].OOMMemcg != "/test1" || events[0].Constraint != "CONSTRAINT_NONE" {
+		t.Fatalf("events %+v", events)
+	}
+}

@@ -22,6 +22,18 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 	if f, ok := parseKmsg(line, rec); ok {
 		return f
 	}
+	if line[0] == ' ' || line[0] == '\t' {
+		// A log pasted indented as a whole ("  [ 12.3] msg", a mail's or a
+		// document's quoting): the rendering after the indent, when it has
+		// a timestamp. A bare message keeps its leading spaces (the kernel
+		// indents Mem-Info and call trace lines).
+		if t := bytes.TrimLeft(line, " \t"); len(t) > 0 {
+			if f := ParseLine(t, rec, false, year, loc); f != FormatBare && f != FormatSkipped {
+				return f
+			}
+			*rec = Record{Seq: NoSeq, Priority: -1}
+		}
+	}
 	format := FormatBare
 	rest := line
 	// busybox dmesg -r and journal exports: <prio> before the rest.
@@ -54,7 +66,8 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 		}
 		if wall, n := parseCtimeStamp(rest, loc); n > 0 {
 			rec.Wall = wall
-			rec.Message = rest[n:]
+			rest = rest[n:]
+			rec.Message = rest[skipCaller(rest):]
 			return FormatDmesg
 		}
 	case len(rest) > 0 && isDigit(rest[0]):
@@ -79,6 +92,12 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 				if !kernel {
 					return skip(rec)
 				}
+				return finishSyslog(rec, msg)
+			}
+			// A syslog template without the host name: "Sep  8 06:22:08
+			// kernel: msg".
+			if msg, ok := bytes.CutPrefix(rest[n:], []byte("kernel: ")); ok {
+				rec.Wall = wall
 				return finishSyslog(rec, msg)
 			}
 		}
@@ -230,7 +249,9 @@ func matchWord(b []byte, words []string) (int, int) {
 	return 0, 0
 }
 
-// parseMonoStamp reads "[  123.456789]" and one following space.
+// parseMonoStamp reads "[  123.456789]" and one following space, and the
+// printk caller ID a kernel built with CONFIG_PRINTK_CALLER prints after
+// it (see skipCaller).
 func parseMonoStamp(b []byte) (time.Duration, int) {
 	i := skipSpaces(b, 1)
 	sec, n := parseUint(b[i:])
@@ -254,10 +275,39 @@ func parseMonoStamp(b []byte) (time.Duration, int) {
 	if i < len(b) && b[i] == ' ' {
 		i++
 	}
+	i += skipCaller(b[i:])
 	for k := fn; k < 9; k++ {
 		frac *= 10
 	}
 	return time.Duration(sec)*time.Second + time.Duration(frac), i
+}
+
+// skipCaller returns the length of the printk caller ID at the start of b,
+// and of one following space: "[ T9185]" (a task) or "[    C1]" (a CPU
+// in interrupt context), right-aligned in six columns by the kernel's
+// console and syslog output and by dmesg, 0 when there is none.
+func skipCaller(b []byte) int {
+	if len(b) < 4 || b[0] != '[' {
+		return 0
+	}
+	i := skipSpaces(b, 1)
+	if i >= len(b) || (b[i] != 'T' && b[i] != 'C') {
+		return 0
+	}
+	i++
+	_, n := parseUint(b[i:])
+	if n == 0 || n > 10 {
+		return 0
+	}
+	i += n
+	if i >= len(b) || b[i] != ']' {
+		return 0
+	}
+	i++
+	if i < len(b) && b[i] == ' ' {
+		i++
+	}
+	return i
 }
 
 var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}

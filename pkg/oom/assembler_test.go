@@ -365,13 +365,22 @@ func TestSelectionWithoutKillLine(t *testing.T) {
 }
 
 func TestCPULineWithUID(t *testing.T) {
-	reps, _ := feed(t, Options{},
-		"[ 1.0] hog invoked oom-killer: gfp_mask=0x0, order=0, oom_score_adj=0",
-		"[ 1.0] CPU: 0 UID: 0 PID: 96 Comm: hog Not tainted 6.12.0 #1",
-		"[ 1.1] Out of memory: Killed process 96 (hog) total-vm:1kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB",
-	)
-	if reps[0].Trigger.PID != 96 {
-		t.Fatalf("trigger pid = %d, want 96", reps[0].Trigger.PID)
+	// The CPU line's forms: with the UID (6.12), with "Kdump: loaded"
+	// when a crash kernel is loaded (RHEL), tainted or not.
+	for _, cpu := range []string{
+		"CPU: 0 UID: 0 PID: 96 Comm: hog Not tainted 6.12.0 #1",
+		"CPU: 18 PID: 96 Comm: hog Kdump: loaded Tainted: G        W  O K   --------- -  - 4.18.0-305.el8.x86_64 #1",
+		"CPU: 1 UID: 0 PID: 96 Comm: hog Kdump: loaded Not tainted 6.12.0-55.el10.x86_64 #1",
+		"CPU: 2 PID: 96 Comm: hog Tainted: G           OE     5.14.0 #1",
+	} {
+		reps, _ := feed(t, Options{},
+			"[ 1.0] hog invoked oom-killer: gfp_mask=0x0, order=0, oom_score_adj=0",
+			"[ 1.0] "+cpu,
+			"[ 1.1] Out of memory: Killed process 96 (hog) total-vm:1kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB",
+		)
+		if reps[0].Trigger.PID != 96 {
+			t.Errorf("%q: trigger pid = %d, want 96", cpu, reps[0].Trigger.PID)
+		}
 	}
 }
 

@@ -225,8 +225,10 @@ func parseCPU(msg string) (pid int, comm string, ok bool) {
 	}
 	if k := strings.Index(rest, "Comm: "); k >= 0 {
 		comm = rest[k+6:]
-		// The comm is at most 15 bytes and is followed by the taint text.
-		for _, sep := range []string{" Tainted:", " Not tainted"} {
+		// The comm is at most 15 bytes and is followed by the taint text,
+		// and before it by "Kdump: loaded" when a crash kernel is loaded
+		// (RHEL and its kin load one by default).
+		for _, sep := range []string{" Kdump: loaded", " Tainted:", " Not tainted"} {
 			if e := strings.Index(comm, sep); e >= 0 {
 				comm = comm[:e]
 			}
