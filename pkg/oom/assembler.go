@@ -350,7 +350,10 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		r.GroupCgroup = parseGroup(msg)
 		a.grouped = true
 	case lineReaper:
-		if pid, ok := parseReaper(msg); ok {
+		if pid, comm, ok := parseReaper(msg); ok {
+			if len(r.Reaped) == 0 {
+				r.reapedComm = comm
+			}
 			r.Reaped = append(r.Reaped, pid)
 		}
 	}
@@ -411,6 +414,17 @@ func (a *Assembler) finish() {
 		// summary names the victim.
 		v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall}
 		v.PID, v.Comm = r.Summary.PID, r.Summary.Task
+		r.Victims = append(r.Victims, v)
+	} else if len(r.Victims) == 0 && len(r.Reaped) > 0 {
+		// The kill line was filtered out, but the oom_reaper, which only
+		// reaps what the OOM killer killed, names the victim.
+		v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall}
+		v.PID, v.Comm = r.Reaped[0], r.reapedComm
+		if r.SelectedMemcg {
+			v.Message = "Memory cgroup out of memory"
+		} else if r.SelectedGlobal {
+			v.Message = "Out of memory"
+		}
 		r.Victims = append(r.Victims, v)
 	} else if len(r.Victims) == 0 && r.SelectedPID > 0 {
 		// Only an old kernel's selection line: the log was filtered

@@ -364,6 +364,28 @@ func TestSelectionWithoutKillLine(t *testing.T) {
 	}
 }
 
+// TestReaperWithoutKillLine: a report whose kill line was filtered out but
+// whose oom_reaper line names the process it reaped (only the OOM killer's
+// victims are reaped) reports that kill.
+func TestReaperWithoutKillLine(t *testing.T) {
+	reps, _ := feed(t, Options{},
+		"4,100,1000000,-;main invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=999",
+		"4,101,1000001,-;CPU: 3 PID: 2292671 Comm: main Not tainted 4.19.0 #1",
+		"6,102,1000002,-;Task in /kubepods/pod9e/663f killed as a result of limit of /kubepods/pod9e/663f",
+		"6,103,1000003,-;Tasks state (memory values in pages):",
+		"6,104,1000004,-;[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+		"6,105,1000005,-;[2292670]     0 2292670   400000   250000  2400000        0           999 main",
+		"6,106,1000300,-;oom_reaper: reaped process 2292670 (main), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB",
+	)
+	if len(reps) != 1 {
+		t.Fatalf("got %d reports", len(reps))
+	}
+	v := reps[0].Victim()
+	if v.PID != 2292670 || v.Comm != "main" || v.Cgroup != "/kubepods/pod9e/663f" || !v.HasRSS || v.RSSBytes != 250000*4096 || v.Selected {
+		t.Fatalf("victim %+v", v)
+	}
+}
+
 func TestCPULineWithUID(t *testing.T) {
 	// The CPU line's forms: with the UID (6.12), with "Kdump: loaded"
 	// when a crash kernel is loaded (RHEL), tainted or not.

@@ -554,7 +554,7 @@ func parseGroup(msg string) string {
 }
 
 // parseReaper reads "oom_reaper: reaped process N (x), now ...".
-func parseReaper(msg string) (int, bool) {
-	pid, _, _, ok := parseProcRef(strings.TrimPrefix(msg, string(bReaper)))
-	return pid, ok
+func parseReaper(msg string) (int, string, bool) {
+	pid, comm, _, ok := parseProcRef(strings.TrimPrefix(msg, string(bReaper)))
+	return pid, comm, ok
 }

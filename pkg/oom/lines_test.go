@@ -27,8 +27,8 @@ func TestKillLineAnyComm(t *testing.T) {
 			if !ok || pid != 4242 || c != comm || score != 937 || !memcg {
 				t.Fatalf("parseSelect = %d %q %d %v %v", pid, c, score, memcg, ok)
 			}
-			if pid, ok := parseReaper(fmt.Sprintf("oom_reaper: reaped process 4242 (%s), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB", comm)); !ok || pid != 4242 {
-				t.Fatalf("parseReaper = %d %v", pid, ok)
+			if pid, c, ok := parseReaper(fmt.Sprintf("oom_reaper: reaped process 4242 (%s), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB", comm)); !ok || pid != 4242 || c != comm {
+				t.Fatalf("parseReaper = %d %q %v", pid, c, ok)
 			}
 		})
 	}

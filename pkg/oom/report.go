@@ -124,6 +124,8 @@ type Report struct {
 	SelectedGlobal bool // the selection line said "Out of memory"
 	// Reaped lists PIDs the oom_reaper reported while the report was open.
 	Reaped []int
+	// reapedComm is the first reaped process's comm.
+	reapedComm string
 	// Lines are the report's raw kernel lines, bounded by the assembler's
 	// MaxRawLines; LinesDropped counts those left out.
 	Lines        []string
