@@ -189,9 +189,9 @@ func TestParseE2E(t *testing.T) {
 // against half of the figures at filing, and only on the full run.
 func TestCostRows(t *testing.T) {
 	for _, tc := range []struct {
-		streams     int
-		cpu         time.Duration
-		written     int64
+		streams      int
+		cpu          time.Duration
+		written      int64
 		cpuV, bytesV string
 	}{
 		{1000, 150 * time.Millisecond, 25_000_000, VerdictNotMet, VerdictNotMet},
