@@ -299,6 +299,8 @@ func (c *checker) oom(f string, k *pb.OOMKill) {
 	c.str(f+".group_cgroup", k.GetGroupCgroup(), MaxStringBytes)
 	c.optBytes(f+".memcg_usage_bytes", k.MemcgUsageBytes)
 	c.optBytes(f+".memcg_limit_bytes", k.MemcgLimitBytes)
+	c.optBytes(f+".memsw_usage_bytes", k.MemswUsageBytes)
+	c.optBytes(f+".memsw_limit_bytes", k.MemswLimitBytes)
 	c.int(f+".end_seq", k.GetEndSeq(), 0, math.MaxInt64)
 	c.int(f+".lines_dropped", int64(k.GetLinesDropped()), 0, math.MaxInt32)
 	if m := k.GetNodeMemory(); m != nil {

@@ -231,6 +231,7 @@ func TestValidateEventRanges(t *testing.T) {
 		{name: "oom_score_adj -1000", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Victims[0].OomScoreAdj = proto.Int32(-1000) }},
 		{name: "negative uid", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().Victims[0].Uid = proto.Int32(-1) }, field: "uid"},
 		{name: "negative limit", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().MemcgLimitBytes = proto.Int64(-4096) }, field: "oom.memcg_limit_bytes"},
+		{name: "negative memory+swap limit", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().MemswLimitBytes = proto.Int64(-1) }, field: "oom.memsw_limit_bytes"},
 		{name: "negative node memory", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().NodeMemory = &pb.NodeMemory{MemTotalBytes: -1} }, field: "mem_total_bytes"},
 		{name: "negative lines_dropped", ev: oomEv, mut: func(e *pb.Event) { e.GetOom().LinesDropped = -1 }, field: "oom.lines_dropped"},
 		{name: "absent cgroup files", ev: oomEv, mut: func(e *pb.Event) { res(e) }},

@@ -79,6 +79,12 @@ func Analyze(r *oom.Report, ctx Context) Event {
 	if r.HasMemcgUsage && ev.Kind == KindLimit {
 		u, l := r.MemcgUsageKB*1024, r.MemcgLimitKB*1024
 		ev.MemcgUsageBytes, ev.MemcgLimitBytes = &u, &l
+		if r.HasMemswUsage && r.MemswLimitKB > 0 && r.MemswUsageKB >= r.MemswLimitKB && r.MemcgUsageKB < r.MemcgLimitKB {
+			// Memory was under its limit and memory+swap at its own:
+			// that limit was hit (an unlimited one, 2^53 kB, never is).
+			su, sl := r.MemswUsageKB*1024, r.MemswLimitKB*1024
+			ev.MemswUsageBytes, ev.MemswLimitBytes = &su, &sl
+		}
 	}
 	cg := func(pid int, own string) string {
 		if own != "" {

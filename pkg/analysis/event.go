@@ -194,6 +194,10 @@ type Event struct {
 	// and limit as the kernel printed them.
 	MemcgUsageBytes *int64 `json:"memcg_usage_bytes,omitempty"`
 	MemcgLimitBytes *int64 `json:"memcg_limit_bytes,omitempty"`
+	// MemswUsageBytes and MemswLimitBytes are set when a cgroup v1 limit
+	// kill hit the memory+swap limit, not the memory limit.
+	MemswUsageBytes *int64 `json:"memsw_usage_bytes,omitempty"`
+	MemswLimitBytes *int64 `json:"memsw_limit_bytes,omitempty"`
 	// GroupCgroup is the memory.oom.group cgroup whose tasks were all killed.
 	GroupCgroup string `json:"group_cgroup,omitempty"`
 	// EndSeq is the sequence number of the report's last record.

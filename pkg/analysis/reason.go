@@ -55,7 +55,13 @@ func reason(ev *Event) string {
 		default:
 			b.WriteString("A cgroup memory limit was hit (the kernel did not name the cgroup)")
 		}
-		if ev.MemcgLimitBytes != nil {
+		switch {
+		case ev.MemswLimitBytes != nil:
+			fmt.Fprintf(&b, ", its memory+swap limit %s", Bytes(*ev.MemswLimitBytes))
+			if ev.MemcgLimitBytes != nil && ev.MemcgUsageBytes != nil {
+				fmt.Fprintf(&b, " (memory %s of its %s limit)", Bytes(*ev.MemcgUsageBytes), Bytes(*ev.MemcgLimitBytes))
+			}
+		case ev.MemcgLimitBytes != nil:
 			fmt.Fprintf(&b, ", limit %s", Bytes(*ev.MemcgLimitBytes))
 		}
 	case KindCpuset:

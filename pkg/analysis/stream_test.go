@@ -118,3 +118,41 @@ func TestMemcgSummaryWithConstraintNone(t *testing.T) {
 		t.Fatalf("events %+v", events)
 	}
 }
+
+// TestMemswLimit: a cgroup v1 limit kill whose memory was under its limit
+// while memory+swap was at its own hit the memory+swap limit, and says so;
+// one at its memory limit (memory+swap unlimited) hit the memory limit.
+func TestMemswLimit(t *testing.T) {
+	report := func(mem, memsw string) string {
+		return strings.Join([]string{
+			"[20148497.700000] java invoked oom-killer: gfp_mask=0x6000c0(GFP_KERNEL), order=0, oom_score_adj=916",
+			"[20148497.700001] CPU: 3 PID: 7127 Comm: java Not tainted 4.18.0-305.el8.x86_64 #1",
+			"[20148497.700100] Task in /kubepods/burstable/pod1/c1 killed as a result of limit of /kubepods/burstable/pod1/c1",
+			"[20148497.700101] " + mem,
+			"[20148497.700102] " + memsw,
+			"[20148497.800000] Memory cgroup out of memory: Killed process 7093 (java) total-vm:9923620kB, anon-rss:1916684kB, file-rss:23132kB, shmem-rss:0kB",
+		}, "\n")
+	}
+	read := func(log string) Event {
+		t.Helper()
+		var events []Event
+		if _, err := ReadLog(strings.NewReader(log), StreamOptions{}, func(e Event) { events = append(events, e) }); err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != 1 || events[0].Kind != KindLimit {
+			t.Fatalf("events %+v", events)
+		}
+		return events[0]
+	}
+	ev := read(report("memory: usage 32461120kB, limit 33554432kB, failcnt 0",
+		"memory+swap: usage 35651584kB, limit 35651584kB, failcnt 24892068"))
+	if ev.MemswLimitBytes == nil || *ev.MemswLimitBytes != 35651584*1024 || *ev.MemswUsageBytes != 35651584*1024 ||
+		*ev.MemcgLimitBytes != 33554432*1024 || !strings.Contains(ev.Reason, "its memory+swap limit 34.0 GiB (memory 31.0 GiB of its 32.0 GiB limit)") {
+		t.Errorf("memory+swap limit hit: %+v, reason %q", ev, ev.Reason)
+	}
+	ev = read(report("memory: usage 33554432kB, limit 33554432kB, failcnt 91",
+		"memory+swap: usage 33554432kB, limit 9007199254740988kB, failcnt 0"))
+	if ev.MemswLimitBytes != nil || ev.MemswUsageBytes != nil || !strings.Contains(ev.Reason, ", limit 32.0 GiB") {
+		t.Errorf("memory limit hit: %+v, reason %q", ev, ev.Reason)
+	}
+}

@@ -319,6 +319,11 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 			return
 		}
 		r.MemcgUsageKB, r.MemcgLimitKB, r.HasMemcgUsage = parseMemcgUsage(msg)
+	case lineMemswUsage:
+		if r.HasMemswUsage {
+			return
+		}
+		r.MemswUsageKB, r.MemswLimitKB, r.HasMemswUsage = parseMemcgUsage(msg)
 	case lineMemcgStats:
 		if r.MemcgStatsFor == "" {
 			r.MemcgStatsFor = parseMemcgStats(msg)

@@ -15,6 +15,7 @@ const (
 	lineCPU                 // "CPU: N PID: P Comm: X ..."
 	lineTaskIn              // "Task in X killed as a result of limit of Y" (< 5.0)
 	lineMemcgUsage          // "memory: usage NkB, limit NkB, failcnt N"
+	lineMemswUsage          // cgroup v1: "memory+swap: usage NkB, limit NkB, failcnt N"
 	lineMemcgStats          // "Memory cgroup stats for X:"
 	lineMemInfo             // "Mem-Info:"
 	lineTasksState          // "Tasks state (memory values in pages):"
@@ -36,6 +37,7 @@ var (
 	bTask       = []byte("Task")
 	bCPU        = []byte("CPU: ")
 	bMemory     = []byte("memory: usage ")
+	bMemsw      = []byte("memory+swap: usage ")
 	bMemStats   = []byte("Memory cgroup stats for ")
 	bMemInfo    = []byte("Mem-Info:")
 	bTasksState = []byte("Tasks state")
@@ -153,6 +155,8 @@ func classify(msg []byte, row *dumpRow) lineKind {
 		return lineTasksState
 	case bytes.HasPrefix(msg, bMemory):
 		return lineMemcgUsage
+	case bytes.HasPrefix(msg, bMemsw):
+		return lineMemswUsage
 	case bytes.HasPrefix(msg, bMemStats):
 		return lineMemcgStats
 	case bytes.HasPrefix(msg, bMemInfo):

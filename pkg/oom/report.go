@@ -111,6 +111,9 @@ type Report struct {
 	MemcgUsageKB   int64
 	MemcgLimitKB   int64
 	HasMemcgUsage  bool
+	MemswUsageKB   int64 // cgroup v1's "memory+swap: usage NkB, limit NkB"
+	MemswLimitKB   int64
+	HasMemswUsage  bool
 	HasMemInfo     bool // a node-wide "Mem-Info:" block was printed
 	HasTaskDump    bool
 	PageSize       int64

@@ -384,6 +384,11 @@ func killOf(e *pb.Event, start time.Time, now time.Time) kill {
 			parts = append(parts, "limit "+analysis.Bytes(k.GetMemcgLimitBytes()))
 		}
 		out.Memcg = strings.Join(parts, " of ")
+		if k.MemswLimitBytes != nil {
+			// The memory+swap limit was hit, not the memory limit.
+			out.Memcg = "memory " + out.Memcg + "; memory+swap usage " + analysis.Bytes(k.GetMemswUsageBytes()) +
+				" of limit " + analysis.Bytes(k.GetMemswLimitBytes()) + " (the limit hit)"
+		}
 	}
 	switch {
 	case k.GetEndSeq() > e.GetSeq():

@@ -34,6 +34,8 @@ func TestRoundTrip(t *testing.T) {
 			ev.Victims[0].ContainerResources = &analysis.Resources{MemoryLimitBytes: limit, CgroupRead: true, EventsOOMKill: 1}
 			ev.Victims[0].Labels = map[string]string{"app": "x"}
 			ev.Victims[0].SelectionOnly = true
+			su, sl := int64(3<<30), int64(3<<30)
+			ev.MemswUsageBytes, ev.MemswLimitBytes = &su, &sl
 			ev.Node = &analysis.NodeMemory{MemTotalBytes: 1 << 30, MemAvailableBytes: 1 << 20}
 			pe := FromAnalysis("node-a", "boot-1", ev)
 			if eventid.TypeOf(pe) != eventid.TypeOOM || pe.Node != "node-a" || pe.BootId != "boot-1" || pe.Seq != ev.Seq {

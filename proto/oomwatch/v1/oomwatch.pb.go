@@ -1153,8 +1153,14 @@ type OOMKill struct {
 	// its culprit's, and the node: open at kill time or resolved shortly
 	// before. Empty from agents that do not sample (or before this field).
 	PrecedingWarnings []*PrecedingWarning `protobuf:"bytes,47,rep,name=preceding_warnings,json=precedingWarnings,proto3" json:"preceding_warnings,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set when a cgroup v1 limit kill hit the memory+swap limit
+	// (memory.memsw.limit_in_bytes), not the memory limit: the kernel's
+	// "memory+swap: usage U, limit L" line, U at L while memory was under
+	// its own limit (memcg_usage_bytes, memcg_limit_bytes).
+	MemswUsageBytes *int64 `protobuf:"varint,48,opt,name=memsw_usage_bytes,json=memswUsageBytes,proto3,oneof" json:"memsw_usage_bytes,omitempty"`
+	MemswLimitBytes *int64 `protobuf:"varint,49,opt,name=memsw_limit_bytes,json=memswLimitBytes,proto3,oneof" json:"memsw_limit_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *OOMKill) Reset() {
@@ -1374,6 +1380,20 @@ func (x *OOMKill) GetPrecedingWarnings() []*PrecedingWarning {
 		return x.PrecedingWarnings
 	}
 	return nil
+}
+
+func (x *OOMKill) GetMemswUsageBytes() int64 {
+	if x != nil && x.MemswUsageBytes != nil {
+		return *x.MemswUsageBytes
+	}
+	return 0
+}
+
+func (x *OOMKill) GetMemswLimitBytes() int64 {
+	if x != nil && x.MemswLimitBytes != nil {
+		return *x.MemswLimitBytes
+	}
+	return 0
 }
 
 // PrecedingWarning is a warning that came before a kill.
@@ -3620,7 +3640,8 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\n" +
 	"NodeMemory\x12&\n" +
 	"\x0fmem_total_bytes\x18\x01 \x01(\x03R\rmemTotalBytes\x12.\n" +
-	"\x13mem_available_bytes\x18\x02 \x01(\x03R\x11memAvailableBytes\"\xc7\t\n" +
+	"\x13mem_available_bytes\x18\x02 \x01(\x03R\x11memAvailableBytes\"\xd5\n" +
+	"\n" +
 	"\aOOMKill\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1f\n" +
 	"\vlimit_scope\x18\x02 \x01(\tR\n" +
@@ -3656,9 +3677,13 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"limit_from\x18, \x01(\tR\tlimitFrom\x12/\n" +
 	"\boom_kind\x18- \x01(\x0e2\x14.oomwatch.v1.OOMKindR\aoomKind\x12-\n" +
 	"\x05scope\x18. \x01(\x0e2\x17.oomwatch.v1.LimitScopeR\x05scope\x12L\n" +
-	"\x12preceding_warnings\x18/ \x03(\v2\x1d.oomwatch.v1.PrecedingWarningR\x11precedingWarningsB\x14\n" +
+	"\x12preceding_warnings\x18/ \x03(\v2\x1d.oomwatch.v1.PrecedingWarningR\x11precedingWarnings\x12/\n" +
+	"\x11memsw_usage_bytes\x180 \x01(\x03H\x02R\x0fmemswUsageBytes\x88\x01\x01\x12/\n" +
+	"\x11memsw_limit_bytes\x181 \x01(\x03H\x03R\x0fmemswLimitBytes\x88\x01\x01B\x14\n" +
 	"\x12_memcg_usage_bytesB\x14\n" +
-	"\x12_memcg_limit_bytes\"\xeb\x02\n" +
+	"\x12_memcg_limit_bytesB\x14\n" +
+	"\x12_memsw_usage_bytesB\x14\n" +
+	"\x12_memsw_limit_bytes\"\xeb\x02\n" +
 	"\x10PrecedingWarning\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12;\n" +
 	"\fwarning_kind\x18\x02 \x01(\x0e2\x18.oomwatch.v1.WarningKindR\vwarningKind\x12\x12\n" +
