@@ -79,7 +79,7 @@ func Analyze(r *oom.Report, ctx Context) Event {
 	if r.HasMemcgUsage && ev.Kind == KindLimit {
 		u, l := r.MemcgUsageKB*1024, r.MemcgLimitKB*1024
 		ev.MemcgUsageBytes, ev.MemcgLimitBytes = &u, &l
-		if r.HasMemswUsage && r.MemswLimitKB > 0 && r.MemswUsageKB >= r.MemswLimitKB && r.MemcgUsageKB < r.MemcgLimitKB {
+		if r.HasMemswUsage && atLimit(r.MemswUsageKB, r.MemswLimitKB) && !atLimit(r.MemcgUsageKB, r.MemcgLimitKB) {
 			// Memory was under its limit and memory+swap at its own:
 			// that limit was hit (an unlimited one, 2^53 kB, never is).
 			su, sl := r.MemswUsageKB*1024, r.MemswLimitKB*1024
@@ -155,6 +155,13 @@ func innermost(limits []string, cgroup string) string {
 		}
 	}
 	return best
+}
+
+// atLimit tells whether a cgroup's usage is at its limit (kB) as the
+// kernel reports it at an OOM: within a charge batch (64 pages: 256 kB of 4
+// KiB pages) or 1% of it, whichever is larger.
+func atLimit(usage, limit int64) bool {
+	return limit > 0 && limit-usage <= max(256, limit/100)
 }
 
 // classify reads the kind of kill from the kernel's own words; it never guesses.

@@ -155,4 +155,11 @@ func TestMemswLimit(t *testing.T) {
 	if ev.MemswLimitBytes != nil || ev.MemswUsageBytes != nil || !strings.Contains(ev.Reason, ", limit 32.0 GiB") {
 		t.Errorf("memory limit hit: %+v, reason %q", ev, ev.Reason)
 	}
+	// Both at their limits (memory within a charge batch of it): the
+	// memory limit, which reclaim hit first.
+	ev = read(report("memory: usage 307112kB, limit 307200kB, failcnt 35982",
+		"memory+swap: usage 614400kB, limit 614400kB, failcnt 11"))
+	if ev.MemswLimitBytes != nil || !strings.Contains(ev.Reason, ", limit 300.0 MiB") {
+		t.Errorf("both at their limits: %+v, reason %q", ev, ev.Reason)
+	}
 }
