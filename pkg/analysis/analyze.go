@@ -457,11 +457,24 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 			culprit.RankedBy = RankedOverRequest
 		}
 	}
+	// Without a task dump the victim may be the only holder the report
+	// and its incident name: nothing to compare it with.
+	compared := source == SourceTaskDump
 	if source != SourceTaskDump {
-		culprit = judgeWithoutDump(ev, r, ctx, culprit, victimKey)
+		var others bool
+		culprit, others = judgeWithoutDump(ev, r, ctx, culprit, victimKey)
+		compared = others
+		for i := range r.Victims {
+			if unitKey(Holder{PID: r.Victims[i].PID, Cgroup: cg(r.Victims[i].PID, r.Victims[i].Cgroup)}, scope) != victimKey {
+				compared = true
+			}
+		}
 	}
 	ev.Culprit = culprit
 	ev.CollateralVerdict = collateralVerdict(ev, culprit, scope, victimKey)
+	if ev.CollateralVerdict == CollateralNo && scope != ScopeContainer && !compared {
+		ev.CollateralVerdict = CollateralUnknown
+	}
 	ev.Collateral = ev.CollateralVerdict == CollateralYes
 	if vi.HasAdj && vi.OOMScoreAdj > 0 && culprit != nil && ev.Collateral {
 		ev.ChosenForScoreAdj = true
@@ -547,13 +560,13 @@ func dedupe(hs []Holder) []Holder {
 //     positive oom_score_adj may have been chosen for it, and the task that
 //     was allocating when memory ran out (the trigger), when known to be
 //     another process, is named instead.
-func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victimKey string) *Culprit {
+func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victimKey string) (c *Culprit, others bool) {
 	scope := ev.LimitScope
 	// The incident may hold a node's dump of 10,000 tasks: its holders,
 	// dedupe's copy of ctx.Incident, are split in place, and their units
 	// are told from the victim's without a key per holder.
 	hs := dedupe(ctx.Incident)
-	others := hs[:0]
+	outside := hs[:0]
 	var inside []Holder
 	victim := newVictimUnit(victimKey, scope)
 	for _, h := range hs {
@@ -563,7 +576,7 @@ func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victi
 			continue
 		}
 		if !victim.has(h) {
-			others = append(others, h)
+			outside = append(outside, h)
 		} else {
 			inside = append(inside, h)
 		}
@@ -575,21 +588,22 @@ func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victi
 			(own == nil || own.RSSBytes == nil || u.rss > *own.RSSBytes) {
 			rss := u.rss
 			return &Culprit{PID: u.top.PID, Comm: u.top.Comm, RSSBytes: &rss, Tasks: u.tasks,
-				Source: SourceIncident, Workload: u.workload}
+				Source: SourceIncident, Workload: u.workload}, len(outside) > 0
 		}
-		return own
+		return own, len(outside) > 0
 	}
-	if inc, ok := largest(others, scope); ok {
+	others = len(outside) > 0
+	if inc, ok := largest(outside, scope); ok {
 		if own == nil || own.RSSBytes == nil || inc.rss > *own.RSSBytes {
 			rss := inc.rss
 			return &Culprit{PID: inc.top.PID, Comm: inc.top.Comm, RSSBytes: &rss, Tasks: inc.tasks,
-				Source: SourceIncident, Workload: inc.workload}
+				Source: SourceIncident, Workload: inc.workload}, others
 		}
-		return own
+		return own, others
 	}
 	vi := r.Victim()
 	if t := r.Trigger; t != nil && vi.HasAdj && vi.OOMScoreAdj > 0 && triggerIsOther(t, vi) {
-		return &Culprit{PID: t.PID, Comm: t.Comm, Tasks: 1, Source: SourceTrigger, Workload: ev.Trigger.Workload}
+		return &Culprit{PID: t.PID, Comm: t.Comm, Tasks: 1, Source: SourceTrigger, Workload: ev.Trigger.Workload}, others
 	}
-	return own
+	return own, others
 }

@@ -23,6 +23,8 @@ func unknownWhy(ev *Event) string {
 	switch {
 	case ev.Kind == KindLimit && ev.OOMMemcg == "":
 		return "the kernel did not name the limited cgroup, so who was inside it is not known"
+	case victimAlone(ev):
+		return whyAlone
 	case c.RSSBytes == nil:
 		return "the report gives no memory sizes to compare"
 	case ev.Victims[0].Cgroup == "":
@@ -30,6 +32,16 @@ func unknownWhy(ev *Event) string {
 	default:
 		return "the largest memory holder's workload is not known"
 	}
+}
+
+// whyAlone is unknownWhy's answer when victimAlone.
+const whyAlone = "the report has no task dump, and the victim's own workload is the only memory holder it names"
+
+// victimAlone tells whether an event's only memory holder, without a task
+// dump, is the victim's own workload.
+func victimAlone(ev *Event) bool {
+	c, v := ev.Culprit, ev.Victims[0]
+	return c != nil && c.Source == SourceVictims && c.RSSBytes != nil && (c.PID == v.PID || c.Cgroup != "" && c.Cgroup == v.Cgroup)
 }
 
 // reason writes the sentence that explains an event's verdict.
@@ -91,10 +103,13 @@ func reason(ev *Event) string {
 	case c == nil:
 		b.WriteString("Collateral unknown: the report names no memory holder.")
 	case ev.CollateralVerdict == CollateralUnknown:
-		fmt.Fprintf(&b, "Collateral unknown: %s", unknownWhy(ev))
+		why := unknownWhy(ev)
+		fmt.Fprintf(&b, "Collateral unknown: %s", why)
 		switch {
 		case c.Source == SourceTrigger:
 			fmt.Fprintf(&b, "; the task allocating when memory ran out was %s", culpritLabel(c))
+		case why == whyAlone:
+			fmt.Fprintf(&b, " (%s)", Bytes(*c.RSSBytes))
 		case c.RSSBytes != nil:
 			fmt.Fprintf(&b, "; the largest memory holder seen was %s%s", culpritLabel(c), sourceNote(c))
 		}

@@ -163,3 +163,39 @@ func TestMemswLimit(t *testing.T) {
 		t.Errorf("both at their limits: %+v, reason %q", ev, ev.Reason)
 	}
 }
+
+// TestVictimAloneIsNotJudged: a node-level kill whose report has no task
+// dump and names no memory holder but the victim cannot say the victim was
+// not collateral: nothing was compared. With another holder in the
+// incident, it can.
+func TestVictimAloneIsNotJudged(t *testing.T) {
+	const cg = "/kubepods/besteffort/podbe1e663f-f7a1-4b90-bdfd-bb30afdf7c37/53463dbb01e9d8a9f1b0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f70"
+	summary := func(pid int, cgroup string) string {
+		return "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=" + cgroup + ",task=entry,pid=" + strconv.Itoa(pid) + ",uid=0"
+	}
+	read := func(lines ...string) []Event {
+		t.Helper()
+		var events []Event
+		if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{Hold: time.Minute}, func(e Event) { events = append(events, e) }); err != nil {
+			t.Fatal(err)
+		}
+		return events
+	}
+	evs := read(
+		"[606280.177800] "+summary(19227, cg),
+		"[606280.177828] Out of memory: Killed process 19227 (entry) total-vm:1656kB, anon-rss:120kB, file-rss:4kB, shmem-rss:0kB",
+	)
+	if len(evs) != 1 || evs[0].CollateralVerdict != CollateralUnknown || evs[0].Collateral ||
+		!strings.Contains(evs[0].Reason, "the victim's own workload is the only memory holder it names (124.0 KiB)") {
+		t.Fatalf("alone: %+v", evs)
+	}
+	evs = read(
+		"[606280.177800] "+summary(19227, cg),
+		"[606280.177828] Out of memory: Killed process 19227 (entry) total-vm:1656kB, anon-rss:120kB, file-rss:4kB, shmem-rss:0kB",
+		"[606280.277800] "+summary(19300, "/system.slice/big.service"),
+		"[606280.277828] Out of memory: Killed process 19300 (big) total-vm:1656kB, anon-rss:900000kB, file-rss:4kB, shmem-rss:0kB",
+	)
+	if len(evs) != 2 || evs[0].CollateralVerdict != CollateralYes || evs[1].CollateralVerdict != CollateralNo {
+		t.Fatalf("compared within the incident: %+v", evs)
+	}
+}
