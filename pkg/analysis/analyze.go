@@ -458,7 +458,8 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 		}
 	}
 	// Without a task dump the victim may be the only holder the report
-	// and its incident name: nothing to compare it with.
+	// and its incident name: nothing to compare it with, unless its
+	// oom_score_adj (<= 0) says the kernel chose it by size alone.
 	compared := source == SourceTaskDump
 	if source != SourceTaskDump {
 		var others bool
@@ -472,7 +473,7 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 	}
 	ev.Culprit = culprit
 	ev.CollateralVerdict = collateralVerdict(ev, culprit, scope, victimKey)
-	if ev.CollateralVerdict == CollateralNo && scope != ScopeContainer && !compared {
+	if ev.CollateralVerdict == CollateralNo && scope != ScopeContainer && !compared && !(vi.HasAdj && vi.OOMScoreAdj <= 0) {
 		ev.CollateralVerdict = CollateralUnknown
 	}
 	ev.Collateral = ev.CollateralVerdict == CollateralYes

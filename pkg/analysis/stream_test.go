@@ -198,4 +198,12 @@ func TestVictimAloneIsNotJudged(t *testing.T) {
 	if len(evs) != 2 || evs[0].CollateralVerdict != CollateralYes || evs[1].CollateralVerdict != CollateralNo {
 		t.Fatalf("compared within the incident: %+v", evs)
 	}
+	// Its oom_score_adj 0 printed: the kernel chose it by size alone.
+	evs = read(
+		"[606280.177800] "+summary(19227, cg),
+		"[606280.177828] Out of memory: Killed process 19227 (entry) total-vm:1656kB, anon-rss:120kB, file-rss:4kB, shmem-rss:0kB, UID:0 pgtables:40kB oom_score_adj:0",
+	)
+	if len(evs) != 1 || evs[0].CollateralVerdict != CollateralNo {
+		t.Fatalf("chosen by size: %+v", evs)
+	}
 }
