@@ -102,8 +102,108 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 			}
 		}
 	}
+	if format == FormatBare {
+		if f, ok := parseLoose(rest, rec, loc); ok {
+			return f
+		}
+	}
 	rec.Message = rest
 	return format
+}
+
+// parseLoose recognises, in a line no rendering above matched, the prefixes
+// of renderings whose timestamps it cannot read: talosctl dmesg's
+// "[node: ]kern: info: [2025-06-04T04:51:57.5Z]: msg" (its wall time is
+// kept), and a syslog or dmesg -T line whose date is in another language or
+// behind other text ("дек 06 14:58:14 host kernel: msg", "- Jan 14 18:01:55
+// host kernel: msg", "[四 4月 17 22:43:41 2025] msg"): the clock (hh:mm:ss)
+// before " kernel: " or before the "] " that ends the stamp tells them from
+// a message body, and their time is not kept. ok is false for anything else.
+func parseLoose(b []byte, rec *Record, loc *time.Location) (Format, bool) {
+	if f, ok := parseTalos(b, rec, loc); ok {
+		return f, true
+	}
+	head := b[:min(len(b), 128)]
+	if i := bytes.Index(head, []byte(" kernel: ")); i > 0 && hasClock(b[:i]) {
+		return finishSyslog(rec, b[i+len(" kernel: "):]), true
+	}
+	if i := bytes.IndexByte(b[:min(len(b), 48)], ']'); i > 0 && i+1 < len(b) && b[i+1] == ' ' &&
+		bytes.IndexByte(b[1:i], '[') < 0 && hasClock(b[:i]) {
+		msg := b[i+2:]
+		rec.Message = msg[skipCaller(msg):]
+		return FormatDmesg, true
+	}
+	return 0, false
+}
+
+// hasClock tells whether b holds an hh:mm:ss time.
+func hasClock(b []byte) bool {
+	for i := 0; i+8 <= len(b); i++ {
+		if b[i+2] == ':' && b[i+5] == ':' && isDigit(b[i]) && isDigit(b[i+1]) && isDigit(b[i+3]) &&
+			isDigit(b[i+4]) && isDigit(b[i+6]) && isDigit(b[i+7]) {
+			return true
+		}
+	}
+	return false
+}
+
+// syslogLevels are the level names talosctl dmesg prints.
+var syslogLevels = []string{"emerg", "alert", "crit", "err", "warning", "warn", "notice", "info", "debug"}
+
+// parseTalos reads talosctl dmesg's "[node: ]facility: level: [RFC 3339]:
+// msg". A record of a facility other than kern was written by userspace:
+// skipped.
+func parseTalos(b []byte, rec *Record, loc *time.Location) (Format, bool) {
+	i := bytes.Index(b[:min(len(b), 80)], []byte(": ["))
+	if i < 0 {
+		return 0, false
+	}
+	stamp := b[i+3:]
+	e := bytes.IndexByte(stamp[:min(len(stamp), 48)], ']')
+	if e < 0 || e+1 >= len(stamp) || stamp[e+1] != ':' {
+		return 0, false
+	}
+	wall, _, n := parseISOStamp(stamp[:e], loc)
+	if n != e {
+		return 0, false
+	}
+	// Before the stamp: "[node: ]facility:  level".
+	pre := bytes.TrimRight(b[:i], " ")
+	sp := bytes.LastIndexByte(pre, ' ')
+	level := pre[sp+1:]
+	if !slicesContain(syslogLevels, level) || sp < 0 {
+		return 0, false
+	}
+	fac := bytes.TrimRight(pre[:sp], " ")
+	if len(fac) == 0 || fac[len(fac)-1] != ':' {
+		return 0, false
+	}
+	fac = fac[:len(fac)-1]
+	if j := bytes.LastIndexByte(fac, ' '); j >= 0 {
+		if j == 0 || fac[j-1] != ':' {
+			return 0, false // not "node: facility"
+		}
+		fac = fac[j+1:]
+	}
+	if string(fac) != "kern" {
+		return skip(rec), true
+	}
+	rec.Wall = wall
+	msg := stamp[e+2:]
+	if len(msg) > 0 && msg[0] == ' ' {
+		msg = msg[1:]
+	}
+	rec.Message = msg
+	return FormatSyslog, true
+}
+
+func slicesContain(words []string, w []byte) bool {
+	for _, x := range words {
+		if string(w) == x {
+			return true
+		}
+	}
+	return false
 }
 
 // skip clears rec for a line that carries no kernel record.
