@@ -158,8 +158,8 @@ func innermost(limits []string, cgroup string) string {
 }
 
 // atLimit tells whether a cgroup's usage is at its limit (kB) as the
-// kernel reports it at an OOM: within a charge batch (64 pages: 256 kB of 4
-// KiB pages) or 1% of it, whichever is larger.
+// kernel reports it at an OOM: within 256 kB (a charge batch: 32 pages of
+// 4 KiB, 64 on recent kernels) or 1% of it, whichever is larger.
 func atLimit(usage, limit int64) bool {
 	return limit > 0 && limit-usage <= max(256, limit/100)
 }

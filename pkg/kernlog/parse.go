@@ -17,7 +17,11 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 		return FormatSkipped
 	}
 	if afterKmsg && line[0] == ' ' {
-		return FormatSkipped
+		// A dictionary line (" KEY=value"), unless a record of a raw
+		// dump pasted indented.
+		if _, ok := ParseHeader(bytes.TrimLeft(line, " \t")); !ok {
+			return FormatSkipped
+		}
 	}
 	if f, ok := parseKmsg(line, rec); ok {
 		return f
@@ -28,7 +32,8 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 		// a timestamp. A bare message keeps its leading spaces (the kernel
 		// indents Mem-Info and call trace lines).
 		if t := bytes.TrimLeft(line, " \t"); len(t) > 0 {
-			if f := ParseLine(t, rec, false, year, loc); f != FormatBare && f != FormatSkipped {
+			// Skipped: another program's syslog line.
+			if f := ParseLine(t, rec, false, year, loc); f != FormatBare {
 				return f
 			}
 			*rec = Record{Seq: NoSeq, Priority: -1}
@@ -123,28 +128,54 @@ func parseLoose(b []byte, rec *Record, loc *time.Location) (Format, bool) {
 	if f, ok := parseTalos(b, rec, loc); ok {
 		return f, true
 	}
-	head := b[:min(len(b), 128)]
-	if i := bytes.Index(head, []byte(" kernel: ")); i > 0 && hasClock(b[:i]) {
-		return finishSyslog(rec, b[i+len(" kernel: "):]), true
+	c := clockEnd(b[:min(len(b), 48)])
+	if c < 0 {
+		return 0, false
 	}
-	if i := bytes.IndexByte(b[:min(len(b), 48)], ']'); i > 0 && i+1 < len(b) && b[i+1] == ' ' &&
-		bytes.IndexByte(b[1:i], '[') < 0 && hasClock(b[:i]) {
-		msg := b[i+2:]
-		rec.Message = msg[skipCaller(msg):]
-		return FormatDmesg, true
+	rest := b[c:]
+	// dmesg -T: "...hh:mm:ss yyyy] msg".
+	if y := skipSpaces(rest, 0); y < len(rest) {
+		if _, n := parseUint(rest[y:]); n == 4 && y+n+1 < len(rest) && rest[y+n] == ']' && rest[y+n+1] == ' ' {
+			msg := rest[y+n+2:]
+			rec.Message = msg[skipCaller(msg):]
+			return FormatDmesg, true
+		}
+	}
+	// syslog: "...hh:mm:ss[.frac] [host ]tag: msg"; only the kernel's tag.
+	if len(rest) > 0 && rest[0] == '.' {
+		_, n := parseUint(rest[1:])
+		rest = rest[1+n:]
+	}
+	if len(rest) == 0 || rest[0] != ' ' {
+		return 0, false
+	}
+	rest = rest[1:]
+	if msg, kernel, ok := splitSyslogTag(rest); ok {
+		if !kernel {
+			return skip(rec), true
+		}
+		return finishSyslog(rec, msg), true
+	}
+	if msg, ok := bytes.CutPrefix(rest, []byte("kernel: ")); ok {
+		return finishSyslog(rec, msg), true
+	}
+	if sp := bytes.IndexByte(rest, ' '); sp > 2 && rest[sp-1] == ':' && rest[sp-2] == ']' && bytes.IndexByte(rest[:sp], '[') > 0 {
+		// No host name, another program's tag ("app[1]: msg").
+		return skip(rec), true
 	}
 	return 0, false
 }
 
-// hasClock tells whether b holds an hh:mm:ss time.
-func hasClock(b []byte) bool {
+// clockEnd returns where the first hh:mm:ss time in b ends, -1 when there
+// is none; the time starts b or follows a space.
+func clockEnd(b []byte) int {
 	for i := 0; i+8 <= len(b); i++ {
-		if b[i+2] == ':' && b[i+5] == ':' && isDigit(b[i]) && isDigit(b[i+1]) && isDigit(b[i+3]) &&
-			isDigit(b[i+4]) && isDigit(b[i+6]) && isDigit(b[i+7]) {
-			return true
+		if (i == 0 || b[i-1] == ' ') && b[i+2] == ':' && b[i+5] == ':' && isDigit(b[i]) && isDigit(b[i+1]) &&
+			isDigit(b[i+3]) && isDigit(b[i+4]) && isDigit(b[i+6]) && isDigit(b[i+7]) {
+			return i + 8
 		}
 	}
-	return false
+	return -1
 }
 
 // syslogLevels are the level names talosctl dmesg prints.
@@ -355,7 +386,7 @@ func matchWord(b []byte, words []string) (int, int) {
 func parseMonoStamp(b []byte) (time.Duration, int) {
 	i := skipSpaces(b, 1)
 	sec, n := parseUint(b[i:])
-	if n == 0 || n > 12 {
+	if n == 0 || n > 12 || sec > math.MaxInt64/int64(time.Second)-1 {
 		return 0, 0
 	}
 	i += n

@@ -96,6 +96,11 @@ type Assembler struct {
 	stats      Stats
 	lastMono   time.Duration
 	lastMonoOK bool
+	// victims holds the victims of the last reports emitted.
+	victims  [16]int
+	nvictims int
+	// lastWall is the wall time of the last record taken, when it had one.
+	lastWall time.Time
 }
 
 // NewAssembler returns an Assembler that calls emit for every finished
@@ -185,9 +190,11 @@ func (a *Assembler) Feed(rec *kernlog.Record) {
 			return
 		}
 	case kind == lineSummary && a.cur.Summary != nil,
-		kind == lineSelect && a.cur.SelectedPID > 0:
-		// A second summary or selection: the first report's kill line was
-		// not seen.
+		kind == lineSelect && a.cur.SelectedPID > 0 && a.apart(rec):
+		// A second summary, or a selection a second or more after the
+		// first: the first report's kill line was not seen. (Old kernels
+		// select again at once when the chosen task has no memory left,
+		// without a kill line for it.)
 		a.finish()
 		a.start(rec, true)
 	case a.killed && startsReport(kind):
@@ -202,6 +209,28 @@ func (a *Assembler) Feed(rec *kernlog.Record) {
 // isKillTail tells whether a line may follow a kill line in one report.
 func isKillTail(k lineKind) bool {
 	return k == lineKilled || k == lineGroup || k == lineReaper || k == lineSharing
+}
+
+// killedBefore tells whether pid was a victim of one of the last reports.
+func (a *Assembler) killedBefore(pid int) bool {
+	for _, k := range a.victims[:min(a.nvictims, len(a.victims))] {
+		if k == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// apart tells whether rec came a second or more after the open report's
+// last record, by the kernel's clock or else the wall clock.
+func (a *Assembler) apart(rec *kernlog.Record) bool {
+	switch {
+	case rec.HasMono && a.lastMonoOK:
+		return rec.Mono-a.lastMono >= time.Second
+	case !rec.Wall.IsZero() && !a.lastWall.IsZero():
+		return rec.Wall.Sub(a.lastWall) >= time.Second
+	}
+	return false
 }
 
 // expired tells whether the open report has run past its bounds.
@@ -271,6 +300,9 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 	r.EndSeq = rec.Seq
 	if rec.HasMono {
 		a.lastMono, a.lastMonoOK = rec.Mono, true
+	}
+	if !rec.Wall.IsZero() {
+		a.lastWall = rec.Wall
 	}
 	if kind != lineDumpRow || a.raw.len() < a.opts.MaxRawLines/2 {
 		a.keepLine(rec.Message, kind)
@@ -356,8 +388,12 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		a.grouped = true
 	case lineReaper:
 		if pid, comm, ok := parseReaper(msg); ok {
-			if len(r.Reaped) == 0 {
-				r.reapedComm = comm
+			// Only a reaper line after the report's task dump or choice
+			// (its selection or summary line) may be of its own victim,
+			// and not one of a process an earlier report killed, reaped
+			// late.
+			if r.reapedPID == 0 && (r.SelectedPID > 0 || r.Summary != nil || r.HasTaskDump) && !a.killedBefore(pid) {
+				r.reapedPID, r.reapedComm = pid, comm
 			}
 			r.Reaped = append(r.Reaped, pid)
 		}
@@ -420,11 +456,11 @@ func (a *Assembler) finish() {
 		v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall}
 		v.PID, v.Comm = r.Summary.PID, r.Summary.Task
 		r.Victims = append(r.Victims, v)
-	} else if len(r.Victims) == 0 && len(r.Reaped) > 0 {
+	} else if len(r.Victims) == 0 && r.reapedPID > 0 {
 		// The kill line was filtered out, but the oom_reaper, which only
 		// reaps what the OOM killer killed, names the victim.
 		v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall}
-		v.PID, v.Comm = r.Reaped[0], r.reapedComm
+		v.PID, v.Comm = r.reapedPID, r.reapedComm
 		if r.SelectedMemcg {
 			v.Message = "Memory cgroup out of memory"
 		} else if r.SelectedGlobal {
@@ -453,6 +489,10 @@ func (a *Assembler) finish() {
 	r.Tasks, r.Lines = a.dump.tasks(), a.raw.strings()
 	a.dump.reset()
 	a.raw.reset()
+	for i := range r.Victims {
+		a.victims[a.nvictims%len(a.victims)] = r.Victims[i].PID
+		a.nvictims++
+	}
 	for _, out := range splitStorm(r, a.grouped) {
 		a.settle(out)
 		a.stats.Reports++

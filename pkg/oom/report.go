@@ -127,7 +127,9 @@ type Report struct {
 	SelectedGlobal bool // the selection line said "Out of memory"
 	// Reaped lists PIDs the oom_reaper reported while the report was open.
 	Reaped []int
-	// reapedComm is the first reaped process's comm.
+	// reapedPID and reapedComm name the first process reaped after the
+	// report's selection or summary line: its victim.
+	reapedPID  int
 	reapedComm string
 	// Lines are the report's raw kernel lines, bounded by the assembler's
 	// MaxRawLines; LinesDropped counts those left out.
