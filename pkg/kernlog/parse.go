@@ -141,36 +141,45 @@ func parseLoose(b []byte, rec *Record, loc *time.Location) (Format, bool) {
 			return FormatDmesg, true
 		}
 	}
-	// syslog: "...hh:mm:ss[.frac] [host ]tag: msg"; only the kernel's tag.
+	// syslog: "...hh:mm:ss[.frac] [yyyy] [host] [facility.level] tag: msg"
+	// (OpenWrt's logread has the year and facility.level); only the
+	// kernel's tag.
 	if len(rest) > 0 && rest[0] == '.' {
 		_, n := parseUint(rest[1:])
 		rest = rest[1+n:]
 	}
-	if len(rest) == 0 || rest[0] != ' ' {
-		return 0, false
-	}
-	rest = rest[1:]
-	if msg, kernel, ok := splitSyslogTag(rest); ok {
-		if !kernel {
-			return skip(rec), true
+	for k := range 4 {
+		if len(rest) == 0 || rest[0] != ' ' {
+			return 0, false
 		}
-		return finishSyslog(rec, msg), true
-	}
-	if msg, ok := bytes.CutPrefix(rest, []byte("kernel: ")); ok {
-		return finishSyslog(rec, msg), true
-	}
-	if sp := bytes.IndexByte(rest, ' '); sp > 2 && rest[sp-1] == ':' && rest[sp-2] == ']' && bytes.IndexByte(rest[:sp], '[') > 0 {
-		// No host name, another program's tag ("app[1]: msg").
-		return skip(rec), true
+		rest = rest[skipSpaces(rest, 0):]
+		end := bytes.IndexByte(rest, ' ')
+		if end < 0 {
+			return 0, false
+		}
+		word := rest[:end]
+		if word[len(word)-1] == ':' {
+			switch {
+			case string(word) == "kernel:":
+				return finishSyslog(rec, rest[end+1:]), true
+			case k > 0 || bytes.IndexByte(word, '[') > 0:
+				// Another program's tag, after the host name or with
+				// its PID.
+				return skip(rec), true
+			}
+			return 0, false
+		}
+		rest = rest[end:]
 	}
 	return 0, false
 }
 
-// clockEnd returns where the first hh:mm:ss time in b ends, -1 when there
-// is none; the time starts b or follows a space.
+// clockEnd returns where the first hh:mm:ss time in b that follows a day
+// of the month ("17 22:43:41") ends, -1 when there is none.
 func clockEnd(b []byte) int {
-	for i := 0; i+8 <= len(b); i++ {
-		if (i == 0 || b[i-1] == ' ') && b[i+2] == ':' && b[i+5] == ':' && isDigit(b[i]) && isDigit(b[i+1]) &&
+	for i := 2; i+8 <= len(b); i++ {
+		if b[i-1] == ' ' && isDigit(b[i-2]) && (i == 2 || b[i-3] == ' ' || isDigit(b[i-3]) && (i == 3 || b[i-4] == ' ')) &&
+			b[i+2] == ':' && b[i+5] == ':' && isDigit(b[i]) && isDigit(b[i+1]) &&
 			isDigit(b[i+3]) && isDigit(b[i+4]) && isDigit(b[i+6]) && isDigit(b[i+7]) {
 			return i + 8
 		}
