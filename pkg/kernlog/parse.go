@@ -39,6 +39,13 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 			*rec = Record{Seq: NoSeq, Priority: -1}
 		}
 	}
+	if line[0] == '>' || line[0] == '|' {
+		// A log quoted in a mail ("> ", "> > ", "| "): the line after the
+		// quote marks.
+		if t := bytes.TrimLeft(line, "> |\t"); len(t) > 0 {
+			return ParseLine(t, rec, false, year, loc)
+		}
+	}
 	format := FormatBare
 	rest := line
 	// busybox dmesg -r and journal exports: <prio> before the rest.

@@ -1,6 +1,7 @@
 package oom
 
 import (
+	"bytes"
 	"strings"
 	"time"
 
@@ -197,9 +198,11 @@ func (a *Assembler) Feed(rec *kernlog.Record) {
 		// without a kill line for it.)
 		a.finish()
 		a.start(rec, true)
-	case a.killed && startsReport(kind):
+	case a.killed && startsReport(kind) && !(kind == lineSelect && a.cur.SelectedPID == 0 && len(a.cur.Victims) == 0):
 		// A dump row, a summary or a selection after the kill: the start of
-		// the next report was lost.
+		// the next report was lost. (Red Hat's 3.10 kernels print the
+		// backported summary before their selection line: that one is
+		// the same report's.)
 		a.finish()
 		a.start(rec, true)
 	}
@@ -310,7 +313,12 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		r.LinesDropped++
 	}
 	switch kind {
-	case lineOther, lineNoKillable:
+	case lineOther:
+		if r.buddyPageSize == 0 && bytes.HasPrefix(rec.Message, bNode) {
+			r.buddyPageSize = parseBuddyPageSize(rec.Message)
+		}
+		return
+	case lineNoKillable:
 		return
 	case lineMemInfo:
 		r.HasMemInfo = true
@@ -582,7 +590,10 @@ func itoa(n int) string {
 // bytes, and the victims' cgroups where the kernel printed them.
 func (a *Assembler) settle(r *Report) {
 	v := r.Victim()
-	if row := r.TaskByPID(v.PID); row != nil && v.HasRSS && row.RSSPages > 0 {
+	if r.buddyPageSize > 0 {
+		// The kernel's own page size, from the Mem-Info block.
+		r.PageSize = r.buddyPageSize
+	} else if row := r.TaskByPID(v.PID); row != nil && v.HasRSS && row.RSSPages > 0 {
 		// The dump's rss is anon+file+shmem pages, the kill line's the same
 		// in kB, read at nearly the same moment: their ratio is the page size.
 		r.PageSize = nearestPageSize(v.RSSBytes / row.RSSPages)
@@ -624,6 +635,36 @@ func (a *Assembler) settle(r *Report) {
 			vi.UID, vi.HasUID = r.Summary.UID, true
 		}
 	}
+}
+
+// bNode starts a Mem-Info line of a zone's free blocks.
+var bNode = []byte("Node ")
+
+// parseBuddyPageSize reads the page size from a node-wide report's free
+// block counts of a zone, "Node 0 DMA32: 12*64kB (UM) 10*128kB ...": the
+// first count is of order 0, blocks of one page. 0 when msg is not such a
+// line or the size is not a power of two from 4 KiB to 256 KiB.
+func parseBuddyPageSize(msg []byte) int64 {
+	i := bytes.Index(msg, []byte(": "))
+	if i < 0 {
+		return 0
+	}
+	b := msg[i+2:]
+	j := 0
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	if j == 0 || j >= len(b) || b[j] != '*' {
+		return 0
+	}
+	kb, n := atoi(b, j+1)
+	if n == 0 || !bytes.HasPrefix(b[j+1+n:], []byte("kB")) {
+		return 0
+	}
+	if kb < 4 || kb > 256 || kb&(kb-1) != 0 {
+		return 0
+	}
+	return int64(kb) * 1024
 }
 
 // nearestPageSize rounds a measured bytes-per-page ratio to the page sizes

@@ -106,6 +106,43 @@ func TestPageSizeFromVictim(t *testing.T) {
 	}
 }
 
+// TestPageSizeFromBuddy: a node-wide report's Mem-Info lists each zone's
+// free blocks by order, the first of one page: the page size even when no
+// kill line gives the victim's size (a 64 KiB-page arm64 report whose kill
+// line is missing).
+func TestPageSizeFromBuddy(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want int64
+	}{
+		{"Node 0 DMA32: 12*64kB (UM) 10*128kB (UM) 5*256kB (UM) = 613120kB", 65536},
+		{"Node 0 DMA: 1*4kB (M) 1*8kB (U) 1*16kB (M) = 15360kB", 4096},
+		{"Node 1 Normal: 0*16kB 3*32kB = 96kB", 16384},
+		{"Node 0 DMA32 free:613120kB min:91584kB low:114432kB", 0},
+		{"Node 0 hugepages_total=0 hugepages_free=0 hugepages_surp=0 hugepages_size=2048kB", 0},
+		{"Node 0 DMA: 1*3kB", 0},
+		{"Node 0 DMA: *4kB", 0},
+	} {
+		if got := parseBuddyPageSize([]byte(tc.line)); got != tc.want {
+			t.Errorf("parseBuddyPageSize(%q) = %d, want %d", tc.line, got, tc.want)
+		}
+	}
+	reps, _ := feed(t, Options{},
+		"[ 89.0] oncealloc2 invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=0",
+		"[ 89.0] CPU: 3 PID: 1440 Comm: oncealloc2 Not tainted 5.10.0 #1",
+		"[ 89.1] Mem-Info:",
+		"[ 89.1] Node 0 DMA32: 12*64kB (UM) 10*128kB (UM) 5*256kB (UM) = 613120kB",
+		"[ 89.2] Tasks state (memory values in pages):",
+		"[ 89.2] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+		"[ 89.2] [   1428]     0  1428     2100     2053     65536        0             0 oncealloc2",
+		"[ 89.2] [   1440]     0  1440     1100      998     65536        0             0 oncealloc2",
+		"[ 89.3] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task=oncealloc2,pid=1440,uid=0",
+	)
+	if len(reps) != 1 || reps[0].PageSize != 65536 || reps[0].TaskByPID(1428).RSSBytes != 2053*65536 {
+		t.Fatalf("reports %+v", reps)
+	}
+}
+
 func TestInterleavedAndBackToBack(t *testing.T) {
 	a := nodeReport(10, 1_000_000, 5, 1003)
 	b := nodeReport(100, 2_000_000, 5, 1004)

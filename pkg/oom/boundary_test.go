@@ -89,3 +89,22 @@ func TestIndentedKmsgPaste(t *testing.T) {
 		t.Fatalf("got %d reports (stats %+v), want the kill of 1003", len(reps), a.Stats())
 	}
 }
+
+// TestRedHatSummaryBeforeSelection: Red Hat's 3.10 kernels print the
+// backported oom-kill: summary, then the selection line, then the kill of
+// a sacrificed child: one report, one kill (the child's), not a kill of the
+// chosen process too.
+func TestRedHatSummaryBeforeSelection(t *testing.T) {
+	reps, _ := feed(t, Options{},
+		"[  100.000001] runc:[2:INIT] invoked oom-killer: gfp_mask=0xd0, order=0, oom_score_adj=997",
+		"[  100.000002] CPU: 3 PID: 12788 Comm: runc:[2:INIT] Kdump: loaded Tainted: G  ------------ T 3.10.0-1160.el7.x86_64 #1",
+		"[  100.000004] memory: usage 3145728kB, limit 3145728kB, failcnt 10",
+		"[  100.000008] oom-kill:,cpuset=bbd5e4b5,oom_memcg=/kubepods/burstable/pod6c43,task_memcg=/kubepods/burstable/pod6c43/bbd5,task=runc:[2:INIT],pid=12800,uid=0",
+		"[  100.000009] Memory cgroup out of memory: Kill process 12800 (runc:[2:INIT]) score 997 or sacrifice child",
+		"[  100.000010] Killed process 12788 (runc:[2:INIT]) total-vm:40000kB, anon-rss:4600kB, file-rss:0kB, shmem-rss:0kB",
+	)
+	if len(reps) != 1 || len(reps[0].Victims) != 1 || reps[0].Victim().PID != 12788 || reps[0].Summary == nil ||
+		reps[0].SelectedPID != 12800 || reps[0].Trigger == nil || reps[0].Trigger.PID != 12788 {
+		t.Fatalf("got %d reports: %+v", len(reps), reps)
+	}
+}

@@ -127,6 +127,9 @@ type Report struct {
 	SelectedGlobal bool // the selection line said "Out of memory"
 	// Reaped lists PIDs the oom_reaper reported while the report was open.
 	Reaped []int
+	// buddyPageSize is the page size a Mem-Info line of free blocks
+	// printed (0: none).
+	buddyPageSize int64
 	// reapedPID and reapedComm name the first process reaped after the
 	// report's selection or summary line: its victim.
 	reapedPID  int
