@@ -28,29 +28,6 @@ func TestLooseUserspaceSyslogNotKernel(t *testing.T) {
 	}
 }
 
-// TestParseLineLooseFormsDoNotAllocate: the indented, caller ID, talosctl,
-// localized and host-less renderings allocate nothing either.
-func TestParseLineLooseFormsDoNotAllocate(t *testing.T) {
-	lines := [][]byte{
-		[]byte("   [ 3457.652078] EXT4-fs (sda1): mounted filesystem"),
-		[]byte("[ 3457.652078] [ T9185] EXT4-fs (sda1): mounted filesystem"),
-		[]byte("172.20.0.2: kern:    info: [2025-06-04T04:51:57.5Z]: eth0: link up"),
-		[]byte("172.20.0.2: kern:    info: [2025-06-04T04:51:57.5+05:30]: eth0: link up"),
-		[]byte("дек 06 14:58:14 host kernel: eth0: link up"),
-		[]byte("[四 4月 17 22:43:41 2025] eth0: link up"),
-		[]byte("Sep  8 06:22:08 kernel: eth0: link up"),
-	}
-	var rec Record
-	allocs := testing.AllocsPerRun(100, func() {
-		for _, l := range lines {
-			ParseLine(l, &rec, false, 2026, time.UTC)
-		}
-	})
-	if allocs != 0 {
-		t.Fatalf("ParseLine allocated %.1f times per run, want 0", allocs)
-	}
-}
-
 // TestIndentedUserspaceSyslogSkipped: in an indented paste of a syslog
 // file a userspace program's line is skipped, as unindented, not kept as a
 // bare kernel message whose "Killed process" the OOM parser would read.

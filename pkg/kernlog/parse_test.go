@@ -238,6 +238,17 @@ func TestParseLineDoesNotAllocate(t *testing.T) {
 		[]byte("[ 3457.652078] EXT4-fs (sda1): mounted filesystem"),
 		[]byte("2026-09-02T09:08:50.880492+02:00 Server1 kernel: eth0: link up"),
 		[]byte("Nov 27 05:12:01.123456 node1 kernel: [  1.2] audit: type=1400"),
+		// The renderings read past an indent, a caller ID, a quote, or a
+		// date they cannot read.
+		[]byte("   [ 3457.652078] EXT4-fs (sda1): mounted filesystem"),
+		[]byte("[ 3457.652078] [ T9185] EXT4-fs (sda1): mounted filesystem"),
+		[]byte("> [ 3457.652078] EXT4-fs (sda1): mounted filesystem"),
+		[]byte("172.20.0.2: kern:    info: [2025-06-04T04:51:57.5Z]: eth0: link up"),
+		[]byte("172.20.0.2: kern:    info: [2025-06-04T04:51:57.5+05:30]: eth0: link up"),
+		[]byte("дек 06 14:58:14 host kernel: eth0: link up"),
+		[]byte("[四 4月 17 22:43:41 2025] eth0: link up"),
+		[]byte("Sep  8 06:22:08 kernel: eth0: link up"),
+		[]byte("Sat Jan 25 09:40:15 2020 kern.info kernel: eth0: link up"),
 	}
 	var rec Record
 	allocs := testing.AllocsPerRun(100, func() {

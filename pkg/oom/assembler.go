@@ -214,6 +214,20 @@ func isKillTail(k lineKind) bool {
 	return k == lineKilled || k == lineGroup || k == lineReaper || k == lineSharing
 }
 
+// lineless is the victim of a report whose kill line was not seen, known
+// from its reaper or selection line (selected), located at the report's
+// start, with the selection line's words for what ran out.
+func lineless(r *Report, pid int, comm string, selected bool) Victim {
+	v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall, Selected: selected}
+	v.PID, v.Comm = pid, comm
+	if r.SelectedMemcg {
+		v.Message = "Memory cgroup out of memory"
+	} else if r.SelectedGlobal {
+		v.Message = "Out of memory"
+	}
+	return v
+}
+
 // killedBefore tells whether pid was a victim of one of the last reports.
 func (a *Assembler) killedBefore(pid int) bool {
 	for _, k := range a.victims[:min(a.nvictims, len(a.victims))] {
@@ -467,26 +481,12 @@ func (a *Assembler) finish() {
 	} else if len(r.Victims) == 0 && r.reapedPID > 0 {
 		// The kill line was filtered out, but the oom_reaper, which only
 		// reaps what the OOM killer killed, names the victim.
-		v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall}
-		v.PID, v.Comm = r.reapedPID, r.reapedComm
-		if r.SelectedMemcg {
-			v.Message = "Memory cgroup out of memory"
-		} else if r.SelectedGlobal {
-			v.Message = "Out of memory"
-		}
-		r.Victims = append(r.Victims, v)
+		r.Victims = append(r.Victims, lineless(r, r.reapedPID, r.reapedComm, false))
 	} else if len(r.Victims) == 0 && r.SelectedPID > 0 {
 		// Only an old kernel's selection line: the log was filtered
 		// ("grep 'Out of memory'" keeps it and drops the bare kill line
 		// after it) or cut off. The chosen process is the likely victim.
-		v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall, Selected: true}
-		v.PID, v.Comm = r.SelectedPID, r.SelectedComm
-		if r.SelectedMemcg {
-			v.Message = "Memory cgroup out of memory"
-		} else if r.SelectedGlobal {
-			v.Message = "Out of memory"
-		}
-		r.Victims = append(r.Victims, v)
+		r.Victims = append(r.Victims, lineless(r, r.SelectedPID, r.SelectedComm, true))
 	}
 	if len(r.Victims) == 0 {
 		a.dump.reset()
