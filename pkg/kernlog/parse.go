@@ -194,8 +194,9 @@ func clockEnd(b []byte) int {
 	return -1
 }
 
-// syslogLevels are the level names talosctl dmesg prints.
-var syslogLevels = []string{"emerg", "alert", "crit", "err", "warning", "warn", "notice", "info", "debug"}
+// talosLevels are the level names talosctl dmesg prints: dmesg --decode's
+// (levels), with "warning" for "warn".
+var talosLevels = []string{"emerg", "alert", "crit", "err", "warning", "warn", "notice", "info", "debug"}
 
 // parseTalos reads talosctl dmesg's "[node: ]facility: level: [RFC 3339]:
 // msg". A record of a facility other than kern was written by userspace:
@@ -218,7 +219,7 @@ func parseTalos(b []byte, rec *Record, loc *time.Location) (Format, bool) {
 	pre := bytes.TrimRight(b[:i], " ")
 	sp := bytes.LastIndexByte(pre, ' ')
 	level := pre[sp+1:]
-	if !slicesContain(syslogLevels, level) || sp < 0 {
+	if _, n := matchWord(level, talosLevels); n != len(level) || sp < 0 {
 		return 0, false
 	}
 	fac := bytes.TrimRight(pre[:sp], " ")
@@ -242,15 +243,6 @@ func parseTalos(b []byte, rec *Record, loc *time.Location) (Format, bool) {
 	}
 	rec.Message = msg
 	return FormatSyslog, true
-}
-
-func slicesContain(words []string, w []byte) bool {
-	for _, x := range words {
-		if string(w) == x {
-			return true
-		}
-	}
-	return false
 }
 
 // skip clears rec for a line that carries no kernel record.
