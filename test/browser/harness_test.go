@@ -10,7 +10,6 @@
 package browser
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -19,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +31,7 @@ import (
 	"github.com/oomwatch/oomwatch/pkg/transport"
 	"github.com/oomwatch/oomwatch/pkg/webui/webuitest"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
+	"github.com/oomwatch/oomwatch/test/apt"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/incident.png and docs/incident-phone.png")
@@ -96,43 +95,13 @@ func ensureChromium(ctx context.Context) (string, error) {
 	if os.Geteuid() != 0 {
 		return "", errNotRoot
 	}
-	install := append([]string{"install", "-y", "-q", "--no-install-recommends"}, packages...)
-	if err := aptGet(ctx, install...); err != nil {
-		// The package lists may be missing or stale.
-		if err := aptGet(ctx, "update", "-q"); err != nil {
-			return "", err
-		}
-		if err := aptGet(ctx, install...); err != nil {
-			return "", err
-		}
+	if err := apt.Install(ctx, packages...); err != nil {
+		return "", err
 	}
 	if p := find(); p != "" {
 		return p, nil
 	}
 	return "", errors.New("apt-get installed chromium, but it is not in PATH")
-}
-
-// aptGet runs apt-get non-interactively, waiting while another test
-// package holds dpkg's lock (go test runs packages in parallel).
-func aptGet(ctx context.Context, args ...string) error {
-	args = append([]string{"-o", "DPkg::Lock::Timeout=300"}, args...)
-	for attempt := 0; ; attempt++ {
-		cmd := exec.CommandContext(ctx, "apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		out, err := cmd.CombinedOutput()
-		if err == nil {
-			return nil
-		}
-		// apt reports a held lock only in words.
-		if attempt < 60 && bytes.Contains(out, []byte("Could not get lock")) {
-			time.Sleep(5 * time.Second)
-			continue
-		}
-		if len(out) > 2000 {
-			out = out[len(out)-2000:]
-		}
-		return fmt.Errorf("apt-get %s: %w\n%s", strings.Join(args, " "), err, out)
-	}
 }
 
 // fleet is a running aggregator with the scenarios' events.

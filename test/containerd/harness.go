@@ -36,6 +36,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/oomwatch/oomwatch/test/apt"
 )
 
 // EnvSkip names the environment variable that, set to "1", skips the tests
@@ -144,43 +146,13 @@ func install(ctx context.Context) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("containerd, runc or a static busybox is missing and installing them needs root (or set %s=1)", EnvSkip)
 	}
-	for _, args := range [][]string{
-		{"update", "-q"},
-		append([]string{"install", "-y", "-q", "--no-install-recommends"}, packages...),
-	} {
-		if err := aptGet(ctx, args...); err != nil {
-			return err
-		}
+	if err := apt.Install(ctx, packages...); err != nil {
+		return err
 	}
 	if err := checkStatic(busyboxPath()); err != nil {
 		return err
 	}
 	return nil
-}
-
-// aptGet runs apt-get non-interactively. Other test packages (the qemu
-// harness) may run apt at the same time under `go test ./...`: it waits for
-// dpkg's lock, and retries while apt says another process holds one.
-func aptGet(ctx context.Context, args ...string) error {
-	args = append([]string{"-o", "DPkg::Lock::Timeout=300"}, args...)
-	for attempt := 0; ; attempt++ {
-		cmd := exec.CommandContext(ctx, "apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		out, err := cmd.CombinedOutput()
-		if err == nil {
-			return nil
-		}
-		// apt reports a held lock only in words.
-		if attempt < 60 && bytes.Contains(out, []byte("Could not get lock")) {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(5 * time.Second):
-				continue
-			}
-		}
-		return fmt.Errorf("apt-get %s: %w\n%s", strings.Join(args, " "), err, tail(out, 2000))
-	}
 }
 
 // busyboxPath is where Debian's busybox-static puts busybox.

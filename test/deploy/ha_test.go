@@ -40,11 +40,7 @@ const (
 // output strictly.
 func kustomize(t *testing.T, dir string) []object {
 	t.Helper()
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("kubectl not installed: `kubectl kustomize " + dir + "` not checked")
-	}
-	out, err := exec.Command(kubectl, "kustomize", filepath.Join(repoRoot(t), dir)).Output()
+	out, err := exec.Command(kubectl(t), "kustomize", filepath.Join(repoRoot(t), dir)).Output()
 	if err != nil {
 		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderrOf(err))
 	}

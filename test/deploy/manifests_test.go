@@ -742,12 +742,8 @@ func TestKustomization(t *testing.T) {
 // TestKustomizeBuild runs `kubectl kustomize` (kustomize as `kubectl
 // apply -k` runs it) and strictly decodes what it prints.
 func TestKustomizeBuild(t *testing.T) {
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("kubectl not installed: `kubectl kustomize deploy/` not checked")
-	}
 	s := newSuite(t)
-	out, err := exec.Command(kubectl, "kustomize", s.dir).Output()
+	out, err := exec.Command(kubectl(t), "kustomize", s.dir).Output()
 	if err != nil {
 		t.Fatalf("kubectl kustomize: %v\n%s", err, stderrOf(err))
 	}

@@ -31,9 +31,7 @@ import (
 // `kubectl port-forward` does (localhost), and refuses a client without a
 // certificate.
 func TestGenCertsHandshake(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed: deploy/gen-certs.sh not run")
-	}
+	needOpenSSL(t)
 	s := newSuite(t)
 	pki := t.TempDir()
 	out, err := exec.Command("sh", filepath.Join(s.dir, "gen-certs.sh"), pki).CombinedOutput()

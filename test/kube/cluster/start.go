@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -14,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/oomwatch/oomwatch/test/apt"
 )
 
 // Debian packages the cluster needs besides the Kubernetes binaries.
@@ -38,20 +39,7 @@ func InstallPackages(ctx context.Context) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	for _, args := range [][]string{
-		{"update", "-q"},
-		append([]string{"install", "-y", "-q", "--no-install-recommends"}, missing...),
-	} {
-		// Other test packages may run apt at the same time: wait for
-		// dpkg's lock.
-		args = append([]string{"-o", "DPkg::Lock::Timeout=300"}, args...)
-		cmd := exec.CommandContext(ctx, "apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("apt-get %s: %w\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	return nil
+	return apt.Install(ctx, missing...)
 }
 
 // created records a host path Up created, for Down to remove.
