@@ -39,7 +39,9 @@ type Holder struct {
 	Adj      int
 	HasAdj   bool
 	Cgroup   string
-	// Seconds is when the holder was seen (kernel monotonic seconds).
+	// Seconds is when the holder was seen: kernel monotonic seconds, or,
+	// in a log whose rendering has no monotonic time, the wall clock's
+	// (Unix seconds).
 	Seconds float64
 }
 

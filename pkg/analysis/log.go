@@ -56,11 +56,19 @@ func ReadLogYear(in io.Reader, year int, opts StreamOptions, emit func(Event)) (
 			st.LongLineErrs = append(st.LongLineErrs, err)
 		}
 	}
+	boots := 0
 	for rd.Next() {
 		rec := rd.Record()
 		st.Records++
 		if bytes.IndexByte(rec.Message, 0) >= 0 {
 			return st, fmt.Errorf("line %d: %w", rd.Line(), ErrBinaryInput)
+		}
+		if b := rd.Boots(); b != boots {
+			// A report open at a reboot ends there; the next boot's
+			// PIDs are other processes.
+			boots = b
+			asm.Flush()
+			stream.NewBoot()
 		}
 		if rd.Format() != kernlog.FormatBare {
 			st.Recognised++

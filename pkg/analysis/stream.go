@@ -8,8 +8,9 @@ import (
 
 // StreamOptions tune a Stream.
 type StreamOptions struct {
-	// Hold is how long (kernel monotonic time) a report waits for later
-	// reports of the same boot before it is judged: a PID first seen with
+	// Hold is how long (kernel monotonic time, or the wall clock's in a
+	// log without it) a report waits for later reports of the same boot
+	// before it is judged: a PID first seen with
 	// its cgroup in a later report (as its victim), or a larger holder of
 	// the same incident, improves the verdict. 0 judges at once.
 	Hold time.Duration
@@ -44,7 +45,24 @@ type Stream struct {
 	limits []limitSeen
 	last   time.Duration
 	lastOK bool
+	// basis is the clock that places reports in incidents, set by the
+	// first report that has one (see clock); now is the latest time on it.
+	basis clockBasis
+	now   float64
+	nowOK bool
 }
+
+// clockBasis is the clock a Stream compares reports by.
+type clockBasis uint8
+
+const (
+	basisUnset clockBasis = iota
+	// basisMono: the kernel's monotonic time (kmsg, dmesg, most syslog).
+	basisMono
+	// basisWall: wall-clock time, for a log whose rendering carries no
+	// monotonic time (dmesg -T, journal and syslog lines without it).
+	basisWall
+)
 
 type limitSeen struct {
 	memcg   string
@@ -71,16 +89,49 @@ func (s *Stream) Add(r *oom.Report) {
 	if r.HasMono {
 		if s.lastOK && r.Mono < s.last {
 			// The clock went back: a new boot, where PIDs mean other processes.
-			s.Flush()
-			s.pids = map[int]string{}
-			s.recent = nil
-			s.limits = nil
+			s.NewBoot()
 		}
 		s.last, s.lastOK = r.Mono, true
+	}
+	if s.basis == basisUnset {
+		switch {
+		case r.HasMono:
+			s.basis = basisMono
+		case !r.Wall.IsZero():
+			s.basis = basisWall
+		}
+	}
+	if at, ok := s.clock(r); ok && (!s.nowOK || at > s.now) {
+		s.now, s.nowOK = at, true
 	}
 	s.learn(r)
 	s.held = append(s.held, r)
 	s.release(false)
+}
+
+// NewBoot tells the stream that the reports after this belong to another
+// boot of the kernel, where PIDs name other processes and no incident of
+// the boot before goes on: the reader saw a boot's first record or a
+// journal's boot separator. The reports waiting are judged first.
+func (s *Stream) NewBoot() {
+	s.Flush()
+	s.pids = map[int]string{}
+	s.recent = nil
+	s.limits = nil
+	s.lastOK, s.nowOK = false, false
+}
+
+// clock returns when r happened on the stream's clock (see clockBasis), in
+// seconds; ok is false when r does not carry that clock, and is then in no
+// incident.
+func (s *Stream) clock(r *oom.Report) (at float64, ok bool) {
+	switch {
+	case s.basis == basisMono && r.HasMono:
+		return r.Mono.Seconds(), true
+	case s.basis == basisWall && !r.Wall.IsZero():
+		return float64(r.Wall.UnixNano()) / 1e9, true
+	}
+	return 0, false
 }
 
 // HeldFrom returns the sequence number of the first record of the oldest
@@ -99,8 +150,8 @@ func (s *Stream) Flush() { s.release(true) }
 // Release judges the reports that have waited long enough by the kernel's
 // clock as last seen plus idle (how long the source has been quiet).
 func (s *Stream) Release(idle time.Duration) {
-	if s.lastOK {
-		s.last += idle
+	if s.nowOK {
+		s.now += idle.Seconds()
 	}
 	s.release(false)
 }
@@ -144,9 +195,9 @@ func (s *Stream) learn(r *oom.Report) {
 func (s *Stream) release(all bool) {
 	n := 0
 	for n < len(s.held) {
-		r := s.held[n]
+		at, ok := s.clock(s.held[n])
 		ready := all || len(s.held)-n > s.opts.MaxHeld || s.opts.Hold <= 0 ||
-			(r.HasMono && s.lastOK && s.last-r.Mono >= s.opts.Hold)
+			(ok && s.nowOK && s.now-at >= s.opts.Hold.Seconds())
 		if !ready {
 			break
 		}
@@ -172,10 +223,10 @@ func (s *Stream) release(all bool) {
 // incident lists the holders of the other reports within the incident
 // window of r: those still waiting and those judged recently.
 func (s *Stream) incident(r *oom.Report) []Holder {
-	if !r.HasMono {
+	at, ok := s.clock(r)
+	if !ok {
 		return nil
 	}
-	at := r.Mono.Seconds()
 	win := s.opts.IncidentWindow.Seconds()
 	var out []Holder
 	for _, h := range s.recent {
@@ -184,7 +235,7 @@ func (s *Stream) incident(r *oom.Report) []Holder {
 		}
 	}
 	for _, o := range s.held {
-		if o == r || !o.HasMono || o.Mono.Seconds() < at-win || o.Mono.Seconds() > at+win {
+		if ot, ok := s.clock(o); o == r || !ok || ot < at-win || ot > at+win {
 			continue
 		}
 		out = appendHolders(out, o, func(pid int, own string) string {
@@ -210,10 +261,10 @@ func LimitOf(r *oom.Report) string {
 // incidentLimits lists the limited cgroups named by the other reports
 // within the incident window of r.
 func (s *Stream) incidentLimits(r *oom.Report) []string {
-	if !r.HasMono {
+	at, ok := s.clock(r)
+	if !ok {
 		return nil
 	}
-	at := r.Mono.Seconds()
 	win := s.opts.IncidentWindow.Seconds()
 	var out []string
 	for _, l := range s.limits {
@@ -222,7 +273,7 @@ func (s *Stream) incidentLimits(r *oom.Report) []string {
 		}
 	}
 	for _, o := range s.held {
-		if o == r || !o.HasMono || o.Mono.Seconds() < at-win || o.Mono.Seconds() > at+win {
+		if ot, ok := s.clock(o); o == r || !ok || ot < at-win || ot > at+win {
 			continue
 		}
 		if m := LimitOf(o); m != "" {
@@ -296,14 +347,15 @@ func largestHolders(hs *reportHolders, dst []int) []int {
 
 // remember keeps the largest holders of a judged report for later incidents.
 func (s *Stream) remember(r *oom.Report) {
-	if !r.HasMono {
+	at, ok := s.clock(r)
+	if !ok {
 		return
 	}
 	if m := LimitOf(r); m != "" {
 		if n := len(s.limits); n == 0 || s.limits[n-1].memcg != m {
-			s.limits = append(s.limits, limitSeen{memcg: m, seconds: r.Mono.Seconds()})
+			s.limits = append(s.limits, limitSeen{memcg: m, seconds: at})
 		} else {
-			s.limits[n-1].seconds = r.Mono.Seconds()
+			s.limits[n-1].seconds = at
 		}
 		if len(s.limits) > maxLimits {
 			s.limits = s.limits[len(s.limits)-maxLimits:]
@@ -318,9 +370,13 @@ func (s *Stream) remember(r *oom.Report) {
 	// Keep the few largest: enough to name an incident's culprit.
 	var kept [TopConsumers]int
 	for _, i := range largestHolders(hs, kept[:0]) {
-		s.recent = append(s.recent, hs.At(i))
+		h := hs.At(i)
+		if s.basis == basisWall {
+			h.Seconds = at
+		}
+		s.recent = append(s.recent, h)
 	}
-	cut := r.Mono.Seconds() - s.opts.IncidentWindow.Seconds()
+	cut := at - s.opts.IncidentWindow.Seconds()
 	k := 0
 	for _, h := range s.recent {
 		if h.Seconds >= cut {

@@ -207,3 +207,57 @@ func TestVictimAloneIsNotJudged(t *testing.T) {
 		t.Fatalf("chosen by size: %+v", evs)
 	}
 }
+
+// TestIncidentOnWallClock: renderings without the kernel's monotonic time
+// (dmesg -T, journal and syslog lines) place reports in incidents by
+// their wall clock, so that a victim is judged against the larger holder
+// killed seconds later, as in dmesg's rendering; not across a boot, nor
+// beyond the incident window.
+func TestIncidentOnWallClock(t *testing.T) {
+	const cg = "/kubepods/besteffort/podbe1e663f-f7a1-4b90-bdfd-bb30afdf7c37/53463dbb01e9d8a9f1b0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f70"
+	kill := func(stamp string, pid int, comm, cgroup string, rssKB int) []string {
+		return []string{
+			stamp + "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=" + cgroup +
+				",task=" + comm + ",pid=" + strconv.Itoa(pid) + ",uid=0",
+			stamp + "Out of memory: Killed process " + strconv.Itoa(pid) + " (" + comm + ") total-vm:1656kB, anon-rss:" +
+				strconv.Itoa(rssKB) + "kB, file-rss:4kB, shmem-rss:0kB",
+		}
+	}
+	read := func(lines ...[]string) []Event {
+		t.Helper()
+		var all []string
+		for _, l := range lines {
+			all = append(all, l...)
+		}
+		var events []Event
+		if _, err := ReadLog(strings.NewReader(strings.Join(all, "\n")), StreamOptions{Hold: time.Minute}, func(e Event) { events = append(events, e) }); err != nil {
+			t.Fatal(err)
+		}
+		return events
+	}
+	for _, tc := range []struct{ name, first, second, later, boot string }{
+		{"dmesg -T", "[Sat Dec  6 06:44:17 2025] ", "[Sat Dec  6 06:44:20 2025] ", "[Sat Dec  6 06:45:21 2025] ", ""},
+		{"journal short-full", "Sat 2025-12-06 06:44:17 UTC node1 kernel: ", "Sat 2025-12-06 06:44:20 UTC node1 kernel: ",
+			"Sat 2025-12-06 06:45:21 UTC node1 kernel: ", "-- Boot 5b8e0c1e9d2a4c1f8e0a1b2c3d4e5f60 --"},
+		{"syslog", "Dec  6 06:44:17 node1 kernel: ", "Dec  6 06:44:20 node1 kernel: ", "Dec  6 06:45:21 node1 kernel: ",
+			"Dec  6 06:44:19 node1 kernel: Linux version 6.1.0-41-amd64 (debian-kernel@lists.debian.org)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := read(kill(tc.first, 19227, "entry", cg, 120), kill(tc.second, 19300, "big", "/system.slice/big.service", 900000))
+			if len(evs) != 2 || evs[0].CollateralVerdict != CollateralYes || evs[1].CollateralVerdict != CollateralNo {
+				t.Fatalf("within the incident: %+v", evs)
+			}
+			evs = read(kill(tc.first, 19227, "entry", cg, 120), kill(tc.later, 19300, "big", "/system.slice/big.service", 900000))
+			if len(evs) != 2 || evs[0].CollateralVerdict != CollateralUnknown {
+				t.Fatalf("61 s later: %+v", evs)
+			}
+			if tc.boot == "" {
+				return
+			}
+			evs = read(kill(tc.first, 19227, "entry", cg, 120), []string{tc.boot}, kill(tc.second, 19300, "big", "/system.slice/big.service", 900000))
+			if len(evs) != 2 || evs[0].CollateralVerdict != CollateralUnknown {
+				t.Fatalf("a boot between: %+v", evs)
+			}
+		})
+	}
+}

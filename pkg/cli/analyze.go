@@ -37,7 +37,7 @@ func analyzeCmd(io IO, g *globals) *cobra.Command {
 	fs.BoolVar(&a.lines, "lines", false, "with -o json, include each report's raw kernel lines")
 	fs.StringVar(&a.bootTime, "boot-time", "", "RFC 3339 time the node booted, to date records that carry only uptime")
 	fs.IntVar(&a.year, "year", 0, "year of syslog timestamps that carry none (default: this year)")
-	fs.DurationVar(&a.hold, "window", time.Minute, "how far ahead (kernel time) to look for what later reports say of a PID or an incident")
+	fs.DurationVar(&a.hold, "window", time.Minute, "how far ahead (kernel time, or the wall clock's in logs without it) to look for what later reports say of a PID or an incident")
 	return cmd
 }
 

@@ -16,6 +16,9 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 	if len(line) == 0 || (!isGraphicASCII(line[0]) && len(bytes.TrimSpace(line)) == 0) {
 		return FormatSkipped
 	}
+	if sep, _ := journalSeparator(line); sep {
+		return FormatSkipped
+	}
 	if afterKmsg && line[0] == ' ' {
 		// A dictionary line (" KEY=value"), unless a record of a raw
 		// dump pasted indented.
@@ -82,6 +85,17 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 			rec.Message = rest[skipCaller(rest):]
 			return FormatDmesg
 		}
+		// journalctl -o short-delta: "[ 1.2 < 0.000012>] host kernel: msg".
+		if mono, n := parseDeltaStamp(rest); n > 0 {
+			if msg, kernel, ok := splitSyslogTag(rest[n:]); ok {
+				if !kernel {
+					return skip(rec)
+				}
+				rec.Mono, rec.HasMono = mono, true
+				rec.Message = msg
+				return FormatSyslog
+			}
+		}
 	case len(rest) > 0 && isDigit(rest[0]):
 		if wall, comma, n := parseISOStamp(rest, loc); n > 0 {
 			rec.Wall = wall
@@ -97,7 +111,28 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 			rec.Message = after
 			return FormatDmesg
 		}
+		// journalctl -o short-unix: "1765003457.652054 host kernel: msg".
+		if wall, n := parseUnixStamp(rest); n > 0 {
+			if msg, kernel, ok := splitSyslogTag(rest[n:]); ok {
+				if !kernel {
+					return skip(rec)
+				}
+				rec.Wall = wall
+				return finishSyslog(rec, msg)
+			}
+		}
 	case len(rest) > 0 && rest[0] >= 'A' && rest[0] <= 'Z':
+		// journalctl -o short-full: "Sat 2025-12-06 06:44:17 UTC host
+		// kernel: msg".
+		if wall, n := parseFullStamp(rest, loc); n > 0 {
+			if msg, kernel, ok := splitSyslogTag(rest[n:]); ok {
+				if !kernel {
+					return skip(rec)
+				}
+				rec.Wall = wall
+				return finishSyslog(rec, msg)
+			}
+		}
 		if wall, n := parseBSDStamp(rest, year, loc); n > 0 {
 			if msg, kernel, ok := splitSyslogTag(rest[n:]); ok {
 				rec.Wall = wall
@@ -122,6 +157,22 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 	rec.Message = rest
 	return format
 }
+
+// journalSeparator tells whether line is one of the lines journalctl
+// prints between records, "-- Boot 5b8e0c1e9d2a4c1f8e0a1b2c3d4e5f60 --",
+// "-- Reboot --" (before systemd 240), "-- Logs begin at ... --", "--
+// No entries --", and whether it is a boot's.
+func journalSeparator(line []byte) (sep, boot bool) {
+	if len(line) < 8 || line[0] != '-' || !bytes.HasPrefix(line, []byte("-- ")) ||
+		!bytes.HasSuffix(line, []byte(" --")) {
+		return false, false
+	}
+	return true, bytes.HasPrefix(line, []byte("-- Boot ")) || string(line) == "-- Reboot --"
+}
+
+// IsBootStart tells whether a record's message is the first a kernel
+// prints as it boots ("Linux version 6.1.0-41-amd64 (...)").
+func IsBootStart(msg []byte) bool { return bytes.HasPrefix(msg, []byte("Linux version ")) }
 
 // parseLoose recognises, in a line no rendering above matched, the prefixes
 // of renderings whose timestamps it cannot read: talosctl dmesg's
@@ -555,6 +606,143 @@ func parseCtimeStamp(b []byte, loc *time.Location) (time.Time, int) {
 		i++
 	}
 	return t.in(int(yr), loc), i
+}
+
+// parseDeltaStamp reads journalctl -o short-delta's "[  123.456789 <
+// 0.000012>] ": the monotonic time and the time since the record before.
+func parseDeltaStamp(b []byte) (time.Duration, int) {
+	mono, n := parseSecondsFrac(b, skipSpaces(b, 1))
+	if n == 0 {
+		return 0, 0
+	}
+	i := skipSpaces(b, n)
+	if i == n || i >= len(b) || b[i] != '<' {
+		return 0, 0
+	}
+	_, m := parseSecondsFrac(b, skipSpaces(b, i+1))
+	if m == 0 || m+2 >= len(b) || b[m] != '>' || b[m+1] != ']' || b[m+2] != ' ' {
+		return 0, 0
+	}
+	return mono, m + 3
+}
+
+// parseSecondsFrac reads "123.456789" at b[i:] and returns it and where
+// it ends.
+func parseSecondsFrac(b []byte, i int) (time.Duration, int) {
+	sec, n := parseUint(b[i:])
+	if n == 0 || n > 12 || sec > math.MaxInt64/int64(time.Second)-1 {
+		return 0, 0
+	}
+	i += n
+	if i >= len(b) || b[i] != '.' {
+		return 0, 0
+	}
+	i++
+	frac, fn := parseUint(b[i:])
+	if fn == 0 || fn > 9 {
+		return 0, 0
+	}
+	for k := fn; k < 9; k++ {
+		frac *= 10
+	}
+	return time.Duration(sec)*time.Second + time.Duration(frac), i + fn
+}
+
+// parseUnixStamp reads journalctl -o short-unix's "1765003457.652054 ":
+// seconds since the epoch (9 to 11 digits, 2001 to 5138) and microseconds.
+func parseUnixStamp(b []byte) (time.Time, int) {
+	sec, n := parseUint(b)
+	if n < 9 || n > 11 || n >= len(b) || b[n] != '.' {
+		return time.Time{}, 0
+	}
+	usec, un := parseUint(b[n+1:])
+	i := n + 1 + un
+	if un != 6 || i >= len(b) || b[i] != ' ' {
+		return time.Time{}, 0
+	}
+	return time.Unix(sec, usec*int64(time.Microsecond/time.Nanosecond)), i + 1
+}
+
+var weekdays = [...]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
+
+// parseFullStamp reads journalctl -o short-full's "Sat 2025-12-06
+// 06:44:17 UTC ": the weekday, the date and time, and the zone's
+// abbreviation. An abbreviation names no offset (CST is three zones):
+// UTC and GMT are read as such, a numeric one ("+03", "-0430") as its
+// offset, and any other as loc, where journalctl most likely ran.
+func parseFullStamp(b []byte, loc *time.Location) (time.Time, int) {
+	if len(b) < 4 || b[3] != ' ' {
+		return time.Time{}, 0
+	}
+	if _, n := matchWord(b[:3], weekdays[:]); n != 3 {
+		return time.Time{}, 0
+	}
+	rest := b[4:]
+	if len(rest) < 20 || rest[10] != ' ' {
+		return time.Time{}, 0
+	}
+	wall, _, n := parseISOStamp(rest, loc)
+	if n == 0 || rest[n-1] != ' ' || wall.Location() != loc {
+		// A zone of its own ("...17Z") is not short-full's.
+		return time.Time{}, 0
+	}
+	zone := rest[n:]
+	end := bytes.IndexByte(zone, ' ')
+	if end <= 0 {
+		return time.Time{}, 0
+	}
+	word := zone[:end]
+	switch {
+	case string(word) == "UTC" || string(word) == "GMT":
+		wall = sameClock(wall, time.UTC)
+	case word[0] == '+' || word[0] == '-':
+		off, ok := parseOffset(word)
+		if !ok {
+			return time.Time{}, 0
+		}
+		wall = sameClock(wall, fixedZone(off))
+	default:
+		for _, c := range word {
+			if (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') {
+				return time.Time{}, 0
+			}
+		}
+	}
+	return wall, 4 + n + end + 1
+}
+
+// sameClock returns the time that reads as t's date and clock in loc.
+func sameClock(t time.Time, loc *time.Location) time.Time {
+	y, mo, d := t.Date()
+	h, m, s := t.Clock()
+	return time.Date(y, mo, d, h, m, s, t.Nanosecond(), loc)
+}
+
+// parseOffset reads a numeric zone, "+03", "-0430" or "+05:30", as seconds
+// east of UTC.
+func parseOffset(b []byte) (int, bool) {
+	sign := 1
+	if b[0] == '-' {
+		sign = -1
+	}
+	h, ok := twoDigits(b[1:])
+	if !ok {
+		return 0, false
+	}
+	m := 0
+	switch rest := b[3:]; {
+	case len(rest) == 0:
+	case len(rest) == 2 || (len(rest) == 3 && rest[0] == ':'):
+		if m, ok = twoDigits(rest[len(rest)-2:]); !ok {
+			return 0, false
+		}
+	default:
+		return 0, false
+	}
+	if h > 23 || m > 59 {
+		return 0, false
+	}
+	return sign * (h*3600 + m*60), true
 }
 
 // parseBSDStamp reads syslog's "Nov 27 05:12:01[.123456] ".

@@ -67,6 +67,8 @@ type Reader struct {
 	Location *time.Location
 	// long gathers a line longer than the read buffer.
 	long []byte
+	// boots counts the boot boundaries passed (see Boots).
+	boots int
 	// LongLine, when set, is told of each line longer than MaxLineBytes
 	// (an error wrapping ErrLineTooLong that names the line): the Reader
 	// skips such a line and reads on, so nothing after it is lost.
@@ -110,9 +112,16 @@ func (r *Reader) Next() bool {
 			r.rec.Wall = r.rec.Wall.AddDate(-1, 0, 0)
 		}
 		r.lastKmsg = r.format == FormatKmsg || (r.lastKmsg && r.format == FormatSkipped && len(line) > 0)
-		if r.format != FormatSkipped {
-			return true
+		if r.format == FormatSkipped {
+			if _, boot := journalSeparator(line); boot {
+				r.boots++
+			}
+			continue
 		}
+		if IsBootStart(r.rec.Message) {
+			r.boots++
+		}
+		return true
 	}
 	return false
 }
@@ -178,6 +187,12 @@ func (r *Reader) Record() *Record { return &r.rec }
 
 // Format returns the rendering the current record was read in.
 func (r *Reader) Format() Format { return r.format }
+
+// Boots returns how many boot boundaries the records so far have passed:
+// journalctl's "-- Boot ID --" lines, and a boot's first kernel record
+// ("Linux version ..."). The records after a boundary
+// come from another boot of the kernel, where PIDs name other processes.
+func (r *Reader) Boots() int { return r.boots }
 
 // Line returns the number of the current line, counting from 1.
 func (r *Reader) Line() int64 { return r.lineNo }
