@@ -2,6 +2,7 @@ package kernlog
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -69,6 +70,13 @@ type Reader struct {
 	long []byte
 	// boots counts the boot boundaries passed (see Boots).
 	boots int
+	// j is the journal export entry being read (see journal.go); pretty
+	// tells that json-pretty's lines of one are being read; lastBoot is
+	// the _BOOT_ID of the entry before.
+	j           journalEntry
+	pretty      bool
+	lastBoot    [maxBootID]byte
+	lastBootLen int
 	// LongLine, when set, is told of each line longer than MaxLineBytes
 	// (an error wrapping ErrLineTooLong that names the line): the Reader
 	// skips such a line and reads on, so nothing after it is lost.
@@ -105,7 +113,11 @@ func (r *Reader) Next() bool {
 			}
 			year = r.nowYear
 		}
-		r.format = ParseLine(line, &r.rec, r.lastKmsg, year, r.Location)
+		if f, ok := r.journal(line); ok {
+			r.format = f
+		} else {
+			r.format = ParseLine(line, &r.rec, r.lastKmsg, year, r.Location)
+		}
 		if r.Year == 0 && r.format == FormatSyslog && r.rec.Wall.Year() == year &&
 			r.rec.Wall.After(r.now.Add(48*time.Hour)) {
 			// A syslog date without a year that would lie ahead is last year's.
@@ -124,6 +136,57 @@ func (r *Reader) Next() bool {
 		return true
 	}
 	return false
+}
+
+// journal reads line as part of a journal JSON export, if it is one: a
+// whole entry (json, json-seq, json-sse), or a line of json-pretty's,
+// skipped until the entry's last. ok is false for any other line, which
+// is read as other renderings are.
+func (r *Reader) journal(line []byte) (Format, bool) {
+	if r.pretty {
+		if t := bytes.TrimSpace(line); len(t) == 1 && t[0] == '}' {
+			r.pretty = false
+			if f, ok := r.journalRecord(); ok {
+				return f, true
+			}
+			return FormatSkipped, true
+		}
+		if r.j.prettyMember(line) {
+			return FormatSkipped, true
+		}
+		// Not json-pretty after all: the line is read as any other.
+		r.pretty = false
+		return 0, false
+	}
+	t := journalLine(line)
+	if len(t) == 0 || t[0] != '{' {
+		return 0, false
+	}
+	if len(t) == 1 {
+		r.pretty = true
+		r.j.reset()
+		return FormatSkipped, true
+	}
+	if t[len(t)-1] != '}' || !r.j.parseObject(t) {
+		return 0, false
+	}
+	return r.journalRecord()
+}
+
+// journalRecord makes the record of the entry read, and counts a boot
+// when its _BOOT_ID differs from the entry's before.
+func (r *Reader) journalRecord() (Format, bool) {
+	f, ok := r.j.record(&r.rec)
+	if !ok {
+		return 0, false
+	}
+	if b := r.j.boot[:r.j.bootLen]; len(b) > 0 {
+		if r.lastBootLen > 0 && !bytes.Equal(b, r.lastBoot[:r.lastBootLen]) {
+			r.boots++
+		}
+		r.lastBootLen = copy(r.lastBoot[:], b)
+	}
+	return f, true
 }
 
 // readLine returns the next line without its line ending. A final line

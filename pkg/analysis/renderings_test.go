@@ -1,0 +1,111 @@
+package analysis
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oomwatch/oomwatch/pkg/kernlog"
+)
+
+// renderings re-render a kernel log's records the ways journalctl and
+// dmesg print them. boot is the machine's boot time, for the wall clock.
+var renderings = map[string]func(b *strings.Builder, rec *kernlog.Record, boot time.Time){
+	"journalctl -o json": func(b *strings.Builder, rec *kernlog.Record, boot time.Time) {
+		msg, _ := json.Marshal(string(rec.Message))
+		fmt.Fprintf(b, `{"__REALTIME_TIMESTAMP":"%d","_BOOT_ID":"5b8e0c1e9d2a4c1f8e0a1b2c3d4e5f60","_TRANSPORT":"kernel","PRIORITY":"%d","SYSLOG_FACILITY":"0","SYSLOG_IDENTIFIER":"kernel","_SOURCE_MONOTONIC_TIMESTAMP":"%d","MESSAGE":%s}`+"\n",
+			boot.Add(rec.Mono).UnixMicro(), max(rec.Priority, 0)&7, rec.Mono.Microseconds(), msg)
+	},
+	"journalctl -o json-pretty": func(b *strings.Builder, rec *kernlog.Record, boot time.Time) {
+		msg, _ := json.Marshal(string(rec.Message))
+		fmt.Fprintf(b, "{\n\t\"__REALTIME_TIMESTAMP\" : \"%d\",\n\t\"_TRANSPORT\" : \"kernel\",\n\t\"_SOURCE_MONOTONIC_TIMESTAMP\" : \"%d\",\n\t\"MESSAGE\" : %s\n}\n",
+			boot.Add(rec.Mono).UnixMicro(), rec.Mono.Microseconds(), msg)
+	},
+	"journalctl -o short-monotonic": func(b *strings.Builder, rec *kernlog.Record, _ time.Time) {
+		fmt.Fprintf(b, "[%12.6f] node1 kernel: %s\n", rec.Mono.Seconds(), rec.Message)
+	},
+	"journalctl -o short-delta": func(b *strings.Builder, rec *kernlog.Record, _ time.Time) {
+		fmt.Fprintf(b, "[%12.6f <%12.6f>] node1 kernel: %s\n", rec.Mono.Seconds(), 0.000012, rec.Message)
+	},
+	"journalctl -o short-full": func(b *strings.Builder, rec *kernlog.Record, boot time.Time) {
+		fmt.Fprintf(b, "%s node1 kernel: %s\n", boot.Add(rec.Mono).UTC().Format("Mon 2006-01-02 15:04:05 MST"), rec.Message)
+	},
+	"journalctl -o short-unix": func(b *strings.Builder, rec *kernlog.Record, boot time.Time) {
+		t := boot.Add(rec.Mono)
+		fmt.Fprintf(b, "%d.%06d node1 kernel: %s\n", t.Unix(), t.Nanosecond()/1000, rec.Message)
+	},
+	"dmesg -T": func(b *strings.Builder, rec *kernlog.Record, boot time.Time) {
+		fmt.Fprintf(b, "[%s] %s\n", boot.Add(rec.Mono).UTC().Format("Mon Jan _2 15:04:05 2006"), rec.Message)
+	},
+}
+
+// TestRenderingsAgree reads each shared fixture whose records all carry
+// the kernel's monotonic time again in every rendering above, and checks
+// that each gives the kills, victims, workloads and verdicts the
+// original does: only the clocks differ.
+func TestRenderingsAgree(t *testing.T) {
+	boot := time.Date(2025, 12, 6, 5, 0, 0, 0, time.UTC)
+	for _, name := range fixtures(t) {
+		raw, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd := kernlog.NewReader(strings.NewReader(string(raw)))
+		var recs []kernlog.Record
+		monoOnly := true
+		for rd.Next() {
+			rec := *rd.Record()
+			if rd.Format() == kernlog.FormatBare && (len(rec.Message) == 0 || rec.Message[0] == '#' || string(rec.Message) == "...") {
+				continue // the fixture's notes and elisions
+			}
+			if !rec.HasMono {
+				monoOnly = false
+				break
+			}
+			rec.Message = append([]byte(nil), rec.Message...)
+			recs = append(recs, rec)
+		}
+		if !monoOnly {
+			continue
+		}
+		want := summarize(analyzeFile(t, name))
+		for rname, render := range renderings {
+			t.Run(name+"/"+rname, func(t *testing.T) {
+				var b strings.Builder
+				for i := range recs {
+					render(&b, &recs[i], boot)
+				}
+				var evs []Event
+				if _, err := ReadLogYear(strings.NewReader(b.String()), 2025, StreamOptions{Hold: time.Minute}, func(e Event) { evs = append(evs, e) }); err != nil {
+					t.Fatal(err)
+				}
+				if got := summarize(evs); got != want {
+					t.Errorf("events differ from the original rendering's\n got: %s\nwant: %s", got, want)
+				}
+			})
+		}
+	}
+}
+
+// summarize gives what every rendering must agree on.
+func summarize(evs []Event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		fmt.Fprintf(&b, "[%s %s collateral=%s victims=", e.Kind, e.LimitScope, e.CollateralVerdict)
+		for _, v := range e.Victims {
+			fmt.Fprintf(&b, "%d:%s:%s ", v.PID, v.Comm, v.Workload.Cgroup)
+		}
+		if e.Culprit != nil {
+			fmt.Fprintf(&b, "culprit=%d", e.Culprit.PID)
+		}
+		if e.Trigger != nil {
+			fmt.Fprintf(&b, " trigger=%d", e.Trigger.PID)
+		}
+		fmt.Fprintf(&b, " top=%d] ", len(e.TopConsumers))
+	}
+	return b.String()
+}
