@@ -109,3 +109,30 @@ func summarize(evs []Event) string {
 	}
 	return b.String()
 }
+
+// TestJournalForgedRecord plays a pod that writes an OOM report to
+// /dev/kmsg on a node whose kernel log is then exported from the journal:
+// journald marks the record kernel-transport too, but keeps the writer's
+// facility, so no kill is reported; the kernel's own record is.
+func TestJournalForgedRecord(t *testing.T) {
+	entry := func(facility int, msg string) string {
+		m, _ := json.Marshal(msg)
+		return fmt.Sprintf(`{"__REALTIME_TIMESTAMP":"1765003457652054","_TRANSPORT":"kernel","PRIORITY":"3","SYSLOG_FACILITY":"%d","_SOURCE_MONOTONIC_TIMESTAMP":"3457652054","MESSAGE":%s}`, facility, m)
+	}
+	const kill = "Out of memory: Killed process 10843 (prometheus-conf) total-vm:719984kB, anon-rss:5064kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:108kB oom_score_adj:997"
+	var evs []Event
+	in := entry(1, "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task=x,pid=10843,uid=0") +
+		"\n" + entry(1, kill) + "\n"
+	if _, err := ReadLog(strings.NewReader(in), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 0 {
+		t.Fatalf("a forged record reported: %+v", evs)
+	}
+	if _, err := ReadLog(strings.NewReader(entry(0, kill)), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Victims[0].PID != 10843 {
+		t.Fatalf("the kernel's record: %+v", evs)
+	}
+}
