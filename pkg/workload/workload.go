@@ -30,8 +30,10 @@ const (
 	// KindQoS is the kubepods root or one of its QoS slices (kubepods,
 	// kubepods.slice, kubepods-burstable.slice, /kubepods/besteffort, ...).
 	KindQoS Kind = "qos-slice"
-	// KindSystemService is a systemd system unit: a service under system.slice,
-	// or init.scope.
+	// KindSystemService is a systemd system unit: a service under system.slice
+	// or under another top-level slice of the node's own (Bottlerocket's
+	// /podruntime.slice/containerd.service, a kube-reserved
+	// /runtime.slice/kubelet.service), or init.scope.
 	KindSystemService Kind = "system-service"
 	// KindUserSession is anything under user.slice: login sessions and user
 	// managers with their apps.
@@ -500,6 +502,9 @@ func fromSystemd(w *Workload, comps []string) {
 		w.Kind = KindOther
 		if strings.HasSuffix(comps[0], ".slice") {
 			w.Unit = unitOf(comps)
+			if strings.HasSuffix(w.Unit, ".service") {
+				w.Kind = KindSystemService
+			}
 		}
 	}
 }

@@ -291,6 +291,16 @@ var fromCgroupTests = []struct {
 		want: Workload{Kind: KindSystemService, Unit: "docker-compose@web.service"},
 	},
 	{
+		name: "service under another top-level slice (Bottlerocket, kube-reserved)",
+		in:   "/podruntime.slice/containerd.service",
+		want: Workload{Kind: KindSystemService, Unit: "containerd.service"},
+	},
+	{
+		name: "scope under another top-level slice",
+		in:   "/machine.slice/machine-qemu.scope",
+		want: Workload{Kind: KindOther, Unit: "machine-qemu.scope"},
+	},
+	{
 		name: "init.scope",
 		in:   "/init.scope",
 		want: Workload{Kind: KindSystemService, Unit: "init.scope"},
