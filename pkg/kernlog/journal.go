@@ -74,16 +74,10 @@ func (e *journalEntry) member(b []byte, i int) (int, bool) {
 		e.journal = true
 		return i, ok
 	case "PRIORITY":
-		var v int64
-		v, e.hasLevel, i, ok = jsonNumberString(b, i)
-		e.hasLevel = e.hasLevel && v <= 7
-		e.level = int(v)
+		e.level, e.hasLevel, i, ok = jsonSmall(b, i, 7)
 		return i, ok
 	case "SYSLOG_FACILITY":
-		var v int64
-		v, e.hasFac, i, ok = jsonNumberString(b, i)
-		e.hasFac = e.hasFac && v <= 23
-		e.facility = int(v)
+		e.facility, e.hasFac, i, ok = jsonSmall(b, i, 23)
 		return i, ok
 	case "_TRANSPORT", "SYSLOG_IDENTIFIER":
 		v, end, ok := jsonString(b, i)
@@ -273,6 +267,16 @@ func jsonNumberString(b []byte, i int) (v int64, has bool, end int, ok bool) {
 	}
 	v, n := parseUint(raw)
 	return v, n > 0 && n == len(raw), end, true
+}
+
+// jsonSmall reads a number as jsonNumberString does; has is false above
+// most.
+func jsonSmall(b []byte, i int, most int64) (v int, has bool, end int, ok bool) {
+	n, has, end, ok := jsonNumberString(b, i)
+	if !has || n > most {
+		return 0, false, end, ok
+	}
+	return int(n), true, end, ok
 }
 
 // jsonUnquote appends the unescaped string at b[i:] to dst.

@@ -443,22 +443,8 @@ func matchWord(b []byte, words []string) (int, int) {
 // printk caller ID a kernel built with CONFIG_PRINTK_CALLER prints after
 // it (see skipCaller).
 func parseMonoStamp(b []byte) (time.Duration, int) {
-	i := skipSpaces(b, 1)
-	sec, n := parseUint(b[i:])
-	if n == 0 || n > 12 || sec > math.MaxInt64/int64(time.Second)-1 {
-		return 0, 0
-	}
-	i += n
-	if i >= len(b) || b[i] != '.' {
-		return 0, 0
-	}
-	i++
-	frac, fn := parseUint(b[i:])
-	if fn == 0 || fn > 9 {
-		return 0, 0
-	}
-	i += fn
-	if i >= len(b) || b[i] != ']' {
+	mono, i := parseSecondsFrac(b, skipSpaces(b, 1))
+	if i == 0 || i >= len(b) || b[i] != ']' {
 		return 0, 0
 	}
 	i++
@@ -466,10 +452,7 @@ func parseMonoStamp(b []byte) (time.Duration, int) {
 		i++
 	}
 	i += skipCaller(b[i:])
-	for k := fn; k < 9; k++ {
-		frac *= 10
-	}
-	return time.Duration(sec)*time.Second + time.Duration(frac), i
+	return mono, i
 }
 
 // skipCaller returns the length of the printk caller ID at the start of b,
