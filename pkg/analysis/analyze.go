@@ -75,7 +75,7 @@ func Analyze(r *oom.Report, ctx Context) Event {
 		t := r.Wall
 		ev.Time = &t
 	case !ctx.BootTime.IsZero() && ev.UptimeSeconds != nil:
-		t := ctx.BootTime.Add(time.Duration(*ev.UptimeSeconds * float64(time.Second)))
+		t := ctx.BootTime.Add(SecondsDuration(*ev.UptimeSeconds))
 		ev.Time = &t
 	}
 	if r.HasMemcgUsage && ev.Kind == KindLimit {

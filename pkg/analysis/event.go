@@ -12,6 +12,7 @@
 package analysis
 
 import (
+	"math"
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/vocab"
@@ -253,3 +254,10 @@ const (
 	// AttributedNone: nothing told (the kernel rate-limited its report).
 	AttributedNone = "unattributed"
 )
+
+// SecondsDuration turns seconds, as UptimeSeconds holds them, back into a
+// Duration: rounded, since a float is often a hair under the kernel's
+// microseconds (517.923918 is 517.92391799999...).
+func SecondsDuration(s float64) time.Duration {
+	return time.Duration(math.Round(s * float64(time.Second)))
+}

@@ -14,7 +14,6 @@
 package wire
 
 import (
-	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -30,7 +29,7 @@ func FromAnalysis(node, bootID string, ev analysis.Event) *pb.Event {
 		out.Time = timestamppb.New(*ev.Time)
 	}
 	if ev.UptimeSeconds != nil {
-		out.Monotonic = durationpb.New(time.Duration(*ev.UptimeSeconds * float64(time.Second)))
+		out.Monotonic = durationpb.New(analysis.SecondsDuration(*ev.UptimeSeconds))
 	}
 	out.Payload = &pb.Event_Oom{Oom: OOMKill(ev)}
 	return out

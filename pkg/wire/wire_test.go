@@ -87,3 +87,16 @@ func TestPrecedingFiguresAreTheOpening(t *testing.T) {
 		t.Fatalf("preceding %v: want the opening figures (32 MiB) and a 30 s lead", got)
 	}
 }
+
+// TestMonotonicToTheMicrosecond: the kernel's stamps are whole
+// microseconds, and the wire keeps them so, although the seconds' float
+// lies a hair under most of them.
+func TestMonotonicToTheMicrosecond(t *testing.T) {
+	for _, us := range []int64{517923918, 2170372798, 65267042541, 1, 999999999999} {
+		s := (time.Duration(us) * time.Microsecond).Seconds()
+		got := FromAnalysis("n", "b", analysis.Event{UptimeSeconds: &s}).GetMonotonic().AsDuration()
+		if got != time.Duration(us)*time.Microsecond {
+			t.Errorf("%d µs went out as %v", us, got)
+		}
+	}
+}
