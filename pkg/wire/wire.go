@@ -14,7 +14,6 @@
 package wire
 
 import (
-
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
