@@ -261,3 +261,28 @@ func TestIncidentOnWallClock(t *testing.T) {
 		})
 	}
 }
+
+// TestDumpRowOfAnotherThread: a kernel may print a process's task dump
+// row from one thread and its kill line from another (3.10: "[ 7747] 0
+// 7748 ... python", "Killed process 7748 (python)"). The row is the
+// victim's own: the victim is the largest holder, not collateral.
+func TestDumpRowOfAnotherThread(t *testing.T) {
+	lines := []string{
+		"[  100.000001] python invoked oom-killer: gfp_mask=0x201da, order=0, oom_score_adj=0",
+		"[  100.000002] CPU: 1 PID: 7749 Comm: python Not tainted 3.10.0-514.el7.x86_64 #1",
+		"[  100.000003] [ pid ]   uid  tgid total_vm      rss nr_ptes swapents oom_score_adj name",
+		"[  100.000004] [  612]     0   612     9204      250      22        0             0 systemd-journal",
+		"[  100.000005] [ 1001]     0  1001   100000    50000     200        0             0 java",
+		"[  100.000006] [ 7747]     0  7748  3226957  2875051    5692        0             0 python",
+		"[  100.000007] Out of memory: Kill process 7748 (python) score 900 or sacrifice child",
+		"[  100.000008] Killed process 7748 (python) total-vm:12907828kB, anon-rss:11500204kB, file-rss:0kB",
+	}
+	var evs []Event
+	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].CollateralVerdict != CollateralNo || evs[0].Culprit == nil || evs[0].Culprit.PID != 7748 ||
+		len(evs[0].TopConsumers) == 0 || evs[0].TopConsumers[0].PID != 7748 {
+		t.Fatalf("events %+v", evs)
+	}
+}

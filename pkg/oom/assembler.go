@@ -345,7 +345,7 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		r.HasTaskDump = true
 		if c, ok := a.row.columns(rec.Message, a.layout.numeric); ok {
 			row := &a.row
-			a.dump.add(row.pid, int(row.nums[0]), row.nums[3], int(row.nums[c-1]), row.name(rec.Message, c))
+			a.dump.add(row.pid, int(row.nums[0]), int(row.nums[1]), row.nums[3], int(row.nums[c-1]), row.name(rec.Message, c))
 			if a.opts.TaskSeen != nil {
 				a.opts.TaskSeen(row.pid, row.nums[3])
 			}
@@ -495,6 +495,7 @@ func (a *Assembler) finish() {
 		return
 	}
 	r.Tasks, r.Lines = a.dump.tasks(), a.raw.strings()
+	a.dump.byProcess(r)
 	a.dump.reset()
 	a.raw.reset()
 	for i := range r.Victims {

@@ -47,10 +47,19 @@ type taskDump struct {
 	n      int             // rows staged
 	comm   strings.Builder // the comm chunk being filled
 	chunks []string        // the comm chunks filled
+	// threads are the rows, rare, that the kernel printed for a thread
+	// other than the process's leader (pid and tgid differ), by index.
+	threads []threadRow
 }
 
-// add stages one row.
-func (d *taskDump) add(pid, uid int, rssPages int64, adj int, comm []byte) {
+// threadRow is a dump row whose pid is not its process's (tgid).
+type threadRow struct{ row, tgid int }
+
+// add stages one row of the process tgid.
+func (d *taskDump) add(pid, uid, tgid int, rssPages int64, adj int, comm []byte) {
+	if tgid != pid && tgid > 0 && len(d.threads) < maxThreadRows {
+		d.threads = append(d.threads, threadRow{row: d.n, tgid: tgid})
+	}
 	b, i := d.n/dumpBlock, d.n%dumpBlock
 	if b == len(d.blocks) {
 		d.blocks = append(d.blocks, make([]taskRow, dumpBlock))
@@ -106,6 +115,30 @@ func (d *taskDump) tasks() []Task {
 	return out
 }
 
+// maxThreadRows bounds the thread rows kept for a report.
+const maxThreadRows = 1024
+
+// byProcess gives each victim of r that no row names by its pid the row
+// printed for another thread of its process: the kernel reads a process's
+// task dump row and its kill line from whichever of its threads still holds
+// its memory, at two moments (a 3.10 kernel printed "[ 7747] 0 7748 ...
+// python" and "Killed process 7748 (python)"). The row then takes the
+// victim's pid, which names the process as the kill line does.
+func (d *taskDump) byProcess(r *Report) {
+	for i := range r.Victims {
+		pid := r.Victims[i].PID
+		if len(d.threads) == 0 || pid <= 0 || r.TaskByPID(pid) != nil {
+			continue
+		}
+		for _, t := range d.threads {
+			if t.tgid == pid && t.row < len(r.Tasks) {
+				r.Tasks[t.row].PID = pid
+				break
+			}
+		}
+	}
+}
+
 // reset empties the dump for the next report, keeping the first block.
 func (d *taskDump) reset() {
 	if len(d.blocks) > 1 {
@@ -114,6 +147,7 @@ func (d *taskDump) reset() {
 	}
 	clear(d.chunks)
 	d.comm, d.chunks, d.n = strings.Builder{}, d.chunks[:0], 0
+	d.threads = d.threads[:0]
 }
 
 // lineChunk is the size of the strings a rawLines fills with lines.
