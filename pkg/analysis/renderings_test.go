@@ -25,6 +25,11 @@ var renderings = map[string]func(b *strings.Builder, rec *kernlog.Record, boot t
 		fmt.Fprintf(b, "{\n\t\"__REALTIME_TIMESTAMP\" : \"%d\",\n\t\"_TRANSPORT\" : \"kernel\",\n\t\"_SOURCE_MONOTONIC_TIMESTAMP\" : \"%d\",\n\t\"MESSAGE\" : %s\n}\n",
 			boot.Add(rec.Mono).UnixMicro(), rec.Mono.Microseconds(), msg)
 	},
+	"journalctl -o verbose": func(b *strings.Builder, rec *kernlog.Record, boot time.Time) {
+		t := boot.Add(rec.Mono)
+		fmt.Fprintf(b, "%s [s=1d8f87cf60064ba690c44490f14bb3e3;i=1;b=5b8e0c1e9d2a4c1f8e0a1b2c3d4e5f60;m=%x;t=%x;x=e5]\n    _TRANSPORT=kernel\n    MESSAGE=%s\n    _SOURCE_MONOTONIC_TIMESTAMP=%d\n",
+			t.UTC().Format("Mon 2006-01-02 15:04:05.000000 MST"), rec.Mono.Microseconds(), t.UnixMicro(), rec.Message, rec.Mono.Microseconds())
+	},
 	"journalctl -o short-monotonic": func(b *strings.Builder, rec *kernlog.Record, _ time.Time) {
 		fmt.Fprintf(b, "[%12.6f] node1 kernel: %s\n", rec.Mono.Seconds(), rec.Message)
 	},

@@ -60,30 +60,49 @@ func (e *journalEntry) member(b []byte, i int) (int, bool) {
 	if i >= len(b) {
 		return 0, false
 	}
-	switch string(key) {
-	case "MESSAGE":
+	if string(key) == "MESSAGE" {
 		e.msg = e.msg[:0]
 		end, ok := e.message(b, i)
 		e.hasMsg = ok
 		return end, ok
-	case "_SOURCE_MONOTONIC_TIMESTAMP":
-		e.mono, e.hasMono, i, ok = jsonNumberString(b, i)
-		return i, ok
-	case "__REALTIME_TIMESTAMP":
-		e.real, e.hasReal, i, ok = jsonNumberString(b, i)
-		e.journal = true
-		return i, ok
-	case "PRIORITY":
-		e.level, e.hasLevel, i, ok = jsonSmall(b, i, 7)
-		return i, ok
-	case "SYSLOG_FACILITY":
-		e.facility, e.hasFac, i, ok = jsonSmall(b, i, 23)
-		return i, ok
-	case "_TRANSPORT", "SYSLOG_IDENTIFIER":
+	}
+	switch {
+	case b[i] == '"':
+		// The journal's values are strings, its numbers too; a field's
+		// escapes, if any, are kept (no field read here has any).
 		v, end, ok := jsonString(b, i)
-		if !ok {
-			return skipJSON(b, i)
+		if ok {
+			e.field(key, v)
 		}
+		return end, ok
+	case isDigit(b[i]):
+		end, ok := skipJSON(b, i)
+		if ok {
+			e.field(key, b[i:end])
+		}
+		return end, ok
+	}
+	return skipJSON(b, i)
+}
+
+// field takes one field of an entry, as JSON's string or journalctl -o
+// verbose's "KEY=value" gives it.
+func (e *journalEntry) field(key, v []byte) {
+	switch string(key) {
+	case "MESSAGE":
+		e.msg, e.hasMsg = append(e.msg[:0], v...), true
+	case "_SOURCE_MONOTONIC_TIMESTAMP":
+		e.mono, e.hasMono = decimal(v, maxUsec)
+	case "__REALTIME_TIMESTAMP":
+		e.real, e.hasReal = decimal(v, maxUsec)
+		e.journal = true
+	case "PRIORITY":
+		l, ok := decimal(v, 7)
+		e.level, e.hasLevel = int(l), ok
+	case "SYSLOG_FACILITY":
+		f, ok := decimal(v, 23)
+		e.facility, e.hasFac = int(f), ok
+	case "_TRANSPORT", "SYSLOG_IDENTIFIER":
 		which := uint8(2)
 		if string(v) == "kernel" {
 			which = 1
@@ -93,19 +112,21 @@ func (e *journalEntry) member(b []byte, i int) (int, bool) {
 		} else {
 			e.ident = which
 		}
-		return end, true
 	case "_BOOT_ID":
-		v, end, ok := jsonString(b, i)
-		if !ok {
-			return skipJSON(b, i)
-		}
 		e.bootLen = copy(e.boot[:], v)
 		e.journal = true
-		return end, true
 	case "__CURSOR", "__MONOTONIC_TIMESTAMP":
 		e.journal = true
 	}
-	return skipJSON(b, i)
+}
+
+// decimal reads v, all decimal digits, up to most.
+func decimal(v []byte, most int64) (int64, bool) {
+	n, used := parseUint(v)
+	if used == 0 || used != len(v) || n > most {
+		return 0, false
+	}
+	return n, true
 }
 
 // message reads MESSAGE's value: a string, or, for a message that is not
@@ -151,7 +172,10 @@ func (e *journalEntry) record(rec *Record) (Format, bool) {
 	if !e.journal || !e.hasMsg {
 		return 0, false
 	}
-	if e.transport == 2 || (e.transport == 0 && e.ident != 1) {
+	// Another transport's entry is skipped; one that does not say (an
+	// export cut down with --output-fields, most likely of journalctl -k)
+	// is read as the kernel's, as a bare line is.
+	if e.transport == 2 || (e.transport == 0 && e.ident == 2) {
 		return FormatSkipped, true
 	}
 	if e.hasLevel {
@@ -173,6 +197,71 @@ func (e *journalEntry) record(rec *Record) (Format, bool) {
 	}
 	rec.Message = msg
 	return FormatSyslog, true
+}
+
+// verboseHeader reads the first line of a journalctl -o verbose entry,
+// "Thu 2023-02-02 11:49:13.015489 CET [s=...;i=...;b=BOOT;m=...;t=USEC;x=...]",
+// into e, which it resets: the boot ID and the wall clock (t=, hexadecimal
+// microseconds since the epoch: the zone's abbreviation says less).
+func (e *journalEntry) verboseHeader(line []byte) bool {
+	if len(line) == 0 || line[0] < 'A' || line[0] > 'Z' {
+		return false
+	}
+	_, n := parseFullStamp(line, time.UTC)
+	if n == 0 {
+		return false
+	}
+	rest := bytes.TrimRight(line[n:], " ")
+	if len(rest) < 5 || !bytes.HasPrefix(rest, []byte("[s=")) || rest[len(rest)-1] != ']' {
+		return false
+	}
+	e.reset()
+	e.journal = true
+	for f := range bytes.SplitSeq(rest[1:len(rest)-1], []byte{';'}) {
+		switch {
+		case bytes.HasPrefix(f, []byte("b=")):
+			e.bootLen = copy(e.boot[:], f[2:])
+		case bytes.HasPrefix(f, []byte("t=")):
+			e.real, e.hasReal = hexUsec(f[2:])
+		}
+	}
+	return true
+}
+
+// hexUsec reads journalctl's hexadecimal microseconds.
+func hexUsec(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 15 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		d, ok := hexDigit(c)
+		if !ok {
+			return 0, false
+		}
+		v = v<<4 | int64(d)
+	}
+	return v, true
+}
+
+// verboseField reads one "    KEY=value" line of a journalctl -o verbose
+// entry into e.
+func (e *journalEntry) verboseField(line []byte) bool {
+	kv, ok := bytes.CutPrefix(line, []byte("    "))
+	if !ok {
+		return false
+	}
+	eq := bytes.IndexByte(kv, '=')
+	if eq <= 0 {
+		return false
+	}
+	for _, c := range kv[:eq] {
+		if (c < 'A' || c > 'Z') && !isDigit(c) && c != '_' {
+			return false
+		}
+	}
+	e.field(kv[:eq], kv[eq+1:])
+	return true
 }
 
 // journalLine strips the framing of journalctl's json-seq (an RS byte) and
@@ -250,35 +339,6 @@ func jsonString(b []byte, i int) (raw []byte, end int, ok bool) {
 	return nil, 0, false
 }
 
-// jsonNumberString reads a string of decimal digits ("1765003457652054"),
-// as the journal writes its numbers, or a bare number.
-func jsonNumberString(b []byte, i int) (v int64, has bool, end int, ok bool) {
-	if b[i] != '"' {
-		v, n := parseUint(b[i:])
-		if n == 0 {
-			end, ok = skipJSON(b, i)
-			return 0, false, end, ok
-		}
-		return v, true, i + n, true
-	}
-	raw, end, ok := jsonString(b, i)
-	if !ok {
-		return 0, false, 0, false
-	}
-	v, n := parseUint(raw)
-	return v, n > 0 && n == len(raw), end, true
-}
-
-// jsonSmall reads a number as jsonNumberString does; has is false above
-// most.
-func jsonSmall(b []byte, i int, most int64) (v int, has bool, end int, ok bool) {
-	n, has, end, ok := jsonNumberString(b, i)
-	if !has || n > most {
-		return 0, false, end, ok
-	}
-	return int(n), true, end, ok
-}
-
 // jsonUnquote appends the unescaped string at b[i:] to dst.
 func jsonUnquote(dst, b []byte, i int) ([]byte, int, bool) {
 	for j := i + 1; j < len(b); j++ {
@@ -333,18 +393,25 @@ func hex4(b []byte, i int) (rune, bool) {
 	}
 	var r rune
 	for _, c := range b[i : i+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
+		d, ok := hexDigit(c)
+		if !ok {
 			return 0, false
 		}
+		r = r<<4 | rune(d)
 	}
 	return r, true
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // skipJSON returns where the value at b[i:] ends: a string, an array or

@@ -164,3 +164,55 @@ func FuzzJournalLine(f *testing.F) {
 		}
 	})
 }
+
+func TestReaderJournalVerbose(t *testing.T) {
+	in := strings.Join([]string{
+		"Thu 2023-02-02 11:49:13.015489 CET [s=1d8f87cf60064ba690c44490f14bb3e3;i=10823659;b=796d12a513054cf1bbde201dd1bca9a1;m=1f6726955fe3;t=5f3b550c118c1;x=e5347f6b24873f0c]",
+		"    _TRANSPORT=kernel",
+		"    PRIORITY=3",
+		"    SYSLOG_FACILITY=0",
+		"    SYSLOG_IDENTIFIER=kernel",
+		"    MESSAGE=Memory cgroup out of memory: Killed process 2855014 (tail) total-vm:4296kB",
+		"    _SOURCE_MONOTONIC_TIMESTAMP=34523423",
+		"    _BOOT_ID=796d12a513054cf1bbde201dd1bca9a1",
+		"Thu 2023-02-02 11:49:14.000000 CET [s=1d8f87cf60064ba690c44490f14bb3e3;i=10823660;b=796d12a513054cf1bbde201dd1bca9a1;m=1f6726955fe4;t=5f3b550c118c2;x=e5]",
+		"    _TRANSPORT=stdout",
+		"    MESSAGE=Killed process 1 (skipped)",
+		// --output-fields=MESSAGE: the transport is not said.
+		"Thu 2023-02-02 12:49:25.123048 CET [s=1d8f87cf60064ba690c44490f14bb3e3;i=10832491;b=0f1e2d3c4b5a69788796a5b4c3d2e1f0;m=1f67fde1c30a;t=5f3b6280d7be8;x=54f065dd48ba7646]",
+		"    MESSAGE=Memory cgroup out of memory: Killed process 2867622 (python3)",
+		// A line after an entry is read as what it is.
+		"[ 12.5] Killed process 7 (x)",
+		"Thu 2023-02-02 12:49:26.000000 CET [s=1;i=2;b=0f1e2d3c4b5a69788796a5b4c3d2e1f0;m=3;t=5f3b6280d7be9;x=4]",
+		"    _TRANSPORT=kernel",
+		"    MESSAGE=last, ended by the input's end",
+	}, "\n")
+	got := readAll(t, in)
+	want := []struct {
+		msg   string
+		wall  time.Time
+		boots int
+	}{
+		{"Memory cgroup out of memory: Killed process 2855014 (tail) total-vm:4296kB", time.UnixMicro(0x5f3b550c118c1), 0},
+		{"Memory cgroup out of memory: Killed process 2867622 (python3)", time.UnixMicro(0x5f3b6280d7be8), 1},
+		{"Killed process 7 (x)", time.Time{}, 1},
+		{"last, ended by the input's end", time.UnixMicro(0x5f3b6280d7be9), 1},
+	}
+	if len(got) != len(want) {
+		for _, g := range got {
+			t.Logf("%v %q", g.format, g.msg)
+		}
+		t.Fatalf("%d records, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		if g := got[i]; g.msg != w.msg || !g.rec.Wall.Equal(w.wall) || g.boots != w.boots {
+			t.Errorf("record %d = %q at %v, boots %d; want %q at %v, boots %d", i, g.msg, g.rec.Wall, g.boots, w.msg, w.wall, w.boots)
+		}
+	}
+	if r := got[0].rec; r.Priority != 3 || !r.HasMono || r.Mono != 34523423*time.Microsecond {
+		t.Errorf("first record %+v", r)
+	}
+	if got[2].format != FormatDmesg {
+		t.Errorf("line after an entry read as %v", got[2].format)
+	}
+}

@@ -75,6 +75,11 @@ type Reader struct {
 	// the _BOOT_ID of the entry before.
 	j           journalEntry
 	pretty      bool
+	// verbose tells that journalctl -o verbose's field lines of an entry
+	// are being read; pend is a line read past its end, to read next.
+	verbose bool
+	pend    []byte
+	hasPend bool
 	lastBoot    [maxBootID]byte
 	lastBootLen int
 	// LongLine, when set, is told of each line longer than MaxLineBytes
@@ -98,14 +103,38 @@ func NewReader(r io.Reader) *Reader {
 // It returns false at the end of the input or on a read error (see Err).
 func (r *Reader) Next() bool {
 	for r.err == nil {
-		line, err := r.readLine()
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				r.err = err
+		var line []byte
+		if r.hasPend {
+			line, r.hasPend = r.pend, false
+		} else {
+			var err error
+			line, err = r.readLine()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					r.err = err
+				}
+				if r.verbose && r.endVerbose() {
+					return true
+				}
+				return false
 			}
-			return false
+			r.lineNo++
 		}
-		r.lineNo++
+		if r.verbose {
+			if r.j.verboseField(line) {
+				continue
+			}
+			// The entry ends at the line after its fields, read next.
+			r.pend, r.hasPend = append(r.pend[:0], line...), true
+			if r.endVerbose() {
+				return true
+			}
+			continue
+		}
+		if r.j.verboseHeader(line) {
+			r.verbose = true
+			continue
+		}
 		year := r.Year
 		if year == 0 {
 			if r.nowYear == 0 {
@@ -158,6 +187,9 @@ func (r *Reader) journal(line []byte) (Format, bool) {
 		r.pretty = false
 		return 0, false
 	}
+	if len(line) == 0 || (line[0] != '{' && line[0] != 0x1e && line[0] != 'd') {
+		return 0, false
+	}
 	t := journalLine(line)
 	if len(t) == 0 || t[0] != '{' {
 		return 0, false
@@ -171,6 +203,21 @@ func (r *Reader) journal(line []byte) (Format, bool) {
 		return 0, false
 	}
 	return r.journalRecord()
+}
+
+// endVerbose ends the journalctl -o verbose entry being read and tells
+// whether it is a kernel record, now the current one.
+func (r *Reader) endVerbose() bool {
+	r.verbose = false
+	f, ok := r.journalRecord()
+	if !ok || f == FormatSkipped {
+		return false
+	}
+	r.format, r.lastKmsg = f, false
+	if IsBootStart(r.rec.Message) {
+		r.boots++
+	}
+	return true
 }
 
 // journalRecord makes the record of the entry read, and counts a boot
