@@ -73,15 +73,15 @@ type Reader struct {
 	// j is the journal export entry being read (see journal.go); pretty
 	// tells that json-pretty's lines of one are being read; lastBoot is
 	// the _BOOT_ID of the entry before.
-	j      journalEntry
-	pretty bool
-	// verbose tells that journalctl -o verbose's field lines of an entry
-	// are being read; pend is a line read past its end, to read next.
-	verbose     bool
-	pend        []byte
-	hasPend     bool
+	j           journalEntry
+	pretty      bool
 	lastBoot    [maxBootID]byte
 	lastBootLen int
+	// verbose tells that journalctl -o verbose's field lines of an entry
+	// are being read; pend is a line read past its end, to read next.
+	verbose bool
+	pend    []byte
+	hasPend bool
 	// LongLine, when set, is told of each line longer than MaxLineBytes
 	// (an error wrapping ErrLineTooLong that names the line): the Reader
 	// skips such a line and reads on, so nothing after it is lost.
