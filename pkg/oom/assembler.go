@@ -345,7 +345,11 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		r.HasTaskDump = true
 		if c, ok := a.row.columns(rec.Message, a.layout.numeric); ok {
 			row := &a.row
-			a.dump.add(row.pid, int(row.nums[0]), int(row.nums[1]), row.nums[3], int(row.nums[c-1]), row.name(rec.Message, c))
+			var anon int64
+			if k := a.layout.anonColumn(c); k > 0 {
+				anon = row.nums[k]
+			}
+			a.dump.add(row.pid, int(row.nums[0]), int(row.nums[1]), row.nums[3], anon, int(row.nums[c-1]), row.name(rec.Message, c))
 			if a.opts.TaskSeen != nil {
 				a.opts.TaskSeen(row.pid, row.nums[3])
 			}
@@ -496,6 +500,7 @@ func (a *Assembler) finish() {
 	}
 	r.Tasks, r.Lines = a.dump.tasks(), a.raw.strings()
 	a.dump.byProcess(r)
+	a.dump.victimAnon(r)
 	a.dump.reset()
 	a.raw.reset()
 	for i := range r.Victims {
@@ -596,8 +601,15 @@ func (a *Assembler) settle(r *Report) {
 		r.PageSize = r.buddyPageSize
 	} else if row := r.TaskByPID(v.PID); row != nil && v.HasRSS && row.RSSPages > 0 {
 		// The dump's rss is anon+file+shmem pages, the kill line's the same
-		// in kB, read at nearly the same moment: their ratio is the page size.
-		r.PageSize = nearestPageSize(v.RSSBytes / row.RSSPages)
+		// in kB, read at nearly the same moment: their ratio is the page
+		// size. File pages may come and go in between: a 6.x dump's
+		// rss_anon against the kill line's anon-rss is steadier, and a
+		// ratio that is exactly a page size wins.
+		ps, exact := nearestPageSize(v.RSSBytes, row.RSSPages)
+		if r.victimAnonPages > 0 && v.AnonKB > 0 && !exact {
+			ps, _ = nearestPageSize(v.AnonKB*1024, r.victimAnonPages)
+		}
+		r.PageSize = ps
 	}
 	for i := range r.Tasks {
 		r.Tasks[i].RSSBytes = r.Tasks[i].RSSPages * r.PageSize
@@ -671,14 +683,15 @@ func parseBuddyPageSize(msg []byte) int64 {
 // nearestPageSize rounds a measured bytes-per-page ratio to the page sizes
 // Linux uses: 4 KiB, 8 KiB (sparc64, alpha), 16 KiB (arm64, loongarch,
 // mips), 32 KiB (mips) or 64 KiB (arm64, ppc64).
-func nearestPageSize(ratio int64) int64 {
+func nearestPageSize(size, pages int64) (ps int64, exact bool) {
+	ratio := size / pages
 	best := int64(4096)
 	for _, ps := range []int64{4096, 8192, 16384, 32768, 65536} {
 		if abs(ratio-ps) < abs(ratio-best) {
 			best = ps
 		}
 	}
-	return best
+	return best, size == best*pages
 }
 
 func abs(n int64) int64 {

@@ -23,6 +23,9 @@ func isDumpHeader(msg []byte) bool {
 // and the name last; the columns between differ by version.
 type dumpLayout struct {
 	numeric int // numeric columns after the pid
+	// anon is the column of rss_anon (6.x kernels), 0 when the header
+	// names none or was not seen.
+	anon int
 }
 
 // parseDumpHeader counts the numeric columns of a dump header.
@@ -35,7 +38,26 @@ func parseDumpHeader(msg string) dumpLayout {
 	if len(cols) < 2 {
 		return dumpLayout{}
 	}
-	return dumpLayout{numeric: len(cols) - 1}
+	l := dumpLayout{numeric: len(cols) - 1}
+	for c, name := range cols[:l.numeric] {
+		if name == "rss_anon" {
+			l.anon = c
+		}
+	}
+	return l
+}
+
+// anonColumn is where a row read as c numeric columns has its rss_anon:
+// the header's, else 6.x's layout of ten (uid tgid total_vm rss rss_anon
+// rss_file rss_shmem pgtables_bytes swapents oom_score_adj), else none.
+func (l dumpLayout) anonColumn(c int) int {
+	switch {
+	case l.anon > 0 && l.anon < c:
+		return l.anon
+	case l.numeric == 0 && c == 10:
+		return 4
+	}
+	return 0
 }
 
 // maxDumpColumns bounds the numeric columns read from a dump row.

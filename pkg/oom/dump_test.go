@@ -497,3 +497,35 @@ func TestCommsAcrossChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestPageSizeFromAnonColumn: file pages come and go between a 6.x
+// report's task dump and its kill line (46 file pages in the row, 472kB in
+// the line), which put the victim's rss/kB ratio nearer 8 KiB than 4 KiB;
+// its rss_anon column against the line's anon-rss is exact.
+func TestPageSizeFromAnonColumn(t *testing.T) {
+	rows := []string{
+		"[    171]     0   171  1869456  1853090  1853056       34         0 14934016        0         -1000 systemd-udevd",
+		"[    235]   999   235     2385      142       96       46         0    57344        0          -900 dbus-daemon",
+		"Out of memory: Killed process 235 (dbus-daemon) total-vm:9540kB, anon-rss:384kB, file-rss:472kB, shmem-rss:0kB, UID:999 pgtables:56kB oom_score_adj:-900",
+	}
+	header := "[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents oom_score_adj name"
+	for name, lines := range map[string][]string{
+		"without the header": rows,
+		"with the header":    append([]string{header}, rows...),
+	} {
+		reps, _ := feed(t, Options{}, lines...)
+		if len(reps) != 1 || reps[0].PageSize != 4096 {
+			t.Fatalf("%s: reports %+v", name, reps)
+		}
+		if row := reps[0].TaskByPID(171); row == nil || row.RSSBytes != 1853090*4096 {
+			t.Errorf("%s: systemd-udevd %+v", name, row)
+		}
+	}
+	// A 64 KiB-page dump of the same columns stays 64 KiB.
+	reps, _ := feed(t, Options{},
+		"[    235]   999   235     2385      142       96       46         0    57344        0          -900 dbus-daemon",
+		"Out of memory: Killed process 235 (dbus-daemon) total-vm:152640kB, anon-rss:6144kB, file-rss:2000kB, shmem-rss:0kB, UID:999 pgtables:56kB oom_score_adj:-900")
+	if len(reps) != 1 || reps[0].PageSize != 65536 {
+		t.Fatalf("64 KiB: %+v", reps)
+	}
+}

@@ -127,6 +127,10 @@ type Report struct {
 	SelectedGlobal bool // the selection line said "Out of memory"
 	// Reaped lists PIDs the oom_reaper reported while the report was open.
 	Reaped []int
+	// victimAnonPages is the rss_anon column of the victim's dump row (6.x
+	// kernels), 0 when unknown: with the kill line's anon-rss, it gives
+	// the page size even when file pages came and went between the two.
+	victimAnonPages int64
 	// buddyPageSize is the page size a Mem-Info line of free blocks
 	// printed (0: none).
 	buddyPageSize int64

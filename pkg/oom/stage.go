@@ -23,6 +23,7 @@ const commChunkMax = 16 << 10
 type taskRow struct {
 	pid, uid, adj  int
 	rssPages       int64
+	anonPages      int64 // the rss_anon column, 0 when there is none
 	chunk, commEnd int32
 }
 
@@ -56,7 +57,7 @@ type taskDump struct {
 type threadRow struct{ row, tgid int }
 
 // add stages one row of the process tgid.
-func (d *taskDump) add(pid, uid, tgid int, rssPages int64, adj int, comm []byte) {
+func (d *taskDump) add(pid, uid, tgid int, rssPages, anonPages int64, adj int, comm []byte) {
 	if tgid != pid && tgid > 0 && len(d.threads) < maxThreadRows {
 		d.threads = append(d.threads, threadRow{row: d.n, tgid: tgid})
 	}
@@ -68,7 +69,7 @@ func (d *taskDump) add(pid, uid, tgid int, rssPages int64, adj int, comm []byte)
 		d.nextChunk(len(comm))
 	}
 	d.comm.Write(comm)
-	d.blocks[b][i] = taskRow{pid: pid, uid: uid, adj: adj, rssPages: rssPages,
+	d.blocks[b][i] = taskRow{pid: pid, uid: uid, adj: adj, rssPages: rssPages, anonPages: anonPages,
 		chunk: int32(len(d.chunks)), commEnd: int32(d.comm.Len())}
 	d.n++
 }
@@ -113,6 +114,21 @@ func (d *taskDump) tasks() []Task {
 		start = row.commEnd
 	}
 	return out
+}
+
+// victimAnon keeps, for the page size, the rss_anon pages of the first
+// victim's row, when the dump has the column.
+func (d *taskDump) victimAnon(r *Report) {
+	v := r.Victim()
+	if v == nil {
+		return
+	}
+	for i := range r.Tasks {
+		if r.Tasks[i].PID == v.PID {
+			r.victimAnonPages = d.blocks[i/dumpBlock][i%dumpBlock].anonPages
+			return
+		}
+	}
 }
 
 // maxThreadRows bounds the thread rows kept for a report.
