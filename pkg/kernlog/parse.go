@@ -186,6 +186,13 @@ func parseLoose(b []byte, rec *Record, loc *time.Location) (Format, bool) {
 	if f, ok := parseTalos(b, rec, loc); ok {
 		return f, true
 	}
+	// A syslog template of the tag alone: "kernel: [ 1.5] msg".
+	if msg, ok := bytes.CutPrefix(b, []byte("kernel: ")); ok {
+		return finishSyslog(rec, msg), true
+	}
+	if msg, ok := afterPipedKernel(b); ok {
+		return finishSyslog(rec, msg), true
+	}
 	c := clockEnd(b[:min(len(b), 48)])
 	if c < 0 {
 		return 0, false
@@ -230,6 +237,31 @@ func parseLoose(b []byte, rec *Record, loc *time.Location) (Format, bool) {
 		rest = rest[end:]
 	}
 	return 0, false
+}
+
+// afterPipedKernel finds, in a line of fields separated by '|' (a log
+// shipper's table: "Jun 25, 2021 @ 12:42:13.029 | kernel | msg", a syslog
+// template "warning|kernel[-]|msg"), the kernel's tag among the first
+// fields, and returns the message after it.
+func afterPipedKernel(b []byte) ([]byte, bool) {
+	rest := b
+	for range 6 {
+		bar := bytes.IndexByte(rest[:min(len(rest), 96)], '|')
+		if bar < 0 {
+			return nil, false
+		}
+		field := bytes.TrimSpace(rest[:bar])
+		rest = rest[bar+1:]
+		if string(field) == "kernel" || (bytes.HasPrefix(field, []byte("kernel[")) && field[len(field)-1] == ']') {
+			// The field before the message, unless it was the last.
+			if bytes.IndexByte(rest, '|') == 0 {
+				return nil, false
+			}
+			msg := bytes.TrimLeft(rest, " ")
+			return msg, len(msg) > 0
+		}
+	}
+	return nil, false
 }
 
 // clockEnd returns where the first hh:mm:ss time in b that follows a day

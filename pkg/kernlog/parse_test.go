@@ -99,6 +99,16 @@ func TestParseLine(t *testing.T) {
 			seq: NoSeq, priority: -1},
 		{name: "a delta without a tag is bare", line: "[ 3457.652054 < 0.000012>] x", format: FormatBare,
 			seq: NoSeq, priority: -1, msg: "[ 3457.652054 < 0.000012>] x"},
+		{name: "syslog tag alone", line: "kernel: [ 1477.960084] Out of memory: Killed process 1822 (main)", format: FormatSyslog,
+			seq: NoSeq, mono: 1477960084 * time.Microsecond, hasMono: true, priority: -1, msg: "Out of memory: Killed process 1822 (main)"},
+		{name: "piped syslog template", line: "err|kernel[-]|[2919920.414272] Memory cgroup out of memory: Killed process 2021820 (memhog)", format: FormatSyslog,
+			seq: NoSeq, mono: 2919920414272 * time.Microsecond, hasMono: true, priority: -1, msg: "Memory cgroup out of memory: Killed process 2021820 (memhog)"},
+		{name: "log shipper's table", line: "  | Jun 25, 2021 @ 12:42:13.029 | kernel | [113782.638786] Memory cgroup out of memory: Killed process 1949510 (envoy)", format: FormatSyslog,
+			seq: NoSeq, mono: 113782638786 * time.Microsecond, hasMono: true, priority: -1, msg: "Memory cgroup out of memory: Killed process 1949510 (envoy)"},
+		{name: "log shipper's table, another program", line: "Jun 25, 2021 @ 12:42:13.029 | kubelet | Killed process 1 (x)", format: FormatBare,
+			seq: NoSeq, priority: -1, msg: "Jun 25, 2021 @ 12:42:13.029 | kubelet | Killed process 1 (x)"},
+		{name: "a pipe in a message is bare", line: "audit: kernel | x", format: FormatBare,
+			seq: NoSeq, priority: -1, msg: "audit: kernel | x"},
 		{name: "dmesg printk caller", line: "[   37.128158][ T9185] Memory cgroup out of memory: Killed process 9188 (a.out)", format: FormatDmesg,
 			seq: NoSeq, mono: 37128158 * time.Microsecond, hasMono: true, priority: -1, msg: "Memory cgroup out of memory: Killed process 9188 (a.out)"},
 		{name: "dmesg printk caller, spaced", line: "[   37.128158] [T9185] oom_reaper: reaped process 9188 (a.out)", format: FormatDmesg,
@@ -279,6 +289,8 @@ func TestParseLineDoesNotAllocate(t *testing.T) {
 		[]byte("Sat 2025-12-06 06:44:17 +0530 node1 kernel: eth0: link up"),
 		[]byte("1765003457.652054 node1 kernel: eth0: link up"),
 		[]byte("[ 3457.652054 <    0.000012>] node1 kernel: eth0: link up"),
+		[]byte("err|kernel[-]|[2919920.414272] eth0: link up"),
+		[]byte("Jun 25, 2021 @ 12:42:13.029 | kernel | [113782.638786] eth0: link up"),
 	}
 	var rec Record
 	allocs := testing.AllocsPerRun(100, func() {
