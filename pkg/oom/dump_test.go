@@ -529,3 +529,19 @@ func TestPageSizeFromAnonColumn(t *testing.T) {
 		t.Fatalf("64 KiB: %+v", reps)
 	}
 }
+
+// TestReportFromItsStatsBlock: when a cgroup v1 limit report's start is
+// lost, its first "Memory cgroup stats for" block, which names the limited
+// cgroup, starts it: the path alone says nothing of an OOM.
+func TestReportFromItsStatsBlock(t *testing.T) {
+	const cg = "/kubepods/pod95387fa4-da9c-11e7-9d36-5254b24cbf5e/6895a3e13439535852d3184ac2aadd26d7363cc035f171545ec7d4ce74073b0b"
+	reps, _ := feed(t, Options{},
+		"Memory cgroup stats for "+cg+": cache:32KB rss:524188KB rss_huge:370688KB mapped_file:0KB swap:524356KB",
+		"[ pid ]   uid  tgid total_vm      rss nr_ptes swapents oom_score_adj name",
+		"[28438]     0 28438  5063909   119961    1661   136409          -998 java",
+		"Memory cgroup out of memory: Kill process 24572 (java) score 0 or sacrifice child",
+		"Killed process 28438 (java) total-vm:20255636kB, anon-rss:466160kB, file-rss:13684kB")
+	if len(reps) != 1 || reps[0].MemcgStatsFor != cg || reps[0].Complete || reps[0].Victim().PID != 28438 {
+		t.Fatalf("reports %+v", reps)
+	}
+}

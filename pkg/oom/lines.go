@@ -65,7 +65,9 @@ func mayBeReport(msg []byte) bool {
 	if len(msg) == 0 {
 		return false
 	}
-	if msg[0] == '[' {
+	if msg[0] == '[' || (msg[0] == 'M' && bytes.HasPrefix(msg, bMemStats)) {
+		// A dump row or header, or a limit report's first stats block
+		// (its path need not say "oom", "Kill" or "Task").
 		return true
 	}
 	return mayStart(msg) &&
