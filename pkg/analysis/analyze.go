@@ -114,10 +114,12 @@ func Analyze(r *oom.Report, ctx Context) Event {
 		}
 		ev.Trigger = &p
 	}
-	if ev.Trigger != nil && ev.Trigger.Cgroup == "" && ev.Kind == KindLimit && ev.OOMMemcg != "" {
+	ev.LimitLowered = r.LimitWritten && ev.Kind == KindLimit
+	if ev.Trigger != nil && ev.Trigger.Cgroup == "" && ev.Kind == KindLimit && ev.OOMMemcg != "" && !ev.LimitLowered {
 		// A limit kill is invoked by a task charging the limited cgroup:
 		// the trigger ran in it (or below it), even when it is gone before
-		// anyone could read /proc (a thread of the victim, say).
+		// anyone could read /proc (a thread of the victim, say). Not the
+		// writer of a lowered memory.max, which may run anywhere.
 		ev.Trigger.Workload = WorkloadOf(ev.OOMMemcg)
 	}
 	ev.TopConsumers = topConsumers(r, cg)

@@ -189,8 +189,11 @@ type Event struct {
 	Limited *Resources `json:"limited_resources,omitempty"`
 	// ChosenForScoreAdj notes a victim picked for its oom_score_adj rather
 	// than its size.
-	ChosenForScoreAdj bool   `json:"chosen_for_score_adj"`
-	Reason            string `json:"reason"`
+	ChosenForScoreAdj bool `json:"chosen_for_score_adj"`
+	// LimitLowered: a write to the limited cgroup's memory.max, below its
+	// usage, caused the kill (the trigger is the writer).
+	LimitLowered bool   `json:"limit_lowered,omitempty"`
+	Reason       string `json:"reason"`
 	// MemcgUsageBytes and MemcgLimitBytes are the limit kill's cgroup usage
 	// and limit as the kernel printed them.
 	MemcgUsageBytes *int64 `json:"memcg_usage_bytes,omitempty"`

@@ -136,7 +136,12 @@ func reason(ev *Event) string {
 		fmt.Fprintf(&b, " The victim was chosen for its oom_score_adj %d%s rather than its size.",
 			*v.OOMScoreAdj, adjNote(*v.OOMScoreAdj))
 	}
-	if t := ev.Trigger; t != nil {
+	switch t := ev.Trigger; {
+	case ev.LimitLowered && t != nil:
+		fmt.Fprintf(&b, " Caused by lowering the limit: %s wrote memory.max below the cgroup's usage.", triggerLabel(t, v))
+	case ev.LimitLowered:
+		b.WriteString(" Caused by lowering the limit: memory.max was written below the cgroup's usage.")
+	case t != nil:
 		fmt.Fprintf(&b, " Triggered by %s.", triggerLabel(t, v))
 	}
 	if !ev.Complete {
@@ -301,10 +306,17 @@ func cgroupLabel(path string) string {
 	if path == "" {
 		return "an unnamed cgroup"
 	}
-	if l := workloadLabel(WorkloadOf(path)); l != "" {
-		return l
+	w := WorkloadOf(path)
+	l := workloadLabel(w)
+	if l == "" {
+		return path
 	}
-	return path
+	// A cgroup below its unit's own (an app's scope under user@1000.service,
+	// a service's sub-cgroup) is named too: it, not the unit, has the limit.
+	if last := path[strings.LastIndexByte(path, '/')+1:]; w.Unit != "" && last != w.Unit && last != "" {
+		return l + " (cgroup " + last + ")"
+	}
+	return l
 }
 
 // Bytes formats a size with binary units (vocab.Bytes).

@@ -21,3 +21,58 @@ func TestCulpritLabelUnknownPID(t *testing.T) {
 		t.Errorf("culpritLabel(%+v) = %q", c, got)
 	}
 }
+
+// TestLimitLoweredByAWrite: cgroup v2 kills when memory.max is written
+// below the cgroup's usage. The writer (tee, from a shell anywhere) is the
+// trigger: it is not placed in the limited cgroup, and the reason says
+// what caused the kill; the limited cgroup is named below its unit.
+func TestLimitLoweredByAWrite(t *testing.T) {
+	const cg = "/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-thunderbird-265606.scope"
+	lines := []string{
+		"[144381.714151] tee invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+		"[144381.714155] CPU: 3 PID: 492129 Comm: tee Not tainted 6.5.5 #1-NixOS",
+		"[144381.714160] Call Trace:",
+		"[144381.714161]  <TASK>",
+		"[144381.714168]  out_of_memory+0x117/0x540",
+		"[144381.714170]  mem_cgroup_out_of_memory+0x134/0x150",
+		"[144381.714172]  memory_max_write+0x117/0x1e0",
+		"[144381.714174]  kernfs_fop_write_iter+0x11f/0x200",
+		"[144381.714180]  </TASK>",
+		"[144381.714200] memory: usage 443264kB, limit 102400kB, failcnt 0",
+		"[144381.714298] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+		"[144381.714299] [ 265606]  1000 265606  1199236    62118  4153344    98752           100 .thunderbird-wr",
+		"[144381.714301] [ 265810]  1000 265810   669458    23762   659456     4352           100 WebExtensions",
+		"[144381.714304] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=" + cg + ",task_memcg=" + cg + ",task=.thunderbird-wr,pid=265606,uid=1000",
+		"[144381.714320] Memory cgroup out of memory: Killed process 265606 (.thunderbird-wr) total-vm:4796944kB, anon-rss:241272kB, file-rss:7200kB, shmem-rss:0kB, UID:1000 pgtables:4056kB oom_score_adj:100",
+	}
+	var evs []Event
+	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || !evs[0].LimitLowered || evs[0].Trigger == nil || evs[0].Trigger.Cgroup != "" {
+		t.Fatalf("events %+v", evs)
+	}
+	for _, want := range []string{
+		"Caused by lowering the limit: tee (pid 492129) wrote memory.max below the cgroup's usage.",
+		"(cgroup app-gnome-thunderbird-265606.scope)",
+	} {
+		if !strings.Contains(evs[0].Reason, want) {
+			t.Errorf("reason %q lacks %q", evs[0].Reason, want)
+		}
+	}
+	// The same kill from an allocation: the trigger ran in the cgroup.
+	var plain []string
+	for _, l := range lines {
+		if !strings.Contains(l, "memory_max_write") {
+			plain = append(plain, strings.Replace(l, "tee", ".thunderbird-wr", 1))
+		}
+	}
+	evs = nil
+	if _, err := ReadLog(strings.NewReader(strings.Join(plain, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].LimitLowered || evs[0].Trigger == nil || evs[0].Trigger.Cgroup != cg ||
+		strings.Contains(evs[0].Reason, "lowering") {
+		t.Fatalf("from an allocation: %+v", evs)
+	}
+}

@@ -331,6 +331,9 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		if r.buddyPageSize == 0 && bytes.HasPrefix(rec.Message, bNode) {
 			r.buddyPageSize = parseBuddyPageSize(rec.Message)
 		}
+		if !a.killed && !r.LimitWritten && bytes.Contains(rec.Message, bMaxWrite) {
+			r.LimitWritten = true
+		}
 		return
 	case lineNoKillable:
 		return

@@ -39,6 +39,7 @@ var (
 	bMemory     = []byte("memory: usage ")
 	bMemsw      = []byte("memory+swap: usage ")
 	bMemStats   = []byte("Memory cgroup stats for ")
+	bMaxWrite   = []byte("memory_max_write+")
 	bMemInfo    = []byte("Mem-Info:")
 	bTasksState = []byte("Tasks state")
 	bSummary    = []byte("oom-kill:")

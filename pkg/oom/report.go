@@ -116,6 +116,11 @@ type Report struct {
 	HasMemswUsage  bool
 	HasMemInfo     bool // a node-wide "Mem-Info:" block was printed
 	HasTaskDump    bool
+	// LimitWritten: the call trace shows the OOM came from a write to the
+	// cgroup's memory.max (cgroup v2's memory_max_write) below its usage,
+	// not from an allocation: the trigger is the writer, which may run in
+	// any cgroup.
+	LimitWritten bool
 	PageSize       int64
 	Tasks          []Task
 	Victims        []Victim
