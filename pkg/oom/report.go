@@ -105,22 +105,22 @@ type Report struct {
 	// Summary is nil when no "oom-kill:" line was seen.
 	Summary *Summary
 	// Memcg facts, from the memcg part of the header.
-	LegacyTaskIn   string // "Task in X killed as a result of limit of Y": X
-	LegacyLimitOf  string // ... Y
-	MemcgStatsFor  string // "Memory cgroup stats for X:"
-	MemcgUsageKB   int64
-	MemcgLimitKB   int64
-	HasMemcgUsage  bool
-	MemswUsageKB   int64 // cgroup v1's "memory+swap: usage NkB, limit NkB"
-	MemswLimitKB   int64
-	HasMemswUsage  bool
-	HasMemInfo     bool // a node-wide "Mem-Info:" block was printed
-	HasTaskDump    bool
+	LegacyTaskIn  string // "Task in X killed as a result of limit of Y": X
+	LegacyLimitOf string // ... Y
+	MemcgStatsFor string // "Memory cgroup stats for X:"
+	MemcgUsageKB  int64
+	MemcgLimitKB  int64
+	HasMemcgUsage bool
+	MemswUsageKB  int64 // cgroup v1's "memory+swap: usage NkB, limit NkB"
+	MemswLimitKB  int64
+	HasMemswUsage bool
+	HasMemInfo    bool // a node-wide "Mem-Info:" block was printed
+	HasTaskDump   bool
 	// LimitWritten: the call trace shows the OOM came from a write to the
 	// cgroup's memory.max (cgroup v2's memory_max_write) below its usage,
 	// not from an allocation: the trigger is the writer, which may run in
 	// any cgroup.
-	LimitWritten bool
+	LimitWritten   bool
 	PageSize       int64
 	Tasks          []Task
 	Victims        []Victim
