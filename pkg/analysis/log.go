@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/kernlog"
 	"github.com/oomwatch/oomwatch/pkg/oom"
@@ -42,6 +43,12 @@ func ReadLog(in io.Reader, opts StreamOptions, emit func(Event)) (LogStats, erro
 // ReadLogYear is ReadLog with the year given to syslog timestamps that
 // carry none (0: the current year, or the one before for dates ahead).
 func ReadLogYear(in io.Reader, year int, opts StreamOptions, emit func(Event)) (LogStats, error) {
+	return ReadLogIn(in, year, nil, opts, emit)
+}
+
+// ReadLogIn is ReadLogYear with the time zone of timestamps that carry
+// none (syslog, dmesg -T); nil is the local zone.
+func ReadLogIn(in io.Reader, year int, loc *time.Location, opts StreamOptions, emit func(Event)) (LogStats, error) {
 	var st LogStats
 	stream := NewStream(opts, func(e Event) {
 		st.Events++
@@ -50,6 +57,9 @@ func ReadLogYear(in io.Reader, year int, opts StreamOptions, emit func(Event)) (
 	asm := oom.NewAssembler(oom.Options{}, stream.Add)
 	rd := kernlog.NewReader(in)
 	rd.Year = year
+	if loc != nil {
+		rd.Location = loc
+	}
 	rd.LongLine = func(err error) {
 		st.LongLines++
 		if len(st.LongLineErrs) < maxLongLineErrs {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	_ "time/tzdata" // --tz names, where the machine has no zoneinfo
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -37,6 +39,7 @@ func analyzeCmd(io IO, g *globals) *cobra.Command {
 	fs.BoolVar(&a.lines, "lines", false, "with -o json, include each report's raw kernel lines")
 	fs.StringVar(&a.bootTime, "boot-time", "", "RFC 3339 time the node booted, to date records that carry only uptime")
 	fs.IntVar(&a.year, "year", 0, "year of syslog timestamps that carry none (default: this year)")
+	fs.StringVar(&a.tz, "tz", "", "time zone of timestamps that carry none (syslog, dmesg -T): an IANA name (Asia/Shanghai), UTC, or an offset (+08:00) (default: this machine's)")
 	fs.DurationVar(&a.hold, "window", time.Minute, "how far ahead (kernel time, or the wall clock's in logs without it) to look for what later reports say of a PID or an incident")
 	return cmd
 }
@@ -46,6 +49,7 @@ type analyzeFlags struct {
 	lines    bool
 	bootTime string
 	year     int
+	tz       string
 	hold     time.Duration
 }
 
@@ -53,6 +57,10 @@ func runAnalyze(ctx context.Context, io IO, output string, a analyzeFlags, files
 	lines, year, hold := &a.lines, &a.year, &a.hold
 	bootTime := &a.bootTime
 	opts := analysis.StreamOptions{Hold: *hold}
+	loc, err := parseZone(a.tz)
+	if err != nil {
+		return usageError{fmt.Errorf("--tz: %w", err)}
+	}
 	if *bootTime != "" {
 		t, err := time.Parse(time.RFC3339Nano, *bootTime)
 		if err != nil {
@@ -93,7 +101,7 @@ func runAnalyze(ctx context.Context, io IO, output string, a analyzeFlags, files
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := analyzeOne(name, io.Stdin, io.Stderr, *year, opts, emit); err != nil {
+		if err := analyzeOne(name, io.Stdin, io.Stderr, *year, loc, opts, emit); err != nil {
 			if tw != nil {
 				tw.Flush()
 			}
@@ -155,7 +163,7 @@ func validUTF8(m protoreflect.Message) {
 	}
 }
 
-func analyzeOne(name string, stdin io.Reader, stderr io.Writer, year int, opts analysis.StreamOptions, emit func(analysis.Event)) error {
+func analyzeOne(name string, stdin io.Reader, stderr io.Writer, year int, loc *time.Location, opts analysis.StreamOptions, emit func(analysis.Event)) error {
 	var in io.Reader = stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -165,7 +173,7 @@ func analyzeOne(name string, stdin io.Reader, stderr io.Writer, year int, opts a
 		defer f.Close()
 		in = f
 	}
-	st, err := analysis.ReadLogYear(in, year, opts, emit)
+	st, err := analysis.ReadLogIn(in, year, loc, opts, emit)
 	for _, e := range st.LongLineErrs {
 		fmt.Fprintf(stderr, "oomctl analyze: warning: %s: %v\n", displayName(name), e)
 	}
@@ -303,4 +311,41 @@ func processCell(pid int, comm string, w analysis.Workload, wide bool) string {
 		return c + " " + proc
 	}
 	return proc
+}
+
+// parseZone reads --tz: "" is this machine's zone (nil), "UTC", "Local", an
+// offset ("+08:00", "-0430", "+8"), or an IANA name (the names are built
+// into the binary: a container image may have no zoneinfo).
+func parseZone(s string) (*time.Location, error) {
+	switch {
+	case s == "":
+		return nil, nil
+	case strings.EqualFold(s, "utc"), s == "Z":
+		return time.UTC, nil
+	case strings.EqualFold(s, "local"):
+		return time.Local, nil
+	case s[0] == '+' || s[0] == '-':
+		sign := 1
+		if s[0] == '-' {
+			sign = -1
+		}
+		hh, mm, ok := strings.Cut(s[1:], ":")
+		if !ok && len(hh) == 4 {
+			hh, mm = hh[:2], hh[2:]
+		}
+		h, err := strconv.Atoi(hh)
+		m := 0
+		if err == nil && mm != "" {
+			m, err = strconv.Atoi(mm)
+		}
+		if err != nil || len(hh) > 2 || len(mm) > 2 || h > 14 || m > 59 || h < 0 || m < 0 {
+			return nil, fmt.Errorf("%q is not an offset like +08:00", s)
+		}
+		return time.FixedZone(s, sign*(h*3600+m*60)), nil
+	}
+	loc, err := time.LoadLocation(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", s, err)
+	}
+	return loc, nil
 }

@@ -203,3 +203,23 @@ func TestAnalyzeSkipsOverlongLine(t *testing.T) {
 		t.Errorf("want 3 warnings naming the lines, got:\n%s", errOut)
 	}
 }
+
+// --tz places timestamps that carry no zone (syslog, dmesg -T): the log of
+// a node in Shanghai read on a machine elsewhere.
+func TestAnalyzeTimeZone(t *testing.T) {
+	const log = "May  8 14:05:27 doris-03 kernel: Memory cgroup out of memory: Killed process 18177 (palo_be) total-vm:1kB, anon-rss:1kB, file-rss:0kB\n"
+	for _, tz := range []string{"Asia/Shanghai", "+08:00", "+0800", "+8"} {
+		out, errOut, code := run(t, log, "analyze", "--year", "2020", "--tz", tz)
+		if code != 0 || !strings.Contains(out, "2020-05-08T06:05:27Z") {
+			t.Errorf("--tz %s: exit %d, %s%s", tz, code, out, errOut)
+		}
+	}
+	if out, _, _ := run(t, log, "analyze", "--year", "2020"); !strings.Contains(out, "2020-05-08T14:05:27Z") {
+		t.Errorf("without --tz (this machine's zone, UTC here): %s", out)
+	}
+	for _, bad := range []string{"Mars/Base", "+25:00", "+08:61", "+", "-1:2:3"} {
+		if _, errOut, code := run(t, log, "analyze", "--tz", bad); code != 2 || !strings.Contains(errOut, "--tz") {
+			t.Errorf("--tz %q: exit %d, %s", bad, code, errOut)
+		}
+	}
+}
