@@ -142,8 +142,8 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 				return finishSyslog(rec, msg)
 			}
 			// A syslog template without the host name: "Sep  8 06:22:08
-			// kernel: msg".
-			if msg, ok := bytes.CutPrefix(rest[n:], []byte("kernel: ")); ok {
+			// kernel: msg" (an empty host leaves two spaces).
+			if msg, ok := bytes.CutPrefix(bytes.TrimLeft(rest[n:], " "), []byte("kernel: ")); ok {
 				rec.Wall = wall
 				return finishSyslog(rec, msg)
 			}

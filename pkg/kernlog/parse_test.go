@@ -125,6 +125,8 @@ func TestParseLine(t *testing.T) {
 			seq: NoSeq, mono: 106464880260 * time.Microsecond, hasMono: true, wall: time.Date(2020, 12, 8, 1, 56, 31, 0, utc), priority: -1, msg: "mono invoked oom-killer: x"},
 		{name: "syslog without host", line: "Sep  8 06:22:08 kernel: oom-kill:constraint=CONSTRAINT_MEMCG", format: FormatSyslog,
 			seq: NoSeq, wall: time.Date(2020, 9, 8, 6, 22, 8, 0, utc), priority: -1, msg: "oom-kill:constraint=CONSTRAINT_MEMCG"},
+		{name: "syslog with an empty host", line: "Aug  6 01:04:00  kernel: [1510727.098472] x", format: FormatSyslog,
+			seq: NoSeq, mono: 1510727098472 * time.Microsecond, hasMono: true, wall: time.Date(2020, 8, 6, 1, 4, 0, 0, utc), priority: -1, msg: "x"},
 		{name: "syslog without host, dmesg stamp", line: "Sep  8 06:22:08 kernel: [ 1.5] x", format: FormatSyslog,
 			seq: NoSeq, mono: 1500 * time.Millisecond, hasMono: true, wall: time.Date(2020, 9, 8, 6, 22, 8, 0, utc), priority: -1, msg: "x"},
 		{name: "indented dmesg", line: "  [271641.879153] test_zswap invoked oom-killer: x", format: FormatDmesg,
