@@ -150,7 +150,7 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 		}
 	}
 	if format == FormatBare {
-		if f, ok := parseLoose(rest, rec, loc); ok {
+		if f, ok := parseLoose(rest, rec, year, loc); ok {
 			return f
 		}
 	}
@@ -182,7 +182,7 @@ func IsBootStart(msg []byte) bool { return bytes.HasPrefix(msg, []byte("Linux ve
 // host kernel: msg", "[四 4月 17 22:43:41 2025] msg"): the clock (hh:mm:ss)
 // before " kernel: " or before the "] " that ends the stamp tells them from
 // a message body, and their time is not kept. ok is false for anything else.
-func parseLoose(b []byte, rec *Record, loc *time.Location) (Format, bool) {
+func parseLoose(b []byte, rec *Record, year int, loc *time.Location) (Format, bool) {
 	if f, ok := parseTalos(b, rec, loc); ok {
 		return f, true
 	}
@@ -198,11 +198,13 @@ func parseLoose(b []byte, rec *Record, loc *time.Location) (Format, bool) {
 		return 0, false
 	}
 	rest := b[c:]
+	wall := localDate(b, c, year, loc)
 	// dmesg -T: "...hh:mm:ss yyyy] msg".
 	if y := skipSpaces(rest, 0); y < len(rest) {
 		if _, n := parseUint(rest[y:]); n == 4 && y+n+1 < len(rest) && rest[y+n] == ']' && rest[y+n+1] == ' ' {
 			msg := rest[y+n+2:]
 			rec.Message = msg[skipCaller(msg):]
+			rec.Wall = wall
 			return FormatDmesg, true
 		}
 	}
@@ -226,6 +228,7 @@ func parseLoose(b []byte, rec *Record, loc *time.Location) (Format, bool) {
 		if word[len(word)-1] == ':' {
 			switch {
 			case string(word) == "kernel:":
+				rec.Wall = wall
 				return finishSyslog(rec, rest[end+1:]), true
 			case k > 0 || bytes.IndexByte(word, '[') > 0:
 				// Another program's tag, after the host name or with
@@ -262,6 +265,84 @@ func afterPipedKernel(b []byte) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// localMonths are the months' abbreviations in the locales journalctl,
+// syslog daemons and dmesg -T print them in besides English (glibc's %b):
+// Russian, Ukrainian, German, French, Spanish, Italian, Portuguese, Dutch,
+// Polish, Czech, Turkish, Swedish. Where two languages share one, it is the
+// same month.
+var localMonths = [...][]string{
+	{"янв", "січ", "jan", "janv", "ene", "gen", "sty", "led", "oca"},
+	{"фев", "лют", "feb", "févr", "fev", "lut", "úno", "şub"},
+	{"мар", "бер", "mär", "mars", "mar", "mrt", "bře"},
+	{"апр", "кві", "apr", "avr", "abr", "kwi", "dub", "nis"},
+	{"мая", "май", "тра", "mai", "may", "mag", "mei", "maj", "kvě"},
+	{"июн", "чер", "jun", "juin", "giu", "cze", "čvn", "haz"},
+	{"июл", "лип", "jul", "juil", "lug", "lip", "čvc", "tem"},
+	{"авг", "сер", "aug", "août", "ago", "sie", "srp", "ağu"},
+	{"сен", "вер", "sep", "sept", "set", "wrz", "zář", "eyl"},
+	{"окт", "жов", "okt", "oct", "ott", "out", "paź", "říj", "eki"},
+	{"ноя", "лис", "nov", "lis", "kas"},
+	{"дек", "гру", "dez", "déc", "dic", "dec", "gru", "pro", "ara"},
+}
+
+// localMonth reads a month's abbreviation in any of localMonths' locales
+// (any case, a trailing '.' ignored), or "4月" and "4월".
+func localMonth(w []byte) (time.Month, bool) {
+	w = bytes.TrimSuffix(w, []byte("."))
+	for _, suffix := range [][]byte{[]byte("月"), []byte("월")} {
+		if d, ok := bytes.CutSuffix(w, suffix); ok {
+			if n, used := parseUint(d); used == len(d) && used > 0 && n >= 1 && n <= 12 {
+				return time.Month(n), true
+			}
+			return 0, false
+		}
+	}
+	for m, names := range localMonths {
+		for _, name := range names {
+			if bytes.EqualFold(w, []byte(name)) {
+				return time.Month(m + 1), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// localDate reads the date of a stamp whose clock ends at c in b, its
+// month in another language ("дек 06 14:58:14", "[四 4月 17 22:43:41
+// 2025]"): the month's word and the day before the clock, the year after
+// it when there is one (dmesg -T, OpenWrt), else year. The zero time when
+// the month's word is not one localMonth knows.
+func localDate(b []byte, c, year int, loc *time.Location) time.Time {
+	start := c - 8
+	h, m, sec, _, _, ok := parseClock(b[start:c])
+	if !ok || start < 4 || b[start-1] != ' ' {
+		return time.Time{}
+	}
+	// The fraction, if any, follows the clock.
+	_, _, _, nsec, n, _ := parseClock(b[start:])
+	d := start - 1
+	for d > 0 && isDigit(b[d-1]) {
+		d--
+	}
+	day, used := parseUint(b[d : start-1])
+	if used == 0 || day < 1 || day > 31 || d < 2 || b[d-1] != ' ' {
+		return time.Time{}
+	}
+	w := d - 1
+	for w > 0 && b[w-1] != ' ' && b[w-1] != '[' {
+		w--
+	}
+	mon, ok := localMonth(b[w : d-1])
+	if !ok {
+		return time.Time{}
+	}
+	after := b[start+n:]
+	if y, used := parseUint(after[skipSpaces(after, 0):]); used == 4 && len(after) > 0 && after[0] == ' ' {
+		year = int(y)
+	}
+	return time.Date(year, mon, int(day), h, m, sec, nsec, loc)
 }
 
 // clockEnd returns where the first hh:mm:ss time in b that follows a day
