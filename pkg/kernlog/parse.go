@@ -330,11 +330,17 @@ func localDate(b []byte, c, year int, loc *time.Location) time.Time {
 	if used == 0 || day < 1 || day > 31 || d < 2 || b[d-1] != ' ' {
 		return time.Time{}
 	}
-	w := d - 1
+	// The month's word ends at the spaces before the day (two before a
+	// day of one digit: "9月  3").
+	e := d - 1
+	for e > 0 && b[e-1] == ' ' {
+		e--
+	}
+	w := e
 	for w > 0 && b[w-1] != ' ' && b[w-1] != '[' {
 		w--
 	}
-	mon, ok := localMonth(b[w : d-1])
+	mon, ok := localMonth(b[w:e])
 	if !ok {
 		return time.Time{}
 	}

@@ -151,6 +151,8 @@ func TestParseLine(t *testing.T) {
 			seq: NoSeq, wall: time.Date(2024, 5, 23, 18, 40, 42, 0, utc), priority: -1, msg: "oom-kill:constraint=CONSTRAINT_MEMCG"},
 		{name: "bare with a clock is bare", line: "rtc_cmos 00:02: setting system clock to 2026-12-06T05:00:00 UTC (1796446800)", format: FormatBare,
 			seq: NoSeq, priority: -1, msg: "rtc_cmos 00:02: setting system clock to 2026-12-06T05:00:00 UTC (1796446800)"},
+		{name: "dmesg -T in Chinese, a day of one digit", line: "[二 9月  3 05:57:48 2024] oom-kill:constraint=CONSTRAINT_MEMCG", format: FormatDmesg,
+			seq: NoSeq, wall: time.Date(2024, 9, 3, 5, 57, 48, 0, utc), priority: -1, msg: "oom-kill:constraint=CONSTRAINT_MEMCG"},
 		{name: "syslog, month in German, fraction", line: "Mär 06 14:58:14.250 host kernel: x", format: FormatSyslog,
 			seq: NoSeq, wall: time.Date(2020, 3, 6, 14, 58, 14, 250000000, utc), priority: -1, msg: "x"},
 		{name: "syslog, month in French", line: "févr. 06 14:58:14 host kernel: x", format: FormatSyslog,

@@ -545,3 +545,16 @@ func TestReportFromItsStatsBlock(t *testing.T) {
 		t.Fatalf("reports %+v", reps)
 	}
 }
+
+// TestReportFromItsUsageLine: a limit report whose start was lost keeps
+// its "memory: usage" line, the limit's figures.
+func TestReportFromItsUsageLine(t *testing.T) {
+	reps, _ := feed(t, Options{},
+		"memory: usage 16777216kB, limit 16777216kB, failcnt 52843037",
+		"[ 5740]     0  5740      257        1    32768        0          -998 pause",
+		"[58406]  1000 58406 18285584  3967322 37101568        0          -998 data_sim",
+		"Memory cgroup out of memory: Killed process 5740 (pause) total-vm:1028kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB")
+	if len(reps) != 1 || !reps[0].HasMemcgUsage || reps[0].MemcgLimitKB != 16777216 || reps[0].Complete || len(reps[0].Tasks) != 2 {
+		t.Fatalf("reports %+v", reps)
+	}
+}

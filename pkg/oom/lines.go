@@ -66,9 +66,9 @@ func mayBeReport(msg []byte) bool {
 	if len(msg) == 0 {
 		return false
 	}
-	if msg[0] == '[' || (msg[0] == 'M' && bytes.HasPrefix(msg, bMemStats)) {
-		// A dump row or header, or a limit report's first stats block
-		// (its path need not say "oom", "Kill" or "Task").
+	if msg[0] == '[' || (msg[0] == 'M' && bytes.HasPrefix(msg, bMemStats)) || (msg[0] == 'm' && bytes.HasPrefix(msg, bMemory)) {
+		// A dump row or header, or a limit report's usage line or first
+		// stats block (its path need not say "oom", "Kill" or "Task").
 		return true
 	}
 	return mayStart(msg) &&
@@ -175,7 +175,7 @@ func classify(msg []byte, row *dumpRow) lineKind {
 func startsReport(k lineKind) bool {
 	switch k {
 	case lineInvoke, lineDumpHeader, lineDumpRow, lineSummary, lineSelect, lineKilled,
-		lineTaskIn, lineTasksState, lineGroup, lineMemcgStats:
+		lineTaskIn, lineTasksState, lineGroup, lineMemcgStats, lineMemcgUsage:
 		return true
 	}
 	return false
