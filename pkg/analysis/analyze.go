@@ -463,7 +463,7 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 	}
 	// Without a task dump the victim may be the only holder the report
 	// and its incident name: nothing to compare it with, unless its
-	// oom_score_adj (<= 0) says the kernel chose it by size alone.
+	// oom_score_adj says the kernel chose it by size alone (bySize).
 	compared := source == SourceTaskDump
 	if source != SourceTaskDump {
 		var others bool
@@ -477,7 +477,7 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 	}
 	ev.Culprit = culprit
 	ev.CollateralVerdict = collateralVerdict(ev, culprit, scope, victimKey)
-	if ev.CollateralVerdict == CollateralNo && scope != ScopeContainer && !compared && !(vi.HasAdj && vi.OOMScoreAdj <= 0) {
+	if ev.CollateralVerdict == CollateralNo && scope != ScopeContainer && !compared && !bySize(vi, r.KernelRelease) {
 		ev.CollateralVerdict = CollateralUnknown
 	}
 	ev.Collateral = ev.CollateralVerdict == CollateralYes
@@ -554,14 +554,30 @@ func dedupe(hs []Holder) []Holder {
 	return out
 }
 
+// bySize tells whether the kernel chose the victim by its size alone, as
+// far as its oom_score_adj shows: 0 adds nothing to anyone's size. A
+// negative one (a Guaranteed pod's -997) lowers everyone's score alike,
+// but kernels before 5.9 floored scores at 1, so that in a cgroup of such
+// tasks the first task scanned died, not the largest (a pod's pause
+// process, say): by size only on a kernel known to be 5.9 or later.
+func bySize(v *oom.Victim, kernel string) bool {
+	switch {
+	case !v.HasAdj || v.OOMScoreAdj > 0:
+		return false
+	case v.OOMScoreAdj == 0:
+		return true
+	}
+	return oom.KernelAtLeast(kernel, 5, 9)
+}
+
 // judgeWithoutDump picks the culprit of a report that printed no task dump,
 // where only the killed processes' sizes are known:
 //  1. a holder of another workload seen larger in the same incident is
 //     the culprit;
 //  2. else, when the incident shows other holders, all smaller, the
 //     victim's own workload is the largest known;
-//  3. else, with nothing else to go by: a victim with oom_score_adj <= 0
-//     was chosen by size alone, so it held the most; a victim with a
+//  3. else, with nothing else to go by: a victim chosen by size alone
+//     (bySize) held the most; a victim with a
 //     positive oom_score_adj may have been chosen for it, and the task that
 //     was allocating when memory ran out (the trigger), when known to be
 //     another process, is named instead.

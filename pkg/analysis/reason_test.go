@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -74,5 +75,47 @@ func TestLimitLoweredByAWrite(t *testing.T) {
 	if len(evs) != 1 || evs[0].LimitLowered || evs[0].Trigger == nil || evs[0].Trigger.Cgroup != cg ||
 		strings.Contains(evs[0].Reason, "lowering") {
 		t.Fatalf("from an allocation: %+v", evs)
+	}
+}
+
+// TestNegativeAdjWithoutDump: a report without a task dump whose victim
+// has a negative oom_score_adj is judged "chosen by size" only on a kernel
+// of 5.9 or later: earlier ones floored scores at 1 and killed the first
+// task scanned of a Guaranteed pod (its pause process, say).
+func TestNegativeAdjWithoutDump(t *testing.T) {
+	const pod = "/kubepods/poda41b2cd5-6f1e-4b7a-9d3c-2e8f0a1b2c3d"
+	read := func(release string, adj int) Event {
+		t.Helper()
+		lines := []string{
+			"[  100.000001] go-oom-test invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=" + strconv.Itoa(adj),
+			"[  100.000002] CPU: 1 PID: 238343 Comm: go-oom-test Not tainted " + release + " #1",
+			"[  100.000003] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=" + pod +
+				",task_memcg=" + pod + "/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef,task=go-oom-test,pid=238343,uid=0",
+			"[  100.000004] Memory cgroup out of memory: Killed process 238343 (go-oom-test) total-vm:1000kB, anon-rss:204516kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:500kB oom_score_adj:" + strconv.Itoa(adj),
+		}
+		var evs []Event
+		if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 {
+			t.Fatalf("events %+v", evs)
+		}
+		return evs[0]
+	}
+	for _, tc := range []struct {
+		release string
+		adj     int
+		want    string
+	}{
+		{"4.19.0-18-amd64", -997, CollateralUnknown},
+		{"3.10.0-1160.el7.x86_64", -997, CollateralUnknown},
+		{"5.9.0", -997, CollateralNo},
+		{"6.1.0-41-amd64", -997, CollateralNo},
+		{"4.19.0-18-amd64", 0, CollateralNo},
+		{"", -997, CollateralUnknown},
+	} {
+		if ev := read(tc.release, tc.adj); ev.CollateralVerdict != tc.want {
+			t.Errorf("kernel %q, adj %d: %s (%s)", tc.release, tc.adj, ev.CollateralVerdict, ev.Reason)
+		}
 	}
 }

@@ -365,6 +365,9 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		t := parseInvoke(msg)
 		r.Trigger = &t
 	case lineCPU:
+		if r.KernelRelease == "" {
+			r.KernelRelease = parseKernelVersion(msg)
+		}
 		if pid, comm, ok := parseCPU(msg); ok && r.Trigger != nil && r.Trigger.PID == 0 {
 			if comm == "" || comm == r.Trigger.Comm || strings.HasPrefix(r.Trigger.Comm, comm) {
 				r.Trigger.PID = pid

@@ -558,3 +558,30 @@ func TestReportFromItsUsageLine(t *testing.T) {
 		t.Fatalf("reports %+v", reps)
 	}
 }
+
+func TestKernelRelease(t *testing.T) {
+	for line, want := range map[string]string{
+		"CPU: 1 PID: 7749 Comm: python Not tainted 3.10.0-514.el7.x86_64 #1":                                  "3.10.0-514.el7.x86_64",
+		"CPU: 0 UID: 0 PID: 171 Comm: systemd-udevd Not tainted 6.18.13-yocto-standard #1 PREEMPT(full) ":     "6.18.13-yocto-standard",
+		"CPU: 12 PID: 1241 Comm: tailscaled Tainted: G           OE      6.1.0-41-amd64 #1  Debian 6.1.158-1": "6.1.0-41-amd64",
+		"CPU: 3 PID: 9 Comm: x Kdump: loaded Tainted: G        W  --------- -  - 4.18.0-348.el8.x86_64 #1":    "4.18.0-348.el8.x86_64",
+		"CPU: 3 PID: 9 Comm: x #1":          "",
+		"CPU: 3 PID: 9 Comm: x Not tainted": "",
+	} {
+		if got := parseKernelVersion(line); got != want {
+			t.Errorf("%q: %q, want %q", line, got, want)
+		}
+	}
+	for _, tc := range []struct {
+		release      string
+		major, minor int
+		want         bool
+	}{
+		{"5.9.0", 5, 9, true}, {"5.10.0-28-amd64", 5, 9, true}, {"6.1.0", 5, 9, true}, {"5.8.18", 5, 9, false},
+		{"4.19.0", 5, 9, false}, {"", 5, 9, false}, {"x.y", 5, 9, false}, {"5", 5, 9, false},
+	} {
+		if got := KernelAtLeast(tc.release, tc.major, tc.minor); got != tc.want {
+			t.Errorf("KernelAtLeast(%q, %d, %d) = %v", tc.release, tc.major, tc.minor, got)
+		}
+	}
+}

@@ -245,6 +245,41 @@ func parseCPU(msg string) (pid int, comm string, ok bool) {
 	return pid, comm, true
 }
 
+// parseKernelVersion reads the kernel's release from the "CPU:" line:
+// the word before " #" after the taint text ("... Not tainted
+// 6.1.0-41-amd64 #1 Debian ..."), "" when there is none.
+func parseKernelVersion(msg string) string {
+	e := strings.Index(msg, " #")
+	if e < 0 {
+		return ""
+	}
+	s := strings.TrimRight(msg[:e], " ")
+	v := s[strings.LastIndexByte(s, ' ')+1:]
+	if len(v) < 3 || v[0] < '0' || v[0] > '9' || !strings.Contains(v, ".") {
+		return ""
+	}
+	return v
+}
+
+// KernelAtLeast tells whether release (as the CPU line prints it,
+// "6.1.0-41-amd64") is major.minor or later; false when it is not known.
+func KernelAtLeast(release string, major, minor int) bool {
+	maj, rest, ok := strings.Cut(release, ".")
+	if !ok {
+		return false
+	}
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	ma, err1 := strconv.Atoi(maj)
+	mi, err2 := strconv.Atoi(rest[:n])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
 // parseTaskIn reads "Task in X killed as a result of limit of Y".
 func parseTaskIn(msg string) (task, limit string) {
 	rest := strings.TrimPrefix(msg, string(bTaskIn))

@@ -116,6 +116,9 @@ type Report struct {
 	HasMemswUsage bool
 	HasMemInfo    bool // a node-wide "Mem-Info:" block was printed
 	HasTaskDump   bool
+	// KernelRelease is the kernel's release from the trigger's "CPU:"
+	// line ("6.1.0-41-amd64"), "" when not seen.
+	KernelRelease string
 	// LimitWritten: the call trace shows the OOM came from a write to the
 	// cgroup's memory.max (cgroup v2's memory_max_write) below its usage,
 	// not from an allocation: the trigger is the writer, which may run in
