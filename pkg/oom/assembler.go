@@ -620,7 +620,7 @@ func (a *Assembler) settle(r *Report) {
 	for i := range r.Tasks {
 		r.Tasks[i].RSSBytes = r.Tasks[i].RSSPages * r.PageSize
 	}
-	if s := r.Summary; s != nil && s.TaskMemcg != "" && (s.PID == v.PID || s.PID == 0) {
+	if s := r.Summary; s != nil && s.TaskMemcg != "" && (s.PID == v.PID || s.PID == 0 || threadOfVictim(r, s.PID)) {
 		v.Cgroup = s.TaskMemcg
 	} else if r.LegacyTaskIn != "" {
 		v.Cgroup = r.LegacyTaskIn
@@ -684,6 +684,17 @@ func parseBuddyPageSize(msg []byte) int64 {
 		return 0
 	}
 	return int64(kb) * 1024
+}
+
+// threadOfVictim tells whether the summary's pid, another than the
+// victim's, is a thread of the victim's process: the dump lists the victim
+// and no process of that pid (the kernel chose a thread, then killed its
+// process: "task=runc:[2:INIT],pid=12800" and "Killed process 12788"). A
+// child killed instead of its parent has a row of its own, and so has the
+// parent.
+func threadOfVictim(r *Report, pid int) bool {
+	v := r.Victim()
+	return len(r.Victims) == 1 && len(r.Tasks) > 0 && r.TaskByPID(pid) == nil && r.TaskByPID(v.PID) != nil
 }
 
 // nearestPageSize rounds a measured bytes-per-page ratio to the page sizes

@@ -585,3 +585,28 @@ func TestKernelRelease(t *testing.T) {
 		}
 	}
 }
+
+// TestSummaryOfAThread: the summary names a thread (no row of its own),
+// the kill line its process: the victim ran in the summary's task_memcg.
+// A child killed instead of its parent (both have rows) does not take it.
+func TestSummaryOfAThread(t *testing.T) {
+	const cg = "/kubepods/burstable/pod6c4333b3-1d2e-4f5a-8b9c-0d1e2f3a4b5c/bbd5e4b5f9c1"
+	lines := func(killed string) []string {
+		return []string{
+			"[ pid ]   uid  tgid total_vm      rss nr_ptes swapents oom_score_adj name",
+			"[12788]     0 12788   150184     1146      23        0           997 runc:[2:INIT]",
+			"[12790]     0 12790   150184      900      23        0           997 child",
+			"oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=bbd5e4b5f9c1,mems_allowed=0,oom_memcg=/kubepods/burstable/pod6c4333b3-1d2e-4f5a-8b9c-0d1e2f3a4b5c,task_memcg=" + cg + ",task=runc:[2:INIT],pid=12800,uid=0",
+			"Memory cgroup out of memory: Kill process 12800 (runc:[2:INIT]) score 997 or sacrifice child",
+			"Killed process " + killed + " total-vm:600736kB, anon-rss:3296kB, file-rss:1288kB, shmem-rss:0kB",
+		}
+	}
+	reps, _ := feed(t, Options{}, lines("12788 (runc:[2:INIT])")...)
+	if len(reps) != 1 || reps[0].Victim().Cgroup != cg {
+		t.Fatalf("the thread's process: %+v", reps)
+	}
+	reps, _ = feed(t, Options{}, strings.Replace(strings.Join(lines("12790 (child)"), "\n"), "pid=12800", "pid=12788", 1))
+	if len(reps) != 1 || reps[0].Victim().Cgroup != "" {
+		t.Fatalf("a child killed instead: %+v", reps)
+	}
+}
