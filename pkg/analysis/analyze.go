@@ -510,10 +510,22 @@ func collateralVerdict(ev *Event, c *Culprit, scope, victimKey string) string {
 		return CollateralUnknown
 	case culpritKey(c, scope) == victimKey:
 		return CollateralNo
+	case c.Cgroup == "" && sandboxVictim(ev, scope) && c.PID != ev.Victims[0].PID:
+		// A pod's sandbox container holds its pause process alone: a
+		// larger holder under the pod's limit ran in another container.
+		return CollateralYes
 	case ev.Victims[0].Cgroup == "" || c.Cgroup == "":
 		return CollateralUnknown
 	}
 	return CollateralYes
+}
+
+// sandboxVictim tells whether a pod-limit kill's victim is the pod's pause
+// process (kernels before 5.9 killed the first task they scanned when a
+// Guaranteed pod's scores all floored at 1).
+func sandboxVictim(ev *Event, scope string) bool {
+	v := ev.Victims[0]
+	return scope == ScopePod && v.Comm == "pause" && v.Workload.WorkloadKind == string(workload.KindContainer)
 }
 
 // triggerIsOther tells whether the trigger is known to be another process

@@ -119,3 +119,27 @@ func TestNegativeAdjWithoutDump(t *testing.T) {
 		}
 	}
 }
+
+// TestPauseKilledUnderItsPodsLimit: a 4.x kernel killed a Guaranteed pod's
+// pause process (the first task it scanned) while another container of the
+// pod held 15 GiB. The pause container holds nothing else: collateral.
+func TestPauseKilledUnderItsPodsLimit(t *testing.T) {
+	const pod = "/kubepods/podf1c273d3-6a1b-4c2d-8e9f-0a1b2c3d4e5f"
+	lines := []string{
+		"[7516987.983200] data_sim invoked oom-killer: gfp_mask=0x6000c0(GFP_KERNEL), nodemask=(null), order=0, oom_score_adj=-998",
+		"[7516987.983223] memory: usage 16777216kB, limit 16777216kB, failcnt 52843037",
+		"[7516987.983300] [ pid ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+		"[7516987.983510] [ 5740]     0  5740      257        1    32768        0          -998 pause",
+		"[7516987.983935] [58406]  1000 58406 18285584  3967322 37101568        0          -998 data_sim",
+		"[7516987.984000] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=1f246a3e,mems_allowed=0-1,oom_memcg=" + pod +
+			",task_memcg=" + pod + "/1f246a3e0123456789abcdef0123456789abcdef0123456789abcdef01234567,task=pause,pid=5740,uid=0",
+		"[7516987.984100] Memory cgroup out of memory: Killed process 5740 (pause) total-vm:1028kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB",
+	}
+	var evs []Event
+	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].CollateralVerdict != CollateralYes || evs[0].Culprit == nil || evs[0].Culprit.PID != 58406 {
+		t.Fatalf("events %+v", evs)
+	}
+}
