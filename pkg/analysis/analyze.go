@@ -96,7 +96,7 @@ func Analyze(r *oom.Report, ctx Context) Event {
 	}
 	for _, vi := range r.Victims {
 		p := processOf(vi.Task, cg(vi.PID, vi.Cgroup))
-		p.GroupMember, p.SelectionOnly = vi.GroupMember, vi.Selected
+		p.GroupMember, p.SelectionOnly, p.SharedMemory = vi.GroupMember, vi.Selected, vi.SharedMemory
 		ev.Victims = append(ev.Victims, p)
 	}
 	if t := r.Trigger; t != nil {

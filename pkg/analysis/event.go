@@ -129,6 +129,9 @@ type Process struct {
 	// GroupMember marks a victim killed because memory.oom.group was set,
 	// not chosen by the OOM killer.
 	GroupMember bool `json:"group_member,omitempty"`
+	// SharedMemory marks a victim killed with the first because it shared
+	// its memory (oom.Victim.SharedMemory).
+	SharedMemory bool `json:"shared_memory,omitempty"`
 	// SelectionOnly marks a victim known only from an old kernel's
 	// selection line ("Kill process N (x) score S or sacrifice child"):
 	// its kill line was not in the log (oom.Victim.Selected).

@@ -88,7 +88,10 @@ func reason(ev *Event) string {
 	} else {
 		fmt.Fprintf(&b, "; the kernel killed %s", processLabel(v))
 	}
-	if n := len(ev.Victims) - 1; n > 0 {
+	if shared := sharing(ev.Victims); shared > 0 {
+		fmt.Fprintf(&b, " and %d more process(es) sharing its memory", shared)
+	}
+	if n := len(ev.Victims) - 1 - sharing(ev.Victims); n > 0 {
 		fmt.Fprintf(&b, " and %d more task(s) of %s (memory.oom.group)", n, cgroupLabel(groupOf(ev)))
 	}
 	b.WriteString(". ")
@@ -151,6 +154,17 @@ func reason(ev *Event) string {
 		b.WriteString(" The kill line was not in the log (filtered or cut off): the kernel kills a child of the process it chose instead when one scores higher, and none when the chosen process was already exiting.")
 	}
 	return b.String()
+}
+
+// sharing counts the victims killed for sharing the first one's memory.
+func sharing(victims []Process) int {
+	n := 0
+	for _, v := range victims {
+		if v.SharedMemory {
+			n++
+		}
+	}
+	return n
 }
 
 func groupOf(ev *Event) string {

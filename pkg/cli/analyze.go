@@ -242,7 +242,16 @@ func tableRow(e analysis.Event, wide bool) string {
 	}
 	v := e.Victims[0]
 	victim := processCell(v.PID, v.Comm, v.Workload, wide)
-	if n := len(e.Victims) - 1; n > 0 {
+	shared := 0
+	for _, o := range e.Victims[1:] {
+		if o.SharedMemory {
+			shared++
+		}
+	}
+	if shared > 0 {
+		victim += fmt.Sprintf(" +%d sharing", shared)
+	}
+	if n := len(e.Victims) - 1 - shared; n > 0 {
 		victim += fmt.Sprintf(" +%d group", n)
 	}
 	rss := "-"

@@ -334,6 +334,9 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		if !a.killed && !r.LimitWritten && bytes.Contains(rec.Message, bMaxWrite) {
 			r.LimitWritten = true
 		}
+		if r.Summary != nil && bytes.Contains(rec.Message, bSkipExiting) {
+			r.skippedPID = parseSkipped(rec.Message)
+		}
 		return
 	case lineNoKillable:
 		return
@@ -413,6 +416,7 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		}
 	case lineSharing:
 		if v, ok := parseSharing(msg); ok {
+			v.SharedMemory = true
 			a.addVictim(rec, v)
 		}
 	case lineGroup:
@@ -482,7 +486,10 @@ func (a *Assembler) keepLine(msg []byte, kind lineKind) {
 func (a *Assembler) finish() {
 	r := a.cur
 	a.cur = nil
-	if len(r.Victims) == 0 && r.Summary != nil && r.Summary.PID > 0 {
+	if len(r.Victims) == 0 && r.skippedPID > 0 {
+		// The kernel chose a victim that was already exiting, and let it
+		// exit: no kill.
+	} else if len(r.Victims) == 0 && r.Summary != nil && r.Summary.PID > 0 {
 		// The kill line was not seen (filtered, or cut off), but the
 		// summary names the victim.
 		v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall}
@@ -538,8 +545,20 @@ func splitStorm(r *Report, grouped bool) []*Report {
 		return []*Report{r}
 	}
 	out := []*Report{r}
-	rest := r.Victims[1:]
-	r.Victims = r.Victims[:1]
+	// Processes killed for sharing the first victim's memory stay with it.
+	var rest []Victim
+	keep := r.Victims[:1]
+	for _, v := range r.Victims[1:] {
+		if v.SharedMemory {
+			keep = append(keep, v)
+		} else {
+			rest = append(rest, v)
+		}
+	}
+	r.Victims = keep
+	if len(rest) == 0 {
+		return out
+	}
 	r.Lines = withoutKillLines(r.Lines, rest)
 	for _, v := range rest {
 		out = append(out, &Report{

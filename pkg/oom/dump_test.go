@@ -610,3 +610,26 @@ func TestSummaryOfAThread(t *testing.T) {
 		t.Fatalf("a child killed instead: %+v", reps)
 	}
 }
+
+// TestSharingAndSkipped: a process killed for sharing the victim's memory
+// is part of the same kill (kernels before 4.x), and a victim the kernel
+// chose but found already exiting was not killed (5.x and later).
+func TestSharingAndSkipped(t *testing.T) {
+	reps, _ := feed(t, Options{},
+		"java invoked oom-killer: gfp_mask=0x280da, order=0, oom_score_adj=0",
+		"[ 2305]  1000  2305   412000   315392   0       8           500 java-worker",
+		"Out of memory: Kill process 2305 (java-worker) score 912 or sacrifice child",
+		"Killed process 2305 (java-worker) total-vm:1648000kB, anon-rss:1260100kB, file-rss:1468kB",
+		"Kill process 2306 (java-helper) sharing same memory")
+	if len(reps) != 1 || len(reps[0].Victims) != 2 || !reps[0].Victims[1].SharedMemory || reps[0].Victims[0].SharedMemory {
+		t.Fatalf("sharing: %+v", reps)
+	}
+	reps, a := feed(t, Options{},
+		"node invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=998",
+		"[   3120]  1000  3120   330120   130245  1097728        0           998 node",
+		"oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/a,task_memcg=/a,task=node,pid=3120,uid=1000",
+		"Memory cgroup out of memory: OOM victim 3120 (node) is already exiting. Skip killing the task")
+	if len(reps) != 0 || a.Stats().Abandoned != 1 {
+		t.Fatalf("already exiting: %+v, stats %+v", reps, a.Stats())
+	}
+}

@@ -31,27 +31,31 @@ const (
 )
 
 var (
-	bInvoked    = []byte(" invoked oom-killer:")
-	bOom        = []byte("oom")
-	bKill       = []byte("Kill")
-	bTask       = []byte("Task")
-	bCPU        = []byte("CPU: ")
-	bMemory     = []byte("memory: usage ")
-	bMemsw      = []byte("memory+swap: usage ")
-	bMemStats   = []byte("Memory cgroup stats for ")
-	bMaxWrite   = []byte("memory_max_write+")
-	bMemInfo    = []byte("Mem-Info:")
-	bTasksState = []byte("Tasks state")
-	bSummary    = []byte("oom-kill:")
-	bKilledProc = []byte("Killed process ")
-	bKillProc   = []byte("Kill process ")
-	bSharing    = []byte("sharing same memory")
-	bTaskIn     = []byte("Task in ")
-	bLimitOf    = []byte(" killed as a result of limit of ")
-	bTasksIn    = []byte("Tasks in ")
-	bGroupSet   = []byte(" are going to be killed due to memory.oom.group set")
-	bReaper     = []byte("oom_reaper: reaped process ")
-	bNoKillable = []byte("no killable process")
+	bInvoked  = []byte(" invoked oom-killer:")
+	bOom      = []byte("oom")
+	bKill     = []byte("Kill")
+	bTask     = []byte("Task")
+	bCPU      = []byte("CPU: ")
+	bMemory   = []byte("memory: usage ")
+	bMemsw    = []byte("memory+swap: usage ")
+	bMemStats = []byte("Memory cgroup stats for ")
+	bMaxWrite = []byte("memory_max_write+")
+	// bSkipExiting ends "<message>: OOM victim N (x) is already exiting.
+	// Skip killing the task" (5.x and later).
+	bSkipExiting = []byte(" is already exiting. Skip killing the task")
+	bOOMVictim   = []byte("OOM victim ")
+	bMemInfo     = []byte("Mem-Info:")
+	bTasksState  = []byte("Tasks state")
+	bSummary     = []byte("oom-kill:")
+	bKilledProc  = []byte("Killed process ")
+	bKillProc    = []byte("Kill process ")
+	bSharing     = []byte("sharing same memory")
+	bTaskIn      = []byte("Task in ")
+	bLimitOf     = []byte(" killed as a result of limit of ")
+	bTasksIn     = []byte("Tasks in ")
+	bGroupSet    = []byte(" are going to be killed due to memory.oom.group set")
+	bReaper      = []byte("oom_reaper: reaped process ")
+	bNoKillable  = []byte("no killable process")
 )
 
 // mayBeReport is the test run on every record outside a report: a line
@@ -243,6 +247,17 @@ func parseCPU(msg string) (pid int, comm string, ok bool) {
 		comm = strings.TrimSpace(comm)
 	}
 	return pid, comm, true
+}
+
+// parseSkipped reads the pid of "...: OOM victim N (x) is already
+// exiting. Skip killing the task", 0 when there is none.
+func parseSkipped(msg []byte) int {
+	i := bytes.Index(msg, bOOMVictim)
+	if i < 0 {
+		return 0
+	}
+	pid, _ := atoi(msg, i+len(bOOMVictim))
+	return pid
 }
 
 // parseKernelVersion reads the kernel's release from the "CPU:" line:

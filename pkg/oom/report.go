@@ -55,6 +55,10 @@ type Victim struct {
 	// was not in the log. The kernel then kills a child of N instead when
 	// one scores higher, and none when N was already exiting.
 	Selected bool
+	// SharedMemory reports a process killed with the first victim because
+	// it shared its memory (kernels before 4.x: "Kill process N (x)
+	// sharing same memory"): the same kill, not another report.
+	SharedMemory bool
 	// line is the raw kill line, kept for the report a storm split gives
 	// this victim even when the report's raw lines were full.
 	line string
@@ -142,6 +146,10 @@ type Report struct {
 	// buddyPageSize is the page size a Mem-Info line of free blocks
 	// printed (0: none).
 	buddyPageSize int64
+	// skippedPID is the victim the kernel chose but did not kill, as it
+	// was already exiting ("OOM victim N (x) is already exiting. Skip
+	// killing the task").
+	skippedPID int
 	// reapedPID and reapedComm name the first process reaped after the
 	// report's selection or summary line: its victim.
 	reapedPID  int
