@@ -102,6 +102,13 @@ type Assembler struct {
 	nvictims int
 	// lastWall is the wall time of the last record taken, when it had one.
 	lastWall time.Time
+	// wrap holds a kill line cut short by a paste's line wrap, until the
+	// next record tells whether it is its rest (see Feed).
+	wrap struct {
+		pending bool
+		rec     kernlog.Record
+		buf     []byte
+	}
 }
 
 // NewAssembler returns an Assembler that calls emit for every finished
@@ -132,7 +139,7 @@ func (a *Assembler) OpenSeq() (int64, bool) {
 // does for a report's records (the Observer, the read time) costs an
 // ordinary record nothing.
 func (a *Assembler) Skip(rec *kernlog.Record) bool {
-	if a.cur != nil || mayBeReport(rec.Message) {
+	if a.cur != nil || a.wrap.pending || mayBeReport(rec.Message) {
 		return false
 	}
 	a.stats.Records++
@@ -141,7 +148,56 @@ func (a *Assembler) Skip(rec *kernlog.Record) bool {
 
 // Feed takes one record. It does not allocate for records outside a report
 // that cannot start one.
+//
+// A kill line of a text rendering (a timestamp, no kernel sequence number)
+// that lacks its sizes was cut by a paste's line wrap, mostly: it waits for
+// the next record, and when that one has no prefix at all (the wrapped
+// rest), the two are read as one line. Raw /dev/kmsg records are whole.
 func (a *Assembler) Feed(rec *kernlog.Record) {
+	if a.wrap.pending {
+		a.wrap.pending = false
+		if rec.Seq == kernlog.NoSeq && !rec.HasMono && rec.Wall.IsZero() && rec.Priority < 0 && len(rec.Message) > 0 {
+			joined := a.wrap.rec
+			joined.Message = joinWrapped(a.wrap.buf, rec.Message)
+			a.feed(&joined)
+			return
+		}
+		a.feed(&a.wrap.rec)
+	}
+	if rec.Seq == kernlog.NoSeq && (rec.HasMono || !rec.Wall.IsZero()) && rec.Priority < 8 &&
+		bytes.Contains(rec.Message, bKilledProc) && !bytes.Contains(rec.Message, bAnonRSS) {
+		a.wrap.pending = true
+		a.wrap.buf = append(a.wrap.buf[:0], rec.Message...)
+		a.wrap.rec = *rec
+		a.wrap.rec.Message = a.wrap.buf
+		return
+	}
+	a.feed(rec)
+}
+
+// flushWrap feeds a kill line still waiting for its rest as it is.
+func (a *Assembler) flushWrap() {
+	if a.wrap.pending {
+		a.wrap.pending = false
+		a.feed(&a.wrap.rec)
+	}
+}
+
+// joinWrapped joins a line and its wrapped rest: without a space inside a
+// number ("total-vm:22239" "788kB"), with one elsewhere, where the wrap
+// took the place of a space ("Killed process 1887079" "(qemu-kata...)").
+func joinWrapped(head, rest []byte) []byte {
+	out := make([]byte, 0, len(head)+1+len(rest))
+	out = append(out, head...)
+	if h, r := head[len(head)-1], rest[0]; !(isDigitByte(h) && (isDigitByte(r) || r == 'k')) && h != ' ' && r != ' ' {
+		out = append(out, ' ')
+	}
+	return append(out, rest...)
+}
+
+func isDigitByte(c byte) bool { return c >= '0' && c <= '9' }
+
+func (a *Assembler) feed(rec *kernlog.Record) {
 	a.stats.Records++
 	msg := rec.Message
 	if rec.Priority >= 8 {
@@ -270,6 +326,7 @@ func (a *Assembler) expired(rec *kernlog.Record) bool {
 // kill line has been seen. A live source calls it when no record came for
 // a while.
 func (a *Assembler) Expire(idle time.Duration) {
+	a.flushWrap()
 	if a.cur == nil {
 		return
 	}
@@ -287,6 +344,7 @@ func (a *Assembler) Expire(idle time.Duration) {
 
 // Flush closes the open report, if any. Call it at the end of the input.
 func (a *Assembler) Flush() {
+	a.flushWrap()
 	if a.cur != nil {
 		a.finish()
 	}

@@ -633,3 +633,40 @@ func TestSharingAndSkipped(t *testing.T) {
 		t.Fatalf("already exiting: %+v, stats %+v", reps, a.Stats())
 	}
 }
+
+// TestWrappedKillLine: a kill line wrapped by a paste (its rest on a line
+// of its own, without the rendering's prefix) is read whole; one that is
+// whole but sizeless (2.6.32's) is read as it is, wherever it stands.
+func TestWrappedKillLine(t *testing.T) {
+	for name, tc := range map[string]struct {
+		lines []string
+		pid   int
+		comm  string
+		rss   int64
+	}{
+		"inside a number": {[]string{
+			"[Thu May 23 18:40:42 2024] Memory cgroup out of memory: Killed process 76630 (br) total-vm:22239",
+			"788kB, anon-rss:13884820kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:28052kB oom_score_adj:-997",
+		}, 76630, "br", 13884820 * 1024},
+		"at a space, quoted": {[]string{
+			"> [201169.028888] Memory cgroup out of memory: Killed process 1887079",
+			"> (qemu-kata-syste) total-vm:13598556kB, anon-rss:39836kB, file-rss:8712kB, shmem-rss:12017992kB",
+		}, 1887079, "qemu-kata-syste", (39836 + 8712 + 12017992) * 1024},
+		"sizeless, then a record": {[]string{
+			"[  12.000001] Killed process 7 (x)",
+			"[  12.000002] eth0: link up",
+		}, 7, "x", 0},
+		"sizeless, at the end": {[]string{
+			"[  12.000001] Killed process 7 (x)",
+		}, 7, "x", 0},
+	} {
+		reps, _ := feed(t, Options{}, tc.lines...)
+		if len(reps) != 1 {
+			t.Fatalf("%s: %d reports", name, len(reps))
+		}
+		v := reps[0].Victim()
+		if v.PID != tc.pid || v.Comm != tc.comm || v.RSSBytes != tc.rss {
+			t.Errorf("%s: victim %+v", name, v)
+		}
+	}
+}

@@ -48,6 +48,7 @@ var (
 	bTasksState  = []byte("Tasks state")
 	bSummary     = []byte("oom-kill:")
 	bKilledProc  = []byte("Killed process ")
+	bAnonRSS     = []byte("anon-rss:")
 	bKillProc    = []byte("Kill process ")
 	bSharing     = []byte("sharing same memory")
 	bTaskIn      = []byte("Task in ")
