@@ -1,6 +1,7 @@
 package oom
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -152,6 +153,8 @@ func FuzzMayBeReport(f *testing.F) {
 		"Tasks in /x are going to be killed due to memory.oom.group set",
 		"Tasks state (memory values in pages):",
 		"Memory cgroup stats for /kubepods/oom:",
+		"Memory cgroup stats for /kubepods/burstable:",
+		"memory: usage 16777216kB, limit 16777216kB, failcnt 52843037",
 		"[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
 		"[   1234]     0  1234   530382     5191   110592        0          -999 containerd",
 		"TCP: request_sock_TCP: Possible SYN flooding on port 8080. Sending cookies.",
@@ -167,7 +170,8 @@ func FuzzMayBeReport(f *testing.F) {
 		}
 		words := strings.Contains(string(msg), "oom") || strings.Contains(string(msg), "Kill") ||
 			strings.Contains(string(msg), "Task")
-		if want := len(msg) > 0 && (msg[0] == '[' || words); startsReport(kind) && mayBeReport(msg) != want {
+		usage := bytes.HasPrefix(msg, bMemStats) || bytes.HasPrefix(msg, bMemory)
+		if want := len(msg) > 0 && (msg[0] == '[' || words || usage); startsReport(kind) && mayBeReport(msg) != want {
 			t.Fatalf("mayBeReport(%q) = %v, want %v", msg, !want, want)
 		}
 	})

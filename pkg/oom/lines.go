@@ -82,8 +82,8 @@ func mayBeReport(msg []byte) bool {
 
 // mayStart is true for every line that classify gives a kind startsReport
 // accepts (a dump row or header aside): the summary, the "Task in", "Tasks
-// in" and "Tasks state" lines and "Memory cgroup stats for" by their
-// prefixes, the selection and kill lines by the 'K' of "Kill", the trigger
+// in" and "Tasks state" lines, "Memory cgroup stats for" and "memory:
+// usage" by their prefixes, the selection and kill lines by the 'K' of "Kill", the trigger
 // line by " invoked oom-killer:". 'K' and 'k' are rare in kernel messages,
 // so two IndexByte scans decide most lines.
 func mayStart(msg []byte) bool {
@@ -98,6 +98,10 @@ func mayStart(msg []byte) bool {
 		}
 	case 'M':
 		if bytes.HasPrefix(msg, bMemStats) {
+			return true
+		}
+	case 'm':
+		if bytes.HasPrefix(msg, bMemory) {
 			return true
 		}
 	}
