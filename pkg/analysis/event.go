@@ -262,8 +262,9 @@ const (
 )
 
 // SecondsDuration turns seconds, as UptimeSeconds holds them, back into a
-// Duration: rounded, since a float is often a hair under the kernel's
-// microseconds (517.923918 is 517.92391799999...).
+// Duration to the microsecond, the kernel's unit: a float is often a hair
+// under it (517.923918 is 517.92391799999...), and after two years of
+// uptime it holds no nanoseconds anyway.
 func SecondsDuration(s float64) time.Duration {
-	return time.Duration(math.Round(s * float64(time.Second)))
+	return time.Duration(math.Round(s*1e6)) * time.Microsecond
 }

@@ -387,7 +387,13 @@ func ParseSummary(msg string) Summary {
 			vals[key] += "," + part
 		}
 	}
-	s.Constraint = vals["constraint"]
+	// The kernel's constraint is a CONSTRAINT_* word: a paste's elision
+	// ("CONSTRAINT_NONE... task=x") ends it.
+	c := vals["constraint"]
+	if i := strings.IndexFunc(c, func(r rune) bool { return (r < 'A' || r > 'Z') && r != '_' }); i >= 0 {
+		c = c[:i]
+	}
+	s.Constraint = c
 	s.Nodemask = vals["nodemask"]
 	s.Cpuset = vals["cpuset"]
 	s.MemsAllowed = vals["mems_allowed"]

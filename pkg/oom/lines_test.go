@@ -107,6 +107,11 @@ func TestSummaryGlobalAndTruncated(t *testing.T) {
 	if !s.Truncated || s.OOMMemcg != "/kubepods/pod1" || s.PID != 0 {
 		t.Fatalf("truncated: %+v", s)
 	}
+	// A paste's elision inside the line.
+	s = ParseSummary("oom-kill:constraint=CONSTRAINT_NONE... task=postgres,pid=3154,uid=999")
+	if s.Constraint != "CONSTRAINT_NONE" || s.PID != 3154 {
+		t.Fatalf("elided: %+v", s)
+	}
 }
 
 func FuzzSummary(f *testing.F) {

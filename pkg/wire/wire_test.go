@@ -92,7 +92,7 @@ func TestPrecedingFiguresAreTheOpening(t *testing.T) {
 // microseconds, and the wire keeps them so, although the seconds' float
 // lies a hair under most of them.
 func TestMonotonicToTheMicrosecond(t *testing.T) {
-	for _, us := range []int64{517923918, 2170372798, 65267042541, 1, 999999999999} {
+	for _, us := range []int64{517923918, 2170372798, 65267042541, 1, 999999999999, 70667120897701} {
 		s := (time.Duration(us) * time.Microsecond).Seconds()
 		got := FromAnalysis("n", "b", analysis.Event{UptimeSeconds: &s}).GetMonotonic().AsDuration()
 		if got != time.Duration(us)*time.Microsecond {
