@@ -43,6 +43,9 @@ type Holder struct {
 	// in a log whose rendering has no monotonic time, the wall clock's
 	// (Unix seconds).
 	Seconds float64
+	// Dead marks a holder an earlier report of the incident killed: it
+	// held nothing at the kill being judged.
+	Dead bool
 }
 
 // Analyze turns one report into an event.
@@ -601,6 +604,7 @@ func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victi
 	hs := dedupe(ctx.Incident)
 	outside := hs[:0]
 	var inside []Holder
+	deadSmaller := false
 	victim := newVictimUnit(victimKey, scope)
 	for _, h := range hs {
 		if ev.Kind == KindLimit && !within(h.Cgroup, ev.OOMMemcg) {
@@ -608,9 +612,16 @@ func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victi
 			// other limit kills of the incident are other stories.
 			continue
 		}
-		if !victim.has(h) {
+		switch {
+		case h.Dead:
+			// Killed before, holding nothing now: no culprit, but one
+			// that held less than the victim does still compares.
+			if !victim.has(h) && own != nil && own.RSSBytes != nil && h.RSSBytes <= *own.RSSBytes {
+				deadSmaller = true
+			}
+		case !victim.has(h):
 			outside = append(outside, h)
-		} else {
+		default:
 			inside = append(inside, h)
 		}
 	}
@@ -623,15 +634,20 @@ func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victi
 			return &Culprit{PID: u.top.PID, Comm: u.top.Comm, RSSBytes: &rss, Tasks: u.tasks,
 				Source: SourceIncident, Workload: u.workload}, len(outside) > 0
 		}
-		return own, len(outside) > 0
+		return own, deadSmaller || len(outside) > 0
 	}
-	others = len(outside) > 0
+	others = deadSmaller || len(outside) > 0
 	if inc, ok := largest(outside, scope); ok {
 		if own == nil || own.RSSBytes == nil || inc.rss > *own.RSSBytes {
 			rss := inc.rss
 			return &Culprit{PID: inc.top.PID, Comm: inc.top.Comm, RSSBytes: &rss, Tasks: inc.tasks,
 				Source: SourceIncident, Workload: inc.workload}, others
 		}
+		return own, others
+	}
+	if others {
+		// Only smaller holders, since killed: the victim's own is the
+		// largest known.
 		return own, others
 	}
 	vi := r.Victim()

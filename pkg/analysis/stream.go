@@ -41,6 +41,9 @@ type Stream struct {
 	held   []*oom.Report
 	pids   map[int]string
 	recent []Holder // holders of recent reports, for incidents
+	// killed are the victims of recent judged reports, with when they
+	// died: from then on they hold nothing.
+	killed []killedAt
 	// limits are the limited cgroups of recent full limit reports.
 	limits []limitSeen
 	last   time.Duration
@@ -63,6 +66,11 @@ const (
 	// monotonic time (dmesg -T, journal and syslog lines without it).
 	basisWall
 )
+
+type killedAt struct {
+	pid     int
+	seconds float64
+}
 
 type limitSeen struct {
 	memcg   string
@@ -118,6 +126,7 @@ func (s *Stream) NewBoot() {
 	s.pids = map[int]string{}
 	s.recent = nil
 	s.limits = nil
+	s.killed = nil
 	s.lastOK, s.nowOK = false, false
 }
 
@@ -228,9 +237,25 @@ func (s *Stream) incident(r *oom.Report) []Holder {
 		return nil
 	}
 	win := s.opts.IncidentWindow.Seconds()
+	// The victims killed before r held nothing at r, whatever they held
+	// when a report listed them: they compare, but are no culprit.
+	gone := map[int]bool{}
+	for _, k := range s.killed {
+		if k.seconds < at {
+			gone[k.pid] = true
+		}
+	}
+	for _, o := range s.held {
+		if ot, ok := s.clock(o); o != r && ok && ot < at {
+			for _, v := range o.Victims {
+				gone[v.PID] = true
+			}
+		}
+	}
 	var out []Holder
 	for _, h := range s.recent {
 		if h.Seconds >= at-win && h.Seconds <= at+win {
+			h.Dead = gone[h.PID]
 			out = append(out, h)
 		}
 	}
@@ -238,12 +263,16 @@ func (s *Stream) incident(r *oom.Report) []Holder {
 		if ot, ok := s.clock(o); o == r || !ok || ot < at-win || ot > at+win {
 			continue
 		}
+		n := len(out)
 		out = appendHolders(out, o, func(pid int, own string) string {
 			if own != "" {
 				return own
 			}
 			return s.pids[pid]
 		})
+		for i := n; i < len(out); i++ {
+			out[i].Dead = gone[out[i].PID]
+		}
 	}
 	return out
 }
@@ -361,6 +390,9 @@ func (s *Stream) remember(r *oom.Report) {
 			s.limits = s.limits[len(s.limits)-maxLimits:]
 		}
 	}
+	for _, v := range r.Victims {
+		s.killed = append(s.killed, killedAt{pid: v.PID, seconds: at})
+	}
 	hs := newReportHolders(r, func(pid int, own string) string {
 		if own != "" {
 			return own
@@ -393,4 +425,12 @@ func (s *Stream) remember(r *oom.Report) {
 		}
 	}
 	s.limits = s.limits[:k]
+	k = 0
+	for _, v := range s.killed {
+		if v.seconds >= cut {
+			s.killed[k] = v
+			k++
+		}
+	}
+	s.killed = s.killed[:k]
 }

@@ -286,3 +286,28 @@ func TestDumpRowOfAnotherThread(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 }
+
+// TestKilledHolderHoldsNothingLater: a process an earlier kill of the
+// incident took holds nothing at the next kill: it is not that kill's
+// culprit, however large it was.
+func TestKilledHolderHoldsNothingLater(t *testing.T) {
+	kill := func(mono string, pid int, comm string, rssKB int) string {
+		return "[" + mono + "] Out of memory: Killed process " + strconv.Itoa(pid) + " (" + comm + ") total-vm:1656kB, anon-rss:" +
+			strconv.Itoa(rssKB) + "kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:40kB oom_score_adj:300"
+	}
+	var evs []Event
+	in := kill("56395.336475", 19384, "firefox", 900000) + "\n" + kill("56396.798497", 49355, "stress", 100000)
+	if _, err := ReadLog(strings.NewReader(in), StreamOptions{Hold: time.Minute}, func(e Event) { evs = append(evs, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 {
+		t.Fatalf("events %+v", evs)
+	}
+	if c := evs[1].Culprit; c != nil && c.PID == 19384 || evs[1].CollateralVerdict == CollateralYes {
+		t.Fatalf("the second kill blames the first victim: %+v", evs[1])
+	}
+	// The first kill may still name the second's victim, alive then.
+	if evs[0].CollateralVerdict != CollateralNo {
+		t.Fatalf("first kill: %+v", evs[0])
+	}
+}
