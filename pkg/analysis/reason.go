@@ -28,7 +28,7 @@ func unknownWhy(ev *Event) string {
 	case c.RSSBytes == nil:
 		return "the report gives no memory sizes to compare"
 	case ev.Victims[0].Cgroup == "":
-		return "the victim's workload is not known (its cgroup was not printed and it was gone from /proc)"
+		return "the victim's workload is not known (the kernel did not print its cgroup, and nothing else told it)"
 	default:
 		return "the largest memory holder's workload is not known"
 	}
@@ -137,7 +137,7 @@ func reason(ev *Event) string {
 	}
 	if ev.ChosenForScoreAdj && v.OOMScoreAdj != nil {
 		fmt.Fprintf(&b, " The victim was chosen for its oom_score_adj %d%s rather than its size.",
-			*v.OOMScoreAdj, adjNote(*v.OOMScoreAdj))
+			*v.OOMScoreAdj, adjNote(*v.OOMScoreAdj, v.Workload))
 	}
 	switch t := ev.Trigger; {
 	case ev.LimitLowered && t != nil:
@@ -193,7 +193,12 @@ func unitNoun(scope string) string {
 	return "workload"
 }
 
-func adjNote(adj int) string {
+func adjNote(adj int, w Workload) string {
+	if w.PodUID == "" {
+		// The QoS classes are Kubernetes': a desktop's browser sets 300
+		// on its renderers too.
+		return ""
+	}
 	switch {
 	case adj == 1000:
 		return " (BestEffort)"

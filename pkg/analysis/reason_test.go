@@ -143,3 +143,18 @@ func TestPauseKilledUnderItsPodsLimit(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 }
+
+// TestAdjNoteOnlyForPods: the QoS class an oom_score_adj implies is said
+// for a pod's victim only: a desktop's browser renderer has 300 too.
+func TestAdjNoteOnlyForPods(t *testing.T) {
+	pod := Workload{Cgroup: "/kubepods/burstable/pod3902af1e-8ce1-42e1-a2a5-dc04f4240c4f/x", WorkloadKind: "container", PodUID: "3902af1e-8ce1-42e1-a2a5-dc04f4240c4f"}
+	if got := adjNote(300, pod); got != " (Burstable)" {
+		t.Errorf("pod: %q", got)
+	}
+	if got := adjNote(1000, pod); got != " (BestEffort)" {
+		t.Errorf("pod: %q", got)
+	}
+	if got := adjNote(300, Workload{Cgroup: "/user.slice/user-1000.slice/session-2.scope", WorkloadKind: "user-session"}); got != "" {
+		t.Errorf("desktop: %q", got)
+	}
+}
