@@ -84,7 +84,8 @@ func Analyze(r *oom.Report, ctx Context) Event {
 	if r.HasMemcgUsage && ev.Kind == KindLimit {
 		u, l := r.MemcgUsageKB*1024, r.MemcgLimitKB*1024
 		ev.MemcgUsageBytes, ev.MemcgLimitBytes = &u, &l
-		if r.HasMemswUsage && atLimit(r.MemswUsageKB, r.MemswLimitKB) && !atLimit(r.MemcgUsageKB, r.MemcgLimitKB) {
+		if r.HasMemswUsage && atLimit(r.MemswUsageKB, r.MemswLimitKB) &&
+			(!atLimit(r.MemcgUsageKB, r.MemcgLimitKB) || memswFull(r)) {
 			// Memory was under its limit and memory+swap at its own:
 			// that limit was hit (an unlimited one, 2^53 kB, never is).
 			su, sl := r.MemswUsageKB*1024, r.MemswLimitKB*1024
@@ -162,6 +163,13 @@ func innermost(limits []string, cgroup string) string {
 		}
 	}
 	return best
+}
+
+// memswFull tells a cgroup v1 report whose memory+swap is full to the
+// kB while memory still had room for a charge batch (256 kB): the kernel
+// charges memory+swap first, so that is the limit a charge failed on.
+func memswFull(r *oom.Report) bool {
+	return r.MemswLimitKB > 0 && r.MemswUsageKB >= r.MemswLimitKB && r.MemcgLimitKB-r.MemcgUsageKB > 256
 }
 
 // atLimit tells whether a cgroup's usage is at its limit (kB) as the

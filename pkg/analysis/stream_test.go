@@ -162,6 +162,13 @@ func TestMemswLimit(t *testing.T) {
 	if ev.MemswLimitBytes != nil || !strings.Contains(ev.Reason, ", limit 300.0 MiB") {
 		t.Errorf("both at their limits: %+v, reason %q", ev, ev.Reason)
 	}
+	// Memory+swap full to the kB, memory with room for a charge batch
+	// (684 kB, within 1% of its limit): memory+swap, charged first.
+	ev = read(report("memory: usage 101716kB, limit 102400kB, failcnt 30881",
+		"memory+swap: usage 204800kB, limit 204800kB, failcnt 6749"))
+	if ev.MemswLimitBytes == nil || *ev.MemswLimitBytes != 204800*1024 {
+		t.Errorf("memory+swap full: %+v, reason %q", ev, ev.Reason)
+	}
 }
 
 // TestVictimAloneIsNotJudged: a node-level kill whose report has no task
