@@ -16,8 +16,10 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 	if len(line) == 0 || (!isGraphicASCII(line[0]) && len(bytes.TrimSpace(line)) == 0) {
 		return FormatSkipped
 	}
-	if sep, _ := journalSeparator(line); sep {
-		return FormatSkipped
+	if line[0] == '-' {
+		if sep, _ := journalSeparator(line); sep {
+			return FormatSkipped
+		}
 	}
 	if afterKmsg && line[0] == ' ' {
 		// A dictionary line (" KEY=value"), unless a record of a raw

@@ -131,7 +131,7 @@ func (r *Reader) Next() bool {
 			}
 			continue
 		}
-		if r.j.verboseHeader(line) {
+		if len(line) > 0 && line[0] >= 'A' && line[0] <= 'Z' && r.j.verboseHeader(line) {
 			r.verbose = true
 			continue
 		}
@@ -142,9 +142,14 @@ func (r *Reader) Next() bool {
 			}
 			year = r.nowYear
 		}
-		if f, ok := r.journal(line); ok {
-			r.format = f
-		} else {
+		journal := false
+		if r.pretty || len(line) > 0 && (line[0] == '{' || line[0] == 0x1e || line[0] == 'd') {
+			var f Format
+			if f, journal = r.journal(line); journal {
+				r.format = f
+			}
+		}
+		if !journal {
 			r.format = ParseLine(line, &r.rec, r.lastKmsg, year, r.Location)
 		}
 		if r.Year == 0 && r.format == FormatSyslog && r.rec.Wall.Year() == year &&
@@ -159,7 +164,7 @@ func (r *Reader) Next() bool {
 			}
 			continue
 		}
-		if IsBootStart(r.rec.Message) {
+		if m := r.rec.Message; len(m) > 0 && m[0] == 'L' && IsBootStart(m) {
 			r.boots++
 		}
 		return true

@@ -105,9 +105,9 @@ type Assembler struct {
 	// wrap holds a kill line cut short by a paste's line wrap, until the
 	// next record tells whether it is its rest (see Feed).
 	wrap struct {
-		pending bool
-		rec     kernlog.Record
-		buf     []byte
+		pending, refeeding bool
+		rec                kernlog.Record
+		buf                []byte
 	}
 }
 
@@ -146,40 +146,43 @@ func (a *Assembler) Skip(rec *kernlog.Record) bool {
 	return true
 }
 
-// Feed takes one record. It does not allocate for records outside a report
-// that cannot start one.
-//
-// A kill line of a text rendering (a timestamp, no kernel sequence number)
-// that lacks its sizes was cut by a paste's line wrap, mostly: it waits for
-// the next record, and when that one has no prefix at all (the wrapped
-// rest), the two are read as one line. Raw /dev/kmsg records are whole.
-func (a *Assembler) Feed(rec *kernlog.Record) {
+// unwrap handles a kill line that may have been wrapped (see Feed): it
+// joins a waiting one with rec when rec is its rest, or feeds it as it
+// is, and keeps rec waiting when rec is one. It tells whether it took rec.
+func (a *Assembler) unwrap(rec *kernlog.Record) bool {
 	if a.wrap.pending {
 		a.wrap.pending = false
 		if rec.Seq == kernlog.NoSeq && !rec.HasMono && rec.Wall.IsZero() && rec.Priority < 0 && len(rec.Message) > 0 {
 			joined := a.wrap.rec
 			joined.Message = joinWrapped(a.wrap.buf, rec.Message)
-			a.feed(&joined)
-			return
+			a.refeed(&joined)
+			return true
 		}
-		a.feed(&a.wrap.rec)
+		a.refeed(&a.wrap.rec)
 	}
-	if rec.Seq == kernlog.NoSeq && (rec.HasMono || !rec.Wall.IsZero()) && rec.Priority < 8 &&
+	if (rec.HasMono || !rec.Wall.IsZero()) && rec.Priority < 8 && mayBeReport(rec.Message) &&
 		bytes.Contains(rec.Message, bKilledProc) && !bytes.Contains(rec.Message, bAnonRSS) {
 		a.wrap.pending = true
 		a.wrap.buf = append(a.wrap.buf[:0], rec.Message...)
 		a.wrap.rec = *rec
 		a.wrap.rec.Message = a.wrap.buf
-		return
+		return true
 	}
-	a.feed(rec)
+	return false
+}
+
+// refeed feeds a record unwrap held or joined, past unwrap.
+func (a *Assembler) refeed(rec *kernlog.Record) {
+	a.wrap.refeeding = true
+	a.Feed(rec)
+	a.wrap.refeeding = false
 }
 
 // flushWrap feeds a kill line still waiting for its rest as it is.
 func (a *Assembler) flushWrap() {
 	if a.wrap.pending {
 		a.wrap.pending = false
-		a.feed(&a.wrap.rec)
+		a.refeed(&a.wrap.rec)
 	}
 }
 
@@ -197,7 +200,17 @@ func joinWrapped(head, rest []byte) []byte {
 
 func isDigitByte(c byte) bool { return c >= '0' && c <= '9' }
 
-func (a *Assembler) feed(rec *kernlog.Record) {
+// Feed takes one record. It does not allocate for records outside a report
+// that cannot start one.
+//
+// A kill line of a text rendering (a timestamp, no kernel sequence number)
+// that lacks its sizes was cut by a paste's line wrap, mostly: it waits for
+// the next record, and when that one has no prefix at all (the wrapped
+// rest), the two are read as one line. Raw /dev/kmsg records are whole.
+func (a *Assembler) Feed(rec *kernlog.Record) {
+	if (a.wrap.pending || rec.Seq == kernlog.NoSeq) && !a.wrap.refeeding && a.unwrap(rec) {
+		return
+	}
 	a.stats.Records++
 	msg := rec.Message
 	if rec.Priority >= 8 {

@@ -21,9 +21,10 @@ const commChunkMax = 16 << 10
 // at most commChunkMax bytes or one comm, a part of one record: int32
 // is ample.)
 type taskRow struct {
-	pid, uid, adj  int
-	rssPages       int64
-	anonPages      int64 // the rss_anon column, 0 when there is none
+	rssPages  int64
+	anonPages int64 // the rss_anon column, 0 when there is none
+	// pid, uid and adj fit 32 bits as the kernel prints them (%d).
+	pid, uid, adj  int32
 	chunk, commEnd int32
 }
 
@@ -51,6 +52,8 @@ type taskDump struct {
 	// threads are the rows, rare, that the kernel printed for a thread
 	// other than the process's leader (pid and tgid differ), by index.
 	threads []threadRow
+	// hasAnon tells that some row had an rss_anon column.
+	hasAnon bool
 }
 
 // threadRow is a dump row whose pid is not its process's (tgid).
@@ -69,7 +72,10 @@ func (d *taskDump) add(pid, uid, tgid int, rssPages, anonPages int64, adj int, c
 		d.nextChunk(len(comm))
 	}
 	d.comm.Write(comm)
-	d.blocks[b][i] = taskRow{pid: pid, uid: uid, adj: adj, rssPages: rssPages, anonPages: anonPages,
+	if anonPages > 0 {
+		d.hasAnon = true
+	}
+	d.blocks[b][i] = taskRow{pid: int32(pid), uid: int32(uid), adj: int32(adj), rssPages: rssPages, anonPages: anonPages,
 		chunk: int32(len(d.chunks)), commEnd: int32(d.comm.Len())}
 	d.n++
 }
@@ -108,8 +114,8 @@ func (d *taskDump) tasks() []Task {
 			chunk, start = row.chunk, 0
 		}
 		t := &out[i]
-		t.PID, t.Comm = row.pid, chunks[chunk][start:row.commEnd]
-		t.UID, t.RSSPages, t.OOMScoreAdj = row.uid, row.rssPages, row.adj
+		t.PID, t.Comm = int(row.pid), chunks[chunk][start:row.commEnd]
+		t.UID, t.RSSPages, t.OOMScoreAdj = int(row.uid), row.rssPages, int(row.adj)
 		t.HasUID, t.HasRSS, t.HasAdj = true, true, true
 		start = row.commEnd
 	}
@@ -120,7 +126,7 @@ func (d *taskDump) tasks() []Task {
 // victim's row, when the dump has the column.
 func (d *taskDump) victimAnon(r *Report) {
 	v := r.Victim()
-	if v == nil {
+	if v == nil || !d.hasAnon {
 		return
 	}
 	for i := range r.Tasks {
@@ -164,6 +170,7 @@ func (d *taskDump) reset() {
 	clear(d.chunks)
 	d.comm, d.chunks, d.n = strings.Builder{}, d.chunks[:0], 0
 	d.threads = d.threads[:0]
+	d.hasAnon = false
 }
 
 // lineChunk is the size of the strings a rawLines fills with lines.
