@@ -147,12 +147,15 @@ func FuzzJournalLine(f *testing.F) {
 		`{"__REALTIME_TIMESTAMP":"1765003457652054","_TRANSPORT":"kernel","PRIORITY":"3","MESSAGE":"x \u00e9"}`,
 		`{"_BOOT_ID":"a","_TRANSPORT":"kernel","MESSAGE":[1,2,3],"X":{"a":[{"b":"]"}]}}`,
 		"\x1e{\"__CURSOR\":\"c\",\"_TRANSPORT\":\"kernel\",\"MESSAGE\":[\"a\",\"b\"]}",
+		"MESSAGE=Out of memory: Killed process 1 (x)",
+		"_SOURCE_MONOTONIC_TIMESTAMP=99999999999999999999",
 		`{"MESSAGE":"\ud83d\ude00\ud83d"}`,
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
-		r := NewReader(strings.NewReader(line + "\n{\n" + line + "\n}\n"))
+		verbose := "Thu 2023-02-02 11:49:13.015489 CET [s=1;i=2;b=3;m=4;t=5f3b550c118c1;x=6]\n    " + line + "\n"
+		r := NewReader(strings.NewReader(line + "\n{\n" + line + "\n}\n" + verbose))
 		for r.Next() {
 			rec := r.Record()
 			if r.Format() > FormatSkipped || rec.HasMono && rec.Mono < 0 {

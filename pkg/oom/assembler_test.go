@@ -486,6 +486,9 @@ func FuzzAssembler(f *testing.F) {
 	f.Add("Out of memory: Killed process 1 (a) total-vm:1kB, anon-rss:1kB, file-rss:0kB\nKilled process 2 (b)")
 	f.Add("oom-kill:constraint=CONSTRAINT_MEMCG,oom_memcg=/a,task_memcg=/a/b,task=x,pid=3,uid=0")
 	f.Add("Tasks in /x are going to be killed due to memory.oom.group set\n[ 12] 0 12 1 1 1 0 0 x")
+	// A kill line wrapped by a paste, and a sizeless one at the end.
+	f.Add("[ 1.5] Memory cgroup out of memory: Killed process 7\n(x) total-vm:1kB, anon-rss:1kB, file-rss:0kB\n[ 1.6] Killed process 8 (y)")
+	f.Add("memory: usage 10kB, limit 10kB, failcnt 1\nMemory cgroup stats for /a: anon 1\n[ 12] 0 13 1 1 1 0 0 1 0 0 x\nKill process 13 (x) sharing same memory")
 	f.Fuzz(func(t *testing.T, in string) {
 		a := NewAssembler(Options{MaxLines: 1000}, func(r *Report) {
 			if len(r.Victims) == 0 || r.Victims[0].PID <= 0 {
