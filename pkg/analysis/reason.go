@@ -148,7 +148,7 @@ func reason(ev *Event) string {
 		fmt.Fprintf(&b, " Triggered by %s.", triggerLabel(t, v))
 	}
 	if !ev.Complete {
-		b.WriteString(" The report's start was not in the log (lost in an overflow or rate-limited by the kernel).")
+		b.WriteString(" The report's start is missing (lost in a log overflow, rate-limited by the kernel, or cut from this copy of the log).")
 	}
 	if v.SelectionOnly {
 		b.WriteString(" The kill line was not in the log (filtered or cut off): the kernel kills a child of the process it chose instead when one scores higher, and none when the chosen process was already exiting.")
