@@ -22,7 +22,7 @@ func unknownWhy(ev *Event) string {
 	c := ev.Culprit
 	switch {
 	case ev.Kind == KindLimit && ev.OOMMemcg == "":
-		return "the kernel did not name the limited cgroup, so who was inside it is not known"
+		return "the log does not name the limited cgroup, so who was inside it is not known"
 	case victimAlone(ev):
 		return whyAlone
 	case c.RSSBytes == nil:
@@ -65,7 +65,7 @@ func reason(ev *Event) string {
 		case ScopeOther:
 			fmt.Fprintf(&b, "The memory limit of %s was hit", cgroupLabel(ev.OOMMemcg))
 		default:
-			b.WriteString("A cgroup memory limit was hit (the kernel did not name the cgroup)")
+			b.WriteString("A cgroup memory limit was hit (the log does not name the cgroup)")
 		}
 		switch {
 		case ev.MemswLimitBytes != nil:
