@@ -633,6 +633,7 @@ func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victi
 			inside = append(inside, h)
 		}
 	}
+	others = deadSmaller || len(outside) > 0
 	if scope == ScopeContainer {
 		// A container that hit its own limit: its largest task the
 		// incident saw (the grower) is named, the verdict is its own.
@@ -642,9 +643,8 @@ func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victi
 			return &Culprit{PID: u.top.PID, Comm: u.top.Comm, RSSBytes: &rss, Tasks: u.tasks,
 				Source: SourceIncident, Workload: u.workload}, len(outside) > 0
 		}
-		return own, deadSmaller || len(outside) > 0
+		return own, others
 	}
-	others = deadSmaller || len(outside) > 0
 	if inc, ok := largest(outside, scope); ok {
 		if own == nil || own.RSSBytes == nil || inc.rss > *own.RSSBytes {
 			rss := inc.rss

@@ -88,10 +88,11 @@ func reason(ev *Event) string {
 	} else {
 		fmt.Fprintf(&b, "; the kernel killed %s", processLabel(v))
 	}
-	if shared := sharing(ev.Victims); shared > 0 {
+	shared := Sharing(ev.Victims)
+	if shared > 0 {
 		fmt.Fprintf(&b, " and %d more process(es) sharing its memory", shared)
 	}
-	if n := len(ev.Victims) - 1 - sharing(ev.Victims); n > 0 {
+	if n := len(ev.Victims) - 1 - shared; n > 0 {
 		fmt.Fprintf(&b, " and %d more task(s) of %s (memory.oom.group)", n, cgroupLabel(groupOf(ev)))
 	}
 	b.WriteString(". ")
@@ -156,10 +157,11 @@ func reason(ev *Event) string {
 	return b.String()
 }
 
-// sharing counts the victims killed for sharing the first one's memory.
-func sharing(victims []Process) int {
+// Sharing counts the victims after the first killed for sharing its
+// memory.
+func Sharing(victims []Process) int {
 	n := 0
-	for _, v := range victims {
+	for _, v := range victims[min(1, len(victims)):] {
 		if v.SharedMemory {
 			n++
 		}

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"slices"
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/oom"
@@ -409,28 +410,7 @@ func (s *Stream) remember(r *oom.Report) {
 		s.recent = append(s.recent, h)
 	}
 	cut := at - s.opts.IncidentWindow.Seconds()
-	k := 0
-	for _, h := range s.recent {
-		if h.Seconds >= cut {
-			s.recent[k] = h
-			k++
-		}
-	}
-	s.recent = s.recent[:k]
-	k = 0
-	for _, l := range s.limits {
-		if l.seconds >= cut {
-			s.limits[k] = l
-			k++
-		}
-	}
-	s.limits = s.limits[:k]
-	k = 0
-	for _, v := range s.killed {
-		if v.seconds >= cut {
-			s.killed[k] = v
-			k++
-		}
-	}
-	s.killed = s.killed[:k]
+	s.recent = slices.DeleteFunc(s.recent, func(h Holder) bool { return h.Seconds < cut })
+	s.limits = slices.DeleteFunc(s.limits, func(l limitSeen) bool { return l.seconds < cut })
+	s.killed = slices.DeleteFunc(s.killed, func(k killedAt) bool { return k.seconds < cut })
 }

@@ -242,12 +242,7 @@ func tableRow(e analysis.Event, wide bool) string {
 	}
 	v := e.Victims[0]
 	victim := processCell(v.PID, v.Comm, v.Workload, wide)
-	shared := 0
-	for _, o := range e.Victims[1:] {
-		if o.SharedMemory {
-			shared++
-		}
-	}
+	shared := analysis.Sharing(e.Victims)
 	if shared > 0 {
 		victim += fmt.Sprintf(" +%d sharing", shared)
 	}

@@ -103,11 +103,8 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 			rec.Wall = wall
 			after := rest[n:]
 			if !comma {
-				if msg, kernel, ok := splitSyslogTag(after); ok {
-					if !kernel {
-						return skip(rec)
-					}
-					return finishSyslog(rec, msg)
+				if f, ok := syslogAfter(rec, after, wall); ok {
+					return f
 				}
 			}
 			rec.Message = after
@@ -115,33 +112,21 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 		}
 		// journalctl -o short-unix: "1765003457.652054 host kernel: msg".
 		if wall, n := parseUnixStamp(rest); n > 0 {
-			if msg, kernel, ok := splitSyslogTag(rest[n:]); ok {
-				if !kernel {
-					return skip(rec)
-				}
-				rec.Wall = wall
-				return finishSyslog(rec, msg)
+			if f, ok := syslogAfter(rec, rest[n:], wall); ok {
+				return f
 			}
 		}
 	case len(rest) > 0 && rest[0] >= 'A' && rest[0] <= 'Z':
 		// journalctl -o short-full: "Sat 2025-12-06 06:44:17 UTC host
 		// kernel: msg".
 		if wall, n := parseFullStamp(rest, loc); n > 0 {
-			if msg, kernel, ok := splitSyslogTag(rest[n:]); ok {
-				if !kernel {
-					return skip(rec)
-				}
-				rec.Wall = wall
-				return finishSyslog(rec, msg)
+			if f, ok := syslogAfter(rec, rest[n:], wall); ok {
+				return f
 			}
 		}
 		if wall, n := parseBSDStamp(rest, year, loc); n > 0 {
-			if msg, kernel, ok := splitSyslogTag(rest[n:]); ok {
-				rec.Wall = wall
-				if !kernel {
-					return skip(rec)
-				}
-				return finishSyslog(rec, msg)
+			if f, ok := syslogAfter(rec, rest[n:], wall); ok {
+				return f
 			}
 			// A syslog template without the host name: "Sep  8 06:22:08
 			// kernel: msg" (an empty host leaves two spaces).
@@ -158,6 +143,21 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 	}
 	rec.Message = rest
 	return format
+}
+
+// syslogAfter reads what follows a syslog or journal stamp dated wall:
+// "host kernel: msg" is the kernel's record, another program's tag a line
+// to skip. ok is false, and rec untouched, when no "host tag:" follows.
+func syslogAfter(rec *Record, after []byte, wall time.Time) (Format, bool) {
+	msg, kernel, ok := splitSyslogTag(after)
+	switch {
+	case !ok:
+		return 0, false
+	case !kernel:
+		return skip(rec), true
+	}
+	rec.Wall = wall
+	return finishSyslog(rec, msg), true
 }
 
 // journalSeparator tells whether line is one of the lines journalctl
@@ -318,12 +318,10 @@ func localMonth(w []byte) (time.Month, bool) {
 // the month's word is not one localMonth knows.
 func localDate(b []byte, c, year int, loc *time.Location) time.Time {
 	start := c - 8
-	h, m, sec, _, _, ok := parseClock(b[start:c])
+	h, m, sec, nsec, n, ok := parseClock(b[start:])
 	if !ok || start < 4 || b[start-1] != ' ' {
 		return time.Time{}
 	}
-	// The fraction, if any, follows the clock.
-	_, _, _, nsec, n, _ := parseClock(b[start:])
 	d := start - 1
 	for d > 0 && isDigit(b[d-1]) {
 		d--

@@ -164,9 +164,7 @@ func (r *Reader) Next() bool {
 			}
 			continue
 		}
-		if m := r.rec.Message; len(m) > 0 && m[0] == 'L' && IsBootStart(m) {
-			r.boots++
-		}
+		r.countBootStart()
 		return true
 	}
 	return false
@@ -175,7 +173,9 @@ func (r *Reader) Next() bool {
 // journal reads line as part of a journal JSON export, if it is one: a
 // whole entry (json, json-seq, json-sse), or a line of json-pretty's,
 // skipped until the entry's last. ok is false for any other line, which
-// is read as other renderings are.
+// is read as other renderings are. Next calls it for lines that start
+// as an export's do ('{', json-seq's RS, json-sse's "data: "), and inside
+// a json-pretty entry.
 func (r *Reader) journal(line []byte) (Format, bool) {
 	if r.pretty {
 		if t := bytes.TrimSpace(line); len(t) == 1 && t[0] == '}' {
@@ -190,9 +190,6 @@ func (r *Reader) journal(line []byte) (Format, bool) {
 		}
 		// Not json-pretty after all: the line is read as any other.
 		r.pretty = false
-		return 0, false
-	}
-	if len(line) == 0 || (line[0] != '{' && line[0] != 0x1e && line[0] != 'd') {
 		return 0, false
 	}
 	t := journalLine(line)
@@ -219,10 +216,15 @@ func (r *Reader) endVerbose() bool {
 		return false
 	}
 	r.format, r.lastKmsg = f, false
-	if IsBootStart(r.rec.Message) {
+	r.countBootStart()
+	return true
+}
+
+// countBootStart counts a boot's first record as a boundary (see Boots).
+func (r *Reader) countBootStart() {
+	if m := r.rec.Message; len(m) > 0 && m[0] == 'L' && IsBootStart(m) {
 		r.boots++
 	}
-	return true
 }
 
 // journalRecord makes the record of the entry read, and counts a boot

@@ -557,20 +557,22 @@ func (a *Assembler) keepLine(msg []byte, kind lineKind) {
 func (a *Assembler) finish() {
 	r := a.cur
 	a.cur = nil
-	if len(r.Victims) == 0 && r.skippedPID > 0 {
+	switch {
+	case len(r.Victims) > 0:
+	case r.skippedPID > 0:
 		// The kernel chose a victim that was already exiting, and let it
 		// exit: no kill.
-	} else if len(r.Victims) == 0 && r.Summary != nil && r.Summary.PID > 0 {
+	case r.Summary != nil && r.Summary.PID > 0:
 		// The kill line was not seen (filtered, or cut off), but the
 		// summary names the victim.
 		v := Victim{Seq: r.Seq, Mono: r.Mono, HasMono: r.HasMono, Wall: r.Wall}
 		v.PID, v.Comm = r.Summary.PID, r.Summary.Task
 		r.Victims = append(r.Victims, v)
-	} else if len(r.Victims) == 0 && r.reapedPID > 0 {
+	case r.reapedPID > 0:
 		// The kill line was filtered out, but the oom_reaper, which only
 		// reaps what the OOM killer killed, names the victim.
 		r.Victims = append(r.Victims, lineless(r, r.reapedPID, r.reapedComm, false))
-	} else if len(r.Victims) == 0 && r.SelectedPID > 0 {
+	case r.SelectedPID > 0:
 		// Only an old kernel's selection line: the log was filtered
 		// ("grep 'Out of memory'" keeps it and drops the bare kill line
 		// after it) or cut off. The chosen process is the likely victim.

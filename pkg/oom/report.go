@@ -171,10 +171,18 @@ func (r *Report) Victim() *Victim {
 
 // TaskByPID returns the task dump row of pid, or nil.
 func (r *Report) TaskByPID(pid int) *Task {
-	for i := range r.Tasks {
-		if r.Tasks[i].PID == pid {
-			return &r.Tasks[i]
-		}
+	if i := r.taskIndex(pid); i >= 0 {
+		return &r.Tasks[i]
 	}
 	return nil
+}
+
+// taskIndex returns the index of pid's task dump row, or -1.
+func (r *Report) taskIndex(pid int) int {
+	for i := range r.Tasks {
+		if r.Tasks[i].PID == pid {
+			return i
+		}
+	}
+	return -1
 }

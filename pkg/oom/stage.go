@@ -129,11 +129,8 @@ func (d *taskDump) victimAnon(r *Report) {
 	if v == nil || !d.hasAnon {
 		return
 	}
-	for i := range r.Tasks {
-		if r.Tasks[i].PID == v.PID {
-			r.victimAnonPages = d.blocks[i/dumpBlock][i%dumpBlock].anonPages
-			return
-		}
+	if i := r.taskIndex(v.PID); i >= 0 {
+		r.victimAnonPages = d.blocks[i/dumpBlock][i%dumpBlock].anonPages
 	}
 }
 
