@@ -233,11 +233,16 @@ func limitScope(kind, memcg, victimCgroup string) string {
 	if kind != KindLimit || memcg == "" {
 		return ""
 	}
-	switch workload.FromCgroup(memcg).Kind {
+	w := workload.FromCgroup(memcg)
+	switch w.Kind {
 	case workload.KindContainer:
 		return ScopeContainer
 	case workload.KindPod:
 		return ScopePod
+	case workload.KindQoS:
+		if w.QoS == "" {
+			return ScopeAllocatable
+		}
 	}
 	return ScopeOther
 }

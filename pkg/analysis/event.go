@@ -33,6 +33,10 @@ const (
 	ScopeContainer = "container" // the victim's own container
 	ScopePod       = "pod"       // the victim's pod
 	ScopeOther     = "other"     // any other cgroup: a QoS slice, a system service, ...
+	// ScopeAllocatable is the cgroup of all pods (kubepods): kubelet sets
+	// its limit to the node's allocatable memory, so the pods together ran
+	// out of what the node leaves them.
+	ScopeAllocatable = "allocatable"
 )
 
 // Culprit sources: what the culprit was judged from.

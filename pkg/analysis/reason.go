@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/oomwatch/oomwatch/pkg/vocab"
@@ -62,6 +63,8 @@ func reason(ev *Event) string {
 			}
 		case ScopePod:
 			fmt.Fprintf(&b, "The pod's memory limit was hit (%s)", cgroupLabel(ev.OOMMemcg))
+		case ScopeAllocatable:
+			fmt.Fprintf(&b, "The pods together hit the node-allocatable limit kubelet sets on %s", path.Base(ev.OOMMemcg))
 		case ScopeOther:
 			fmt.Fprintf(&b, "The memory limit of %s was hit", cgroupLabel(ev.OOMMemcg))
 		default:

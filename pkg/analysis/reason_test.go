@@ -158,3 +158,56 @@ func TestAdjNoteOnlyForPods(t *testing.T) {
 		t.Errorf("desktop: %q", got)
 	}
 }
+
+// TestNodeAllocatableScope: kubelet sets the limit of the cgroup of all
+// pods to the node's allocatable memory; a kill at that limit says so,
+// whatever the cgroup driver or a nesting (kind's kubelet.slice). A QoS
+// class's cgroup, or a cgroup that only looks like kubepods, is another
+// cgroup. (Offline, the larger task's cgroup is not in the log: the
+// verdict is unknown; test/kube sees the collateral verdict live.)
+func TestNodeAllocatableScope(t *testing.T) {
+	for memcg, want := range map[string]string{
+		"/kubepods":                                 ScopeAllocatable,
+		"/kubepods.slice":                           ScopeAllocatable,
+		"/kubelet.slice/kubelet-kubepods.slice":     ScopeAllocatable,
+		"/kubepods/burstable":                       ScopeOther,
+		"/kubepods.slice/kubepods-besteffort.slice": ScopeOther,
+		"/system.slice/kubepods-agent.service":      ScopeOther,
+		"/kubepods-x":                               ScopeOther,
+	} {
+		if got := limitScope(KindLimit, memcg, ""); got != want {
+			t.Errorf("limitScope(%s) = %q, want %q", memcg, got, want)
+		}
+	}
+	const be = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod5e6f7a8b_9c0d_4e1f_a2b3_c4d5e6f7a8b9.slice/cri-containerd-1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809.scope"
+	lines := []string{
+		"[  100.000001] etl invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=968",
+		"[  100.000002] CPU: 1 PID: 2001 Comm: etl Not tainted 6.1.0-26-cloud-amd64 #1 Debian 6.1.112-1",
+		"[  100.000003] memory: usage 1572864kB, limit 1572864kB, failcnt 120",
+		"[  100.000004] Tasks state (memory values in pages):",
+		"[  100.000005] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+		"[  100.000006] [   1001]     0  1001   110000   102400   900000        0          1000 shell",
+		"[  100.000007] [   2001]     0  2001   300000   280000  2400000        0           968 etl",
+		"[  100.000008] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/kubepods.slice,task_memcg=" + be + ",task=shell,pid=1001,uid=0",
+		"[  100.000009] Memory cgroup out of memory: Killed process 1001 (shell) total-vm:440000kB, anon-rss:409600kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:880kB oom_score_adj:1000",
+	}
+	var evs []Event
+	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 {
+		t.Fatalf("%d events", len(evs))
+	}
+	ev := evs[0]
+	if ev.Kind != KindLimit || ev.LimitScope != ScopeAllocatable {
+		t.Errorf("kind %s scope %s, want a kill at the node-allocatable limit", ev.Kind, ev.LimitScope)
+	}
+	for _, want := range []string{
+		"The pods together hit the node-allocatable limit kubelet sets on kubepods.slice, limit 1.5 GiB;",
+		"the largest memory holder seen was etl (pid 2001, 1.1 GiB)",
+	} {
+		if !strings.Contains(ev.Reason, want) {
+			t.Errorf("reason %q, want %q", ev.Reason, want)
+		}
+	}
+}

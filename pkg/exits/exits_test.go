@@ -184,6 +184,14 @@ func TestVerdicts(t *testing.T) {
 				k.LimitScope, k.Scope, k.OomMemcg = analysis.ScopeOther, wire.ScopeToPB(analysis.ScopeOther), "/kubepods.slice/kubepods-burstable.slice"
 			},
 			says: []string{"because the cgroup /kubepods.slice/kubepods-burstable.slice, above the pod, hit its memory limit of 24 MiB; this container held the most memory"}},
+		{name: "node-allocatable", fixture: "debian-6.1-kmsg-v2-systemd-container-limit.kmsg", verdict: VerdictOOMNode, culprit: "hog",
+			edit: func(e *pb.Event) {
+				// The same report, had the limit been kubepods' (kubelet's
+				// node-allocatable enforcement).
+				k := e.GetOom()
+				k.LimitScope, k.Scope, k.OomMemcg = analysis.ScopeAllocatable, wire.ScopeToPB(analysis.ScopeAllocatable), "/kubepods.slice"
+			},
+			says: []string{"because the pods together hit the node-allocatable limit of 24 MiB, which kubelet sets on kubepods.slice; this container held the most memory"}},
 		{name: "cpuset", fixture: "debian-6.1-kmsg-v2-systemd-global-besteffort-victim.kmsg", index: 1, verdict: VerdictOOMNode, culprit: "hog",
 			edit: func(e *pb.Event) {
 				e.GetOom().Kind, e.GetOom().OomKind = analysis.KindCpuset, wire.KindToPB(analysis.KindCpuset)
@@ -713,6 +721,7 @@ func TestVerdictOf(t *testing.T) {
 		{analysis.KindLimit, "", VerdictOOMLimit},
 		{analysis.KindLimit, analysis.ScopePod, VerdictOOMPodLimit},
 		{analysis.KindLimit, analysis.ScopeOther, VerdictOOMNode},
+		{analysis.KindLimit, analysis.ScopeAllocatable, VerdictOOMNode},
 		{analysis.KindNode, "", VerdictOOMNode},
 		{analysis.KindCpuset, "", VerdictOOMNode},
 		{analysis.KindMempolicy, "", VerdictOOMNode},

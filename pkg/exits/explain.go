@@ -2,6 +2,7 @@ package exits
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"syscall"
@@ -187,6 +188,10 @@ func (j *Joiner) cause(k *kill, v int, x *pb.ContainerExit, c cri.Container) str
 	case analysis.KindNode:
 		s = "the node ran out of memory"
 	case analysis.KindLimit:
+		if k.scope == analysis.ScopeAllocatable {
+			s = "the pods together hit the node-allocatable limit" + limitOf(k.limit) + ", which kubelet sets on " + path.Base(k.memcg)
+			break
+		}
 		s = "the cgroup " + cgroupName(k.memcg) + ", above the pod, hit its memory limit" + limitOf(k.limit)
 	case analysis.KindCpuset:
 		s = "the memory nodes its cpuset allows ran out"

@@ -54,6 +54,6 @@ func oneOf(v string, set ...string) string {
 // Label value sets of the kernel's and kubelet's words.
 var (
 	kinds  = []string{"node", "limit", "cpuset", "mempolicy", "unknown"}
-	scopes = []string{"container", "pod", "other"}
+	scopes = []string{"container", "pod", "allocatable", "other"}
 	qoses  = []string{"guaranteed", "burstable", "besteffort"}
 )

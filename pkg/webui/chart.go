@@ -40,9 +40,10 @@ type chart struct {
 	More    int    // workloads left out
 }
 
-// chartOf sums the memory a node-level or pod-scope kill's report shows
-// per workload: per pod for a node-level kill (the pods compete for the
-// node), per container for a pod's limit (the containers compete for the
+// chartOf sums the memory a node-level, node-allocatable or pod-scope
+// kill's report shows per workload: per pod for a node-level kill or
+// kubepods' limit (the pods compete for the node, or for what it leaves
+// them), per container for a pod's limit (the containers compete for the
 // pod's). Other kills have no chart: a container that hit its own limit
 // competed with no one.
 func chartOf(k *pb.OOMKill) *chart {
@@ -51,6 +52,9 @@ func chartOf(k *pb.OOMKill) *chart {
 	case wire.Kind(k) == analysis.KindNode:
 		c.Per = "pod"
 		c.Caption = "Memory held per pod and host workload at kill time"
+	case wire.Kind(k) == analysis.KindLimit && wire.Scope(k) == analysis.ScopeAllocatable:
+		c.Per = "pod"
+		c.Caption = "Memory held per pod at kill time, under the node-allocatable limit"
 	case wire.Kind(k) == analysis.KindLimit && wire.Scope(k) == analysis.ScopePod:
 		c.Per = "container"
 		c.Caption = "Memory held per container of the pod at kill time"

@@ -232,6 +232,8 @@ func kindLabel(kind, scope string) string {
 			return "limit · container"
 		case analysis.ScopePod:
 			return "limit · pod"
+		case analysis.ScopeAllocatable:
+			return "limit · node allocatable"
 		case analysis.ScopeOther:
 			return "limit · other cgroup"
 		}

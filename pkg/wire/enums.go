@@ -56,7 +56,7 @@ var (
 	})
 	scopes = newTable(map[string]pb.LimitScope{
 		analysis.ScopeContainer: pb.LimitScope_LIMIT_SCOPE_CONTAINER, analysis.ScopePod: pb.LimitScope_LIMIT_SCOPE_POD,
-		analysis.ScopeOther: pb.LimitScope_LIMIT_SCOPE_OTHER,
+		analysis.ScopeOther: pb.LimitScope_LIMIT_SCOPE_OTHER, analysis.ScopeAllocatable: pb.LimitScope_LIMIT_SCOPE_NODE_ALLOCATABLE,
 	})
 	sources = newTable(map[string]pb.CulpritSource{
 		analysis.SourceTaskDump: pb.CulpritSource_CULPRIT_SOURCE_TASK_DUMP, analysis.SourceVictims: pb.CulpritSource_CULPRIT_SOURCE_VICTIMS,

@@ -36,7 +36,7 @@ func TestEnumTablesAreOneToOne(t *testing.T) {
 	}
 	check("kind", []string{analysis.KindNode, analysis.KindLimit, analysis.KindCpuset, analysis.KindMempolicy, analysis.KindUnknown},
 		pb.OOMKind_value, func(s string) int32 { return int32(KindToPB(s)) }, KnownKind)
-	check("scope", []string{analysis.ScopeContainer, analysis.ScopePod, analysis.ScopeOther},
+	check("scope", []string{analysis.ScopeContainer, analysis.ScopePod, analysis.ScopeOther, analysis.ScopeAllocatable},
 		pb.LimitScope_value, func(s string) int32 { return int32(ScopeToPB(s)) }, KnownScope)
 	check("source", []string{analysis.SourceTaskDump, analysis.SourceVictims, analysis.SourceTrigger, analysis.SourceIncident},
 		pb.CulpritSource_value, func(s string) int32 { return int32(SourceToPB(s)) }, KnownSource)

@@ -212,8 +212,9 @@ func (e *env) testNodePressure(t *testing.T) {
 	if v.QoS != "besteffort" || v.ContainerName != "shell" {
 		t.Errorf("victim %s container %s, want the besteffort pod's shell", v.QoS, v.ContainerName)
 	}
-	if !strings.HasSuffix(ev.OOMMemcg, "/kubepods") {
-		t.Errorf("oom_memcg %s, want the kubepods cgroup (node allocatable)", ev.OOMMemcg)
+	if !strings.HasSuffix(ev.OOMMemcg, "/kubepods") || ev.LimitScope != "allocatable" ||
+		!strings.Contains(ev.Reason, "node-allocatable limit kubelet sets on kubepods") {
+		t.Errorf("oom_memcg %s scope %s reason %q, want the kubepods cgroup (node allocatable)", ev.OOMMemcg, ev.LimitScope, ev.Reason)
 	}
 	if !ev.Collateral || ev.Culprit == nil || ev.Culprit.PodName != "etl-2" || ev.Culprit.Namespace != "batch" ||
 		ev.Culprit.ContainerName != "etl" {

@@ -281,8 +281,12 @@ const (
 	LimitScope_LIMIT_SCOPE_CONTAINER LimitScope = 1
 	// The victim's pod.
 	LimitScope_LIMIT_SCOPE_POD LimitScope = 2
-	// Any other cgroup: a QoS slice, kubepods, a system service.
+	// Any other cgroup: a QoS slice, a system service.
 	LimitScope_LIMIT_SCOPE_OTHER LimitScope = 3
+	// The cgroup of all pods (kubepods), whose limit kubelet sets to the
+	// node's allocatable memory (enforceNodeAllocatable: pods): the pods
+	// together ran out of the memory the node leaves them.
+	LimitScope_LIMIT_SCOPE_NODE_ALLOCATABLE LimitScope = 4
 )
 
 // Enum value maps for LimitScope.
@@ -292,12 +296,14 @@ var (
 		1: "LIMIT_SCOPE_CONTAINER",
 		2: "LIMIT_SCOPE_POD",
 		3: "LIMIT_SCOPE_OTHER",
+		4: "LIMIT_SCOPE_NODE_ALLOCATABLE",
 	}
 	LimitScope_value = map[string]int32{
-		"LIMIT_SCOPE_UNSPECIFIED": 0,
-		"LIMIT_SCOPE_CONTAINER":   1,
-		"LIMIT_SCOPE_POD":         2,
-		"LIMIT_SCOPE_OTHER":       3,
+		"LIMIT_SCOPE_UNSPECIFIED":      0,
+		"LIMIT_SCOPE_CONTAINER":        1,
+		"LIMIT_SCOPE_POD":              2,
+		"LIMIT_SCOPE_OTHER":            3,
+		"LIMIT_SCOPE_NODE_ALLOCATABLE": 4,
 	}
 )
 
@@ -1099,8 +1105,8 @@ type OOMKill struct {
 	// node, limit, cpuset, mempolicy, unknown. Superseded by oom_kind; set
 	// for readers of earlier releases.
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	// container, pod, other (limit kills only). Superseded by scope; set
-	// for readers of earlier releases.
+	// container, pod, allocatable, other (limit kills only). Superseded by
+	// scope; set for readers of earlier releases.
 	LimitScope        string     `protobuf:"bytes,2,opt,name=limit_scope,json=limitScope,proto3" json:"limit_scope,omitempty"`
 	Constraint        string     `protobuf:"bytes,3,opt,name=constraint,proto3" json:"constraint,omitempty"`
 	OomMemcg          string     `protobuf:"bytes,4,opt,name=oom_memcg,json=oomMemcg,proto3" json:"oom_memcg,omitempty"`
@@ -3904,13 +3910,14 @@ const file_oomwatch_v1_oomwatch_proto_rawDesc = "" +
 	"\x0eOOM_KIND_LIMIT\x10\x02\x12\x13\n" +
 	"\x0fOOM_KIND_CPUSET\x10\x03\x12\x16\n" +
 	"\x12OOM_KIND_MEMPOLICY\x10\x04\x12\x14\n" +
-	"\x10OOM_KIND_UNKNOWN\x10\x05*p\n" +
+	"\x10OOM_KIND_UNKNOWN\x10\x05*\x92\x01\n" +
 	"\n" +
 	"LimitScope\x12\x1b\n" +
 	"\x17LIMIT_SCOPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15LIMIT_SCOPE_CONTAINER\x10\x01\x12\x13\n" +
 	"\x0fLIMIT_SCOPE_POD\x10\x02\x12\x15\n" +
-	"\x11LIMIT_SCOPE_OTHER\x10\x03*\x8e\x01\n" +
+	"\x11LIMIT_SCOPE_OTHER\x10\x03\x12 \n" +
+	"\x1cLIMIT_SCOPE_NODE_ALLOCATABLE\x10\x04*\x8e\x01\n" +
 	"\x11CollateralVerdict\x12\"\n" +
 	"\x1eCOLLATERAL_VERDICT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15COLLATERAL_VERDICT_NO\x10\x01\x12\x1a\n" +

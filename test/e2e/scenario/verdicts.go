@@ -44,7 +44,7 @@ cat $CG/kubepods.slice/memory.events > /tmp/memory.events
 			{UID: uidG2, Namespace: "batch", Name: "grower", Containers: []Container{
 				{ID: ctrG2, Name: "load", Image: "registry.example/batch/load:2", RequestMiB: 64}}},
 		},
-		Expect: Expect{Kind: "limit", Scope: "other", PodUID: uidG1, Container: ctrG1, QoS: "besteffort",
+		Expect: Expect{Kind: "limit", Scope: "allocatable", PodUID: uidG1, Container: ctrG1, QoS: "besteffort",
 			VictimComm: "sleep", Storm: true, MinVictims: 1, StormVerdict: "yes", CulpritPodUID: uidG2,
 			CulpritPod: "batch/grower"},
 	}
@@ -82,7 +82,7 @@ waitfile /tmp/grown.ready
 			{UID: uidH2, Namespace: "batch", Name: "report-gen", Containers: []Container{
 				{ID: ctrH2, Name: "gen", Image: "registry.example/batch/gen:3", RequestMiB: 32}}},
 		},
-		Expect: Expect{Kind: "limit", Scope: "other", PodUID: uidH1, Container: ctrH1, QoS: "besteffort",
+		Expect: Expect{Kind: "limit", Scope: "allocatable", PodUID: uidH1, Container: ctrH1, QoS: "besteffort",
 			Runtime: "containerd", VictimComm: "hog", TriggerPodUID: uidH2, CulpritPodUID: uidH2,
 			Collateral: true, MinVictims: 1,
 			VictimPod: "tools/toolbox", VictimContainerName: "shell", CulpritPod: "batch/report-gen"},
