@@ -227,9 +227,32 @@ func processLabel(p Process) string {
 	if w := workloadLabel(p.Workload); w != "" {
 		b.WriteString(" in ")
 		b.WriteString(w)
+		if in := insideLXC(p.Workload); in != "" {
+			b.WriteString(" (" + in + ")")
+		}
 		b.WriteString(limitNote(p.Workload))
 	}
 	return b.String()
+}
+
+// insideLXC is where inside its LXC container a process ran
+// ("system.slice/nginx.service"), "" at the container's root or outside
+// LXC: the container is the workload, its own services are not.
+func insideLXC(w Workload) string {
+	if w.Runtime != workload.RuntimeLXC {
+		return ""
+	}
+	cg := strings.TrimPrefix(w.Cgroup, "/")
+	top, rest, _ := strings.Cut(cg, "/")
+	if top == "lxc" {
+		// Proxmox: lxc/<vmid>, its cgroup v2 payload under ns/.
+		_, rest, _ = strings.Cut(rest, "/")
+		if rest == "ns" {
+			return ""
+		}
+		rest = strings.TrimPrefix(rest, "ns/")
+	}
+	return rest
 }
 
 // limitNote tells a workload's memory request and limit, when known.

@@ -211,3 +211,21 @@ func TestNodeAllocatableScope(t *testing.T) {
 		}
 	}
 }
+
+// TestInsideLXC: an LXC container is one workload; the sentence still says
+// which of its cgroups a process ran in.
+func TestInsideLXC(t *testing.T) {
+	for cg, want := range map[string]string{
+		"/lxc/107/ns/system.slice/paperless.service": "system.slice/paperless.service",
+		"/lxc/107/ns":                  "",
+		"/lxc/107":                     "",
+		"/lxc/107/nsx":                 "nsx",
+		"/lxc.payload.web1/init.scope": "init.scope",
+		"/lxc.payload.web1":            "",
+		"/system.slice/nginx.service":  "",
+	} {
+		if got := insideLXC(WorkloadOf(cg)); got != want {
+			t.Errorf("insideLXC(%s) = %q, want %q", cg, got, want)
+		}
+	}
+}

@@ -45,12 +45,18 @@ const (
 // ShortIDLen is how many characters of a container ID are shown.
 const ShortIDLen = 12
 
-// ShortID shortens a container ID.
+// ShortID shortens a container ID; a container named rather than
+// numbered by a hex ID (an LXC container's name) is kept whole.
 func ShortID(id string) string {
-	if len(id) > ShortIDLen {
-		return id[:ShortIDLen]
+	if len(id) <= ShortIDLen {
+		return id
 	}
-	return id
+	for i := range len(id) {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return id
+		}
+	}
+	return id[:ShortIDLen]
 }
 
 // PodRef is a pod's reference: "<namespace>/<name>", its name alone when

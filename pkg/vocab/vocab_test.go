@@ -59,8 +59,12 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// TestShortID: hex IDs are cut, names (an LXC container's) are not.
 func TestShortID(t *testing.T) {
-	if ShortID(cid) != "c2c2c2c2c2c2" || ShortID("abc") != "abc" {
-		t.Error(ShortID(cid), ShortID("abc"))
+	for id, want := range map[string]string{cid: "c2c2c2c2c2c2", "abc": "abc", "107": "107",
+		"paperless-ngx-production": "paperless-ngx-production", "0123456789abcdefX": "0123456789abcdefX"} {
+		if got := ShortID(id); got != want {
+			t.Errorf("ShortID(%q) = %q, want %q", id, got, want)
+		}
 	}
 }

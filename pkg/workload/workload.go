@@ -65,6 +65,9 @@ const (
 	RuntimeCRIO       = "cri-o"
 	RuntimeDocker     = "docker"
 	RuntimePodman     = "podman"
+	// RuntimeLXC is an LXC system container (Proxmox VE, LXD, Incus), whose
+	// ContainerID is its name (Proxmox's numeric VMID).
+	RuntimeLXC = "lxc"
 )
 
 // Kubelet cgroup drivers, as found in Workload.Driver.
@@ -214,7 +217,7 @@ func FromCgroup(p string) Workload {
 	if fromKube(&w, comps) {
 		return w
 	}
-	if fromContainer(&w, comps) {
+	if fromContainer(&w, comps) || fromLXC(&w, comps) {
 		return w
 	}
 	fromSystemd(&w, comps)
@@ -484,6 +487,28 @@ func fromContainer(w *Workload, comps []string) bool {
 		return true
 	}
 	return false
+}
+
+// fromLXC recognises LXC system containers: Proxmox VE's and LXC 3's
+// "lxc/<name>" (Proxmox's VMID; its cgroup v2 payload under "ns"), LXC 4's,
+// LXD's and Incus's "lxc.payload.<name>". The container with every cgroup
+// inside it, its own services included, is one workload, as a pod is; a
+// Kubernetes or runtime container inside it was recognised before this.
+// The monitor's "lxc.monitor.<name>" runs on the host's behalf: another
+// cgroup.
+func fromLXC(w *Workload, comps []string) bool {
+	var name string
+	switch c := comps[0]; {
+	case c == "lxc" && len(comps) > 1:
+		name = comps[1]
+	case strings.HasPrefix(c, "lxc.payload."):
+		name = c[len("lxc.payload."):]
+	}
+	if name == "" {
+		return false
+	}
+	w.Kind, w.Runtime, w.ContainerID = KindContainer, RuntimeLXC, name
+	return true
 }
 
 // fromSystemd classifies the remaining paths by their top-level cgroup.

@@ -361,8 +361,35 @@ var fromCgroupTests = []struct {
 		want: Workload{Kind: KindOther},
 	},
 	{
+		// LXD and Incus (LXC 4+): the container, whatever cgroup of its own.
 		name: "LXC payload without kubepods",
 		in:   "/lxc.payload.web1/system.slice/foo.service",
+		want: Workload{Kind: KindContainer, Runtime: RuntimeLXC, ContainerID: "web1"},
+	},
+	{
+		// Proxmox VE on cgroup v2: the container's own tree is under "ns".
+		name: "Proxmox LXC container, a service inside",
+		in:   "/lxc/107/ns/system.slice/paperless.service",
+		want: Workload{Kind: KindContainer, Runtime: RuntimeLXC, ContainerID: "107"},
+	},
+	{
+		name: "Proxmox LXC container, cgroup v1",
+		in:   "/lxc/107",
+		want: Workload{Kind: KindContainer, Runtime: RuntimeLXC, ContainerID: "107"},
+	},
+	{
+		name: "docker inside an LXC container",
+		in:   "/lxc/107/ns/system.slice/docker-" + idA + ".scope",
+		want: Workload{Kind: KindContainer, Runtime: RuntimeDocker, ContainerID: idA},
+	},
+	{
+		name: "LXC monitor",
+		in:   "/lxc.monitor.web1",
+		want: Workload{Kind: KindOther},
+	},
+	{
+		name: "lxc alone",
+		in:   "/lxc",
 		want: Workload{Kind: KindOther},
 	},
 	{
