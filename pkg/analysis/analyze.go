@@ -609,11 +609,28 @@ func bySize(v *oom.Victim, kernel string) bool {
 //     positive oom_score_adj may have been chosen for it, and the task that
 //     was allocating when memory ran out (the trigger), when known to be
 //     another process, is named instead.
+//
+// victimMajority tells whether a limit kill's victim alone held over half
+// its limited cgroup's usage with its anonymous memory, which the kernel
+// charges to the cgroup of the task that touched it: every other workload
+// under the limit then held less than the victim's own. File pages are
+// left out, as they may be charged to another cgroup.
+func victimMajority(ev *Event, vi *oom.Victim) bool {
+	return vi != nil && ev.MemcgUsageBytes != nil && *ev.MemcgUsageBytes > 0 && vi.AnonKB > 0 &&
+		vi.AnonKB<<10 > *ev.MemcgUsageBytes/2
+}
+
 func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victimKey string) (c *Culprit, others bool) {
 	scope := ev.LimitScope
 	// The incident may hold a node's dump of 10,000 tasks: its holders,
 	// dedupe's copy of ctx.Incident, are split in place, and their units
 	// are told from the victim's without a key per holder.
+	if ev.Kind == KindLimit && scope != ScopeContainer && own != nil && own.RSSBytes != nil &&
+		victimMajority(ev, r.Victim()) && culpritKey(own, scope) == victimKey {
+		c := *own
+		c.RankedBy = RankedMajority
+		return &c, true
+	}
 	hs := dedupe(ctx.Incident)
 	outside := hs[:0]
 	var inside []Holder

@@ -154,13 +154,23 @@ type Culprit struct {
 	// Source says what the culprit was judged from.
 	Source string `json:"source"`
 	// RankedBy is RankedOverRequest when the culprit was chosen for being
-	// furthest over its memory request, empty when it held the most.
+	// furthest over its memory request, RankedMajority when a report
+	// without a task dump shows the victim alone held over half the
+	// limited cgroup's usage, empty when it held the most.
 	RankedBy string `json:"ranked_by,omitempty"`
 	Workload
 }
 
-// RankedOverRequest marks a culprit chosen by usage over request.
-const RankedOverRequest = "over-request"
+// Ways a culprit was ranked other than by size among the holders seen.
+const (
+	// RankedOverRequest marks a culprit chosen by usage over request.
+	RankedOverRequest = "over-request"
+	// RankedMajority marks the victim's own workload, named without a task
+	// dump because the victim's anonymous memory alone was over half the
+	// limited cgroup's usage: no other workload under the limit could hold
+	// as much.
+	RankedMajority = "majority"
+)
 
 // Event is one OOM kill as oomwatch reports it, the model of the wire
 // event (the API's OOMKill mirrors it field by field, package wire). Its

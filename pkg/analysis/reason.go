@@ -131,6 +131,9 @@ func reason(ev *Event) string {
 		}
 		b.WriteString(sourceNote(c))
 		b.WriteString(".")
+	case c.RankedBy == RankedMajority && ev.MemcgUsageBytes != nil:
+		fmt.Fprintf(&b, "Not collateral: the victim's own %s was the largest memory holder: the victim's anonymous memory alone was over half the %s in use under the limit (RSS %s), so no other workload under it held as much.",
+			unitNoun(ev.LimitScope), Bytes(*ev.MemcgUsageBytes), Bytes(*c.RSSBytes))
 	default:
 		fmt.Fprintf(&b, "Not collateral: the victim's own %s was the largest memory holder", unitNoun(ev.LimitScope))
 		if c.RSSBytes != nil {

@@ -229,3 +229,52 @@ func TestInsideLXC(t *testing.T) {
 		}
 	}
 }
+
+// TestVictimMajority: a pod-limit report without its task dump (grep kept
+// the summary and kill lines) whose victim's anonymous memory alone is over
+// half the pod's usage: no other container of the pod can have held as
+// much, whatever the trigger (another thread, no pid). At under half, the
+// verdict stays unknown.
+func TestVictimMajority(t *testing.T) {
+	const pod = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod94eb36cd_29e1_478b_b365_4cb5dfc7d6fb.slice"
+	const ctr = pod + "/cri-containerd-46b3e0a4df44b752b841aecca454e6e78995d567912a84950390bae6f6777a63.scope"
+	report := func(anonKB int) []string {
+		return []string{
+			"[ 2993.661240] Thread-2 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=969",
+			"[ 2993.664150] memory: usage 4194304kB, limit 4194304kB, failcnt 1273284",
+			"[ 2993.708130] Memory cgroup stats for " + pod + ":",
+			"[ 2993.782678] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=" + pod + ",task_memcg=" + ctr + ",task=node,pid=22609,uid=0",
+			"[ 2993.794008] Memory cgroup out of memory: Killed process 22609 (node) total-vm:9923620kB, anon-rss:" + strconv.Itoa(anonKB) + "kB, file-rss:23132kB, shmem-rss:0kB, UID:0 pgtables:10964kB oom_score_adj:969",
+		}
+	}
+	for _, tc := range []struct {
+		anonKB  int
+		verdict string
+		ranked  string
+	}{
+		{4116684, CollateralNo, RankedMajority},
+		{2097153, CollateralNo, RankedMajority},
+		{2097152, CollateralUnknown, ""}, // exactly half: another could hold as much
+		{1000000, CollateralUnknown, ""},
+	} {
+		var evs []Event
+		if _, err := ReadLog(strings.NewReader(strings.Join(report(tc.anonKB), "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 || evs[0].LimitScope != ScopePod {
+			t.Fatalf("anon %d kB: events %+v", tc.anonKB, evs)
+		}
+		ev := evs[0]
+		ranked := ""
+		if ev.Culprit != nil {
+			ranked = ev.Culprit.RankedBy
+		}
+		if ev.CollateralVerdict != tc.verdict || ranked != tc.ranked {
+			t.Errorf("anon %d kB: verdict %s ranked %q, want %s %q; %s", tc.anonKB, ev.CollateralVerdict, ranked, tc.verdict, tc.ranked, ev.Reason)
+		}
+		if tc.ranked == RankedMajority && (ev.Culprit.PID != 22609 ||
+			!strings.Contains(ev.Reason, "the victim's anonymous memory alone was over half the 4.0 GiB in use under the limit")) {
+			t.Errorf("anon %d kB: culprit %+v, reason %s", tc.anonKB, ev.Culprit, ev.Reason)
+		}
+	}
+}

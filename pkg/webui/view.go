@@ -215,8 +215,11 @@ func culpritOf(c *pb.Culprit) *culprit {
 	case analysis.SourceIncident:
 		out.Source = "judged from other reports of the incident (no task dump)"
 	}
-	if c.GetRankedBy() == analysis.RankedOverRequest {
+	switch c.GetRankedBy() {
+	case analysis.RankedOverRequest:
 		out.Source = joinNonEmpty("; ", "named for being furthest over its memory request", out.Source)
+	case analysis.RankedMajority:
+		out.Source = "the victim alone held over half the memory in use under the limit (no task dump)"
 	}
 	return out
 }

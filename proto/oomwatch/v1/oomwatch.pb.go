@@ -951,7 +951,9 @@ type Culprit struct {
 	Workload *Workload `protobuf:"bytes,6,opt,name=workload,proto3" json:"workload,omitempty"`
 	// How it was ranked: empty for the largest holder, over-request when it
 	// was chosen for being furthest over its memory request (kubelet's
-	// eviction order) among the holders larger than the victim's own.
+	// eviction order) among the holders larger than the victim's own,
+	// majority when a report without a task dump shows the victim's
+	// anonymous memory alone over half the limited cgroup's usage.
 	RankedBy string `protobuf:"bytes,7,opt,name=ranked_by,json=rankedBy,proto3" json:"ranked_by,omitempty"`
 	// What the culprit was judged from (agents before this field send only
 	// `source`).
