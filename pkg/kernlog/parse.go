@@ -51,6 +51,16 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 			return ParseLine(t, rec, false, year, loc)
 		}
 	}
+	if line[0] == '`' {
+		// A line pasted as inline code ("`Dec 15 16:21:04 vps kernel:
+		// msg`"): what lies between the backticks. A fence ("```", "```
+		// text") is nothing.
+		t := bytes.Trim(line, "`")
+		if w := bytes.TrimSpace(t); len(w) == 0 || bytes.HasPrefix(line, []byte("```")) && bytes.IndexByte(w, ' ') < 0 {
+			return FormatSkipped
+		}
+		return ParseLine(t, rec, false, year, loc)
+	}
 	format := FormatBare
 	rest := line
 	// busybox dmesg -r and journal exports: <prio> before the rest.
