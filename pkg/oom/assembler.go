@@ -161,12 +161,28 @@ func (a *Assembler) unwrap(rec *kernlog.Record) bool {
 		a.refeed(&a.wrap.rec)
 	}
 	if (rec.HasMono || !rec.Wall.IsZero()) && rec.Priority < 8 && mayBeReport(rec.Message) &&
-		bytes.Contains(rec.Message, bKilledProc) && !bytes.Contains(rec.Message, bAnonRSS) {
+		(bytes.Contains(rec.Message, bKilledProc) && !bytes.Contains(rec.Message, bAnonRSS) || killCut(rec.Message)) {
 		a.wrap.pending = true
 		a.wrap.buf = append(a.wrap.buf[:0], rec.Message...)
 		a.wrap.rec = *rec
 		a.wrap.rec.Message = a.wrap.buf
 		return true
+	}
+	return false
+}
+
+// killCut tells whether a kill or selection line was wrapped before its
+// PID: "Out of memory: Kill" / "process 19961 (python) score 17 or
+// sacrifice child".
+func killCut(msg []byte) bool {
+	msg = bytes.TrimRight(msg, " ")
+	if len(msg) == 0 || msg[len(msg)-1] != 'l' && msg[len(msg)-1] != 'd' && msg[len(msg)-1] != 's' {
+		return false
+	}
+	for _, s := range [...]string{"of memory: Kill", "of memory: Killed", "of memory: Kill process", "of memory: Killed process"} {
+		if len(msg) >= len(s) && string(msg[len(msg)-len(s):]) == s {
+			return true
+		}
 	}
 	return false
 }

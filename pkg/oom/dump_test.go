@@ -673,4 +673,18 @@ func TestWrappedKillLine(t *testing.T) {
 			t.Errorf("%s: victim %+v", name, v)
 		}
 	}
+	// An old kernel's selection line wrapped before its PID.
+	for head, rest := range map[string]string{
+		"Out of memory: Kill":          "process 19961 (python) score 17 or sacrifice child",
+		"Out of memory: Kill process ": "19961 (python) score 17 or sacrifice child",
+		"Out of memory: Kill process":  "19961 (python) score 17 or sacrifice child",
+	} {
+		reps, _ := feed(t, Options{},
+			"> Nov 14 15:23:48 oldserver kernel: [337631.991218] "+head,
+			"> "+rest,
+			"> Nov 14 15:23:48 oldserver kernel: [337631.991237] Killed process 31357 (sh) total-vm:5400kB, anon-rss:252kB, file-rss:4kB, shmem-rss:0kB")
+		if len(reps) != 1 || reps[0].SelectedPID != 19961 || !reps[0].SelectedGlobal || reps[0].Victim().PID != 31357 {
+			t.Errorf("%q: reports %+v", head, reps)
+		}
+	}
 }
