@@ -182,6 +182,29 @@ func journalSeparator(line []byte) (sep, boot bool) {
 	return true, bytes.HasPrefix(line, []byte("-- Boot ")) || string(line) == "-- Reboot --"
 }
 
+// journalBegins reads when journalctl's banner says its entries begin:
+// "-- Logs begin at Sun 2021-05-30 20:43:48 CST, end at Mon 2021-05-31
+// 10:01:02 CST. --" (systemd before 246), "-- Journal begins at ...,
+// ends at ... --" (246 to 249). The zone's abbreviation is not read (CST
+// names three zones): the date is taken in loc.
+func journalBegins(line []byte, loc *time.Location) (time.Time, bool) {
+	var rest []byte
+	for _, p := range [...]string{"-- Logs begin at ", "-- Journal begins at "} {
+		if r, ok := bytes.CutPrefix(line, []byte(p)); ok {
+			rest = r
+			break
+		}
+	}
+	// A weekday, then "2021-05-30 20:43:48".
+	_, rest, ok := bytes.Cut(rest, []byte(" "))
+	const layout = "2006-01-02 15:04:05"
+	if !ok || len(rest) < len(layout) {
+		return time.Time{}, false
+	}
+	t, err := time.ParseInLocation(layout, string(rest[:len(layout)]), loc)
+	return t, err == nil
+}
+
 // IsBootStart tells whether a record's message is the first a kernel
 // prints as it boots ("Linux version 6.1.0-41-amd64 (...)").
 func IsBootStart(msg []byte) bool { return bytes.HasPrefix(msg, []byte("Linux version ")) }

@@ -2,6 +2,7 @@ package kernlog
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -260,6 +261,38 @@ func TestReaderYearRollback(t *testing.T) {
 	}
 	if y := r.Record().Wall.Year(); y != 2025 {
 		t.Fatalf("year = %d, want 2025 (a date ahead belongs to last year)", y)
+	}
+}
+
+// TestReaderJournalBanner: journalctl's banner says when its entries
+// begin; its year, not the current one, completes the syslog dates after
+// it, rolling over to the next at a date before the banner's. A year given
+// wins; an unreadable banner changes nothing.
+func TestReaderJournalBanner(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		year     int
+		want     []int
+	}{
+		{"systemd before 246", "-- Logs begin at Sun 2021-05-30 20:43:48 CST, end at Mon 2022-01-03 10:01:02 CST. --\n" +
+			"Jun 13 14:21:19 h kernel: a\nDec 31 23:59:59 h kernel: b\nJan  2 00:00:01 h kernel: c\n", 0, []int{2021, 2021, 2022}},
+		{"systemd 246", "-- Journal begins at Sat 2022-03-05 01:02:03 UTC, ends at Sat 2022-03-05 09:00:00 UTC. --\nMar  5 08:00:00 h kernel: a\n", 0, []int{2022}},
+		{"quoted", ">-- Logs begin at Sun 2021-05-30 12:29:02 CST. --\n>Jun 13 14:21:19 kubelet kernel: a\n", 0, []int{2021}},
+		{"a year given", "-- Logs begin at Sun 2021-05-30 20:43:48 CST. --\nJun 13 14:21:19 h kernel: a\n", 2019, []int{2019}},
+		{"unreadable", "-- Logs begin at sometime. --\nJun 13 14:21:19 h kernel: a\n", 0, []int{2026}},
+		{"an ISO date keeps its year", "-- Logs begin at Sun 2021-05-30 20:43:48 CST. --\n2024-06-13T14:21:19+0000 h kernel: a\n", 0, []int{2024}},
+	} {
+		r := NewReader(strings.NewReader(tc.in))
+		r.now = time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+		r.Location = time.UTC
+		r.Year = tc.year
+		var got []int
+		for r.Next() {
+			got = append(got, r.Record().Wall.Year())
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: years %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 

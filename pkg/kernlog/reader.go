@@ -64,6 +64,10 @@ type Reader struct {
 	now  time.Time
 	// nowYear caches now.Year(), which costs a calendar computation.
 	nowYear int
+	// begins is when the journal said its entries begin ("-- Logs begin
+	// at Sun 2021-05-30 20:43:48 CST, end at ... --"): when Year is zero,
+	// the year of syslog dates after it, rather than the current one.
+	begins time.Time
 	// Location interprets timestamps that carry no zone (syslog, dmesg -T).
 	Location *time.Location
 	// long gathers a line longer than the read buffer.
@@ -141,6 +145,9 @@ func (r *Reader) Next() bool {
 				r.nowYear = r.now.Year()
 			}
 			year = r.nowYear
+			if !r.begins.IsZero() {
+				year = r.begins.Year()
+			}
 		}
 		journal := false
 		if r.pretty || len(line) > 0 && (line[0] == '{' || line[0] == 0x1e || line[0] == 'd') {
@@ -152,15 +159,28 @@ func (r *Reader) Next() bool {
 		if !journal {
 			r.format = ParseLine(line, &r.rec, r.lastKmsg, year, r.Location)
 		}
-		if r.Year == 0 && r.format == FormatSyslog && r.rec.Wall.Year() == year &&
-			r.rec.Wall.After(r.now.Add(48*time.Hour)) {
-			// A syslog date without a year that would lie ahead is last year's.
-			r.rec.Wall = r.rec.Wall.AddDate(-1, 0, 0)
+		if r.Year == 0 && r.format == FormatSyslog && r.rec.Wall.Year() == year {
+			switch {
+			case !r.begins.IsZero():
+				// A date before the journal's first entry is the next year's.
+				if r.rec.Wall.Before(r.begins.Add(-48 * time.Hour)) {
+					r.rec.Wall = r.rec.Wall.AddDate(1, 0, 0)
+				}
+			case r.rec.Wall.After(r.now.Add(48 * time.Hour)):
+				// A syslog date without a year that would lie ahead is last year's.
+				r.rec.Wall = r.rec.Wall.AddDate(-1, 0, 0)
+			}
 		}
 		r.lastKmsg = r.format == FormatKmsg || (r.lastKmsg && r.format == FormatSkipped && len(line) > 0)
 		if r.format == FormatSkipped {
-			if _, boot := journalSeparator(line); boot {
+			// A journal's lines quoted in a mail or indented keep their meaning.
+			line = bytes.TrimLeft(line, "> |\t")
+			if sep, boot := journalSeparator(line); boot {
 				r.boots++
+			} else if sep {
+				if t, ok := journalBegins(line, r.Location); ok {
+					r.begins = t
+				}
 			}
 			continue
 		}
