@@ -78,6 +78,21 @@ func isIDChars(s string) bool {
 	return true
 }
 
+// isLXCName reports whether s can be an LXC container's name as
+// oomwatch keeps it: letters, digits, '-', '_' and '.', at most 64 bytes
+// (Proxmox's are numbers, LXD's and Incus's letters, digits and '-').
+func isLXCName(s string) bool {
+	if s == "" || len(s) > 64 || s[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9') && !('a' <= c && c <= 'z') && !('A' <= c && c <= 'Z') && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
 // parseContainer parses "<prefix>-<id>.scope", "<prefix>-<id>", "<id>.scope"
 // or "<id>"; rest is what follows the runtime prefix, "" without one. The ID is
 // kept only when complete: closed by ".scope", or 64 hex digits.

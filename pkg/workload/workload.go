@@ -504,7 +504,7 @@ func fromLXC(w *Workload, comps []string) bool {
 	case strings.HasPrefix(c, "lxc.payload."):
 		name = c[len("lxc.payload."):]
 	}
-	if name == "" {
+	if !isLXCName(name) {
 		return false
 	}
 	w.Kind, w.Runtime, w.ContainerID = KindContainer, RuntimeLXC, name

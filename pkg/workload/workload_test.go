@@ -383,6 +383,16 @@ var fromCgroupTests = []struct {
 		want: Workload{Kind: KindContainer, Runtime: RuntimeDocker, ContainerID: idA},
 	},
 	{
+		name: "LXC container named with capitals",
+		in:   "/lxc/VM_A",
+		want: Workload{Kind: KindContainer, Runtime: RuntimeLXC, ContainerID: "VM_A"},
+	},
+	{
+		name: "not an LXC name",
+		in:   "/lxc/a b",
+		want: Workload{Kind: KindOther},
+	},
+	{
 		name: "LXC monitor",
 		in:   "/lxc.monitor.web1",
 		want: Workload{Kind: KindOther},
@@ -589,8 +599,8 @@ func FuzzFromCgroup(f *testing.F) {
 		if w.PodUID != "" && !wellFormedUID(w.PodUID) {
 			t.Errorf("FromCgroup(%q).PodUID = %q, not a complete lower-case UID", in, w.PodUID)
 		}
-		if w.ContainerID != "" && !isIDChars(w.ContainerID) {
-			t.Errorf("FromCgroup(%q).ContainerID = %q, not [0-9a-z]+", in, w.ContainerID)
+		if w.ContainerID != "" && !isIDChars(w.ContainerID) && !(w.Runtime == RuntimeLXC && isLXCName(w.ContainerID)) {
+			t.Errorf("FromCgroup(%q).ContainerID = %q, not [0-9a-z]+ (or an LXC name)", in, w.ContainerID)
 		}
 		if (w.Cgroup == "") != (w.Key() == "") || (w.Cgroup == "") != (w.Kind == KindUnknown) {
 			t.Errorf("FromCgroup(%q) = %+v: cgroup, key and kind disagree on emptiness", in, w)
