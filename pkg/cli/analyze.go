@@ -38,7 +38,7 @@ func analyzeCmd(io IO, g *globals) *cobra.Command {
 	fs := cmd.Flags()
 	fs.BoolVar(&a.lines, "lines", false, "with -o json, include each report's raw kernel lines")
 	fs.StringVar(&a.bootTime, "boot-time", "", "RFC 3339 time the node booted, to date records that carry only uptime")
-	fs.IntVar(&a.year, "year", 0, "year of syslog timestamps that carry none (default: this year)")
+	fs.IntVar(&a.year, "year", 0, "year of syslog timestamps that carry none (default: the year journalctl's '-- Logs begin at' banner gives, else this year)")
 	fs.StringVar(&a.tz, "tz", "", "time zone of timestamps that carry none (syslog, dmesg -T): an IANA name (Asia/Shanghai), UTC, or an offset (+08:00) (default: this machine's)")
 	fs.DurationVar(&a.hold, "window", time.Minute, "how far ahead (kernel time, or the wall clock's in logs without it) to look for what later reports say of a PID or an incident")
 	return cmd
