@@ -55,6 +55,7 @@ func Analyze(r *oom.Report, ctx Context) Event {
 		Seq:          r.Seq,
 		EndSeq:       r.EndSeq,
 		Complete:     r.Complete,
+		DumpCut:      r.DumpCut,
 		Lines:        r.Lines,
 		LinesDropped: r.LinesDropped,
 		GroupCgroup:  r.GroupCgroup,
@@ -494,6 +495,10 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 	ev.Culprit = culprit
 	ev.CollateralVerdict = collateralVerdict(ev, culprit, scope, victimKey)
 	if ev.CollateralVerdict == CollateralNo && scope != ScopeContainer && !compared && !bySize(vi, r.KernelRelease) {
+		ev.CollateralVerdict = CollateralUnknown
+	}
+	if ev.CollateralVerdict == CollateralNo && scope != ScopeContainer && r.DumpCut && culprit.RankedBy != RankedMajority {
+		// The rows left out may hold more than the victim's workload.
 		ev.CollateralVerdict = CollateralUnknown
 	}
 	ev.Collateral = ev.CollateralVerdict == CollateralYes

@@ -189,6 +189,9 @@ type Event struct {
 	Time          *time.Time `json:"time"`
 	// Complete is false when the report's start was lost or rate-limited.
 	Complete bool `json:"complete"`
+	// DumpCut: rows of the report's task dump were left out of this copy
+	// of the log at an elision ("...", "<snip>"); offline logs only.
+	DumpCut bool `json:"dump_cut,omitempty"`
 	// Victims: the kernel's chosen victim first, then group kills.
 	Victims      []Process `json:"victims"`
 	Trigger      *Process  `json:"trigger"`

@@ -24,6 +24,9 @@ func unknownWhy(ev *Event) string {
 	switch {
 	case ev.Kind == KindLimit && ev.OOMMemcg == "":
 		return "the log does not name the limited cgroup, so who was inside it is not known"
+	case ev.DumpCut && c.RSSBytes != nil && c.Source == SourceTaskDump &&
+		(c.PID == ev.Victims[0].PID || c.Cgroup != "" && c.Cgroup == ev.Victims[0].Cgroup):
+		return "the log's task dump is cut (rows were left out at an elision), and of the rows it shows the victim's own workload held the most"
 	case victimAlone(ev):
 		return whyAlone
 	case c.RSSBytes == nil:
@@ -153,6 +156,9 @@ func reason(ev *Event) string {
 		b.WriteString(" Caused by lowering the limit: memory.max was written below the cgroup's usage.")
 	case t != nil:
 		fmt.Fprintf(&b, " Triggered by %s.", triggerLabel(t, v))
+	}
+	if ev.DumpCut && ev.Collateral {
+		b.WriteString(" The log's task dump is cut (rows were left out at an elision): a larger holder may be among them.")
 	}
 	if !ev.Complete {
 		b.WriteString(" The report's start is missing (lost in a log overflow, rate-limited by the kernel, or cut from this copy of the log).")

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -276,5 +277,76 @@ func TestVictimMajority(t *testing.T) {
 			!strings.Contains(ev.Reason, "the victim's anonymous memory alone was over half the 4.0 GiB in use under the limit")) {
 			t.Errorf("anon %d kB: culprit %+v, reason %s", tc.anonKB, ev.Culprit, ev.Reason)
 		}
+	}
+}
+
+// TestElidedDump: a pasted report whose task dump was cut at "..." cannot
+// show that the victim's workload held the most; a larger holder among
+// the rows shown is still the culprit, with the cut said.
+func TestElidedDump(t *testing.T) {
+	read := func(otherRSS int, elided bool) Event {
+		t.Helper()
+		lines := []string{
+			"[ 50.100000] postgres invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0",
+			"[ 50.100001] CPU: 1 PID: 700 Comm: postgres Not tainted 5.14.0-362.8.1.el9_3.x86_64 #1",
+			"[ 50.100005] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+			fmt.Sprintf("[ 50.100006] [    500]     0   500     9000 %8d    90000        0             0 java", otherRSS),
+		}
+		if elided {
+			lines = append(lines, "...")
+		}
+		lines = append(lines,
+			"[ 50.100007] [    700]    26   700    30000    20000    90000        0             0 postgres",
+			"[ 50.100009] Out of memory: Killed process 700 (postgres) total-vm:120000kB, anon-rss:80000kB, file-rss:0kB, shmem-rss:0kB, UID:26 pgtables:88kB oom_score_adj:0")
+		var evs []Event
+		if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 {
+			t.Fatalf("events %+v", evs)
+		}
+		return evs[0]
+	}
+	for _, tc := range []struct {
+		other  int
+		elided bool
+		want   string
+		says   string
+	}{
+		{100, false, CollateralNo, "Not collateral"},
+		{100, true, CollateralUnknown, "task dump is cut"},
+		// Without the rows' cgroups, a larger process's workload is not known.
+		{90000, true, CollateralUnknown, "the victim's workload is not known"},
+	} {
+		ev := read(tc.other, tc.elided)
+		if ev.CollateralVerdict != tc.want || ev.DumpCut != tc.elided || !strings.Contains(ev.Reason, tc.says) {
+			t.Errorf("other %d, elided %v: %s, cut %v: %s", tc.other, tc.elided, ev.CollateralVerdict, ev.DumpCut, ev.Reason)
+		}
+	}
+}
+
+// TestElidedDumpCollateral: a pod's pause process killed under the pod's
+// limit beside a larger holder is collateral even when rows were cut; the
+// reason says the largest may be among them.
+func TestElidedDumpCollateral(t *testing.T) {
+	const pod = "/kubepods/podf1c273d3-6a1b-4c2d-8e9f-0a1b2c3d4e5f"
+	lines := []string{
+		"[7516987.983200] data_sim invoked oom-killer: gfp_mask=0x6000c0(GFP_KERNEL), nodemask=(null), order=0, oom_score_adj=-998",
+		"[7516987.983223] memory: usage 16777216kB, limit 16777216kB, failcnt 52843037",
+		"[7516987.983300] [ pid ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+		"[7516987.983510] [ 5740]     0  5740      257        1    32768        0          -998 pause",
+		"[7516987.983511] [...]",
+		"[7516987.983935] [58406]  1000 58406 18285584  3967322 37101568        0          -998 data_sim",
+		"[7516987.984000] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=1f246a3e,mems_allowed=0-1,oom_memcg=" + pod +
+			",task_memcg=" + pod + "/1f246a3e0123456789abcdef0123456789abcdef0123456789abcdef01234567,task=pause,pid=5740,uid=0",
+		"[7516987.984100] Memory cgroup out of memory: Killed process 5740 (pause) total-vm:1028kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB",
+	}
+	var evs []Event
+	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].CollateralVerdict != CollateralYes || !evs[0].DumpCut ||
+		!strings.Contains(evs[0].Reason, "a larger holder may be among them") {
+		t.Fatalf("events %+v", evs)
 	}
 }

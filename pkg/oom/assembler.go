@@ -424,6 +424,9 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		if r.Summary != nil && bytes.Contains(rec.Message, bSkipExiting) {
 			r.skippedPID = parseSkipped(rec.Message)
 		}
+		if r.HasTaskDump && !a.killed && len(r.Victims) == 0 && isElision(rec.Message) {
+			r.DumpCut = true
+		}
 		return
 	case lineNoKillable:
 		return

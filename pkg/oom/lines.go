@@ -626,3 +626,33 @@ func parseReaper(msg string) (int, string, bool) {
 	pid, comm, _, ok := parseProcRef(strings.TrimPrefix(msg, string(bReaper)))
 	return pid, comm, ok
 }
+
+// isElision tells whether a line is a paste's elision, where its author
+// left lines out: dots or an ellipsis alone ("...", ". . .", "…"), in
+// brackets or not ("[...]", "(…)"), a "snip" mark ("<snip>", "--snip--"),
+// or a note between dots ("... 9,000 more rows ...").
+func isElision(msg []byte) bool {
+	s := strings.TrimSpace(string(msg))
+	if len(s) < 2 || len(s) > 80 {
+		return false
+	}
+	if open, close := s[0], s[len(s)-1]; open == '[' && close == ']' || open == '(' && close == ')' || open == '<' && close == '>' {
+		s = strings.TrimSpace(s[1 : len(s)-1])
+	}
+	if strings.Trim(s, ".… -=") == "" {
+		return strings.Contains(s, "..") || strings.Contains(s, ". .") || strings.Contains(s, "…")
+	}
+	// A word of cutting, bare ("snip") or marked as the author's
+	// ("[ cut ]", "-- omitted --").
+	word := strings.ToLower(strings.Trim(s, ".… -=~*_8<>✂"))
+	marked := len(word) < len(strings.TrimSpace(string(msg)))
+	switch word {
+	case "snip", "snipped":
+		return true
+	case "cut", "omitted", "elided", "truncated", "trimmed", "skipped", "removed":
+		return marked
+	}
+	dots := func(t string) bool { return strings.HasPrefix(t, "...") || strings.HasPrefix(t, "…") }
+	rev := func(t string) bool { return strings.HasSuffix(t, "...") || strings.HasSuffix(t, "…") }
+	return dots(s) && rev(s) && len(s) > 6
+}

@@ -120,6 +120,10 @@ type Report struct {
 	HasMemswUsage bool
 	HasMemInfo    bool // a node-wide "Mem-Info:" block was printed
 	HasTaskDump   bool
+	// DumpCut: a line of the task dump is a paste's elision ("...",
+	// "[...]", "<snip>"): rows were left out of this copy of the log.
+	// The kernel prints no such line; its records always reach the end.
+	DumpCut bool
 	// KernelRelease is the kernel's release from the trigger's "CPU:"
 	// line ("6.1.0-41-amd64"), "" when not seen.
 	KernelRelease string
