@@ -84,7 +84,10 @@ func Analyze(r *oom.Report, ctx Context) Event {
 	}
 	if r.HasMemcgUsage && ev.Kind == KindLimit {
 		u, l := r.MemcgUsageKB*1024, r.MemcgLimitKB*1024
-		ev.MemcgUsageBytes, ev.MemcgLimitBytes = &u, &l
+		ev.MemcgUsageBytes = &u
+		if r.MemcgLimitKB < unlimitedKB {
+			ev.MemcgLimitBytes = &l
+		}
 		if r.HasMemswUsage && atLimit(r.MemswUsageKB, r.MemswLimitKB) &&
 			(!atLimit(r.MemcgUsageKB, r.MemcgLimitKB) || memswFull(r)) {
 			// Memory was under its limit and memory+swap at its own:
@@ -165,6 +168,10 @@ func innermost(limits []string, cgroup string) string {
 	}
 	return best
 }
+
+// unlimitedKB: a limit this large is the kernel's "max" (PAGE_COUNTER_MAX
+// pages, printed as 9007199254740988kB with 4 KiB pages), no limit at all.
+const unlimitedKB = 1 << 52
 
 // memswFull tells a cgroup v1 report whose memory+swap is full to the
 // kB while memory still had room for a charge batch (256 kB): the kernel

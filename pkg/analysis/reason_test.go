@@ -350,3 +350,21 @@ func TestElidedDumpCollateral(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 }
+
+// TestUnlimitedIsNoLimit: a cgroup whose limit is the kernel's "max"
+// (PAGE_COUNTER_MAX, printed as 9007199254740988kB) has no limit to name.
+func TestUnlimitedIsNoLimit(t *testing.T) {
+	lines := []string{
+		"[   42.100000] test_progs invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+		"[   42.100001] memory: usage 42240kB, limit 9007199254740988kB, failcnt 0",
+		"[   42.100002] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/test/cg2,task_memcg=/test/cg2,task=test_progs,pid=675,uid=0",
+		"[   42.100003] Memory cgroup out of memory: Killed process 675 (test_progs) total-vm:100000kB, anon-rss:43800kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:100kB oom_score_adj:0",
+	}
+	var evs []Event
+	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].MemcgLimitBytes != nil || evs[0].MemcgUsageBytes == nil || strings.Contains(evs[0].Reason, "PiB") {
+		t.Fatalf("events %+v", evs)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"time"
+	"unicode"
 )
 
 // ParseLine recognises the rendering of one line and fills rec from it. The
@@ -323,7 +324,7 @@ var localMonths = [...][]string{
 }
 
 // localMonth reads a month's abbreviation in any of localMonths' locales
-// (any case, a trailing '.' ignored), or "4月" and "4월".
+// (any case, a trailing '.' ignored) or its full name, or "4月" and "4월".
 func localMonth(w []byte) (time.Month, bool) {
 	w = bytes.TrimSuffix(w, []byte("."))
 	for _, suffix := range [][]byte{[]byte("月"), []byte("월")} {
@@ -341,39 +342,38 @@ func localMonth(w []byte) (time.Month, bool) {
 			}
 		}
 	}
+	// A month's full name (glibc's %B, and what dmesg -T prints in some
+	// locales: "avril", "septembre", "Oktober", "апреля") begins with its
+	// abbreviation.
+	if len(w) > 12 || bytes.ContainsFunc(w, func(r rune) bool { return !unicode.IsLetter(r) }) {
+		return 0, false
+	}
+	for m, names := range localMonths {
+		for _, name := range names {
+			if len(w) > len(name) && bytes.EqualFold(w[:len(name)], []byte(name)) {
+				return time.Month(m + 1), true
+			}
+		}
+	}
 	return 0, false
 }
 
 // localDate reads the date of a stamp whose clock ends at c in b, its
 // month in another language ("дек 06 14:58:14", "[四 4月 17 22:43:41
-// 2025]"): the month's word and the day before the clock, the year after
-// it when there is one (dmesg -T, OpenWrt), else year. The zero time when
-// the month's word is not one localMonth knows.
+// 2025]", "[dim. 19 avril 18:03:30 2026]"): the month's word and the day
+// before the clock, in either order, the year after it when there is one
+// (dmesg -T, OpenWrt), else year. The zero time when the month's word is
+// not one localMonth knows.
 func localDate(b []byte, c, year int, loc *time.Location) time.Time {
 	start := c - 8
 	h, m, sec, nsec, n, ok := parseClock(b[start:])
 	if !ok || start < 4 || b[start-1] != ' ' {
 		return time.Time{}
 	}
-	d := start - 1
-	for d > 0 && isDigit(b[d-1]) {
-		d--
+	mon, day, ok := monthDay(b[:start-1])
+	if !ok {
+		mon, day, ok = dayMonth(b[:start-1])
 	}
-	day, used := parseUint(b[d : start-1])
-	if used == 0 || day < 1 || day > 31 || d < 2 || b[d-1] != ' ' {
-		return time.Time{}
-	}
-	// The month's word ends at the spaces before the day (two before a
-	// day of one digit: "9月  3").
-	e := d - 1
-	for e > 0 && b[e-1] == ' ' {
-		e--
-	}
-	w := e
-	for w > 0 && b[w-1] != ' ' && b[w-1] != '[' {
-		w--
-	}
-	mon, ok := localMonth(b[w:e])
 	if !ok {
 		return time.Time{}
 	}
@@ -381,17 +381,82 @@ func localDate(b []byte, c, year int, loc *time.Location) time.Time {
 	if y, used := parseUint(after[skipSpaces(after, 0):]); used == 4 && len(after) > 0 && after[0] == ' ' {
 		year = int(y)
 	}
-	return time.Date(year, mon, int(day), h, m, sec, nsec, loc)
+	return time.Date(year, mon, day, h, m, sec, nsec, loc)
+}
+
+// monthDay reads the month's word and the day that end b ("дек 06",
+// "4月 17", two spaces before a day of one digit: "9月  3").
+func monthDay(b []byte) (time.Month, int, bool) {
+	d := len(b)
+	for d > 0 && isDigit(b[d-1]) {
+		d--
+	}
+	day, used := parseUint(b[d:])
+	if used == 0 || day < 1 || day > 31 || d < 2 || b[d-1] != ' ' {
+		return 0, 0, false
+	}
+	e := d - 1
+	for e > 0 && b[e-1] == ' ' {
+		e--
+	}
+	mon, ok := monthWordEnding(b[:e])
+	return mon, int(day), ok
+}
+
+// dayMonth reads the day and the month's word that end b ("dim. 19 avril",
+// "So 4. Oktober").
+func dayMonth(b []byte) (time.Month, int, bool) {
+	mon, ok := monthWordEnding(b)
+	if !ok {
+		return 0, 0, false
+	}
+	e := len(b)
+	for e > 0 && b[e-1] != ' ' && b[e-1] != '[' {
+		e--
+	}
+	for e > 0 && b[e-1] == ' ' {
+		e--
+	}
+	if e > 0 && b[e-1] == '.' {
+		e-- // German: "4. Oktober"
+	}
+	d := e
+	for d > 0 && isDigit(b[d-1]) {
+		d--
+	}
+	day, used := parseUint(b[d:e])
+	if used == 0 || used > 2 || day < 1 || day > 31 || d > 0 && b[d-1] != ' ' && b[d-1] != '[' {
+		return 0, 0, false
+	}
+	return mon, int(day), true
+}
+
+// monthWordEnding reads the month's word that ends b, after a space or a
+// '['.
+func monthWordEnding(b []byte) (time.Month, bool) {
+	w := len(b)
+	for w > 0 && b[w-1] != ' ' && b[w-1] != '[' {
+		w--
+	}
+	if w == len(b) {
+		return 0, false
+	}
+	return localMonth(b[w:])
 }
 
 // clockEnd returns where the first hh:mm:ss time in b that follows a day
 // of the month ("17 22:43:41") ends, -1 when there is none.
 func clockEnd(b []byte) int {
 	for i := 2; i+8 <= len(b); i++ {
-		if b[i-1] == ' ' && isDigit(b[i-2]) && (i == 2 || b[i-3] == ' ' || isDigit(b[i-3]) && (i == 3 || b[i-4] == ' ')) &&
-			b[i+2] == ':' && b[i+5] == ':' && isDigit(b[i]) && isDigit(b[i+1]) &&
+		if b[i-1] == ' ' && b[i+2] == ':' && b[i+5] == ':' && isDigit(b[i]) && isDigit(b[i+1]) &&
 			isDigit(b[i+3]) && isDigit(b[i+4]) && isDigit(b[i+6]) && isDigit(b[i+7]) {
-			return i + 8
+			if isDigit(b[i-2]) && (i == 2 || b[i-3] == ' ' || isDigit(b[i-3]) && (i == 3 || b[i-4] == ' ')) {
+				return i + 8
+			}
+			// A day before the month's word: "dim. 19 avril 18:03:30".
+			if _, _, ok := dayMonth(b[:i-1]); ok {
+				return i + 8
+			}
 		}
 	}
 	return -1
