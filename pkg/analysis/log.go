@@ -23,6 +23,7 @@ type LogStats struct {
 	Records    int64 // kernel records (any rendering)
 	Recognised int64 // records in a kernel rendering (kmsg, dmesg, syslog)
 	Events     int64 // events emitted
+	Repeats    int64 // reports skipped as copies of one already read
 	Assembler  oom.Stats
 	// LongLines counts lines over kernlog.MaxLineBytes, skipped;
 	// LongLineErrs says which (the first maxLongLineErrs of them).
@@ -88,6 +89,7 @@ func ReadLogIn(in io.Reader, year int, loc *time.Location, opts StreamOptions, e
 	st.Lines = rd.Line()
 	asm.Flush()
 	stream.Flush()
+	st.Repeats = stream.Repeats()
 	st.Assembler = asm.Stats()
 	if err := rd.Err(); err != nil {
 		return st, err

@@ -54,7 +54,29 @@ type Stream struct {
 	basis clockBasis
 	now   float64
 	nowOK bool
+	// seen are the recent victims' kill lines (see killPrint), a ring of
+	// maxSeen, kept across boots; repeats counts the reports skipped as
+	// copies of one already taken.
+	seen    [maxSeen]killPrint
+	nseen   int
+	repeats int64
 }
+
+// killPrint tells one kill line from any other: the victim's PID, name
+// and anon-rss, the line's sequence number (-1 in renderings without one),
+// and when the kernel printed it (monotonic, else wall time, in
+// nanoseconds).
+type killPrint struct {
+	pid     int
+	comm    string
+	anonKB  int64
+	seq     int64
+	at      int64
+	hasMono bool
+}
+
+// maxSeen bounds the kill lines a Stream remembers to find repeats.
+const maxSeen = 256
 
 // clockBasis is the clock a Stream compares reports by.
 type clockBasis uint8
@@ -93,8 +115,14 @@ func NewStream(opts StreamOptions, emit func(Event)) *Stream {
 	return &Stream{opts: opts, emit: emit, pids: map[int]string{}}
 }
 
-// Add takes the next report.
+// Add takes the next report. A copy of a report already taken (a log
+// pasted twice, or quoted in a reply after its first showing: every kill
+// line the same, to the microsecond) is counted in Repeats and skipped.
 func (s *Stream) Add(r *oom.Report) {
+	if s.repeat(r) {
+		s.repeats++
+		return
+	}
 	if r.HasMono {
 		if s.lastOK && r.Mono < s.last {
 			// The clock went back: a new boot, where PIDs mean other processes.
@@ -116,6 +144,52 @@ func (s *Stream) Add(r *oom.Report) {
 	s.learn(r)
 	s.held = append(s.held, r)
 	s.release(false)
+}
+
+// Repeats returns how many reports Add skipped as copies.
+func (s *Stream) Repeats() int64 { return s.repeats }
+
+// repeat tells whether every kill line of r was seen before, and
+// remembers them otherwise. A report without a kill line, or one whose kill
+// line has no time, is never a repeat.
+func (s *Stream) repeat(r *oom.Report) bool {
+	if len(r.Victims) == 0 {
+		return false
+	}
+	all := true
+	for i := range r.Victims {
+		p, ok := printOf(&r.Victims[i])
+		if !ok {
+			return false
+		}
+		if all && !slices.Contains(s.seen[:min(s.nseen, maxSeen)], p) {
+			all = false
+		}
+	}
+	if all {
+		return true
+	}
+	for i := range r.Victims {
+		p, _ := printOf(&r.Victims[i])
+		s.seen[s.nseen%maxSeen] = p
+		s.nseen++
+	}
+	return false
+}
+
+// printOf returns the print of a victim's kill line; ok is false when the
+// line carried no time.
+func printOf(v *oom.Victim) (killPrint, bool) {
+	p := killPrint{pid: v.PID, comm: v.Comm, anonKB: v.AnonKB, seq: v.Seq}
+	switch {
+	case v.HasMono:
+		p.at, p.hasMono = int64(v.Mono), true
+	case !v.Wall.IsZero():
+		p.at = v.Wall.UnixNano()
+	default:
+		return p, false
+	}
+	return p, true
 }
 
 // NewBoot tells the stream that the reports after this belong to another

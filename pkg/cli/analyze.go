@@ -180,6 +180,9 @@ func analyzeOne(name string, stdin io.Reader, stderr io.Writer, year int, loc *t
 	if more := st.LongLines - int64(len(st.LongLineErrs)); more > 0 {
 		fmt.Fprintf(stderr, "oomctl analyze: warning: %s: %d more over-long lines skipped\n", displayName(name), more)
 	}
+	if st.Repeats > 0 {
+		fmt.Fprintf(stderr, "oomctl analyze: %s: %d report(s) skipped as copies of one already read (every kill line the same, to its time)\n", displayName(name), st.Repeats)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", displayName(name), err)
 	}
