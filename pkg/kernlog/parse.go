@@ -229,6 +229,9 @@ func parseLoose(b []byte, rec *Record, year int, loc *time.Location) (Format, bo
 	if msg, ok := afterPipedKernel(b); ok {
 		return finishSyslog(rec, msg), true
 	}
+	if f, ok := behindWords(b, rec); ok {
+		return f, true
+	}
 	c := clockEnd(b[:min(len(b), 48)])
 	if c < 0 {
 		return 0, false
@@ -274,6 +277,40 @@ func parseLoose(b []byte, rec *Record, year int, loc *time.Location) (Format, bo
 			return 0, false
 		}
 		rest = rest[end:]
+	}
+	return 0, false
+}
+
+// behindWords reads a dmesg line behind a syslog template's or a log
+// shipper's prefix of one to three words without brackets or colons
+// ("1720128512 node-7 [42201.484624] msg": a Unix time and a host). The
+// stamp must follow the words at once and a message follow it.
+func behindWords(b []byte, rec *Record) (Format, bool) {
+	i := 0
+	for range 3 {
+		j := i
+		for j < len(b) && b[j] != ' ' && b[j] != '\t' {
+			if c := b[j]; c == '[' || c == ']' || c == ':' || c == '(' || c == ')' || !isGraphicASCII(c) {
+				return 0, false
+			}
+			j++
+		}
+		if j == i || j-i > 64 || j == len(b) {
+			return 0, false
+		}
+		i = j
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+			i++
+		}
+		if i < len(b) && b[i] == '[' {
+			mono, n := parseMonoStamp(b[i:])
+			if n == 0 || i+n >= len(b) {
+				return 0, false
+			}
+			rec.Mono, rec.HasMono = mono, true
+			rec.Message = b[i+n:]
+			return FormatDmesg, true
+		}
 	}
 	return 0, false
 }
