@@ -58,13 +58,45 @@ type Assets struct {
 	BusyboxPackage string `json:"busybox_package"`
 }
 
+// KernelEnv names a Debian kernel metapackage to use instead of
+// KernelMetaPackage ("linux-image-6.12-cloud-amd64"), or a kernel image
+// package itself ("linux-image-6.12.113+deb12-cloud-amd64-unsigned"), to
+// run the same tests on another kernel; its assets are cached apart, in a
+// directory of its name under the cache dir.
+const KernelEnv = "OOMWATCH_E2E_KERNEL"
+
 // CacheDir returns the asset cache directory: $OOMWATCH_E2E_CACHE, or
-// DefaultCacheDir.
+// DefaultCacheDir, with $OOMWATCH_E2E_KERNEL's directory under it when
+// that is set.
 func CacheDir() string {
-	if d := os.Getenv(CacheEnv); d != "" {
-		return d
+	d := DefaultCacheDir
+	if e := os.Getenv(CacheEnv); e != "" {
+		d = e
 	}
-	return DefaultCacheDir
+	if k := kernelOverride(); k != "" {
+		d = filepath.Join(d, k)
+	}
+	return d
+}
+
+// kernelOverride returns $OOMWATCH_E2E_KERNEL when it is a Debian package
+// name, "" when unset; any other value is refused by EnsureAssets.
+func kernelOverride() string {
+	return os.Getenv(KernelEnv)
+}
+
+// validPackage tells whether s is a Debian package name (policy 5.6.1:
+// lower-case letters, digits, '+', '-' and '.', starting alphanumeric).
+func validPackage(s string) bool {
+	if len(s) < 2 || len(s) > 128 || !(s[0] >= 'a' && s[0] <= 'z' || s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // manifestName is the file in the cache dir that records finished assets.
@@ -84,6 +116,9 @@ const manifestName = "assets.json"
 func EnsureAssets(ctx context.Context, logf func(string, ...any)) (Assets, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
+	}
+	if k := kernelOverride(); k != "" && !validPackage(k) {
+		return Assets{}, fmt.Errorf("%w: %s=%q is not a Debian package name", ErrAssets, KernelEnv, k)
 	}
 	dir := CacheDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -188,9 +223,18 @@ func fetchAssets(ctx context.Context, a *apt, dir string) (Assets, error) {
 	if err := a.update(ctx); err != nil {
 		return Assets{}, err
 	}
-	kpkg, err := a.firstDepends(ctx, KernelMetaPackage)
+	meta := KernelMetaPackage
+	if k := kernelOverride(); k != "" {
+		meta = k
+	}
+	// A metapackage names the kernel as its first dependency; a kernel
+	// image package depends on tools (kmod) and is the kernel itself.
+	kpkg, err := a.firstDepends(ctx, meta)
 	if err != nil {
 		return Assets{}, err
+	}
+	if !strings.HasPrefix(kpkg, "linux-image-") {
+		kpkg = meta
 	}
 	kdir, kname, err := fetchPackage(ctx, a, dir, kpkg, "./boot/")
 	if err != nil {

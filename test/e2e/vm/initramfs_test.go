@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -154,5 +155,26 @@ func TestParseFirstDepends(t *testing.T) {
 				t.Errorf("got %q, %v; want %q, error %v", got, err, tt.want, tt.err)
 			}
 		})
+	}
+}
+
+// TestKernelOverride: OOMWATCH_E2E_KERNEL names a package, cached apart;
+// anything that is not a package name (an option, a path) is refused
+// before apt sees it.
+func TestKernelOverride(t *testing.T) {
+	t.Setenv(CacheEnv, "/c")
+	t.Setenv(KernelEnv, "")
+	if d := CacheDir(); d != "/c" {
+		t.Errorf("cache dir %q", d)
+	}
+	t.Setenv(KernelEnv, "linux-image-6.12.113+deb12-cloud-amd64-unsigned")
+	if d := CacheDir(); d != "/c/linux-image-6.12.113+deb12-cloud-amd64-unsigned" {
+		t.Errorf("cache dir %q", d)
+	}
+	for _, bad := range []string{"-o", "../x", "Linux", "a b", "x/y", "l"} {
+		t.Setenv(KernelEnv, bad)
+		if _, err := EnsureAssets(t.Context(), nil); !errors.Is(err, ErrAssets) || !strings.Contains(err.Error(), "not a Debian package name") {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }
