@@ -36,9 +36,13 @@ type Holder struct {
 	PID      int
 	Comm     string
 	RSSBytes int64
-	Adj      int
-	HasAdj   bool
-	Cgroup   string
+	// SharedBytes is the part of RSSBytes in file and shmem pages, which
+	// the other processes of a workload may map too (HasShared: known).
+	SharedBytes int64
+	HasShared   bool
+	Adj         int
+	HasAdj      bool
+	Cgroup      string
 	// Seconds is when the holder was seen: kernel monotonic seconds, or,
 	// in a log whose rendering has no monotonic time, the wall clock's
 	// (Unix seconds).
@@ -379,12 +383,12 @@ func (hs *reportHolders) At(i int) Holder {
 				own = r.Victims[k].Cgroup
 			}
 		}
-		return Holder{PID: t.PID, Comm: t.Comm, RSSBytes: t.RSSBytes, Adj: t.OOMScoreAdj,
-			HasAdj: t.HasAdj, Cgroup: hs.cg(t.PID, own), Seconds: r.Mono.Seconds()}
+		return Holder{PID: t.PID, Comm: t.Comm, RSSBytes: t.RSSBytes, SharedBytes: t.SharedBytes, HasShared: t.HasShared,
+			Adj: t.OOMScoreAdj, HasAdj: t.HasAdj, Cgroup: hs.cg(t.PID, own), Seconds: r.Mono.Seconds()}
 	}
 	v := &r.Victims[hs.extra[i-len(r.Tasks)]]
-	return Holder{PID: v.PID, Comm: v.Comm, RSSBytes: v.RSSBytes, Adj: v.OOMScoreAdj,
-		HasAdj: v.HasAdj, Cgroup: hs.cg(v.PID, v.Cgroup), Seconds: v.Mono.Seconds()}
+	return Holder{PID: v.PID, Comm: v.Comm, RSSBytes: v.RSSBytes, SharedBytes: v.SharedBytes, HasShared: v.HasShared,
+		Adj: v.OOMScoreAdj, HasAdj: v.HasAdj, Cgroup: hs.cg(v.PID, v.Cgroup), Seconds: v.Mono.Seconds()}
 }
 
 func (hs *reportHolders) pid(i int) int {
@@ -556,6 +560,15 @@ func sandboxVictim(ev *Event, scope string) bool {
 	return scope == ScopePod && v.Comm == "pause" && v.Workload.WorkloadKind == string(workload.KindContainer)
 }
 
+// triggerInVictimUnit tells whether the trigger ran in the victim's own
+// workload: a thread of the victim's process (its name and ID are the
+// thread's, not the process's: Chrome's "Chrome_ChildIOT") or a sibling
+// task, which is no other workload to blame.
+func triggerInVictimUnit(ev *Event, scope, victimKey string) bool {
+	t := ev.Trigger
+	return t != nil && t.Cgroup != "" && unitKey(Holder{PID: t.PID, Cgroup: t.Cgroup}, scope) == victimKey
+}
+
 // triggerIsOther tells whether the trigger is known to be another process
 // than the victim.
 func triggerIsOther(t *oom.Trigger, v *oom.Victim) bool {
@@ -693,7 +706,7 @@ func judgeWithoutDump(ev *Event, r *oom.Report, ctx Context, own *Culprit, victi
 		return own, others
 	}
 	vi := r.Victim()
-	if t := r.Trigger; t != nil && vi.HasAdj && vi.OOMScoreAdj > 0 && triggerIsOther(t, vi) {
+	if t := r.Trigger; t != nil && vi.HasAdj && vi.OOMScoreAdj > 0 && triggerIsOther(t, vi) && !triggerInVictimUnit(ev, scope, victimKey) {
 		return &Culprit{PID: t.PID, Comm: t.Comm, Tasks: 1, Source: SourceTrigger, Workload: ev.Trigger.Workload}, others
 	}
 	return own, others

@@ -96,12 +96,23 @@ type unit struct {
 // place in the holder list, and its workload is made only for the units
 // asked for. It holds no pointer.
 type tally struct {
-	pid    int
-	rss    int64
-	topRSS int64
-	tasks  int32
-	top    int32 // the largest task's place in the holder list
-	first  int32 // the unit's place in the order first seen
+	pid int
+	// rss is the unit's memory: private plus shared, where private sums
+	// its tasks' RSS less their shared part (file and shmem pages, when
+	// the report tells it), and shared is the largest such part of one
+	// task. The tasks of one workload map the same files (a binary, its
+	// libraries, a tmpfs, a shared memory segment): summing each one's
+	// RSS counts those pages once per task, so that 2,000 workers of one
+	// binary would hold 2,000 copies of it. Counting the largest once is
+	// what the report allows (it has no per-page sharing); for one task,
+	// rss is its RSS.
+	rss     int64
+	private int64
+	shared  int64
+	topRSS  int64
+	tasks   int32
+	top     int32 // the largest task's place in the holder list
+	first   int32 // the unit's place in the order first seen
 	// key is the unit's key in units.keys; -1 for a task whose cgroup is
 	// not known, a unit of its own PID ("pid:<pid>").
 	key int32
@@ -187,7 +198,7 @@ func (us *units) add(hs holderList, scope string) bool {
 			lastCgroup, last = h.Cgroup, u
 		}
 		t := &us.list[u]
-		t.rss += h.RSSBytes
+		t.add(h)
 		t.tasks++
 		if h.RSSBytes > t.topRSS || t.tasks == 1 {
 			// A pod's unit is named by its largest task's container, not
@@ -196,6 +207,17 @@ func (us *units) add(hs holderList, scope string) bool {
 		}
 	}
 	return true
+}
+
+// add counts a holder's memory into the unit (see tally.rss).
+func (t *tally) add(h Holder) {
+	if h.HasShared && h.SharedBytes >= 0 && h.SharedBytes <= h.RSSBytes {
+		t.private += h.RSSBytes - h.SharedBytes
+		t.shared = max(t.shared, h.SharedBytes)
+	} else {
+		t.private += h.RSSBytes
+	}
+	t.rss = t.private + t.shared
 }
 
 // keyUnit returns the unit of a holder of known cgroup, added if new.

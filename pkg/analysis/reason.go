@@ -29,6 +29,8 @@ func unknownWhy(ev *Event) string {
 		return "the log's task dump is cut (rows were left out at an elision), and of the rows it shows the victim's own workload held the most"
 	case victimAlone(ev):
 		return whyAlone
+	case c.RSSBytes == nil && ev.Victims[0].RSSBytes != nil:
+		return fmt.Sprintf("the report has no task dump, and gives no size but the victim's (%s)", Bytes(*ev.Victims[0].RSSBytes))
 	case c.RSSBytes == nil:
 		return "the report gives no memory sizes to compare"
 	case ev.Victims[0].Cgroup == "":

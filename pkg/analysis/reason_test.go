@@ -368,3 +368,35 @@ func TestUnlimitedIsNoLimit(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 }
+
+// TestTriggerThreadOfVictim: without a task dump, a trigger of another
+// name in the victim's own limited cgroup (Chrome's thread
+// "Chrome_ChildIOT" of chrome-headless) is the victim's own workload, not
+// a culprit; one in another workload under the limit still is named.
+func TestTriggerThreadOfVictim(t *testing.T) {
+	const scope = "/user.slice/user-1000.slice/user@1000.service/app.slice/run-p2684493-i11077323.scope"
+	read := func(taskMemcg string) Event {
+		t.Helper()
+		lines := []string{
+			"[  10.000001] Chrome_ChildIOT invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=300",
+			"[  10.000002] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=" + scope + ",task_memcg=" + taskMemcg + ",task=chrome-headless,pid=2684673,uid=1000",
+			"[  10.000003] Memory cgroup out of memory: Killed process 2684673 (chrome-headless) total-vm:1525638952kB, anon-rss:3068976kB, file-rss:81840kB, shmem-rss:0kB, UID:1000 pgtables:9000kB oom_score_adj:300",
+		}
+		var evs []Event
+		if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 {
+			t.Fatalf("events %+v", evs)
+		}
+		return evs[0]
+	}
+	ev := read(scope)
+	if c := ev.Culprit; c == nil || c.PID != 2684673 || c.Source != SourceVictims || ev.CollateralVerdict != CollateralUnknown {
+		t.Errorf("trigger in the victim's cgroup: culprit %+v, %s: %s", c, ev.CollateralVerdict, ev.Reason)
+	}
+	ev = read(scope + "/child")
+	if c := ev.Culprit; c == nil || c.Source != SourceTrigger || !strings.Contains(ev.Reason, "gives no size but the victim's (3.0 GiB)") {
+		t.Errorf("trigger elsewhere under the limit: culprit %+v: %s", c, ev.Reason)
+	}
+}

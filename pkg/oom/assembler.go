@@ -152,7 +152,9 @@ func (a *Assembler) Skip(rec *kernlog.Record) bool {
 func (a *Assembler) unwrap(rec *kernlog.Record) bool {
 	if a.wrap.pending {
 		a.wrap.pending = false
-		if rec.Seq == kernlog.NoSeq && !rec.HasMono && rec.Wall.IsZero() && rec.Priority < 0 && len(rec.Message) > 0 {
+		bare := a.wrap.rec.Seq == kernlog.NoSeq && !a.wrap.rec.HasMono && a.wrap.rec.Wall.IsZero()
+		if rec.Seq == kernlog.NoSeq && !rec.HasMono && rec.Wall.IsZero() && rec.Priority < 0 && len(rec.Message) > 0 &&
+			(!bare || killRest(rec.Message)) {
 			joined := a.wrap.rec
 			joined.Message = joinWrapped(a.wrap.buf, rec.Message)
 			a.refeed(&joined)
@@ -160,8 +162,9 @@ func (a *Assembler) unwrap(rec *kernlog.Record) bool {
 		}
 		a.refeed(&a.wrap.rec)
 	}
-	if (rec.HasMono || !rec.Wall.IsZero()) && rec.Priority < 8 && mayBeReport(rec.Message) &&
-		(bytes.Contains(rec.Message, bKilledProc) && !bytes.Contains(rec.Message, bAnonRSS) || killCut(rec.Message)) {
+	if rec.Priority < 8 && mayBeReport(rec.Message) &&
+		(bytes.Contains(rec.Message, bKilledProc) && !bytes.Contains(rec.Message, bAnonRSS) || killCut(rec.Message)) &&
+		(rec.HasMono || !rec.Wall.IsZero() || bytes.HasSuffix(bytes.TrimRight(rec.Message, " "), []byte(","))) {
 		a.wrap.pending = true
 		a.wrap.buf = append(a.wrap.buf[:0], rec.Message...)
 		a.wrap.rec = *rec
@@ -169,6 +172,16 @@ func (a *Assembler) unwrap(rec *kernlog.Record) bool {
 		return true
 	}
 	return false
+}
+
+// killRest tells whether a bare line is the rest of a kill line that a
+// paste of bare messages wrapped after a comma ("Killed process 835214
+// (mytask) total-vm:787716604kB," / "  anon-rss:787536152kB, ..."): it
+// begins with one of the kill line's sizes.
+func killRest(msg []byte) bool {
+	msg = bytes.TrimLeft(msg, " \t")
+	return bytes.HasPrefix(msg, bAnonRSS) || bytes.HasPrefix(msg, []byte("total-vm:")) ||
+		bytes.HasPrefix(msg, []byte("file-rss:")) || bytes.HasPrefix(msg, []byte("shmem-rss:"))
 }
 
 // killCut tells whether a kill or selection line was wrapped before its
@@ -729,7 +742,11 @@ func (a *Assembler) settle(r *Report) {
 		r.PageSize = ps
 	}
 	for i := range r.Tasks {
-		r.Tasks[i].RSSBytes = r.Tasks[i].RSSPages * r.PageSize
+		t := &r.Tasks[i]
+		t.RSSBytes = t.RSSPages * r.PageSize
+		if t.HasShared {
+			t.SharedBytes *= r.PageSize // staged in pages
+		}
 	}
 	if s := r.Summary; s != nil && s.TaskMemcg != "" && (s.PID == v.PID || s.PID == 0 || threadOfVictim(r, s.PID)) {
 		v.Cgroup = s.TaskMemcg

@@ -78,3 +78,64 @@ func TestDumpCutAtElision(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedFromDumpAndKillLine: a 6.x dump's rss_file and rss_shmem,
+// and a kill line's file-rss and shmem-rss, are the task's shared part,
+// in bytes; a dump without the split leaves it unknown.
+func TestSharedFromDumpAndKillLine(t *testing.T) {
+	lines := []string{
+		"[ 50.100000] hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+		"[ 50.100001] [  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents oom_score_adj name",
+		"[ 50.100002] [    655]     0   655      565      331        0        0       331    36864        0          1000 sleep",
+		"[ 50.100003] [   2309]     0  2309   345481    40144    39722        0       422   401408        0             2 hog",
+		"[ 50.100004] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/k,task_memcg=/k/a,task=sleep,pid=655,uid=0",
+		"[ 50.100005] Memory cgroup out of memory: Killed process 655 (sleep) total-vm:2260kB, anon-rss:0kB, file-rss:0kB, shmem-rss:1324kB, UID:0 pgtables:40kB oom_score_adj:1000",
+	}
+	reps, _ := feed(t, Options{}, lines...)
+	if len(reps) != 1 {
+		t.Fatalf("%d reports", len(reps))
+	}
+	r := reps[0]
+	if r.PageSize != 4096 || len(r.Tasks) != 2 {
+		t.Fatalf("page size %d, %d tasks", r.PageSize, len(r.Tasks))
+	}
+	if s := r.Tasks[0]; !s.HasShared || s.SharedBytes != 331*4096 || s.RSSBytes != 331*4096 {
+		t.Errorf("sleep row %+v", s)
+	}
+	if h := r.Tasks[1]; !h.HasShared || h.SharedBytes != 422*4096 {
+		t.Errorf("hog row %+v", h)
+	}
+	if v := r.Victims[0]; !v.HasShared || v.SharedBytes != 1324<<10 {
+		t.Errorf("victim %+v", v.Task)
+	}
+	old, _ := feed(t, Options{}, nodeReport(1, 1000, 3, 1001)...)
+	if len(old) != 1 || old[0].Tasks[0].HasShared {
+		t.Errorf("a dump without rss_anon: %+v", old[0].Tasks)
+	}
+}
+
+// TestBareKillLineWrappedAfterComma: a paste of bare messages (no
+// timestamps) that wrapped a kill line after a comma keeps its sizes; a
+// bare kill line followed by anything else is read alone.
+func TestBareKillLineWrappedAfterComma(t *testing.T) {
+	for _, tc := range []struct {
+		rest    string
+		wantRSS int64
+	}{
+		{"anon-rss:787536152kB, file-rss:64kB, shmem-rss:0kB, UID:0", (787536152 + 64) << 10},
+		{"  anon-rss:116204928kB, file-rss:18432kB, shmem-rss:0kB, pgtables:17728kB", (116204928 + 18432) << 10},
+		{"oom_reaper: reaped process 835214 (mytask), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB", 0},
+	} {
+		reps, _ := feed(t, Options{},
+			"mytask invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+			"Out of memory: Killed process 835214 (mytask) total-vm:787716604kB,",
+			tc.rest)
+		if len(reps) != 1 || len(reps[0].Victims) != 1 {
+			t.Fatalf("%q: %d reports", tc.rest, len(reps))
+		}
+		v := reps[0].Victims[0]
+		if v.PID != 835214 || v.RSSBytes != tc.wantRSS || v.HasRSS != (tc.wantRSS > 0) {
+			t.Errorf("%q: victim %+v", tc.rest, v)
+		}
+	}
+}

@@ -538,6 +538,9 @@ func parseKilled(msg string) (Victim, bool) {
 	if strings.Contains(rest, "anon-rss:") {
 		v.RSSBytes = (v.AnonKB + v.FileKB + v.ShmemKB) * 1024
 		v.HasRSS = true
+		if strings.Contains(rest, "file-rss:") {
+			v.SharedBytes, v.HasShared = (v.FileKB+v.ShmemKB)*1024, true
+		}
 	}
 	if uid, ok := intAfter(rest, "UID:"); ok {
 		v.UID, v.HasUID = uid, true

@@ -10,7 +10,7 @@ import "time"
 // trigger, or a killed process.
 //
 // A dump holds a Task per row, up to tens of thousands, so a Task is kept
-// small (64 bytes): the flags together at the end, and the cgroup, which
+// small (72 bytes): the flags together at the end, and the cgroup, which
 // the kernel prints for killed processes only, in Victim.
 type Task struct {
 	PID  int
@@ -24,9 +24,14 @@ type Task struct {
 	RSSBytes int64
 	// OOMScoreAdj is the task's oom_score_adj; valid when HasAdj.
 	OOMScoreAdj int
+	// SharedBytes is the part of RSSBytes in file and shmem pages, which
+	// other processes may map too (the dump's rss_file and rss_shmem on
+	// 6.x kernels, a kill line's file-rss and shmem-rss); valid when
+	// HasShared.
+	SharedBytes int64
 	// HasUID, HasRSS and HasAdj tell which of UID, RSSPages and RSSBytes,
 	// and OOMScoreAdj are known.
-	HasUID, HasRSS, HasAdj bool
+	HasUID, HasRSS, HasAdj, HasShared bool
 }
 
 // Victim is a process the kernel killed.

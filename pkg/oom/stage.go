@@ -117,6 +117,11 @@ func (d *taskDump) tasks() []Task {
 		t.PID, t.Comm = int(row.pid), chunks[chunk][start:row.commEnd]
 		t.UID, t.RSSPages, t.OOMScoreAdj = int(row.uid), row.rssPages, int(row.adj)
 		t.HasUID, t.HasRSS, t.HasAdj = true, true, true
+		if d.hasAnon && row.anonPages <= row.rssPages {
+			// rss is rss_anon + rss_file + rss_shmem: the rest is
+			// shared (in pages until the page size is known).
+			t.SharedBytes, t.HasShared = row.rssPages-row.anonPages, true
+		}
 		start = row.commEnd
 	}
 	return out
