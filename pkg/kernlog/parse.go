@@ -127,6 +127,17 @@ func ParseLine(line []byte, rec *Record, afterKmsg bool, year int, loc *time.Loc
 				return f
 			}
 		}
+		// A time of day alone, before a syslog line's host or a message:
+		// "12:00:52 msg" (its date is not known: no time is kept).
+		if _, _, _, _, n, ok := parseClock(rest); ok && (n == 8 || n >= 12) && n < len(rest)-1 && rest[n] == ' ' && rest[n+1] != ' ' {
+			// (A fraction has 3 digits or more: "00:02:00.0" is a PCI
+			// address.)
+			if f, ok := syslogAfter(rec, rest[n+1:], time.Time{}); ok {
+				return f
+			}
+			rec.Message = rest[n+1:]
+			return FormatDmesg
+		}
 	case len(rest) > 0 && rest[0] >= 'A' && rest[0] <= 'Z':
 		// journalctl -o short-full: "Sat 2025-12-06 06:44:17 UTC host
 		// kernel: msg".

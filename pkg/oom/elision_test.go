@@ -139,3 +139,17 @@ func TestBareKillLineWrappedAfterComma(t *testing.T) {
 		}
 	}
 }
+
+// TestProcRefWithoutSpace: "Killed process 25507(oom01)", as a patched
+// kernel printed it, names the process as "25507 (oom01)" does.
+func TestProcRefWithoutSpace(t *testing.T) {
+	v, ok := parseKilled("Out of memory: Killed process 25507(oom01) total-vm:6324780kB, anon-rss:5647168kB, file-rss:0kB, shmem-rss:0kB,UID:0 pgtables:11395072kB oom_score_adj:0")
+	if !ok || v.PID != 25507 || v.Comm != "oom01" || v.AnonKB != 5647168 {
+		t.Fatalf("%+v, %v", v, ok)
+	}
+	for _, bad := range []string{"Out of memory: Killed process (x) total-vm:1kB", "Out of memory: Killed process 12x (x) total-vm:1kB", "Out of memory: Killed process 0(x) total-vm:1kB"} {
+		if _, ok := parseKilled(bad); ok {
+			t.Errorf("%q read", bad)
+		}
+	}
+}

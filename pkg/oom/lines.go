@@ -478,15 +478,16 @@ func isSummaryKey(k string) bool {
 // parseProcRef reads "N (comm)" at the start of s, returning the rest.
 // N is a PID, never 0 or negative.
 func parseProcRef(s string) (pid int, comm, rest string, ok bool) {
-	sp := strings.IndexByte(s, ' ')
-	if sp < 0 {
-		return 0, "", "", false
+	n := 0
+	for n < len(s) && n < 10 && s[n] >= '0' && s[n] <= '9' {
+		n++
 	}
-	pid, err := strconv.Atoi(s[:sp])
+	pid, err := strconv.Atoi(s[:n])
 	if err != nil || pid <= 0 {
 		return 0, "", "", false
 	}
-	s = s[sp+1:]
+	// "N (x)", or "N(x)" as some patched kernels print it.
+	s = strings.TrimPrefix(s[n:], " ")
 	if !strings.HasPrefix(s, "(") {
 		return 0, "", "", false
 	}
