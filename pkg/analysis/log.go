@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/oomwatch/oomwatch/pkg/kernlog"
@@ -24,7 +25,11 @@ type LogStats struct {
 	Recognised int64 // records in a kernel rendering (kmsg, dmesg, syslog)
 	Events     int64 // events emitted
 	Repeats    int64 // reports skipped as copies of one already read
-	Assembler  oom.Stats
+	// Unkilled describes the first maxUnkilled reports that ended without
+	// a kill (Assembler.Abandoned counts them all): when and who invoked
+	// the OOM killer.
+	Unkilled  []string
+	Assembler oom.Stats
 	// LongLines counts lines over kernlog.MaxLineBytes, skipped;
 	// LongLineErrs says which (the first maxLongLineErrs of them).
 	LongLines    int64
@@ -33,6 +38,34 @@ type LogStats struct {
 
 // maxLongLineErrs bounds LogStats.LongLineErrs.
 const maxLongLineErrs = 5
+
+// maxUnkilled bounds LogStats.Unkilled.
+const maxUnkilled = 5
+
+// unkilled describes a report without a kill: "at +29925.400s (uptime),
+// nfsd (pid 4242) invoked the OOM killer".
+func unkilled(r *oom.Report) string {
+	var b strings.Builder
+	switch {
+	case !r.Wall.IsZero():
+		b.WriteString("at " + r.Wall.UTC().Format(time.RFC3339))
+	case r.HasMono:
+		fmt.Fprintf(&b, "at +%.3fs (uptime)", r.Mono.Seconds())
+	case r.Seq >= 0:
+		fmt.Fprintf(&b, "at sequence %d", r.Seq)
+	default:
+		b.WriteString("(no time)")
+	}
+	switch t := r.Trigger; {
+	case t != nil && t.PID > 0:
+		fmt.Fprintf(&b, ", %s (pid %d) invoked the OOM killer", t.Comm, t.PID)
+	case t != nil:
+		fmt.Fprintf(&b, ", %s invoked the OOM killer", t.Comm)
+	default:
+		b.WriteString(", a report whose start is missing")
+	}
+	return b.String()
+}
 
 // ReadLog reads a kernel log in any mix of renderings and calls emit for
 // every OOM kill, in order. It streams: memory does not grow with the input.
@@ -55,7 +88,11 @@ func ReadLogIn(in io.Reader, year int, loc *time.Location, opts StreamOptions, e
 		st.Events++
 		emit(e)
 	})
-	asm := oom.NewAssembler(oom.Options{}, stream.Add)
+	asm := oom.NewAssembler(oom.Options{Abandoned: func(r *oom.Report) {
+		if len(st.Unkilled) < maxUnkilled {
+			st.Unkilled = append(st.Unkilled, unkilled(r))
+		}
+	}}, stream.Add)
 	rd := kernlog.NewReader(in)
 	rd.Year = year
 	if loc != nil {

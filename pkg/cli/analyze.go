@@ -95,7 +95,7 @@ func runAnalyze(ctx context.Context, io IO, output string, a analyzeFlags, files
 			tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tKIND\tVICTIM\tRSS\tREQ/LIMIT\tCOLLATERAL\tCULPRIT")
 		}
-		fmt.Fprintln(tw, tableRow(e, output == "wide"))
+		fmt.Fprintln(tw, termSafe(tableRow(e, output == "wide")))
 	}
 	for _, name := range files {
 		if err := ctx.Err(); err != nil {
@@ -175,13 +175,19 @@ func analyzeOne(name string, stdin io.Reader, stderr io.Writer, year int, loc *t
 	}
 	st, err := analysis.ReadLogIn(in, year, loc, opts, emit)
 	for _, e := range st.LongLineErrs {
-		fmt.Fprintf(stderr, "oomctl analyze: warning: %s: %v\n", displayName(name), e)
+		termLine(stderr, "oomctl analyze: warning: %s: %v\n", displayName(name), e)
 	}
 	if more := st.LongLines - int64(len(st.LongLineErrs)); more > 0 {
-		fmt.Fprintf(stderr, "oomctl analyze: warning: %s: %d more over-long lines skipped\n", displayName(name), more)
+		termLine(stderr, "oomctl analyze: warning: %s: %d more over-long lines skipped\n", displayName(name), more)
 	}
 	if st.Repeats > 0 {
-		fmt.Fprintf(stderr, "oomctl analyze: %s: %d report(s) skipped as copies of one already read (every kill line the same, to its time)\n", displayName(name), st.Repeats)
+		termLine(stderr, "oomctl analyze: %s: %d report(s) skipped as copies of one already read (every kill line the same, to its time)\n", displayName(name), st.Repeats)
+	}
+	for _, u := range st.Unkilled {
+		termLine(stderr, "oomctl analyze: %s: an OOM report without a kill line %s (cut from this copy of the log, or nothing was killed)\n", displayName(name), u)
+	}
+	if more := st.Assembler.Abandoned - int64(len(st.Unkilled)); more > 0 {
+		termLine(stderr, "oomctl analyze: %s: %d more OOM reports without a kill line\n", displayName(name), more)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", displayName(name), err)

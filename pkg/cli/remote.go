@@ -340,7 +340,7 @@ func (p *printer) row(header, line string) {
 		fmt.Fprintln(p.tw, header)
 		p.header = header
 	}
-	fmt.Fprintln(p.tw, line)
+	fmt.Fprintln(p.tw, termSafe(line))
 }
 
 func (p *printer) flush() {

@@ -42,6 +42,10 @@ type Options struct {
 	// Forged, when set, is told of every record that reads like part of
 	// an OOM report but was written by userspace (facility not LOG_KERN).
 	Forged func(rec *kernlog.Record)
+	// Abandoned, when set, is told of every report closed without a kill
+	// (Stats.Abandoned), before it is dropped: its trigger and time say
+	// which. The report is the Assembler's: read it, do not keep it.
+	Abandoned func(r *Report)
 }
 
 func (o Options) withDefaults() Options {
@@ -614,6 +618,9 @@ func (a *Assembler) finish() {
 		a.dump.reset()
 		a.raw.reset()
 		a.stats.Abandoned++
+		if a.opts.Abandoned != nil {
+			a.opts.Abandoned(r)
+		}
 		return
 	}
 	r.Tasks, r.Lines = a.dump.tasks(), a.raw.strings()

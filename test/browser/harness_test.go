@@ -252,17 +252,29 @@ func browser(t *testing.T, path string) context.Context {
 		chromedp.WindowSize(1200, 900),
 		chromedp.UserDataDir(t.TempDir()),
 	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-	})
-	// The first action starts the browser.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start chromium: %v", err)
+	// The first action starts the browser. Chromium once exited at its
+	// start on this shared machine (CI, 2026-12-06: "chrome failed to
+	// start"; the test passed alone right after): a start is tried three
+	// times, and every failure is logged.
+	var errs []error
+	for range 3 {
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancel := chromedp.NewContext(actx)
+		if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+			cancel()
+			cancelAlloc()
+			t.Logf("start chromium: %v", err)
+			errs = append(errs, err)
+			continue
+		}
+		t.Cleanup(func() {
+			cancel()
+			cancelAlloc()
+		})
+		return ctx
 	}
-	return ctx
+	t.Fatalf("start chromium, three times: %v", errors.Join(errs...))
+	return nil
 }
 
 // do runs actions with a deadline, failing the test on error.
