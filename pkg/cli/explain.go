@@ -104,7 +104,7 @@ func runExplain(ctx context.Context, io IO, r *remote, limit int, all bool, pos 
 		fmt.Fprintf(io.Stderr, "no exits or OOM kills recorded for %s\n", s.subject())
 		return nil
 	}
-	s.print(out, entries, r.g.output == "wide")
+	s.print(termWriter{out}, entries, r.g.output == "wide")
 	return nil
 }
 

@@ -96,7 +96,7 @@ func explainEvent(ctx context.Context, io IO, r *remote, id string, all bool) er
 	if s.podName == "" && s.podUID == "" {
 		s.pod = "(unknown)"
 	}
-	s.print(out, s.list, r.g.output == "wide")
+	s.print(termWriter{out}, s.list, r.g.output == "wide")
 	return nil
 }
 

@@ -49,3 +49,14 @@ func unsafeRune(r rune) bool {
 func termLine(w io.Writer, format string, args ...any) {
 	fmt.Fprint(w, termSafe(fmt.Sprintf(format, args...)))
 }
+
+// termWriter applies termSafe to each write: for prose that fmt writes a
+// whole line or phrase at a time (a rune is never split across writes).
+type termWriter struct{ w io.Writer }
+
+func (t termWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(t.w, termSafe(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

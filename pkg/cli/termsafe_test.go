@@ -60,3 +60,14 @@ func TestAnalyzeNamesReportsWithoutKill(t *testing.T) {
 		t.Errorf("exit %d: %s", code, errOut)
 	}
 }
+
+func TestTermWriter(t *testing.T) {
+	var b strings.Builder
+	w := termWriter{&b}
+	if n, err := w.Write([]byte("reason: x\u009b2J y\n")); err != nil || n != len("reason: x\u009b2J y\n") {
+		t.Fatalf("%d, %v", n, err)
+	}
+	if b.String() != "reason: x\\xc2\\x9b2J y\n" {
+		t.Errorf("%q", b.String())
+	}
+}
