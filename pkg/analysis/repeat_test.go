@@ -51,3 +51,36 @@ func TestRepeatedReportSkipped(t *testing.T) {
 		t.Fatalf("repeats %d, %d events", st.Repeats, len(evs))
 	}
 }
+
+// TestUnreapedVictimStillHolds: a victim the oom_reaper could not empty
+// (its mlocked memory: "now anon-rss" as large as before) still held it
+// when the next kill came, and is that kill's culprit; one the reaper
+// emptied held nothing then.
+func TestUnreapedVictimStillHolds(t *testing.T) {
+	read := func(left string) Event {
+		t.Helper()
+		lines := []string{
+			"[  100.000000] oom01 invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=0",
+			"[  100.000001] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0-1,global_oom,task_memcg=/user.slice,task=oom01,pid=25507,uid=0",
+			"[  100.000002] Out of memory: Killed process 25507 (oom01) total-vm:6324780kB, anon-rss:5647168kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:11395072kB oom_score_adj:0",
+			"[  100.000003] oom_reaper: reaped process 25507 (oom01), now anon-rss:" + left + "kB, file-rss:0kB, shmem-rss:0kB",
+			"[  102.000000] irqbalance invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=0",
+			"[  102.000001] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0-1,global_oom,task_memcg=/system.slice/tuned.service,task=tuned,pid=2629,uid=0",
+			"[  102.000002] Out of memory: Killed process 2629 (tuned) total-vm:424936kB, anon-rss:328kB, file-rss:1268kB, shmem-rss:0kB, UID:0 pgtables:442368kB oom_score_adj:0",
+		}
+		var evs []Event
+		if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 2 {
+			t.Fatalf("%d events", len(evs))
+		}
+		return evs[1]
+	}
+	if ev := read("5647452"); ev.CollateralVerdict != CollateralYes || ev.Culprit == nil || ev.Culprit.PID != 25507 {
+		t.Errorf("unreaped: %s, culprit %+v: %s", ev.CollateralVerdict, ev.Culprit, ev.Reason)
+	}
+	if ev := read("0"); ev.CollateralVerdict == CollateralYes || ev.Culprit != nil && ev.Culprit.PID == 25507 {
+		t.Errorf("reaped: %s, culprit %+v: %s", ev.CollateralVerdict, ev.Culprit, ev.Reason)
+	}
+}

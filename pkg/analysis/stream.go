@@ -313,7 +313,9 @@ func (s *Stream) incident(r *oom.Report) []Holder {
 	}
 	win := s.opts.IncidentWindow.Seconds()
 	// The victims killed before r held nothing at r, whatever they held
-	// when a report listed them: they compare, but are no culprit.
+	// when a report listed them: they compare, but are no culprit. Not
+	// those the oom_reaper could not empty (mlocked memory): they held it
+	// until they exited.
 	gone := map[int]bool{}
 	for _, k := range s.killed {
 		if k.seconds < at {
@@ -323,7 +325,7 @@ func (s *Stream) incident(r *oom.Report) []Holder {
 	for _, o := range s.held {
 		if ot, ok := s.clock(o); o != r && ok && ot < at {
 			for _, v := range o.Victims {
-				gone[v.PID] = true
+				gone[v.PID] = !slices.Contains(o.Unreaped, v.PID)
 			}
 		}
 	}
@@ -466,7 +468,9 @@ func (s *Stream) remember(r *oom.Report) {
 		}
 	}
 	for _, v := range r.Victims {
-		s.killed = append(s.killed, killedAt{pid: v.PID, seconds: at})
+		if !slices.Contains(r.Unreaped, v.PID) {
+			s.killed = append(s.killed, killedAt{pid: v.PID, seconds: at})
+		}
 	}
 	hs := newReportHolders(r, func(pid int, own string) string {
 		if own != "" {

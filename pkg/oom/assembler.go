@@ -2,6 +2,7 @@ package oom
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"time"
 
@@ -539,6 +540,13 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 				r.reapedPID, r.reapedComm = pid, comm
 			}
 			r.Reaped = append(r.Reaped, pid)
+			if left, ok := kbAfter(msg, "now anon-rss:"); ok && left >= 64<<10 {
+				for i := range r.Victims {
+					if v := &r.Victims[i]; v.PID == pid && left >= v.AnonKB/2 && !slices.Contains(r.Unreaped, pid) {
+						r.Unreaped = append(r.Unreaped, pid)
+					}
+				}
+			}
 		}
 	}
 }

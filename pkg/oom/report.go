@@ -148,6 +148,11 @@ type Report struct {
 	SelectedGlobal bool // the selection line said "Out of memory"
 	// Reaped lists PIDs the oom_reaper reported while the report was open.
 	Reaped []int
+	// Unreaped lists the victims whose oom_reaper line said they still
+	// held most of their anonymous memory, at least 64 MiB ("now
+	// anon-rss:5647452kB" of 5647168: mlocked memory, which the reaper
+	// skips): they hold it until they exit.
+	Unreaped []int
 	// victimAnonPages is the rss_anon column of the victim's dump row (6.x
 	// kernels), 0 when unknown: with the kill line's anon-rss, it gives
 	// the page size even when file pages came and went between the two.
