@@ -47,10 +47,7 @@ func TestLimitLoweredByAWrite(t *testing.T) {
 		"[144381.714304] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=" + cg + ",task_memcg=" + cg + ",task=.thunderbird-wr,pid=265606,uid=1000",
 		"[144381.714320] Memory cgroup out of memory: Killed process 265606 (.thunderbird-wr) total-vm:4796944kB, anon-rss:241272kB, file-rss:7200kB, shmem-rss:0kB, UID:1000 pgtables:4056kB oom_score_adj:100",
 	}
-	var evs []Event
-	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
-		t.Fatal(err)
-	}
+	evs := readLines(t, lines)
 	if len(evs) != 1 || !evs[0].LimitLowered || evs[0].Trigger == nil || evs[0].Trigger.Cgroup != "" {
 		t.Fatalf("events %+v", evs)
 	}
@@ -94,10 +91,7 @@ func TestNegativeAdjWithoutDump(t *testing.T) {
 				",task_memcg=" + pod + "/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef,task=go-oom-test,pid=238343,uid=0",
 			"[  100.000004] Memory cgroup out of memory: Killed process 238343 (go-oom-test) total-vm:1000kB, anon-rss:204516kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:500kB oom_score_adj:" + strconv.Itoa(adj),
 		}
-		var evs []Event
-		if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
-			t.Fatal(err)
-		}
+		evs := readLines(t, lines)
 		if len(evs) != 1 {
 			t.Fatalf("events %+v", evs)
 		}
@@ -136,10 +130,7 @@ func TestPauseKilledUnderItsPodsLimit(t *testing.T) {
 			",task_memcg=" + pod + "/1f246a3e0123456789abcdef0123456789abcdef0123456789abcdef01234567,task=pause,pid=5740,uid=0",
 		"[7516987.984100] Memory cgroup out of memory: Killed process 5740 (pause) total-vm:1028kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB",
 	}
-	var evs []Event
-	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
-		t.Fatal(err)
-	}
+	evs := readLines(t, lines)
 	if len(evs) != 1 || evs[0].CollateralVerdict != CollateralYes || evs[0].Culprit == nil || evs[0].Culprit.PID != 58406 {
 		t.Fatalf("events %+v", evs)
 	}
@@ -192,10 +183,7 @@ func TestNodeAllocatableScope(t *testing.T) {
 		"[  100.000008] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/kubepods.slice,task_memcg=" + be + ",task=shell,pid=1001,uid=0",
 		"[  100.000009] Memory cgroup out of memory: Killed process 1001 (shell) total-vm:440000kB, anon-rss:409600kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:880kB oom_score_adj:1000",
 	}
-	var evs []Event
-	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
-		t.Fatal(err)
-	}
+	evs := readLines(t, lines)
 	if len(evs) != 1 {
 		t.Fatalf("%d events", len(evs))
 	}
@@ -298,10 +286,7 @@ func TestElidedDump(t *testing.T) {
 		lines = append(lines,
 			"[ 50.100007] [    700]    26   700    30000    20000    90000        0             0 postgres",
 			"[ 50.100009] Out of memory: Killed process 700 (postgres) total-vm:120000kB, anon-rss:80000kB, file-rss:0kB, shmem-rss:0kB, UID:26 pgtables:88kB oom_score_adj:0")
-		var evs []Event
-		if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
-			t.Fatal(err)
-		}
+		evs := readLines(t, lines)
 		if len(evs) != 1 {
 			t.Fatalf("events %+v", evs)
 		}
@@ -341,10 +326,7 @@ func TestElidedDumpCollateral(t *testing.T) {
 			",task_memcg=" + pod + "/1f246a3e0123456789abcdef0123456789abcdef0123456789abcdef01234567,task=pause,pid=5740,uid=0",
 		"[7516987.984100] Memory cgroup out of memory: Killed process 5740 (pause) total-vm:1028kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB",
 	}
-	var evs []Event
-	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
-		t.Fatal(err)
-	}
+	evs := readLines(t, lines)
 	if len(evs) != 1 || evs[0].CollateralVerdict != CollateralYes || !evs[0].DumpCut ||
 		!strings.Contains(evs[0].Reason, "a larger holder may be among them") {
 		t.Fatalf("events %+v", evs)
@@ -360,10 +342,7 @@ func TestUnlimitedIsNoLimit(t *testing.T) {
 		"[   42.100002] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/test/cg2,task_memcg=/test/cg2,task=test_progs,pid=675,uid=0",
 		"[   42.100003] Memory cgroup out of memory: Killed process 675 (test_progs) total-vm:100000kB, anon-rss:43800kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:100kB oom_score_adj:0",
 	}
-	var evs []Event
-	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
-		t.Fatal(err)
-	}
+	evs := readLines(t, lines)
 	if len(evs) != 1 || evs[0].MemcgLimitBytes != nil || evs[0].MemcgUsageBytes == nil || strings.Contains(evs[0].Reason, "PiB") {
 		t.Fatalf("events %+v", evs)
 	}
@@ -382,10 +361,7 @@ func TestTriggerThreadOfVictim(t *testing.T) {
 			"[  10.000002] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=" + scope + ",task_memcg=" + taskMemcg + ",task=chrome-headless,pid=2684673,uid=1000",
 			"[  10.000003] Memory cgroup out of memory: Killed process 2684673 (chrome-headless) total-vm:1525638952kB, anon-rss:3068976kB, file-rss:81840kB, shmem-rss:0kB, UID:1000 pgtables:9000kB oom_score_adj:300",
 		}
-		var evs []Event
-		if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
-			t.Fatal(err)
-		}
+		evs := readLines(t, lines)
 		if len(evs) != 1 {
 			t.Fatalf("events %+v", evs)
 		}

@@ -68,10 +68,7 @@ func TestUnreapedVictimStillHolds(t *testing.T) {
 			"[  102.000001] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0-1,global_oom,task_memcg=/system.slice/tuned.service,task=tuned,pid=2629,uid=0",
 			"[  102.000002] Out of memory: Killed process 2629 (tuned) total-vm:424936kB, anon-rss:328kB, file-rss:1268kB, shmem-rss:0kB, UID:0 pgtables:442368kB oom_score_adj:0",
 		}
-		var evs []Event
-		if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
-			t.Fatal(err)
-		}
+		evs := readLines(t, lines)
 		if len(evs) != 2 {
 			t.Fatalf("%d events", len(evs))
 		}
@@ -83,4 +80,14 @@ func TestUnreapedVictimStillHolds(t *testing.T) {
 	if ev := read("0"); ev.CollateralVerdict == CollateralYes || ev.Culprit != nil && ev.Culprit.PID == 25507 {
 		t.Errorf("reaped: %s, culprit %+v: %s", ev.CollateralVerdict, ev.Culprit, ev.Reason)
 	}
+}
+
+// readLines reads a log of lines with ReadLog and returns its events.
+func readLines(t testing.TB, lines []string) []Event {
+	t.Helper()
+	var evs []Event
+	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
+		t.Fatal(err)
+	}
+	return evs
 }

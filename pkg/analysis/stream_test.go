@@ -284,10 +284,7 @@ func TestDumpRowOfAnotherThread(t *testing.T) {
 		"[  100.000007] Out of memory: Kill process 7748 (python) score 900 or sacrifice child",
 		"[  100.000008] Killed process 7748 (python) total-vm:12907828kB, anon-rss:11500204kB, file-rss:0kB",
 	}
-	var evs []Event
-	if _, err := ReadLog(strings.NewReader(strings.Join(lines, "\n")), StreamOptions{}, func(e Event) { evs = append(evs, e) }); err != nil {
-		t.Fatal(err)
-	}
+	evs := readLines(t, lines)
 	if len(evs) != 1 || evs[0].CollateralVerdict != CollateralNo || evs[0].Culprit == nil || evs[0].Culprit.PID != 7748 ||
 		len(evs[0].TopConsumers) == 0 || evs[0].TopConsumers[0].PID != 7748 {
 		t.Fatalf("events %+v", evs)
