@@ -505,11 +505,10 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 	}
 	ev.Culprit = culprit
 	ev.CollateralVerdict = collateralVerdict(ev, culprit, scope, victimKey)
-	if ev.CollateralVerdict == CollateralNo && scope != ScopeContainer && !compared && !bySize(vi, r.KernelRelease) {
-		ev.CollateralVerdict = CollateralUnknown
-	}
-	if ev.CollateralVerdict == CollateralNo && scope != ScopeContainer && r.DumpCut && culprit.RankedBy != RankedMajority {
-		// The rows left out may hold more than the victim's workload.
+	// Nothing was compared with the victim's workload, or the rows a paste
+	// left out of the dump may hold more than it.
+	if ev.CollateralVerdict == CollateralNo && scope != ScopeContainer &&
+		(!compared && !bySize(vi, r.KernelRelease) || r.DumpCut && culprit.RankedBy != RankedMajority) {
 		ev.CollateralVerdict = CollateralUnknown
 	}
 	ev.Collateral = ev.CollateralVerdict == CollateralYes

@@ -24,8 +24,7 @@ func unknownWhy(ev *Event) string {
 	switch {
 	case ev.Kind == KindLimit && ev.OOMMemcg == "":
 		return "the log does not name the limited cgroup, so who was inside it is not known"
-	case ev.DumpCut && c.RSSBytes != nil && c.Source == SourceTaskDump &&
-		(c.PID == ev.Victims[0].PID || c.Cgroup != "" && c.Cgroup == ev.Victims[0].Cgroup):
+	case ev.DumpCut && c.RSSBytes != nil && c.Source == SourceTaskDump && victimsOwn(c, ev.Victims[0]):
 		return "the log's task dump is cut (rows were left out at an elision), and of the rows it shows the victim's own workload held the most"
 	case victimAlone(ev):
 		return whyAlone
@@ -46,8 +45,13 @@ const whyAlone = "the report has no task dump, and the victim's own workload is 
 // victimAlone tells whether an event's only memory holder, without a task
 // dump, is the victim's own workload.
 func victimAlone(ev *Event) bool {
-	c, v := ev.Culprit, ev.Victims[0]
-	return c != nil && c.Source == SourceVictims && c.RSSBytes != nil && (c.PID == v.PID || c.Cgroup != "" && c.Cgroup == v.Cgroup)
+	c := ev.Culprit
+	return c != nil && c.Source == SourceVictims && c.RSSBytes != nil && victimsOwn(c, ev.Victims[0])
+}
+
+// victimsOwn tells whether the culprit is the victim or its cgroup.
+func victimsOwn(c *Culprit, v Process) bool {
+	return c.PID == v.PID || c.Cgroup != "" && c.Cgroup == v.Cgroup
 }
 
 // reason writes the sentence that explains an event's verdict.

@@ -156,21 +156,20 @@ func (s *Stream) repeat(r *oom.Report) bool {
 	if len(r.Victims) == 0 {
 		return false
 	}
-	all := true
+	var buf [4]killPrint
+	prints, all := buf[:0], true
 	for i := range r.Victims {
 		p, ok := printOf(&r.Victims[i])
 		if !ok {
 			return false
 		}
-		if all && !slices.Contains(s.seen[:min(s.nseen, maxSeen)], p) {
-			all = false
-		}
+		all = all && slices.Contains(s.seen[:min(s.nseen, maxSeen)], p)
+		prints = append(prints, p)
 	}
 	if all {
 		return true
 	}
-	for i := range r.Victims {
-		p, _ := printOf(&r.Victims[i])
+	for _, p := range prints {
 		s.seen[s.nseen%maxSeen] = p
 		s.nseen++
 	}

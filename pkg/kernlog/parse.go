@@ -447,20 +447,16 @@ func monthDay(b []byte) (time.Month, int, bool) {
 	for e > 0 && b[e-1] == ' ' {
 		e--
 	}
-	mon, ok := monthWordEnding(b[:e])
+	mon, _, ok := monthWordEnding(b[:e])
 	return mon, int(day), ok
 }
 
 // dayMonth reads the day and the month's word that end b ("dim. 19 avril",
 // "So 4. Oktober").
 func dayMonth(b []byte) (time.Month, int, bool) {
-	mon, ok := monthWordEnding(b)
+	mon, e, ok := monthWordEnding(b)
 	if !ok {
 		return 0, 0, false
-	}
-	e := len(b)
-	for e > 0 && b[e-1] != ' ' && b[e-1] != '[' {
-		e--
 	}
 	for e > 0 && b[e-1] == ' ' {
 		e--
@@ -480,16 +476,17 @@ func dayMonth(b []byte) (time.Month, int, bool) {
 }
 
 // monthWordEnding reads the month's word that ends b, after a space or a
-// '['.
-func monthWordEnding(b []byte) (time.Month, bool) {
+// '[', and returns where the word starts.
+func monthWordEnding(b []byte) (time.Month, int, bool) {
 	w := len(b)
 	for w > 0 && b[w-1] != ' ' && b[w-1] != '[' {
 		w--
 	}
 	if w == len(b) {
-		return 0, false
+		return 0, w, false
 	}
-	return localMonth(b[w:])
+	mon, ok := localMonth(b[w:])
+	return mon, w, ok
 }
 
 // clockEnd returns where the first hh:mm:ss time in b that follows a day

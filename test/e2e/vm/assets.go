@@ -79,8 +79,9 @@ func CacheDir() string {
 	return d
 }
 
-// kernelOverride returns $OOMWATCH_E2E_KERNEL when it is a Debian package
-// name, "" when unset; any other value is refused by EnsureAssets.
+// kernelOverride returns $OOMWATCH_E2E_KERNEL, "" when unset. EnsureAssets
+// refuses a value that is not a Debian package name (validPackage) before
+// CacheDir or apt sees it.
 func kernelOverride() string {
 	return os.Getenv(KernelEnv)
 }
