@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/oomwatch/oomwatch/pkg/connlimit"
-	"github.com/oomwatch/oomwatch/pkg/eventid"
 	"github.com/oomwatch/oomwatch/pkg/kubeevents"
 	"github.com/oomwatch/oomwatch/pkg/metrics"
 	"github.com/oomwatch/oomwatch/pkg/store"
@@ -254,9 +253,14 @@ func NewAggregator(ctx context.Context, o Options, log *logrus.Entry) (*Aggregat
 
 // stored counts a stored event and, on the leader, queues it for the
 // Kubernetes Events writer.
-func (a *Aggregator) stored(ev *pb.Event) {
-	a.metrics.Stored(ev, eventid.TypeOf(ev), time.Now())
+func (a *Aggregator) stored(st Stored) {
+	a.metrics.Count(st.Summary, time.Now())
 	if a.kubeq != nil && a.lead.Leading() {
+		ev, err := st.Event()
+		if err != nil {
+			a.log.WithError(err).Error("stored event not decodable; no Kubernetes Event")
+			return
+		}
 		a.queueKubeEvent(ev)
 	}
 }

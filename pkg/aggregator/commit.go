@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/oomwatch/oomwatch/pkg/eventid"
+	"github.com/oomwatch/oomwatch/pkg/metrics"
 	"github.com/oomwatch/oomwatch/pkg/store"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -19,8 +20,15 @@ var errCommitterStopped = errors.New("committer stopped")
 // ticket is one event waiting for its commit.
 type ticket struct {
 	// rec is dropped once committed; the acknowledgement needs only key.
+	// It is released (store.Record.Release): it keeps the stored bytes,
+	// and ev is decoded from them after the commit when asked.
 	rec *store.Record
-	key ackKey
+	ev  *pb.Event
+	// sum is what the metrics count; weight what the ticket holds of
+	// Config.MaxInFlightBytes (see weigh).
+	sum    metrics.Summary
+	weight int64
+	key    ackKey
 	// done is closed once res or err is set.
 	done chan struct{}
 	res  store.PutResult
@@ -53,10 +61,37 @@ func (t *ticket) ack() *pb.Ack {
 	return &pb.Ack{BootId: t.key.bootID, EventType: eventid.TypeToPB(t.key.typ), Seq: t.key.seq, Duplicate: t.res.Duplicate}
 }
 
+// newTicket makes the ticket of an encoded record, which it releases.
 func newTicket(rec *store.Record) *ticket {
 	ev := rec.Event()
-	return &ticket{rec: rec, key: ackKey{bootID: ev.GetBootId(), typ: eventid.TypeOf(ev), seq: ev.GetSeq()},
+	typ := eventid.TypeOf(ev)
+	t := &ticket{rec: rec, sum: metrics.Summarize(ev, typ), key: ackKey{bootID: ev.GetBootId(), typ: typ, seq: ev.GetSeq()},
 		done: make(chan struct{})}
+	rec.Release()
+	return t
+}
+
+// ticketOverhead is about what a ticket holds besides its record.
+const ticketOverhead = 256
+
+// weigh sets the ticket's weight: the memory it holds, at least a share
+// of maxBytes that makes maxCount tickets fill it, and at most all of it.
+func (t *ticket) weigh(maxCount int, maxBytes int64) int64 {
+	t.weight = min(max(int64(ticketOverhead+t.rec.Footprint()), maxBytes/int64(maxCount)), maxBytes)
+	return t.weight
+}
+
+// event returns the committed event, decoding it once.
+func (t *ticket) event() (*pb.Event, error) {
+	if t.ev != nil {
+		return t.ev, nil
+	}
+	e, err := t.rec.Decoded()
+	if err != nil {
+		return nil, err
+	}
+	t.ev = e
+	return e, nil
 }
 
 // committer is the group commit: it gathers the events of every stream
@@ -175,7 +210,7 @@ func (c *committer) flush(batch []*ticket) {
 	// waiting for its stream to acknowledge it holds no event.
 	c.after(batch)
 	for _, t := range batch {
-		t.rec = nil
+		t.rec, t.ev = nil, nil
 		close(t.done)
 	}
 }

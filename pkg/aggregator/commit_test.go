@@ -31,7 +31,7 @@ func (f *fakeStore) PutRecords(_ context.Context, recs []*store.Record) ([]store
 	}
 	out := make([]store.PutResult, len(recs))
 	for i, r := range recs {
-		seq := r.Event().GetSeq()
+		seq := r.Row().Seq
 		out[i] = store.PutResult{Stored: seq%2 == 0, Duplicate: seq%2 == 1}
 	}
 	return out, nil

@@ -268,16 +268,15 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 			s.reject(RejectInvalid)
 			return status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
 		}
-		// A token per event until its commit bounds the memory of all
-		// streams together (Config.MaxInFlight).
-		select {
-		case s.inflight <- struct{}{}:
-		case <-ctx.Done():
+		// The ticket holds its weight until its commit, which bounds the
+		// events and memory of all streams together (Config.MaxInFlight,
+		// MaxInFlightBytes).
+		t := newTicket(rec)
+		if err := s.inflight.Acquire(ctx, t.weigh(s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes)); err != nil {
 			return status.FromContextError(ctx.Err()).Err()
 		}
-		t := newTicket(rec)
 		if err := s.commit.submit(ctx, t); err != nil {
-			<-s.inflight
+			s.inflight.Release(t.weight)
 			if ctx.Err() != nil {
 				return status.FromContextError(ctx.Err()).Err()
 			}

@@ -29,12 +29,12 @@ import (
 //	ingest streams    4,000 x 21 KiB                     =  82 MiB
 //	watchers            256 x 11 KiB + queues (10,000 x 8 B each)
 //	                                                     =  23 MiB
-//	events in flight  4,096 x ~8 KiB (a large OOM report) =  32 MiB
+//	events in flight  Config.MaxInFlightBytes            =  64 MiB
 //	web UI              128 x 58 KiB, metrics 32 x 58 KiB =   9 MiB
 //	the process at rest                                  =  35 MiB
-//	                                                     = 658 MiB
+//	                                                     = 690 MiB
 //
-// which leaves ~240 MiB of the 896 MiB GOMEMLIMIT to SQLite's cache and
+// which leaves ~200 MiB of the 896 MiB GOMEMLIMIT to SQLite's cache and
 // the commit batches. Streams per connection (16) add nothing to it: the
 // ingest and watch bounds hold whatever the connections. A cluster of
 // more than 4,000 nodes raises MaxConnections and the ingest bounds and

@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/oomwatch/oomwatch/pkg/metrics"
 	"github.com/oomwatch/oomwatch/pkg/store"
 	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
@@ -74,13 +76,19 @@ type Config struct {
 	// acknowledged; past it the server stops reading that stream (flow
 	// control pushes back on the agent). Default 1,024.
 	StreamWindow int
-	// MaxInFlight bounds the events of all streams together that are
-	// decoded and not yet committed: a thousand agents replaying their
-	// spools at once must not hold a thousand stream windows of events in
-	// memory. Past it, streams wait (and flow control pushes back on the
-	// agents). Default 4,096 (a commit of that many is already as cheap
-	// per event as a larger one).
-	MaxInFlight int
+	// MaxInFlight and MaxInFlightBytes bound the events of all streams
+	// together that are taken and not yet committed, in number and in the
+	// memory they hold (store.Record.Footprint: a taken event keeps its
+	// stored bytes only, not its decoded form): a thousand agents
+	// replaying their spools at once must not hold a thousand stream
+	// windows of events in memory, nor a few agents a few thousand events
+	// of a megabyte. Past either, streams wait (and flow control pushes
+	// back on the agents). Defaults 16,384 and 64 MiB: the real 5.6 kB
+	// kill holds ~3 kB, so the count binds first, and under load a commit
+	// takes ~8,000 events, whose index pages are shared by more events
+	// than at 2,000 (BENCHMARKS.md: bytes written per event -48%).
+	MaxInFlight      int
+	MaxInFlightBytes int64
 	// WatchBuffer bounds the events queued for one watcher; a watcher that
 	// falls further behind is disconnected. Default 10,000 (it must hold a
 	// commit's worth).
@@ -98,7 +106,7 @@ type Config struct {
 	// OnStored, when set, is told of every newly stored event after its
 	// commit (metrics, Kubernetes Events). It must not block for long; a
 	// panic in it is caught and counted (PanicCommit).
-	OnStored func(ev *pb.Event)
+	OnStored func(ev Stored)
 	// OnFollowed, when set, is told of the events other replicas stored
 	// or updated (a Follower store), once each is handed to the watchers.
 	OnFollowed func(evs []*pb.Event)
@@ -134,7 +142,10 @@ func (c *Config) defaults() {
 		c.StreamWindow = 1024
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 4096
+		c.MaxInFlight = 16384
+	}
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = 64 << 20
 	}
 	if c.WatchBuffer <= 0 {
 		c.WatchBuffer = 10000
@@ -190,8 +201,9 @@ type Server struct {
 	log    *logrus.Entry
 	st     Store
 	commit *committer
-	// inflight holds a token per event decoded and not yet committed.
-	inflight chan struct{}
+	// inflight holds each event taken and not yet committed: its
+	// ticket's weight (see weigh).
+	inflight *semaphore.Weighted
 	hub      *hub
 	limiter  *limiter
 	// idLimiter is the event rate of each identity over all its nodes.
@@ -234,7 +246,7 @@ func New(st Store, cfg Config, log *logrus.Entry) *Server {
 		draining:    make(chan struct{}),
 		rejected:    map[string]uint64{},
 		panics:      map[string]uint64{},
-		inflight:    make(chan struct{}, cfg.MaxInFlight),
+		inflight:    semaphore.NewWeighted(cfg.MaxInFlightBytes),
 	}
 	s.commit = newCommitter(st, cfg.BatchWait, cfg.BatchMax, s.committed, log)
 	return s
@@ -274,15 +286,15 @@ func (s *Server) reject(reason string) {
 }
 
 // committed is told of every commit: it counts, feeds the watchers and
-// frees the batch's in-flight tokens.
+// frees the batch's in-flight weight.
 func (s *Server) committed(batch []*ticket) {
 	defer func() {
-		for range batch {
-			<-s.inflight
+		for _, t := range batch {
+			s.inflight.Release(t.weight)
 		}
 	}()
 	s.commits.Add(1)
-	var stored, updated []*pb.Event
+	var stored, updated []*ticket
 	for _, t := range batch {
 		switch {
 		case t.err != nil:
@@ -293,21 +305,44 @@ func (s *Server) committed(batch []*ticket) {
 			}
 		case t.res.Stored:
 			s.ingested.Add(1)
-			stored = append(stored, t.rec.Event())
+			stored = append(stored, t)
 		case t.res.Updated:
 			s.updated.Add(1)
-			updated = append(updated, t.rec.Event())
+			updated = append(updated, t)
 		}
 	}
 	// Watchers see updates as events again (same ID, higher revision);
-	// OnStored (metrics, Kubernetes Events) sees each event once.
-	s.hub.publish(append(slices.Clip(stored), updated...))
+	// OnStored (metrics, Kubernetes Events) sees each event once. The
+	// events are decoded again only for watchers and for OnStored's
+	// asking.
+	if s.hub.watched() {
+		evs := make([]*pb.Event, 0, len(stored)+len(updated))
+		for _, t := range append(slices.Clip(stored), updated...) {
+			if e, err := t.event(); err == nil {
+				evs = append(evs, e)
+			} else {
+				s.log.WithError(err).WithField("id", t.rec.Row().ID).Error("committed event not decodable; not sent to watchers")
+			}
+		}
+		s.hub.publish(evs)
+	}
 	if s.cfg.OnStored != nil {
-		for _, e := range stored {
-			s.afterCommit(func() { s.cfg.OnStored(e) })
+		for _, t := range stored {
+			s.afterCommit(func() { s.cfg.OnStored(Stored{Summary: t.sum, t: t}) })
 		}
 	}
 }
+
+// Stored is a newly stored event, as OnStored is told of it.
+type Stored struct {
+	// Summary is what the metrics count of it.
+	Summary metrics.Summary
+	t       *ticket
+}
+
+// Event returns the event as stored, decoded again from its stored bytes
+// (once per event, whoever asks). Valid only during OnStored.
+func (s Stored) Event() (*pb.Event, error) { return s.t.event() }
 
 // Serve serves on lis until ctx ends, then shuts down gracefully: health
 // turns NOT_SERVING, no new connection is accepted, each ingest stream

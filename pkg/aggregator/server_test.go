@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -921,8 +922,122 @@ func TestInFlightBound(t *testing.T) {
 	if n := len(e.stored(t)); n != 160 {
 		t.Fatalf("%d stored, want 160", n)
 	}
-	if n := len(e.srv.inflight); n != 0 {
-		t.Fatalf("%d in-flight tokens not given back", n)
+	if !e.srv.inflight.TryAcquire(e.srv.cfg.MaxInFlightBytes) {
+		t.Fatal("in-flight weight not given back")
+	}
+}
+
+// batchStore records the footprints of each commit's events.
+type batchStore struct {
+	*store.Store
+	mu      sync.Mutex
+	batches [][]int
+}
+
+func (b *batchStore) PutRecords(ctx context.Context, recs []*store.Record) ([]store.PutResult, error) {
+	var fp []int
+	for _, r := range recs {
+		if r.Event() != nil {
+			return nil, errors.New("a record waiting for its commit still holds its decoded event")
+		}
+		fp = append(fp, r.Footprint())
+	}
+	b.mu.Lock()
+	b.batches = append(b.batches, fp)
+	b.mu.Unlock()
+	return b.Store.PutRecords(ctx, recs)
+}
+
+// An agent sending events of ~200 kB (incompressible kernel lines) is
+// held to MaxInFlightBytes: no commit ever holds more than the budget,
+// however many events MaxInFlight would allow; an event larger than the
+// whole budget still goes through, alone. Every event is stored, and the
+// OnStored hook reads each back as stored (decoded again from its bytes).
+func TestInFlightBytesBound(t *testing.T) {
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "oomwatch.db"), quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	bs := &batchStore{Store: st}
+	const budget = 512 << 10
+	var mu sync.Mutex
+	var hooked []*pb.Event
+	e := serve(t, bs, Config{MaxInFlight: 1000, MaxInFlightBytes: budget, BatchWait: 20 * time.Millisecond, OnStored: func(s Stored) {
+		ev, err := s.Event()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		hooked = append(hooked, ev)
+		mu.Unlock()
+	}})
+	e.st = st
+	rng := rand.New(rand.NewPCG(1, 2))
+	line := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = 'a' + byte(rng.IntN(26))
+		}
+		return string(b)
+	}
+	conn := e.dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := e.agent(t, ctx, conn, "node-a")
+	var evs []*pb.Event
+	for i := range 12 {
+		ev := oom("node-a", int64(i+1), "shop", "cart")
+		n := 200
+		if i == 5 {
+			n = 700 // larger than the budget alone
+		}
+		for range n {
+			ev.GetOom().Lines = append(ev.GetOom().Lines, line(1000))
+		}
+		evs = append(evs, ev)
+	}
+	if err := a.send(evs...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.acks(len(evs)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.stored(t)); n != len(evs) {
+		t.Fatalf("%d stored, want %d", n, len(evs))
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	big := 0
+	for _, b := range bs.batches {
+		sum := 0
+		for _, fp := range b {
+			sum += fp
+			if fp > budget {
+				big++
+			}
+		}
+		if sum > budget && len(b) > 1 {
+			t.Errorf("a commit held %d events of %d bytes together, over the %d-byte budget", len(b), sum, budget)
+		}
+	}
+	if big != 1 {
+		t.Errorf("%d events over the whole budget committed, want 1", big)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hooked) != len(evs) {
+		t.Fatalf("OnStored saw %d events, want %d", len(hooked), len(evs))
+	}
+	for _, h := range hooked {
+		got, err := st.Get(ctx, h.GetId())
+		if err != nil || !proto.Equal(got, h) {
+			t.Fatalf("OnStored's event %s differs from the stored one (%v)", h.GetId(), err)
+		}
+	}
+	if !e.srv.inflight.TryAcquire(budget) {
+		t.Fatal("in-flight weight not given back")
 	}
 }
 
@@ -1027,7 +1142,7 @@ func TestFloodLimitKeyedOnIdentity(t *testing.T) {
 func TestPanicAfterCommitIsCaught(t *testing.T) {
 	var dups, rejects int
 	e := start(t, Config{
-		OnStored:    func(*pb.Event) { panic("boom") },
+		OnStored:    func(Stored) { panic("boom") },
 		OnDuplicate: func() { dups++ },
 		OnReject:    func(string) { rejects++ },
 	})

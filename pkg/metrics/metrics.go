@@ -94,31 +94,68 @@ func NewAggregator(watchers, streams func() float64) *Aggregator {
 	return m
 }
 
-// Stored counts one newly stored event. Label values an agent chooses are
-// bounded: node and namespace to MaxNodeValues and MaxNamespaceValues distinct values, kind,
-// scope, QoS and cause to the kernel's and kubelet's words; past that they
-// are OtherLabel.
+// Stored counts one newly stored event: Count of its Summary.
 func (m *Aggregator) Stored(ev *pb.Event, typ string, now time.Time) {
-	node := m.nodes.value(ev.GetNode())
-	m.Ingested.WithLabelValues(node, typ).Inc()
+	m.Count(Summarize(ev, typ), now)
+}
+
+// Summary is what the metrics count of one event, taken when it arrives,
+// so that the event itself need not be kept until its commit.
+type Summary struct {
+	node, typ string
+	time      time.Time
+	hasTime   bool
+	// An OOM kill's labels and verdict.
+	oom                         bool
+	kind, scope, namespace, qos string
+	collateral                  bool
+	verdict                     string
+	// A loss's cause and count.
+	cause string
+	lost  int64
+}
+
+// Summarize returns the Summary of ev, whose type (eventid.TypeOf) is typ.
+func Summarize(ev *pb.Event, typ string) Summary {
+	s := Summary{node: ev.GetNode(), typ: typ}
 	if ev.Time != nil {
-		m.IngestLatency.Observe(now.Sub(ev.Time.AsTime()).Seconds())
+		s.time, s.hasTime = ev.Time.AsTime(), true
+	}
+	if k := ev.GetOom(); k != nil {
+		s.oom = true
+		s.kind, s.scope, s.namespace, s.qos = KillLabels(k)
+		s.collateral = k.GetCollateral()
+		s.verdict = wire.Verdict(k)
+	} else if l := ev.GetLoss(); l != nil {
+		s.cause, s.lost = l.GetCause(), l.GetLost()
+	}
+	return s
+}
+
+// Count counts one newly stored event. Label values an agent chooses are
+// bounded: node and namespace to MaxNodeValues and MaxNamespaceValues
+// distinct values, kind, scope, QoS and cause to the kernel's and
+// kubelet's words; past that they are OtherLabel.
+func (m *Aggregator) Count(s Summary, now time.Time) {
+	node := m.nodes.value(s.node)
+	m.Ingested.WithLabelValues(node, s.typ).Inc()
+	if s.hasTime {
+		m.IngestLatency.Observe(now.Sub(s.time).Seconds())
 	}
 	switch {
-	case ev.GetOom() != nil:
-		kind, scope, ns, qos := KillLabels(ev.GetOom())
-		kind, scope, qos = oneOf(kind, kinds...), oneOf(scope, scopes...), oneOf(qos, qoses...)
-		ns = m.namespaces.value(ns)
+	case s.oom:
+		kind, scope, qos := oneOf(s.kind, kinds...), oneOf(s.scope, scopes...), oneOf(s.qos, qoses...)
+		ns := m.namespaces.value(s.namespace)
 		m.OOMKills.WithLabelValues(node, kind, scope, ns, qos).Inc()
-		if ev.GetOom().GetCollateral() {
+		if s.collateral {
 			m.CollateralKills.WithLabelValues(node, ns).Inc()
 		}
-		countVerdict(m.Verdicts, ev.GetOom())
-	case ev.GetLoss() != nil:
-		if lost := ev.GetLoss().GetLost(); lost > 0 {
-			cause := oneOf(ev.GetLoss().GetCause(), "kernel-gap", "spool-overflow", "spool-unwritable")
-			m.RecordsLost.WithLabelValues(node, cause).Add(float64(lost))
+		if m.Verdicts != nil {
+			m.Verdicts.WithLabelValues(s.verdict).Inc()
 		}
+	case s.lost > 0:
+		cause := oneOf(s.cause, "kernel-gap", "spool-overflow", "spool-unwritable")
+		m.RecordsLost.WithLabelValues(node, cause).Add(float64(s.lost))
 	}
 }
 

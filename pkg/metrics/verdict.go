@@ -2,9 +2,6 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/oomwatch/oomwatch/pkg/wire"
-	pb "github.com/oomwatch/oomwatch/proto/oomwatch/v1"
 )
 
 // newVerdicts registers oomwatch_collateral_verdicts_total{verdict}: OOM
@@ -17,11 +14,4 @@ func newVerdicts(reg *prometheus.Registry) *prometheus.CounterVec {
 	}, []string{"verdict"})
 	reg.MustRegister(c)
 	return c
-}
-
-// countVerdict counts an OOM kill's collateral verdict.
-func countVerdict(c *prometheus.CounterVec, k *pb.OOMKill) {
-	if c != nil {
-		c.WithLabelValues(wire.Verdict(k)).Inc()
-	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -36,15 +37,32 @@ func pack(raw []byte) []byte {
 	if len(raw) <= compressAbove {
 		return raw
 	}
-	buf := make([]byte, 2+s2.MaxEncodedLen(len(raw)))
-	// s2.Encode writes from the start of the slice it is given.
-	n := len(s2.Encode(buf[2:], raw))
+	// Compressed into scratch, then copied out at its size: a record
+	// waiting for its commit keeps the row, not S2's worst case.
+	bp := packScratch.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxScratch {
+			packScratch.Put(bp)
+		}
+	}()
+	if need := s2.MaxEncodedLen(len(raw)); cap(*bp) < need {
+		*bp = make([]byte, need)
+	}
+	n := len(s2.Encode((*bp)[:cap(*bp)], raw))
 	if 2+n >= len(raw) {
 		return raw
 	}
-	buf[0], buf[1] = 0, formatS2
-	return buf[:2+n]
+	out := make([]byte, 2+n)
+	out[0], out[1] = 0, formatS2
+	copy(out[2:], (*bp)[:n])
+	return out
 }
+
+// packScratch holds pack's compression buffers; one grown past
+// maxScratch by a large event is not kept.
+var packScratch = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxScratch = 64 << 10
 
 // unpack returns the protobuf encoding kept in data.
 func unpack(data []byte) ([]byte, error) {

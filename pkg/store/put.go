@@ -230,8 +230,33 @@ type Record struct {
 	refs []int64
 }
 
-// Event returns the event encoded (with Id and Received set).
+// Event returns the event encoded (with Id and Received set), nil after
+// Release.
 func (r *Record) Event() *pb.Event { return r.event }
+
+// Release drops the decoded event, so that a record waiting for its commit
+// holds only what PutRecords stores (Footprint); Decoded reads the event
+// again from those bytes.
+func (r *Record) Release() { r.event = nil }
+
+// Decoded returns the event encoded, or after Release the event decoded
+// again from its stored bytes (a new message each call).
+func (r *Record) Decoded() (*pb.Event, error) {
+	if r.event != nil {
+		return r.event, nil
+	}
+	return decode(r.data)
+}
+
+// recordOverhead is about what a Record holds besides its variable parts:
+// the struct, the headers of its strings and slices, allocation slack.
+const recordOverhead = 320
+
+// Footprint is about the bytes a released record holds in memory.
+func (r *Record) Footprint() int {
+	n := recordOverhead + cap(r.data) + 8*cap(r.refs) + len(r.id) + len(r.node) + len(r.boot)
+	return n + len(r.cols.kind) + len(r.cols.verdict) + len(r.cols.memcg)
+}
 
 // Encode prepares an event for PutRecords. It sets the event's Id and
 // Received; the event must not change afterwards.
