@@ -508,7 +508,7 @@ func judge(ev *Event, r *oom.Report, ctx Context, cg func(int, string) string) {
 	// Nothing was compared with the victim's workload, or the rows a paste
 	// left out of the dump may hold more than it.
 	if ev.CollateralVerdict == CollateralNo && scope != ScopeContainer &&
-		(!compared && !bySize(vi, r.KernelRelease) || r.DumpCut && culprit.RankedBy != RankedMajority) {
+		(!compared && (!bySize(vi, r.KernelRelease) || constrained(ev.Kind)) || r.DumpCut && culprit.RankedBy != RankedMajority) {
 		ev.CollateralVerdict = CollateralUnknown
 	}
 	ev.Collateral = ev.CollateralVerdict == CollateralYes
@@ -621,6 +621,11 @@ func bySize(v *oom.Victim, kernel string) bool {
 	}
 	return oom.KernelAtLeast(kernel, 5, 9)
 }
+
+// constrained tells whether a kill's kind is an OOM of some memory nodes
+// only (a cpuset's, a memory policy's): the kernel chose its victim by the
+// whole processes' sizes, which do not tell who held those nodes' memory.
+func constrained(kind string) bool { return kind == KindCpuset || kind == KindMempolicy }
 
 // judgeWithoutDump picks the culprit of a report that printed no task dump,
 // where only the killed processes' sizes are known:

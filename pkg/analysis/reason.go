@@ -26,6 +26,8 @@ func unknownWhy(ev *Event) string {
 		return "the log does not name the limited cgroup, so who was inside it is not known"
 	case ev.DumpCut && c.RSSBytes != nil && c.Source == SourceTaskDump && victimsOwn(c, ev.Victims[0]):
 		return "the log's task dump is cut (rows were left out at an elision), and of the rows it shows the victim's own workload held the most"
+	case victimAlone(ev) && constrained(ev.Kind):
+		return "the report has no task dump, and the victim was chosen among whole processes, not by what each held on the cpuset's or memory policy's allowed nodes"
 	case victimAlone(ev):
 		return whyAlone
 	case c.RSSBytes == nil && ev.Victims[0].RSSBytes != nil:

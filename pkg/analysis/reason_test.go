@@ -376,3 +376,31 @@ func TestTriggerThreadOfVictim(t *testing.T) {
 		t.Errorf("trigger elsewhere under the limit: culprit %+v: %s", c, ev.Reason)
 	}
 }
+
+// TestConstrainedWithoutDump: the victim of a cpuset's or a memory
+// policy's OOM was chosen by its whole size among the processes allowed
+// on those nodes, which does not say who held the nodes' memory: without a
+// task dump the verdict is unknown, and says why; a node kill's victim
+// with oom_score_adj 0 still held the most.
+func TestConstrainedWithoutDump(t *testing.T) {
+	for _, tc := range []struct {
+		constraint, want string
+	}{
+		{"CONSTRAINT_CPUSET", CollateralUnknown},
+		{"CONSTRAINT_MEMORY_POLICY", CollateralUnknown},
+		{"CONSTRAINT_NONE", CollateralNo},
+	} {
+		evs := readLines(t, []string{
+			"[  100.000001] runc:[2:INIT] invoked oom-killer: gfp_mask=0x500cc2(GFP_HIGHUSER|__GFP_ACCOUNT), order=0, oom_score_adj=0",
+			"[  100.000002] CPU: 8 PID: 8291 Comm: runc:[2:INIT] Tainted: G        W I E     5.8.2-0.g71b519a-default #1",
+			"[  100.000003] oom-kill:constraint=" + tc.constraint + ",nodemask=(null),cpuset=docker-99.scope,mems_allowed=4,global_oom,task_memcg=/system.slice/containerd.service,task=containerd,pid=4100,uid=0",
+			"[  100.000004] Out of memory: Killed process 4100 (containerd) total-vm:4077036kB, anon-rss:51184kB, file-rss:26016kB, shmem-rss:0kB, UID:0 pgtables:676kB oom_score_adj:0",
+		})
+		if len(evs) != 1 || evs[0].CollateralVerdict != tc.want {
+			t.Fatalf("%s: %+v", tc.constraint, evs)
+		}
+		if tc.want == CollateralUnknown && !strings.Contains(evs[0].Reason, "not by what each held on the cpuset's or memory policy's allowed nodes") {
+			t.Errorf("%s: %s", tc.constraint, evs[0].Reason)
+		}
+	}
+}

@@ -92,10 +92,20 @@ type Assembler struct {
 	dump   taskDump
 	raw    rawLines
 	// row is the dump row classify read from the current record.
-	row    dumpRow
-	lines  int
-	tail   int // unrelated records since the last kill line
-	killed bool
+	row dumpRow
+	// nameless holds a dump row whose name is not on its line, until the
+	// next record (see named).
+	nameless struct {
+		row     dumpRow
+		pending bool
+	}
+	// verbatim is the current record's message as it came when Feed reads
+	// it without a paste's indent (indented): the report keeps the line
+	// as it was.
+	verbatim []byte
+	lines    int
+	tail     int // unrelated records since the last kill line
+	killed   bool
 	// grouped is set when the report shows a memory.oom.group kill: the
 	// "Tasks in" line, or the first victim printed a second time.
 	grouped    bool
@@ -144,7 +154,7 @@ func (a *Assembler) OpenSeq() (int64, bool) {
 // does for a report's records (the Observer, the read time) costs an
 // ordinary record nothing.
 func (a *Assembler) Skip(rec *kernlog.Record) bool {
-	if a.cur != nil || a.wrap.pending || mayBeReport(rec.Message) {
+	if a.cur != nil || a.wrap.pending || mayBeReport(rec.Message) || indented(rec, false) {
 		return false
 	}
 	a.stats.Records++
@@ -179,6 +189,107 @@ func (a *Assembler) unwrap(rec *kernlog.Record) bool {
 	return false
 }
 
+// stageRow stages a dump row read as c numeric columns, with its name and,
+// when adj, its oom_score_adj.
+func (a *Assembler) stageRow(row *dumpRow, c int, name []byte, adj bool) {
+	var anon int64
+	if k := a.layout.anonColumn(c); k > 0 {
+		anon = row.nums[k]
+	}
+	score := noAdj
+	if adj {
+		score = int(row.nums[c-1])
+	}
+	a.dump.add(row.pid, int(row.nums[0]), int(row.nums[1]), row.nums[3], anon, score, name)
+	if a.opts.TaskSeen != nil {
+		a.opts.TaskSeen(row.pid, row.nums[3])
+	}
+}
+
+// named stages the dump row waiting for its name (a paste wrapped the
+// row before it: "[  718]  0  718  40965  29598 ... -250" / "systemd-journal",
+// or among its numbers: "[ 7899]  0  7899 ... 1039052" / " 0 python"), and
+// tells whether rec was the rest of the row: a bare line that is nothing
+// else, its numbers the row's last columns and the rest its name. Any
+// other record leaves the row without a name.
+func (a *Assembler) named(rec *kernlog.Record) bool {
+	rest := bytes.TrimSpace(rec.Message)
+	if a.cur == nil || rec.Seq != kernlog.NoSeq || rec.HasMono || !rec.Wall.IsZero() || len(rest) == 0 || len(rest) > maxRowRest ||
+		classify(rest, &a.row) != lineOther {
+		a.flushNameless(nil)
+		return false
+	}
+	row := &a.nameless.row
+	for len(rest) > 0 && row.count < maxDumpColumns {
+		k := 0
+		if rest[0] == '-' {
+			k = 1
+		}
+		v, m := atoi(rest, k)
+		if m == 0 || (k+m < len(rest) && rest[k+m] != ' ') {
+			break
+		}
+		if k == 1 {
+			v = -v
+		}
+		row.nums[row.count] = int64(v)
+		row.count++
+		rest = bytes.TrimLeft(rest[k+m:], " ")
+	}
+	if len(rest) > maxCommBytes {
+		rest = nil
+	}
+	a.flushNameless(rest)
+	a.lines++
+	line := rec.Message
+	if a.verbatim != nil {
+		line = a.verbatim
+	}
+	a.keepLine(line, lineDumpRow)
+	return true
+}
+
+// maxRowRest bounds the line named takes as the rest of a row: a few
+// numeric columns and a name.
+const maxRowRest = 160
+
+// flushNameless stages the row waiting for its name, if any, with name.
+func (a *Assembler) flushNameless(name []byte) {
+	if !a.nameless.pending {
+		return
+	}
+	a.nameless.pending = false
+	row := &a.nameless.row
+	c := row.count
+	if a.layout.numeric > 0 && a.layout.numeric < c {
+		c = a.layout.numeric
+	}
+	if len(name) == 0 {
+		name = nil
+	}
+	a.stageRow(row, c, name, true)
+	a.dump.cut = true
+}
+
+// maxCommBytes bounds the name named takes from a line: a task's name is
+// at most 15 bytes, which a terminal may show escaped four times over.
+const maxCommBytes = 64
+
+// indented tells whether rec is a bare line (no time, no sequence
+// number) indented by a paste ("  oom-kill:constraint=...", a block
+// indented in a commit message or a document) that Feed reads without its
+// indent: inside a report (open) any such line, outside one a line that
+// may then start one. A record with a time keeps its message as the
+// kernel wrote it, and so does the rest of a wrapped kill line.
+func indented(rec *kernlog.Record, open bool) bool {
+	m := rec.Message
+	if len(m) < 2 || (m[0] != ' ' && m[0] != '\t') || rec.Seq != kernlog.NoSeq || rec.HasMono || !rec.Wall.IsZero() {
+		return false
+	}
+	t := bytes.TrimLeft(m, " \t")
+	return len(t) > 0 && (open || mayBeReport(t)) && !killRest(t)
+}
+
 // killRest tells whether a bare line is the rest of a kill line that a
 // paste of bare messages wrapped after a comma ("Killed process 835214
 // (mytask) total-vm:787716604kB," / "  anon-rss:787536152kB, ..."): it
@@ -208,8 +319,9 @@ func killCut(msg []byte) bool {
 // refeed feeds a record unwrap held or joined, past unwrap.
 func (a *Assembler) refeed(rec *kernlog.Record) {
 	a.wrap.refeeding = true
+	verbatim := a.verbatim
 	a.Feed(rec)
-	a.wrap.refeeding = false
+	a.wrap.refeeding, a.verbatim = false, verbatim
 }
 
 // flushWrap feeds a kill line still waiting for its rest as it is.
@@ -242,6 +354,16 @@ func isDigitByte(c byte) bool { return c >= '0' && c <= '9' }
 // the next record, and when that one has no prefix at all (the wrapped
 // rest), the two are read as one line. Raw /dev/kmsg records are whole.
 func (a *Assembler) Feed(rec *kernlog.Record) {
+	a.verbatim = nil
+	if indented(rec, a.cur != nil) {
+		r := *rec
+		a.verbatim, r.Message = r.Message, bytes.TrimLeft(r.Message, " \t")
+		rec = &r
+	}
+	if a.nameless.pending && a.named(rec) {
+		a.stats.Records++
+		return
+	}
 	if (a.wrap.pending || rec.Seq == kernlog.NoSeq) && !a.wrap.refeeding && a.unwrap(rec) {
 		return
 	}
@@ -427,7 +549,11 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		a.lastWall = rec.Wall
 	}
 	if kind != lineDumpRow || a.raw.len() < a.opts.MaxRawLines/2 {
-		a.keepLine(rec.Message, kind)
+		line := rec.Message
+		if a.verbatim != nil {
+			line = a.verbatim
+		}
+		a.keepLine(line, kind)
 	} else {
 		r.LinesDropped++
 	}
@@ -458,16 +584,21 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 		// The bulk of a large report: staged without a string of its own.
 		r.HasTaskDump = true
 		if c, ok := a.row.columns(rec.Message, a.layout.numeric); ok {
-			row := &a.row
-			var anon int64
-			if k := a.layout.anonColumn(c); k > 0 {
-				anon = row.nums[k]
-			}
-			a.dump.add(row.pid, int(row.nums[0]), int(row.nums[1]), row.nums[3], anon, int(row.nums[c-1]), row.name(rec.Message, c))
-			if a.opts.TaskSeen != nil {
-				a.opts.TaskSeen(row.pid, row.nums[3])
+			name := a.row.name(rec.Message, c)
+			if cutRow(name) {
+				// A row cut short by a paste ("...   180224        ..."):
+				// its columns from the left hold, its oom_score_adj and
+				// name are not there.
+				a.stageRow(&a.row, c, nil, false)
+			} else {
+				a.stageRow(&a.row, c, name, true)
 			}
 		}
+		return
+	case lineDumpRowNameless:
+		// Its name may be the next line (see Feed).
+		r.HasTaskDump = true
+		a.nameless.row, a.nameless.pending = a.row, true
 		return
 	}
 	msg := string(rec.Message)
@@ -599,6 +730,7 @@ func (a *Assembler) keepLine(msg []byte, kind lineKind) {
 // finish closes the open report and emits it, split where one block of
 // kill lines holds several independent kills.
 func (a *Assembler) finish() {
+	a.flushNameless(nil)
 	r := a.cur
 	a.cur = nil
 	switch {
@@ -634,6 +766,7 @@ func (a *Assembler) finish() {
 	r.Tasks, r.Lines = a.dump.tasks(), a.raw.strings()
 	a.dump.byProcess(r)
 	a.dump.victimAnon(r)
+	a.dump.names(r)
 	a.dump.reset()
 	a.raw.reset()
 	for i := range r.Victims {

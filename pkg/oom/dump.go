@@ -138,8 +138,25 @@ func (row *dumpRow) columns(msg []byte, numeric int) (int, bool) {
 	return c, c >= 6 && row.starts[c] < len(msg)
 }
 
+// nameless tells whether the row scan just read (and refused) has its
+// numeric columns and nothing after them: a row whose name a paste wrapped
+// onto the next line.
+func (row *dumpRow) nameless(msg []byte) bool {
+	return row.count >= 6 && row.count < maxDumpColumns && row.starts[row.count] >= len(msg)
+}
+
 // name returns the name of the row read as c numeric columns.
 func (row *dumpRow) name(msg []byte, c int) []byte { return msg[row.starts[c]:] }
+
+// noAdj is the oom_score_adj of a row that does not show it (cutRow).
+const noAdj = -1 << 31
+
+// cutRow tells whether a row's name is where a paste cut the row ("...",
+// "…"): the kernel's name column is never only that.
+func cutRow(name []byte) bool {
+	name = bytes.TrimSpace(name)
+	return string(name) == "..." || string(name) == "…"
+}
 
 // atoi reads up to 18 decimal digits at b[i:], returning their value and
 // how many there were.

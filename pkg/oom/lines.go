@@ -10,24 +10,25 @@ import (
 type lineKind uint8
 
 const (
-	lineOther      lineKind = iota
-	lineInvoke              // "X invoked oom-killer: gfp_mask=..., order=N, oom_score_adj=N"
-	lineCPU                 // "CPU: N PID: P Comm: X ..."
-	lineTaskIn              // "Task in X killed as a result of limit of Y" (< 5.0)
-	lineMemcgUsage          // "memory: usage NkB, limit NkB, failcnt N"
-	lineMemswUsage          // cgroup v1: "memory+swap: usage NkB, limit NkB, failcnt N"
-	lineMemcgStats          // "Memory cgroup stats for X:"
-	lineMemInfo             // "Mem-Info:"
-	lineTasksState          // "Tasks state (memory values in pages):"
-	lineDumpHeader          // "[ pid ]   uid  tgid total_vm      rss ..."
-	lineDumpRow             // "[ 1234]     0  1234 ..."
-	lineSummary             // "oom-kill:constraint=..."
-	lineSelect              // "... Kill process N (x) score S or sacrifice child" (< 5.1)
-	lineKilled              // "...Killed process N (x) total-vm:..."
-	lineSharing             // "Kill process N (x) sharing same memory" (< 4.x)
-	lineGroup               // "Tasks in X are going to be killed due to memory.oom.group set"
-	lineReaper              // "oom_reaper: reaped process N (x), now ..."
-	lineNoKillable          // "Out of memory and no killable processes..."
+	lineOther           lineKind = iota
+	lineInvoke                   // "X invoked oom-killer: gfp_mask=..., order=N, oom_score_adj=N"
+	lineCPU                      // "CPU: N PID: P Comm: X ..."
+	lineTaskIn                   // "Task in X killed as a result of limit of Y" (< 5.0)
+	lineMemcgUsage               // "memory: usage NkB, limit NkB, failcnt N"
+	lineMemswUsage               // cgroup v1: "memory+swap: usage NkB, limit NkB, failcnt N"
+	lineMemcgStats               // "Memory cgroup stats for X:"
+	lineMemInfo                  // "Mem-Info:"
+	lineTasksState               // "Tasks state (memory values in pages):"
+	lineDumpHeader               // "[ pid ]   uid  tgid total_vm      rss ..."
+	lineDumpRow                  // "[ 1234]     0  1234 ..."
+	lineDumpRowNameless          // a dump row whose name a paste wrapped onto the next line
+	lineSummary                  // "oom-kill:constraint=..."
+	lineSelect                   // "... Kill process N (x) score S or sacrifice child" (< 5.1)
+	lineKilled                   // "...Killed process N (x) total-vm:..."
+	lineSharing                  // "Kill process N (x) sharing same memory" (< 4.x)
+	lineGroup                    // "Tasks in X are going to be killed due to memory.oom.group set"
+	lineReaper                   // "oom_reaper: reaped process N (x), now ..."
+	lineNoKillable               // "Out of memory and no killable processes..."
 )
 
 var (
@@ -50,13 +51,18 @@ var (
 	bKilledProc  = []byte("Killed process ")
 	bAnonRSS     = []byte("anon-rss:")
 	bKillProc    = []byte("Kill process ")
-	bSharing     = []byte("sharing same memory")
-	bTaskIn      = []byte("Task in ")
-	bLimitOf     = []byte(" killed as a result of limit of ")
-	bTasksIn     = []byte("Tasks in ")
-	bGroupSet    = []byte(" are going to be killed due to memory.oom.group set")
-	bReaper      = []byte("oom_reaper: reaped process ")
-	bNoKillable  = []byte("no killable process")
+	// bOldSelect and bOldSelectMemcg begin the selection line of kernels
+	// before 2.6.36, in lower case: "Out of memory: kill process N (x)
+	// score S or a child".
+	bOldSelect      = []byte("Out of memory: kill process ")
+	bOldSelectMemcg = []byte("Memory cgroup out of memory: kill process ")
+	bSharing        = []byte("sharing same memory")
+	bTaskIn         = []byte("Task in ")
+	bLimitOf        = []byte(" killed as a result of limit of ")
+	bTasksIn        = []byte("Tasks in ")
+	bGroupSet       = []byte(" are going to be killed due to memory.oom.group set")
+	bReaper         = []byte("oom_reaper: reaped process ")
+	bNoKillable     = []byte("no killable process")
 )
 
 // mayBeReport is the test run on every record outside a report: a line
@@ -74,6 +80,9 @@ func mayBeReport(msg []byte) bool {
 	if msg[0] == '[' || (msg[0] == 'M' && bytes.HasPrefix(msg, bMemStats)) || (msg[0] == 'm' && bytes.HasPrefix(msg, bMemory)) {
 		// A dump row or header, or a limit report's usage line or first
 		// stats block (its path need not say "oom", "Kill" or "Task").
+		return true
+	}
+	if (msg[0] == 'O' || msg[0] == 'M') && oldSelect(msg) {
 		return true
 	}
 	return mayStart(msg) &&
@@ -97,7 +106,11 @@ func mayStart(msg []byte) bool {
 			return true
 		}
 	case 'M':
-		if bytes.HasPrefix(msg, bMemStats) {
+		if bytes.HasPrefix(msg, bMemStats) || oldSelect(msg) {
+			return true
+		}
+	case 'O':
+		if oldSelect(msg) {
 			return true
 		}
 	case 'm':
@@ -140,6 +153,9 @@ func classify(msg []byte, row *dumpRow) lineKind {
 		if row.scan(msg) {
 			return lineDumpRow
 		}
+		if row.nameless(msg) {
+			return lineDumpRowNameless
+		}
 		if isDumpHeader(msg) {
 			return lineDumpHeader
 		}
@@ -154,7 +170,7 @@ func classify(msg []byte, row *dumpRow) lineKind {
 		return lineReaper
 	case bytes.Contains(msg, bKilledProc):
 		return lineKilled
-	case bytes.Contains(msg, bKillProc):
+	case bytes.Contains(msg, bKillProc) || oldSelect(msg):
 		if bytes.Contains(msg, bSharing) {
 			return lineSharing
 		}
@@ -183,7 +199,7 @@ func classify(msg []byte, row *dumpRow) lineKind {
 // shows that a report is (or was) under way.
 func startsReport(k lineKind) bool {
 	switch k {
-	case lineInvoke, lineDumpHeader, lineDumpRow, lineSummary, lineSelect, lineKilled,
+	case lineInvoke, lineDumpHeader, lineDumpRow, lineDumpRowNameless, lineSummary, lineSelect, lineKilled,
 		lineTaskIn, lineTasksState, lineGroup, lineMemcgStats, lineMemcgUsage:
 		return true
 	}
@@ -591,14 +607,39 @@ func intAfter(s, key string) (int, bool) {
 	return n, err == nil
 }
 
-// parseSelect reads "[Memory cgroup out of memory|Out of memory]: Kill
-// process N (x) score S or sacrifice child".
-func parseSelect(msg string) (pid int, comm string, score int, memcg, global, ok bool) {
+// oldSelect tells whether msg is the selection line of a kernel before
+// 2.6.36 ("Out of memory: kill process N (x) score S or a child", and
+// its memory cgroup's).
+func oldSelect(msg []byte) bool {
+	return bytes.HasPrefix(msg, bOldSelect) || bytes.HasPrefix(msg, bOldSelectMemcg)
+}
+
+// killProcess returns where the process reference of a selection line
+// begins ("Kill process ", or an old kernel's "kill process "), -1 when
+// there is none.
+func killProcess(msg string) int {
 	i := strings.Index(msg, string(bKillProc))
+	if i < 0 {
+		if i = strings.Index(msg, ": kill process "); i < 0 {
+			return -1
+		}
+		i += len(": ")
+	}
+	return i + len(bKillProc)
+}
+
+// parseSelect reads "[Memory cgroup out of memory|Out of memory]: Kill
+// process N (x) score S or sacrifice child" (before 2.6.36: "...: kill
+// process N (x) score S or a child").
+func parseSelect(msg string) (pid int, comm string, score int, memcg, global, ok bool) {
+	i := killProcess(msg)
+	if i < 0 {
+		return 0, "", 0, false, false, false
+	}
 	prefix := msg[:i]
 	memcg = strings.Contains(prefix, "Memory cgroup out of memory")
 	global = !memcg && strings.Contains(prefix, "Out of memory")
-	p, comm, rest, ok := parseProcRef(msg[i+len(bKillProc):])
+	p, comm, rest, ok := parseProcRef(msg[i:])
 	if !ok {
 		return 0, "", 0, false, false, false
 	}
@@ -608,8 +649,11 @@ func parseSelect(msg string) (pid int, comm string, score int, memcg, global, ok
 
 // parseSharing reads "Kill process N (x) sharing same memory".
 func parseSharing(msg string) (Victim, bool) {
-	i := strings.Index(msg, string(bKillProc))
-	pid, comm, _, ok := parseProcRef(msg[i+len(bKillProc):])
+	i := killProcess(msg)
+	if i < 0 {
+		return Victim{}, false
+	}
+	pid, comm, _, ok := parseProcRef(msg[i:])
 	if !ok {
 		return Victim{}, false
 	}

@@ -52,8 +52,9 @@ type taskDump struct {
 	// threads are the rows, rare, that the kernel printed for a thread
 	// other than the process's leader (pid and tgid differ), by index.
 	threads []threadRow
-	// hasAnon tells that some row had an rss_anon column.
-	hasAnon bool
+	// hasAnon tells that some row had an rss_anon column; cut that some
+	// row was cut short (cutRow), without its name.
+	hasAnon, cut bool
 }
 
 // threadRow is a dump row whose pid is not its process's (tgid).
@@ -74,6 +75,9 @@ func (d *taskDump) add(pid, uid, tgid int, rssPages, anonPages int64, adj int, c
 	d.comm.Write(comm)
 	if anonPages > 0 {
 		d.hasAnon = true
+	}
+	if adj == noAdj {
+		d.cut = true
 	}
 	d.blocks[b][i] = taskRow{pid: int32(pid), uid: int32(uid), adj: int32(adj), rssPages: rssPages, anonPages: anonPages,
 		chunk: int32(len(d.chunks)), commEnd: int32(d.comm.Len())}
@@ -116,7 +120,10 @@ func (d *taskDump) tasks() []Task {
 		t := &out[i]
 		t.PID, t.Comm = int(row.pid), chunks[chunk][start:row.commEnd]
 		t.UID, t.RSSPages, t.OOMScoreAdj = int(row.uid), row.rssPages, int(row.adj)
-		t.HasUID, t.HasRSS, t.HasAdj = true, true, true
+		t.HasUID, t.HasRSS, t.HasAdj = true, true, row.adj != noAdj
+		if !t.HasAdj {
+			t.OOMScoreAdj = 0
+		}
 		if d.hasAnon && row.anonPages <= row.rssPages {
 			// rss is rss_anon + rss_file + rss_shmem: the rest is
 			// shared (in pages until the page size is known).
@@ -172,7 +179,21 @@ func (d *taskDump) reset() {
 	clear(d.chunks)
 	d.comm, d.chunks, d.n = strings.Builder{}, d.chunks[:0], 0
 	d.threads = d.threads[:0]
-	d.hasAnon = false
+	d.hasAnon, d.cut = false, false
+}
+
+// names gives the rows cut short (cutRow) or wrapped (Assembler.named)
+// the names the report's kill lines give their pids.
+func (d *taskDump) names(r *Report) {
+	if !d.cut {
+		return
+	}
+	for _, v := range r.Victims {
+		// A name a paste wrapped may be only its start ("stre" / "ss").
+		if i := r.taskIndex(v.PID); i >= 0 && strings.HasPrefix(v.Comm, r.Tasks[i].Comm) {
+			r.Tasks[i].Comm = v.Comm
+		}
+	}
 }
 
 // lineChunk is the size of the strings a rawLines fills with lines.
