@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -271,5 +272,51 @@ func TestQueryPlans(t *testing.T) {
 				t.Errorf("filter %v: plan %s", f, p)
 			}
 		}
+	}
+}
+
+// TestPageSize: a new database has pages of 16 KiB; one created with
+// SQLite's default 4 KiB pages (every database before) keeps them, and
+// its events, when opened again, and takes new ones.
+func TestPageSize(t *testing.T) {
+	pageSize := func(s *Store) int {
+		t.Helper()
+		var n int
+		if err := s.r.QueryRowContext(context.Background(), "PRAGMA page_size").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	s, _ := open(t)
+	if n := pageSize(s); n != 16384 {
+		t.Errorf("new database: page_size %d", n)
+	}
+
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=page_size(4096)&_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE TABLE x (y INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	old, err := Open(context.Background(), path, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, old, oom("node-a", 1, time.Second, "limit", "shop", "cart", "app"))
+	old.Close()
+	old, err = Open(context.Background(), path, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	put(t, old, oom("node-a", 2, 2*time.Second, "limit", "shop", "cart", "app"))
+	if n := pageSize(old); n != 4096 {
+		t.Errorf("database of 4 KiB pages: page_size %d", n)
+	}
+	if evs, _, err := old.List(context.Background(), &pb.EventFilter{}, 10, ""); err != nil || len(evs) != 2 {
+		t.Fatalf("%d events, %v", len(evs), err)
 	}
 }
