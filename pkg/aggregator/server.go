@@ -85,8 +85,9 @@ type Config struct {
 	// of a megabyte. Past either, streams wait (and flow control pushes
 	// back on the agents). Defaults 16,384 and 64 MiB: the real 5.6 kB
 	// kill holds ~3 kB, so the count binds first, and under load a commit
-	// takes ~8,000 events, whose index pages are shared by more events
-	// than at 2,000 (BENCHMARKS.md: bytes written per event -48%).
+	// takes ~6,000-8,000 events, whose index pages are shared by more
+	// events than at 2,000 (BENCHMARKS.md: bytes written per event -41
+	// to -48%).
 	MaxInFlight      int
 	MaxInFlightBytes int64
 	// WatchBuffer bounds the events queued for one watcher; a watcher that
@@ -104,9 +105,10 @@ type Config struct {
 	// may be. Default DefaultMaxClockSkew.
 	MaxClockSkew time.Duration
 	// OnStored, when set, is told of every newly stored event after its
-	// commit (metrics, Kubernetes Events). It must not block for long; a
-	// panic in it is caught and counted (PanicCommit).
-	OnStored func(ev Stored)
+	// commit (metrics, Kubernetes Events): its metrics summary, and the
+	// event on asking (Stored.Event). It must not block for long; a panic
+	// in it is caught and counted (PanicCommit).
+	OnStored func(st Stored)
 	// OnFollowed, when set, is told of the events other replicas stored
 	// or updated (a Follower store), once each is handed to the watchers.
 	OnFollowed func(evs []*pb.Event)
