@@ -96,7 +96,7 @@ type Assembler struct {
 	// nameless holds a dump row whose name is not on its line, until the
 	// next record (see named).
 	nameless struct {
-		row     dumpRow
+		msg     []byte
 		pending bool
 	}
 	// verbatim is the current record's message as it came when Feed reads
@@ -210,36 +210,26 @@ func (a *Assembler) stageRow(row *dumpRow, c int, name []byte, adj bool) {
 // row before it: "[  718]  0  718  40965  29598 ... -250" / "systemd-journal",
 // or among its numbers: "[ 7899]  0  7899 ... 1039052" / " 0 python"), and
 // tells whether rec was the rest of the row: a bare line that is nothing
-// else, its numbers the row's last columns and the rest its name. Any
-// other record leaves the row without a name.
+// else, which read after the row makes a whole row of it. Any other record
+// leaves the row without a name.
 func (a *Assembler) named(rec *kernlog.Record) bool {
 	rest := bytes.TrimSpace(rec.Message)
 	if a.cur == nil || rec.Seq != kernlog.NoSeq || rec.HasMono || !rec.Wall.IsZero() || len(rest) == 0 || len(rest) > maxRowRest ||
 		classify(rest, &a.row) != lineOther {
-		a.flushNameless(nil)
+		a.flushNameless()
 		return false
 	}
-	row := &a.nameless.row
-	for len(rest) > 0 && row.count < maxDumpColumns {
-		k := 0
-		if rest[0] == '-' {
-			k = 1
-		}
-		v, m := atoi(rest, k)
-		if m == 0 || (k+m < len(rest) && rest[k+m] != ' ') {
-			break
-		}
-		if k == 1 {
-			v = -v
-		}
-		row.nums[row.count] = int64(v)
-		row.count++
-		rest = bytes.TrimLeft(rest[k+m:], " ")
+	a.nameless.pending = false
+	joined := append(append(a.nameless.msg, ' '), rest...)
+	a.nameless.msg = joined
+	a.row.scan(joined)
+	c, ok := a.row.columns(joined, a.layout.numeric)
+	var name []byte
+	if ok && len(joined)-a.row.starts[c] <= maxCommBytes {
+		name = a.row.name(joined, c)
 	}
-	if len(rest) > maxCommBytes {
-		rest = nil
-	}
-	a.flushNameless(rest)
+	a.stageRow(&a.row, c, name, true)
+	a.dump.cut = true
 	a.lines++
 	line := rec.Message
 	if a.verbatim != nil {
@@ -253,21 +243,15 @@ func (a *Assembler) named(rec *kernlog.Record) bool {
 // numeric columns and a name.
 const maxRowRest = 160
 
-// flushNameless stages the row waiting for its name, if any, with name.
-func (a *Assembler) flushNameless(name []byte) {
+// flushNameless stages the row waiting for its name, if any, without one.
+func (a *Assembler) flushNameless() {
 	if !a.nameless.pending {
 		return
 	}
 	a.nameless.pending = false
-	row := &a.nameless.row
-	c := row.count
-	if a.layout.numeric > 0 && a.layout.numeric < c {
-		c = a.layout.numeric
-	}
-	if len(name) == 0 {
-		name = nil
-	}
-	a.stageRow(row, c, name, true)
+	a.row.scan(a.nameless.msg)
+	c, _ := a.row.columns(a.nameless.msg, a.layout.numeric)
+	a.stageRow(&a.row, c, nil, true)
 	a.dump.cut = true
 }
 
@@ -598,7 +582,7 @@ func (a *Assembler) take(rec *kernlog.Record, kind lineKind) {
 	case lineDumpRowNameless:
 		// Its name may be the next line (see Feed).
 		r.HasTaskDump = true
-		a.nameless.row, a.nameless.pending = a.row, true
+		a.nameless.msg, a.nameless.pending = append(a.nameless.msg[:0], rec.Message...), true
 		return
 	}
 	msg := string(rec.Message)
@@ -730,7 +714,7 @@ func (a *Assembler) keepLine(msg []byte, kind lineKind) {
 // finish closes the open report and emits it, split where one block of
 // kill lines holds several independent kills.
 func (a *Assembler) finish() {
-	a.flushNameless(nil)
+	a.flushNameless()
 	r := a.cur
 	a.cur = nil
 	switch {

@@ -53,7 +53,8 @@ type taskDump struct {
 	// other than the process's leader (pid and tgid differ), by index.
 	threads []threadRow
 	// hasAnon tells that some row had an rss_anon column; cut that some
-	// row was cut short (cutRow), without its name.
+	// row was cut short (cutRow) or wrapped (Assembler.named), its name
+	// missing or only begun.
 	hasAnon, cut bool
 }
 
