@@ -2,7 +2,10 @@ package store
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +50,9 @@ func TestPackRoundTrip(t *testing.T) {
 			if got := len(r.data) > 0 && r.data[0] == 0; got != c.compressed {
 				t.Fatalf("compressed = %v (%d bytes of %d), want %v", got, len(r.data), len(raw), c.compressed)
 			}
+			if c.compressed && r.data[1] != formatDict1 {
+				t.Fatalf("format %d, want formatDict1", r.data[1])
+			}
 			if c.compressed && len(r.data) >= len(raw)/2 {
 				t.Errorf("kept %d bytes of %d", len(r.data), len(raw))
 			}
@@ -82,12 +88,14 @@ func TestUnpackRejects(t *testing.T) {
 	}
 	good := r.data
 	bomb := append([]byte{0, formatS2}, s2.Encode(nil, make([]byte, maxUnpacked+1))...)
+	dictBomb := append([]byte{0, formatDict1}, dict1.Encode(nil, make([]byte, maxUnpacked+1))...)
 	for name, data := range map[string][]byte{
-		"header only":    {0},
-		"unknown format": append([]byte{0, 9}, good[2:]...),
-		"truncated":      good[:len(good)/2],
-		"bad length":     append([]byte{0, formatS2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, good[2:]...),
-		"too large":      bomb,
+		"too large, dictionary": dictBomb,
+		"header only":           {0},
+		"unknown format":        append([]byte{0, 9}, good[2:]...),
+		"truncated":             good[:len(good)/2],
+		"bad length":            append([]byte{0, formatS2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, good[2:]...),
+		"too large":             bomb,
 	} {
 		if _, err := Decode(data); err == nil {
 			t.Errorf("%s: decoded", name)
@@ -102,6 +110,24 @@ func TestUnpackRejects(t *testing.T) {
 	if e, err := Decode(raw); err != nil || !proto.Equal(e, r.Event()) {
 		t.Fatalf("plain protobuf: %v", err)
 	}
+	// Rows of the releases that compressed with plain S2 read as before.
+	old := append([]byte{0, formatS2}, s2.Encode(nil, raw)...)
+	if e, err := Decode(old); err != nil || !proto.Equal(e, r.Event()) {
+		t.Fatalf("plain S2: %v", err)
+	}
+}
+
+// TestDict1Frozen: formatDict1's dictionary is what the rows stored with
+// it were compressed against; a change would make them unreadable or
+// read as other events.
+func TestDict1Frozen(t *testing.T) {
+	const want = "9f26c7cfc3a019719260f1c1efbbc3e8111d95418915259965dd85f3564d09b2"
+	if got := fmt.Sprintf("%x", sha256.Sum256(dict1Text)); got != want {
+		t.Fatalf("dict1.txt changed (sha256 %s): rows stored with formatDict1 depend on every byte; make a new format instead", got)
+	}
+	if dict1 == nil {
+		t.Fatal("dict1.txt is no dictionary")
+	}
 }
 
 // FuzzUnpack: whatever a row's data holds, Decode returns an event or an
@@ -113,7 +139,43 @@ func FuzzUnpack(f *testing.F) {
 	}
 	f.Add(r.data)
 	f.Add([]byte{0, formatS2, 3, 0, 1, 2})
+	f.Add([]byte{0, formatDict1, 40, 0xfe, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = Decode(data)
 	})
+}
+
+// TestPackKeepsCallersStacks: many goroutines storing large events (the
+// aggregator's agent streams) keep small stacks: the compression's 64 KiB
+// table lives on packers' stacks, not theirs (on the callers' own, 500 of
+// them held 128 KiB each).
+func TestPackKeepsCallersStacks(t *testing.T) {
+	raw, err := proto.Marshal(killWithLines(60))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers = 500
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	packed := make(chan struct{})
+	hold := make(chan struct{})
+	for range callers {
+		go func() {
+			if out := pack(raw); len(out) >= len(raw) {
+				t.Error("not compressed")
+			}
+			packed <- struct{}{}
+			<-hold
+		}()
+	}
+	for range callers {
+		<-packed
+	}
+	runtime.ReadMemStats(&after)
+	close(hold)
+	grown := int64(after.StackInuse) - int64(before.StackInuse)
+	if limit := int64(callers * 32 << 10); grown > limit {
+		t.Errorf("stacks grew by %d KiB for %d callers of pack, want under %d KiB", grown>>10, callers, limit>>10)
+	}
+	t.Logf("stacks grew by %d KiB for %d callers", grown>>10, callers)
 }

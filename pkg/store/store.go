@@ -58,6 +58,8 @@ type Store struct {
 	w   *sql.DB
 	wc  *sql.Conn
 	wmu sync.Mutex
+	// path is the database's file.
+	path string
 	// r answers queries.
 	r *sql.DB
 	// tok signs page tokens with a secret that lives in the database, so
@@ -76,6 +78,10 @@ type Store struct {
 // Open opens (creating when missing) the database at path and brings its
 // schema up to date.
 func Open(ctx context.Context, path string, log *logrus.Entry) (*Store, error) {
+	return openWith(ctx, path, log, checkpointPolicy{after: checkpointAfter, walBytes: walCheckpointBytes})
+}
+
+func openWith(ctx context.Context, path string, log *logrus.Entry, ckp checkpointPolicy) (*Store, error) {
 	if path == "" {
 		return nil, fmt.Errorf("open store: empty path")
 	}
@@ -104,7 +110,7 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Store, error) {
 	q.Set("_busy_timeout", "10000")
 	q.Add("_pragma", "cache_size(-32768)")
 	q.Add("_pragma", "temp_store(MEMORY)")
-	q.Add("_pragma", "journal_size_limit(67108864)")
+	q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", ckp.journalLimit()))
 	wq := cloneValues(q)
 	wq.Add("_pragma", "wal_autocheckpoint(0)")
 	w, err := sql.Open("sqlite", "file:"+path+"?"+wq.Encode())
@@ -117,7 +123,7 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{log: log, w: w, wc: wc, stmts: stmtCache{conn: wc}}
+	s := &Store{log: log, path: path, w: w, wc: wc, stmts: stmtCache{conn: wc}}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -145,12 +151,36 @@ func Open(ctx context.Context, path string, log *logrus.Entry) (*Store, error) {
 	}
 	ck.SetMaxOpenConns(1)
 	s.ck, s.ckStop, s.ckDone = ck, make(chan struct{}), make(chan struct{})
-	go s.checkpoints()
+	go s.checkpoints(ckp)
 	return s, nil
 }
 
-// checkpointEvery is how often the WAL is copied into the database.
-const checkpointEvery = 200 * time.Millisecond
+// The WAL is copied into the database (checkpointed) at most every
+// checkpointAfter, or sooner once it has grown past walCheckpointBytes; it
+// is looked at every checkpointTick. Each copy writes the newest version
+// of every page the WAL holds, once: under a steady stream of commits the
+// same index pages (each node's and pod's place in its index) are
+// rewritten by every commit, so copying after several commits instead of
+// after each writes them once for several (issue #19: the bytes written
+// per event). What waits is bounded: a copy at least every two seconds,
+// and a WAL of about walCheckpointBytes plus a commit at most.
+const (
+	checkpointTick     = 200 * time.Millisecond
+	checkpointAfter    = 2 * time.Second
+	walCheckpointBytes = 256 << 20
+)
+
+// checkpointPolicy is when the WAL is copied (Open's: checkpointAfter
+// and walCheckpointBytes; tests shrink them).
+type checkpointPolicy struct {
+	after    time.Duration
+	walBytes int64
+}
+
+// journalLimit is what a WAL's file is cut back to once copied: a
+// quarter of walBytes, so that the file's size is the WAL's own whenever
+// it exceeds walBytes (see checkpoints).
+func (p checkpointPolicy) journalLimit() int64 { return p.walBytes / 4 }
 
 // checkpoints copies the WAL into the database until Close. SQLite's
 // automatic checkpoint runs inside the commit that crosses its threshold,
@@ -159,16 +189,24 @@ const checkpointEvery = 200 * time.Millisecond
 // what it can without blocking the writer, then, holding the writer
 // briefly, the few frames committed meanwhile, so that the checkpoint is
 // complete and the next commit starts the WAL over instead of growing it.
-func (s *Store) checkpoints() {
+func (s *Store) checkpoints(p checkpointPolicy) {
 	defer close(s.ckDone)
-	t := time.NewTicker(checkpointEvery)
+	t := time.NewTicker(checkpointTick)
 	defer t.Stop()
 	ctx := context.Background()
+	last := time.Now()
 	for {
 		select {
 		case <-s.ckStop:
 			return
-		case <-t.C:
+		case now := <-t.C:
+			// A copied WAL is written over from its start and its file
+			// cut back to journalLimit, so a file larger than walBytes
+			// holds that much not yet copied.
+			if now.Sub(last) < p.after && s.walSize() <= p.walBytes {
+				continue
+			}
+			last = now
 		}
 		var busy, frames, copied int
 		if err := s.ck.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err != nil {
@@ -185,6 +223,15 @@ func (s *Store) checkpoints() {
 			s.log.WithError(err).Warn("checkpoint failed")
 		}
 	}
+}
+
+// walSize returns the size of the WAL's file (0 when there is none).
+func (s *Store) walSize() int64 {
+	fi, err := os.Stat(s.path + "-wal")
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }
 
 func cloneValues(v url.Values) url.Values {
@@ -289,6 +336,8 @@ CREATE INDEX events_open_warnings ON events(seen) WHERE type = 'warning' AND ver
 	// unchanged, but an older oomwatch, which cannot read such rows,
 	// must refuse the database (ErrSchemaTooNew) rather than fail on
 	// them.
+	`SELECT 1;`,
+	// 6: the same for data compressed with a dictionary (formatDict1).
 	`SELECT 1;`,
 }
 
