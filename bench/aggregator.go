@@ -36,7 +36,7 @@ func freeAddr() (string, error) {
 }
 
 // DeployedGOMEMLIMIT is the aggregator's GOMEMLIMIT in deploy/aggregator.yaml.
-const DeployedGOMEMLIMIT = "896MiB"
+const DeployedGOMEMLIMIT = "768MiB"
 
 // childEnv is the environment of the processes the hooks start: theirs
 // without the OOMWATCH_* variables meant for benchtable.
@@ -78,7 +78,7 @@ func startAggregator(ctx context.Context, bin, db, logPath string, args ...strin
 	}
 	defer logFile.Close()
 	p.cmd = exec.Command(bin, append([]string{"--listen", addr, "--db", db, "--insecure", "--metrics-addr", maddr}, args...)...)
-	// The Go memory limit deploy/aggregator.yaml sets (896 MiB under a
+	// The Go memory limit deploy/aggregator.yaml sets (768 MiB under a
 	// 1 GiB container limit), so that peak RSS is the deployed one.
 	p.cmd.Env = append(childEnv(), "GOMEMLIMIT="+DeployedGOMEMLIMIT)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile

@@ -18,7 +18,7 @@ import (
 // defaults (DefaultLimits).
 //
 // The defaults are sized from a measurement against the deployed memory
-// limit (deploy/aggregator.yaml: 1 GiB, GOMEMLIMIT 896 MiB), made with the
+// limit (deploy/aggregator.yaml: 1 GiB, GOMEMLIMIT 768 MiB), made with the
 // real binary and mutual TLS by test/security (TestMeasureCosts,
 // OOMWATCH_MEASURE=1): an open connection costs 58 KiB, an idle Ingest
 // stream (Hello sent) 21 KiB, an idle Watch stream 11 KiB. A connection
@@ -34,8 +34,9 @@ import (
 //	the process at rest                                  =  35 MiB
 //	                                                     = 690 MiB
 //
-// which leaves ~200 MiB of the 896 MiB GOMEMLIMIT to SQLite's cache and
-// the commit batches. Streams per connection (16) add nothing to it: the
+// which leaves ~80 MiB of the 768 MiB GOMEMLIMIT to the commit batches;
+// SQLite's page caches (at most 192 MiB) are outside the Go heap, within
+// the rest of the 1 GiB. Streams per connection (16) add nothing to it: the
 // ingest and watch bounds hold whatever the connections. A cluster of
 // more than 4,000 nodes raises MaxConnections and the ingest bounds and
 // the memory limit by ~150 KiB per node.

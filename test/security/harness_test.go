@@ -37,7 +37,7 @@ import (
 // The deployed aggregator's memory (deploy/aggregator.yaml).
 const (
 	memLimit   = 1 << 30
-	goMemLimit = "896MiB"
+	goMemLimit = "768MiB"
 )
 
 // row is one line of the results table.
