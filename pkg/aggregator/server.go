@@ -69,8 +69,7 @@ type Config struct {
 	MaxEventsBurst int
 	// BatchWait is how long a commit waits for more events after the
 	// first; BatchMax is how many events it takes at most. Defaults 2 ms
-	// and 10,000 (bigger commits amortise the pages every commit
-	// rewrites; WatchBuffer holds a commit's worth).
+	// and 8,192 (bigger commits amortise the pages every commit rewrites).
 	BatchWait time.Duration
 	BatchMax  int
 	// StreamWindow bounds the events of one stream received and not yet
@@ -84,11 +83,11 @@ type Config struct {
 	// replaying their spools at once must not hold a thousand stream
 	// windows of events in memory, nor a few agents a few thousand events
 	// of a megabyte. Past either, streams wait (and flow control pushes
-	// back on the agents). Defaults 32,768 and 64 MiB: the real 5.6 kB
-	// kill holds ~2 kB, so the bytes bind first (~30,000 of those), and
-	// under load a commit takes ~9,000-10,000 events while as many wait
-	// for the next, whose index pages are shared by more events than at
-	// 6,000 (BENCHMARKS.md: bytes written per event -20%, with 2,000 -60%).
+	// back on the agents). Defaults 16,384 and 64 MiB: the real 5.6 kB
+	// kill holds ~2 kB, so the count binds first, and under load a commit
+	// takes ~6,000-8,000 events, whose index pages are shared by more
+	// events than at 2,000 (BENCHMARKS.md: bytes written per event -41
+	// to -48%).
 	MaxInFlight      int
 	MaxInFlightBytes int64
 	// WatchBuffer bounds the events queued for one watcher; a watcher that
@@ -139,13 +138,13 @@ func (c *Config) defaults() {
 		c.BatchWait = 2 * time.Millisecond
 	}
 	if c.BatchMax <= 0 {
-		c.BatchMax = 10000
+		c.BatchMax = 8192
 	}
 	if c.StreamWindow <= 0 {
 		c.StreamWindow = 1024
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 32768
+		c.MaxInFlight = 16384
 	}
 	if c.MaxInFlightBytes <= 0 {
 		c.MaxInFlightBytes = 64 << 20
