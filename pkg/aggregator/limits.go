@@ -27,14 +27,16 @@ import (
 //
 //	gRPC connections  4,000 x (58 + 64) KiB              = 477 MiB
 //	ingest streams    4,000 x 21 KiB                     =  82 MiB
-//	watchers            256 x 11 KiB + queues (10,000 x 8 B each)
-//	                                                     =  23 MiB
+//	watchers            256 x 11 KiB + queues (16,384 x 8 B each)
+//	                                                     =  35 MiB
 //	events in flight  Config.MaxInFlightBytes            =  64 MiB
 //	web UI              128 x 58 KiB, metrics 32 x 58 KiB =   9 MiB
 //	the process at rest                                  =  35 MiB
-//	                                                     = 690 MiB
+//	                                                     = 702 MiB
 //
-// which leaves ~80 MiB of the 768 MiB GOMEMLIMIT to the commit batches;
+// which leaves ~66 MiB of the 768 MiB GOMEMLIMIT to the commit batches
+// (and the decoded events stalled watchers hold: shared, at most a
+// queue's worth);
 // SQLite's page caches (at most 192 MiB) are outside the Go heap, within
 // the rest of the 1 GiB. Streams per connection (16) add nothing to it: the
 // ingest and watch bounds hold whatever the connections. A cluster of

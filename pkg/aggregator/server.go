@@ -69,7 +69,8 @@ type Config struct {
 	MaxEventsBurst int
 	// BatchWait is how long a commit waits for more events after the
 	// first; BatchMax is how many events it takes at most. Defaults 2 ms
-	// and 8,192 (bigger commits amortise the pages every commit rewrites).
+	// and 16,384 (bigger commits amortise the pages every commit
+	// rewrites; WatchBuffer holds a commit's worth).
 	BatchWait time.Duration
 	BatchMax  int
 	// StreamWindow bounds the events of one stream received and not yet
@@ -83,16 +84,17 @@ type Config struct {
 	// replaying their spools at once must not hold a thousand stream
 	// windows of events in memory, nor a few agents a few thousand events
 	// of a megabyte. Past either, streams wait (and flow control pushes
-	// back on the agents). Defaults 16,384 and 64 MiB: the real 5.6 kB
-	// kill holds ~2 kB, so the count binds first, and under load a commit
-	// takes ~6,000-8,000 events, whose index pages are shared by more
-	// events than at 2,000 (BENCHMARKS.md: bytes written per event -41
-	// to -48%).
+	// back on the agents). Defaults 32,768 and 64 MiB: the real 5.6 kB
+	// kill holds ~2 kB, so the bytes bind first (~30,000 of those), and
+	// under load a commit takes ~9,000-10,000 events while as many wait
+	// for the next: each index page a commit rewrites is shared by more
+	// events (BENCHMARKS.md: 11.6-12.9 kB written per event, against
+	// 14.0-15.8 with commits of ~6,000).
 	MaxInFlight      int
 	MaxInFlightBytes int64
 	// WatchBuffer bounds the events queued for one watcher; a watcher that
-	// falls further behind is disconnected. Default 10,000 (it must hold a
-	// commit's worth).
+	// falls further behind is disconnected. Default 16,384 (it must hold a
+	// commit's worth, BatchMax).
 	WatchBuffer int
 	// AgentIdentity, when set, is a certificate name (CN or DNS SAN) that
 	// may send events for any node: a client certificate shared by every
@@ -138,19 +140,19 @@ func (c *Config) defaults() {
 		c.BatchWait = 2 * time.Millisecond
 	}
 	if c.BatchMax <= 0 {
-		c.BatchMax = 8192
+		c.BatchMax = 16384
 	}
 	if c.StreamWindow <= 0 {
 		c.StreamWindow = 1024
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 16384
+		c.MaxInFlight = 32768
 	}
 	if c.MaxInFlightBytes <= 0 {
 		c.MaxInFlightBytes = 64 << 20
 	}
 	if c.WatchBuffer <= 0 {
-		c.WatchBuffer = 10000
+		c.WatchBuffer = 16384
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
