@@ -34,14 +34,14 @@ import (
 //	the process at rest                                  =  35 MiB
 //	                                                     = 702 MiB
 //
-// which leaves ~66 MiB of the 768 MiB GOMEMLIMIT to the commit batches
-// (and the decoded events stalled watchers hold: shared, at most a
-// queue's worth);
-// SQLite's page caches (at most 192 MiB) are outside the Go heap, within
-// the rest of the 1 GiB. Streams per connection (16) add nothing to it: the
-// ingest and watch bounds hold whatever the connections. A cluster of
-// more than 4,000 nodes raises MaxConnections and the ingest bounds and
-// the memory limit by ~150 KiB per node.
+// which leaves ~66 MiB of the 768 MiB GOMEMLIMIT to the commit batches.
+// Not counted: the decoded events that stalled watchers hold, shared
+// among them but up to a queue's worth (16,384 real 5.6 kB kills decode
+// to ~250 MiB). SQLite's page caches (at most 192 MiB) are outside the Go
+// heap, within the rest of the 1 GiB. Streams per connection (16) add
+// nothing to it: the ingest and watch bounds hold whatever the
+// connections. A cluster of more than 4,000 nodes raises MaxConnections
+// and the ingest bounds and the memory limit by ~150 KiB per node.
 type Limits struct {
 	// MaxConnections caps the gRPC listener's open connections; past it
 	// new connections are closed at once. Default 4,000.
