@@ -125,3 +125,14 @@ func referenceHeader(s string) (Header, bool) {
 	}
 	return Header{Priority: int(v[0]), Seq: v[1], Usec: v[2], Len: len(meta) + 1}, true
 }
+
+// BenchmarkParseHeader reads the headers of a real boot's records.
+func BenchmarkParseHeader(b *testing.B) {
+	recs := seedRecords(b)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, ok := ParseHeader(recs[i%len(recs)]); !ok {
+			b.Fatalf("%q", recs[i%len(recs)])
+		}
+	}
+}

@@ -194,15 +194,16 @@ func (a *Assembler) unwrap(rec *kernlog.Record) bool {
 func (a *Assembler) stageRow(row *dumpRow, c int, name []byte, adj bool) {
 	var anon int64
 	if k := a.layout.anonColumn(c); k > 0 {
-		anon = row.nums[k]
+		anon = row.num(k)
 	}
 	score := noAdj
 	if adj {
-		score = int(row.nums[c-1])
+		score = int(row.num(c - 1))
 	}
-	a.dump.add(row.pid, int(row.nums[0]), int(row.nums[1]), row.nums[3], anon, score, name)
+	rss := row.num(3)
+	a.dump.add(row.pid, int(row.num(0)), int(row.num(1)), rss, anon, score, name)
 	if a.opts.TaskSeen != nil {
-		a.opts.TaskSeen(row.pid, row.nums[3])
+		a.opts.TaskSeen(row.pid, rss)
 	}
 }
 

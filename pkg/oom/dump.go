@@ -2,6 +2,8 @@ package oom
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"strings"
 )
 
@@ -66,23 +68,152 @@ const maxDumpColumns = 12
 // dumpRow is a task dump row as scanned: "[ 1234]     0  1234   530382
 // 5191 ... 0 name". The numeric columns are read as far as they go, and
 // where each starts is kept, so that the row is scanned once whatever the
-// layout it is read under.
+// layout it is read under. A column's value is computed when asked for
+// (num): a task keeps five of a row's ten.
 type dumpRow struct {
 	pid   int
 	count int // numeric columns after the pid
-	nums  [maxDumpColumns]int64
+	msg   []byte
+	// at[c] and width[c] are where column c's digits start (after its
+	// '-') and how many there are; bit c of neg is its sign.
+	at    [maxDumpColumns]int32
+	width [maxDumpColumns]uint8
+	neg   uint16
 	// starts[c] is where column c starts, after the spaces before it:
 	// the name of a row read as c numeric columns.
 	starts [maxDumpColumns + 1]int
 }
 
+// num returns the value of numeric column c < row.count.
+func (row *dumpRow) num(c int) int64 {
+	v := int64(digits(row.msg, int(row.at[c]), int(row.width[c])))
+	if row.neg>>c&1 != 0 {
+		v = -v
+	}
+	return v
+}
+
 // scan reads msg into row and tells whether it has the shape of a dump row:
 // a pid, at least six numbers (uid tgid total_vm rss ... oom_score_adj) and
-// a name. Every row of a large report goes through here once. (Reading the
-// runs of spaces and digits eight bytes at a time was slower than these
-// byte loops, which the CPU predicts well: the rows look alike.)
+// a name. Every row of a large report goes through here once, so where
+// rowMasks has vector instructions a row of up to 128 bytes (any kernel's,
+// with a name of up to 15) is read through its masks (scanMasked), else
+// byte by byte (scanLoop); both read the same.
 func (row *dumpRow) scan(msg []byte) bool {
-	row.count = 0
+	if maskedScan && len(msg) >= 16 && len(msg) <= maxMaskedRow {
+		return row.scanMasked(msg)
+	}
+	return row.scanLoop(msg)
+}
+
+// maxMaskedRow is the longest row scanMasked reads: rowMasks's masks hold
+// 128 bytes.
+const maxMaskedRow = 128
+
+// scanMasked is scanLoop with every run of spaces and of digits measured
+// from the row's masks by a bit count, and each number's value computed
+// from its bytes eight at a time: a byte loop's end, mispredicted whenever
+// a number's width changes from the row before, costs more than the bytes.
+// len(msg) must be at most maxMaskedRow.
+func (row *dumpRow) scanMasked(msg []byte) bool {
+	var sp, dg [2]uint64
+	rowMasks(msg, &sp, &dg)
+	row.count, row.msg, row.neg = 0, msg, 0
+	i := 1 + run(&sp, 1)
+	n := run(&dg, i)
+	// atoi reads 18 digits at most: a longer run is no number.
+	if n == 0 || n > 18 {
+		return false
+	}
+	pid := digits(msg, i, n)
+	i += n
+	if i >= len(msg) || msg[i] != ']' {
+		return false
+	}
+	i++
+	row.pid = pid
+	count := 0
+	for {
+		j := i + run(&sp, i)
+		row.starts[count] = j
+		if count == maxDumpColumns || j == i || j >= len(msg) {
+			break
+		}
+		k := j
+		if msg[k] == '-' {
+			k++
+		}
+		m := run(&dg, k)
+		if m == 0 || m > 18 || (k+m < len(msg) && msg[k+m] != ' ') {
+			break
+		}
+		row.column(count, j, k, m)
+		count++
+		i = k + m
+	}
+	row.count = count
+	_, ok := row.columns(msg, 0)
+	return ok
+}
+
+// column records numeric column c, starting at j, its digits at k (after
+// a '-' when k > j) and m of them.
+func (row *dumpRow) column(c, j, k, m int) {
+	row.at[c] = int32(k)
+	row.width[c] = uint8(m)
+	if k != j {
+		row.neg |= 1 << c
+	}
+}
+
+// run returns how many bits of the 128-bit mask m are set in a row from
+// bit p on (0 when p >= 128).
+func run(m *[2]uint64, p int) int {
+	if p < 64 {
+		n := bits.TrailingZeros64(^(m[0] >> p))
+		if n < 64-p {
+			return n
+		}
+		return n + bits.TrailingZeros64(^m[1])
+	}
+	if p >= 128 {
+		return 0
+	}
+	return bits.TrailingZeros64(^(m[1] >> (p - 64)))
+}
+
+// digits returns the value of the n ASCII digits at b[i:], 1 <= n <= 18:
+// eight at a time where eight bytes can be read and n <= 16 (a dump's
+// numbers have at most 10), else one at a time.
+func digits(b []byte, i, n int) int {
+	if i+8 > len(b) || n > 16 {
+		v, _ := atoi(b[:i+n], i)
+		return v
+	}
+	if n <= 8 {
+		return int(digits8(binary.LittleEndian.Uint64(b[i:]), n))
+	}
+	hi := digits8(binary.LittleEndian.Uint64(b[i:]), n-8)
+	lo := digits8(binary.LittleEndian.Uint64(b[i+n-8:]), 8)
+	return int(hi*100000000 + lo)
+}
+
+// digits8 returns the value of the first n (1-8) bytes of w, read
+// little-endian, which must be ASCII digits: they are moved to the top
+// bytes (the bytes after them fall out, zeros come in as leading digits),
+// then summed in pairs, fours and eights, one multiplication each.
+func digits8(w uint64, n int) uint64 {
+	w -= 0x3030303030303030
+	w <<= (64 - 8*uint(n)) & 63
+	w = (w*10 + w>>8) & 0x00ff00ff00ff00ff
+	w = (w*100 + w>>16) & 0x0000ffff0000ffff
+	return (w*10000 + w>>32) & 0xffffffff
+}
+
+// scanLoop is scan byte by byte: for rows too long for the masks, and
+// where rowMasks has no vector form.
+func (row *dumpRow) scanLoop(msg []byte) bool {
+	row.count, row.msg, row.neg = 0, msg, 0
 	i := 1
 	for i < len(msg) && msg[i] == ' ' {
 		i++
@@ -111,14 +242,14 @@ func (row *dumpRow) scan(msg []byte) bool {
 		if msg[k] == '-' {
 			k++
 		}
-		v, m := atoi(msg, k)
+		m := 0
+		for k+m < len(msg) && m < 18 && msg[k+m]-'0' <= 9 {
+			m++
+		}
 		if m == 0 || (k+m < len(msg) && msg[k+m] != ' ') {
 			break
 		}
-		if k != j {
-			v = -v
-		}
-		row.nums[count] = int64(v)
+		row.column(count, j, k, m)
 		count++
 		i = k + m
 	}

@@ -52,7 +52,7 @@ func TestDumpRowColumns(t *testing.T) {
 			if !ok {
 				return
 			}
-			got := fmt.Sprintf("%d %d %d %d %q", row.pid, row.nums[0], row.nums[3], row.nums[c-1], row.name(msg, c))
+			got := fmt.Sprintf("%d %d %d %d %q", row.pid, row.num(0), row.num(3), row.num(c-1), row.name(msg, c))
 			want := fmt.Sprintf("%d %d %d %d %q", tc.pid, tc.uid, tc.rss, tc.adj, tc.comm)
 			if got != want {
 				t.Fatalf("pid uid rss adj comm = %s, want %s", got, want)
@@ -294,23 +294,78 @@ func checkScan(t *testing.T, msg []byte) {
 			if !ok {
 				continue
 			}
-			got := Task{PID: row.pid, UID: int(row.nums[0]), RSSPages: row.nums[3], OOMScoreAdj: int(row.nums[c-1]),
+			got := Task{PID: row.pid, UID: int(row.num(0)), RSSPages: row.num(3), OOMScoreAdj: int(row.num(c - 1)),
 				Comm: string(row.name(msg, c))}
 			if got != want {
 				t.Fatalf("%q after %q under %d columns: %+v, want %+v", msg, before, numeric, got, want)
 			}
 		}
+		checkMasked(t, msg, row)
 		// Every column and where each starts, not only what a Task keeps:
 		// as read by a fresh dumpRow.
 		// (What lies past the columns read is left from earlier rows.)
 		var plain dumpRow
 		plain.scan(msg)
 		n := row.count
-		if row.count != plain.count || !slices.Equal(row.nums[:n], plain.nums[:n]) ||
+		if row.count != plain.count || !slices.Equal(row.values(), plain.values()) ||
 			scanned && (row.pid != plain.pid || !slices.Equal(row.starts[:n+1], plain.starts[:n+1])) {
-			t.Fatalf("%q after %q: %d %d %v %v, read alone %d %d %v %v", msg, before, row.pid, row.count, row.nums,
-				row.starts, plain.pid, plain.count, plain.nums, plain.starts)
+			t.Fatalf("%q after %q: %d %d %v %v, read alone %d %d %v %v", msg, before, row.pid, row.count, row.values(),
+				row.starts, plain.pid, plain.count, plain.values(), plain.starts)
 		}
+	}
+}
+
+// checkMasked reads msg with scanMasked and with scanLoop, each after the
+// row that before left (whatever the architecture, and whichever scan
+// chose), and checks that they read the same: the result, the pid, every
+// column and where each starts.
+func checkMasked(t *testing.T, msg []byte, before dumpRow) {
+	t.Helper()
+	if len(msg) > maxMaskedRow || maskedScan && len(msg) < 16 {
+		return
+	}
+	masked, loop := before, before
+	okM, okL := masked.scanMasked(msg), loop.scanLoop(msg)
+	n := loop.count
+	if okM != okL || masked.pid != loop.pid || masked.count != n || !slices.Equal(masked.values(), loop.values()) ||
+		!slices.Equal(masked.starts[:n+1], loop.starts[:n+1]) {
+		t.Fatalf("%q: masked %v %d %d %v %v, loop %v %d %d %v %v", msg, okM, masked.pid, masked.count, masked.values(),
+			masked.starts, okL, loop.pid, n, loop.values(), loop.starts)
+	}
+}
+
+// values returns the row's numeric columns.
+func (row *dumpRow) values() []int64 {
+	v := make([]int64, row.count)
+	for c := range v {
+		v[c] = row.num(c)
+	}
+	return v
+}
+
+// TestScanMaskedNumbers reads rows whose numbers have every width from 1
+// to 20 digits, at every offset in the row and near both of its ends, and
+// rows of every length the masks hold, through both scans.
+func TestScanMaskedNumbers(t *testing.T) {
+	digits := "98765432109876543210"
+	for w := 1; w <= len(digits); w++ {
+		num := digits[:w]
+		for pad := 1; pad <= 100; pad++ {
+			for _, msg := range []string{
+				"[" + strings.Repeat(" ", pad) + num + "] 0 1 2 3 4 5 6 x",
+				"[ 1]" + strings.Repeat(" ", pad) + num + " 1 2 3 -" + num + " 5 6 x",
+				"[ 1] 0 1 2 3 4 5" + strings.Repeat(" ", pad) + num,
+				"[ 1] 0 1 2 3 4 5" + strings.Repeat(" ", pad) + "-" + num + " y",
+			} {
+				var row dumpRow
+				checkMasked(t, []byte(msg), row)
+				checkScan(t, []byte(msg))
+			}
+		}
+	}
+	for n := 16; n <= maxMaskedRow+1; n++ {
+		msg := []byte("[ 1] 0 1 2 3 4 5 " + strings.Repeat("7 ", 64))[:n]
+		checkScan(t, msg)
 	}
 }
 
