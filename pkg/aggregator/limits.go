@@ -29,16 +29,16 @@ import (
 //	ingest streams    4,000 x 21 KiB                     =  82 MiB
 //	watchers            256 x 11 KiB + queues (16,384 x 8 B each)
 //	                                                     =  35 MiB
+//	the events watchers hold beyond the latest commit's
+//	                  Config.WatchLagBytes               =  32 MiB
 //	events in flight  Config.MaxInFlightBytes            =  64 MiB
 //	web UI              128 x 58 KiB, metrics 32 x 58 KiB =   9 MiB
 //	the process at rest                                  =  35 MiB
-//	                                                     = 702 MiB
+//	                                                     = 734 MiB
 //
-// which leaves ~66 MiB of the 768 MiB GOMEMLIMIT to the commit batches.
-// Not counted: the decoded events that stalled watchers hold, shared
-// among them but up to a queue's worth (16,384 real 5.6 kB kills decode
-// to ~250 MiB). SQLite's page caches (at most 192 MiB) are outside the Go
-// heap, within the rest of the 1 GiB. Streams per connection (16) add
+// which leaves ~34 MiB of the 768 MiB GOMEMLIMIT to the commit batches.
+// SQLite's page caches (at most 192 MiB) are outside the Go heap, within
+// the rest of the 1 GiB. Streams per connection (16) add
 // nothing to it: the ingest and watch bounds hold whatever the
 // connections. A cluster of more than 4,000 nodes raises MaxConnections
 // and the ingest bounds and the memory limit by ~150 KiB per node.

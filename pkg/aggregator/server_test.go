@@ -553,65 +553,80 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// TestSlowWatcherDropped plays a client that opens a Watch and stops
+// reading: it is disconnected, by the count of events queued for it or by
+// the bytes committed since the oldest it holds, while ingest goes on and
+// a watcher that reads gets everything.
 func TestSlowWatcherDropped(t *testing.T) {
-	e := start(t, Config{WatchBuffer: 500, BatchMax: 100})
-	conn := e.dial(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	q := pb.NewQueryServiceClient(conn)
-	// A watcher that never reads, on its own connection with a fixed
-	// flow-control window (no BDP growth) so that the window fills.
-	slowConn := e.dial(t, e.creds[0], grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
-	slow, err := pb.NewQueryServiceClient(slowConn).Watch(ctx, &pb.WatchRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fast, err := q.Watch(ctx, &pb.WatchRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool { return e.srv.Stats().Watchers == 2 })
-	var fastGot atomic.Int64
-	go func() {
-		for {
-			if _, err := fast.Recv(); err != nil {
-				return
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"events queued", Config{WatchBuffer: 500, BatchMax: 100}},
+		// 3,000 events of ~3 kB: 9 MB, against a lag of 2 MiB.
+		{"bytes behind", Config{WatchBuffer: 1 << 20, WatchLagBytes: 2 << 20, BatchMax: 100}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t, tc.cfg)
+			conn := e.dial(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			q := pb.NewQueryServiceClient(conn)
+			// A watcher that never reads, on its own connection with a fixed
+			// flow-control window (no BDP growth) so that the window fills.
+			slowConn := e.dial(t, e.creds[0], grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+			slow, err := pb.NewQueryServiceClient(slowConn).Watch(ctx, &pb.WatchRequest{})
+			if err != nil {
+				t.Fatal(err)
 			}
-			fastGot.Add(1)
-		}
-	}()
+			fast, err := q.Watch(ctx, &pb.WatchRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, func() bool { return e.srv.Stats().Watchers == 2 })
+			var fastGot atomic.Int64
+			go func() {
+				for {
+					if _, err := fast.Recv(); err != nil {
+						return
+					}
+					fastGot.Add(1)
+				}
+			}()
 
-	// Ingest is not slowed down by the slow watcher: everything is
-	// acknowledged.
-	const n = 3000
-	a := e.agent(t, ctx, conn, "node-a")
-	big := strings.Repeat("line ", 200)
-	go func() {
-		for i := range n {
-			ev := oom("node-a", int64(i), "shop", "cart-1")
-			ev.GetOom().Lines = []string{big, big, big}
-			if a.send(ev) != nil {
-				return
+			// Ingest is not slowed down by the slow watcher: everything is
+			// acknowledged.
+			const n = 3000
+			a := e.agent(t, ctx, conn, "node-a")
+			big := strings.Repeat("line ", 200)
+			go func() {
+				for i := range n {
+					ev := oom("node-a", int64(i), "shop", "cart-1")
+					ev.GetOom().Lines = []string{big, big, big}
+					if a.send(ev) != nil {
+						return
+					}
+				}
+			}()
+			if acks, err := a.acks(n); err != nil {
+				t.Fatalf("ingest stalled after %d acks: %v", len(acks), err)
 			}
-		}
-	}()
-	if acks, err := a.acks(n); err != nil {
-		t.Fatalf("ingest stalled after %d acks: %v", len(acks), err)
+			waitFor(t, func() bool { return e.srv.Stats().WatchersDropped == 1 })
+			got := 0
+			for {
+				_, err = slow.Recv()
+				if err != nil {
+					break
+				}
+				got++
+			}
+			if status.Code(err) != codes.ResourceExhausted || got >= n {
+				t.Fatalf("slow watcher got %d events then %v; want fewer than %d then ResourceExhausted", got, err, n)
+			}
+			// The fast watcher got everything.
+			waitFor(t, func() bool { return fastGot.Load() == n })
+		})
 	}
-	waitFor(t, func() bool { return e.srv.Stats().WatchersDropped == 1 })
-	got := 0
-	for {
-		_, err = slow.Recv()
-		if err != nil {
-			break
-		}
-		got++
-	}
-	if status.Code(err) != codes.ResourceExhausted || got >= n {
-		t.Fatalf("slow watcher got %d events then %v; want fewer than %d then ResourceExhausted", got, err, n)
-	}
-	// The fast watcher got everything.
-	waitFor(t, func() bool { return fastGot.Load() == n })
 }
 
 func TestQueries(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -25,23 +26,33 @@ type watcher struct {
 	mu      sync.Mutex
 	queue   []*pb.Event
 	late    bool
+	// from is the oldest batch (hub.publish's sequence) whose events the
+	// queue holds; sending is set while the events take gave are being
+	// sent, sentFrom the oldest batch among them. A watcher holds the
+	// events of every batch since the oldest of the two.
+	from, sentFrom uint64
+	sending        bool
 	// ready holds a token when the queue may not be empty.
 	ready chan struct{}
-	// behind is closed when the queue overflowed.
+	// behind is closed when the queue overflowed or the watcher fell too
+	// far behind (hub.lag).
 	behind chan struct{}
 }
 
-// offer queues events, or marks the watcher behind when they do not fit.
-func (w *watcher) offer(evs []*pb.Event) {
+// offer queues the events of batch seq, or marks the watcher behind when
+// they do not fit.
+func (w *watcher) offer(evs []*pb.Event, seq uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.late {
 		return
 	}
 	if len(w.queue)+len(evs) > w.max {
-		w.late, w.queue = true, nil
-		close(w.behind)
+		w.drop()
 		return
+	}
+	if len(w.queue) == 0 {
+		w.from = seq
 	}
 	w.queue = append(w.queue, evs...)
 	select {
@@ -50,7 +61,18 @@ func (w *watcher) offer(evs []*pb.Event) {
 	}
 }
 
-// take empties the queue.
+// drop marks the watcher behind and lets its queue go. The caller holds
+// w.mu.
+func (w *watcher) drop() {
+	if !w.late {
+		w.late, w.queue = true, nil
+		close(w.behind)
+	}
+}
+
+// take empties the queue, for a consumer that is done with the events
+// when it takes the next (the web UI's, which turns them into text at
+// once).
 func (w *watcher) take() []*pb.Event {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -59,16 +81,71 @@ func (w *watcher) take() []*pb.Event {
 	return q
 }
 
-// hub hands committed events to the watchers. publish never blocks: a
-// watcher whose queue would overflow is marked behind and disconnected.
-type hub struct {
-	// now is the clock staleness is judged by.
-	now      func() time.Time
-	mu       sync.RWMutex
-	watchers map[*watcher]struct{}
+// takeToSend empties the queue, for a consumer that holds the events
+// until it calls sent: they count as held by the watcher until then.
+func (w *watcher) takeToSend() []*pb.Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.queue
+	w.queue = nil
+	w.sending, w.sentFrom = len(q) > 0, w.from
+	return q
 }
 
-func newHub(now func() time.Time) *hub { return &hub{now: now, watchers: map[*watcher]struct{}{}} }
+// sent tells that the events takeToSend gave are sent.
+func (w *watcher) sent() {
+	w.mu.Lock()
+	w.sending = false
+	w.mu.Unlock()
+}
+
+// oldest returns the oldest batch whose events w holds, and false when it
+// holds none (or is behind, about to let them go).
+func (w *watcher) oldest() (uint64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.late:
+		return 0, false
+	case w.sending:
+		return w.sentFrom, true
+	case len(w.queue) > 0:
+		return w.from, true
+	}
+	return 0, false
+}
+
+// hub hands committed events to the watchers. publish never blocks: a
+// watcher whose queue would overflow, or which still holds events of a
+// batch published before the last lag bytes of events, is marked behind
+// and disconnected.
+type hub struct {
+	// now is the clock staleness is judged by.
+	now func() time.Time
+	// lag bounds the memory (heapSize) of the events published after the
+	// oldest batch a watcher holds: what the watchers hold together beyond
+	// the latest batch, shared or not.
+	lag      int64
+	mu       sync.RWMutex
+	watchers map[*watcher]struct{}
+	// Under pubMu: the sequence of the next batch, and the batches
+	// published since the oldest a watcher holds (held, oldest first,
+	// with the memory of their events that some watcher took).
+	pubMu     sync.Mutex
+	next      uint64
+	held      []heldBatch
+	heldBytes int64
+}
+
+// heldBatch is a published batch that a watcher may still hold.
+type heldBatch struct {
+	seq   uint64
+	bytes int64
+}
+
+func newHub(now func() time.Time, lag int64) *hub {
+	return &hub{now: now, lag: lag, watchers: map[*watcher]struct{}{}}
+}
 
 func (h *hub) add(f *pb.EventFilter, max int) *watcher {
 	w := &watcher{filter: liveFilter(f), openNow: f.GetOpenWarningsOnly(), max: max, ready: make(chan struct{}, 1), behind: make(chan struct{})}
@@ -107,7 +184,9 @@ func liveFilter(f *pb.EventFilter) *pb.EventFilter {
 	return f
 }
 
-// publish offers events to every watcher whose filter they match.
+// publish offers events to every watcher whose filter they match, then
+// disconnects the watchers that hold events of batches published more
+// than h.lag bytes ago. Batches are published one at a time.
 func (h *hub) publish(events []*pb.Event) {
 	if len(events) == 0 {
 		return
@@ -115,23 +194,79 @@ func (h *hub) publish(events []*pb.Event) {
 	now := h.now()
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	h.pubMu.Lock()
+	defer h.pubMu.Unlock()
+	seq := h.next
+	h.next++
+	// The memory of each event some watcher takes, counted once.
+	sized := make([]bool, len(events))
+	var bytes int64
 	var match []*pb.Event
 	for w := range h.watchers {
 		match = match[:0]
-		for _, e := range events {
+		for i, e := range events {
 			if store.MatchesAt(w.filter, e, now) && (!w.openNow || !wire.IsStale(e, now)) {
 				match = append(match, e)
+				if !sized[i] {
+					sized[i] = true
+					bytes += heapSize(e)
+				}
 			}
 		}
 		if len(match) > 0 {
-			w.offer(match)
+			w.offer(match, seq)
+		}
+	}
+	if bytes > 0 {
+		// A batch no watcher took is held by none.
+		h.held = append(h.held, heldBatch{seq: seq, bytes: bytes})
+		h.heldBytes += bytes
+	}
+	h.trim()
+}
+
+// trim forgets the batches no watcher holds, and while those held before
+// the latest come to more than h.lag bytes, disconnects the watchers that
+// hold the oldest. The caller holds h.mu (read) and h.pubMu.
+func (h *hub) trim() {
+	for {
+		oldest, any := uint64(0), false
+		for w := range h.watchers {
+			if from, ok := w.oldest(); ok && (!any || from < oldest) {
+				oldest, any = from, true
+			}
+		}
+		if !any {
+			h.held, h.heldBytes = h.held[:0], 0
+			return
+		}
+		n := 0
+		for n < len(h.held) && h.held[n].seq < oldest {
+			h.heldBytes -= h.held[n].bytes
+			n++
+		}
+		h.held = append(h.held[:0], h.held[n:]...)
+		if len(h.held) == 0 {
+			return
+		}
+		latest := h.held[len(h.held)-1]
+		if h.lag <= 0 || h.heldBytes-latest.bytes <= h.lag || oldest >= latest.seq {
+			return
+		}
+		for w := range h.watchers {
+			if from, ok := w.oldest(); ok && from == oldest {
+				w.mu.Lock()
+				w.drop()
+				w.mu.Unlock()
+			}
 		}
 	}
 }
 
 // Watch streams the events committed from now on that match the filter,
 // each revision of an updated event again (see liveFilter for warnings).
-// A watcher that cannot keep up (WatchBuffer events queued) is ended with
+// A watcher that cannot keep up (WatchBuffer events queued, or events
+// held from before the last WatchLagBytes committed) is ended with
 // codes.ResourceExhausted; it should list what it missed and watch again.
 func (s *Server) Watch(req *pb.WatchRequest, st grpc.ServerStreamingServer[pb.WatchResponse]) error {
 	if s.isDraining() {
@@ -171,12 +306,13 @@ func (s *Server) Watch(req *pb.WatchRequest, st grpc.ServerStreamingServer[pb.Wa
 		for {
 			select {
 			case <-w.ready:
-				for _, e := range w.take() {
+				for _, e := range w.takeToSend() {
 					if err := st.Send(&pb.WatchResponse{Event: e}); err != nil {
 						sendErr <- err
 						return
 					}
 				}
+				w.sent()
 			case <-ctx.Done():
 				return
 			}
@@ -185,8 +321,10 @@ func (s *Server) Watch(req *pb.WatchRequest, st grpc.ServerStreamingServer[pb.Wa
 	select {
 	case <-w.behind:
 		s.watchersDropped.Add(1)
-		s.log.WithField("buffer", s.cfg.WatchBuffer).Warn("watcher fell behind; disconnected")
-		return status.Errorf(codes.ResourceExhausted, "watcher fell behind by more than %d events; list what was missed and watch again", s.cfg.WatchBuffer)
+		s.log.WithFields(logrus.Fields{"buffer": s.cfg.WatchBuffer, "lag_bytes": s.cfg.WatchLagBytes}).
+			Warn("watcher fell behind; disconnected")
+		return status.Errorf(codes.ResourceExhausted, "watcher fell behind (more than %d events queued, or more than %d MiB of events committed since the oldest it has not received); list what was missed and watch again",
+			s.cfg.WatchBuffer, s.cfg.WatchLagBytes>>20)
 	case err := <-sendErr:
 		return err
 	case <-s.draining:

@@ -281,7 +281,7 @@ func TestPingFlood(t *testing.T) {
 func TestStalledWatchersUnderIngest(t *testing.T) {
 	const identities, perIdentity, events = 8, 32, 20000
 	scenario(t, fmt.Sprintf("%d Watch streams that never read while %d events flood in", identities*perIdentity, events),
-		"HTTP/2 flow control bounds what is written to each; a watcher 16,384 events behind is dropped (RESOURCE_EXHAUSTED)",
+		"HTTP/2 flow control bounds what is written to each; a watcher 16,384 events behind, or holding events from before the last 32 MiB of them, is dropped (RESOURCE_EXHAUSTED)",
 		[]string{"--max-events-per-second", "0", "--max-events-per-second-per-identity", "0"},
 		func(t *testing.T, a *aggregator) string {
 			var hs []*rawH2
