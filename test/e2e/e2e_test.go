@@ -79,6 +79,9 @@ func runScenario(t *testing.T, sc scenario.Scenario) ([]event, *vm.Result) {
 	if err != nil {
 		t.Fatalf("guest: %v (artifacts in %s)", err, art)
 	}
+	if res.PowerOffHung {
+		t.Logf("the guest finished but did not power off; qemu stopped (console in %s)", art)
+	}
 	raw, err := res.File("events.json")
 	if err != nil {
 		t.Fatalf("events.json: %v (artifacts in %s)", err, art)

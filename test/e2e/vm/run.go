@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -83,6 +84,9 @@ type Config struct {
 	CPUs int
 	// Timeout bounds the whole run, boot included; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// PowerOffGrace is how long a guest that reported its exit status has
+	// to power off before qemu is stopped; 0 means DefaultPowerOffGrace.
+	PowerOffGrace time.Duration
 	// DiskMB, when set, attaches an empty sparse raw disk of that many MiB
 	// as an NVMe drive: /dev/nvme0n1 in the guest, whose kernel (Debian's
 	// cloud kernel) has NVMe and ext4 built in, where every other block
@@ -109,6 +113,11 @@ type Result struct {
 	Boot time.Duration
 	// Duration is the wall time of the whole run.
 	Duration time.Duration
+	// PowerOffHung tells that the guest reported its exit status but did
+	// not power off within Config.PowerOffGrace, and qemu was stopped: its run
+	// is complete (seen once under TCG, the kernel printing "No irq
+	// handler for vector" while powering off).
+	PowerOffHung bool
 
 	exports map[string]export
 }
@@ -283,12 +292,29 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cmd.Stderr = &stderr
 
 	con.start = time.Now()
+	watched := make(chan struct{})
+	done := make(chan struct{})
+	var hung atomic.Bool
+	go func() {
+		defer close(watched)
+		grace := cfg.PowerOffGrace
+		if grace <= 0 {
+			grace = DefaultPowerOffGrace
+		}
+		watchPowerOff(exportPath, grace, done, func() {
+			hung.Store(true)
+			cancel()
+		})
+	}()
 	runErr := cmd.Run()
+	close(done)
+	<-watched
 	res := &Result{
-		Console:  con.buf.Bytes(),
-		ExitCode: -1,
-		Boot:     con.boot,
-		Duration: time.Since(con.start),
+		Console:      con.buf.Bytes(),
+		ExitCode:     -1,
+		Boot:         con.boot,
+		Duration:     time.Since(con.start),
+		PowerOffHung: hung.Load(),
 	}
 	raw, err := os.ReadFile(exportPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -298,6 +324,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.exports, res.ExitCode, exited = parseExports(raw)
 
 	switch {
+	case res.PowerOffHung && exited:
+		return res, nil
 	case runCtx.Err() != nil:
 		return res, fmt.Errorf("vm: guest still running after %s: %w\nconsole tail:\n%s",
 			res.Duration.Round(time.Millisecond), runCtx.Err(), tail(res.Console, 3000))
@@ -307,6 +335,38 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, fmt.Errorf("vm: %w\nconsole tail:\n%s", ErrNoExitStatus, tail(res.Console, 3000))
 	}
 	return res, nil
+}
+
+// DefaultPowerOffGrace is how long a guest that reported its exit status
+// has to power off (it takes ~1 s under TCG) before qemu is stopped.
+const DefaultPowerOffGrace = 30 * time.Second
+
+// watchPowerOff reads the export channel every second until done is
+// closed, and calls stop once an exit status has been in it for grace:
+// the guest's script is over, and only its power-off keeps qemu running.
+func watchPowerOff(exportPath string, grace time.Duration, done <-chan struct{}, stop func()) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var exitedAt time.Time
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-tick.C:
+			if exitedAt.IsZero() {
+				if raw, err := os.ReadFile(exportPath); err == nil {
+					if _, _, exited := parseExports(raw); exited {
+						exitedAt = now
+					}
+				}
+				continue
+			}
+			if now.Sub(exitedAt) >= grace {
+				stop()
+				return
+			}
+		}
+	}
 }
 
 // consoleWriter collects the console, copies it to live and notes when

@@ -204,6 +204,38 @@ exit 7
 	}
 }
 
+// TestRunPowerOffHung plays a guest whose script is over (its exit status
+// and exports sent) but which does not power off, as a 6.1 guest under TCG
+// once did: qemu is stopped after the grace, and the run is complete.
+func TestRunPowerOffHung(t *testing.T) {
+	t.Parallel()
+	assets, _ := prepare(t)
+	start := time.Now()
+	res, err := Run(t.Context(), Config{
+		Assets: assets,
+		Script: `
+echo done > /tmp/out
+export_file out /tmp/out
+echo "=====EXIT 5=====" > /dev/ttyS1
+sleep 600
+`,
+		Timeout:       2 * time.Minute,
+		PowerOffGrace: 3 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.PowerOffHung || res.ExitCode != 5 {
+		t.Errorf("PowerOffHung %v, ExitCode %d; want true, 5", res.PowerOffHung, res.ExitCode)
+	}
+	if got, err := res.File("out"); err != nil || string(got) != "done\n" {
+		t.Errorf("File(out) = %q, %v", got, err)
+	}
+	if d := time.Since(start); d > time.Minute {
+		t.Errorf("Run returned after %s", d)
+	}
+}
+
 // TestRunTimeout checks that a guest that does not finish is stopped and
 // reported as a deadline error.
 func TestRunTimeout(t *testing.T) {
