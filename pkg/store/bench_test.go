@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -169,4 +170,98 @@ func BenchmarkListOpenWarnings(b *testing.B) {
 			b.Fatalf("%d, %v", len(got), err)
 		}
 	}
+}
+
+// BenchmarkPutCommits is the store's share of the aggregator's ingest
+// (bench's -hooks ingest): commits of 8,000 kills from 1,000 nodes of 8
+// pods each, in the order they arrived, into a store that already holds
+// OOMWATCH_BENCH_PREFILL events (default 100,000). The events are encoded
+// before the timer runs; cpu-µs/event is the process's CPU (the background
+// checkpoint included), written-B/event what it wrote to the disk.
+func BenchmarkPutCommits(b *testing.B) {
+	const nodes, podsPerNode, perCommit = 1000, 8, 8000
+	prefill := 100_000
+	if v, err := strconv.Atoi(os.Getenv("OOMWATCH_BENCH_PREFILL")); err == nil {
+		prefill = v
+	}
+	s, _ := open(b)
+	r := rand.New(rand.NewPCG(3, 4))
+	seqs := make([]int64, nodes)
+	at := time.Now().Add(-time.Hour)
+	lines := make([]string, 48)
+	for i := range lines {
+		lines[i] = fmt.Sprintf("[%7d] %5d %5d %8d %8d %8d %8d %5d java", i, r.IntN(1<<16), r.IntN(1000), r.IntN(1<<20), r.IntN(1<<20), r.IntN(1<<20), r.IntN(1<<20), r.IntN(1000))
+	}
+	batch := func() []*Record {
+		recs := make([]*Record, perCommit)
+		for i := range recs {
+			node := r.IntN(nodes)
+			seqs[node]++
+			at = at.Add(50 * time.Microsecond)
+			pod := func() string { return "web-" + strconv.Itoa(node) + "-" + strconv.Itoa(r.IntN(podsPerNode)) }
+			p := func(pod string) *pb.Process {
+				return proc(int32(r.IntN(1<<22)), "java", "ns-"+strconv.Itoa(node%50), pod, "app", r.Int64N(1<<33))
+			}
+			v := p(pod())
+			k := &pb.OOMKill{Kind: "limit", Complete: true, Victims: []*pb.Process{v}, Trigger: v, Lines: lines,
+				Culprit: &pb.Culprit{Pid: v.Pid, Comm: v.Comm, RssBytes: v.RssBytes, Tasks: 3, Source: "task-dump", Workload: v.Workload}}
+			if r.IntN(5) == 0 {
+				k.Kind = "node"
+				for range 3 {
+					k.TopConsumers = append(k.TopConsumers, p(pod()))
+				}
+			}
+			e := &pb.Event{Node: fmt.Sprintf("ip-10-0-%d-%d.ec2.internal", node/250, node%250), BootId: boot, Seq: seqs[node],
+				Time: timestamppb.New(at), Payload: &pb.Event_Oom{Oom: k}}
+			rec, err := Encode(e, at)
+			if err != nil {
+				b.Fatal(err)
+			}
+			recs[i] = rec
+		}
+		return recs
+	}
+	ctx := context.Background()
+	for range prefill / perCommit {
+		if _, err := s.PutRecords(ctx, batch()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var n int64
+	var cpu time.Duration
+	w0 := writtenBytes()
+	for b.Loop() {
+		b.StopTimer()
+		recs := batch()
+		b.StartTimer()
+		c0 := cpuTime()
+		if _, err := s.PutRecords(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+		cpu += cpuTime() - c0
+		n += perCommit
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/event")
+	if w := writtenBytes(); w0 >= 0 && w >= 0 {
+		b.ReportMetric(float64(w-w0)/float64(n), "written-B/event")
+	}
+}
+
+// writtenBytes is what this process has written to storage (-1 if not
+// known).
+func writtenBytes() int64 {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "write_bytes: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -318,5 +319,58 @@ func TestPageSize(t *testing.T) {
 	}
 	if evs, _, err := old.List(context.Background(), &pb.EventFilter{}, 10, ""); err != nil || len(evs) != 2 {
 		t.Fatalf("%d events, %v", len(evs), err)
+	}
+}
+
+// TestPutGroupsByNode: PutRecords inserts a batch grouped by node (byNode),
+// which must change nothing a caller sees: the results stay in the batch's
+// order, the first copy of a repeated event is the one stored, each node's
+// events keep their order in the store (their rowids, which break ties of
+// time), and every event is found by its pod.
+func TestPutGroupsByNode(t *testing.T) {
+	s, path := open(t)
+	ctx := context.Background()
+	at := time.Minute // one time for all: only rowids order them
+	ev := func(node string, seq int64, pod string) *pb.Event {
+		return oom(node, seq, at, "limit", "shop", pod, "api")
+	}
+	first := ev("node-c", 7, "cart-1")
+	second := ev("node-c", 7, "cart-2") // the same identity, other contents
+	batch := []*pb.Event{ev("node-c", 9, "cart-3"), ev("node-a", 2, "cart-4"), first, ev("node-b", 1, "cart-5"),
+		ev("node-a", 1, "cart-6"), second, ev("node-c", 8, "cart-7")}
+	res := put(t, s, batch...)
+	want := []PutResult{{Stored: true}, {Stored: true}, {Stored: true}, {Stored: true}, {Stored: true}, {Duplicate: true}, {Stored: true}}
+	if !slices.Equal(res, want) {
+		t.Fatalf("results %+v, want %+v", res, want)
+	}
+	if got, err := s.Get(ctx, first.GetId()); err != nil || got.GetOom().GetVictims()[0].GetWorkload().GetPodName() != "cart-1" {
+		t.Fatalf("stored copy: %v, %v; want the first (cart-1)", got, err)
+	}
+	h, err := OpenHistory(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	recs, _, err := h.Next(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perNode := map[string][]int64{}
+	for _, r := range recs {
+		perNode[r.Row().Node] = append(perNode[r.Row().Node], r.Row().Seq)
+	}
+	for node, seqs := range map[string][]int64{"node-a": {2, 1}, "node-b": {1}, "node-c": {9, 7, 8}} {
+		if !slices.Equal(perNode[node], seqs) {
+			t.Errorf("%s stored in the order %v, want the batch's %v", node, perNode[node], seqs)
+		}
+	}
+	for _, pod := range []string{"cart-1", "cart-3", "cart-4", "cart-5", "cart-6", "cart-7"} {
+		evs, _, err := s.List(ctx, &pb.EventFilter{Pod: pod}, 10, "")
+		if err != nil || len(evs) != 1 {
+			t.Errorf("pod %s: %d events, %v; want 1", pod, len(evs), err)
+		}
+	}
+	if evs, _, _ := s.List(ctx, &pb.EventFilter{Pod: "cart-2"}, 10, ""); len(evs) != 0 {
+		t.Errorf("the duplicate's pod has %d events, want 0", len(evs))
 	}
 }
