@@ -86,7 +86,7 @@ func ValidateHello(h *pb.Hello) error {
 		return fmt.Errorf("%w: boot_id %.64q is not a boot ID", ErrInvalidHello, h.GetBootId())
 	}
 	c := &checker{}
-	c.str("agent_version", h.GetAgentVersion(), MaxStringBytes)
+	c.str("", "agent_version", h.GetAgentVersion(), MaxStringBytes)
 	if c.err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidHello, c.err)
 	}
@@ -154,16 +154,16 @@ func validateEvent(e *pb.Event, size int, h *pb.Hello, now time.Time, skew time.
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidEvent, size, MaxEventBytes)
 	}
 	c := &checker{latest: now.Add(skew), node: e.GetNode()}
-	c.int("seq", e.GetSeq(), 0, math.MaxInt64)
-	c.int("revision", e.GetRevision(), 0, math.MaxInt64)
-	c.time("time", e.GetTime(), true)
+	c.int("", "seq", e.GetSeq(), 0, math.MaxInt64)
+	c.int("", "revision", e.GetRevision(), 0, math.MaxInt64)
+	c.time("", "time", e.GetTime(), true)
 	if m := e.GetMonotonic(); m != nil {
 		if m.CheckValid() != nil || m.AsDuration() < 0 || m.AsDuration() > MaxMonotonic {
-			c.fail("monotonic", "%v is not a time since boot (0 to %v)", m.AsDuration(), MaxMonotonic)
+			c.fail("", "monotonic", "%v is not a time since boot (0 to %v)", m.AsDuration(), MaxMonotonic)
 		}
 	}
 	// Set by the aggregator: what an agent sends there is overwritten.
-	c.str("id", e.GetId(), MaxStringBytes)
+	c.str("", "id", e.GetId(), MaxStringBytes)
 	switch p := e.GetPayload().(type) {
 	case *pb.Event_Oom:
 		c.oom("oom", p.Oom)
@@ -181,6 +181,11 @@ func validateEvent(e *pb.Event, size int, h *pb.Hello, now time.Time, skew time.
 }
 
 // checker keeps the first problem found, naming its field.
+//
+// A field is named by two parts, the path of the message that holds it (f,
+// "" at the event's top) and its own name, joined only when a check fails:
+// a kill has some two hundred fields, and joining every name beforehand
+// was a fifth of a stream's work per event (BenchmarkReceiveKill).
 type checker struct {
 	latest time.Time
 	// node is the event's node: what it refers to must be of it.
@@ -188,59 +193,70 @@ type checker struct {
 	err  error
 }
 
-func (c *checker) fail(field, format string, args ...any) {
+func (c *checker) fail(f, name, format string, args ...any) {
 	if c.err == nil {
-		c.err = fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...))
+		c.err = fmt.Errorf("%s: %s", join(f, name), fmt.Sprintf(format, args...))
 	}
 }
 
-func (c *checker) int(field string, v, lo, hi int64) {
+// join names the field name of the message at path f.
+func join(f, name string) string {
+	switch {
+	case f == "":
+		return name
+	case name == "":
+		return f
+	}
+	return f + "." + name
+}
+
+func (c *checker) int(f, name string, v, lo, hi int64) {
 	if v < lo || v > hi {
-		c.fail(field, "%d out of range [%d, %d]", v, lo, hi)
+		c.fail(f, name, "%d out of range [%d, %d]", v, lo, hi)
 	}
 }
 
 // bytes checks a size: 0 to MaxBytes, or -1 too when absent says "not
 // read".
-func (c *checker) bytes(field string, v int64, absent bool) {
+func (c *checker) bytes(f, name string, v int64, absent bool) {
 	lo := int64(0)
 	if absent {
 		lo = -1
 	}
-	c.int(field, v, lo, MaxBytes)
+	c.int(f, name, v, lo, MaxBytes)
 }
 
-func (c *checker) optBytes(field string, v *int64) {
+func (c *checker) optBytes(f, name string, v *int64) {
 	if v != nil {
-		c.bytes(field, *v, false)
+		c.bytes(f, name, *v, false)
 	}
 }
 
-func (c *checker) time(field string, ts *timestamppb.Timestamp, required bool) {
+func (c *checker) time(f, name string, ts *timestamppb.Timestamp, required bool) {
 	if ts == nil {
 		if required {
-			c.fail(field, "missing")
+			c.fail(f, name, "missing")
 		}
 		return
 	}
 	if ts.CheckValid() != nil {
-		c.fail(field, "not a valid timestamp")
+		c.fail(f, name, "not a valid timestamp")
 		return
 	}
 	if t := ts.AsTime(); t.Before(MinTime) || t.After(c.latest) {
-		c.fail(field, "%s is out of range (%s to %s, the aggregator's clock plus the allowed skew)",
+		c.fail(f, name, "%s is out of range (%s to %s, the aggregator's clock plus the allowed skew)",
 			t.UTC().Format(time.RFC3339), MinTime.Format(time.RFC3339), c.latest.UTC().Format(time.RFC3339))
 	}
 }
 
 // str checks a string's length and characters: valid UTF-8 and no
 // control characters but tab, so that it prints on one line.
-func (c *checker) str(field, s string, max int) {
+func (c *checker) str(f, name, s string, max int) {
 	if c.err != nil {
 		return
 	}
 	if why := badString(s, max); why != "" {
-		c.fail(field, "%s", why)
+		c.fail(f, name, "%s", why)
 	}
 }
 
@@ -267,90 +283,93 @@ func badString(s string, max int) string {
 	return ""
 }
 
-func (c *checker) lines(field string, lines []string) {
+func (c *checker) lines(f, name string, lines []string) {
 	if len(lines) > MaxLines {
-		c.fail(field, "%d lines, more than %d", len(lines), MaxLines)
+		c.fail(f, name, "%d lines, more than %d", len(lines), MaxLines)
 		return
 	}
 	for i, l := range lines {
-		// The line's name is made only for an error: a kill has dozens.
 		if why := badString(l, MaxLineBytes); why != "" && c.err == nil {
-			c.fail(fmt.Sprintf("%s[%d]", field, i), "%s", why)
+			c.fail(f, fmt.Sprintf("%s[%d]", name, i), "%s", why)
 		}
 	}
 }
 
 func (c *checker) oom(f string, k *pb.OOMKill) {
 	if len(k.GetVictims()) > MaxVictims {
-		c.fail(f+".victims", "%d, more than %d", len(k.GetVictims()), MaxVictims)
+		c.fail(f, "victims", "%d, more than %d", len(k.GetVictims()), MaxVictims)
 	}
 	if len(k.GetTopConsumers()) > MaxTopConsumers {
-		c.fail(f+".top_consumers", "%d, more than %d", len(k.GetTopConsumers()), MaxTopConsumers)
+		c.fail(f, "top_consumers", "%d, more than %d", len(k.GetTopConsumers()), MaxTopConsumers)
 	}
-	c.lines(f+".lines", k.GetLines())
-	c.str(f+".kind", k.GetKind(), MaxStringBytes)
-	c.str(f+".limit_scope", k.GetLimitScope(), MaxStringBytes)
+	c.lines(f, "lines", k.GetLines())
+	c.str(f, "kind", k.GetKind(), MaxStringBytes)
+	c.str(f, "limit_scope", k.GetLimitScope(), MaxStringBytes)
 	if field, err := wire.CheckKill(k); err != nil {
-		c.fail(f+"."+field, "%v", err)
+		c.fail(f, field, "%v", err)
 	}
-	c.str(f+".constraint", k.GetConstraint(), MaxStringBytes)
-	c.str(f+".oom_memcg", k.GetOomMemcg(), MaxStringBytes)
-	c.str(f+".reason", k.GetReason(), MaxStringBytes)
-	c.str(f+".group_cgroup", k.GetGroupCgroup(), MaxStringBytes)
-	c.optBytes(f+".memcg_usage_bytes", k.MemcgUsageBytes)
-	c.optBytes(f+".memcg_limit_bytes", k.MemcgLimitBytes)
-	c.optBytes(f+".memsw_usage_bytes", k.MemswUsageBytes)
-	c.optBytes(f+".memsw_limit_bytes", k.MemswLimitBytes)
-	c.int(f+".end_seq", k.GetEndSeq(), 0, math.MaxInt64)
-	c.int(f+".lines_dropped", int64(k.GetLinesDropped()), 0, math.MaxInt32)
+	c.str(f, "constraint", k.GetConstraint(), MaxStringBytes)
+	c.str(f, "oom_memcg", k.GetOomMemcg(), MaxStringBytes)
+	c.str(f, "reason", k.GetReason(), MaxStringBytes)
+	c.str(f, "group_cgroup", k.GetGroupCgroup(), MaxStringBytes)
+	c.optBytes(f, "memcg_usage_bytes", k.MemcgUsageBytes)
+	c.optBytes(f, "memcg_limit_bytes", k.MemcgLimitBytes)
+	c.optBytes(f, "memsw_usage_bytes", k.MemswUsageBytes)
+	c.optBytes(f, "memsw_limit_bytes", k.MemswLimitBytes)
+	c.int(f, "end_seq", k.GetEndSeq(), 0, math.MaxInt64)
+	c.int(f, "lines_dropped", int64(k.GetLinesDropped()), 0, math.MaxInt32)
 	if m := k.GetNodeMemory(); m != nil {
-		c.bytes(f+".node_memory.mem_total_bytes", m.GetMemTotalBytes(), false)
-		c.bytes(f+".node_memory.mem_available_bytes", m.GetMemAvailableBytes(), false)
+		c.bytes(f, "node_memory.mem_total_bytes", m.GetMemTotalBytes(), false)
+		c.bytes(f, "node_memory.mem_available_bytes", m.GetMemAvailableBytes(), false)
 	}
 	for i, p := range k.GetVictims() {
-		c.process(fmt.Sprintf("%s.victims[%d]", f, i), p)
+		c.process(f+".victims["+strconv.Itoa(i)+"]", p)
 	}
 	for i, p := range k.GetTopConsumers() {
-		c.process(fmt.Sprintf("%s.top_consumers[%d]", f, i), p)
+		c.process(f+".top_consumers["+strconv.Itoa(i)+"]", p)
 	}
-	c.process(f+".trigger", k.GetTrigger())
-	c.culprit(f+".culprit", k.GetCulprit())
-	c.str(f+".attributed_by", k.GetAttributedBy(), MaxStringBytes)
-	c.int(f+".attribution_candidates", int64(k.GetAttributionCandidates()), 0, math.MaxInt32)
-	c.str(f+".limit_from", k.GetLimitFrom(), MaxStringBytes)
+	if p := k.GetTrigger(); p != nil {
+		c.process(f+".trigger", p)
+	}
+	if p := k.GetCulprit(); p != nil {
+		c.culprit(f+".culprit", p)
+	}
+	c.str(f, "attributed_by", k.GetAttributedBy(), MaxStringBytes)
+	c.int(f, "attribution_candidates", int64(k.GetAttributionCandidates()), 0, math.MaxInt32)
+	c.str(f, "limit_from", k.GetLimitFrom(), MaxStringBytes)
 	if v := k.GetCollateralVerdict(); v < 0 || v > pb.CollateralVerdict_COLLATERAL_VERDICT_UNKNOWN {
-		c.fail(f+".collateral_verdict", "%d is not a verdict", v)
+		c.fail(f, "collateral_verdict", "%d is not a verdict", v)
 	} else if v != pb.CollateralVerdict_COLLATERAL_VERDICT_UNSPECIFIED && k.GetCollateral() != (v == pb.CollateralVerdict_COLLATERAL_VERDICT_YES) {
-		c.fail(f+".collateral", "%v contradicts collateral_verdict %s", k.GetCollateral(), v)
+		c.fail(f, "collateral", "%v contradicts collateral_verdict %s", k.GetCollateral(), v)
 	}
 	c.resources(f+".limited_resources", k.GetLimitedResources())
 	c.preceding(f+".preceding_warnings", k.GetPrecedingWarnings(), c.node)
 }
 
 func (c *checker) loss(f string, l *pb.Loss) {
-	c.str(f+".cause", l.GetCause(), MaxStringBytes)
-	c.str(f+".detail", l.GetDetail(), MaxStringBytes)
-	c.int(f+".lost", l.GetLost(), 0, MaxCount)
+	c.str(f, "cause", l.GetCause(), MaxStringBytes)
+	c.str(f, "detail", l.GetDetail(), MaxStringBytes)
+	c.int(f, "lost", l.GetLost(), 0, MaxCount)
 	// -1: no record was read before the gap.
-	c.int(f+".after_seq", l.GetAfterSeq(), -1, math.MaxInt64)
-	c.int(f+".next_seq", l.GetNextSeq(), 0, math.MaxInt64)
-	c.time(f+".from", l.GetFrom(), false)
-	c.time(f+".to", l.GetTo(), false)
+	c.int(f, "after_seq", l.GetAfterSeq(), -1, math.MaxInt64)
+	c.int(f, "next_seq", l.GetNextSeq(), 0, math.MaxInt64)
+	c.time(f, "from", l.GetFrom(), false)
+	c.time(f, "to", l.GetTo(), false)
 }
 
 func (c *checker) exit(f string, x *pb.ContainerExit) {
-	c.lines(f+".evidence", x.GetEvidence())
-	c.str(f+".runtime_reason", x.GetRuntimeReason(), MaxStringBytes)
-	c.str(f+".verdict", x.GetVerdict(), MaxStringBytes)
+	c.lines(f, "evidence", x.GetEvidence())
+	c.str(f, "runtime_reason", x.GetRuntimeReason(), MaxStringBytes)
+	c.str(f, "verdict", x.GetVerdict(), MaxStringBytes)
 	if field, err := wire.CheckExit(x); err != nil {
-		c.fail(f+"."+field, "%v", err)
+		c.fail(f, field, "%v", err)
 	}
-	c.str(f+".explanation", x.GetExplanation(), MaxStringBytes)
-	c.str(f+".oom_event_id", x.GetOomEventId(), MaxStringBytes)
+	c.str(f, "explanation", x.GetExplanation(), MaxStringBytes)
+	c.str(f, "oom_event_id", x.GetOomEventId(), MaxStringBytes)
 	// An exit status: 0 to 255 (128 + the signal for a signal).
-	c.int(f+".exit_code", int64(x.GetExitCode()), 0, 255)
-	c.time(f+".finished_at", x.GetFinishedAt(), false)
-	c.time(f+".stop_requested_at", x.GetStopRequestedAt(), false)
+	c.int(f, "exit_code", int64(x.GetExitCode()), 0, 255)
+	c.time(f, "finished_at", x.GetFinishedAt(), false)
+	c.time(f, "stop_requested_at", x.GetStopRequestedAt(), false)
 	c.workload(f+".workload", x.GetWorkload())
 	c.culprit(f+".culprit", x.GetCulprit())
 	c.story(f, x)
@@ -360,29 +379,33 @@ func (c *checker) process(f string, p *pb.Process) {
 	if p == nil {
 		return
 	}
-	c.int(f+".pid", int64(p.GetPid()), 0, MaxPID)
-	c.str(f+".comm", p.GetComm(), MaxCommBytes)
+	c.int(f, "pid", int64(p.GetPid()), 0, MaxPID)
+	c.str(f, "comm", p.GetComm(), MaxCommBytes)
 	if p.Uid != nil {
-		c.int(f+".uid", int64(*p.Uid), 0, math.MaxInt32)
+		c.int(f, "uid", int64(*p.Uid), 0, math.MaxInt32)
 	}
-	c.optBytes(f+".rss_bytes", p.RssBytes)
+	c.optBytes(f, "rss_bytes", p.RssBytes)
 	if p.OomScoreAdj != nil {
-		c.int(f+".oom_score_adj", int64(*p.OomScoreAdj), -1000, 1000)
+		c.int(f, "oom_score_adj", int64(*p.OomScoreAdj), -1000, 1000)
 	}
-	c.workload(f+".workload", p.GetWorkload())
+	if w := p.GetWorkload(); w != nil {
+		c.workload(f+".workload", w)
+	}
 }
 
 func (c *checker) culprit(f string, p *pb.Culprit) {
 	if p == nil {
 		return
 	}
-	c.int(f+".pid", int64(p.GetPid()), 0, MaxPID)
-	c.str(f+".comm", p.GetComm(), MaxCommBytes)
-	c.optBytes(f+".rss_bytes", p.RssBytes)
-	c.int(f+".tasks", int64(p.GetTasks()), 0, MaxPID)
-	c.str(f+".source", p.GetSource(), MaxStringBytes)
-	c.str(f+".ranked_by", p.GetRankedBy(), MaxStringBytes)
-	c.workload(f+".workload", p.GetWorkload())
+	c.int(f, "pid", int64(p.GetPid()), 0, MaxPID)
+	c.str(f, "comm", p.GetComm(), MaxCommBytes)
+	c.optBytes(f, "rss_bytes", p.RssBytes)
+	c.int(f, "tasks", int64(p.GetTasks()), 0, MaxPID)
+	c.str(f, "source", p.GetSource(), MaxStringBytes)
+	c.str(f, "ranked_by", p.GetRankedBy(), MaxStringBytes)
+	if w := p.GetWorkload(); w != nil {
+		c.workload(f+".workload", w)
+	}
 }
 
 func (c *checker) workload(f string, w *pb.Workload) {
@@ -390,11 +413,13 @@ func (c *checker) workload(f string, w *pb.Workload) {
 		return
 	}
 	if len(w.GetLabels()) > MaxLabels {
-		c.fail(f+".labels", "%d labels, more than %d", len(w.GetLabels()), MaxLabels)
+		c.fail(f, "labels", "%d labels, more than %d", len(w.GetLabels()), MaxLabels)
 	}
 	for k, v := range w.GetLabels() {
-		c.str(f+".labels key", k, MaxStringBytes)
-		c.str(f+".labels["+strconv.QuoteToASCII(truncate(k, 64))+"]", v, MaxStringBytes)
+		c.str(f, "labels key", k, MaxStringBytes)
+		if why := badString(v, MaxStringBytes); why != "" {
+			c.fail(f, "labels["+strconv.QuoteToASCII(truncate(k, 64))+"]", "%s", why)
+		}
 	}
 	for _, s := range []struct{ name, v string }{
 		{"cgroup", w.GetCgroup()}, {"workload_kind", w.GetWorkloadKind()}, {"pod_uid", w.GetPodUid()},
@@ -402,28 +427,32 @@ func (c *checker) workload(f string, w *pb.Workload) {
 		{"unit", w.GetUnit()}, {"namespace", w.GetNamespace()}, {"pod_name", w.GetPodName()},
 		{"container_name", w.GetContainerName()}, {"image", w.GetImage()},
 	} {
-		c.str(f+"."+s.name, s.v, MaxStringBytes)
+		c.str(f, s.name, s.v, MaxStringBytes)
 	}
-	c.resources(f+".container_resources", w.GetContainerResources())
-	c.resources(f+".pod_resources", w.GetPodResources())
+	if r := w.GetContainerResources(); r != nil {
+		c.resources(f+".container_resources", r)
+	}
+	if r := w.GetPodResources(); r != nil {
+		c.resources(f+".pod_resources", r)
+	}
 }
 
 func (c *checker) resources(f string, r *pb.Resources) {
 	if r == nil {
 		return
 	}
-	c.bytes(f+".memory_request_bytes", r.GetMemoryRequestBytes(), false)
-	c.bytes(f+".memory_limit_bytes", r.GetMemoryLimitBytes(), false)
-	c.bytes(f+".pod_overhead_bytes", r.GetPodOverheadBytes(), false)
+	c.bytes(f, "memory_request_bytes", r.GetMemoryRequestBytes(), false)
+	c.bytes(f, "memory_limit_bytes", r.GetMemoryLimitBytes(), false)
+	c.bytes(f, "pod_overhead_bytes", r.GetPodOverheadBytes(), false)
 	// The cgroup's files: -1 when the file was absent.
-	c.bytes(f+".memory_max_bytes", r.GetMemoryMaxBytes(), true)
-	c.bytes(f+".memory_current_bytes", r.GetMemoryCurrentBytes(), true)
-	c.bytes(f+".memory_peak_bytes", r.GetMemoryPeakBytes(), true)
-	c.bytes(f+".memory_min_bytes", r.GetMemoryMinBytes(), true)
-	c.bytes(f+".memory_low_bytes", r.GetMemoryLowBytes(), true)
-	c.int(f+".events_oom", r.GetEventsOom(), -1, MaxCount)
-	c.int(f+".events_oom_kill", r.GetEventsOomKill(), -1, MaxCount)
-	c.int(f+".events_oom_group_kill", r.GetEventsOomGroupKill(), -1, MaxCount)
+	c.bytes(f, "memory_max_bytes", r.GetMemoryMaxBytes(), true)
+	c.bytes(f, "memory_current_bytes", r.GetMemoryCurrentBytes(), true)
+	c.bytes(f, "memory_peak_bytes", r.GetMemoryPeakBytes(), true)
+	c.bytes(f, "memory_min_bytes", r.GetMemoryMinBytes(), true)
+	c.bytes(f, "memory_low_bytes", r.GetMemoryLowBytes(), true)
+	c.int(f, "events_oom", r.GetEventsOom(), -1, MaxCount)
+	c.int(f, "events_oom_kill", r.GetEventsOomKill(), -1, MaxCount)
+	c.int(f, "events_oom_group_kill", r.GetEventsOomGroupKill(), -1, MaxCount)
 }
 
 // truncate cuts s to at most n bytes, for naming a field after it.
@@ -437,12 +466,12 @@ func truncate(s string, n int) string {
 // story checks an oom-child story's counts and victims.
 func (c *checker) story(f string, x *pb.ContainerExit) {
 	if len(x.GetVictims()) > MaxVictims {
-		c.fail(f+".victims", "%d, more than %d", len(x.GetVictims()), MaxVictims)
+		c.fail(f, "victims", "%d, more than %d", len(x.GetVictims()), MaxVictims)
 	}
-	c.int(f+".child_kills", int64(x.GetChildKills()), 0, math.MaxInt32)
-	c.int(f+".victims_dropped", int64(x.GetVictimsDropped()), 0, math.MaxInt32)
+	c.int(f, "child_kills", int64(x.GetChildKills()), 0, math.MaxInt32)
+	c.int(f, "victims_dropped", int64(x.GetVictimsDropped()), 0, math.MaxInt32)
 	if n := int64(len(x.GetVictims())) + int64(x.GetVictimsDropped()); x.GetChildKills() > 0 && n > int64(x.GetChildKills()) {
-		c.fail(f+".victims", "%d listed and %d left out of %d kills", len(x.GetVictims()), x.GetVictimsDropped(), x.GetChildKills())
+		c.fail(f, "victims", "%d listed and %d left out of %d kills", len(x.GetVictims()), x.GetVictimsDropped(), x.GetChildKills())
 	}
 	for i, k := range append([]*pb.ChildKill{x.GetLargest()}, x.GetVictims()...) {
 		if k == nil {
@@ -452,14 +481,14 @@ func (c *checker) story(f string, x *pb.ContainerExit) {
 		if i == 0 {
 			g = f + ".largest"
 		}
-		c.str(g+".comm", k.GetComm(), MaxCommBytes)
-		c.str(g+".oom_event_id", k.GetOomEventId(), MaxStringBytes)
-		c.int(g+".pid", int64(k.GetPid()), 0, MaxPID)
+		c.str(g, "comm", k.GetComm(), MaxCommBytes)
+		c.str(g, "oom_event_id", k.GetOomEventId(), MaxStringBytes)
+		c.int(g, "pid", int64(k.GetPid()), 0, MaxPID)
 		if k.RssBytes != nil {
-			c.bytes(g+".rss_bytes", k.GetRssBytes(), false)
+			c.bytes(g, "rss_bytes", k.GetRssBytes(), false)
 		}
-		c.time(g+".at", k.GetAt(), false)
+		c.time(g, "at", k.GetAt(), false)
 	}
-	c.time(f+".first_kill_at", x.GetFirstKillAt(), false)
-	c.time(f+".last_kill_at", x.GetLastKillAt(), false)
+	c.time(f, "first_kill_at", x.GetFirstKillAt(), false)
+	c.time(f, "last_kill_at", x.GetLastKillAt(), false)
 }

@@ -65,7 +65,7 @@ func BenchmarkReceiveKill(b *testing.B) {
 	}
 }
 
-func realKill(b *testing.B) (*pb.Event, *pb.Hello, time.Time) {
+func realKill(b testing.TB) (*pb.Event, *pb.Hello, time.Time) {
 	f, err := os.Open("../analysis/testdata/debian-6.1-kmsg-v2-systemd-container-limit.kmsg")
 	if err != nil {
 		b.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -323,4 +324,132 @@ func FuzzBadString(f *testing.F) {
 			t.Fatalf("badString(%q) refused = %v, want %v", s, got, want)
 		}
 	})
+}
+
+// TestValidateNamesField puts a control character into each string of
+// the seeds and of a real kill, one at a time, and checks that the event
+// is refused with an error that names that string by its path (the proto field names from the event
+// down, "[i]" for a list's element, `labels["key"]` for a map's value
+// and "labels key" for its key): the checker builds the names only when a
+// check fails (see checker), from parts that must still join into the
+// path.
+func TestValidateNamesField(t *testing.T) {
+	kill, h, now := realKill(t)
+	events := append(seeds(), kill)
+	checked := 0
+	for i, e := range events {
+		hello, at := testHello, t0.Add(time.Minute)
+		if e == kill {
+			hello, at = h, now
+		}
+		if err := ValidateEventAt(e, hello, at, DefaultMaxClockSkew); err != nil {
+			continue // the nearly valid seeds
+		}
+		for _, s := range stringFields(e.ProtoReflect(), "") {
+			if s.path == "node" || s.path == "boot_id" {
+				continue // checked against the Hello first
+			}
+			c := proto.Clone(e).(*pb.Event)
+			s.set(c.ProtoReflect(), "x\x01")
+			err := ValidateEventAt(c, hello, at, DefaultMaxClockSkew)
+			// Some strings are read before their characters are checked
+			// (an event ID, a kill's word beside its enum): the error
+			// names them all the same.
+			want := ": " + s.path + ": "
+			if enum, ok := besideEnum[s.path]; ok {
+				want = ": " + enum + ": "
+			}
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("event %d, %s: %v; want an error naming %q", i, s.path, err, want)
+			}
+			checked++
+		}
+	}
+	if checked < 100 {
+		t.Fatalf("only %d strings checked", checked)
+	}
+}
+
+// besideEnum names the strings that an enum beside them, checked first,
+// must agree with: the error names the enum.
+var besideEnum = map[string]string{"oom.culprit.source": "oom.culprit.culprit_source"}
+
+// stringField is a string somewhere in a message: its path and how to
+// set it in a copy of that message.
+type stringField struct {
+	path string
+	set  func(root protoreflect.Message, v string)
+}
+
+// stringFields lists every string set in m, f its path.
+func stringFields(m protoreflect.Message, f string) []stringField {
+	var out []stringField
+	at := func(name string) string {
+		if f == "" {
+			return name
+		}
+		return f + "." + name
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		path := at(string(fd.Name()))
+		switch {
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				key := k.String()
+				out = append(out,
+					stringField{path + "[" + strconv.QuoteToASCII(key) + "]", func(root protoreflect.Message, s string) {
+						find(root, f).Mutable(fd).Map().Set(protoreflect.ValueOfString(key).MapKey(), protoreflect.ValueOfString(s))
+					}},
+					stringField{path + " key", func(root protoreflect.Message, s string) {
+						mm := find(root, f).Mutable(fd).Map()
+						val := mm.Get(protoreflect.ValueOfString(key).MapKey())
+						mm.Clear(protoreflect.ValueOfString(key).MapKey())
+						mm.Set(protoreflect.ValueOfString(s).MapKey(), val)
+					}})
+				return true
+			})
+		case fd.IsList():
+			for i := 0; i < v.List().Len(); i++ {
+				elem := path + "[" + strconv.Itoa(i) + "]"
+				switch fd.Kind() {
+				case protoreflect.StringKind:
+					out = append(out, stringField{elem, func(root protoreflect.Message, s string) {
+						find(root, f).Mutable(fd).List().Set(i, protoreflect.ValueOfString(s))
+					}})
+				case protoreflect.MessageKind:
+					out = append(out, stringFields(v.List().Get(i).Message(), elem)...)
+				}
+			}
+		case fd.Kind() == protoreflect.StringKind:
+			out = append(out, stringField{path, func(root protoreflect.Message, s string) {
+				find(root, f).Set(fd, protoreflect.ValueOfString(s))
+			}})
+		case fd.Kind() == protoreflect.MessageKind:
+			out = append(out, stringFields(v.Message(), path)...)
+		}
+		return true
+	})
+	return out
+}
+
+// find returns the message at path f (as stringFields writes it) in root.
+func find(root protoreflect.Message, f string) protoreflect.Message {
+	m := root
+	for part := range strings.SplitSeq(f, ".") {
+		if part == "" {
+			continue
+		}
+		name, index := part, -1
+		if j := strings.IndexByte(part, '['); j >= 0 {
+			name = part[:j]
+			index, _ = strconv.Atoi(strings.TrimSuffix(part[j+1:], "]"))
+		}
+		fd := m.Descriptor().Fields().ByName(protoreflect.Name(name))
+		if index >= 0 {
+			m = m.Mutable(fd).List().Get(index).Message()
+		} else {
+			m = m.Mutable(fd).Message()
+		}
+	}
+	return m
 }
