@@ -3,7 +3,6 @@ package aggregator
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -305,20 +304,7 @@ func TestFloodAcrossReplicas(t *testing.T) {
 	fastEvs, _ := watched(fast)
 
 	const n = 3000
-	big := strings.Repeat("line ", 200)
-	ag := a.agent(t, ctx, a.dial(t), "node-a")
-	go func() {
-		for i := range n {
-			ev := oom("node-a", int64(i), "shop", "cart-1")
-			ev.GetOom().Lines = []string{big, big, big}
-			if ag.send(ev) != nil {
-				return
-			}
-		}
-	}()
-	if acks, err := ag.acks(n); err != nil {
-		t.Fatalf("ingest stalled after %d acks: %v", len(acks), err)
-	}
+	floodBigKills(t, a.agent(t, ctx, a.dial(t), "node-a"), n)
 	waitFor(t, func() bool { return b.srv.Stats().WatchersDropped == 1 })
 	got := 0
 	for {

@@ -146,6 +146,26 @@ func (e *env) agent(t *testing.T, ctx context.Context, conn *grpc.ClientConn, no
 	return &agent{st: st}
 }
 
+// floodBigKills sends n kills of node-a with 3 kB of kernel lines each
+// from a, on a goroutine of its own, and fails t unless all are
+// acknowledged: a slow watcher must not hold ingest back.
+func floodBigKills(t *testing.T, a *agent, n int) {
+	t.Helper()
+	big := strings.Repeat("line ", 200)
+	go func() {
+		for i := range n {
+			ev := oom("node-a", int64(i), "shop", "cart-1")
+			ev.GetOom().Lines = []string{big, big, big}
+			if a.send(ev) != nil {
+				return
+			}
+		}
+	}()
+	if acks, err := a.acks(n); err != nil {
+		t.Fatalf("ingest stalled after %d acks: %v", len(acks), err)
+	}
+}
+
 func (a *agent) send(evs ...*pb.Event) error {
 	for _, e := range evs {
 		if err := a.st.Send(&pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: e}}); err != nil {
@@ -597,20 +617,7 @@ func TestSlowWatcherDropped(t *testing.T) {
 			// Ingest is not slowed down by the slow watcher: everything is
 			// acknowledged.
 			const n = 3000
-			a := e.agent(t, ctx, conn, "node-a")
-			big := strings.Repeat("line ", 200)
-			go func() {
-				for i := range n {
-					ev := oom("node-a", int64(i), "shop", "cart-1")
-					ev.GetOom().Lines = []string{big, big, big}
-					if a.send(ev) != nil {
-						return
-					}
-				}
-			}()
-			if acks, err := a.acks(n); err != nil {
-				t.Fatalf("ingest stalled after %d acks: %v", len(acks), err)
-			}
+			floodBigKills(t, e.agent(t, ctx, conn, "node-a"), n)
 			waitFor(t, func() bool { return e.srv.Stats().WatchersDropped == 1 })
 			got := 0
 			for {
