@@ -5,6 +5,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -231,6 +232,65 @@ func TestStandInFrontEnd(t *testing.T) {
 		}
 		if got := ScoreFindings(in.Kills, out.Findings()); got != want[p.Name()] {
 			t.Errorf("%s through the stand-in: %+v, want %+v", p.Name(), got, want[p.Name()])
+		}
+	}
+}
+
+// TestFrontEndFloor: the floor row drains every record and finds nothing;
+// in the table it is no peer (the 5x target is judged against cAdvisor,
+// though the floor is faster), its score cells are empty, and the live
+// target says where both paths stand over it.
+func TestFrontEndFloor(t *testing.T) {
+	in := Mix(8000, 8)
+	out, err := FrontEndFloor{}.Parse(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := out.Findings(); len(f) != 0 {
+		t.Fatalf("findings %v", f)
+	}
+	tab := &Table{Rows: []Row{
+		{Input: in.Name, Parser: OomwatchReader{}.Name(), Measured: true, RecordsPerSec: 10e6, CPUNsPerRecord: 100, oomwatch: true},
+		{Input: in.Name, Parser: OomwatchLive{}.Name(), Measured: true, RecordsPerSec: 2e6, CPUNsPerRecord: 500, oomwatch: true},
+		{Input: in.Name, Parser: CAdvisor{}.Name(), Measured: true, RecordsPerSec: 1e6, CPUNsPerRecord: 600},
+		{Input: in.Name, Parser: FrontEndFloor{}.Name(), Measured: true, RecordsPerSec: 3e6, CPUNsPerRecord: 400, floor: true},
+	}}
+	tab.Judge([]*Input{in}, in.Name)
+	var live, fast string
+	for _, m := range tab.Targets {
+		switch {
+		case strings.HasPrefix(m.Name, "live path CPU"):
+			live = m.Value
+		case strings.HasPrefix(m.Name, "records/s >= 5x"):
+			fast = m.Value
+		}
+	}
+	if want := "0.83x (500 vs 600 ns/record; records/s 2.00M vs 1.00M); the front end alone (floor) 400 ns = 0.67x of cAdvisor's, " +
+		"so after the channel oomwatch takes 100 ns, cAdvisor 200 ns, and the target leaves 80 ns"; live != want {
+		t.Errorf("live target:\n got %s\nwant %s", live, want)
+	}
+	if !strings.HasPrefix(fast, "10.0x (10.00M vs cAdvisor") || !strings.Contains(fast, "in CPU time 6.0x") {
+		t.Errorf("5x target against %s", fast)
+	}
+	if got := floorNote(500, 600, 490); !strings.HasSuffix(got, "leaves nothing: the floor alone is over 0.8x") {
+		t.Errorf("floor over the target: %s", got)
+	}
+	tab.Rows[0].Score = Score{NodeCgroupKnown: 1, NodeCgroups: 1}
+	tab.Rows[3].Score = Score{NodeCgroupKnown: 1}
+	if nc := tab.nodeCgroups(); len(nc) != 1 || !strings.HasPrefix(nc[0], OomwatchReader{}.Name()) {
+		t.Errorf("node-level cgroups %v", nc)
+	}
+	var b strings.Builder
+	tab.Print(&b)
+	for _, l := range strings.Split(b.String(), "\n") {
+		if !strings.Contains(l, FrontEndFloor{}.Name()) {
+			continue
+		}
+		cells := strings.Split(l, "|")
+		for _, c := range cells[len(cells)-4:] {
+			if strings.TrimSpace(c) != "-" {
+				t.Errorf("floor row %q", l)
+			}
 		}
 	}
 }
