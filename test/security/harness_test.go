@@ -12,6 +12,7 @@ package security
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -103,6 +104,9 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
+// pickPort chooses the aggregator's ports: freePort, or a test's own.
+var pickPort = freePort
+
 func freePort(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -132,13 +136,48 @@ const (
 )
 
 // startAggregator runs the aggregator with mutual TLS, its metrics and
-// web listeners, the deployed GOMEMLIMIT, and args added.
+// web listeners, the deployed GOMEMLIMIT, and args added. Its ports are
+// chosen free, then bound by the aggregator: in between, another process
+// may take one (the floods here dial tens of thousands of connections,
+// each from an ephemeral port of the same range), and the aggregator then
+// exits at once. That start is tried again on new ports, up to
+// startAttempts times.
 func startAggregator(t *testing.T, args ...string) *aggregator {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		a := launchAggregator(t, args)
+		err := a.waitHealthy(30 * time.Second)
+		if err == nil {
+			return a
+		}
+		if errors.Is(err, errExited) && attempt < startAttempts && portTaken(a.log()) {
+			t.Logf("aggregator start %d: a port was taken before it bound it; again on new ports", attempt)
+			continue
+		}
+		t.Fatalf("aggregator /healthz: %v", err)
+	}
+}
+
+// startAttempts bounds the starts of one aggregator (see startAggregator).
+const startAttempts = 3
+
+// errExited: the aggregator exited while it was awaited.
+var errExited = errors.New("the aggregator exited")
+
+// portTaken tells whether an aggregator's log says it could not bind one
+// of its listeners because another process holds the port.
+func portTaken(log string) bool {
+	return strings.Contains(log, "bind: address already in use")
+}
+
+// launchAggregator starts one aggregator (see startAggregator) on ports
+// chosen free now, and stops it when the test ends.
+func launchAggregator(t *testing.T, args []string) *aggregator {
 	t.Helper()
 	dir := t.TempDir()
 	ca := transporttest.NewCA(t, "oomwatch-test-ca")
 	cert, key := ca.Server(t, "aggregator")
-	a := &aggregator{addr: freePort(t), metrics: freePort(t), web: freePort(t), dir: dir, ca: ca, exited: make(chan struct{})}
+	a := &aggregator{addr: pickPort(t), metrics: pickPort(t), web: pickPort(t), dir: dir, ca: ca, exited: make(chan struct{})}
 	logf, err := os.Create(filepath.Join(dir, "aggregator.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -166,12 +205,37 @@ func startAggregator(t *testing.T, args ...string) *aggregator {
 			_ = os.Remove(a.cgroup)
 		}
 		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "aggregator.log"))
-			t.Logf("aggregator log (end):\n%s", tail(string(b), 4000))
+			t.Logf("aggregator log (end):\n%s", tail(a.log(), 4000))
 		}
 	})
-	waitFor(t, 30*time.Second, "aggregator /healthz", func() bool { return a.healthy() == nil })
 	return a
+}
+
+// waitHealthy waits until /healthz answers, the aggregator exits
+// (errExited), or d passes.
+func (a *aggregator) waitHealthy(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := a.healthy()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-a.exited:
+			return errExited
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not answering after %v: %w", d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// log returns what the aggregator has logged.
+func (a *aggregator) log() string {
+	b, _ := os.ReadFile(filepath.Join(a.dir, "aggregator.log"))
+	return string(b)
 }
 
 func tail(s string, n int) string {
@@ -443,3 +507,29 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 // roleArgs are the aggregator flags that give the test's identities their
 // roles.
 func roleArgs() []string { return nil }
+
+// TestStartOnTakenPort: when a port chosen for the aggregator is taken
+// before the aggregator binds it (here: held by this test), the start is
+// tried again on new ports instead of failing the scenario.
+func TestStartOnTakenPort(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	calls := 0
+	pickPort = func(t *testing.T) string {
+		calls++
+		if calls == 3 {
+			// The first start's web listener.
+			return held.Addr().String()
+		}
+		return freePort(t)
+	}
+	defer func() { pickPort = freePort }()
+	a := startAggregator(t)
+	if calls != 6 || a.web == held.Addr().String() {
+		t.Fatalf("%d ports chosen, web listener %s (the held port %s)", calls, a.web, held.Addr())
+	}
+	a.up(t)
+}
