@@ -391,6 +391,12 @@ func (c *Cache) applyContainer(ct *runtimeapi.Container, st *runtimeapi.Containe
 	if st != nil && st.GetStatus() != nil {
 		c.applyContainerStatus(&x, st)
 		e.detailed, e.detailedAt = true, c.now()
+	} else if x.State == StateExited && !fresh && prev != StateExited {
+		// Listed as exited, but its status (the exit code) could not be
+		// had: removed in between, most likely. An exit without its code
+		// is no exit to report; the next poll asks again, or the
+		// runtime's task exit event tells it.
+		x.State, e.detailed = prev, false
 	}
 	e.c = x
 	return x, c.isNewExit(fresh, prev, x)

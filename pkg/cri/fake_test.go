@@ -44,6 +44,9 @@ type fakeCtr struct {
 	st        *runtimeapi.ContainerStatus
 	sandboxID string
 	info      string
+	// statusGone makes ContainerStatus answer NotFound while the listing
+	// still shows the container: removed between the two calls.
+	statusGone bool
 }
 
 // startFake serves f on a unix socket under t.TempDir and returns the
@@ -101,6 +104,16 @@ func (f *fakeRuntime) exit(id string, code int32, reason string, finished int64)
 	c.st.State = runtimeapi.ContainerState_CONTAINER_EXITED
 	c.st.ExitCode, c.st.Reason, c.st.FinishedAt = code, reason, finished
 	f.publish(id, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+}
+
+// goneAfterListing lets the listing show the container, exited, while
+// its status is already gone, as when the runtime removes it between a
+// poll's ListContainers and its ContainerStatus.
+func (f *fakeRuntime) goneAfterListing(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.ctrs[id]
+	c.st.State, c.statusGone = runtimeapi.ContainerState_CONTAINER_EXITED, true
 }
 
 func (f *fakeRuntime) removeCtr(id string) {
@@ -188,7 +201,7 @@ func (f *fakeRuntime) ContainerStatus(_ context.Context, r *runtimeapi.Container
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, ok := f.ctrs[r.ContainerId]
-	if !ok {
+	if !ok || c.statusGone {
 		return nil, status.Errorf(codes.NotFound, "container %q not found", r.ContainerId)
 	}
 	resp := &runtimeapi.ContainerStatusResponse{Status: proto.Clone(c.st).(*runtimeapi.ContainerStatus)}

@@ -134,6 +134,31 @@ func TestCacheTaskExitAfterAPollSawTheRemoval(t *testing.T) {
 	}
 }
 
+// A poll listed the container exited but its status was already gone
+// (CI, containerd 1.6: stopped with 1 s, removed at once): the poll has no
+// exit code and reports nothing; the exit's event still tells it, with
+// its code.
+func TestCacheTaskExitAfterAPollMissedTheStatus(t *testing.T) {
+	f, bus, exits, c := taskExitCache(t)
+	f.goneAfterListing("c1")
+	if err := c.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := exits(); len(got) != 0 {
+		t.Fatalf("the poll reported an exit it had no code for: %+v", got)
+	}
+	if x, _ := c.Container("c1"); x.State == StateExited {
+		t.Fatalf("the poll took the listing's exited state without a status: %+v", x)
+	}
+	f.removeCtr("c1")
+	bus.exit("c1", "c1", 137)
+	waitFor(t, "the exit from the event", func() bool { return len(exits()) > 0 })
+	time.Sleep(100 * time.Millisecond)
+	if got := exits(); len(got) != 1 || got[0].ExitCode != 137 || got[0].Name != "api" || got[0].FinishedAt.IsZero() {
+		t.Errorf("exits %+v, want one with code 137", got)
+	}
+}
+
 // The runtime still has the container: the exit carries the runtime's own
 // reason, from its status.
 func TestCacheTaskExitConfirmedByStatus(t *testing.T) {
