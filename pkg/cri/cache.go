@@ -376,7 +376,9 @@ func (c *Cache) applyContainer(ct *runtimeapi.Container, st *runtimeapi.Containe
 	prev := e.c.State
 	x := e.c
 	x.ID = ct.GetId()
-	x.PodSandboxID = ct.GetPodSandboxId()
+	if ct.GetPodSandboxId() != "" { // an event may not name it; it never changes
+		x.PodSandboxID = ct.GetPodSandboxId()
+	}
 	x.Name, x.Attempt = ct.GetMetadata().GetName(), ct.GetMetadata().GetAttempt()
 	if img := ct.GetImage().GetImage(); img != "" && x.Image == "" {
 		x.Image = img
@@ -439,7 +441,8 @@ func (c *Cache) applyContainerStatus(x *Container, st *runtimeapi.ContainerStatu
 		x.Annotations = s.GetAnnotations()
 	}
 	var ci containerInfo
-	if raw, ok := st.GetInfo()["info"]; ok {
+	raw, hasInfo := st.GetInfo()["info"]
+	if hasInfo {
 		var err error
 		if ci, err = parseContainerInfo([]byte(raw)); err != nil {
 			c.log.WithError(err).WithField("container", x.ID).Debug("container verbose info")
@@ -449,28 +452,27 @@ func (c *Cache) applyContainerStatus(x *Container, st *runtimeapi.ContainerStatu
 		}
 	}
 	// The limit as the runtime reports it now, else as runc applied it,
-	// else as kubelet asked for it.
-	x.MemoryLimitBytes, x.MemoryLimitSource = 0, ""
-	x.OOMScoreAdj, x.HasOOMScoreAdj = 0, false
-	if lr := s.GetResources().GetLinux(); lr != nil {
+	// else as kubelet asked for it. A status that tells none of these (one
+	// an event carries, without the verbose info) leaves what was known.
+	switch lr := s.GetResources().GetLinux(); {
+	case lr != nil:
 		x.MemoryLimitBytes, x.MemoryLimitSource = max(lr.GetMemoryLimitInBytes(), 0), SourceCRIStatus
 		x.OOMScoreAdj, x.HasOOMScoreAdj = lr.GetOomScoreAdj(), true
+		return
+	case ci.HasSpecMemoryLimit:
+		x.MemoryLimitBytes, x.MemoryLimitSource = ci.SpecMemoryLimit, SourceRuntimeSpec
+	case ci.HasConfigMemoryLimit:
+		x.MemoryLimitBytes, x.MemoryLimitSource = ci.ConfigMemoryLimit, SourceConfig
+	case hasInfo:
+		x.MemoryLimitBytes, x.MemoryLimitSource = 0, ""
 	}
-	if x.MemoryLimitSource == "" {
-		switch {
-		case ci.HasSpecMemoryLimit:
-			x.MemoryLimitBytes, x.MemoryLimitSource = ci.SpecMemoryLimit, SourceRuntimeSpec
-		case ci.HasConfigMemoryLimit:
-			x.MemoryLimitBytes, x.MemoryLimitSource = ci.ConfigMemoryLimit, SourceConfig
-		}
-	}
-	if !x.HasOOMScoreAdj {
-		switch {
-		case ci.HasSpecOOMScoreAdj:
-			x.OOMScoreAdj, x.HasOOMScoreAdj = ci.SpecOOMScoreAdj, true
-		case ci.HasConfigOOMScoreAdj:
-			x.OOMScoreAdj, x.HasOOMScoreAdj = ci.ConfigOOMScoreAdj, true
-		}
+	switch {
+	case ci.HasSpecOOMScoreAdj:
+		x.OOMScoreAdj, x.HasOOMScoreAdj = ci.SpecOOMScoreAdj, true
+	case ci.HasConfigOOMScoreAdj:
+		x.OOMScoreAdj, x.HasOOMScoreAdj = ci.ConfigOOMScoreAdj, true
+	case hasInfo:
+		x.OOMScoreAdj, x.HasOOMScoreAdj = 0, false
 	}
 }
 

@@ -353,29 +353,37 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestCacheFollowsEvents(t *testing.T) {
-	f := &fakeRuntime{name: "cri-o", events: true}
+// eventCache runs a cache on a fake runtime named name that serves
+// container events, with pod sb1 (shop/cart); it polls once at start, then
+// not for an hour, so only events can update it. Exits go to the channel.
+func eventCache(t *testing.T, name string) (*fakeRuntime, *Cache, chan Container) {
+	t.Helper()
+	f := &fakeRuntime{name: name, events: true}
 	sock := startFake(t, f)
 	f.addPod(sandbox("sb1", "uid1", "shop", "cart", nil, nil), `{}`)
 	exits := make(chan Container, 4)
 	log, _ := testLog()
-	// Polls once at start, then not for an hour: only events can update it.
 	c := NewCache(dialFake(t, sock).Runtime(), log, CacheOptions{PollInterval: time.Hour, OnExit: func(x Container) { exits <- x }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- c.Run(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	}()
+	})
 	waitFor(t, "first refresh", c.Reachable)
 	waitFor(t, "event subscription", func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return len(f.subs) == 1
 	})
+	return f, c, exits
+}
+
+func TestCacheFollowsEvents(t *testing.T) {
+	f, c, exits := eventCache(t, "cri-o")
 	f.addCtr("sb1", running("c1", "api", "img", nil), `{"sandboxID":"sb1","runtimeSpec":{"linux":{"resources":{"memory":{"limit":1048576}}}}}`)
 	waitFor(t, "created event", func() bool { _, ok := c.Container("c1"); return ok })
 	if x, _ := c.Container("c1"); x.PodName != "cart" || x.MemoryLimitBytes != 1<<20 {
@@ -394,6 +402,28 @@ func TestCacheFollowsEvents(t *testing.T) {
 	waitFor(t, "deleted event", func() bool { x, ok := c.Container("c1"); return ok && !x.Removed.IsZero() })
 	if n := f.callCount("ListContainers"); n != 1 {
 		t.Errorf("ListContainers called %d times, want 1 (events only)", n)
+	}
+}
+
+// The stopped event is read after the container is gone (kubelet removes
+// a deleted pod's exited container at once): the exit comes from the
+// status the event carries, with its code and reason, and the limit known
+// before stays.
+func TestCacheExitFromTheEventsStatus(t *testing.T) {
+	f, c, exits := eventCache(t, "containerd")
+	f.addCtr("sb1", running("c1", "api", "img", nil), `{"sandboxID":"sb1","runtimeSpec":{"linux":{"resources":{"memory":{"limit":1048576}}}}}`)
+	waitFor(t, "created event", func() bool { x, ok := c.Container("c1"); return ok && x.MemoryLimitBytes == 1<<20 })
+	f.statusGoneFor("c1")
+	finished := time.Now().UnixNano()
+	f.exit("c1", 137, "OOMKilled", finished)
+	select {
+	case x := <-exits:
+		if x.ID != "c1" || x.ExitCode != 137 || x.Reason != "OOMKilled" || x.FinishedAt.UnixNano() != finished ||
+			x.PodName != "cart" || x.Name != "api" || x.MemoryLimitBytes != 1<<20 {
+			t.Errorf("exit: %+v", x)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no exit reported: the event's own status was not used")
 	}
 }
 

@@ -88,7 +88,26 @@ func (c *Cache) applyEvent(ctx context.Context, ev *runtimeapi.ContainerEventRes
 		c.mu.Unlock()
 		return
 	}
-	c.applyStatus(ctx, id, ev.GetPodSandboxStatus().GetId(), c.containerStatus(ctx, id))
+	st := c.containerStatus(ctx, id)
+	if st == nil {
+		st = statusInEvent(ev)
+	}
+	c.applyStatus(ctx, id, ev.GetPodSandboxStatus().GetId(), st)
+}
+
+// statusInEvent is the container's status as the event itself carries it:
+// containerd and CRI-O put the statuses of every container of the pod
+// into each event, taken when it happened. It stands in when asking now
+// fails: kubelet removes a deleted pod's exited container moments after
+// its stopped event, often before the event is read. Nil when the event
+// does not carry it.
+func statusInEvent(ev *runtimeapi.ContainerEventResponse) *runtimeapi.ContainerStatusResponse {
+	for _, s := range ev.GetContainersStatuses() {
+		if s.GetId() == ev.GetContainerId() {
+			return &runtimeapi.ContainerStatusResponse{Status: s}
+		}
+	}
+	return nil
 }
 
 // applyStatus updates the cache from one container's verbose status, and

@@ -135,14 +135,35 @@ func (f *fakeRuntime) setListErr(err error) {
 	f.listErr = err
 }
 
-// publish sends an event to the subscribers without blocking. f.mu is held.
+// publish sends an event to the subscribers without blocking. Like
+// containerd's and CRI-O's, it carries the statuses of the pod's
+// containers as they are now. f.mu is held.
 func (f *fakeRuntime) publish(id string, typ runtimeapi.ContainerEventType) {
+	if len(f.subs) == 0 {
+		return
+	}
+	ev := &runtimeapi.ContainerEventResponse{ContainerId: id, ContainerEventType: typ}
+	if c := f.ctrs[id]; c != nil {
+		for _, o := range f.ctrs {
+			if o.sandboxID == c.sandboxID {
+				ev.ContainersStatuses = append(ev.ContainersStatuses, proto.Clone(o.st).(*runtimeapi.ContainerStatus))
+			}
+		}
+	}
 	for _, ch := range f.subs {
 		select {
-		case ch <- &runtimeapi.ContainerEventResponse{ContainerId: id, ContainerEventType: typ}:
+		case ch <- ev:
 		default:
 		}
 	}
+}
+
+// statusGoneFor makes ContainerStatus answer NotFound for id while the
+// container stays listed and in the events' statuses.
+func (f *fakeRuntime) statusGoneFor(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ctrs[id].statusGone = true
 }
 
 func (f *fakeRuntime) Version(context.Context, *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
