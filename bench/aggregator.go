@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -54,7 +55,24 @@ func childEnv() []string {
 // file or a PostgreSQL URL), listening on a free loopback port, plaintext,
 // with its metrics on another, logging to the file logPath; args are added
 // to the command line. It returns once the aggregator accepts connections.
+// A port found free can be taken by another socket before the aggregator
+// binds it (the ingest hook's agents dial thousands of connections from
+// the same range): an aggregator that exits for that is started again on
+// new ports, up to 3 times.
 func startAggregator(ctx context.Context, bin, db, logPath string, args ...string) (*aggregatorProc, error) {
+	for try := 1; ; try++ {
+		p, err := startAggregatorOnce(ctx, bin, db, logPath, args...)
+		if err == nil || try == 3 || !errors.Is(err, errPortTaken) {
+			return p, err
+		}
+	}
+}
+
+// errPortTaken is the error of an aggregator that exited at start because
+// one of its ports was taken.
+var errPortTaken = errors.New("a port was taken before the aggregator bound it")
+
+func startAggregatorOnce(ctx context.Context, bin, db, logPath string, args ...string) (*aggregatorProc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -97,6 +115,9 @@ func startAggregator(ctx context.Context, bin, db, logPath string, args ...strin
 		}
 		select {
 		case <-p.done:
+			if tail := p.tail(); strings.Contains(tail, "address already in use") {
+				return nil, fmt.Errorf("%w: %s", errPortTaken, tail)
+			}
 			return nil, fmt.Errorf("aggregator exited at start: %s", p.tail())
 		case <-ctx.Done():
 			p.stop()
