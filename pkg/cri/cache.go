@@ -100,6 +100,10 @@ type containerEntry struct {
 	c          Container
 	detailed   bool      // from a verbose ContainerStatus
 	detailedAt time.Time // when it was fetched
+	// codeless: listed as exited, but its status (the exit code) could
+	// not be had, removed in between most likely. Its exit is reported
+	// once a status or the runtime's task exit event tells the code.
+	codeless bool
 }
 
 type podEntry struct {
@@ -390,18 +394,19 @@ func (c *Cache) applyContainer(ct *runtimeapi.Container, st *runtimeapi.Containe
 	x.CreatedAt = nanos(ct.GetCreatedAt())
 	x.Labels, x.Annotations = ct.GetLabels(), ct.GetAnnotations()
 	x.Removed = time.Time{}
+	codeless := e.codeless
 	if st != nil && st.GetStatus() != nil {
 		c.applyContainerStatus(&x, st)
 		e.detailed, e.detailedAt = true, c.now()
-	} else if x.State == StateExited && !fresh && prev != StateExited {
-		// Listed as exited, but its status (the exit code) could not be
-		// had: removed in between, most likely. An exit without its code
-		// is no exit to report; the next poll asks again, or the
-		// runtime's task exit event tells it.
-		x.State, e.detailed = prev, false
+		e.codeless = false
+	} else if x.State == StateExited && !fresh && (prev != StateExited || codeless) {
+		// An exit without its code is no exit to report yet.
+		e.codeless, e.detailed = true, false
+		e.c = x
+		return x, false
 	}
 	e.c = x
-	return x, c.isNewExit(fresh, prev, x)
+	return x, c.isNewExit(fresh, prev, x) || codeless && x.State == StateExited
 }
 
 // isNewExit tells whether x's exit is news: a state change seen, or a

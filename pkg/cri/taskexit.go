@@ -103,14 +103,15 @@ func (c *Cache) streamTaskExits(ctx context.Context) error {
 }
 
 // runningContainer tells whether id is a container whose exit has not
-// been seen. One a poll already found removed counts: kubelet removes a
-// deleted pod's container moments after its exit, and a poll between the
-// two sees it gone before the exit's event is read.
+// been reported. One a poll already found removed counts: kubelet removes
+// a deleted pod's container moments after its exit, and a poll between
+// the two sees it gone before the exit's event is read. So does one a
+// poll listed as exited without being able to get its exit code.
 func (c *Cache) runningContainer(id string) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e := c.containers[id]
-	return e != nil && e.c.State != StateExited
+	return e != nil && (e.c.State != StateExited || e.codeless)
 }
 
 // confirmExit asks the runtime for the container's status until it shows
@@ -145,7 +146,7 @@ func (c *Cache) confirmExit(ctx context.Context, te TaskExit) {
 func (c *Cache) exitFromEvent(te TaskExit) {
 	c.mu.Lock()
 	e := c.containers[te.ContainerID]
-	if e == nil || e.c.State == StateExited {
+	if e == nil || e.c.State == StateExited && !e.codeless {
 		c.mu.Unlock()
 		return
 	}
@@ -154,7 +155,7 @@ func (c *Cache) exitFromEvent(te TaskExit) {
 	if !te.At.IsZero() {
 		x.FinishedAt = te.At
 	}
-	e.c = x
+	e.c, e.codeless = x, false
 	c.mu.Unlock()
 	c.reportExits([]Container{x})
 }

@@ -147,8 +147,14 @@ func TestCacheTaskExitAfterAPollMissedTheStatus(t *testing.T) {
 	if got := exits(); len(got) != 0 {
 		t.Fatalf("the poll reported an exit it had no code for: %+v", got)
 	}
-	if x, _ := c.Container("c1"); x.State == StateExited {
-		t.Fatalf("the poll took the listing's exited state without a status: %+v", x)
+	if x, _ := c.Container("c1"); x.State != StateExited {
+		t.Fatalf("the poll did not keep the listing's exited state (or a check of the container would take it for running): %+v", x)
+	}
+	if err := c.Refresh(context.Background()); err != nil { // a second poll, still without the code
+		t.Fatal(err)
+	}
+	if got := exits(); len(got) != 0 {
+		t.Fatalf("the second poll reported an exit it had no code for: %+v", got)
 	}
 	f.removeCtr("c1")
 	bus.exit("c1", "c1", 137)
@@ -199,5 +205,29 @@ func TestCacheWithoutTaskEvents(t *testing.T) {
 	}
 	if w := entriesAt(hook, logrus.InfoLevel); len(w) != 0 {
 		t.Errorf("logged above debug: %v", w[0].Message)
+	}
+}
+
+// A poll listed the container exited without its code, and a later one
+// got its status: the exit is reported then, once, with the runtime's code.
+func TestCacheCodelessExitReportedByTheNextStatus(t *testing.T) {
+	f, _, exits, c := taskExitCache(t)
+	f.goneAfterListing("c1")
+	if err := c.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	finished := time.Now().UnixNano()
+	f.mu.Lock()
+	f.ctrs["c1"].statusGone = false
+	f.mu.Unlock()
+	f.exit("c1", 137, "OOMKilled", finished)
+	for range 2 {
+		if err := c.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := exits()
+	if len(got) != 1 || got[0].ExitCode != 137 || got[0].Reason != "OOMKilled" || got[0].FinishedAt.UnixNano() != finished {
+		t.Errorf("exits %+v, want one with code 137 and the runtime's reason", got)
 	}
 }
