@@ -76,8 +76,11 @@ func decodeTaskExit(topic, typeURL string, value []byte) (TaskExit, bool) {
 
 // exitConfirmDelays are the waits before each ContainerStatus that
 // confirms a task exit: containerd's CRI plugin records the exit on the
-// same event, a moment after it is published.
-var exitConfirmDelays = []time.Duration{20 * time.Millisecond, 80 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond}
+// same event, a moment after it is published, later on a loaded node.
+// Waiting long costs nothing when kubelet removes the container meanwhile
+// (the status is then NotFound, and the event tells the exit at once).
+var exitConfirmDelays = []time.Duration{20 * time.Millisecond, 80 * time.Millisecond, 200 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 2 * time.Second}
 
 // maxConfirming bounds the task exits confirmed at once; beyond it an exit
 // is taken from the event alone.
@@ -116,7 +119,8 @@ func (c *Cache) runningContainer(id string) bool {
 
 // confirmExit asks the runtime for the container's status until it shows
 // the exit, so the exit carries the runtime's reason; a container removed
-// meanwhile is taken from the event alone.
+// meanwhile, or still running by the runtime's account after the last
+// wait, is taken from the event alone.
 func (c *Cache) confirmExit(ctx context.Context, te TaskExit) {
 	for _, d := range exitConfirmDelays {
 		select {
@@ -138,8 +142,11 @@ func (c *Cache) confirmExit(ctx context.Context, te TaskExit) {
 			return
 		}
 	}
-	// Still running by the runtime's account: the next poll sees the exit
-	// before kubelet can remove the container.
+	// Still running by the runtime's account, or not answering: its CRI
+	// lags the event, which is the runtime's own word that the main
+	// process exited. Kubelet may remove the container before the next
+	// poll, so the exit is taken from the event, without a reason.
+	c.exitFromEvent(te)
 }
 
 // exitFromEvent records a task exit the runtime can no longer describe.

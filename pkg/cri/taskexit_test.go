@@ -231,3 +231,19 @@ func TestCacheCodelessExitReportedByTheNextStatus(t *testing.T) {
 		t.Errorf("exits %+v, want one with code 137 and the runtime's reason", got)
 	}
 }
+
+// The runtime's CRI still says running after every wait (it lags its own
+// event): the exit is taken from the event, once, rather than left to a
+// poll that may come after kubelet removed the container.
+func TestCacheTaskExitWhileStatusLags(t *testing.T) {
+	d := exitConfirmDelays
+	t.Cleanup(func() { exitConfirmDelays = d }) // after the cache's own cleanup has stopped it
+	exitConfirmDelays = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond}
+	_, bus, exits, _ := taskExitCache(t)
+	bus.exit("c1", "c1", 137)
+	waitFor(t, "the exit from the event", func() bool { return len(exits()) > 0 })
+	time.Sleep(100 * time.Millisecond)
+	if got := exits(); len(got) != 1 || got[0].ExitCode != 137 || got[0].Name != "api" || got[0].FinishedAt.IsZero() {
+		t.Errorf("exits %+v, want one with code 137", got)
+	}
+}
