@@ -261,26 +261,46 @@ func (c *checker) str(f, name, s string, max int) {
 }
 
 // badString says what is wrong with s for str, or "" when nothing is: in
-// one pass, ASCII bytes checked in place and only the others decoded.
+// one pass, eight bytes at a time while they are plain printable ASCII
+// (the kernel's lines nearly always are), byte by byte in any eight that
+// hold something else, decoding only the bytes past ASCII.
 func badString(s string, max int) string {
 	if len(s) > max {
 		return fmt.Sprintf("%d bytes, more than %d", len(s), max)
 	}
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if (b < 0x20 && b != '\t') || b == 0x7f {
-				return fmt.Sprintf("control character %#02x at byte %d", b, i)
-			}
+	for i := 0; i < len(s); {
+		if i+8 <= len(s) && printable8(s[i:i+8]) {
+			i += 8
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			return "not valid UTF-8"
+		for end := min(i+8, len(s)); i < end; i++ {
+			b := s[i]
+			if b < utf8.RuneSelf {
+				if (b < 0x20 && b != '\t') || b == 0x7f {
+					return fmt.Sprintf("control character %#02x at byte %d", b, i)
+				}
+				continue
+			}
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				return "not valid UTF-8"
+			}
+			i += size - 1 // may end past end: the next eight start there
 		}
-		i += size - 1
 	}
 	return ""
+}
+
+// printable8 tells whether all of the eight bytes of s are ASCII from
+// 0x20 to 0x7e; false may also mean only a tab among them.
+func printable8(s string) bool {
+	w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	below := (w - 0x20*ones) &^ w // a byte under 0x20 (of those under 0x80) sets its high bit
+	del := w ^ 0x7f*ones
+	del = (del - ones) &^ del // a 0x7f byte sets its high bit
+	return (w|below|del)&highs == 0
 }
 
 func (c *checker) lines(f, name string, lines []string) {

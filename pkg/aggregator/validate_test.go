@@ -307,23 +307,79 @@ func FuzzIngestValidate(f *testing.F) {
 	})
 }
 
-// FuzzBadString: the one-pass check refuses exactly what checking UTF-8
-// and then each byte refuses.
+// FuzzBadString: the check eight bytes at a time answers as the one byte
+// at a time did, and refuses exactly what checking UTF-8 and then each
+// byte refuses.
 func FuzzBadString(f *testing.F) {
-	for _, s := range []string{"", "ok\tline", "a\nb", "\x7f", "caf\xc3\xa9", "\xc3", "\xed\xa0\x80", "\xef\xbf\xbd", "é\x01"} {
+	for _, s := range []string{"", "ok\tline", "a\nb", "\x7f", "caf\xc3\xa9", "\xc3", "\xed\xa0\x80", "\xef\xbf\xbd", "é\x01",
+		"[ 1234]  1000  1234   123456     2048   1024   1024     0   172032        0           999 hog",
+		"0123456\x1f89abcdef", "0123456789abcde\x7f", "01234567\t9abcdef~", "0123456é89abcdef\x01",
+		"0123456\xe2\x82\xac9abcdef", "01234567\xf0\x9f\x98\x80bcdef\x00", "0123456\xe2\x82", " !~\x7e\x7f\x80\xff\x20"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		want := !utf8.ValidString(s)
+		if got, want := badString(s, MaxLineBytes), bytewiseBadString(s, MaxLineBytes); got != want {
+			t.Fatalf("badString(%q) = %q, want %q", s, got, want)
+		}
+		// The same answer as checking UTF-8 and then each byte.
+		bad := !utf8.ValidString(s) || len(s) > MaxLineBytes
 		for i := 0; i < len(s); i++ {
 			if b := s[i]; (b < 0x20 && b != '\t') || b == 0x7f {
-				want = true
+				bad = true
 			}
 		}
-		if got := badString(s, MaxLineBytes) != ""; got != (want || len(s) > MaxLineBytes) {
-			t.Fatalf("badString(%q) refused = %v, want %v", s, got, want)
+		if got := badString(s, MaxLineBytes) != ""; got != bad {
+			t.Fatalf("badString(%q) refused = %v, want %v", s, got, bad)
 		}
 	})
+}
+
+// TestBadStringEveryByteEverywhere: every byte value, and every UTF-8
+// sequence and its cut-short forms, at every offset of a 24-byte line of
+// printable ASCII, answered as one byte at a time answers.
+func TestBadStringEveryByteEverywhere(t *testing.T) {
+	base := "[ 1234]  1000  1234 hog!"
+	var pieces []string
+	for b := range 256 {
+		pieces = append(pieces, string([]byte{byte(b)}))
+	}
+	for _, r := range []string{"é", "€", "😀", "\uFFFD"} {
+		for n := 1; n <= len(r); n++ {
+			pieces = append(pieces, r[:n])
+		}
+	}
+	n := 0
+	for _, p := range pieces {
+		for at := 0; at <= len(base); at++ {
+			for _, s := range []string{base[:at] + p + base[at:], base[:at] + p} {
+				if got, want := badString(s, MaxLineBytes), bytewiseBadString(s, MaxLineBytes); got != want {
+					t.Fatalf("badString(%q) = %q, want %q", s, got, want)
+				}
+				n++
+			}
+		}
+	}
+	if n < 13000 {
+		t.Fatalf("only %d strings checked", n)
+	}
+}
+
+// bytewiseBadString is badString one rune at a time, the way a reader
+// of the rules would write it: the fuzz target and
+// TestBadStringEveryByteEverywhere hold the two to the same answers.
+func bytewiseBadString(s string, max int) string {
+	if len(s) > max {
+		return fmt.Sprintf("%d bytes, more than %d", len(s), max)
+	}
+	for i, r := range s {
+		if _, size := utf8.DecodeRuneInString(s[i:]); r == utf8.RuneError && size == 1 {
+			return "not valid UTF-8"
+		}
+		if (r < 0x20 && r != '\t') || r == 0x7f {
+			return fmt.Sprintf("control character %#02x at byte %d", r, i)
+		}
+	}
+	return ""
 }
 
 // TestValidateNamesField puts a control character into each string of
