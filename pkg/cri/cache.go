@@ -106,6 +106,9 @@ type containerEntry struct {
 	codeless bool
 }
 
+// exitReported tells whether the container's exit has been reported.
+func (e *containerEntry) exitReported() bool { return e.c.State == StateExited && !e.codeless }
+
 type podEntry struct {
 	p        Pod
 	detailed bool // from a verbose PodSandboxStatus
@@ -378,6 +381,9 @@ func (c *Cache) applyContainer(ct *runtimeapi.Container, st *runtimeapi.Containe
 		c.containers[ct.GetId()] = e
 	}
 	prev := e.c.State
+	if e.codeless {
+		prev = StateUnknown // its exit is news once its code comes
+	}
 	x := e.c
 	x.ID = ct.GetId()
 	if ct.GetPodSandboxId() != "" { // an event may not name it; it never changes
@@ -394,19 +400,18 @@ func (c *Cache) applyContainer(ct *runtimeapi.Container, st *runtimeapi.Containe
 	x.CreatedAt = nanos(ct.GetCreatedAt())
 	x.Labels, x.Annotations = ct.GetLabels(), ct.GetAnnotations()
 	x.Removed = time.Time{}
-	codeless := e.codeless
 	if st != nil && st.GetStatus() != nil {
 		c.applyContainerStatus(&x, st)
 		e.detailed, e.detailedAt = true, c.now()
 		e.codeless = false
-	} else if x.State == StateExited && !fresh && (prev != StateExited || codeless) {
+	} else if x.State == StateExited && !fresh && prev != StateExited {
 		// An exit without its code is no exit to report yet.
 		e.codeless, e.detailed = true, false
 		e.c = x
 		return x, false
 	}
 	e.c = x
-	return x, c.isNewExit(fresh, prev, x) || codeless && x.State == StateExited
+	return x, c.isNewExit(fresh, prev, x)
 }
 
 // isNewExit tells whether x's exit is news: a state change seen, or a

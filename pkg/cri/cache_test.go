@@ -413,7 +413,7 @@ func TestCacheExitFromTheEventsStatus(t *testing.T) {
 	f, c, exits := eventCache(t, "containerd")
 	f.addCtr("sb1", running("c1", "api", "img", nil), `{"sandboxID":"sb1","runtimeSpec":{"linux":{"resources":{"memory":{"limit":1048576}}}}}`)
 	waitFor(t, "created event", func() bool { x, ok := c.Container("c1"); return ok && x.MemoryLimitBytes == 1<<20 })
-	f.statusGoneFor("c1")
+	f.setStatusGone("c1", true)
 	finished := time.Now().UnixNano()
 	f.exit("c1", 137, "OOMKilled", finished)
 	select {

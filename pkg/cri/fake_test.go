@@ -111,9 +111,9 @@ func (f *fakeRuntime) exit(id string, code int32, reason string, finished int64)
 // poll's ListContainers and its ContainerStatus.
 func (f *fakeRuntime) goneAfterListing(id string) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.ctrs[id]
-	c.st.State, c.statusGone = runtimeapi.ContainerState_CONTAINER_EXITED, true
+	f.ctrs[id].st.State = runtimeapi.ContainerState_CONTAINER_EXITED
+	f.mu.Unlock()
+	f.setStatusGone(id, true)
 }
 
 func (f *fakeRuntime) removeCtr(id string) {
@@ -158,12 +158,12 @@ func (f *fakeRuntime) publish(id string, typ runtimeapi.ContainerEventType) {
 	}
 }
 
-// statusGoneFor makes ContainerStatus answer NotFound for id while the
-// container stays listed and in the events' statuses.
-func (f *fakeRuntime) statusGoneFor(id string) {
+// setStatusGone makes ContainerStatus answer NotFound for id (gone) while
+// the container stays listed and in the events' statuses, or answer again.
+func (f *fakeRuntime) setStatusGone(id string, gone bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.ctrs[id].statusGone = true
+	f.ctrs[id].statusGone = gone
 }
 
 func (f *fakeRuntime) Version(context.Context, *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {

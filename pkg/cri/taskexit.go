@@ -114,7 +114,7 @@ func (c *Cache) runningContainer(id string) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e := c.containers[id]
-	return e != nil && (e.c.State != StateExited || e.codeless)
+	return e != nil && !e.exitReported()
 }
 
 // confirmExit asks the runtime for the container's status until it shows
@@ -153,7 +153,7 @@ func (c *Cache) confirmExit(ctx context.Context, te TaskExit) {
 func (c *Cache) exitFromEvent(te TaskExit) {
 	c.mu.Lock()
 	e := c.containers[te.ContainerID]
-	if e == nil || e.c.State == StateExited && !e.codeless {
+	if e == nil || e.exitReported() {
 		c.mu.Unlock()
 		return
 	}

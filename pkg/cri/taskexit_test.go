@@ -217,9 +217,7 @@ func TestCacheCodelessExitReportedByTheNextStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	finished := time.Now().UnixNano()
-	f.mu.Lock()
-	f.ctrs["c1"].statusGone = false
-	f.mu.Unlock()
+	f.setStatusGone("c1", false)
 	f.exit("c1", 137, "OOMKilled", finished)
 	for range 2 {
 		if err := c.Refresh(context.Background()); err != nil {
