@@ -115,10 +115,11 @@ func startAggregatorOnce(ctx context.Context, bin, db, logPath string, args ...s
 		}
 		select {
 		case <-p.done:
-			if tail := p.tail(); strings.Contains(tail, "address already in use") {
+			tail := p.tail()
+			if strings.Contains(tail, "address already in use") {
 				return nil, fmt.Errorf("%w: %s", errPortTaken, tail)
 			}
-			return nil, fmt.Errorf("aggregator exited at start: %s", p.tail())
+			return nil, fmt.Errorf("aggregator exited at start: %s", tail)
 		case <-ctx.Done():
 			p.stop()
 			return nil, ctx.Err()
