@@ -1,7 +1,9 @@
 package aggregator
 
 import (
+	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,5 +120,59 @@ func TestIngestStoresWhatItDecoded(t *testing.T) {
 	}
 	if ids := e.stored(t); len(ids) != 2 {
 		t.Errorf("stored %v, want 2 events", ids)
+	}
+}
+
+// poisonPool is a mem.BufferPool that overwrites what is given back to it.
+type poisonPool struct{ puts int }
+
+func (p *poisonPool) Get(n int) *[]byte {
+	b := make([]byte, n)
+	return &b
+}
+
+func (p *poisonPool) Put(b *[]byte) {
+	p.puts++
+	for i := range *b {
+		(*b)[i] = 0xAA
+	}
+}
+
+// TestFrameHeldUntilFree: gRPC frees a message's buffers when the codec's
+// Unmarshal returns; a stream's frame keeps its bytes (those of gRPC's
+// buffer when the message came in one, a copy when in several) until the
+// stream frees it, after the event is encoded for the store.
+func TestFrameHeldUntilFree(t *testing.T) {
+	kill := oom("node-a", 1, "shop", "cart")
+	kill.GetOom().Lines = []string{strings.Repeat("a kernel line ", 280)} // 4 kB: each of 3 parts is pooled
+	frame := marshal(t, &pb.StreamRequest{Msg: &pb.StreamRequest_Event{Event: kill}})
+	codec := frameCodec{proto: encoding.GetCodecV2("proto")}
+	for _, parts := range []int{1, 2, 3} {
+		pool := &poisonPool{}
+		var data mem.BufferSlice
+		for i := range parts {
+			b := append([]byte(nil), frame[i*len(frame)/parts:(i+1)*len(frame)/parts]...)
+			data = append(data, mem.NewBuffer(&b, pool))
+		}
+		var f rawFrame
+		if err := codec.Unmarshal(data, &f); err != nil {
+			t.Fatal(err)
+		}
+		data.Free() // as gRPC does when Unmarshal returns
+		if !bytes.Equal(f.b, frame) {
+			t.Fatalf("%d buffers: the frame changed when gRPC freed its buffers", parts)
+		}
+		wantPuts := parts // copied: gRPC's buffers went back at once
+		if parts == 1 {
+			wantPuts = 0 // held
+		}
+		if pool.puts != wantPuts {
+			t.Fatalf("%d buffers: %d given back before free, want %d", parts, pool.puts, wantPuts)
+		}
+		f.free()
+		if pool.puts != parts || f.b != nil {
+			t.Fatalf("%d buffers: %d given back after free, want %d", parts, pool.puts, parts)
+		}
+		f.free() // twice is harmless
 	}
 }

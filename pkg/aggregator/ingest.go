@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync"
@@ -206,67 +207,22 @@ func (s *Server) Stream(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamR
 func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamResponse], hello *pb.Hello, id string, g *gate, pending chan<- *ticket, log *logrus.Entry) error {
 	ctx := st.Context()
 	for {
-		req, wire, err := recvRequest(st)
+		req, f, err := recvRequest(st)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		ev := req.GetEvent()
-		if ev == nil {
-			s.reject(RejectInvalid)
-			return status.Error(codes.InvalidArgument, "only the first message may be a Hello; then events")
-		}
-		if ev.GetNode() != hello.GetNode() {
-			// With mutual TLS, speaking for a node the certificate does
-			// not name is a matter of permission, not of form.
-			if err := transport.AuthorizeNode(ctx, ev.GetNode(), s.cfg.AgentIdentity); err != nil {
-				s.reject(RejectPermission)
-				log.WithError(err).Warn("event of another node refused")
-				return status.Error(codes.PermissionDenied, err.Error())
-			}
-		}
-		size := len(wire)
-		if wire == nil {
-			size = proto.Size(ev)
-		}
-		if err := validateEvent(ev, size, hello, s.cfg.Now(), s.cfg.MaxClockSkew); err != nil {
-			reason := RejectInvalid
-			if errors.Is(err, ErrWrongNode) {
-				reason = RejectWrongNode
-			}
-			s.reject(reason)
-			log.WithError(err).WithFields(logrus.Fields{"seq": ev.GetSeq(), "type": eventid.TypeOf(ev)}).Warn("event rejected")
-			return status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
-		}
-		// The rate is the authenticated identity's (limitKey); an
-		// anonymous caller has its peer address's bucket besides
-		// (idLimiter), so that rotating node names in Hellos gains
-		// nothing either way.
-		if !s.limiter.allow(limitKey(ctx, hello.GetNode())) {
-			s.reject(RejectFlood)
-			s.limits.refuse(LimitEventsPerNode)
-			log.Warn("agent over its event rate; stream ended")
-			return status.Errorf(codes.ResourceExhausted, "%s is over %g events/s; slow down and retry", limitKey(ctx, hello.GetNode()), s.cfg.MaxEventsPerSecond)
-		}
-		if !s.idLimiter.allow(id) {
-			s.reject(RejectFlood)
-			s.limits.refuse(LimitEventsPerIdentity)
-			log.WithField("identity", id).Warn("identity over its event rate; stream ended")
-			return status.Errorf(codes.ResourceExhausted, "this identity is over %g events/s over all its nodes; slow down and retry", s.cfg.Limits.MaxEventsPerSecondPerIdentity)
-		}
-		if !g.admit() {
+		rec, err := s.accept(ctx, req.GetEvent(), eventWire(f.b), hello, id, g, log)
+		f.free()
+		if errors.Is(err, errNotAdmitted) {
 			// Shutting down: not taken, not acknowledged; the agent sends
 			// it again to the next aggregator.
 			return nil
 		}
-		// Encoding here, on each stream's goroutine, keeps it off the
-		// single committer.
-		rec, err := store.EncodeWire(ev, wire, s.cfg.Now())
 		if err != nil {
-			s.reject(RejectInvalid)
-			return status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
+			return err
 		}
 		// The ticket holds its weight until its commit, which bounds the
 		// events and memory of all streams together (Config.MaxInFlight,
@@ -288,6 +244,69 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
+}
+
+// errNotAdmitted: accept's event came while the aggregator shuts down.
+var errNotAdmitted = errors.New("not admitted: shutting down")
+
+// accept checks a stream's event, wire its encoding as received (nil when
+// not known), against the stream's Hello and the rate limits, and encodes
+// it for the store. Its error ends the stream (errNotAdmitted without an
+// error to the agent).
+func (s *Server) accept(ctx context.Context, ev *pb.Event, wire []byte, hello *pb.Hello, id string, g *gate, log *logrus.Entry) (*store.Record, error) {
+	if ev == nil {
+		s.reject(RejectInvalid)
+		return nil, status.Error(codes.InvalidArgument, "only the first message may be a Hello; then events")
+	}
+	if ev.GetNode() != hello.GetNode() {
+		// With mutual TLS, speaking for a node the certificate does
+		// not name is a matter of permission, not of form.
+		if err := transport.AuthorizeNode(ctx, ev.GetNode(), s.cfg.AgentIdentity); err != nil {
+			s.reject(RejectPermission)
+			log.WithError(err).Warn("event of another node refused")
+			return nil, status.Error(codes.PermissionDenied, err.Error())
+		}
+	}
+	size := len(wire)
+	if wire == nil {
+		size = proto.Size(ev)
+	}
+	if err := validateEvent(ev, size, hello, s.cfg.Now(), s.cfg.MaxClockSkew); err != nil {
+		reason := RejectInvalid
+		if errors.Is(err, ErrWrongNode) {
+			reason = RejectWrongNode
+		}
+		s.reject(reason)
+		log.WithError(err).WithFields(logrus.Fields{"seq": ev.GetSeq(), "type": eventid.TypeOf(ev)}).Warn("event rejected")
+		return nil, status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
+	}
+	// The rate is the authenticated identity's (limitKey); an
+	// anonymous caller has its peer address's bucket besides
+	// (idLimiter), so that rotating node names in Hellos gains
+	// nothing either way.
+	if !s.limiter.allow(limitKey(ctx, hello.GetNode())) {
+		s.reject(RejectFlood)
+		s.limits.refuse(LimitEventsPerNode)
+		log.Warn("agent over its event rate; stream ended")
+		return nil, status.Errorf(codes.ResourceExhausted, "%s is over %g events/s; slow down and retry", limitKey(ctx, hello.GetNode()), s.cfg.MaxEventsPerSecond)
+	}
+	if !s.idLimiter.allow(id) {
+		s.reject(RejectFlood)
+		s.limits.refuse(LimitEventsPerIdentity)
+		log.WithField("identity", id).Warn("identity over its event rate; stream ended")
+		return nil, status.Errorf(codes.ResourceExhausted, "this identity is over %g events/s over all its nodes; slow down and retry", s.cfg.Limits.MaxEventsPerSecondPerIdentity)
+	}
+	if !g.admit() {
+		return nil, errNotAdmitted
+	}
+	// Encoding here, on each stream's goroutine, keeps it off the
+	// single committer.
+	rec, err := store.EncodeWire(ev, wire, s.cfg.Now())
+	if err != nil {
+		s.reject(RejectInvalid)
+		return nil, status.Errorf(codes.InvalidArgument, "event seq %d: %v", ev.GetSeq(), err)
+	}
+	return rec, nil
 }
 
 // recvHello receives a stream's first message, waiting at most

@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -1189,5 +1190,65 @@ func TestPanicAfterCommitIsCaught(t *testing.T) {
 	st := e.srv.Stats()
 	if st.Panics[PanicCommit] != 2 || st.Ingested != 2 || len(e.stored(t)) != 2 || dups != 1 {
 		t.Fatalf("panics %v, ingested %d, stored %d, duplicates counted %d", st.Panics, st.Ingested, len(e.stored(t)), dups)
+	}
+}
+
+// TestIngestStoresWhatWasSent: a stream's frame is read from gRPC's own
+// buffers, given back once its event is encoded for the store; events of
+// every size (kept as they are, compressed, too random to compress) from
+// streams sending at once are each stored as they were sent, not with
+// another message's bytes.
+func TestIngestStoresWhatWasSent(t *testing.T) {
+	e := start(t, Config{})
+	conn := e.dial(t)
+	ctx := context.Background()
+	const agents, each = 6, 60
+	sent := map[string]*pb.Event{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for n := range agents {
+		node := fmt.Sprintf("node-%d", n)
+		a := e.agent(t, ctx, conn, node)
+		rnd := rand.New(rand.NewPCG(uint64(n), 7))
+		var evs []*pb.Event
+		for i := range each {
+			ev := oom(node, int64(i), "shop", fmt.Sprintf("cart-%d-%d", n, i))
+			lines := ev.GetOom().Lines
+			for range i % 5 * (1 + rnd.IntN(12)) {
+				l := make([]byte, 20+rnd.IntN(MaxLineBytes-20))
+				for j := range l {
+					l[j] = byte(' ' + rnd.IntN(95))
+				}
+				if i%2 == 0 {
+					l = bytes.Repeat([]byte(fmt.Sprintf("seq %d line ", i)), 8+rnd.IntN(20)) // compresses
+				}
+				lines = append(lines, string(l))
+			}
+			ev.GetOom().Lines = lines
+			evs = append(evs, ev)
+			mu.Lock()
+			sent[eventid.String(ev)] = proto.Clone(ev).(*pb.Event)
+			mu.Unlock()
+		}
+		wg.Go(func() {
+			if err := a.send(evs...); err != nil {
+				t.Errorf("%s: send: %v", node, err)
+				return
+			}
+			if acks, err := a.acks(each); err != nil {
+				t.Errorf("%s: %d acks: %v", node, len(acks), err)
+			}
+		})
+	}
+	wg.Wait()
+	for id, want := range sent {
+		got, err := e.st.Get(ctx, id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		got.Id, got.Received = "", nil
+		if !proto.Equal(got, want) {
+			t.Fatalf("%s stored otherwise than sent: %d lines, want %d", id, len(got.GetOom().GetLines()), len(want.GetOom().GetLines()))
+		}
 	}
 }

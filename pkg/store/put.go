@@ -280,15 +280,16 @@ func EncodeWire(e *pb.Event, wire []byte, received time.Time) (*Record, error) {
 	e.Received = timestamppb.New(received)
 	var data []byte
 	if wire != nil && !hasIDOrReceived(wire) {
-		data = appendIDReceived(make([]byte, 0, len(wire)+len(e.Id)+32), wire, e.Id, received)
+		data = packWire(wire, e.Id, received)
 	} else {
-		var err error
-		if data, err = proto.Marshal(e); err != nil {
+		raw, err := proto.Marshal(e)
+		if err != nil {
 			return nil, fmt.Errorf("encode %s: %w", e.Id, err)
 		}
+		data = pack(raw)
 	}
 	r := &Record{event: e, id: e.Id, node: e.GetNode(), boot: e.GetBootId(), typ: eventid.TypeOf(e), seq: e.GetSeq(), rev: e.GetRevision(),
-		t: nanos(rowTime(e)), seen: nanos(e.GetTime().AsTime()), received: nanos(received), cols: columnsOf(e), data: pack(data)}
+		t: nanos(rowTime(e)), seen: nanos(e.GetTime().AsTime()), received: nanos(received), cols: columnsOf(e), data: data}
 	for _, rf := range refsOf(e) {
 		r.refs = append(r.refs, rf.hash())
 	}

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -94,5 +96,76 @@ func TestEncodeWire(t *testing.T) {
 				t.Fatalf("wire bytes kept = %v, want %v", kept, c.kept)
 			}
 		})
+	}
+}
+
+// TestEncodeWireRowsOwnTheirBytes: the encodings are made in buffers used
+// again (packWire), so each record must keep bytes of its own. Events of
+// every kind pack can give (small and kept, compressed, too random to
+// shrink, larger than the buffers kept), encoded one after another and all
+// kept, each read back as itself.
+func TestEncodeWireRowsOwnTheirBytes(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	random := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('!' + rnd.IntN(94))
+		}
+		return string(b)
+	}
+	var events []*pb.Event
+	for i := range 200 {
+		var e *pb.Event
+		switch i % 4 {
+		case 0:
+			e = killWithLines(1 + i%7)
+		case 1:
+			e = killWithLines(20 + i%50)
+		case 2:
+			e = killWithLines(2)
+			e.GetOom().Lines = append(e.GetOom().Lines, random(1500+i*10))
+		default:
+			e = killWithLines(2)
+			e.GetOom().Lines = append(e.GetOom().Lines, random(maxPooledRow+i))
+		}
+		e.Seq = int64(i + 1)
+		events = append(events, e)
+	}
+	received := time.Date(2026, 12, 7, 13, 0, 0, 0, time.UTC)
+	var recs []*Record
+	var kinds [4]int // small, too random to shrink, compressed, beyond the pooled size
+	for _, e := range events {
+		wire, err := proto.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := EncodeWire(proto.Clone(e).(*pb.Event), wire, received)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case len(wire) > maxPooledRow:
+			kinds[3]++
+		case r.data[0] == 0:
+			kinds[2]++
+		case len(wire) > compressAbove:
+			kinds[1]++
+		default:
+			kinds[0]++
+		}
+		recs = append(recs, r)
+	}
+	if slices.Min(kinds[:]) < 40 {
+		t.Fatalf("small, random, compressed, large: %v; the test needs 40 of each", kinds)
+	}
+	for i, r := range recs {
+		back, err := Decode(r.data)
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		back.Id, back.Received = "", nil
+		if !proto.Equal(back, events[i]) {
+			t.Fatalf("event %d reads back as another: seq %d, %d lines", i, back.GetSeq(), len(back.GetOom().GetLines()))
+		}
 	}
 }
