@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,8 +66,13 @@ func seeds() []*pb.Event {
 // apart from the validator: it walks every field by reflection, so a
 // field the validator forgets is still checked.
 func checkLimits(e *pb.Event) error {
-	if e.GetNode() != testHello.GetNode() || e.GetBootId() != testHello.GetBootId() {
+	// Another boot of the stream's node is accepted (an agent's spool
+	// holds the events of the boot before a reboot); another node is not.
+	if e.GetNode() != testHello.GetNode() {
 		return fmt.Errorf("accepted another node's event")
+	}
+	if b := e.GetBootId(); len(b) > MaxBootIDBytes || !bootIDShape.MatchString(b) {
+		return fmt.Errorf("accepted boot_id %q, which is no boot ID", b)
 	}
 	if e.GetPayload() == nil || e.GetSeq() < 0 || e.GetTime() == nil || e.GetTime().AsTime().Before(MinTime) {
 		return fmt.Errorf("accepted an event without payload, seq or time")
@@ -76,6 +82,10 @@ func checkLimits(e *pb.Event) error {
 	}
 	return walk(e.ProtoReflect())
 }
+
+// bootIDShape is what a boot ID may look like: letters and digits, with
+// '-', '.' and '_' between them.
+var bootIDShape = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
 
 func walk(m protoreflect.Message) error {
 	var err error
