@@ -1215,12 +1215,14 @@ func TestIngestStoresWhatWasSent(t *testing.T) {
 			ev := oom(node, int64(i), "shop", fmt.Sprintf("cart-%d-%d", n, i))
 			lines := ev.GetOom().Lines
 			for range i % 5 * (1 + rnd.IntN(12)) {
-				l := make([]byte, 20+rnd.IntN(MaxLineBytes-20))
-				for j := range l {
-					l[j] = byte(' ' + rnd.IntN(95))
-				}
+				var l []byte
 				if i%2 == 0 {
 					l = bytes.Repeat([]byte(fmt.Sprintf("seq %d line ", i)), 8+rnd.IntN(20)) // compresses
+				} else {
+					l = make([]byte, 20+rnd.IntN(MaxLineBytes-20))
+					for j := range l {
+						l[j] = byte(' ' + rnd.IntN(95))
+					}
 				}
 				lines = append(lines, string(l))
 			}
