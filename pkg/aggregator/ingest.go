@@ -246,6 +246,15 @@ func (s *Server) read(st grpc.BidiStreamingServer[pb.StreamRequest, pb.StreamRes
 	}
 }
 
+// eventSize is the size of an event as received: its encoding's, wire,
+// or when that is not known its decoding's encoded again.
+func eventSize(ev *pb.Event, wire []byte) int {
+	if wire == nil {
+		return proto.Size(ev)
+	}
+	return len(wire)
+}
+
 // errNotAdmitted: accept's event came while the aggregator shuts down.
 var errNotAdmitted = errors.New("not admitted: shutting down")
 
@@ -267,11 +276,7 @@ func (s *Server) accept(ctx context.Context, ev *pb.Event, wire []byte, hello *p
 			return nil, status.Error(codes.PermissionDenied, err.Error())
 		}
 	}
-	size := len(wire)
-	if wire == nil {
-		size = proto.Size(ev)
-	}
-	if err := validateEvent(ev, size, hello, s.cfg.Now(), s.cfg.MaxClockSkew); err != nil {
+	if err := validateEvent(ev, eventSize(ev, wire), hello, s.cfg.Now(), s.cfg.MaxClockSkew); err != nil {
 		reason := RejectInvalid
 		if errors.Is(err, ErrWrongNode) {
 			reason = RejectWrongNode
