@@ -47,14 +47,10 @@ func BenchmarkReceiveKill(b *testing.B) {
 					b.Fatal(err)
 				}
 				var w []byte
-				size := 0
 				if useWire {
 					w = eventWire(frame)
-					size = len(w)
-				} else {
-					size = proto.Size(req.GetEvent())
 				}
-				if err := validateEvent(req.GetEvent(), size, h, now, time.Minute); err != nil {
+				if err := validateEvent(req.GetEvent(), eventSize(req.GetEvent(), w), h, now, time.Minute); err != nil {
 					b.Fatal(err)
 				}
 				if _, err := store.EncodeWire(req.GetEvent(), w, now); err != nil {
